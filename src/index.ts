@@ -1,0 +1,2 @@
+// moco-ts public API.
+export * as torch from './torch/index.js';

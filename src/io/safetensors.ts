@@ -1,0 +1,95 @@
+// The safetensors format: u64 little-endian header length, a JSON header (dtype, shape, data_offsets and an
+// optional __metadata__ of strings), padded with spaces to 8 bytes, then the tensors' bytes back to back.
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { native } from '../torch/native.js';
+import { Tensor } from '../torch/index.js';
+import { dtypeCode, elementSize, type DType } from '../torch/dtype.js';
+import { writeAll, writeFileAtomic } from './atomic.js';
+
+const TO_ST: Record<DType, string> = {
+  float32: 'F32', float64: 'F64', float16: 'F16', bfloat16: 'BF16', int64: 'I64', int32: 'I32', int16: 'I16', int8: 'I8', uint8: 'U8', bool: 'BOOL',
+};
+const FROM_ST = new Map<string, DType>(Object.entries(TO_ST).map(([k, v]) => [v, k as DType]));
+
+interface HeaderEntry {
+  dtype: string;
+  shape: number[];
+  data_offsets: [number, number];
+}
+
+export interface SafetensorsFile {
+  /** Tensors in file order. */
+  tensors: Map<string, Tensor>;
+  /** The header's __metadata__ (string values), empty when absent. */
+  metadata: Record<string, string>;
+}
+
+/** Writes tensors (CPU copies are taken of others) and string metadata atomically to `path`. */
+export function saveSafetensors(path: string, tensors: Map<string, Tensor> | Record<string, Tensor>, metadata: Record<string, string> = {}): void {
+  const entries = tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors);
+  const header: Record<string, HeaderEntry | Record<string, string>> = {};
+  if (Object.keys(metadata).length) header.__metadata__ = metadata;
+  let offset = 0;
+  for (const [name, t] of entries) {
+    const n = t.numel() * elementSize(t.dtype);
+    header[name] = { dtype: TO_ST[t.dtype], shape: t.shape, data_offsets: [offset, offset + n] };
+    offset += n;
+  }
+  let json = JSON.stringify(header);
+  json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
+  const hbuf = Buffer.from(json);
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(hbuf.length));
+  writeFileAtomic(path, (fd) => {
+    writeAll(fd, len);
+    writeAll(fd, hbuf);
+    for (const [, t] of entries) writeAll(fd, new Uint8Array(native.toBuffer(t.native)));
+  });
+}
+
+function readExact(fd: number, n: number, pos: number, path: string): Buffer {
+  const b = Buffer.allocUnsafe(n);
+  let got = 0;
+  while (got < n) {
+    const r = readSync(fd, b, got, n - got, pos + got);
+    if (r === 0) throw new Error(`${path}: file ends early (truncated safetensors file)`);
+    got += r;
+  }
+  return b;
+}
+
+/** Reads a safetensors file into CPU tensors. Each tensor is read on its own, so files of several GB work. */
+export function loadSafetensors(path: string): SafetensorsFile {
+  const fd = openSync(path, 'r');
+  try {
+    const size = fstatSync(fd).size;
+    if (size < 8) throw new Error(`${path}: not a safetensors file (${size} bytes)`);
+    const hlen = Number(readExact(fd, 8, 0, path).readBigUInt64LE());
+    if (hlen > size - 8 || hlen > 100_000_000) throw new Error(`${path}: not a safetensors file (header length ${hlen} exceeds the file)`);
+    let header: Record<string, unknown>;
+    try {
+      header = JSON.parse(readExact(fd, hlen, 8, path).toString('utf8')) as Record<string, unknown>;
+    } catch (e) {
+      throw new Error(`${path}: safetensors header is not valid JSON (${(e as Error).message})`);
+    }
+    const base = 8 + hlen;
+    const metadata = (header.__metadata__ ?? {}) as Record<string, string>;
+    const tensors = new Map<string, Tensor>();
+    for (const [name, v] of Object.entries(header)) {
+      if (name === '__metadata__') continue;
+      const e = v as HeaderEntry;
+      const dt = FROM_ST.get(e.dtype);
+      if (!dt) throw new Error(`${path}: tensor '${name}' has dtype ${e.dtype}; supported: ${[...FROM_ST.keys()].join(', ')}`);
+      const [b, en] = e.data_offsets;
+      const numel = e.shape.reduce((a, x) => a * x, 1);
+      if (en - b !== numel * elementSize(dt) || base + en > size) {
+        throw new Error(`${path}: tensor '${name}' offsets [${b}, ${en}] do not fit its shape [${e.shape}] ${e.dtype} or the file size`);
+      }
+      const bytes = readExact(fd, en - b, base + b, path);
+      tensors.set(name, new Tensor(native.fromBuffer(bytes, e.shape, dtypeCode(dt))));
+    }
+    return { tensors, metadata };
+  } finally {
+    closeSync(fd);
+  }
+}

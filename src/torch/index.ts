@@ -1,0 +1,9 @@
+// The TypeScript face of libtorch.
+export { Tensor, callOp, MemoryFormat, isDType, type Scalar, type TensorOrScalar, type Device, type ReduceOpts, type OpArg } from './tensor.js';
+export { type DType, isFloating, elementSize } from './dtype.js';
+export * from './creation.js';
+export * from './ops.js';
+export { noGrad, enableGrad, isGradEnabled, setGradEnabled } from './autograd.js';
+export { tidy, keep, dispose, memory, type Disposable } from './scope.js';
+export { manualSeed, getRngState, setRngState, setNumThreads, getNumThreads, defaultThreads, cuda, buildInfo, version } from './runtime.js';
+export * as F from './functional.js';

@@ -1,0 +1,63 @@
+// Loads the compiled addon and describes its surface. Only src/torch/ imports this file.
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** A libtorch tensor as the addon exposes it; wrapped by {@link Tensor} everywhere else. */
+export interface NativeTensor {
+  shape(): number[];
+  strides(): number[];
+  dtype(): number;
+  device(): string;
+  numel(): number;
+  dim(): number;
+  requiresGrad(): boolean;
+  isLeaf(): boolean;
+  gradFn(): string | null;
+  isContiguous(channelsLast?: boolean): boolean;
+  isDisposed(): boolean;
+  dispose(): void;
+  dataPtr(): bigint;
+}
+
+export type NativeArg = NativeTensor | number | bigint | boolean | string | null | undefined | NativeArg[];
+export type NativeResult = NativeTensor | number | boolean | string | null | NativeResult[];
+
+export interface NativeBinding {
+  Tensor: new () => NativeTensor;
+  call(name: string, overload: string, args: NativeArg[], kwargs?: Record<string, NativeArg>): NativeResult;
+  schema(name: string, overload: string): string;
+  fromBuffer(data: ArrayBufferView, shape: number[], dtype: number): NativeTensor;
+  toBuffer(t: NativeTensor): ArrayBuffer;
+  copyInto(t: NativeTensor, data: ArrayBufferView): void;
+  backward(t: NativeTensor, grad: NativeTensor | null, retainGraph: boolean, createGraph: boolean): void;
+  grad(t: NativeTensor): NativeTensor | null;
+  setGrad(t: NativeTensor, g: NativeTensor | null): void;
+  setRequiresGrad(t: NativeTensor, on: boolean): void;
+  setGradEnabled(on: boolean): boolean;
+  isGradEnabled(): boolean;
+  manualSeed(seed: number | bigint): void;
+  getRngState(): NativeTensor;
+  setRngState(state: NativeTensor): void;
+  setNumThreads(n: number): void;
+  getNumThreads(): number;
+  memory(): { tensors: number; bytes: number };
+  cudaIsAvailable(): boolean;
+  cudaDeviceCount(): number;
+  buildInfo(): { torch: string; config: string; parallel: string; cxx11Abi: boolean; cuda: boolean };
+}
+
+function findAddon(): string {
+  // dist/src/torch/native.js → package root is three levels up; src/torch/native.ts (ts-node) two.
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    const p = join(dir, 'build', 'Release', 'moco_native.node');
+    if (existsSync(p)) return p;
+    dir = dirname(dir);
+  }
+  throw new Error('moco-ts: the native addon build/Release/moco_native.node is missing; run `npm run build:native` (needs libtorch, see README)');
+}
+
+const require = createRequire(import.meta.url);
+export const native: NativeBinding = require(findAddon()) as NativeBinding;

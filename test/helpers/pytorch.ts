@@ -1,0 +1,75 @@
+// Runs a PyTorch snippet on tensors from the test and returns its tensors: the parity oracle.
+// Uses /usr/bin/python3 (Debian's python3-torch); the python3 first on PATH may lack torch.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import assert from 'node:assert/strict';
+import { Tensor, getNumThreads } from '../../src/torch/index.js';
+import { loadSafetensors, saveSafetensors } from '../../src/io/safetensors.js';
+
+export const PYTHON = process.env.MOCO_TEST_PYTHON ?? '/usr/bin/python3';
+
+export function repoRoot(): string {
+  let d = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(d, 'package.json'))) d = dirname(d);
+  return d;
+}
+
+export function tmpDir(prefix = 'moco-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/**
+ * Executes `code` in PyTorch with the inputs bound as globals (`I` holds them all too, with `torch`, `F`, `nn`
+ * in scope) and returns the tensors the code puts in the dict `O`.
+ */
+export function pytorch(code: string, inputs: Record<string, Tensor> = {}, opts: { timeoutMs?: number } = {}): Record<string, Tensor> {
+  const dir = tmpDir();
+  try {
+    saveSafetensors(join(dir, 'in.safetensors'), inputs);
+    const script = [
+      'import sys, math',
+      `sys.path.insert(0, ${JSON.stringify(join(repoRoot(), 'test', 'py'))})`,
+      'import torch, torch.nn as nn, torch.nn.functional as F',
+      `torch.set_num_threads(${getNumThreads()})`,
+      'from st import load, save',
+      'I, _meta = load(sys.argv[1])',
+      'globals().update(I)',
+      'O = {}',
+      code,
+      'save(O, sys.argv[2])',
+    ].join('\n');
+    writeFileSync(join(dir, 'run.py'), script);
+    execFileSync(PYTHON, [join(dir, 'run.py'), join(dir, 'in.safetensors'), join(dir, 'out.safetensors')], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: opts.timeoutMs ?? 300_000,
+    });
+    return Object.fromEntries(loadSafetensors(join(dir, 'out.safetensors')).tensors);
+  } catch (e) {
+    const err = e as { stderr?: Buffer; message: string };
+    throw new Error(`PyTorch oracle failed: ${err.stderr?.toString() ?? err.message}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Asserts same shape and |a−b| ≤ atol + rtol·|b| elementwise, naming the worst element. */
+export function assertClose(actual: Tensor, expected: Tensor, label: string, tol: { rtol?: number; atol?: number } = {}): void {
+  const rtol = tol.rtol ?? (actual.dtype === 'float64' ? 1e-10 : 1e-5);
+  const atol = tol.atol ?? (actual.dtype === 'float64' ? 1e-10 : 1e-6);
+  assert.deepEqual(actual.shape, expected.shape, `${label}: shape`);
+  const a = actual.toArray();
+  const b = expected.toArray();
+  let worst = -1;
+  let worstExcess = 0;
+  for (let i = 0; i < a.length; i++) {
+    const excess = Math.abs(a[i]! - b[i]!) - (atol + rtol * Math.abs(b[i]!));
+    if (excess > worstExcess || (Number.isNaN(a[i]!) !== Number.isNaN(b[i]!))) {
+      worstExcess = Number.isNaN(excess) ? Infinity : excess;
+      worst = i;
+    }
+  }
+  if (worst >= 0) assert.fail(`${label}: element ${worst} is ${a[worst]}, PyTorch gives ${b[worst]} (rtol ${rtol}, atol ${atol})`);
+}
