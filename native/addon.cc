@@ -11,6 +11,7 @@
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/function.h>
 #include <torch/version.h>
+#include <c10/core/CPUAllocator.h>
 #include <c10/util/Exception.h>
 
 #include <atomic>
@@ -49,6 +50,35 @@ int64_t tensor_bytes(const at::Tensor& t) {
   catch (const std::exception& e) {                                                             \
     throw Napi::Error::New(env, std::string(label) + ": " + e.what());                          \
   }
+
+// ---------------------------------------------------------------- CPU allocator
+// libtorch's default CPU allocator uses posix_memalign(64). A JS wrapper's small native objects live until V8
+// collects them, between tensors that dispose() already freed; glibc cannot fit an aligned request into such a
+// hole, so a loop of same-sized tensors keeps growing the heap until the next GC. Plain malloc with the
+// alignment done by hand gives every tensor of one size the same chunk size, so freed holes are reused.
+constexpr size_t kAlign = 64;
+
+// The malloc'd base pointer is stored just below the aligned data, so data and context are one pointer
+// (raw_allocate, used by oneDNN, requires that).
+void free_aligned(void* data) {
+  if (data != nullptr) std::free(static_cast<void**>(data)[-1]);
+}
+
+struct ReusingCPUAllocator final : at::Allocator {
+  at::DataPtr allocate(size_t n) const override {
+    void* base = std::malloc(n + kAlign);
+    if (base == nullptr) {
+      TORCH_CHECK(false, "DefaultCPUAllocator: not enough memory: you tried to allocate ", n, " bytes.");
+    }
+    // malloc gives 16-byte alignment, so at least 16 bytes lie between base and the next 64-byte boundary.
+    auto addr = reinterpret_cast<uintptr_t>(base) + sizeof(void*);
+    void* data = reinterpret_cast<void*>((addr + kAlign - 1) & ~static_cast<uintptr_t>(kAlign - 1));
+    static_cast<void**>(data)[-1] = base;
+    return {data, data, &free_aligned, at::Device(at::DeviceType::CPU)};
+  }
+  at::DeleterFnPtr raw_deleter() const override { return &free_aligned; }
+};
+ReusingCPUAllocator g_cpu_allocator;
 
 // ---------------------------------------------------------------- Tensor wrapper
 class Tensor : public Napi::ObjectWrap<Tensor> {
@@ -615,6 +645,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaIsAvailable", Napi::Function::New(env, CudaIsAvailable));
   exports.Set("cudaDeviceCount", Napi::Function::New(env, CudaDeviceCount));
   exports.Set("buildInfo", Napi::Function::New(env, BuildInfo));
+  static bool allocator_set = false;
+  if (!allocator_set) {
+    c10::SetCPUAllocator(&g_cpu_allocator, /*priority=*/10);
+    allocator_set = true;
+  }
   // libtorch's own default here is one thread; use every core unless the caller says otherwise.
   unsigned hc = std::thread::hardware_concurrency();
   if (hc > 0) at::set_num_threads(static_cast<int>(hc));
