@@ -1,0 +1,33 @@
+import type { Command } from 'commander';
+import { extname } from 'node:path';
+import { dispose } from '../../torch/index.js';
+import { describeImport, loadPretrained } from '../../io/pretrained.js';
+import { saveSafetensors } from '../../io/safetensors.js';
+import { saveTorch } from '../../io/torch-save.js';
+
+export function register(program: Command): void {
+  program
+    .command('convert')
+    .description('convert pre-trained ResNet weights (official MoCo .pth.tar, torchvision .pth, DataParallel) to torchvision names')
+    .argument('<in>', 'a .pth / .pth.tar / .safetensors file')
+    .argument('<out>', 'the output: .safetensors, or .pth for a torchvision state dict')
+    .option('--head', 'keep the projection head (fc or MLP) as fc.*', false)
+    .action((input: string, out: string, o: { head: boolean }) => {
+      const w = loadPretrained(input);
+      try {
+        console.error(describeImport(w));
+        const tensors = new Map(w.backbone);
+        if (o.head) for (const [k, t] of w.head) tensors.set(k, t);
+        if (extname(out) === '.pth' || extname(out) === '.pt') {
+          saveTorch(out, tensors);
+        } else {
+          const meta: Record<string, string> = { source: input, layout: w.layout, head: o.head ? w.headKind : 'none' };
+          for (const [k, v] of Object.entries(w.meta)) meta[k] = String(v);
+          saveSafetensors(out, tensors, meta);
+        }
+        console.error(`wrote ${tensors.size} tensors to ${out}`);
+      } finally {
+        dispose([...w.backbone.values(), ...w.head.values()]);
+      }
+    });
+}
