@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { unzipSync } from 'fflate';
 import { Tensor, tensor, type DType } from '../torch/index.js';
-import { op } from '../torch/tensor.js';
+import { MemoryFormat, op } from '../torch/tensor.js';
 import { elementSize } from '../torch/dtype.js';
 import { PickleError, PickleGlobal, PickleObject, unpickle, type PickleCallable, type PyDict, type PyValue } from './pickle.js';
 
@@ -82,8 +82,12 @@ function rebuildTensor(args: PyValue[]): PyValue {
   return new TensorRef(storage, offset, asInts(size ?? [], 'tensor size'), asInts(stride ?? [], 'tensor stride'));
 }
 
-/** The whitelist: each allowed global and what calling it builds. */
-function resolver(strict: boolean): (module: string, name: string) => PyValue | PickleCallable | undefined {
+/**
+ * The whitelist of globals a checkpoint may name, and what calling each builds; a resolver for
+ * {@link unpickle}. Names that can run code are refused; other unknown names become placeholders, or are
+ * refused when `strict`.
+ */
+export function checkpointGlobals(strict: boolean): (module: string, name: string) => PyValue | PickleCallable | undefined {
   return (module, name) => {
     const full = `${module}.${name}`;
     const top = module.split('.')[0]!;
@@ -215,8 +219,8 @@ function materialize(r: TensorRef): Tensor {
     throw new PickleError(`tensor of size [${r.size}] stride [${r.stride}] at offset ${r.offset} overruns its storage of ${total} elements`);
   }
   const view = op('aten::as_strided', '', [st, r.size, r.stride, r.offset]);
-  // A compact copy: views of a larger storage would otherwise keep all of it alive.
-  const out = view.clone();
+  // A compact row-major copy: views of a larger storage would otherwise keep all of it alive.
+  const out = op('aten::clone', '', [view, MemoryFormat.contiguous]);
   view.dispose();
   return out;
 }
@@ -297,16 +301,16 @@ function loadZip(data: Uint8Array, opts: TorchLoadOptions): PyValue {
   } catch (e) {
     throw new Error(`not a readable zip archive (${(e as Error).message})`);
   }
-  const pkl = Object.keys(files).find((n) => n === 'data.pkl' || /^[^/]+\/data\.pkl$/.test(n));
-  if (!pkl) {
-    if (Object.keys(files).some((n) => n.endsWith('constants.pkl'))) throw new Error('this is a TorchScript archive (torch.jit.save); save a state_dict with torch.save instead');
-    throw new Error('zip archive without data.pkl: not a torch.save file');
+  if (Object.keys(files).some((n) => n.endsWith('constants.pkl'))) {
+    throw new Error('this is a TorchScript archive (torch.jit.save); save a state_dict with torch.save instead');
   }
+  const pkl = Object.keys(files).find((n) => n === 'data.pkl' || /^[^/]+\/data\.pkl$/.test(n));
+  if (!pkl) throw new Error('zip archive without data.pkl: not a torch.save file');
   const prefix = pkl.slice(0, pkl.length - 'data.pkl'.length);
   const order = files[`${prefix}byteorder`];
   if (order && new TextDecoder().decode(order).trim() === 'big') throw new Error('big-endian checkpoints are not supported');
   const storages = new Map<string, StorageRef>();
-  const { value } = unpickle(files[pkl]!, { resolveGlobal: resolver(opts.strict ?? false), persistentLoad: storageLoader(storages), build });
+  const { value } = unpickle(files[pkl]!, { resolveGlobal: checkpointGlobals(opts.strict ?? false), persistentLoad: storageLoader(storages), build });
   for (const s of storages.values()) {
     const rec = files[`${prefix}data/${s.key}`];
     if (!rec) throw new Error(`storage record '${prefix}data/${s.key}' is missing from the archive`);
@@ -320,7 +324,7 @@ function loadLegacy(data: Uint8Array, opts: TorchLoadOptions): PyValue {
     if (data.length > 262 && new TextDecoder().decode(data.subarray(257, 262)) === 'ustar') throw new Error('the pre-0.4 tar checkpoint format is not supported');
     throw new Error('not a PyTorch checkpoint (neither a zip archive nor a pickle)');
   }
-  const plain = { resolveGlobal: resolver(true) };
+  const plain = { resolveGlobal: checkpointGlobals(true) };
   const magic = unpickle(data, plain, 0);
   if (magic.value !== LEGACY_MAGIC) throw new Error('pickle file is not a torch.save checkpoint (wrong magic number)');
   const proto = unpickle(data, plain, magic.end);
@@ -328,7 +332,7 @@ function loadLegacy(data: Uint8Array, opts: TorchLoadOptions): PyValue {
   const sys = unpickle(data, plain, proto.end);
   if (sys.value instanceof Map && sys.value.get('little_endian') === false) throw new Error('big-endian checkpoints are not supported');
   const storages = new Map<string, StorageRef>();
-  const obj = unpickle(data, { resolveGlobal: resolver(opts.strict ?? false), persistentLoad: storageLoader(storages), build }, sys.end);
+  const obj = unpickle(data, { resolveGlobal: checkpointGlobals(opts.strict ?? false), persistentLoad: storageLoader(storages), build }, sys.end);
   const keys = unpickle(data, plain, obj.end);
   if (!Array.isArray(keys.value)) throw new Error('legacy checkpoint: storage key list missing');
   let p = keys.end;
