@@ -1,0 +1,193 @@
+// Batched image operations with per-sample parameters, on float N×3×H×W tensors in [0, 1] — torchvision's
+// tensor definitions (transforms.functional), computed for a whole batch at once.
+import { F, tensor, tidy, where, type Tensor } from '../torch/index.js';
+import { op } from '../torch/tensor.js';
+import type { Box } from './decode.js';
+
+/** ITU-R 601-2 luma weights as torchvision's rgb_to_grayscale (tensor path). */
+const LUMA = [0.2989, 0.587, 0.114] as const;
+
+function perSample(values: ArrayLike<number>, device: string): Tensor {
+  return tidy(() => {
+    const t = tensor(Float32Array.from(values), { shape: [values.length, 1, 1, 1] });
+    return device === 'cpu' ? t : t.to(device);
+  });
+}
+
+/** Luma of each pixel, N×1×H×W (weighted channel sum: a 1×1 convolution is ~10× slower on CPU here). */
+export function rgbToGray(x: Tensor): Tensor {
+  return tidy(() => x.select(1, 0).mul(LUMA[0]).add_(x.select(1, 1), LUMA[1]).add_(x.select(1, 2), LUMA[2]).unsqueeze(1));
+}
+
+/** In place: x ← clamp(ratio·x + (1−ratio)·other, 0, 1) (torchvision's _blend). */
+function blend_(x: Tensor, other: Tensor, ratio: Tensor): Tensor {
+  tidy(() => x.mul_(ratio).add_(other.mul(ratio.neg().add(1))).clamp_(0, 1));
+  return x;
+}
+
+/** In place: adjust_brightness with a factor per sample. */
+export function brightness_(x: Tensor, factors: ArrayLike<number>): Tensor {
+  tidy(() => x.mul_(perSample(factors, x.device)).clamp_(0, 1));
+  return x;
+}
+
+/** In place: adjust_contrast, blending with the mean of the sample's grayscale. */
+export function contrast_(x: Tensor, factors: ArrayLike<number>): Tensor {
+  tidy(() => blend_(x, rgbToGray(x).mean({ dim: [1, 2, 3], keepdim: true }), perSample(factors, x.device)));
+  return x;
+}
+
+/** In place: adjust_saturation, blending with the grayscale image. */
+export function saturation_(x: Tensor, factors: ArrayLike<number>): Tensor {
+  tidy(() => blend_(x, rgbToGray(x), perSample(factors, x.device)));
+  return x;
+}
+
+/** adjust_brightness with a factor per sample (≥ 0); a new tensor. */
+export function adjustBrightness(x: Tensor, factors: ArrayLike<number>): Tensor { return brightness_(x.clone(), factors); }
+/** adjust_contrast with a factor per sample; a new tensor. */
+export function adjustContrast(x: Tensor, factors: ArrayLike<number>): Tensor { return contrast_(x.clone(), factors); }
+/** adjust_saturation with a factor per sample; a new tensor. */
+export function adjustSaturation(x: Tensor, factors: ArrayLike<number>): Tensor { return saturation_(x.clone(), factors); }
+
+/**
+ * adjust_hue: rotate the hue in HSV by a per-sample factor in [−0.5, 0.5], as torchvision's _rgb2hsv/_hsv2rgb.
+ * Value (max) and chroma (max − min) are invariant under a hue rotation, so only the hue is computed; the
+ * output uses the closed form c = v − chroma·clamp(min(k, 4 − k), 0, 1), k = (n + 6h) mod 6, n = 5, 3, 1 for
+ * R, G, B — the same values as torchvision's sector table, without int64 gathers.
+ */
+export function adjustHue(x: Tensor, factors: ArrayLike<number>): Tensor {
+  return tidy(() => {
+    const r = x.select(1, 0), g = x.select(1, 1), b = x.select(1, 2);
+    const maxc = op('aten::amax', '', [x, [1], true]);
+    const minc = op('aten::amin', '', [x, [1], true]);
+    const cr = maxc.sub(minc);
+    const crDiv = cr.clampMin(1e-30); // where max = min the numerator is 0 too, so the hue is 0 as torchvision's
+    const m = maxc.squeeze(1);
+    const isR = m.eq(r);
+    const isG = m.eq(g).logicalAnd(isR.logicalNot());
+    const c2 = cr.squeeze(1);
+    // torchvision: hr = bc − gc = (g − b)/cr, hg = 2 + rc − bc = 2 + (b − r)/cr, hb = 4 + gc − rc = 4 + (r − g)/cr.
+    const num = where(isR, g.sub(b), where(isG, b.sub(r).add_(c2, 2), r.sub(g).add_(c2, 4)));
+    const h = num.div_(crDiv.squeeze(1)).div_(6).add_(1).remainder(1);
+    const h6 = h.add_(perSample(factors, x.device).squeeze(1)).remainder(1).mul_(6).unsqueeze(1); // N×1×H×W
+    let off = tensor(Float32Array.from([5, 3, 1]), { shape: [1, 3, 1, 1] });
+    if (x.device !== 'cpu') off = off.to(x.device);
+    const k = h6.add(off).remainder(6);
+    const w = op('aten::minimum', '', [k, k.neg().add_(4)]).clamp_(0, 1);
+    return maxc.sub(w.mul_(cr)).clamp_(0, 1);
+  });
+}
+
+/** In place: every channel ← the luma (RandomGrayscale with 3 output channels). */
+export function grayscale_(x: Tensor): Tensor {
+  tidy(() => x.copy_(rgbToGray(x).expandAs(x)));
+  return x;
+}
+
+/** Grayscale replicated to 3 channels; a new tensor. */
+export function grayscale3(x: Tensor): Tensor { return tidy(() => rgbToGray(x).expandAs(x).contiguous()); }
+
+/**
+ * Gaussian kernel size for σ (pixels): 2·⌈3σ⌉+1, covering ±3σ, capped so that reflect padding fits the image
+ * (≤ 2·min(H, W) − 1). torchvision takes the size as an argument; aug+ only fixes σ ∈ [0.1, 2].
+ */
+export function blurKernelSize(sigma: number, height = Infinity, width = Infinity): number {
+  const k = 2 * Math.ceil(3 * sigma) + 1;
+  const cap = 2 * Math.min(height, width) - 1;
+  return Math.max(1, Math.min(k, cap % 2 === 1 ? cap : cap - 1));
+}
+
+/** torchvision's _get_gaussian_kernel1d. */
+export function gaussianKernel1d(size: number, sigma: number): Float32Array {
+  const half = (size - 1) * 0.5;
+  const k = new Float32Array(size);
+  let s = 0;
+  for (let i = 0; i < size; i++) {
+    const x = size === 1 ? 0 : -half + (2 * half * i) / (size - 1);
+    k[i] = Math.exp(-0.5 * (x / sigma) ** 2);
+    s += k[i]!;
+  }
+  for (let i = 0; i < size; i++) k[i]! /= s;
+  return k;
+}
+
+/**
+ * Separable Gaussian blur with σ per sample (pixels), reflect padding, kernel size {@link blurKernelSize} or
+ * `kernelSizes` per sample. All samples run through one depthwise convolution of the largest size (smaller
+ * kernels zero-padded, which leaves their result unchanged).
+ */
+export function gaussianBlur(x: Tensor, sigmas: ArrayLike<number>, kernelSizes?: ArrayLike<number>): Tensor {
+  return tidy(() => {
+    const [n, c, h, w] = x.shape as [number, number, number, number];
+    const sizes = Array.from({ length: n }, (_, i) => kernelSizes ? kernelSizes[i]! : blurKernelSize(sigmas[i]!, h, w));
+    const K = Math.max(...sizes);
+    if (K <= 1) return x.clone();
+    const half = (K - 1) / 2;
+    const kbuf = new Float32Array(n * c * K);
+    for (let i = 0; i < n; i++) {
+      const k = gaussianKernel1d(sizes[i]!, sigmas[i]!);
+      const off = (K - sizes[i]!) / 2;
+      for (let ch = 0; ch < c; ch++) kbuf.set(k, (i * c + ch) * K + off);
+    }
+    let kt = tensor(kbuf, { shape: [n * c, 1, 1, K] });
+    if (x.device !== 'cpu') kt = kt.to(x.device);
+    const padded = F.pad(x, [half, half, half, half], 'reflect').reshape(1, n * c, h + 2 * half, w + 2 * half);
+    const horiz = F.conv2d(padded, kt, null, { groups: n * c });
+    const vert = F.conv2d(horiz, kt.view(n * c, 1, K, 1), null, { groups: n * c });
+    return vert.view(n, c, h, w);
+  });
+}
+
+/** In place: (x − mean) / std per channel. */
+export function normalize_(x: Tensor, mean: readonly number[], std: readonly number[]): Tensor {
+  tidy(() => {
+    let m = tensor(Float32Array.from(mean), { shape: [1, 3, 1, 1] });
+    let s = tensor(Float32Array.from(std), { shape: [1, 3, 1, 1] });
+    if (x.device !== 'cpu') { m = m.to(x.device); s = s.to(x.device); }
+    x.sub_(m).div_(s);
+  });
+  return x;
+}
+
+/** (x − mean) / std per channel; a new tensor. */
+export function normalize(x: Tensor, mean: readonly number[], std: readonly number[]): Tensor { return normalize_(x.clone(), mean, std); }
+
+/**
+ * Crops `boxes[i]` of `images[src[i]]` and resizes each to size×size with bilinear interpolation — torchvision's
+ * resized_crop (crop, then interpolate with align_corners=False, no antialias) for the whole batch in one
+ * grid_sample: sample coordinates are computed as interpolate does (half-pixel centres, clamped to the crop
+ * box) and addressed with align_corners=True. `flips[i]` mirrors the output horizontally for free.
+ * `images`: M×3×H×W (uint8 or float); returns float32 N×3×size×size in the input's range.
+ */
+export function resizedCrop(images: Tensor, src: ArrayLike<number>, boxes: readonly Box[], size: number | [number, number], flips?: ArrayLike<boolean>): Tensor {
+  return tidy(() => {
+    const [oh, ow] = typeof size === 'number' ? [size, size] : size;
+    const [, , H, W] = images.shape as [number, number, number, number];
+    const n = boxes.length;
+    const gx = new Float32Array(n * ow);
+    const gy = new Float32Array(n * oh);
+    const coords = (out: Float32Array, off: number, start: number, len: number, outLen: number, full: number, flip: boolean): void => {
+      const scale = len / outLen;
+      for (let o = 0; o < outLen; o++) {
+        let s = scale * (o + 0.5) - 0.5;
+        s = s < 0 ? 0 : s > len - 1 ? len - 1 : s;
+        const g = full > 1 ? (2 * (start + s)) / (full - 1) - 1 : 0;
+        out[off + (flip ? outLen - 1 - o : o)] = g;
+      }
+    };
+    for (let i = 0; i < n; i++) {
+      const b = boxes[i]!;
+      coords(gx, i * ow, b.left, b.width, ow, W, flips ? !!flips[i] : false);
+      coords(gy, i * oh, b.top, b.height, oh, H, false);
+    }
+    let tx = tensor(gx, { shape: [n, 1, ow, 1] }).expand(n, oh, ow, 1);
+    let ty = tensor(gy, { shape: [n, oh, 1, 1] }).expand(n, oh, ow, 1);
+    if (images.device !== 'cpu') { tx = tx.to(images.device); ty = ty.to(images.device); }
+    const grid = op('aten::cat', '', [[tx, ty], 3]);
+    const idx = tensor(Int32Array.from(src), { dtype: 'int32' }).long();
+    let inp = images.indexSelect(0, images.device === 'cpu' ? idx : idx.to(images.device));
+    if (inp.dtype !== 'float32') inp = inp.float();
+    return F.gridSample(inp, grid, { mode: 'bilinear', paddingMode: 'border', alignCorners: true });
+  });
+}

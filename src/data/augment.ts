@@ -1,0 +1,345 @@
+// Batched augmentation pipelines (MoCo v2 aug+, v1, the CIFAR demo, eval, linear-classification training) with
+// per-sample random parameters from the run's seeded Rng.
+import sharp from 'sharp';
+import { empty, getNumThreads, setNumThreads, tensor, tidy, type Tensor } from '../torch/index.js';
+import { op } from '../torch/tensor.js';
+import { adjustHue, brightness_, contrast_, gaussianBlur, grayscale_, normalize_, resizedCrop, saturation_ } from './augment-ops.js';
+import { centerCropBox, sampleCropBox, sampleJitter, type JitterParams, type JitterSpec } from './augment-params.js';
+import { decodeImage, imageSize, skipLog, type Box, type DecodedImage, type SkipLog } from './decode.js';
+import type { Rng } from './rng.js';
+
+export type { JitterSpec, JitterParams } from './augment-params.js';
+
+/** A photometric stage; stages run in the order listed. Flip is folded into the crop (every stage commutes with it). */
+export type Stage = 'jitter' | 'gray' | 'blur';
+
+/** A complete augmentation: geometry, colour, blur, flip, normalisation. */
+export interface AugmentSpec {
+  /** Output side in pixels. */
+  size: number;
+  /** RandomResizedCrop (scale: fraction of the area, ratio: w/h range); null: deterministic resize/center crop. */
+  crop: { scale: [number, number]; ratio: [number, number] } | null;
+  /** Without crop: Resize(shorter side → resize) then CenterCrop(size); null: stretch to size×size if needed. */
+  resize: number | null;
+  /** ColorJitter ranges and its probability; null: none. */
+  jitter: JitterSpec | null;
+  /** RandomGrayscale probability (0: never). */
+  grayscale: number;
+  /** Gaussian blur with σ ~ U[sigma] pixels, applied with probability p; null: none. */
+  blur: { p: number; sigma: [number, number] } | null;
+  /** Horizontal flip probability. */
+  flip: number;
+  /** Order of the photometric stages. */
+  order: Stage[];
+  /** Per-channel mean and std of the normalisation (of [0, 1] pixels). */
+  mean: [number, number, number];
+  std: [number, number, number];
+}
+
+export const IMAGENET_MEAN: [number, number, number] = [0.485, 0.456, 0.406];
+export const IMAGENET_STD: [number, number, number] = [0.229, 0.224, 0.225];
+export const CIFAR_MEAN: [number, number, number] = [0.4914, 0.4822, 0.4465];
+export const CIFAR_STD: [number, number, number] = [0.2023, 0.1994, 0.201];
+
+export type PresetName = 'mocov2' | 'mocov1' | 'cifar' | 'eval' | 'cifar-eval' | 'lincls-train';
+export const PRESET_NAMES: readonly PresetName[] = ['mocov2', 'mocov1', 'cifar', 'eval', 'cifar-eval', 'lincls-train'];
+
+export interface PresetOpts {
+  /** Output side; default 224 (32 for `cifar`, `cifar-eval`). */
+  size?: number;
+  mean?: [number, number, number];
+  std?: [number, number, number];
+}
+
+const RATIO: [number, number] = [3 / 4, 4 / 3];
+
+/**
+ * Named pipelines:
+ * - `mocov2` (aug+): RandomResizedCrop(224, scale 0.2–1), ColorJitter(0.4, 0.4, 0.4, 0.1) p 0.8, grayscale p 0.2,
+ *   blur σ ∈ [0.1, 2] p 0.5, flip, ImageNet mean/std;
+ * - `mocov1`: RandomResizedCrop(224, 0.2–1), grayscale p 0.2, ColorJitter(0.4, 0.4, 0.4, 0.4), flip;
+ * - `cifar` (colab demo): RandomResizedCrop(32, 0.08–1), ColorJitter(0.4, 0.4, 0.4, 0.1) p 0.8, grayscale p 0.2,
+ *   flip, CIFAR mean/std;
+ * - `eval`: Resize(256)+CenterCrop(224) (scaled with size), ImageNet mean/std;
+ * - `cifar-eval`: no geometry (32×32 as is), CIFAR mean/std;
+ * - `lincls-train`: RandomResizedCrop(224, 0.08–1), flip, ImageNet mean/std.
+ */
+export function preset(name: PresetName, o: PresetOpts = {}): AugmentSpec {
+  const small = name === 'cifar' || name === 'cifar-eval';
+  const size = o.size ?? (small ? 32 : 224);
+  const mean = o.mean ?? (small ? CIFAR_MEAN : IMAGENET_MEAN);
+  const std = o.std ?? (small ? CIFAR_STD : IMAGENET_STD);
+  const base = { size, mean, std, resize: null, jitter: null, grayscale: 0, blur: null, flip: 0, order: [] as Stage[] };
+  switch (name) {
+    case 'mocov2':
+      return { ...base, crop: { scale: [0.2, 1], ratio: RATIO }, jitter: { brightness: 0.4, contrast: 0.4, saturation: 0.4, hue: 0.1, p: 0.8 }, grayscale: 0.2, blur: { p: 0.5, sigma: [0.1, 2] }, flip: 0.5, order: ['jitter', 'gray', 'blur'] };
+    case 'mocov1':
+      return { ...base, crop: { scale: [0.2, 1], ratio: RATIO }, jitter: { brightness: 0.4, contrast: 0.4, saturation: 0.4, hue: 0.4, p: 1 }, grayscale: 0.2, flip: 0.5, order: ['gray', 'jitter'] };
+    case 'cifar':
+      return { ...base, crop: { scale: [0.08, 1], ratio: RATIO }, jitter: { brightness: 0.4, contrast: 0.4, saturation: 0.4, hue: 0.1, p: 0.8 }, grayscale: 0.2, flip: 0.5, order: ['jitter', 'gray'] };
+    case 'eval':
+      return { ...base, crop: null, resize: Math.round((size * 256) / 224) };
+    case 'cifar-eval':
+      return { ...base, crop: null };
+    case 'lincls-train':
+      return { ...base, crop: { scale: [0.08, 1], ratio: RATIO }, flip: 0.5 };
+    default:
+      throw new Error(`unknown augmentation preset '${String(name)}'; valid: ${PRESET_NAMES.join(', ')}`);
+  }
+}
+
+export function isPresetName(s: string): s is PresetName { return (PRESET_NAMES as readonly string[]).includes(s); }
+
+/** One view's random parameters. */
+export interface ViewParams {
+  /** Source region (pixels of the source image). */
+  box: Box;
+  flip: boolean;
+  /** null when the jitter is not applied to this view. */
+  jitter: JitterParams | null;
+  gray: boolean;
+  /** Blur σ in output pixels; 0: no blur. */
+  sigma: number;
+}
+
+/** Draws one view's parameters for a width×height source, in a fixed order (crop, flip, jitter, gray, blur). */
+export function drawViewParams(spec: AugmentSpec, rng: Rng, width: number, height: number): ViewParams {
+  let box: Box;
+  if (spec.crop) box = sampleCropBox(rng, width, height, spec.crop.scale, spec.crop.ratio);
+  else if (spec.resize) box = centerCropBox(width, height, spec.resize, spec.size);
+  else box = { left: 0, top: 0, width, height };
+  const flip = spec.flip > 0 && rng.bernoulli(spec.flip);
+  const jitter = spec.jitter && rng.bernoulli(spec.jitter.p ?? 1) ? sampleJitter(rng, spec.jitter) : null;
+  const gray = spec.grayscale > 0 && rng.bernoulli(spec.grayscale);
+  const sigma = spec.blur && rng.bernoulli(spec.blur.p) ? rng.uniform(spec.blur.sigma[0], spec.blur.sigma[1]) : 0;
+  return { box, flip, jitter, gray, sigma };
+}
+
+/** Applies `fn` (which may work in place and returns the result) to the samples of x at `pos`, in place. */
+function onSubset(x: Tensor, pos: number[], fn: (sub: Tensor) => Tensor): void {
+  if (!pos.length) return;
+  tidy(() => {
+    if (pos.length === x.shape[0]) {
+      const r = fn(x);
+      if (r !== x) x.copy_(r);
+      return;
+    }
+    const t = tensorLong(Int32Array.from(pos));
+    const idx = x.device === 'cpu' ? t : t.to(x.device);
+    op('aten::index_copy_', '', [x, 0, idx, fn(x.indexSelect(0, idx))]);
+  });
+}
+
+function tensorLong(a: Int32Array): Tensor { return tidy(() => tensor(a, { dtype: 'int32' }).long()); }
+
+const JITTER_OPS = [brightness_, contrast_, saturation_, adjustHue];
+
+/**
+ * The photometric stages and normalisation, in place on a float N×3×S×S batch in [0, 1]; returns it.
+ * ColorJitter's per-sample random order is batched: at each of its four steps, the samples whose op at that
+ * step is brightness (contrast, …) go through that op together.
+ */
+export function photometric_(x: Tensor, params: readonly ViewParams[], spec: AugmentSpec): Tensor {
+  for (const stage of spec.order) {
+    if (stage === 'jitter') {
+      for (let step = 0; step < 4; step++) {
+        for (let opId = 0; opId < 4; opId++) {
+          const pos: number[] = [];
+          const fac: number[] = [];
+          params.forEach((p, i) => {
+            const j = p.jitter;
+            if (!j || j.order[step] !== opId) return;
+            const f = opId === 0 ? j.brightness : opId === 1 ? j.contrast : opId === 2 ? j.saturation : j.hue;
+            if (opId === 3 ? f === 0 : f === 1) return; // identity
+            pos.push(i);
+            fac.push(f);
+          });
+          onSubset(x, pos, (sub) => JITTER_OPS[opId]!(sub, fac));
+        }
+      }
+    } else if (stage === 'gray') {
+      onSubset(x, params.flatMap((p, i) => (p.gray ? [i] : [])), grayscale_);
+    } else {
+      const pos = params.flatMap((p, i) => (p.sigma > 0 ? [i] : []));
+      const sig = pos.map((i) => params[i]!.sigma);
+      onSubset(x, pos, (sub) => gaussianBlur(sub, sig));
+    }
+  }
+  return normalize_(x, spec.mean, spec.std);
+}
+
+/**
+ * Views are processed in chunks of about this many bytes of float32 pixels: small enough to stay in cache
+ * between the ~30 elementwise passes (measured ~10× faster per view than whole 224-px batches, whose every
+ * intermediate is a fresh page-faulted allocation).
+ */
+const CHUNK_BYTES = 2 << 20;
+
+function chunkViews(S: number): number { return Math.max(1, Math.floor(CHUNK_BYTES / (12 * S * S))); }
+
+/** Images of about this many pixels or fewer are decoded once and cropped in memory for every view. */
+const DECODE_ONCE_PIXELS = 1 << 21;
+
+/**
+ * An augmentation pipeline. Samples come from an in-memory uint8 tensor (geometry by one batched grid_sample)
+ * or from files (crop, resize and flip done by sharp while decoding, in its threads); colour and blur are
+ * batched on tensors either way.
+ */
+export class Augmentation {
+  readonly spec: AugmentSpec;
+  /** libtorch intra-op threads while augmenting (restored after); null leaves the setting alone. */
+  readonly threads: number | null;
+  /**
+   * `threads` defaults to 1: augmentation runs on cache-sized chunks where a second OpenMP thread costs more
+   * than it gains, and on a busy 2-core machine each op waited milliseconds for it (measured 10–100× slower).
+   */
+  constructor(spec: AugmentSpec | PresetName, o: PresetOpts & { threads?: number | null } = {}) {
+    this.spec = typeof spec === 'string' ? preset(spec, o) : spec;
+    this.threads = o.threads === undefined ? 1 : o.threads;
+  }
+
+  private withThreads<T>(fn: () => T): T {
+    if (this.threads === null) return fn();
+    const before = getNumThreads();
+    if (before === this.threads) return fn();
+    setNumThreads(this.threads);
+    try { return fn(); } finally { setNumThreads(before); }
+  }
+
+  /**
+   * `views` independently augmented views of images[indices] (N×3×H×W uint8): float32 N×3×S×S each,
+   * normalised. Parameters come from `rng` (view-major: all of view 0, then view 1).
+   */
+  fromMemory(images: Tensor, indices: ArrayLike<number>, rng: Rng, views = 1): Tensor[] {
+    const [, , H, W] = images.shape as [number, number, number, number];
+    const n = indices.length;
+    const params: ViewParams[] = [];
+    const src: number[] = [];
+    for (let v = 0; v < views; v++) {
+      for (let i = 0; i < n; i++) { params.push(drawViewParams(this.spec, rng, W, H)); src.push(indices[i]!); }
+    }
+    const S = this.spec.size;
+    const identity = !this.spec.crop && H === S && W === S;
+    const total = views * n;
+    const step = chunkViews(S);
+    return this.withThreads(() => tidy(() => {
+      const out = empty([total, 3, S, S], { device: images.device });
+      for (let s0 = 0; s0 < total; s0 += step) {
+        const len = Math.min(step, total - s0);
+        tidy(() => {
+          const ps = params.slice(s0, s0 + len);
+          const ss = src.slice(s0, s0 + len);
+          let x: Tensor;
+          if (identity) {
+            const t = tensorLong(Int32Array.from(ss));
+            x = images.indexSelect(0, images.device === 'cpu' ? t : t.to(images.device)).float().div_(255);
+            const fl = ps.flatMap((p, i) => (p.flip ? [i] : []));
+            onSubset(x, fl, (sub) => sub.flip(3));
+          } else {
+            x = resizedCrop(images, ss, ps.map((p) => p.box), S, ps.map((p) => p.flip)).div_(255);
+          }
+          out.narrow(0, s0, len).copy_(photometric_(x, ps, this.spec));
+        });
+      }
+      return out.chunk(views, 0);
+    }));
+  }
+
+  /**
+   * Views of image files: headers are read first so that parameters are drawn in a fixed order, then each
+   * view is decoded with its crop+resize+flip by sharp. A file that cannot be read is reported once to `log`
+   * and replaced by `substitute(position)` (another dataset index; its path from `pathOf`).
+   * Returns the views and the dataset indices actually used.
+   */
+  async fromFiles(pathOf: (index: number) => string, indices: ArrayLike<number>, rng: Rng, views = 1,
+    o: { substitute?: (index: number) => number; log?: SkipLog } = {}): Promise<{ views: Tensor[]; used: Int32Array }> {
+    const log = o.log ?? skipLog;
+    const n = indices.length;
+    const used = Int32Array.from(indices as ArrayLike<number>);
+    const sizes: { width: number; height: number }[] = new Array(n);
+    await Promise.all(Array.from({ length: n }, async (_, i) => {
+      for (let tries = 0; ; tries++) {
+        const p = pathOf(used[i]!);
+        try {
+          if (log.has(p)) throw new Error(log.list.find((s) => s.path === p)?.reason ?? 'unreadable');
+          sizes[i] = await imageSize(p);
+          return;
+        } catch (e) {
+          log.report(p, e instanceof Error ? e.message.split('\n')[0]! : String(e));
+          if (!o.substitute || tries >= 100) throw new Error(`cannot read ${p} and no replacement found`);
+          used[i] = o.substitute(used[i]!);
+        }
+      }
+    }));
+    const S = this.spec.size;
+    const params: ViewParams[][] = Array.from({ length: n }, () => []);
+    for (let v = 0; v < views; v++) for (let i = 0; i < n; i++) params[i]!.push(drawViewParams(this.spec, rng, sizes[i]!.width, sizes[i]!.height));
+    const per = S * S * 3;
+    const buf = new Uint8Array(views * n * per);
+    await Promise.all(Array.from({ length: n }, async (_, i) => {
+      const p = pathOf(used[i]!);
+      const ps = params[i]!;
+      const put = (v: number, img: DecodedImage): void => buf.set(img.data, (v * n + i) * per);
+      try {
+        const { width, height } = sizes[i]!;
+        if (views > 1 && width * height <= DECODE_ONCE_PIXELS) {
+          const full = await decodeImage(p);
+          await Promise.all(ps.map(async (vp, v) => put(v, await cropRaw(full, vp, S))));
+        } else {
+          await Promise.all(ps.map(async (vp, v) => put(v, await decodeImage(p, viewDecodeOpts(vp, S, width, height)))));
+        }
+      } catch (e) {
+        // Header fine but pixels broken (truncated file): report, and leave a mid-gray image this once.
+        log.report(p, e instanceof Error ? e.message.split('\n')[0]! : String(e));
+        for (let v = 0; v < views; v++) buf.fill(128, (v * n + i) * per, (v * n + i + 1) * per);
+      }
+    }));
+    const ordered: ViewParams[] = [];
+    for (let v = 0; v < views; v++) for (let i = 0; i < n; i++) ordered.push(params[i]![v]!);
+    const total = views * n;
+    const step = chunkViews(S);
+    const out = this.withThreads(() => tidy(() => {
+      const res = empty([total, 3, S, S]);
+      for (let s0 = 0; s0 < total; s0 += step) {
+        const len = Math.min(step, total - s0);
+        tidy(() => {
+          const x = tensor(buf.subarray(s0 * per, (s0 + len) * per), { shape: [len, S, S, 3], dtype: 'uint8' })
+            .permute(0, 3, 1, 2).float().div_(255).contiguous();
+          res.narrow(0, s0, len).copy_(photometric_(x, ordered.slice(s0, s0 + len), this.spec));
+        });
+      }
+      return res.chunk(views, 0);
+    }));
+    return { views: out, used };
+  }
+}
+
+function intBox(b: Box, width: number, height: number): Box {
+  const left = Math.max(0, Math.min(width - 1, Math.round(b.left)));
+  const top = Math.max(0, Math.min(height - 1, Math.round(b.top)));
+  return { left, top, width: Math.max(1, Math.min(width - left, Math.round(b.width))), height: Math.max(1, Math.min(height - top, Math.round(b.height))) };
+}
+
+function viewDecodeOpts(vp: ViewParams, S: number, width: number, height: number): { crop: Box; resize: { width: number; height: number }; flip: boolean } {
+  return { crop: intBox(vp.box, width, height), resize: { width: S, height: S }, flip: vp.flip };
+}
+
+async function cropRaw(full: DecodedImage, vp: ViewParams, S: number): Promise<DecodedImage> {
+  const box = intBox(vp.box, full.width, full.height);
+  let p = sharp(full.data, { raw: { width: full.width, height: full.height, channels: 3 } }).extract(box).resize(S, S, { fit: 'fill', kernel: 'linear' });
+  if (vp.flip) p = p.flop();
+  const { data, info } = await p.raw().toBuffer({ resolveWithObject: true });
+  return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height };
+}
+
+/** Query and key views of the same images, independently augmented (MoCo's TwoCropsTransform). */
+export class TwoCrops {
+  readonly aug: Augmentation;
+  constructor(aug: Augmentation | AugmentSpec | PresetName) {
+    this.aug = aug instanceof Augmentation ? aug : new Augmentation(aug);
+  }
+  /** [q, k] of images[indices]. */
+  fromMemory(images: Tensor, indices: ArrayLike<number>, rng: Rng): [Tensor, Tensor] {
+    return this.aug.fromMemory(images, indices, rng, 2) as [Tensor, Tensor];
+  }
+}

@@ -1,0 +1,155 @@
+// The dataset contract the loader consumes, and its two implementations: samples held as one uint8 tensor in
+// memory, or as image files decoded per batch.
+import { imageSize, decodeAllCached, skipLog, type SkipLog } from '../decode.js';
+import { keep, tensor, tidy, type Tensor } from '../../torch/index.js';
+
+/** Where a prepared dataset's pixels come from. */
+export type ImageSource =
+  /** N×3×H×W uint8, all images one size (CIFAR, synthetic, small folders). */
+  | { kind: 'memory'; images: Tensor }
+  /** One file a sample, decoded (with crop+resize) when its batch is built. */
+  | { kind: 'files'; paths: readonly string[] };
+
+export interface PrepareOpts {
+  /**
+   * Decode a file dataset once into memory when its pixels fit in this many bytes and its images share one size
+   * (checked on up to 64 headers). Default 2 GiB; 0 keeps files on disk.
+   */
+  memoryBudget?: number;
+  /** Cache the decoded tensor on disk (see decodeAllCached). Default true. */
+  cache?: boolean;
+  /** Where unreadable files are reported. Default: the process-wide skip log. */
+  log?: SkipLog;
+}
+
+/**
+ * A labelled or unlabelled image dataset. `length`, `labels` and the source are final once {@link prepare} has
+ * resolved (decoding may leave unreadable files out).
+ */
+export interface ImageDataset {
+  /** Number of samples. */
+  readonly length: number;
+  /** Class names, index = label; null when unlabelled. */
+  readonly classes: readonly string[] | null;
+  /** Class index of each sample; null when unlabelled. */
+  readonly labels: Int32Array | null;
+  /** One line for logs, e.g. `ImageFolder(/data/train): 50000 images, 10 classes`. */
+  readonly description: string;
+  /** Makes the pixels available (may decode into memory). Idempotent. */
+  prepare(o?: PrepareOpts): Promise<ImageSource>;
+  /** The samples at `indices`, in that order (for subsets and splits). */
+  select(indices: ArrayLike<number>): ImageDataset;
+  /** Frees in-memory pixels. */
+  dispose(): void;
+}
+
+function pickLabels(labels: Int32Array | null, idx: ArrayLike<number>): Int32Array | null {
+  if (!labels) return null;
+  const out = new Int32Array(idx.length);
+  for (let i = 0; i < idx.length; i++) out[i] = labels[idx[i]!]!;
+  return out;
+}
+
+function checkIndices(idx: ArrayLike<number>, n: number): void {
+  for (let i = 0; i < idx.length; i++) {
+    const v = idx[i]!;
+    if (!Number.isInteger(v) || v < 0 || v >= n) throw new RangeError(`select: index ${v} out of range for ${n} samples`);
+  }
+}
+
+/** Samples held in memory as one N×3×H×W uint8 tensor (owned: disposed with the dataset). */
+export class MemoryDataset implements ImageDataset {
+  readonly images: Tensor;
+  readonly labels: Int32Array | null;
+  readonly classes: readonly string[] | null;
+  readonly name: string;
+
+  constructor(images: Tensor, labels: Int32Array | null, classes: readonly string[] | null, name = 'MemoryDataset') {
+    const s = images.shape;
+    if (s.length !== 4 || s[1] !== 3 || images.dtype !== 'uint8') throw new Error(`${name}: images must be N×3×H×W uint8, got [${s.join(', ')}] ${images.dtype}`);
+    if (labels && labels.length !== s[0]) throw new Error(`${name}: ${labels.length} labels for ${s[0]} images`);
+    this.images = keep(images);
+    this.labels = labels;
+    this.classes = classes;
+    this.name = name;
+  }
+  get length(): number { return this.images.shape[0]!; }
+  get description(): string {
+    const [, , h, w] = this.images.shape;
+    return `${this.name}: ${this.length} images ${h}×${w}${this.classes ? `, ${this.classes.length} classes` : ''}`;
+  }
+  async prepare(): Promise<ImageSource> { return { kind: 'memory', images: this.images }; }
+  select(indices: ArrayLike<number>): MemoryDataset {
+    checkIndices(indices, this.length);
+    const imgs = tidy(() => this.images.indexSelect(0, tensor(Int32Array.from(indices as ArrayLike<number>), { dtype: 'int32' }).long()));
+    return new MemoryDataset(imgs, pickLabels(this.labels, indices), this.classes, this.name);
+  }
+  dispose(): void { this.images.dispose(); }
+}
+
+/** Samples as image files; {@link prepare} may decode them into memory when small. */
+export class FileDataset implements ImageDataset {
+  private paths_: readonly string[];
+  private labels_: Int32Array | null;
+  private memory: Tensor | null = null;
+  private preparing: Promise<ImageSource> | null = null;
+
+  constructor(paths: readonly string[], labels: Int32Array | null, readonly classes: readonly string[] | null, readonly name = 'FileDataset') {
+    if (labels && labels.length !== paths.length) throw new Error(`${name}: ${labels.length} labels for ${paths.length} files`);
+    if (!paths.length) throw new Error(`${name}: no image files found`);
+    this.paths_ = paths;
+    this.labels_ = labels;
+  }
+  get paths(): readonly string[] { return this.paths_; }
+  get labels(): Int32Array | null { return this.labels_; }
+  get length(): number { return this.paths_.length; }
+  get description(): string {
+    return `${this.name}: ${this.length} images${this.classes ? `, ${this.classes.length} classes` : ''}${this.memory ? ' (decoded in memory)' : ''}`;
+  }
+
+  prepare(o: PrepareOpts = {}): Promise<ImageSource> {
+    this.preparing ??= this.doPrepare(o);
+    return this.preparing;
+  }
+
+  private async doPrepare(o: PrepareOpts): Promise<ImageSource> {
+    const budget = o.memoryBudget ?? 2 ** 31;
+    const log = o.log ?? skipLog;
+    const n = this.paths_.length;
+    let size: { width: number; height: number } | null = null;
+    let uniform = budget > 0;
+    const probes = Math.min(n, 64);
+    for (let k = 0; k < probes && uniform; k++) {
+      const p = this.paths_[Math.floor((k * n) / probes)]!;
+      try {
+        const s = await imageSize(p);
+        if (!size) size = s;
+        else if (s.width !== size.width || s.height !== size.height) uniform = false;
+      } catch {
+        // Reported when it is decoded.
+      }
+    }
+    if (uniform && size && n * 3 * size.width * size.height <= budget) {
+      const set = await decodeAllCached(this.paths_, { size: [size.height, size.width], cache: o.cache, log });
+      this.memory = keep(set.images);
+      if (set.ok.length < n) {
+        this.paths_ = Array.from(set.ok, (i) => this.paths_[i]!);
+        this.labels_ = pickLabels(this.labels_, set.ok);
+      }
+      return { kind: 'memory', images: this.memory };
+    }
+    return { kind: 'files', paths: this.paths_ };
+  }
+
+  select(indices: ArrayLike<number>): FileDataset {
+    checkIndices(indices, this.length);
+    const paths = Array.from(indices as ArrayLike<number>, (i) => this.paths_[i]!);
+    return new FileDataset(paths, pickLabels(this.labels_, indices), this.classes, this.name);
+  }
+
+  dispose(): void {
+    this.memory?.dispose();
+    this.memory = null;
+    this.preparing = null;
+  }
+}

@@ -1,0 +1,6 @@
+export * from './dataset.js';
+export * from './folder.js';
+export * from './cifar.js';
+export * from './synthetic.js';
+export * from './split.js';
+export * from './open.js';

@@ -1,0 +1,8 @@
+// Data pipeline: datasets, decoding, batched augmentation, loader.
+export * from './rng.js';
+export * from './decode.js';
+export * from './augment-ops.js';
+export * from './augment-params.js';
+export * from './augment.js';
+export * from './loader.js';
+export * from './datasets/index.js';

@@ -1,0 +1,188 @@
+// Batches of augmented views from a dataset: epoch-seeded sampling (shuffled, sequential, distributed),
+// dropLast, two-crop views, and prefetch of the next batches while the current step computes.
+import { keep, tensor, tidy, type Tensor } from '../torch/index.js';
+import { Augmentation, type AugmentSpec, type PresetName, type PresetOpts } from './augment.js';
+import type { ImageDataset, ImageSource, PrepareOpts } from './datasets/dataset.js';
+import { Rng } from './rng.js';
+
+export interface LoaderOpts {
+  /** Samples a batch (per process). */
+  batchSize: number;
+  /** Shuffle every epoch (order from (seed, epoch)). Default true. */
+  shuffle?: boolean;
+  /** Drop the last incomplete batch. Default false. */
+  dropLast?: boolean;
+  /** Seed of the shuffle and of every augmentation parameter. Default 0. */
+  seed?: number;
+  /** Preset name, spec or pipeline. Default `'eval'`. */
+  augment?: PresetName | AugmentSpec | Augmentation;
+  /** Options of a preset given by name (output size, mean/std). */
+  augmentOpts?: PresetOpts;
+  /** Two independently augmented views a sample (MoCo's query and key). Default false. */
+  twoCrops?: boolean;
+  /** This process's rank and the number of processes: each gets a disjoint 1/worldSize of every epoch. Default 0, 1. */
+  rank?: number;
+  worldSize?: number;
+  /** Batches decoded ahead while the consumer computes (file datasets; decoding runs in libuv threads). Default 2. */
+  prefetch?: number;
+  /** How the dataset is prepared (in-memory budget, cache). */
+  prepare?: PrepareOpts;
+  /** Move the views to this device (e.g. `'cuda'`). Default: stay on CPU. */
+  device?: string;
+}
+
+/** One batch. Call {@link Batch.dispose} when done with it. */
+export interface Batch {
+  /** `[q, k]` with twoCrops, else `[x]`: float32 N×3×S×S, normalised. */
+  views: Tensor[];
+  /** int64 N class indices, or null for unlabelled data. */
+  labels: Tensor | null;
+  /** Dataset indices of the samples. */
+  indices: Int32Array;
+  epoch: number;
+  /** Batch number within the epoch (this rank). */
+  index: number;
+  dispose(): void;
+}
+
+/**
+ * Iterates a dataset in batches of augmented views. Everything random in batch b of epoch e (sample order,
+ * crop boxes, jitter, …) depends only on (seed, e, b, rank), so a run resumed at (e, b) with `startBatch`
+ * sees exactly the batches it would have seen.
+ *
+ * ```ts
+ * const loader = new Loader(ds, { batchSize: 256, shuffle: true, dropLast: true, seed, augment: 'cifar', twoCrops: true });
+ * for await (const batch of loader.epoch(epoch, { startBatch })) { const [q, k] = batch.views; …; batch.dispose(); }
+ * ```
+ */
+export class Loader {
+  readonly dataset: ImageDataset;
+  readonly aug: Augmentation;
+  readonly batchSize: number;
+  readonly shuffle: boolean;
+  readonly dropLast: boolean;
+  readonly seed: number;
+  readonly views: number;
+  readonly rank: number;
+  readonly worldSize: number;
+  readonly prefetch: number;
+  private readonly opts: LoaderOpts;
+  private source: ImageSource | null = null;
+
+  constructor(dataset: ImageDataset, o: LoaderOpts) {
+    if (!Number.isInteger(o.batchSize) || o.batchSize < 1) throw new RangeError(`Loader: batchSize must be a positive integer, got ${o.batchSize}`);
+    const world = o.worldSize ?? 1;
+    const rank = o.rank ?? 0;
+    if (!Number.isInteger(world) || world < 1 || !Number.isInteger(rank) || rank < 0 || rank >= world) throw new RangeError(`Loader: need 0 ≤ rank < worldSize, got rank ${rank}, worldSize ${world}`);
+    this.dataset = dataset;
+    this.opts = o;
+    this.batchSize = o.batchSize;
+    this.shuffle = o.shuffle ?? true;
+    this.dropLast = o.dropLast ?? false;
+    this.seed = o.seed ?? 0;
+    this.views = o.twoCrops ? 2 : 1;
+    this.rank = rank;
+    this.worldSize = world;
+    this.prefetch = Math.max(0, o.prefetch ?? 2);
+    const a = o.augment ?? 'eval';
+    this.aug = a instanceof Augmentation ? a : new Augmentation(a, o.augmentOpts);
+  }
+
+  /** Decodes/opens the dataset (idempotent; `epoch()` calls it). Its length is final afterwards. */
+  async prepare(): Promise<ImageSource> {
+    this.source ??= await this.dataset.prepare(this.opts.prepare);
+    return this.source;
+  }
+
+  /** Samples this rank sees an epoch (DistributedSampler: the order padded by wrapping, or trimmed with dropLast). */
+  get samplesPerRank(): number {
+    const n = this.dataset.length;
+    return this.dropLast && this.worldSize > 1 ? Math.floor(n / this.worldSize) : Math.ceil(n / this.worldSize);
+  }
+
+  /** Batches an epoch on this rank (final once the dataset is prepared). */
+  get batchesPerEpoch(): number {
+    const m = this.samplesPerRank;
+    return this.dropLast ? Math.floor(m / this.batchSize) : Math.ceil(m / this.batchSize);
+  }
+
+  /** This rank's sample order for an epoch (dataset indices). */
+  order(epoch: number): Int32Array {
+    const n = this.dataset.length;
+    const perm = this.shuffle ? new Rng(this.seed, 'shuffle', epoch).permutation(n) : Int32Array.from({ length: n }, (_, i) => i);
+    if (this.worldSize === 1) return perm;
+    const m = this.samplesPerRank;
+    const out = new Int32Array(m);
+    for (let k = 0; k < m; k++) out[k] = perm[(this.rank + k * this.worldSize) % n]!;
+    return out;
+  }
+
+  /** Dataset indices of batch `b` of an epoch. */
+  batchIndices(epoch: number, b: number, order = this.order(epoch)): Int32Array {
+    const start = b * this.batchSize;
+    return order.slice(start, Math.min(order.length, start + this.batchSize));
+  }
+
+  /** Builds batch `b` of `epoch` (no prefetch). */
+  async batch(epoch: number, b: number, order?: Int32Array): Promise<Batch> {
+    const src = await this.prepare();
+    const idx = this.batchIndices(epoch, b, order);
+    const rng = new Rng(this.seed, 'aug', epoch, b, this.rank);
+    let views: Tensor[];
+    let used = idx;
+    if (src.kind === 'memory') {
+      views = this.aug.fromMemory(src.images, idx, rng, this.views);
+    } else {
+      const n = src.paths.length;
+      const r = await this.aug.fromFiles((i) => src.paths[i]!, idx, rng, this.views, { substitute: (i) => (i + 1) % n });
+      views = r.views;
+      used = r.used;
+    }
+    const dev = this.opts.device;
+    if (dev && dev !== 'cpu') views = tidy(() => views.map((v) => { const m = v.to(dev); v.dispose(); return m; }));
+    views.forEach((v) => keep(v));
+    const lab = this.dataset.labels;
+    let labels: Tensor | null = null;
+    if (lab) {
+      labels = keep(tidy(() => {
+        const t = tensor(Int32Array.from(used, (i) => lab[i]!), { dtype: 'int32' }).long();
+        return dev && dev !== 'cpu' ? t.to(dev) : t;
+      }));
+    }
+    return {
+      views, labels, indices: used, epoch, index: b,
+      dispose: () => { for (const v of views) v.dispose(); labels?.dispose(); },
+    };
+  }
+
+  /**
+   * The batches of an epoch from `startBatch` (default 0), with up to `prefetch` later batches in flight.
+   * Breaking out of the loop disposes prefetched batches.
+   */
+  async *epoch(epoch: number, o: { startBatch?: number } = {}): AsyncGenerator<Batch, void, undefined> {
+    const src = await this.prepare();
+    // In-memory batches are built synchronously on this thread: building them early overlaps nothing.
+    const ahead = src.kind === 'files' ? this.prefetch : 0;
+    const order = this.order(epoch);
+    const nb = this.batchesPerEpoch;
+    const pending: Promise<Batch>[] = [];
+    let next = Math.max(0, o.startBatch ?? 0);
+    const fill = (): void => {
+      while (pending.length < ahead + 1 && next < nb) {
+        const p = this.batch(epoch, next++, order);
+        p.catch(() => undefined); // surfaced when awaited
+        pending.push(p);
+      }
+    };
+    try {
+      fill();
+      while (pending.length) {
+        const b = await pending.shift()!;
+        fill();
+        yield b;
+      }
+    } finally {
+      for (const p of pending) p.then((b) => b.dispose(), () => undefined);
+    }
+  }
+}

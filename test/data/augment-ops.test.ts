@@ -1,0 +1,143 @@
+// Each batched augmentation op against torchvision.transforms.functional on fixed parameters, on real CIFAR
+// images (decoded once with sharp; both sides get the same pixels).
+import { test, before } from 'node:test';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { dispose, tensor, tidy, type Tensor } from '../../src/torch/index.js';
+import { decodeAll } from '../../src/data/decode.js';
+import * as A from '../../src/data/augment-ops.js';
+import { photometric_, preset, type ViewParams } from '../../src/data/augment.js';
+import { blurKernelSize } from '../../src/data/augment-ops.js';
+import { assertClose, pytorch } from '../helpers/pytorch.js';
+
+export const CIFAR_DIR = '/work/shared/datasets/cifar10';
+const CLASSES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck'];
+const have = existsSync(join(CIFAR_DIR, 'test'));
+const N = 10;
+let u8: Tensor;
+let x: Tensor;
+
+before(async () => {
+  if (!have) return;
+  const paths = CLASSES.map((c, i) => join(CIFAR_DIR, 'test', c, `${String(i * 7).padStart(4, '0')}.jpg`));
+  u8 = (await decodeAll(paths)).images;
+  x = tidy(() => u8.float().div(255));
+});
+
+const TOL = { rtol: 0, atol: 2 / 255 };
+const f = (vals: number[]): Tensor => tensor(Float32Array.from(vals));
+const skip = !have && 'CIFAR-10 JPEGs not present';
+
+// Per-sample factors: deliberately spread over the ColorJitter range and beyond.
+const FAC = [0.6, 0.75, 0.9, 1.0, 1.1, 1.25, 1.4, 0.0, 2.0, 0.65];
+const HUE = [-0.1, -0.07, -0.03, 0, 0.02, 0.05, 0.1, -0.5, 0.5, 0.33];
+
+test('brightness, contrast, saturation, hue match torchvision per sample', { skip }, () => {
+  const o = pytorch(`
+import torchvision.transforms.functional as TF
+O['b'] = torch.stack([TF.adjust_brightness(x[i], float(fac[i])) for i in range(len(fac))])
+O['c'] = torch.stack([TF.adjust_contrast(x[i], float(fac[i])) for i in range(len(fac))])
+O['s'] = torch.stack([TF.adjust_saturation(x[i], float(fac[i])) for i in range(len(fac))])
+O['h'] = torch.stack([TF.adjust_hue(x[i], float(hue[i])) for i in range(len(hue))])
+`, { x, fac: f(FAC), hue: f(HUE) });
+  tidy(() => {
+    assertClose(A.adjustBrightness(x, FAC), o.b!, 'brightness', TOL);
+    assertClose(A.adjustContrast(x, FAC), o.c!, 'contrast', TOL);
+    assertClose(A.adjustSaturation(x, FAC), o.s!, 'saturation', TOL);
+    assertClose(A.adjustHue(x, HUE), o.h!, 'hue', TOL);
+    // Ours is exact up to float rounding, far inside the 2/255 acceptance.
+    assertClose(A.adjustHue(x, HUE), o.h!, 'hue (tight)', { rtol: 0, atol: 1e-4 });
+  });
+  dispose(o);
+});
+
+test('grayscale and normalize match torchvision', { skip }, () => {
+  const o = pytorch(`
+import torchvision.transforms.functional as TF
+O['g'] = TF.rgb_to_grayscale(x, num_output_channels=3)
+O['n'] = TF.normalize(x, [0.4914, 0.4822, 0.4465], [0.2023, 0.1994, 0.2010])
+`, { x });
+  tidy(() => {
+    assertClose(A.grayscale3(x), o.g!, 'grayscale', TOL);
+    assertClose(A.normalize(x, [0.4914, 0.4822, 0.4465], [0.2023, 0.1994, 0.2010]), o.n!, 'normalize', { rtol: 0, atol: 1e-5 });
+  });
+  dispose(o);
+});
+
+test('Gaussian blur with a σ per sample matches torchvision (same kernel size)', { skip }, () => {
+  const sig = [0.1, 0.3, 0.5, 0.8, 1.0, 1.3, 1.6, 1.9, 2.0, 0.15];
+  const ks = sig.map((s) => blurKernelSize(s, 32, 32));
+  const o = pytorch(`
+import torchvision.transforms.functional as TF
+O['y'] = torch.cat([TF.gaussian_blur(x[i:i+1], [int(ks[i])]*2, [float(sig[i])]*2) for i in range(len(sig))])
+`, { x, sig: f(sig), ks: f(ks) });
+  tidy(() => assertClose(A.gaussianBlur(x, sig), o.y!, 'blur', { rtol: 0, atol: 1e-5 }));
+  dispose(o);
+});
+
+test('resized crop (+ flip) in one grid_sample matches resized_crop: ≤ 1/255', { skip }, () => {
+  const boxes = [
+    { top: 0, left: 0, height: 32, width: 32 }, { top: 3, left: 5, height: 20, width: 17 }, { top: 10, left: 0, height: 9, width: 12 },
+    { top: 0, left: 20, height: 32, width: 12 }, { top: 29, left: 29, height: 3, width: 3 }, { top: 1, left: 2, height: 30, width: 24 },
+    { top: 8, left: 8, height: 16, width: 16 }, { top: 0, left: 0, height: 1, width: 1 }, { top: 5, left: 1, height: 27, width: 31 },
+    { top: 12, left: 7, height: 11, width: 23 },
+  ];
+  const flips = boxes.map((_, i) => i % 3 === 1);
+  const bt = tensor(Int32Array.from(boxes.flatMap((b) => [b.top, b.left, b.height, b.width])), { shape: [N, 4] });
+  const fl = tensor(Int32Array.from(flips, Number));
+  const o = pytorch(`
+import torchvision.transforms.functional as TF
+out = []
+for i in range(x.shape[0]):
+    t, l, h, w = [int(v) for v in bt[i]]
+    y = TF.resized_crop(x[i], t, l, h, w, [32, 32], TF.InterpolationMode.BILINEAR, antialias=False)
+    out.append(TF.hflip(y) if int(fl[i]) else y)
+O['y'] = torch.stack(out)
+O['big'] = torch.stack([TF.resized_crop(x[i], 4, 2, 20, 26, [56, 48], TF.InterpolationMode.BILINEAR, antialias=False) for i in range(x.shape[0])])
+`, { x, bt, fl });
+  tidy(() => {
+    assertClose(A.resizedCrop(u8, Array.from({ length: N }, (_, i) => i), boxes, 32, flips).div(255), o.y!, 'resized_crop', { rtol: 0, atol: 1 / 255 });
+    const big = A.resizedCrop(x, Array.from({ length: N }, (_, i) => i), boxes.map(() => ({ top: 4, left: 2, height: 20, width: 26 })), [56, 48]);
+    assertClose(big, o.big!, 'resized_crop to 56×48', { rtol: 0, atol: 1e-4 });
+  });
+  dispose(o);
+});
+
+test('the whole photometric chain (jitter in random order, gray, blur) + normalize matches torchvision: ≤ 2/255', { skip }, () => {
+  const spec = { ...preset('mocov2', { size: 32 }) };
+  const orders: [number, number, number, number][] = [[0, 1, 2, 3], [3, 2, 1, 0], [1, 3, 0, 2], [2, 0, 3, 1], [3, 0, 2, 1], [0, 2, 3, 1], [1, 0, 2, 3], [2, 3, 1, 0], [3, 1, 0, 2], [0, 3, 1, 2]];
+  const params: ViewParams[] = orders.map((order, i) => ({
+    box: { left: 0, top: 0, width: 32, height: 32 },
+    flip: false,
+    jitter: i === 4 ? null : { order, brightness: 0.6 + 0.08 * i, contrast: 1.4 - 0.07 * i, saturation: 0.7 + 0.05 * i, hue: -0.1 + 0.02 * i },
+    gray: i % 4 === 2,
+    sigma: i % 2 ? 0.1 + 0.19 * i : 0,
+  }));
+  const P = tensor(Float32Array.from(params.flatMap((p) => [
+    p.jitter ? 1 : 0, ...(p.jitter?.order ?? [0, 0, 0, 0]), p.jitter?.brightness ?? 1, p.jitter?.contrast ?? 1, p.jitter?.saturation ?? 1, p.jitter?.hue ?? 0,
+    p.gray ? 1 : 0, p.sigma, p.sigma ? blurKernelSize(p.sigma, 32, 32) : 0,
+  ])), { shape: [N, 12] });
+  const o = pytorch(`
+import torchvision.transforms.functional as TF
+out = []
+for i in range(x.shape[0]):
+    p = P[i].tolist(); img = x[i]
+    if p[0]:
+        for fid in [int(v) for v in p[1:5]]:
+            if fid == 0: img = TF.adjust_brightness(img, p[5])
+            if fid == 1: img = TF.adjust_contrast(img, p[6])
+            if fid == 2: img = TF.adjust_saturation(img, p[7])
+            if fid == 3: img = TF.adjust_hue(img, p[8])
+    if p[9]: img = TF.rgb_to_grayscale(img, num_output_channels=3)
+    if p[10]: img = TF.gaussian_blur(img.unsqueeze(0), [int(p[11])]*2, [p[10]]*2)[0]
+    out.append(TF.normalize(img, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]))
+O['y'] = torch.stack(out)
+`, { x, P });
+  tidy(() => {
+    const ours = photometric_(x.clone(), params, spec);
+    // Compare in pixel units: undo the normalisation (× std) so the tolerance is in 1/255 of [0, 1].
+    const std = tensor(Float32Array.from(spec.std), { shape: [1, 3, 1, 1] });
+    assertClose(ours.mul(std), o.y!.mul(std), 'aug chain', TOL);
+  });
+  dispose(o);
+});
