@@ -32,7 +32,8 @@ export async function loadOrt(): Promise<Ort> {
 /** Opens a session in this process. */
 export async function openSession(path: string, threads?: number): Promise<{ ort: Ort; session: Session }> {
   const ort = await loadOrt();
-  const session = await ort.InferenceSession.create(path, { intraOpNumThreads: threads, graphOptimizationLevel: 'all' });
+  // onnxruntime rejects an explicit undefined: leave the key out for its default.
+  const session = await ort.InferenceSession.create(path, { graphOptimizationLevel: 'all', ...(threads ? { intraOpNumThreads: threads } : {}) });
   return { ort, session };
 }
 
