@@ -134,7 +134,7 @@ export class Loader {
       views = this.aug.fromMemory(src.images, idx, rng, this.views);
     } else {
       const n = src.paths.length;
-      const r = await this.aug.fromFiles((i) => src.paths[i]!, idx, rng, this.views, { substitute: (i) => (i + 1) % n });
+      const r = await this.aug.fromFiles((i) => src.paths[i]!, idx, rng, this.views, { substitute: (i) => (i + 1) % n, log: this.opts.prepare?.log });
       views = r.views;
       used = r.used;
     }

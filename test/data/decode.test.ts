@@ -1,0 +1,120 @@
+// Odd and broken files: each decodes to RGB uint8 or is reported once and skipped.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { SkipLog, decodeAll, decodeAllCached, decodeImage, imageSize } from '../../src/data/decode.js';
+import { ImageFolder } from '../../src/data/datasets/folder.js';
+import { Loader } from '../../src/data/loader.js';
+import { tmpDir } from '../helpers/pytorch.js';
+
+let dir: string;
+const raw = (w: number, h: number, c: 1 | 3 | 4, fill: (i: number) => number): Buffer => Buffer.from(Uint8Array.from({ length: w * h * c }, (_, i) => fill(i)));
+
+before(async () => {
+  dir = tmpDir('moco-decode-');
+  const odd = join(dir, 'odd', 'a');
+  mkdirSync(odd, { recursive: true });
+  const rgb = raw(20, 12, 3, (i) => (i * 7) % 256);
+  const jpeg = await sharp(rgb, { raw: { width: 20, height: 12, channels: 3 } }).jpeg({ quality: 95 }).toBuffer();
+  writeFileSync(join(odd, 'ok.jpg'), jpeg);
+  writeFileSync(join(odd, 'truncated.jpg'), jpeg.subarray(0, Math.floor(jpeg.length / 2)));
+  writeFileSync(join(odd, 'text.jpg'), 'this is not an image\n');
+  await sharp(raw(20, 12, 4, (i) => (i % 4 === 3 ? 0 : 200)), { raw: { width: 20, height: 12, channels: 4 } }).png().toFile(join(odd, 'alpha.png'));
+  await sharp(raw(1, 1, 3, (i) => [10, 20, 30][i]!), { raw: { width: 1, height: 1, channels: 3 } }).png().toFile(join(odd, 'one.png'));
+  await sharp(raw(20, 12, 1, () => 90), { raw: { width: 20, height: 12, channels: 1 } }).toColourspace('b-w').jpeg().toFile(join(odd, 'gray.jpg'));
+  await sharp(raw(20, 12, 3, () => 120), { raw: { width: 20, height: 12, channels: 3 } }).toColourspace('cmyk').jpeg().toFile(join(odd, 'cmyk.jpg'));
+  await sharp(raw(20, 12, 3, () => 240), { raw: { width: 20, height: 12, channels: 3 } }).toColourspace('rgb16').png().toFile(join(odd, 'deep.png'));
+  // EXIF orientation 6 (rotate 90° clockwise to display): 20×12 stored, 12×20 shown.
+  await sharp(rgb, { raw: { width: 20, height: 12, channels: 3 } }).withMetadata({ orientation: 6 }).jpeg().toFile(join(odd, 'rotated.JPG'));
+  // Same-size images plus broken ones: small enough to be decoded into memory.
+  const same = join(dir, 'same', 'a');
+  mkdirSync(same, { recursive: true });
+  for (const f of ['ok.jpg', 'truncated.jpg', 'text.jpg', 'alpha.png', 'gray.jpg', 'cmyk.jpg', 'deep.png']) writeFileSync(join(same, f), readFileSync(join(odd, f)));
+});
+
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+test('odd modes decode to RGB uint8', async () => {
+  const d = join(dir, 'odd', 'a');
+  const alpha = await decodeImage(join(d, 'alpha.png'));
+  assert.deepEqual([alpha.width, alpha.height, alpha.data.length], [20, 12, 20 * 12 * 3]);
+  assert.equal(alpha.data[0], 200); // alpha dropped as PIL convert('RGB'), not composited
+  const one = await decodeImage(join(d, 'one.png'));
+  assert.deepEqual([...one.data], [10, 20, 30]);
+  const gray = await decodeImage(join(d, 'gray.jpg'));
+  assert.equal(gray.data.length, 20 * 12 * 3);
+  assert.ok(Math.abs(gray.data[0]! - 90) <= 2 && gray.data[0] === gray.data[1] && gray.data[1] === gray.data[2]);
+  const cmyk = await decodeImage(join(d, 'cmyk.jpg'));
+  assert.equal(cmyk.data.length, 20 * 12 * 3);
+  const deep = await decodeImage(join(d, 'deep.png'));
+  assert.ok(Math.abs(deep.data[0]! - 240) <= 1, `16-bit → 8-bit: ${deep.data[0]}`);
+  const rot = await decodeImage(join(d, 'rotated.JPG'));
+  assert.deepEqual([rot.width, rot.height], [12, 20]);
+  assert.deepEqual(await imageSize(join(d, 'rotated.JPG')), { width: 12, height: 20 });
+  const cropped = await decodeImage(join(d, 'ok.jpg'), { crop: { left: 2, top: 1, width: 10, height: 8 }, resize: { width: 5, height: 4 }, flip: true });
+  assert.deepEqual([cropped.width, cropped.height], [5, 4]);
+  await assert.rejects(decodeImage(join(d, 'truncated.jpg')));
+  await assert.rejects(decodeImage(join(d, 'text.jpg')));
+});
+
+test('decodeAll skips and reports each broken file once; all-broken is an error', async () => {
+  const d = join(dir, 'odd', 'a');
+  const files = readdirSync(d).sort().map((f) => join(d, f));
+  const lines: string[] = [];
+  const log = new SkipLog((l) => lines.push(l));
+  const set = await decodeAll(files, { size: [12, 20], log });
+  assert.deepEqual(set.skipped.map((s) => s.path.split('/').pop()), ['text.jpg', 'truncated.jpg']);
+  assert.equal(set.images.shape[0], files.length - 2);
+  assert.deepEqual(set.images.shape.slice(1), [3, 12, 20]);
+  assert.equal(lines.length, 2);
+  assert.match(lines.join('\n'), /truncated\.jpg: .+/);
+  log.report(files.find((f) => f.endsWith('text.jpg'))!, 'again');
+  assert.equal(lines.length, 2, 'reported once');
+  set.images.dispose();
+  await assert.rejects(decodeAll([join(d, 'text.jpg'), join(d, 'truncated.jpg')], { log }), /no readable image/);
+});
+
+test('the decoded-dataset cache is keyed by path+mtime and returns the same tensor', async () => {
+  const prev = process.env.MOCO_CACHE_DIR;
+  process.env.MOCO_CACHE_DIR = join(dir, 'cache');
+  try {
+    const d = join(dir, 'odd', 'a');
+    const files = ['ok.jpg', 'alpha.png', 'deep.png'].map((f) => join(d, f));
+    const a = await decodeAllCached(files, { size: [12, 20] });
+    assert.equal(readdirSync(join(dir, 'cache')).length, 1);
+    const b = await decodeAllCached(files, { size: [12, 20] });
+    assert.deepEqual(b.images.data(), a.images.data());
+    const c = await decodeAllCached(files.slice(0, 2), { size: [12, 20] });
+    assert.equal(readdirSync(join(dir, 'cache')).length, 2);
+    [a, b, c].forEach((s) => s.images.dispose());
+  } finally {
+    if (prev === undefined) delete process.env.MOCO_CACHE_DIR; else process.env.MOCO_CACHE_DIR = prev;
+  }
+});
+
+test('a folder with corrupt files trains: batches come out, skipped files are listed', async () => {
+  const lines: string[] = [];
+  const log = new SkipLog((l) => lines.push(l));
+  // Files kept on disk (memoryBudget 0): broken files are found while building batches and replaced.
+  const ds = new ImageFolder(join(dir, 'odd'));
+  const loader = new Loader(ds, { batchSize: 4, shuffle: true, augment: 'lincls-train', augmentOpts: { size: 16 }, twoCrops: true, prepare: { memoryBudget: 0, log } });
+  let n = 0;
+  for await (const b of loader.epoch(0)) {
+    assert.deepEqual(b.views[0]!.shape.slice(1), [3, 16, 16]);
+    assert.ok(b.views.every((v) => v.isfinite().all().item() === 1));
+    n += b.indices.length;
+    b.dispose();
+  }
+  assert.equal(n, ds.length);
+  // In memory (default budget): broken files are dropped at decode time.
+  const mem = new ImageFolder(join(dir, 'same'));
+  const l2 = new Loader(mem, { batchSize: 3, augment: 'cifar', augmentOpts: { size: 8 }, prepare: { log, cache: false } });
+  assert.equal((await l2.prepare()).kind, 'memory');
+  assert.equal(mem.length, 5);
+  assert.equal(l2.batchesPerEpoch, 2);
+  for await (const b of l2.epoch(0)) b.dispose();
+  assert.ok(log.list.some((s) => s.path.endsWith('truncated.jpg')) && log.list.some((s) => s.path.endsWith('text.jpg')));
+  mem.dispose();
+});
