@@ -3,9 +3,13 @@ import type { Command } from 'commander';
 import { register as info } from './info.js';
 import { register as convert } from './convert.js';
 import { register as exportCmd } from './export.js';
+import { register as embed } from './embed.js';
+import { register as augmentPreview } from './augment-preview.js';
 
 export function registerCommands(program: Command): void {
   info(program);
   convert(program);
   exportCmd(program);
+  embed(program);
+  augmentPreview(program);
 }
