@@ -41,6 +41,9 @@ const DENIED_MODULES = new Set([
   'inspect', 'commands', 'popen2', 'urllib', 'http', 'ftplib', 'smtplib', 'telnetlib', 'builtins', '__builtin__',
   'torch.hub', 'torch.jit', 'torch.package', 'torch.ops', 'torch._ops', 'numpy.testing', 'numpy.f2py', 'numpy.distutils',
 ]);
+// Names that mean code execution or attribute access whatever module claims to hold them.
+const DENIED_NAMES = new Set(['eval', 'exec', 'execfile', 'compile', 'getattr', 'setattr', 'delattr', 'open', 'input', 'breakpoint',
+  'globals', 'locals', 'vars', 'system', 'popen', 'spawn', 'call', 'check_call', 'check_output', 'run', 'load', 'loads']);
 // The few builtins that are plain data constructors.
 const SAFE_BUILTINS = new Set(['set', 'frozenset', 'bytearray', 'bytes', 'object', 'slice', 'complex', 'range']);
 
@@ -138,7 +141,7 @@ export function checkpointGlobals(strict: boolean): (module: string, name: strin
       if (name === 'scalar') return fn((a) => numpyScalar(a[0] ?? null, a[1] ?? null));
       if (name === 'dtype') return fn((a) => new NumpyDType(String(a[0])));
     }
-    if (DENIED_MODULES.has(module) || DENIED_MODULES.has(top) || name.startsWith('__') || name.includes('eval') || name.includes('exec')) {
+    if (DENIED_MODULES.has(module) || DENIED_MODULES.has(top) || DENIED_NAMES.has(name) || name.startsWith('__')) {
       throw new PickleError(`refused to load '${full}': pickles can run code, and this one names a function that would (only data classes are allowed)`);
     }
     if (strict) throw new PickleError(`refused to load '${full}': not on the whitelist of checkpoint classes (strict mode)`);
