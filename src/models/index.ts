@@ -1,0 +1,3 @@
+export * from './resnet.js';
+export * from './heads.js';
+export * from './registry.js';

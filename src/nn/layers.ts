@@ -1,0 +1,164 @@
+// Layers with PyTorch's parameter names, shapes and default initialisations.
+import { F, Tensor, empty, zeros, ones, tensor } from '../torch/index.js';
+import { Module } from './module.js';
+import { fans, kaimingUniform_, uniform_ } from './init.js';
+
+type Pair = number | [number, number];
+
+export interface Conv2dOpts {
+  stride?: Pair;
+  padding?: Pair;
+  dilation?: Pair;
+  groups?: number;
+  /** Default true (torchvision's ResNet passes false). */
+  bias?: boolean;
+}
+
+/** nn.Conv2d: weight [out, in/groups, kH, kW], optional bias [out]; kaiming_uniform(a=√5) init. */
+export class Conv2d extends Module {
+  constructor(readonly inChannels: number, readonly outChannels: number, readonly kernelSize: Pair, readonly opts: Conv2dOpts = {}) {
+    super();
+    const [kh, kw] = Array.isArray(kernelSize) ? kernelSize : [kernelSize, kernelSize];
+    const groups = opts.groups ?? 1;
+    if (inChannels % groups || outChannels % groups) throw new Error(`Conv2d: channels ${inChannels}→${outChannels} not divisible by groups ${groups}`);
+    const w = this.registerParameter('weight', empty([outChannels, inChannels / groups, kh, kw]));
+    kaimingUniform_(w, { a: Math.sqrt(5) });
+    if (opts.bias ?? true) {
+      const bound = 1 / Math.sqrt(fans(w).fanIn);
+      uniform_(this.registerParameter('bias', empty([outChannels])), -bound, bound);
+    } else {
+      this.registerParameter('bias', null);
+    }
+  }
+  get weight(): Tensor { return this.tensor('weight')!; }
+  get bias(): Tensor | null { return this.tensor('bias'); }
+  forward(x: Tensor): Tensor {
+    return F.conv2d(x, this.weight, this.bias, this.opts);
+  }
+}
+
+/** nn.Linear: weight [out, in], bias [out]; kaiming_uniform(a=√5) init, bias U(±1/√in). */
+export class Linear extends Module {
+  constructor(readonly inFeatures: number, readonly outFeatures: number, bias = true) {
+    super();
+    const w = this.registerParameter('weight', empty([outFeatures, inFeatures]));
+    kaimingUniform_(w, { a: Math.sqrt(5) });
+    if (bias) {
+      const bound = 1 / Math.sqrt(inFeatures);
+      uniform_(this.registerParameter('bias', empty([outFeatures])), -bound, bound);
+    } else {
+      this.registerParameter('bias', null);
+    }
+  }
+  get weight(): Tensor { return this.tensor('weight')!; }
+  get bias(): Tensor | null { return this.tensor('bias'); }
+  forward(x: Tensor): Tensor { return F.linear(x, this.weight, this.bias); }
+}
+
+export interface BatchNormOpts {
+  /** Default 1e-5. */
+  eps?: number;
+  /** Running-average factor; default 0.1. */
+  momentum?: number;
+}
+
+/** nn.BatchNorm2d with affine weight/bias and running statistics (running_mean, running_var, num_batches_tracked). */
+export class BatchNorm2d extends Module {
+  readonly eps: number;
+  readonly momentum: number;
+  constructor(readonly numFeatures: number, opts: BatchNormOpts = {}) {
+    super();
+    this.eps = opts.eps ?? 1e-5;
+    this.momentum = opts.momentum ?? 0.1;
+    this.registerParameter('weight', ones([numFeatures]));
+    this.registerParameter('bias', zeros([numFeatures]));
+    this.registerBuffer('running_mean', zeros([numFeatures]));
+    this.registerBuffer('running_var', ones([numFeatures]));
+    this.registerBuffer('num_batches_tracked', tensor([0], { dtype: 'int64', shape: [] }));
+  }
+  get weight(): Tensor { return this.tensor('weight')!; }
+  get bias(): Tensor { return this.tensor('bias')!; }
+  get runningMean(): Tensor { return this.tensor('running_mean')!; }
+  get runningVar(): Tensor { return this.tensor('running_var')!; }
+  get numBatchesTracked(): Tensor { return this.tensor('num_batches_tracked')!; }
+
+  forward(x: Tensor): Tensor {
+    if (this.training) this.numBatchesTracked.add_(1);
+    return F.batchNorm(x, this.runningMean, this.runningVar, this.weight, this.bias, { training: this.training, momentum: this.momentum, eps: this.eps });
+  }
+}
+
+/**
+ * BatchNorm whose training statistics come from `numSplits` equal sub-batches (MoCo's one-process ShuffleBN
+ * emulation, as the official CIFAR demo's SplitBatchNorm): the batch is viewed as numSplits groups of channels,
+ * normalised per group, and the running statistics are the mean of the groups'. Evaluation is plain BN.
+ */
+export class SplitBatchNorm2d extends BatchNorm2d {
+  constructor(numFeatures: number, readonly numSplits: number, opts: BatchNormOpts = {}) {
+    super(numFeatures, opts);
+    if (!Number.isInteger(numSplits) || numSplits < 1) throw new RangeError(`SplitBatchNorm2d: numSplits must be a positive integer, got ${numSplits}`);
+  }
+
+  override forward(x: Tensor): Tensor {
+    if (!this.training || this.numSplits === 1) return super.forward(x);
+    const [n, c, h, w] = x.shape as [number, number, number, number];
+    if (n % this.numSplits) throw new Error(`SplitBatchNorm2d: batch of ${n} does not split into ${this.numSplits} equal sub-batches`);
+    const s = this.numSplits;
+    const rm = this.runningMean.repeat(s);
+    const rv = this.runningVar.repeat(s);
+    const wt = this.weight.repeat(s);
+    const bs = this.bias.repeat(s);
+    const xv = x.view(-1, c * s, h, w);
+    const yv = F.batchNorm(xv, rm, rv, wt, bs, { training: true, momentum: this.momentum, eps: this.eps });
+    const y = yv.view(n, c, h, w);
+    const m = rm.view(s, c).mean({ dim: 0 });
+    const v = rv.view(s, c).mean({ dim: 0 });
+    this.runningMean.copy_(m);
+    this.runningVar.copy_(v);
+    for (const t of [rm, rv, wt, bs, xv, yv, m, v]) t.dispose();
+    return y;
+  }
+}
+
+export class ReLU extends Module {
+  constructor(readonly inplace = false) { super(); }
+  forward(x: Tensor): Tensor { return F.relu(x, this.inplace); }
+}
+
+export class Identity extends Module {
+  forward(x: Tensor): Tensor { return x; }
+}
+
+export class Flatten extends Module {
+  constructor(readonly startDim = 1, readonly endDim = -1) { super(); }
+  forward(x: Tensor): Tensor { return x.flatten(this.startDim, this.endDim); }
+}
+
+export class AdaptiveAvgPool2d extends Module {
+  constructor(readonly outputSize: Pair) { super(); }
+  forward(x: Tensor): Tensor { return F.adaptiveAvgPool2d(x, this.outputSize); }
+}
+
+export class MaxPool2d extends Module {
+  constructor(readonly kernelSize: Pair, readonly opts: { stride?: Pair; padding?: Pair } = {}) { super(); }
+  forward(x: Tensor): Tensor { return F.maxPool2d(x, this.kernelSize, { stride: this.opts.stride ?? this.kernelSize, padding: this.opts.padding ?? 0 }); }
+}
+
+/** Children named '0', '1', … applied in order, as nn.Sequential. */
+export class Sequential extends Module {
+  constructor(...layers: Module[]) {
+    super();
+    layers.forEach((m, i) => this.registerModule(String(i), m));
+  }
+  get length(): number { return this.children().length; }
+  at(i: number): Module { return this.child(String(i)); }
+  forward(x: Tensor): Tensor {
+    let y = x;
+    for (const m of this.children()) {
+      const next = m.forward(y);
+      // Intermediates belong to the caller's tidy scope; nothing to free here.
+      y = next;
+    }
+    return y;
+  }
+}

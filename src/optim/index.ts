@@ -1,0 +1,2 @@
+export * from './sgd.js';
+export * from './schedule.js';

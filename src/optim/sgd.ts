@@ -1,0 +1,124 @@
+// SGD with momentum, dampening, weight decay and Nesterov: torch.optim.SGD's update, step for step.
+import { Tensor, keep, noGrad, tidy } from '../torch/index.js';
+
+export interface SGDOpts {
+  /** Learning rate. */
+  lr: number;
+  /** Default 0. */
+  momentum?: number;
+  /** Default 0. */
+  dampening?: number;
+  /** L2 penalty added to the gradient before momentum; default 0. */
+  weightDecay?: number;
+  /** Default false. */
+  nesterov?: boolean;
+}
+
+export interface ParamGroup extends Required<SGDOpts> {
+  params: Tensor[];
+}
+
+/** What stateDict() returns: momentum buffers by parameter index (over all groups), and the groups' settings. */
+export interface SGDState {
+  buffers: Map<number, Tensor>;
+  groups: Omit<ParamGroup, 'params'>[];
+}
+
+export class SGD {
+  readonly paramGroups: ParamGroup[];
+  private readonly momentumBuffers = new Map<Tensor, Tensor>();
+
+  /** `params` is a list of tensors, or of groups `{ params, ...overrides }`. */
+  constructor(params: Tensor[] | (Partial<SGDOpts> & { params: Tensor[] })[], defaults: SGDOpts) {
+    const groups = params.length && !(params[0] instanceof Tensor) ? (params as (Partial<SGDOpts> & { params: Tensor[] })[]) : [{ params: params as Tensor[] }];
+    this.paramGroups = groups.map((g) => {
+      const group: ParamGroup = {
+        params: g.params,
+        lr: g.lr ?? defaults.lr,
+        momentum: g.momentum ?? defaults.momentum ?? 0,
+        dampening: g.dampening ?? defaults.dampening ?? 0,
+        weightDecay: g.weightDecay ?? defaults.weightDecay ?? 0,
+        nesterov: g.nesterov ?? defaults.nesterov ?? false,
+      };
+      if (!(group.lr >= 0)) throw new RangeError(`SGD: lr must be ≥ 0, got ${group.lr}`);
+      if (!(group.momentum >= 0)) throw new RangeError(`SGD: momentum must be ≥ 0, got ${group.momentum}`);
+      if (!(group.weightDecay >= 0)) throw new RangeError(`SGD: weightDecay must be ≥ 0, got ${group.weightDecay}`);
+      if (group.nesterov && (group.momentum <= 0 || group.dampening !== 0)) throw new RangeError('SGD: nesterov needs momentum > 0 and dampening 0');
+      return group;
+    });
+  }
+
+  /** Sets every group's learning rate (schedules call this once per epoch or step). */
+  setLr(lr: number): void {
+    for (const g of this.paramGroups) g.lr = lr;
+  }
+
+  /** Drops all gradients (zero_grad(set_to_none=True)). */
+  zeroGrad(): void {
+    for (const g of this.paramGroups) for (const p of g.params) p.grad = null;
+  }
+
+  /** One update of every parameter that has a gradient. */
+  step(): void {
+    noGrad(() => tidy(() => {
+      for (const g of this.paramGroups) {
+        for (const p of g.params) {
+          const grad = p.grad;
+          if (!grad) continue;
+          let d = g.weightDecay !== 0 ? grad.add(p, g.weightDecay) : grad;
+          if (g.momentum !== 0) {
+            let buf = this.momentumBuffers.get(p);
+            if (!buf) {
+              buf = keep(d.clone());
+              this.momentumBuffers.set(p, buf);
+            } else {
+              buf.mul_(g.momentum).add_(d, 1 - g.dampening);
+            }
+            d = g.nesterov ? d.add(buf, g.momentum) : buf;
+          }
+          p.add_(d, -g.lr);
+        }
+      }
+      return undefined;
+    }));
+  }
+
+  stateDict(): SGDState {
+    const buffers = new Map<number, Tensor>();
+    let i = 0;
+    for (const g of this.paramGroups) {
+      for (const p of g.params) {
+        const b = this.momentumBuffers.get(p);
+        if (b) buffers.set(i, b);
+        i++;
+      }
+    }
+    return { buffers, groups: this.paramGroups.map(({ params: _p, ...rest }) => rest) };
+  }
+
+  /** Restores momentum buffers (copied) and group settings saved by stateDict(). */
+  loadStateDict(s: SGDState): void {
+    if (s.groups.length !== this.paramGroups.length) throw new Error(`SGD.loadStateDict: ${s.groups.length} groups saved, optimizer has ${this.paramGroups.length}`);
+    s.groups.forEach((g, i) => Object.assign(this.paramGroups[i]!, g));
+    let i = 0;
+    for (const g of this.paramGroups) {
+      for (const p of g.params) {
+        const b = s.buffers.get(i);
+        const old = this.momentumBuffers.get(p);
+        if (old) old.dispose();
+        if (b) {
+          if (b.shape.join() !== p.shape.join()) throw new Error(`SGD.loadStateDict: momentum buffer ${i} has shape [${b.shape}] but parameter has [${p.shape}]`);
+          this.momentumBuffers.set(p, keep(b.clone()));
+        } else {
+          this.momentumBuffers.delete(p);
+        }
+        i++;
+      }
+    }
+  }
+
+  dispose(): void {
+    for (const b of this.momentumBuffers.values()) b.dispose();
+    this.momentumBuffers.clear();
+  }
+}

@@ -1,0 +1,79 @@
+// Layers and Module behaviour: SplitBatchNorm2d against the split-BN formula, state dicts, errors.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as torch from '../../src/torch/index.js';
+import { BatchNorm2d, Linear, ReLU, Sequential, SplitBatchNorm2d } from '../../src/nn/index.js';
+import { assertClose, pytorch } from '../helpers/pytorch.js';
+
+test('SplitBatchNorm2d matches the split-BN formula (official CIFAR demo) in train and eval', () => {
+  torch.manualSeed(2);
+  const bn = new SplitBatchNorm2d(5, 4);
+  torch.noGrad(() => { bn.weight.uniform_(0.5, 1.5); bn.bias.uniform_(-0.5, 0.5); });
+  const x = torch.randn([8, 5, 3, 3]).mul(2).add(0.7);
+  const inputs = { x, w: bn.weight.clone(), b: bn.bias.clone() };
+  const ref = pytorch(`
+class SplitBN(nn.BatchNorm2d):
+    def __init__(self, c, splits):
+        super().__init__(c); self.splits = splits
+    def forward(self, x):
+        if not self.training: return super().forward(x)
+        n, c, h, w = x.shape
+        rm, rv = self.running_mean.repeat(self.splits), self.running_var.repeat(self.splits)
+        y = F.batch_norm(x.view(-1, c * self.splits, h, w), rm, rv, self.weight.repeat(self.splits),
+                         self.bias.repeat(self.splits), True, self.momentum, self.eps).view(n, c, h, w)
+        self.running_mean.copy_(rm.view(self.splits, c).mean(0)); self.running_var.copy_(rv.view(self.splits, c).mean(0))
+        return y
+bn = SplitBN(5, 4)
+with torch.no_grad(): bn.weight.copy_(w); bn.bias.copy_(b)
+y = bn(x); O['y'] = y.detach(); O['rm'] = bn.running_mean; O['rv'] = bn.running_var
+# each of the 4 splits (samples n ≡ s mod 4) is normalised on its own
+xs = x.view(2, 4, 5, 3, 3)[:, 1]
+O['split1'] = (xs - xs.mean((0, 2, 3), keepdim=True)) / (xs.var((0, 2, 3), unbiased=False, keepdim=True) + 1e-5).sqrt() * w.view(1, 5, 1, 1) + b.view(1, 5, 1, 1)
+bn.eval(); O['eval'] = bn(x).detach()
+`, inputs);
+  const y = bn.forward(x);
+  assertClose(y, ref.y!, 'split bn train', { rtol: 1e-5, atol: 1e-5 });
+  assertClose(y.view(2, 4, 5, 3, 3).select(1, 1), ref.split1!, 'split bn formula', { rtol: 1e-4, atol: 1e-5 });
+  assertClose(bn.runningMean, ref.rm!, 'running mean');
+  assertClose(bn.runningVar, ref.rv!, 'running var');
+  bn.eval();
+  assertClose(bn.forward(x), ref.eval!, 'split bn eval', { rtol: 1e-5, atol: 1e-5 });
+  assert.throws(() => bn.train().forward(torch.randn([6, 5, 2, 2])), /batch of 6 does not split into 4/);
+});
+
+test('BatchNorm2d counts batches and uses running stats in eval', () => {
+  const bn = new BatchNorm2d(3);
+  bn.forward(torch.randn([4, 3, 2, 2]));
+  bn.forward(torch.randn([4, 3, 2, 2]));
+  assert.equal(bn.numBatchesTracked.item(), 2);
+  bn.eval();
+  bn.forward(torch.randn([4, 3, 2, 2]));
+  assert.equal(bn.numBatchesTracked.item(), 2);
+});
+
+test('Sequential names, loadStateDict errors list the keys', () => {
+  const head = new Sequential(new Linear(4, 4), new ReLU(), new Linear(4, 2));
+  assert.deepEqual([...head.stateDict().keys()], ['0.weight', '0.bias', '2.weight', '2.bias']);
+  const sd = new Map(head.stateDict());
+  sd.delete('2.bias');
+  sd.set('3.weight', torch.zeros([1]));
+  assert.throws(() => head.loadStateDict(sd), /missing keys \(1\): 2\.bias\. unexpected keys \(1\): 3\.weight/);
+  const r = head.loadStateDict(sd, { strict: false });
+  assert.deepEqual(r, { missingKeys: ['2.bias'], unexpectedKeys: ['3.weight'] });
+});
+
+test('Module: parameters require grad, zeroGrad, requiresGrad_, train/eval propagate, apply', () => {
+  const m = new Sequential(new Linear(3, 2), new BatchNorm2d(2));
+  assert.ok(m.parameters().every((p) => p.requiresGrad));
+  m.at(0).forward(torch.randn([1, 3])).sum().backward();
+  assert.ok(m.parameters()[0]!.grad);
+  m.zeroGrad();
+  assert.equal(m.parameters()[0]!.grad, null);
+  m.requiresGrad_(false);
+  assert.ok(m.parameters().every((p) => !p.requiresGrad));
+  m.eval();
+  assert.ok(m.namedModules().every(([, x]) => !x.training));
+  let count = 0;
+  m.apply(() => { count++; });
+  assert.equal(count, 3);
+});
