@@ -1,0 +1,2 @@
+export * from './moco.js';
+export * from './presets.js';
