@@ -5,6 +5,8 @@
 // argument defaults are exactly PyTorch's. TypeScript (src/torch/) gives the operators their typed names.
 #include <napi.h>
 
+#include "tensor.h"
+
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -216,6 +218,9 @@ class Tensor : public Napi::ObjectWrap<Tensor> {
     return Napi::BigInt::New(info.Env(), static_cast<uint64_t>(reinterpret_cast<uintptr_t>(t.data_ptr())));
   }
 };
+
+at::Tensor& UnwrapTensor(Napi::Env env, const Napi::Value& v, const char* what) { return Tensor::Get(env, v, what); }
+Napi::Object WrapTensor(Napi::Env env, at::Tensor t) { return Tensor::Wrap(env, std::move(t)); }
 
 // ---------------------------------------------------------------- JS <-> IValue
 c10::Scalar to_scalar(Napi::Env env, const Napi::Value& v, const std::string& what) {
@@ -645,6 +650,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaIsAvailable", Napi::Function::New(env, CudaIsAvailable));
   exports.Set("cudaDeviceCount", Napi::Function::New(env, CudaDeviceCount));
   exports.Set("buildInfo", Napi::Function::New(env, BuildInfo));
+  InitDist(env, exports);
   static bool allocator_set = false;
   if (!allocator_set) {
     c10::SetCPUAllocator(&g_cpu_allocator, /*priority=*/10);
