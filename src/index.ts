@@ -1,2 +1,20 @@
 // moco-ts public API.
 export * as torch from './torch/index.js';
+
+// Evaluation and use of a learned representation (issue 6): load an encoder from any checkpoint, kNN and
+// linear-classification accuracy, embeddings of image files, exact cosine search over embedding files.
+export {
+  loadEncoder, resolveCheckpoint, describeEncoder, Encoder, type EncoderInfo, type FeatureKind, type LoadEncoderOpts, type EvalPreprocess,
+  snapshotBackbone, checkBackboneUnchanged,
+} from './eval/encoder.js';
+export { knnEvaluate, type KnnEvaluateOpts, type KnnEvaluation } from './eval/knn-evaluate.js';
+export { knnClassify, knnScores, type KnnOpts, type KnnResult } from './eval/knn.js';
+export { extractFeatures, type ExtractOpts, type Features } from './eval/features.js';
+export { linearProbe, type LinearProbeOpts, type LinearProbeResult, type LinclsProtocol } from './eval/lincls.js';
+export {
+  trainLinearOnFeatures, LinearHead, DivergedError, type LinearSchedule, type LinearFeatureOpts, type LinearFeatureResult, type EpochMetrics, type Accuracy,
+} from './eval/linear-probe.js';
+export { embedImages, collectImages, type EmbedOpts, type Embedded } from './eval/embed.js';
+export { EmbeddingWriter, EmbeddingIndex, type EmbeddingMeta, type EmbeddingFormat } from './eval/embedding-file.js';
+export { searchIndex, type SearchOpts, type Neighbour } from './eval/search.js';
+export { writeSearchHtml, type SearchHtmlOpts } from './eval/search-html.js';

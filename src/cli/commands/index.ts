@@ -5,6 +5,9 @@ import { register as convert } from './convert.js';
 import { register as exportCmd } from './export.js';
 import { register as embed } from './embed.js';
 import { register as augmentPreview } from './augment-preview.js';
+import { register as lincls } from './lincls.js';
+import { register as knn } from './knn.js';
+import { register as search } from './search.js';
 
 export function registerCommands(program: Command): void {
   info(program);
@@ -12,4 +15,7 @@ export function registerCommands(program: Command): void {
   exportCmd(program);
   embed(program);
   augmentPreview(program);
+  lincls(program);
+  knn(program);
+  search(program);
 }

@@ -1,0 +1,217 @@
+// A frozen, inference-only encoder loaded from any checkpoint this project meets: our pre-training runs (a
+// safetensors file or its run directory), official MoCo `.pth.tar`, torchvision `.pth`, and our own
+// linear-classification checkpoints. The architecture comes from the file's metadata when present, else from
+// the weight shapes (as the ONNX exporter infers it).
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { noGrad, tidy, type Tensor } from '../torch/index.js';
+import { Linear, type Module } from '../nn/index.js';
+import { createModel, projectionHead, type ResNet } from '../models/index.js';
+import { loadPretrained, type HeadKind, type WeightsLayout } from '../io/pretrained.js';
+import { inferResNet } from '../io/onnx-export.js';
+import { CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD, type PresetName, type PresetOpts } from '../data/index.js';
+
+/** Which output of the encoder a caller wants. */
+export type FeatureKind = 'backbone' | 'head';
+
+/** What was loaded, for logs and for choosing preprocessing. */
+export interface EncoderInfo {
+  /** The checkpoint file actually read (a run directory resolves to its latest checkpoint). */
+  file: string;
+  arch: string;
+  cifarStem: boolean;
+  /** Channels of the first stage (64 = torchvision). */
+  width: number;
+  /** Size of the pooled backbone features. */
+  featureDim: number;
+  headKind: HeadKind;
+  /** Output size of the head; null without one. */
+  headDim: number | null;
+  /** Input side in pixels the encoder was trained on (metadata, else 32 for a CIFAR stem, else 224). */
+  imageSize: number;
+  layout: WeightsLayout;
+  /** Where the architecture came from. */
+  configFrom: 'metadata' | 'weights';
+  /** The pre-training preset named in the metadata ('mocov2', 'cifar', …), if any. */
+  preset: string | null;
+  /** Epoch from the metadata, if any. */
+  epoch: number | null;
+}
+
+/** The deterministic preprocessing matching an encoder: a loader preset and its options. */
+export interface EvalPreprocess {
+  augment: PresetName;
+  augmentOpts: PresetOpts;
+}
+
+/** A loaded encoder in eval mode with frozen weights. Call {@link Encoder.dispose} when done. */
+export class Encoder {
+  constructor(readonly model: ResNet, readonly info: EncoderInfo) {
+    model.eval();
+    model.requiresGrad_(false);
+  }
+
+  /** Pooled backbone features, N × featureDim (no grad, eval-mode BN). */
+  backbone(x: Tensor): Tensor { return noGrad(() => this.model.features(x)); }
+
+  /** Head output, N × headDim; throws when the checkpoint has no head. */
+  head(x: Tensor): Tensor {
+    if (this.info.headKind === 'none') throw new Error(`${this.info.file}: no projection head in this checkpoint; use the backbone features`);
+    return noGrad(() => this.model.forward(x));
+  }
+
+  /** `backbone` or `head` output, not normalised. */
+  encode(x: Tensor, feature: FeatureKind = 'backbone'): Tensor {
+    return feature === 'head' ? this.head(x) : this.backbone(x);
+  }
+
+  /** Output size of `feature`. */
+  dim(feature: FeatureKind = 'backbone'): number {
+    if (feature === 'head') {
+      if (this.info.headDim === null) throw new Error(`${this.info.file}: no projection head in this checkpoint`);
+      return this.info.headDim;
+    }
+    return this.info.featureDim;
+  }
+
+  /**
+   * The evaluation preprocessing: for 32-px encoders (CIFAR stem) the image as is with CIFAR mean/std
+   * ('cifar-eval'); otherwise Resize(size·256/224) + CenterCrop(size) with ImageNet mean/std ('eval').
+   */
+  preprocess(): EvalPreprocess {
+    const small = this.info.cifarStem || this.info.preset === 'cifar';
+    if (small) return { augment: 'cifar-eval', augmentOpts: { size: this.info.imageSize, mean: CIFAR_MEAN, std: CIFAR_STD } };
+    return { augment: 'eval', augmentOpts: { size: this.info.imageSize, mean: IMAGENET_MEAN, std: IMAGENET_STD } };
+  }
+
+  dispose(): void { this.model.dispose(); }
+}
+
+/**
+ * Resolves a checkpoint argument: a file as is; a run directory through its `last` pointer file (the latest
+ * checkpoint's name), else its newest `checkpoint_*.safetensors` / `*.pth.tar` by name.
+ */
+export function resolveCheckpoint(path: string): string {
+  if (!existsSync(path)) throw new Error(`checkpoint '${path}' not found`);
+  if (!statSync(path).isDirectory()) return path;
+  const last = join(path, 'last');
+  if (existsSync(last)) {
+    const name = readFileSync(last, 'utf8').trim();
+    const file = join(path, name);
+    if (!name || !existsSync(file)) throw new Error(`${last} names '${name}', which is not in ${path}`);
+    return file;
+  }
+  const cands = readdirSync(path).filter((f) => /^checkpoint.*\.(safetensors|pth\.tar|pth)$/.test(f)).sort();
+  if (!cands.length) throw new Error(`${path}: a run directory needs a 'last' file or checkpoint_*.safetensors files`);
+  return join(path, cands[cands.length - 1]!);
+}
+
+const ARCH_OF: Record<string, string> = { 'basic:2,2,2,2': 'resnet18', 'basic:3,4,6,3': 'resnet34', 'bottleneck:3,4,6,3': 'resnet50', 'bottleneck:3,4,23,3': 'resnet101' };
+
+interface MocoMeta { arch?: string; cifarStem?: boolean; width?: number; imageSize?: number; preset?: string; epoch?: number }
+
+/** The `moco` (or `config`) JSON metadata entry of our checkpoints, when present and parseable. */
+function mocoMeta(meta: Record<string, string | number>): MocoMeta | null {
+  for (const key of ['moco', 'config']) {
+    const v = meta[key];
+    if (typeof v !== 'string') continue;
+    try {
+      const o = JSON.parse(v) as unknown;
+      if (o && typeof o === 'object') return o as MocoMeta;
+    } catch {
+      // Not ours; fall back to the weights.
+    }
+  }
+  return null;
+}
+
+export interface LoadEncoderOpts {
+  /** Override the input side in pixels (default: metadata, else 32 for a CIFAR stem, else 224). */
+  imageSize?: number;
+}
+
+/**
+ * Loads the query encoder of a checkpoint as a frozen {@link Encoder}: backbone plus its head (MoCo v1 `fc`,
+ * v2 MLP, or a classifier `fc`), in eval mode. Accepts our checkpoint files and run directories, official
+ * MoCo `.pth.tar`, torchvision `.pth`, and safetensors state dicts.
+ */
+export function loadEncoder(path: string, o: LoadEncoderOpts = {}): Encoder {
+  const file = resolveCheckpoint(path);
+  const w = loadPretrained(file);
+  try {
+    const meta = mocoMeta(w.meta);
+    const shape = inferResNet(w.backbone);
+    const inferredArch = ARCH_OF[`${shape.block}:${shape.layers.join(',')}`];
+    const conv1 = w.backbone.get('conv1.weight')!;
+    const width = meta?.width ?? conv1.shape[0]!;
+    const cifarStem = meta?.cifarStem ?? shape.cifarStem;
+    const arch = meta?.arch ?? inferredArch ?? (typeof w.meta.arch === 'string' ? w.meta.arch : undefined);
+    if (!arch) throw new Error(`${file}: cannot tell the ResNet variant (${shape.block} blocks ${shape.layers.join('-')})`);
+    const model = createModel(arch, { cifarStem, width });
+    let headDim: number | null = null;
+    if (w.headKind === 'mlp') {
+      const out = w.head.get('fc.2.weight');
+      if (!out) throw new Error(`${file}: MLP head without fc.2.weight`);
+      headDim = out.shape[0]!;
+      model.replaceModule('fc', projectionHead('mlp', model.featureDim, headDim));
+    } else if (w.headKind === 'fc') {
+      headDim = w.head.get('fc.weight')!.shape[0]!;
+      model.replaceModule('fc', new Linear(model.featureDim, headDim, w.head.has('fc.bias')));
+    }
+    const sd = new Map([...w.backbone, ...w.head]);
+    const r = model.loadStateDict(sd, { strict: false });
+    // BN's counter is not needed for inference; anything else missing means the architecture is wrong.
+    const missing = r.missingKeys.filter((k) => !k.endsWith('num_batches_tracked') && (w.headKind !== 'none' || !k.startsWith('fc.')));
+    if (missing.length || r.unexpectedKeys.length) {
+      model.dispose();
+      throw new Error(`${file}: weights do not fit ${arch}${cifarStem ? ' (CIFAR stem)' : ''} width ${width}: missing ${missing.join(', ') || 'none'}; unexpected ${r.unexpectedKeys.join(', ') || 'none'}`);
+    }
+    const imageSize = o.imageSize ?? meta?.imageSize ?? (cifarStem ? 32 : 224);
+    const epochMeta = meta?.epoch ?? w.meta.epoch;
+    return new Encoder(model, {
+      file, arch, cifarStem, width, featureDim: model.featureDim, headKind: w.headKind, headDim, imageSize, layout: w.layout,
+      configFrom: meta ? 'metadata' : 'weights', preset: meta?.preset ?? null, epoch: typeof epochMeta === 'number' ? epochMeta : epochMeta !== undefined ? Number(epochMeta) : null,
+    });
+  } finally {
+    for (const t of w.backbone.values()) t.dispose();
+    for (const t of w.head.values()) t.dispose();
+  }
+}
+
+/** One line describing a loaded encoder, for stderr logs. */
+export function describeEncoder(e: Encoder): string {
+  const i = e.info;
+  return `${i.file}: ${i.arch}${i.cifarStem ? ' (CIFAR stem)' : ''}${i.width !== 64 ? ` width ${i.width}` : ''}, features ${i.featureDim}-d, head ${i.headKind}${i.headDim ? ` (${i.headDim}-d)` : ''}, ${i.imageSize}px input, config from ${i.configFrom}${i.epoch !== null ? `, epoch ${i.epoch}` : ''}`;
+}
+
+/** Backbone parameters and buffers (everything but `fc.*`) of a model, by name. */
+export function backboneTensors(model: Module): Map<string, Tensor> {
+  const out = new Map<string, Tensor>();
+  for (const [k, t] of model.stateDict()) if (!k.startsWith('fc.')) out.set(k, t);
+  return out;
+}
+
+/** Copies of the backbone tensors, for {@link checkBackboneUnchanged}. Dispose the map's tensors when done. */
+export function snapshotBackbone(model: Module): Map<string, Tensor> {
+  return tidy(() => {
+    const out = new Map<string, Tensor>();
+    for (const [k, t] of backboneTensors(model)) out.set(k, t.detach().clone());
+    return out;
+  }) as Map<string, Tensor>;
+}
+
+/**
+ * main_lincls.py's sanity check: every backbone tensor (weights and BN running statistics) must equal the
+ * loaded one exactly. Throws naming the changed tensors.
+ */
+export function checkBackboneUnchanged(model: Module, snapshot: Map<string, Tensor>): void {
+  const changed: string[] = [];
+  const now = backboneTensors(model);
+  for (const [k, ref] of snapshot) {
+    const t = now.get(k);
+    if (!t) { changed.push(`${k} (missing)`); continue; }
+    const same = tidy(() => t.shape.length === ref.shape.length && t.shape.every((d, i) => d === ref.shape[i]) && t.eq(ref).all().item() === 1);
+    if (!same) changed.push(k);
+  }
+  if (changed.length) throw new Error(`sanity check failed: the frozen backbone changed during linear classification (${changed.slice(0, 5).join(', ')}${changed.length > 5 ? `, … ${changed.length} in all` : ''})`);
+}

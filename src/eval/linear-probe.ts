@@ -1,0 +1,248 @@
+// The linear classifier of main_lincls.py and its training step, shared by the image protocol (lincls.ts) and
+// the cached-feature protocol (linearProbe here): a new fc with N(0, 0.01) weights and zero bias, SGD (lr 30,
+// momentum 0.9, wd 0), batch 256, step decay ×0.1 at epochs 60 and 80 (or cosine), cross-entropy.
+import { F, Tensor, empty, keep, noGrad, tensor, tidy, zeros } from '../torch/index.js';
+import { SGD, lrAt } from '../optim/index.js';
+import { Rng } from '../data/rng.js';
+
+/** The schedule and optimiser of the linear protocol. */
+export interface LinearSchedule {
+  /** Default 100. */
+  epochs?: number;
+  /** Base learning rate; default 30 (main_lincls.py). */
+  lr?: number;
+  /** Samples a step; default 256. */
+  batchSize?: number;
+  /** Default 0.9. */
+  momentum?: number;
+  /** Default 0. */
+  weightDecay?: number;
+  /** Epochs at which the lr drops ×0.1; default [60, 80]. Ignored with `cos`. */
+  schedule?: number[];
+  /** Cosine decay, set once an epoch; default false. */
+  cos?: boolean;
+  /** Seeds the fc initialisation and the sample order; default 0. */
+  seed?: number;
+  /** Stop after this many optimiser steps in all (smoke tests); default unlimited. */
+  maxSteps?: number;
+}
+
+/** Accuracy of one pass, in percent. */
+export interface Accuracy {
+  top1: number;
+  top5: number;
+  /** Mean cross-entropy. */
+  loss: number;
+}
+
+/** What one epoch did. */
+export interface EpochMetrics {
+  epoch: number;
+  lr: number;
+  /** Mean training loss over the epoch's steps. */
+  trainLoss: number;
+  /** Training top-1 of the epoch's batches (as main_lincls prints), percent. */
+  trainTop1: number;
+  val: Accuracy;
+  /** Wall seconds of the epoch (training and validation). */
+  seconds: number;
+}
+
+/** The trainable part: `fc.weight` (C × D) and `fc.bias` (C). */
+export class LinearHead {
+  readonly weight: Tensor;
+  readonly bias: Tensor;
+  constructor(weight: Tensor, bias: Tensor) {
+    this.weight = keep(weight).requiresGrad_(true);
+    this.bias = keep(bias).requiresGrad_(true);
+  }
+
+  /**
+   * main_lincls.py's init: weight ~ N(0, 0.01), bias 0. The normals come from the seeded project Rng so that
+   * runs repeat on any machine.
+   */
+  static init(inFeatures: number, numClasses: number, seed = 0): LinearHead {
+    const rng = new Rng(seed, 'lincls-fc');
+    const w = new Float32Array(inFeatures * numClasses);
+    for (let i = 0; i < w.length; i++) w[i] = 0.01 * rng.normal();
+    return new LinearHead(tensor(w, { shape: [numClasses, inFeatures] }), zeros([numClasses]));
+  }
+
+  forward(x: Tensor): Tensor { return F.linear(x, this.weight, this.bias); }
+
+  get numClasses(): number { return this.weight.shape[0]!; }
+
+  dispose(): void { this.weight.dispose(); this.bias.dispose(); }
+}
+
+/** Fills in main_lincls.py's defaults. */
+export function resolveSchedule(s: LinearSchedule): Required<Omit<LinearSchedule, 'maxSteps'>> & { maxSteps: number } {
+  return {
+    epochs: s.epochs ?? 100, lr: s.lr ?? 30, batchSize: s.batchSize ?? 256, momentum: s.momentum ?? 0.9, weightDecay: s.weightDecay ?? 0,
+    schedule: s.schedule ?? [60, 80], cos: s.cos ?? false, seed: s.seed ?? 0, maxSteps: s.maxSteps ?? Infinity,
+  };
+}
+
+/** The lr of an epoch (main_lincls's adjust_learning_rate: set once at the start of each epoch). */
+export function linclsLr(s: ReturnType<typeof resolveSchedule>, epoch: number): number {
+  return lrAt({ baseLr: s.lr, epochs: s.epochs, cos: s.cos, milestones: s.schedule }, epoch);
+}
+
+/** The SGD of the protocol over the head's two tensors. */
+export function linclsOptimizer(head: LinearHead, s: ReturnType<typeof resolveSchedule>): SGD {
+  return new SGD([head.weight, head.bias], { lr: s.lr, momentum: s.momentum, weightDecay: s.weightDecay });
+}
+
+/** Thrown when the loss stops being finite: with lr 30 a badly scaled backbone diverges. */
+export class DivergedError extends Error {
+  constructor(epoch: number, step: number, lr: number) {
+    super(`linear classification diverged: loss is NaN/Inf at epoch ${epoch}, step ${step} (lr ${lr}). `
+      + `The backbone's features are probably larger than main_lincls's lr 30 tolerates: lower --lr (e.g. 1 or 0.1), or check the checkpoint.`);
+    this.name = 'DivergedError';
+  }
+}
+
+/** One SGD step on features x (B × D) and labels y (B, int64); returns [loss, correct top-1 count]. */
+export function linclsStep(head: LinearHead, opt: SGD, x: Tensor, y: Tensor): [number, number] {
+  const [loss, correct] = tidy(() => {
+    const logits = head.forward(x);
+    const l = F.crossEntropy(logits, y);
+    opt.zeroGrad();
+    l.backward();
+    const c = noGrad(() => logits.argmax(1).eq(y).sum());
+    return [l.detach(), c];
+  });
+  const lv = loss.item();
+  const cv = correct.item();
+  loss.dispose();
+  correct.dispose();
+  if (Number.isFinite(lv)) opt.step();
+  return [lv, cv];
+}
+
+/** Running top-1/top-5/loss counts over batches of logits. */
+export class AccuracyMeter {
+  private n = 0;
+  private c1 = 0;
+  private c5 = 0;
+  private lossSum = 0;
+
+  /** Adds a batch of logits (B × C) and int64 labels (B). */
+  add(logits: Tensor, labels: Tensor): void {
+    const [c1, c5, l] = noGrad(() => tidy(() => {
+      const k = Math.min(5, logits.shape[1]!);
+      const top = logits.topk(k, 1).indices;
+      const hit = top.eq(labels.view(-1, 1));
+      return [hit.narrow(1, 0, 1).sum().item(), hit.sum({ dim: 1 }).gt(0).sum().item(), F.crossEntropy(logits, labels, { reduction: 'sum' }).item()];
+    }));
+    this.n += labels.shape[0]!;
+    this.c1 += c1;
+    this.c5 += c5;
+    this.lossSum += l;
+  }
+
+  result(): Accuracy {
+    return { top1: this.n ? (100 * this.c1) / this.n : NaN, top5: this.n ? (100 * this.c5) / this.n : NaN, loss: this.n ? this.lossSum / this.n : NaN };
+  }
+}
+
+/** Accuracy of the head on fixed features (in chunks). */
+export function evaluateHead(head: LinearHead, x: Tensor, y: Tensor, chunk = 4096): Accuracy {
+  const m = new AccuracyMeter();
+  const n = x.shape[0]!;
+  for (let s = 0; s < n; s += chunk) {
+    tidy(() => {
+      const len = Math.min(chunk, n - s);
+      m.add(noGrad(() => head.forward(x.narrow(0, s, len))), y.narrow(0, s, len));
+    });
+  }
+  return m.result();
+}
+
+/** The sample order of an epoch: a permutation from (seed, epoch), so runs repeat and tests can replay it. */
+export function epochOrder(seed: number, epoch: number, n: number): Int32Array {
+  return new Rng(seed, 'lincls-order', epoch).permutation(n);
+}
+
+export interface LinearFeatureOpts extends LinearSchedule {
+  /** Classes; default max label + 1. */
+  numClasses?: number;
+  /** Start from this head instead of N(0, 0.01) (taken over: disposed by the caller via the result). */
+  init?: LinearHead;
+  /** Called after each epoch with the head being trained (may throw to stop the run). */
+  onEpoch?: (m: EpochMetrics, head: LinearHead) => void;
+}
+
+export interface LinearFeatureResult {
+  /** The trained head (dispose when done). */
+  head: LinearHead;
+  history: EpochMetrics[];
+  /** The epoch with the best validation top-1 (first such). */
+  best: EpochMetrics;
+  last: EpochMetrics;
+  steps: number;
+}
+
+/**
+ * The linear-classification protocol on cached features: the frozen backbone's features of each training
+ * image are computed once (without augmentation) and the fc is trained on them with main_lincls.py's
+ * optimiser and schedule (drop_last false, reshuffled every epoch). Many times faster than the image
+ * protocol; it differs only in that training sees no RandomResizedCrop/flip.
+ *
+ * @param trainX N × D float32 features (not normalised: the fc sees what main_lincls's fc sees).
+ * @param trainY N int64 labels.
+ */
+export function trainLinearOnFeatures(trainX: Tensor, trainY: Tensor, valX: Tensor, valY: Tensor, o: LinearFeatureOpts = {}): LinearFeatureResult {
+  const s = resolveSchedule(o);
+  const n = trainX.shape[0]!;
+  const C = o.numClasses ?? Math.max(trainY.max().item(), valY.max().item()) + 1;
+  const head = o.init ?? LinearHead.init(trainX.shape[1]!, C, s.seed);
+  const opt = linclsOptimizer(head, s);
+  const yTrain = trainY.long();
+  const yVal = valY.long();
+  const history: EpochMetrics[] = [];
+  let steps = 0;
+  try {
+    for (let epoch = 0; epoch < s.epochs && steps < s.maxSteps; epoch++) {
+      const t0 = performance.now();
+      const lr = linclsLr(s, epoch);
+      opt.setLr(lr);
+      const order = epochOrder(s.seed, epoch, n);
+      let lossSum = 0, correct = 0, seen = 0, nb = 0;
+      for (let b = 0; b < n && steps < s.maxSteps; b += s.batchSize) {
+        const [l, c] = tidy(() => {
+          const idx = tensor(order.subarray(b, Math.min(n, b + s.batchSize)), { dtype: 'int32' }).long();
+          return linclsStep(head, opt, trainX.indexSelect(0, idx), yTrain.indexSelect(0, idx));
+        });
+        if (!Number.isFinite(l)) throw new DivergedError(epoch, nb, lr);
+        const bs = Math.min(s.batchSize, n - b);
+        lossSum += l; correct += c; seen += bs; nb++; steps++;
+      }
+      const val = evaluateHead(head, valX, yVal);
+      if (!Number.isFinite(val.loss) && !Number.isNaN(val.top1)) throw new DivergedError(epoch, nb, lr);
+      const m: EpochMetrics = { epoch, lr, trainLoss: lossSum / Math.max(1, nb), trainTop1: (100 * correct) / Math.max(1, seen), val, seconds: (performance.now() - t0) / 1000 };
+      history.push(m);
+      o.onEpoch?.(m, head);
+    }
+  } catch (e) {
+    opt.dispose();
+    if (!o.init) head.dispose();
+    throw e;
+  } finally {
+    if (yTrain !== trainY) yTrain.dispose();
+    if (yVal !== valY) yVal.dispose();
+  }
+  opt.dispose();
+  if (!history.length) throw new Error('trainLinearOnFeatures: no epoch ran (epochs or maxSteps is 0)');
+  return { head, history, best: bestOf(history), last: history[history.length - 1]!, steps };
+}
+
+/** The first epoch with the highest validation top-1. */
+export function bestOf(h: EpochMetrics[]): EpochMetrics {
+  return h.reduce((a, b) => (b.val.top1 > a.val.top1 ? b : a));
+}
+
+/** An uninitialised C × D head (filled by the caller), e.g. to load a checkpoint's fc. */
+export function emptyHead(inFeatures: number, numClasses: number): LinearHead {
+  return new LinearHead(empty([numClasses, inFeatures]), empty([numClasses]));
+}
