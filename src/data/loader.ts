@@ -3,6 +3,9 @@
 import { keep, tensor, tidy, type Tensor } from '../torch/index.js';
 import { Augmentation, type AugmentSpec, type PresetName, type PresetOpts } from './augment.js';
 import type { ImageDataset, ImageSource, PrepareOpts } from './datasets/dataset.js';
+import { AugmentPool } from './augment-pool.js';
+import type { WorkerResponse } from './augment-worker.js';
+import { skipLog } from './decode.js';
 import { Rng } from './rng.js';
 
 export interface LoaderOpts {
@@ -25,6 +28,12 @@ export interface LoaderOpts {
   worldSize?: number;
   /** Batches decoded ahead while the consumer computes (file datasets; decoding runs in libuv threads). Default 2. */
   prefetch?: number;
+  /**
+   * Worker threads that build batches off the main thread (like DataLoader workers), each with one libtorch
+   * thread; batches are identical to those built in-thread. 0 (default) builds them on the calling thread.
+   * Call {@link Loader.close} when done.
+   */
+  workers?: number;
   /** How the dataset is prepared (in-memory budget, cache). */
   prepare?: PrepareOpts;
   /** Move the views to this device (e.g. `'cuda'`). Default: stay on CPU. */
@@ -68,6 +77,7 @@ export class Loader {
   readonly prefetch: number;
   private readonly opts: LoaderOpts;
   private source: ImageSource | null = null;
+  private pool: AugmentPool | null = null;
 
   constructor(dataset: ImageDataset, o: LoaderOpts) {
     if (!Number.isInteger(o.batchSize) || o.batchSize < 1) throw new RangeError(`Loader: batchSize must be a positive integer, got ${o.batchSize}`);
@@ -86,6 +96,14 @@ export class Loader {
     this.prefetch = Math.max(0, o.prefetch ?? 2);
     const a = o.augment ?? 'eval';
     this.aug = a instanceof Augmentation ? a : new Augmentation(a, o.augmentOpts);
+    if ((o.workers ?? 0) > 0) this.pool = new AugmentPool(o.workers!);
+  }
+
+  /** Ends the worker threads, if any (the loader builds batches in-thread afterwards). */
+  async close(): Promise<void> {
+    const p = this.pool;
+    this.pool = null;
+    await p?.close();
   }
 
   /** Decodes/opens the dataset (idempotent; `epoch()` calls it). Its length is final afterwards. */
@@ -130,7 +148,11 @@ export class Loader {
     const rng = new Rng(this.seed, 'aug', epoch, b, this.rank);
     let views: Tensor[];
     let used = idx;
-    if (src.kind === 'memory') {
+    if (this.pool) {
+      const r = await this.viaPool(this.pool, src, idx, rng);
+      views = r.views;
+      used = r.used;
+    } else if (src.kind === 'memory') {
       views = this.aug.fromMemory(src.images, idx, rng, this.views);
     } else {
       const n = src.paths.length;
@@ -155,6 +177,24 @@ export class Loader {
     };
   }
 
+  private async viaPool(pool: AugmentPool, src: ImageSource, idx: Int32Array, rng: Rng): Promise<{ views: Tensor[]; used: Int32Array }> {
+    const S = this.aug.spec.size;
+    let res: WorkerResponse;
+    if (src.kind === 'memory') {
+      const [, c, h, w] = src.images.shape as [number, number, number, number];
+      const px = tidy(() => src.images.indexSelect(0, tensor(idx, { dtype: 'int32' }).long()).data() as Uint8Array);
+      res = await pool.memory(this.aug.spec, rng.state(), this.views, px, [idx.length, c, h, w]);
+    } else {
+      res = await pool.files(this.aug.spec, rng.state(), this.views, src.paths, idx);
+      const log = this.opts.prepare?.log ?? skipLog;
+      for (const s of res.skipped ?? []) log.report(s.path, s.reason);
+    }
+    const all = tensor(res.data!, { shape: [this.views * idx.length, 3, S, S] });
+    const views = tidy(() => all.chunk(this.views, 0));
+    all.dispose();
+    return { views, used: res.used ?? idx };
+  }
+
   /**
    * The batches of an epoch from `startBatch` (default 0), with up to `prefetch` later batches in flight.
    * Breaking out of the loop disposes prefetched batches.
@@ -162,7 +202,7 @@ export class Loader {
   async *epoch(epoch: number, o: { startBatch?: number } = {}): AsyncGenerator<Batch, void, undefined> {
     const src = await this.prepare();
     // In-memory batches are built synchronously on this thread: building them early overlaps nothing.
-    const ahead = src.kind === 'files' ? this.prefetch : 0;
+    const ahead = src.kind === 'files' || this.pool ? this.prefetch : 0;
     const order = this.order(epoch);
     const nb = this.batchesPerEpoch;
     const pending: Promise<Batch>[] = [];

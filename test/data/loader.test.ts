@@ -111,3 +111,17 @@ test('file datasets: decode with crop in sharp, deterministic, prefetched', asyn
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('worker threads build the same batches as the calling thread', async () => {
+  const run = async (workers: number): Promise<Float32Array[]> => {
+    const l = new Loader(ds, { batchSize: 32, shuffle: true, dropLast: true, seed: 5, augment: 'cifar', twoCrops: true, workers });
+    const out: Float32Array[] = [];
+    for await (const b of l.epoch(1)) { out.push(b.views[1]!.data() as Float32Array); assert.equal(b.labels!.shape[0], 32); b.dispose(); }
+    await l.close();
+    return out;
+  };
+  const a = await run(0);
+  const b = await run(2);
+  assert.equal(b.length, 3);
+  assert.deepEqual(b, a);
+});

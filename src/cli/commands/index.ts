@@ -1,6 +1,7 @@
 // One file a command; each exports register(program).
 import type { Command } from 'commander';
 import { register as info } from './info.js';
+import { register as pretrain } from './pretrain.js';
 import { register as convert } from './convert.js';
 import { register as exportCmd } from './export.js';
 import { register as embed } from './embed.js';
@@ -11,6 +12,7 @@ import { register as search } from './search.js';
 
 export function registerCommands(program: Command): void {
   info(program);
+  pretrain(program);
   convert(program);
   exportCmd(program);
   embed(program);

@@ -16,6 +16,11 @@ export interface PrepareOpts {
    * (checked on up to 64 headers). Default 2 GiB; 0 keeps files on disk.
    */
   memoryBudget?: number;
+  /**
+   * Larger images stay files even within the budget, so their crops are resized by sharp with antialiasing
+   * (in-memory crops are bilinear without it, exact only when upsampling). Default 128 px.
+   */
+  maxSide?: number;
   /** Cache the decoded tensor on disk (see decodeAllCached). Default true. */
   cache?: boolean;
   /** Where unreadable files are reported. Default: the process-wide skip log. */
@@ -129,7 +134,8 @@ export class FileDataset implements ImageDataset {
         // Reported when it is decoded.
       }
     }
-    if (uniform && size && n * 3 * size.width * size.height <= budget) {
+    const small = size !== null && Math.max(size.width, size.height) <= (o.maxSide ?? 128);
+    if (uniform && size && small && n * 3 * size.width * size.height <= budget) {
       const set = await decodeAllCached(this.paths_, { size: [size.height, size.width], cache: o.cache, log });
       this.memory = keep(set.images);
       if (set.ok.length < n) {
