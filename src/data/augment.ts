@@ -169,9 +169,9 @@ export function photometric_(x: Tensor, params: readonly ViewParams[], spec: Aug
 }
 
 /**
- * Views are processed in chunks of about this many bytes of float32 pixels: small enough to stay in cache
- * between the ~30 elementwise passes (measured ~10× faster per view than whole 224-px batches, whose every
- * intermediate is a fresh page-faulted allocation).
+ * Views are processed in chunks of about this many bytes of float32 pixels (override: MOCO_AUG_CHUNK_BYTES), so
+ * that the ~30 elementwise passes stay in cache: one pass over 32 views at 224 px measured ~10× slower per view
+ * than over 8 (every intermediate of a whole batch is a fresh page-faulted allocation).
  */
 const CHUNK_BYTES = Number(process.env.MOCO_AUG_CHUNK_BYTES) || 2 << 20;
 
@@ -190,8 +190,9 @@ export class Augmentation {
   /** libtorch intra-op threads while augmenting (restored after); null leaves the setting alone. */
   readonly threads: number | null;
   /**
-   * `threads` defaults to 1: augmentation runs on cache-sized chunks where a second OpenMP thread costs more
-   * than it gains, and on a busy 2-core machine each op waited milliseconds for it (measured 10–100× slower).
+   * `threads` defaults to `MOCO_AUG_THREADS` or 1: augmentation runs on cache-sized chunks where a second
+   * OpenMP thread gains little, and on the busy shared 2-core machine each op then waited milliseconds for it
+   * (CIFAR batches measured up to 25× slower with 2 threads than with 1). Use Loader `workers` for parallelism.
    */
   constructor(spec: AugmentSpec | PresetName, o: PresetOpts & { threads?: number | null } = {}) {
     this.spec = typeof spec === 'string' ? preset(spec, o) : spec;
