@@ -1,7 +1,7 @@
 // Batched image operations with per-sample parameters, on float N×3×H×W tensors in [0, 1] — torchvision's
 // tensor definitions (transforms.functional), computed for a whole batch at once.
 import { F, tensor, tidy, where, type Tensor } from '../torch/index.js';
-import { op } from '../torch/tensor.js';
+import { callOp, op } from '../torch/tensor.js';
 import type { Box } from './decode.js';
 
 /** ITU-R 601-2 luma weights as torchvision's rgb_to_grayscale (tensor path). */
@@ -160,6 +160,17 @@ export function normalize_(x: Tensor, mean: readonly number[], std: readonly num
     x.sub_(m).div_(s);
   });
   return x;
+}
+
+/** out ← (x − mean) / std per channel, in one pass written straight into `out` (e.g. a slice of a batch). */
+export function normalizeInto(x: Tensor, mean: readonly number[], std: readonly number[], out: Tensor): Tensor {
+  tidy(() => {
+    let b = tensor(Float32Array.from(mean, (m, i) => -m / std[i]!), { shape: [1, 3, 1, 1] });
+    let s = tensor(Float32Array.from(std, (v) => 1 / v), { shape: [1, 3, 1, 1] });
+    if (x.device !== 'cpu') { b = b.to(x.device); s = s.to(x.device); }
+    callOp('aten::addcmul', 'out', [b, x, s], { value: 1, out });
+  });
+  return out;
 }
 
 /** (x − mean) / std per channel; a new tensor. */

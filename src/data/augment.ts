@@ -3,7 +3,7 @@
 import sharp from 'sharp';
 import { empty, getNumThreads, setNumThreads, tensor, tidy, type Tensor } from '../torch/index.js';
 import { op } from '../torch/tensor.js';
-import { adjustHue, brightness_, contrast_, gaussianBlur, grayscale_, normalize_, resizedCrop, saturation_ } from './augment-ops.js';
+import { adjustHue, brightness_, contrast_, gaussianBlur, grayscale_, normalize_, normalizeInto, resizedCrop, saturation_ } from './augment-ops.js';
 import { centerCropBox, sampleCropBox, sampleJitter, type JitterParams, type JitterSpec } from './augment-params.js';
 import { decodeImage, imageSize, skipLog, type Box, type DecodedImage, type SkipLog } from './decode.js';
 import type { Rng } from './rng.js';
@@ -139,7 +139,7 @@ const JITTER_OPS = [brightness_, contrast_, saturation_, adjustHue];
  * ColorJitter's per-sample random order is batched: at each of its four steps, the samples whose op at that
  * step is brightness (contrast, …) go through that op together.
  */
-export function photometric_(x: Tensor, params: readonly ViewParams[], spec: AugmentSpec): Tensor {
+export function photometric_(x: Tensor, params: readonly ViewParams[], spec: AugmentSpec, out?: Tensor): Tensor {
   for (const stage of spec.order) {
     if (stage === 'jitter') {
       for (let step = 0; step < 4; step++) {
@@ -165,7 +165,7 @@ export function photometric_(x: Tensor, params: readonly ViewParams[], spec: Aug
       onSubset(x, pos, (sub) => gaussianBlur(sub, sig));
     }
   }
-  return normalize_(x, spec.mean, spec.std);
+  return out ? normalizeInto(x, spec.mean, spec.std, out) : normalize_(x, spec.mean, spec.std);
 }
 
 /**
@@ -175,7 +175,12 @@ export function photometric_(x: Tensor, params: readonly ViewParams[], spec: Aug
  */
 const CHUNK_BYTES = Number(process.env.MOCO_AUG_CHUNK_BYTES) || 2 << 20;
 
-function chunkViews(S: number): number { return Math.max(1, Math.floor(CHUNK_BYTES / (12 * S * S))); }
+// With only a few views a chunk, the per-op gathers of jitter subsets cost more than they save: go to one
+// view a chunk, where every op applies to the whole chunk or not at all.
+function chunkViews(S: number): number {
+  const n = Math.floor(CHUNK_BYTES / (12 * S * S));
+  return n < 4 ? 1 : n;
+}
 
 /** Images of about this many pixels or fewer are decoded once and cropped in memory for every view. */
 const DECODE_ONCE_PIXELS = 1 << 21;
@@ -248,7 +253,7 @@ export class Augmentation {
           } else {
             x = resizedCrop(images, ss, ps.map((p) => p.box), S, ps.map((p) => p.flip)).div_(255);
           }
-          out.narrow(0, s0, len).copy_(photometric_(x, ps, this.spec));
+          photometric_(x, ps, this.spec, out.narrow(0, s0, len));
         });
       }
       return out;
@@ -322,9 +327,10 @@ export class Augmentation {
       for (let s0 = 0; s0 < total; s0 += step) {
         const len = Math.min(step, total - s0);
         tidy(() => {
+          // Transpose the bytes first, then widen: cheaper than transposing floats.
           const x = tensor(buf.subarray(s0 * per, (s0 + len) * per), { shape: [len, S, S, 3], dtype: 'uint8' })
-            .permute(0, 3, 1, 2).float().div_(255).contiguous();
-          res.narrow(0, s0, len).copy_(photometric_(x, ordered.slice(s0, s0 + len), this.spec));
+            .permute(0, 3, 1, 2).contiguous().float().div_(255);
+          photometric_(x, ordered.slice(s0, s0 + len), this.spec, res.narrow(0, s0, len));
         });
       }
       return res;
