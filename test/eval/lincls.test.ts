@@ -1,0 +1,124 @@
+// The image protocol end to end on a tiny run, its sanity check, the best checkpoint and --evaluate on it,
+// and loadEncoder on official MoCo / torchvision files (features vs PyTorch) and on run directories.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { dispose, manualSeed, noGrad, randn, tensor } from '../../src/torch/index.js';
+import { createModel, projectionHead } from '../../src/models/index.js';
+import { loadSafetensors, saveSafetensors } from '../../src/io/safetensors.js';
+import { Synthetic } from '../../src/data/index.js';
+import { checkBackboneUnchanged, loadEncoder, snapshotBackbone } from '../../src/eval/encoder.js';
+import { linearProbe } from '../../src/eval/lincls.js';
+import { randomPadCrop } from '../../src/eval/pad-crop.js';
+import { Rng } from '../../src/data/rng.js';
+import { interop } from '../helpers/interop.js';
+import { assertClose, tmpDir } from '../helpers/pytorch.js';
+
+/** A run directory as the pre-training loop writes it: checkpoint_0001.safetensors + `last`. */
+function fakeRun(dir: string): void {
+  manualSeed(2);
+  const m = createModel('resnet18', { cifarStem: true, width: 8 });
+  m.replaceModule('fc', projectionHead('mlp', m.featureDim, 16));
+  const sd = new Map([...m.stateDict()].map(([k, t]) => [`encoder_q.${k}`, t]));
+  const q = randn([16, 32]);
+  sd.set('queue', q);
+  mkdirSync(dir, { recursive: true });
+  saveSafetensors(join(dir, 'checkpoint_0001.safetensors'), sd, { moco: JSON.stringify({ arch: 'resnet18', cifarStem: true, width: 8, mlp: true, dim: 16, imageSize: 32, preset: 'cifar' }) });
+  writeFileSync(join(dir, 'last'), 'checkpoint_0001.safetensors\n');
+  q.dispose();
+  m.dispose();
+}
+
+test('loadEncoder: run directory via `last`, metadata config, MLP head', () => {
+  const dir = tmpDir();
+  try {
+    fakeRun(join(dir, 'run'));
+    const e = loadEncoder(join(dir, 'run'));
+    assert.equal(e.info.file, join(dir, 'run', 'checkpoint_0001.safetensors'));
+    assert.deepEqual([e.info.arch, e.info.cifarStem, e.info.width, e.info.featureDim, e.info.headKind, e.info.headDim, e.info.configFrom], ['resnet18', true, 8, 64, 'mlp', 16, 'metadata']);
+    assert.equal(e.preprocess().augment, 'cifar-eval');
+    e.dispose();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('loadEncoder: official MoCo .pth.tar and torchvision .pth give PyTorch\'s features (arch inferred from weights)', () => {
+  const dir = tmpDir();
+  try {
+    const x = randn([2, 3, 32, 32]);
+    saveSafetensors(join(dir, 'x.safetensors'), { x });
+    for (const [file, flags] of [['moco.pth.tar', ['resnet18', 'mlp']], ['tv.pth', ['resnet18', 'cifar']]] as const) {
+      const path = join(dir, file);
+      interop(...(file === 'tv.pth' ? ['save-tv', 'resnet18', path, 'zip', 'cifar'] : ['save-moco', 'resnet18', path]));
+      interop('features', path, join(dir, 'x.safetensors'), join(dir, 'f.safetensors'), ...flags);
+      const e = loadEncoder(path);
+      assert.equal(e.info.configFrom, 'weights');
+      assert.equal(e.info.cifarStem, file === 'tv.pth');
+      const ref = new Map(Object.entries(loadRef(join(dir, 'f.safetensors'))));
+      const f = e.backbone(x);
+      assertClose(f, ref.get('feat')!, `${file} backbone`, { rtol: 1e-4, atol: 1e-4 });
+      dispose([f, [...ref.values()]]);
+      e.dispose();
+    }
+    x.dispose();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+function loadRef(p: string): Record<string, import('../../src/torch/index.js').Tensor> { return Object.fromEntries(loadSafetensors(p).tensors); }
+
+test('the sanity check catches a modified backbone weight or BN statistic', () => {
+  const m = createModel('resnet18', { cifarStem: true, width: 8 });
+  const snap = snapshotBackbone(m);
+  checkBackboneUnchanged(m, snap);
+  noGrad(() => m.stateDict().get('fc.weight')!.add_(1)); // the classifier may change
+  checkBackboneUnchanged(m, snap);
+  noGrad(() => m.stateDict().get('layer2.1.conv1.weight')!.narrow(0, 0, 1).mul_(1.0001));
+  assert.throws(() => checkBackboneUnchanged(m, snap), /sanity check failed.*layer2\.1\.conv1\.weight/);
+  const m2 = createModel('resnet18', { cifarStem: true, width: 8 });
+  const snap2 = snapshotBackbone(m2);
+  noGrad(() => m2.stateDict().get('bn1.running_mean')!.add_(1e-3));
+  assert.throws(() => checkBackboneUnchanged(m2, snap2), /bn1\.running_mean/);
+  dispose([[...snap.values()], [...snap2.values()]]);
+  m.dispose(); m2.dispose();
+});
+
+test('image protocol: runs, keeps the best checkpoint, --evaluate on it reproduces its accuracy', async () => {
+  const dir = tmpDir();
+  try {
+    fakeRun(join(dir, 'run'));
+    const e = loadEncoder(join(dir, 'run'));
+    const lines: string[] = [];
+    const r = await linearProbe(e, new Synthetic({ n: 300, seed: 1 }), new Synthetic({ n: 100, seed: 2 }), { epochs: 2, lr: 0.1, batchSize: 64, outDir: join(dir, 'lin'), onLog: (l) => lines.push(l) });
+    assert.equal(r.protocol, 'images');
+    assert.equal(r.epochs, 2);
+    assert.equal(r.steps, 10);
+    assert.ok(lines.some((l) => /sanity check passed/.test(l)));
+    assert.ok(existsSync(join(dir, 'lin', 'model_best.safetensors')) && existsSync(join(dir, 'lin', 'checkpoint.safetensors')));
+    const best = loadEncoder(join(dir, 'lin', 'model_best.safetensors'));
+    assert.deepEqual([best.info.headKind, best.info.headDim, best.info.width], ['fc', 10, 8]);
+    const ev = await linearProbe(best, new Synthetic({ n: 300, seed: 1 }), new Synthetic({ n: 100, seed: 2 }), { evaluate: true });
+    assert.equal(ev.last.top1, r.best!.top1);
+    const cached = await linearProbe(e, new Synthetic({ n: 300, seed: 1 }), new Synthetic({ n: 100, seed: 2 }), { epochs: 3, lr: 0.1, cacheFeatures: true, maxSteps: 4 });
+    assert.equal(cached.protocol, 'cached-features');
+    assert.equal(cached.steps, 4);
+    best.dispose(); e.dispose();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('randomPadCrop: black padding in normalised units, per-sample 32×32 windows', () => {
+  const mean = [0.5, 0.4, 0.3], std = [0.2, 0.25, 0.5];
+  const x = tensor(Float32Array.from({ length: 2 * 3 * 4 * 4 }, (_, i) => i), { shape: [2, 3, 4, 4] });
+  const y = randomPadCrop(x, new Rng(1), mean, std, 2);
+  assert.deepEqual(y.shape, [2, 3, 4, 4]);
+  // Every value is from x or the channel's black level.
+  const vals = y.toArray();
+  // x holds the integers 0…95; padding holds −mean/std (float error from the shift allowed).
+  vals.forEach((v, i) => { const c = Math.floor(i / 16) % 3; assert.ok(Math.abs(v - Math.round(v)) < 1e-4 || Math.abs(v + mean[c]! / std[c]!) < 1e-4, `value ${v}`); });
+  dispose([x, y]);
+});
