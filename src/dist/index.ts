@@ -1,0 +1,4 @@
+export * from './config.js';
+export * from './process-group.js';
+export * from './data-parallel.js';
+export * from './launch.js';
