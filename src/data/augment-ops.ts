@@ -67,8 +67,11 @@ function channelConst(v: readonly number[], device: string): Tensor {
  * output channel is min + chroma·ramp(h) — the same values as torchvision's sector table with about half the
  * passes over the pixels and no int64 gathers.
  */
-export function adjustHue(x: Tensor, factors: ArrayLike<number>): Tensor {
-  return tidy(() => {
+export function adjustHue(x: Tensor, factors: ArrayLike<number>): Tensor { return hue_(x.clone(), factors); }
+
+/** In place: {@link adjustHue} written back into x (its pixels are all read before the last pass writes). */
+export function hue_(x: Tensor, factors: ArrayLike<number>): Tensor {
+  tidy(() => {
     const r = x.select(1, 0), g = x.select(1, 1), b = x.select(1, 2);
     const maxc = op('aten::amax', '', [x, [1], true]);
     const minc = op('aten::amin', '', [x, [1], true]);
@@ -85,9 +88,11 @@ export function adjustHue(x: Tensor, factors: ArrayLike<number>): Tensor {
     const h6 = num.div_(c2.clampMin(1e-30)).add_(sh).remainder(6).unsqueeze(1); // N×1×H×W
     const d = h6.sub(channelConst(HUE_CENTRE, x.device));
     op('aten::abs_', '', [d]);
-    const ramp = d.mul_(channelConst(HUE_SIGN, x.device)).add_(channelConst(HUE_OFFSET, x.device)).clamp_(0, 1);
-    return ramp.mul_(cr).add_(minc);
+    // offset + sign·|d|, clamped; then min + chroma·ramp — addcmul does each pair of passes in one.
+    const ramp = op('aten::addcmul', '', [channelConst(HUE_OFFSET, x.device), d, channelConst(HUE_SIGN, x.device)]).clamp_(0, 1);
+    callOp('aten::addcmul', 'out', [minc, ramp, cr], { value: 1, out: x });
   });
+  return x;
 }
 
 /** In place: every channel ← the luma (RandomGrayscale with 3 output channels). */

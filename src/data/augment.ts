@@ -3,7 +3,7 @@
 import sharp from 'sharp';
 import { empty, getNumThreads, setNumThreads, tensor, tidy, type Tensor } from '../torch/index.js';
 import { op } from '../torch/tensor.js';
-import { adjustHue, brightness_, contrast_, gaussianBlur, grayscale_, normalize_, normalizeInto, resizedCrop, saturation_ } from './augment-ops.js';
+import { hue_, brightness_, contrast_, gaussianBlur, grayscale_, normalize_, normalizeInto, resizedCrop, saturation_ } from './augment-ops.js';
 import { centerCropBox, sampleCropBox, sampleJitter, type JitterParams, type JitterSpec } from './augment-params.js';
 import { decodeImage, imageSize, skipLog, type Box, type DecodedImage, type SkipLog } from './decode.js';
 import type { Rng } from './rng.js';
@@ -132,7 +132,7 @@ function onSubset(x: Tensor, pos: number[], fn: (sub: Tensor) => Tensor): void {
 
 function tensorLong(a: Int32Array): Tensor { return tidy(() => tensor(a, { dtype: 'int32' }).long()); }
 
-const JITTER_OPS = [brightness_, contrast_, saturation_, adjustHue];
+const JITTER_OPS = [brightness_, contrast_, saturation_, hue_];
 
 /**
  * The photometric stages and normalisation, in place on a float N×3×S×S batch in [0, 1]; returns it.
