@@ -6,3 +6,5 @@ export * from './augment-params.js';
 export * from './augment.js';
 export * from './loader.js';
 export * from './datasets/index.js';
+export * from './augment-pool.js';
+export * from './preview.js';

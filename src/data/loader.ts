@@ -26,7 +26,11 @@ export interface LoaderOpts {
   /** This process's rank and the number of processes: each gets a disjoint 1/worldSize of every epoch. Default 0, 1. */
   rank?: number;
   worldSize?: number;
-  /** Batches decoded ahead while the consumer computes (file datasets; decoding runs in libuv threads). Default 2. */
+  /**
+   * Batches built ahead while the consumer computes. Effective for file datasets (decoding runs in libuv
+   * threads) and with `workers`; in-memory batches without workers are built on demand (the work is on this
+   * thread either way). Default 2.
+   */
   prefetch?: number;
   /**
    * Worker threads that build batches off the main thread (like DataLoader workers), each with one libtorch
