@@ -66,6 +66,22 @@ export async function allReduceGradients(pg: ProcessGroup, params: Tensor[], opt
   await flatInPlace(grads, opts.bucketBytes ?? DEFAULT_BUCKET_BYTES, (flat) => pg.allReduce(flat, 'avg'));
 }
 
+/** {@link allReduceGradients} waiting on the JS thread, for training loops that step synchronously. */
+export function allReduceGradientsSync(pg: ProcessGroup, params: Tensor[], opts: { bucketBytes?: number } = {}): void {
+  if (pg.worldSize === 1) return;
+  const grads = params.map((p) => p.grad ?? (p.grad = noGrad(() => zerosLike(p))));
+  for (const group of buckets(grads, opts.bucketBytes ?? DEFAULT_BUCKET_BYTES)) {
+    const flat = noGrad(() => cat(group.map((t) => t.reshape(-1)), 0));
+    pg.allReduceSync(flat, 'avg');
+    noGrad(() => tidy(() => {
+      let off = 0;
+      for (const t of group) { t.copy_(flat.narrow(0, off, t.numel()).view(...t.shape)); off += t.numel(); }
+      return undefined;
+    }));
+    flat.dispose();
+  }
+}
+
 /** What a MoCo model accepts for multi-process training (structurally MoCo's MoCoDistHooks). */
 export interface MoCoDistHooks {
   shuffledKeyForward?: (encode: (x: Tensor) => Tensor, xk: Tensor) => Tensor;
@@ -107,4 +123,35 @@ export function mocoDistHooks(pg: ProcessGroup, o: MoCoHookOpts = {}): MoCoDistH
     return kAll.indexSelect(0, idxUnshuffle.narrow(0, pg.rank * nThis, nThis));
   });
   return hooks;
+}
+
+/** The pieces a training loop needs to run as one rank (the loop calls them; see docs/distributed.md). */
+export interface DistributedTraining {
+  rank: number;
+  worldSize: number;
+  /** Only rank 0 writes checkpoints, logs and progress. */
+  isMain: boolean;
+  /** Per-process batch for a global batch (main_moco.py: batch_size / world size). */
+  localBatch(globalBatch: number): number;
+  /** Before the first step: everyone takes rank 0's weights, queue and counters (also after a resume on any world size). */
+  syncState(tensors: Tensor[]): Promise<void>;
+  /** MoCo's hooks (key all-gather; cross-process ShuffleBN unless shuffle is false). */
+  hooks(shuffle: boolean): MoCoDistHooks;
+  /** After backward, before the optimizer step. */
+  afterBackward(params: Tensor[]): void;
+}
+
+export function distributedTraining(pg: ProcessGroup, o: { bucketBytes?: number } = {}): DistributedTraining {
+  return {
+    rank: pg.rank,
+    worldSize: pg.worldSize,
+    isMain: pg.isMain,
+    localBatch: (b) => {
+      if (b % pg.worldSize) throw new RangeError(`the batch size ${b} does not divide by the world size ${pg.worldSize}`);
+      return b / pg.worldSize;
+    },
+    syncState: (ts) => broadcastState(pg, ts, o),
+    hooks: (shuffle) => mocoDistHooks(pg, { shuffle }),
+    afterBackward: (params) => allReduceGradientsSync(pg, params, o),
+  };
 }

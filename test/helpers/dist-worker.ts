@@ -4,7 +4,7 @@ import * as torch from '../../src/torch/index.js';
 import { Tensor } from '../../src/torch/index.js';
 import { MoCo } from '../../src/moco/index.js';
 import { SGD } from '../../src/optim/index.js';
-import { ProcessGroup, allReduceGradients, broadcastState, mocoDistHooks, threadsFromEnv, DistError } from '../../src/dist/index.js';
+import { ProcessGroup, allReduceGradients, allReduceGradientsSync, broadcastState, mocoDistHooks, threadsFromEnv, DistError } from '../../src/dist/index.js';
 
 const scenario = process.env.MOCO_TEST_SCENARIO;
 const timeoutMs = Number(process.env.MOCO_TEST_TIMEOUT_MS ?? 20_000);
@@ -73,7 +73,9 @@ async function train(pg: ProcessGroup | null, shuffle: boolean): Promise<unknown
     opt.zeroGrad();
     const o = moco.forwardPair(q, k);
     o.loss.backward();
-    if (pg) await allReduceGradients(pg, moco.trainableParameters());
+    // Both forms: async without shuffle, the synchronous one (what a sync training loop calls) with it.
+    if (pg && !shuffle) await allReduceGradients(pg, moco.trainableParameters());
+    if (pg && shuffle) allReduceGradientsSync(pg, moco.trainableParameters());
     opt.step();
     const l = o.loss.detach().clone();
     if (pg) await pg.allReduce(l, 'avg');
