@@ -1,0 +1,107 @@
+// Run checkpoints: one safetensors file per save (model, queue, optimizer, RNG) with the run state and
+// config as JSON metadata, written atomically; `last` names the newest, also replaced atomically.
+import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { Tensor, getRngState, setRngState, version as torchVersion } from '../torch/index.js';
+import { loadSafetensors, saveSafetensors } from '../io/safetensors.js';
+import { writeTextAtomic } from '../io/atomic.js';
+import type { MoCo } from '../moco/index.js';
+import type { SGD } from '../optim/index.js';
+import type { PretrainConfig } from './config.js';
+
+export const CHECKPOINT_FORMAT = 'moco-ts/1';
+
+/** Where a run stands: `step` optimizer steps done; the next batch is batch `batch` of epoch `epoch`. */
+export interface RunState {
+  epoch: number;
+  batch: number;
+  step: number;
+}
+
+const OPT_PREFIX = 'optimizer.momentum_buffer.';
+const RNG_KEY = 'rng.torch';
+
+export function checkpointName(step: number): string {
+  return `checkpoint_${String(step).padStart(7, '0')}.safetensors`;
+}
+
+/** Saves model, queue, optimizer and RNG state, then points `last` at it and prunes old checkpoints. */
+export function saveCheckpoint(dir: string, moco: MoCo, opt: SGD, state: RunState, config: PretrainConfig, keep = 3): string {
+  const file = join(dir, checkpointName(state.step));
+  const tensors = new Map<string, Tensor>(moco.stateDict());
+  for (const [i, b] of opt.stateDict().buffers) tensors.set(`${OPT_PREFIX}${i}`, b);
+  const rng = getRngState();
+  tensors.set(RNG_KEY, rng);
+  const device = moco.queue.device;
+  const cpu = device === 'cpu' ? tensors : new Map([...tensors].map(([k, v]) => [k, v.cpu()]));
+  saveSafetensors(file, cpu, {
+    format: CHECKPOINT_FORMAT,
+    moco: JSON.stringify(config),
+    state: JSON.stringify(state),
+    optimizer: JSON.stringify(opt.stateDict().groups),
+    versions: JSON.stringify({ 'moco-ts': '0.1.0', torch: torchVersion, node: process.version }),
+  });
+  if (cpu !== tensors) for (const t of cpu.values()) t.dispose();
+  rng.dispose();
+  writeTextAtomic(join(dir, 'last'), `${basename(file)}\n`);
+  pruneCheckpoints(dir, keep);
+  return file;
+}
+
+function pruneCheckpoints(dir: string, keep: number): void {
+  const all = readdirSync(dir).filter((f) => /^checkpoint_\d+\.safetensors$/.test(f)).sort();
+  for (const f of all.slice(0, Math.max(0, all.length - keep))) rmSync(join(dir, f), { force: true });
+}
+
+/** A checkpoint file from a path that is a file, or a run directory (its `last`). */
+export function resolveCheckpoint(path: string): string {
+  if (!existsSync(path)) throw new Error(`--resume ${path}: no such file or directory`);
+  if (!statSync(path).isDirectory()) return path;
+  const last = join(path, 'last');
+  if (!existsSync(last)) throw new Error(`--resume ${path}: the run directory has no 'last' checkpoint pointer (no checkpoint was saved yet)`);
+  const f = join(path, readFileSync(last, 'utf8').trim());
+  if (!existsSync(f)) throw new Error(`--resume ${path}: 'last' names ${basename(f)}, which is missing`);
+  return f;
+}
+
+export interface LoadedCheckpoint {
+  file: string;
+  config: PretrainConfig;
+  state: RunState;
+  tensors: Map<string, Tensor>;
+  optimizerGroups: unknown;
+}
+
+export function readCheckpoint(path: string): LoadedCheckpoint {
+  const file = resolveCheckpoint(path);
+  const { tensors, metadata } = loadSafetensors(file);
+  if (metadata.format !== CHECKPOINT_FORMAT || !metadata.moco || !metadata.state) {
+    for (const t of tensors.values()) t.dispose();
+    throw new Error(`--resume ${file}: not a moco-ts training checkpoint (format '${metadata.format ?? 'none'}'); to start from pretrained weights use moco convert / --pretrained`);
+  }
+  return {
+    file,
+    config: JSON.parse(metadata.moco) as PretrainConfig,
+    state: JSON.parse(metadata.state) as RunState,
+    tensors,
+    optimizerGroups: metadata.optimizer ? JSON.parse(metadata.optimizer) : null,
+  };
+}
+
+/** Restores model, queue, optimizer buffers and RNG from a loaded checkpoint, then frees its tensors. */
+export function restoreCheckpoint(ck: LoadedCheckpoint, moco: MoCo, opt: SGD): void {
+  const model = new Map<string, Tensor>();
+  const buffers = new Map<number, Tensor>();
+  for (const [k, v] of ck.tensors) {
+    if (k.startsWith(OPT_PREFIX)) buffers.set(Number(k.slice(OPT_PREFIX.length)), v);
+    else if (k !== RNG_KEY) model.set(k, v);
+  }
+  moco.loadStateDict(model);
+  const groups = Array.isArray(ck.optimizerGroups) ? (ck.optimizerGroups as ReturnType<SGD['stateDict']>['groups']) : opt.stateDict().groups;
+  opt.loadStateDict({ buffers, groups });
+  const rng = ck.tensors.get(RNG_KEY);
+  if (rng) setRngState(rng);
+  for (const t of ck.tensors.values()) t.dispose();
+}
+
+export function runDirOf(checkpointFile: string): string { return dirname(checkpointFile); }

@@ -1,0 +1,129 @@
+// The resolved configuration of a pre-training run: recipe defaults ← config file ← command-line flags,
+// validated before any work so that a bad value is reported by its flag with the valid range.
+import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { parse as parseYaml } from 'yaml';
+import { recipe, type Recipe } from '../moco/index.js';
+import { ARCHS } from '../models/index.js';
+import { isPresetName, type PresetName } from '../data/index.js';
+
+export interface PretrainConfig extends Recipe {
+  /** Dataset spec: a folder, `cifar10:DIR`, `cifar100:DIR` or `synthetic[:N]`. */
+  data: string;
+  preset: string;
+  /** Run directory (checkpoints, metrics, config.json). */
+  out: string;
+  seed: number;
+  threads: number;
+  device: string;
+  /** Batches decoded ahead (file datasets). */
+  workers: number;
+  /** 0: the whole dataset. */
+  trainSubset: number;
+  /** Stop after this many optimizer steps in total (0: run all epochs). */
+  maxSteps: number;
+  /** Also checkpoint every N steps (0: only at epoch ends). */
+  saveEverySteps: number;
+  /** Checkpoints kept in the run directory (older ones are deleted). */
+  keepCheckpoints: number;
+  /** kNN monitor every E epochs (0: off) on the labelled test/val split. */
+  knnEvery: number;
+  knnK: number;
+  knnT: number;
+  /** Log a line every N steps when stdout is not a terminal. */
+  printFreq: number;
+  /** Key-batch shuffle (ShuffleBN). */
+  shuffleBn: boolean;
+}
+
+/** Flags as the command line gives them (camelCase of the flag names); undefined = not given. */
+export type ConfigOverrides = Partial<PretrainConfig> & { config?: string; augPlus?: boolean; mlp?: boolean };
+
+const FLAG: Partial<Record<keyof PretrainConfig, string>> = {
+  arch: '-a/--arch', lr: '--lr', batchSize: '--batch-size', epochs: '--epochs', schedule: '--schedule', wd: '--wd',
+  dim: '--moco-dim', K: '--moco-k', m: '--moco-m', T: '--moco-t', seed: '--seed', workers: '--workers', width: '--width',
+  imageSize: '--image-size', bnSplits: '--bn-splits', trainSubset: '--train-subset', maxSteps: '--max-steps',
+  threads: '--threads', device: '--device', knnEvery: '--knn-every', knnK: '--knn-k', knnT: '--knn-t',
+  saveEverySteps: '--save-every-steps', keepCheckpoints: '--keep-checkpoints', momentum: '--momentum', augment: '--augment',
+  printFreq: '--print-freq',
+};
+
+export function flagOf(k: keyof PretrainConfig): string { return FLAG[k] ?? `--${String(k)}`; }
+
+/** Reads a JSON or YAML config file (keys as in config.json, i.e. camelCase). */
+export function readConfigFile(path: string): Partial<PretrainConfig> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new Error(`--config ${path}: cannot read (${(e as Error).message})`);
+  }
+  try {
+    const v: unknown = /\.ya?ml$/i.test(path) ? parseYaml(text) : JSON.parse(text);
+    if (!v || typeof v !== 'object' || Array.isArray(v)) throw new Error('expected an object of settings');
+    return v as Partial<PretrainConfig>;
+  } catch (e) {
+    throw new Error(`--config ${path}: ${(e as Error).message}`);
+  }
+}
+
+/** Merges recipe ← file ← flags. `base` replaces the recipe (a resumed run's own config). */
+export function resolveConfig(data: string, flags: ConfigOverrides, base?: PretrainConfig): PretrainConfig {
+  const file = flags.config ? readConfigFile(flags.config) : {};
+  const presetName = flags.preset ?? file.preset ?? base?.preset ?? 'mocov1';
+  const r = base ?? { ...recipe(presetName), preset: presetName };
+  const defaults: PretrainConfig = {
+    ...r, data, preset: presetName, out: '', seed: 0, threads: availableParallelism(), device: 'cpu', workers: 2,
+    trainSubset: 0, maxSteps: 0, saveEverySteps: 0, keepCheckpoints: 3, knnEvery: 0, knnK: 200, knnT: 0.1, printFreq: 10,
+    shuffleBn: true,
+  };
+  const merged: PretrainConfig = { ...defaults, ...(base ?? {}), ...file };
+  const { config: _c, augPlus, mlp, ...rest } = flags;
+  for (const [k, v] of Object.entries(rest)) if (v !== undefined) (merged as unknown as Record<string, unknown>)[k] = v;
+  if (mlp) merged.head = 'mlp';
+  if (augPlus) merged.augment = 'mocov2';
+  merged.data = data || merged.data;
+  if (!merged.out) merged.out = `runs/${merged.preset}-${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}`;
+  validate(merged);
+  return merged;
+}
+
+function check(ok: boolean, key: keyof PretrainConfig, value: unknown, valid: string): void {
+  if (!ok) throw new Error(`invalid ${flagOf(key)} ${JSON.stringify(value)}: ${valid}`);
+}
+
+function isInt(v: unknown, min: number): boolean { return typeof v === 'number' && Number.isInteger(v) && v >= min; }
+
+/** Rejects values no run could use, naming the flag and the valid range. */
+export function validate(c: PretrainConfig): void {
+  check(c.arch in ARCHS, 'arch', c.arch, `one of ${Object.keys(ARCHS).join(', ')}`);
+  check(isInt(c.batchSize, 1), 'batchSize', c.batchSize, 'a positive integer');
+  check(isInt(c.epochs, 1), 'epochs', c.epochs, 'a positive integer');
+  check(typeof c.lr === 'number' && c.lr > 0 && Number.isFinite(c.lr), 'lr', c.lr, 'a number > 0');
+  check(typeof c.wd === 'number' && c.wd >= 0, 'wd', c.wd, 'a number ≥ 0');
+  check(typeof c.momentum === 'number' && c.momentum >= 0 && c.momentum < 1, 'momentum', c.momentum, 'a number in [0, 1)');
+  check(isInt(c.dim, 1), 'dim', c.dim, 'a positive integer');
+  check(isInt(c.K, 1), 'K', c.K, 'a positive integer');
+  const keysPerStep = c.batchSize * (c.symmetric ? 2 : 1);
+  check(c.K >= keysPerStep, 'K', c.K, `at least the keys enqueued per step (batch size ${c.batchSize}${c.symmetric ? ' × 2 for --symmetric' : ''} = ${keysPerStep})`);
+  check(typeof c.m === 'number' && c.m >= 0 && c.m < 1, 'm', c.m, 'a number in [0, 1)');
+  check(typeof c.T === 'number' && c.T > 0, 'T', c.T, 'a number > 0');
+  check(isInt(c.width, 1), 'width', c.width, 'a positive integer (64 = torchvision)');
+  check(isInt(c.imageSize, 8), 'imageSize', c.imageSize, 'an integer ≥ 8 (pixels)');
+  check(isInt(c.bnSplits, 1), 'bnSplits', c.bnSplits, 'a positive integer');
+  check(c.batchSize % c.bnSplits === 0, 'bnSplits', c.bnSplits, `a divisor of the batch size ${c.batchSize}`);
+  check(Array.isArray(c.schedule) && c.schedule.every((x) => isInt(x, 0)), 'schedule', c.schedule, 'a list of epochs, e.g. 120,160');
+  check(typeof c.augment === 'string' && isPresetName(c.augment as string), 'augment', c.augment, 'mocov2, mocov1, cifar, eval, lincls-train');
+  check(isInt(c.seed, 0), 'seed', c.seed, 'a non-negative integer');
+  check(isInt(c.threads, 1), 'threads', c.threads, 'a positive integer');
+  check(c.device === 'cpu' || /^cuda(:\d+)?$/.test(c.device), 'device', c.device, "'cpu' or 'cuda[:N]'");
+  check(isInt(c.workers, 0), 'workers', c.workers, 'an integer ≥ 0');
+  for (const k of ['trainSubset', 'maxSteps', 'saveEverySteps', 'knnEvery'] as const) check(isInt(c[k], 0), k, c[k], 'an integer ≥ 0');
+  check(isInt(c.keepCheckpoints, 1), 'keepCheckpoints', c.keepCheckpoints, 'a positive integer');
+  check(isInt(c.knnK, 1), 'knnK', c.knnK, 'a positive integer');
+  check(typeof c.knnT === 'number' && c.knnT > 0, 'knnT', c.knnT, 'a number > 0');
+  check(isInt(c.printFreq, 1), 'printFreq', c.printFreq, 'a positive integer');
+}
+
+/** The augmentation preset a config trains with. */
+export function trainAugment(c: PretrainConfig): PresetName { return c.augment as PresetName; }

@@ -1,0 +1,4 @@
+export * from './config.js';
+export * from './checkpoint.js';
+export * from './metrics.js';
+export * from './pretrain.js';
