@@ -9,6 +9,7 @@ import { MoCo } from '../moco/index.js';
 import { SGD, cosineLr, stepLr } from '../optim/index.js';
 import { extractFeatures, knnClassify } from '../eval/index.js';
 import { writeTextAtomic } from '../io/atomic.js';
+import type { DistributedTraining } from '../dist/index.js';
 import type { PretrainConfig } from './config.js';
 import { readCheckpoint, restoreCheckpoint, saveCheckpoint, type LoadedCheckpoint, type RunState } from './checkpoint.js';
 import { MetricsWriter } from './metrics.js';
@@ -23,11 +24,11 @@ export interface PretrainOptions {
   isMain?: boolean;
   /** Called after each step. */
   onStep?: (s: { epoch: number; step: number; loss: number; lr: number }) => void;
-  /** Set up cross-process hooks, world size, etc. on the model before training (distributed runs). */
-  configure?: (moco: MoCo, loader: Loader) => void;
-  /** Rank and world size of this process (each process loads batchSize / worldSize images a step). */
-  rank?: number;
-  worldSize?: number;
+  /**
+   * This process's part in a multi-process run: each rank loads batchSize / worldSize images a step, gradients
+   * are averaged, keys gathered before enqueue, ShuffleBN crosses processes, and only rank 0 writes.
+   */
+  dist?: DistributedTraining;
 }
 
 export interface PretrainSummary {
@@ -83,15 +84,18 @@ export async function knnMonitor(moco: MoCo, bank: ImageDataset, queries: ImageD
 
 /** Runs (or resumes) MoCo pre-training as configured. */
 export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Promise<PretrainSummary> {
-  const isMain = o.isMain ?? true;
-  const world = o.worldSize ?? 1;
-  const rank = o.rank ?? 0;
+  const dist = o.dist;
+  const isMain = dist ? dist.isMain : (o.isMain ?? true);
+  const world = dist?.worldSize ?? 1;
+  const rank = dist?.rank ?? 0;
   const quiet = o.quiet || !isMain;
   setNumThreads(c.threads);
   manualSeed(c.seed);
 
   const train = openTrain(c);
-  if (c.batchSize % world) throw new Error(`invalid --batch-size ${c.batchSize}: must divide by the ${world} processes`);
+  if (c.batchSize % world || (c.batchSize / world) % c.bnSplits) {
+    throw new Error(`invalid --batch-size ${c.batchSize}: ${world} processes × --bn-splits ${c.bnSplits} must divide it`);
+  }
   const loader = new Loader(train, {
     batchSize: c.batchSize / world, shuffle: true, dropLast: true, seed: c.seed, augment: c.augment as never,
     augmentOpts: { size: c.imageSize }, twoCrops: true, prefetch: c.workers, device: c.device === 'cpu' ? undefined : c.device, rank, worldSize: world,
@@ -122,7 +126,11 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
     restoreCheckpoint(o.resume, moco, opt);
     state = { ...o.resume.state };
   }
-  o.configure?.(moco, loader);
+  if (dist) {
+    // Every rank starts from rank 0's weights, queue and counters (also after a resume on another world size).
+    await dist.syncState([...moco.stateDict().values()]);
+    moco.dist = dist.hooks(c.shuffleBn);
+  }
 
   if (isMain) {
     mkdirSync(c.out, { recursive: true });
@@ -170,6 +178,7 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
           const out = moco.forwardPair(xq, xk, { keyPerm, keyPerm2 });
           opt.zeroGrad();
           out.loss.backward();
+          dist?.afterBackward(moco.trainableParameters());
           opt.step();
           return out.loss.item();
         });

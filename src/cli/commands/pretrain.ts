@@ -1,6 +1,7 @@
 // moco pretrain <data>: flags named as main_moco.py's where they exist.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { pretrain, readCheckpoint, resolveConfig, type ConfigOverrides } from '../../train/index.js';
+import { ProcessGroup, configFromFlags, distributedTraining, launch, relaunchArgv, threadsFromEnv, type Backend } from '../../dist/index.js';
 
 const int = (flag: string) => (v: string): number => {
   const n = Number(v);
@@ -57,6 +58,15 @@ export function register(program: Command): void {
     .option('--keep-checkpoints <n>', 'checkpoints kept in the run directory', int('--keep-checkpoints'))
     .option('--print-freq <n>', 'log a line every N steps when not on a terminal', int('--print-freq'))
     .option('--quiet', 'no progress output')
+    .option('--nproc-per-node <n>', 'start N local processes (Gloo on CPU, NCCL on CUDA), threads split between them', int('--nproc-per-node'))
+    .option('--nnodes <n>', 'nodes in a multi-node run (with --nproc-per-node)', int('--nnodes'))
+    .option('--node-rank <n>', "this node's index in a multi-node run", int('--node-rank'))
+    .option('--dist-url <url>', "tcp://host:port of rank 0's rendezvous (default env://: torchrun's MASTER_ADDR/MASTER_PORT/RANK/WORLD_SIZE)")
+    .option('--world-size <n>', 'main_moco.py style: nodes (with --multiprocessing-distributed) or processes', int('--world-size'))
+    .option('--rank <n>', 'main_moco.py style: node rank (with --multiprocessing-distributed) or process rank', int('--rank'))
+    .option('--multiprocessing-distributed', 'main_moco.py style: world = nodes × processes per node')
+    .addOption(new Option('--dist-backend <name>', 'collective backend').choices(['gloo', 'nccl']))
+    .option('--dist-timeout <s>', 'seconds a collective may wait for the other ranks before failing', num('--dist-timeout'))
     .action(async (data: string, f: Record<string, unknown>) => {
       const flags: ConfigOverrides = {
         preset: f.preset as string | undefined, config: f.config as string | undefined, arch: f.arch as string | undefined,
@@ -73,10 +83,29 @@ export function register(program: Command): void {
         knnT: f.knnT as number | undefined, saveEverySteps: f.saveEverySteps as number | undefined,
         keepCheckpoints: f.keepCheckpoints as number | undefined, printFreq: f.printFreq as number | undefined,
       };
+      const nproc = (f.nprocPerNode as number | undefined) ?? 1;
+      if (nproc > 1 && process.env.RANK === undefined) {
+        // The launcher: this process only starts the ranks (this same command with torchrun's variables).
+        const r = await launch({ nprocPerNode: nproc, argv: relaunchArgv(), nnodes: f.nnodes as number | undefined, nodeRank: f.nodeRank as number | undefined, threads: flags.threads });
+        process.exit(r.code);
+      }
+      flags.threads ??= threadsFromEnv();
       const resume = f.resume ? readCheckpoint(f.resume as string) : undefined;
       if (resume && !flags.out) flags.out = resume.config.out;
       const config = resolveConfig(data, flags, resume?.config);
-      const summary = await pretrain(config, { resume, quiet: Boolean(f.quiet) });
-      console.log(JSON.stringify(summary));
+      const where = configFromFlags(
+        { distUrl: f.distUrl as string | undefined, worldSize: f.worldSize as number | undefined, rank: f.rank as number | undefined, multiprocessingDistributed: Boolean(f.multiprocessingDistributed) },
+        { localRank: Number(process.env.LOCAL_RANK ?? 0), nprocPerNode: nproc },
+      );
+      const timeoutMs = f.distTimeout === undefined ? undefined : 1000 * (f.distTimeout as number);
+      const pg = where && where.worldSize > 1
+        ? await ProcessGroup.init({ ...where, backend: (f.distBackend as Backend | undefined) ?? (config.device.startsWith('cuda') ? 'nccl' : 'gloo'), timeoutMs })
+        : null;
+      try {
+        const summary = await pretrain(config, { resume, quiet: Boolean(f.quiet), dist: pg ? distributedTraining(pg) : undefined });
+        if (!pg || pg.isMain) console.log(JSON.stringify({ ...summary, ...(pg ? { worldSize: pg.worldSize } : {}) }));
+      } finally {
+        await pg?.close();
+      }
     });
 }
