@@ -18,3 +18,13 @@ export { embedImages, collectImages, type EmbedOpts, type Embedded } from './eva
 export { EmbeddingWriter, EmbeddingIndex, type EmbeddingMeta, type EmbeddingFormat } from './eval/embedding-file.js';
 export { searchIndex, type SearchOpts, type Neighbour } from './eval/search.js';
 export { writeSearchHtml, type SearchHtmlOpts } from './eval/search-html.js';
+
+// Layers, models, optimisation, MoCo and its training loop.
+export * as nn from './nn/index.js';
+export * as models from './models/index.js';
+export * as optim from './optim/index.js';
+export { MoCo, recipe, RECIPES, type MoCoOpts, type MoCoOutput, type Recipe, type RecipeName } from './moco/index.js';
+export { pretrain, resolveConfig, readCheckpoint, knnMonitor, type PretrainConfig, type PretrainSummary, type PretrainOptions } from './train/index.js';
+export * as data from './data/index.js';
+export { saveSafetensors, loadSafetensors } from './io/safetensors.js';
+export * as dist from './dist/index.js';

@@ -1,0 +1,79 @@
+// End-to-end pre-training throughput on real CIFAR-10 JPEGs: `moco pretrain` vs the plain PyTorch peer
+// (../shared/peer/torch_moco.py: torchvision transforms, DataLoader with 2 workers), same recipe, same machine,
+// one after the other; plus our model-only rate (the same MoCo steps on batches already in memory).
+// One JSON line: per width, images/s of all three, the ratios, and the peak RSS of both process trees.
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { availableParallelism, tmpdir } from 'node:os';
+import * as torch from '../src/torch/index.js';
+import { MoCo, recipe } from '../src/moco/index.js';
+import { SGD } from '../src/optim/index.js';
+import { PYTHON, lastJson, round, runMeasured } from './common.js';
+
+const root = resolve(new URL('../..', import.meta.url).pathname);
+const data = process.env.BENCH_DATA ?? resolve(root, '..', 'shared', 'datasets', 'cifar10');
+const peer = process.env.BENCH_PEER ?? resolve(root, '..', 'shared', 'peer', 'torch_moco.py');
+const steps = Number(process.env.BENCH_STEPS ?? 8);
+const batch = Number(process.env.BENCH_BATCH ?? 256);
+const widths = (process.env.BENCH_WIDTHS ?? '32,64').split(',').map(Number);
+const threads = availableParallelism();
+if (!existsSync(data)) throw new Error(`bench/pretrain: CIFAR-10 folder ${data} not found (set BENCH_DATA)`);
+
+const r = recipe('cifar');
+
+/** Our MoCo step on fixed in-memory batches: the rate the data pipeline has to keep up with. */
+function modelOnly(width: number): number {
+  torch.setNumThreads(threads);
+  torch.manualSeed(0);
+  const moco = new MoCo({ arch: r.arch, cifarStem: true, width, dim: r.dim, K: r.K, m: r.m, T: r.T, head: r.head, bnSplits: r.bnSplits });
+  const opt = new SGD(moco.trainableParameters(), { lr: r.lr, momentum: r.momentum, weightDecay: r.wd });
+  const xq = torch.randn([batch, 3, 32, 32]);
+  const xk = torch.randn([batch, 3, 32, 32]);
+  const step = (): void => torch.tidy(() => {
+    const out = moco.forwardPair(xq, xk);
+    opt.zeroGrad();
+    out.loss.backward();
+    opt.step();
+    out.loss.item();
+    return undefined;
+  });
+  step();
+  step();
+  const t0 = performance.now();
+  for (let i = 2; i < steps; i++) step();
+  const ips = ((steps - 2) * batch * 1000) / (performance.now() - t0);
+  moco.dispose();
+  opt.dispose();
+  return ips;
+}
+
+const out: Record<string, unknown> = { bench: 'pretrain', data, batch, steps, warmup_steps: 2, threads, torch: torch.version };
+for (const width of widths) {
+  const ours = await runMeasured(process.execPath, [
+    join(root, 'dist', 'src', 'cli', 'main.js'), 'pretrain', data, '--preset', 'cifar', '--width', String(width),
+    '--batch-size', String(batch), '--max-steps', String(steps), '--threads', String(threads), '--quiet',
+    '--out', join(tmpdir(), `moco-bench-${process.pid}-${width}`),
+  ]);
+  if (ours.code !== 0) throw new Error(`moco pretrain failed: ${ours.stderr.slice(-2000)}`);
+  const o = lastJson<{ imagesPerSec: number; lastLoss: number }>(ours.stdout, 'moco pretrain');
+  const theirs = await runMeasured(PYTHON, [
+    peer, data, '--cifar-stem', '--width', String(width), '--batch-size', String(batch), '--workers', '2', '--max-steps', String(steps),
+    '--threads', String(threads), '--no-mlp', '--T', '0.1', '--K', '4096', '--m', '0.99', '--crop-min', '0.08', '--lr', '0.06',
+    '--wd', '5e-4', '--bn-splits', '8',
+  ]);
+  if (theirs.code !== 0) throw new Error(`peer failed: ${theirs.stderr.slice(-2000)}`);
+  const p = lastJson<{ images_per_s: number; last_loss: number }>(theirs.stdout, 'peer');
+  const m = modelOnly(width);
+  out[`width${width}`] = {
+    ours_images_per_s: round(o.imagesPerSec, 2),
+    pytorch_images_per_s: round(p.images_per_s, 2),
+    ours_model_only_images_per_s: round(m, 2),
+    ratio_vs_pytorch: round(o.imagesPerSec / p.images_per_s),
+    end_to_end_over_model_only: round(o.imagesPerSec / m),
+    ours_peak_rss_mb: round(ours.peakRssMb, 1),
+    pytorch_peak_rss_mb: round(theirs.peakRssMb, 1),
+    ours_last_loss: round(o.lastLoss, 4),
+    pytorch_last_loss: round(p.last_loss, 4),
+  };
+}
+console.log(JSON.stringify(out));
