@@ -30,6 +30,8 @@ export interface PretrainConfig extends Recipe {
   knnEvery: number;
   knnK: number;
   knnT: number;
+  /** Features of the kNN monitor: the 128-d head output (the CIFAR demo's) or the pooled backbone. */
+  knnFeature: 'head' | 'backbone';
   /** Log a line every N steps when stdout is not a terminal. */
   printFreq: number;
   /** Key-batch shuffle (ShuffleBN). */
@@ -43,7 +45,7 @@ const FLAG: Partial<Record<keyof PretrainConfig, string>> = {
   arch: '-a/--arch', lr: '--lr', batchSize: '--batch-size', epochs: '--epochs', schedule: '--schedule', wd: '--wd',
   dim: '--moco-dim', K: '--moco-k', m: '--moco-m', T: '--moco-t', seed: '--seed', workers: '--workers', width: '--width',
   imageSize: '--image-size', bnSplits: '--bn-splits', trainSubset: '--train-subset', maxSteps: '--max-steps',
-  threads: '--threads', device: '--device', knnEvery: '--knn-every', knnK: '--knn-k', knnT: '--knn-t',
+  threads: '--threads', device: '--device', knnEvery: '--knn-every', knnK: '--knn-k', knnT: '--knn-t', knnFeature: '--knn-feature',
   saveEverySteps: '--save-every-steps', keepCheckpoints: '--keep-checkpoints', momentum: '--momentum', augment: '--augment',
   printFreq: '--print-freq',
 };
@@ -74,7 +76,7 @@ export function resolveConfig(data: string, flags: ConfigOverrides, base?: Pretr
   const r = base ?? { ...recipe(presetName), preset: presetName };
   const defaults: PretrainConfig = {
     ...r, data, preset: presetName, out: '', seed: 0, threads: availableParallelism(), device: 'cpu', workers: 2,
-    trainSubset: 0, maxSteps: 0, saveEverySteps: 0, keepCheckpoints: 3, knnEvery: 0, knnK: 200, knnT: 0.1, printFreq: 10,
+    trainSubset: 0, maxSteps: 0, saveEverySteps: 0, keepCheckpoints: 3, knnEvery: 0, knnK: 200, knnT: 0.1, knnFeature: 'head', printFreq: 10,
     shuffleBn: true,
   };
   const merged: PretrainConfig = { ...defaults, ...(base ?? {}), ...file };
@@ -122,6 +124,7 @@ export function validate(c: PretrainConfig): void {
   check(isInt(c.keepCheckpoints, 1), 'keepCheckpoints', c.keepCheckpoints, 'a positive integer');
   check(isInt(c.knnK, 1), 'knnK', c.knnK, 'a positive integer');
   check(typeof c.knnT === 'number' && c.knnT > 0, 'knnT', c.knnT, 'a number > 0');
+  check(c.knnFeature === 'head' || c.knnFeature === 'backbone', 'knnFeature', c.knnFeature, "'head' or 'backbone'");
   check(isInt(c.printFreq, 1), 'printFreq', c.printFreq, 'a positive integer');
 }
 

@@ -61,13 +61,14 @@ function permutation(seed: number, tag: string, epoch: number, batch: number, n:
   return tidy(() => tensor(new Rng(seed, tag, epoch, batch).permutation(n)).long());
 }
 
-/** The weighted kNN monitor: query-encoder outputs of the train set as the bank, the test split as queries. */
+/** The weighted kNN monitor: query-encoder features (head or backbone) of the train set as the bank, the test split as queries. */
 export async function knnMonitor(moco: MoCo, bank: ImageDataset, queries: ImageDataset, c: PretrainConfig): Promise<number> {
   const enc = moco.encoderQ;
   const was = enc.training;
   enc.eval();
   try {
-    const encode = (x: Tensor): Tensor => (c.device === 'cpu' ? enc.forward(x) : enc.forward(x.to(c.device)).cpu());
+    const f = (x: Tensor): Tensor => ((c.knnFeature ?? 'head') === 'head' ? enc.forward(x) : enc.features(x));
+    const encode = (x: Tensor): Tensor => (c.device === 'cpu' ? f(x) : f(x.to(c.device)).cpu());
     const opts = { augment: c.evalAugment, augmentOpts: { size: c.imageSize }, batchSize: 512 };
     const b = await extractFeatures(encode, bank, opts);
     const q = await extractFeatures(encode, queries, opts);

@@ -54,6 +54,7 @@ export function register(program: Command): void {
     .option('--knn-every <epochs>', 'kNN monitor every E epochs on the labelled test/val split (0 = off)', int('--knn-every'))
     .option('--knn-k <n>', 'kNN neighbours', int('--knn-k'))
     .option('--knn-t <x>', 'kNN temperature', num('--knn-t'))
+    .addOption(new Option('--knn-feature <kind>', 'kNN monitor features: head (the 128-d output, as the CIFAR demo) or backbone').choices(['head', 'backbone']))
     .option('--save-every-steps <n>', 'also checkpoint every N steps', int('--save-every-steps'))
     .option('--keep-checkpoints <n>', 'checkpoints kept in the run directory', int('--keep-checkpoints'))
     .option('--print-freq <n>', 'log a line every N steps when not on a terminal', int('--print-freq'))
@@ -80,7 +81,7 @@ export function register(program: Command): void {
         trainSubset: f.trainSubset as number | undefined, maxSteps: f.maxSteps as number | undefined, seed: f.seed as number | undefined,
         workers: f.workers as number | undefined, threads: f.threads as number | undefined, device: f.device as string | undefined,
         out: f.out as string | undefined, knnEvery: f.knnEvery as number | undefined, knnK: f.knnK as number | undefined,
-        knnT: f.knnT as number | undefined, saveEverySteps: f.saveEverySteps as number | undefined,
+        knnT: f.knnT as number | undefined, knnFeature: f.knnFeature as 'head' | 'backbone' | undefined, saveEverySteps: f.saveEverySteps as number | undefined,
         keepCheckpoints: f.keepCheckpoints as number | undefined, printFreq: f.printFreq as number | undefined,
       };
       const nproc = (f.nprocPerNode as number | undefined) ?? 1;

@@ -51,6 +51,9 @@ function inside(c: number, u: number, v: number): boolean {
   }
 }
 
+/** Hues of the shared palette. */
+const PALETTE = [0, 1 / 3, 2 / 3];
+
 function hsv(h: number, s: number, v: number): [number, number, number] {
   const f = (n: number): number => { const k = (n + h * 6) % 6; return v - v * s * Math.max(0, Math.min(k, 4 - k, 1)); };
   return [f(5), f(3), f(1)];
@@ -61,29 +64,21 @@ function draw(out: Uint8Array, off: number, size: number, classes: number, seed:
   const rng = new Rng(seed, 'synthetic', i);
   const label = i % classes;
   const S = size;
-  // Background: two colours mixed by stripes, a checkerboard or smooth blobs.
-  const bgV = rng.uniform(0.15, 0.9);
-  const c1 = hsv(rng.random(), rng.uniform(0, 0.7), bgV);
-  const c2 = hsv(rng.random(), rng.uniform(0, 0.7), Math.min(1, Math.max(0, bgV + rng.uniform(-0.2, 0.2))));
-  const kind = rng.int(0, 2);
-  const ang = rng.uniform(0, Math.PI);
-  const freq = rng.uniform(0.15, 0.6);
-  const ca = Math.cos(ang), sa = Math.sin(ang);
-  const ph1 = rng.uniform(0, 6.3), ph2 = rng.uniform(0, 6.3);
-  // Foreground: any hue, a value far from the background's so the shape is visible whatever its colour.
-  const fgV = bgV > 0.5 ? rng.uniform(0, bgV - 0.35) : rng.uniform(bgV + 0.35, 1);
-  const fg = hsv(rng.random(), rng.uniform(0.2, 1), fgV);
-  const cx = rng.uniform(0.32, 0.68) * S, cy = rng.uniform(0.32, 0.68) * S;
-  const rad = rng.uniform(0.2, 0.4) * S;
-  const th = rng.uniform(0, 2 * Math.PI);
+  // Colours come from a small palette shared by all classes and the background is flat: anything else that
+  // tells images apart (a unique texture, a unique colour) is what instance discrimination would learn first,
+  // instead of shape — measured: with textured backgrounds the kNN accuracy fell during training.
+  const dark = rng.random() < 0.5;
+  const bg = hsv(PALETTE[rng.int(0, PALETTE.length - 1)]!, 0.25, dark ? 0.2 : 0.8);
+  const fg = hsv(PALETTE[rng.int(0, PALETTE.length - 1)]!, 0.7, dark ? 0.9 : 0.25);
+  // Large and near the centre, so that most crops of RandomResizedCrop still show part of the shape.
+  const cx = rng.uniform(0.4, 0.6) * S, cy = rng.uniform(0.4, 0.6) * S;
+  const rad = rng.uniform(0.3, 0.45) * S;
+  // Upright give or take 20°: a rotation is a nuisance no augmentation removes, so it stays modest.
+  const th = rng.uniform(-0.35, 0.35);
   const ct = Math.cos(th) / rad, st = Math.sin(th) / rad;
   const plane = S * S;
   for (let y = 0; y < S; y++) {
     for (let x = 0; x < S; x++) {
-      let t: number;
-      if (kind === 0) t = 0.5 + 0.5 * Math.sin((x * ca + y * sa) * freq * 2 + ph1);
-      else if (kind === 1) t = ((Math.floor((x * ca + y * sa) * freq * 0.5) + Math.floor((y * ca - x * sa) * freq * 0.5)) & 1) ? 1 : 0;
-      else t = 0.5 + 0.25 * Math.sin(x * freq + ph1) + 0.25 * Math.sin(y * freq * 0.8 + ph2);
       // 2×2 supersampling for anti-aliased edges.
       let cov = 0;
       for (let sy = 0; sy < 2; sy++) {
@@ -95,8 +90,7 @@ function draw(out: Uint8Array, off: number, size: number, classes: number, seed:
       const a = cov / 4;
       const noise = (rng.random() - 0.5) * 0.06;
       for (let ch = 0; ch < 3; ch++) {
-        const bg = c1[ch]! * (1 - t) + c2[ch]! * t;
-        const val = bg * (1 - a) + fg[ch]! * a + noise;
+        const val = bg[ch]! * (1 - a) + fg[ch]! * a + noise;
         out[off + ch * plane + y * S + x] = Math.max(0, Math.min(255, Math.round(val * 255)));
       }
     }
@@ -106,7 +100,7 @@ function draw(out: Uint8Array, off: number, size: number, classes: number, seed:
 
 /**
  * Procedural labelled images generated in memory (~0.1 ms an image at 32×32): one of {@link SYNTHETIC_CLASSES}
- * at random position, scale and rotation, in a random colour over a textured background of random colours.
+ * at random position, scale and slight rotation, in a palette colour over a flat background of another.
  * The label is the shape only, so a model must learn shape, not colour — what MoCo's augmentations teach.
  * Deterministic: image i depends only on (seed, i). Balanced: label = i mod classes.
  */
