@@ -37,7 +37,8 @@ export function sidecar(file: string, suffix: 'paths.txt' | 'meta.json'): string
   return join(dirname(file), `${b}.${suffix}`);
 }
 
-function npyHeader(count: number, dim: number): Buffer {
+/** The header of a version-1.0 .npy file of a little-endian float32 count × dim matrix (padded to 64 bytes). */
+export function npyHeader(count: number, dim: number): Buffer {
   let header = `{'descr': '<f4', 'fortran_order': False, 'shape': (${count}, ${dim}), }`;
   header += ' '.repeat((64 - ((10 + header.length + 1) % 64)) % 64) + '\n';
   const pre = Buffer.alloc(10);

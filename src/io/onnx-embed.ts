@@ -5,6 +5,7 @@ import { readdirSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import { centerCropBox } from '../data/augment-params.js';
 import { OnnxRunner } from './onnx-runtime.js';
+import { npyHeader } from '../eval/embedding-file.js';
 
 export interface OnnxEmbedOptions {
   /** Square crop fed to the model, pixels; default 224. */
@@ -90,12 +91,5 @@ export async function embedFilesOnnx(model: string, files: string[], o: OnnxEmbe
 
 /** A NumPy .npy file (format 1.0, little-endian float32) of shape [count, dim]. */
 export function toNpy(e: Embeddings): Buffer {
-  let header = `{'descr': '<f4', 'fortran_order': False, 'shape': (${e.count}, ${e.dim}), }`;
-  header += ' '.repeat((64 - ((10 + header.length + 1) % 64)) % 64) + '\n';
-  const pre = Buffer.alloc(10);
-  pre.write('\x93NUMPY', 0, 'latin1');
-  pre[6] = 1;
-  pre[7] = 0;
-  pre.writeUInt16LE(header.length, 8);
-  return Buffer.concat([pre, Buffer.from(header, 'latin1'), Buffer.from(e.data.buffer, e.data.byteOffset, e.data.byteLength)]);
+  return Buffer.concat([npyHeader(e.count, e.dim), Buffer.from(e.data.buffer, e.data.byteOffset, e.data.byteLength)]);
 }

@@ -1,15 +1,12 @@
 // Layers with PyTorch's parameter names, shapes and default initialisations.
 import { F, Tensor, empty, zeros, ones, tensor } from '../torch/index.js';
+import type { Conv2dOpts as FunctionalConv2dOpts } from '../torch/functional.js';
 import { Module } from './module.js';
 import { fans, kaimingUniform_, uniform_ } from './init.js';
 
 type Pair = number | [number, number];
 
-export interface Conv2dOpts {
-  stride?: Pair;
-  padding?: Pair;
-  dilation?: Pair;
-  groups?: number;
+export interface Conv2dOpts extends FunctionalConv2dOpts {
   /** Default true (torchvision's ResNet passes false). */
   bias?: boolean;
 }

@@ -73,3 +73,18 @@ export function assertClose(actual: Tensor, expected: Tensor, label: string, tol
   }
   if (worst >= 0) assert.fail(`${label}: element ${worst} is ${a[worst]}, PyTorch gives ${b[worst]} (rtol ${rtol}, atol ${atol})`);
 }
+
+/** The split BatchNorm of the official CIFAR demo (and of ../shared/peer/torch_moco.py), for Python snippets. */
+export const PY_SPLIT_BN = `
+class SplitBN(nn.BatchNorm2d):
+    def __init__(self, c, splits):
+        super().__init__(c); self.splits = splits
+    def forward(self, x):
+        if not self.training: return super().forward(x)
+        n, c, h, w = x.shape
+        rm, rv = self.running_mean.repeat(self.splits), self.running_var.repeat(self.splits)
+        y = F.batch_norm(x.view(-1, c * self.splits, h, w), rm, rv, self.weight.repeat(self.splits),
+                         self.bias.repeat(self.splits), True, self.momentum, self.eps).view(n, c, h, w)
+        self.running_mean.copy_(rm.view(self.splits, c).mean(0)); self.running_var.copy_(rv.view(self.splits, c).mean(0))
+        return y
+`;

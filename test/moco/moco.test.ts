@@ -6,23 +6,13 @@ import * as torch from '../../src/torch/index.js';
 import { Tensor } from '../../src/torch/index.js';
 import { MoCo } from '../../src/moco/index.js';
 import { SGD } from '../../src/optim/index.js';
-import { assertClose, pytorch } from '../helpers/pytorch.js';
+import { PY_SPLIT_BN, assertClose, pytorch } from '../helpers/pytorch.js';
 
 const TOL = { rtol: 1e-4, atol: 1e-5 };
 
 const PY_MOCO = (symmetric: boolean): string => `
 import torchvision
-class SplitBN(nn.BatchNorm2d):
-    def __init__(self, c, splits):
-        super().__init__(c); self.splits = splits
-    def forward(self, x):
-        if not self.training: return super().forward(x)
-        n, c, h, w = x.shape
-        rm, rv = self.running_mean.repeat(self.splits), self.running_var.repeat(self.splits)
-        y = F.batch_norm(x.view(-1, c * self.splits, h, w), rm, rv, self.weight.repeat(self.splits),
-                         self.bias.repeat(self.splits), True, self.momentum, self.eps).view(n, c, h, w)
-        self.running_mean.copy_(rm.view(self.splits, c).mean(0)); self.running_var.copy_(rv.view(self.splits, c).mean(0))
-        return y
+${PY_SPLIT_BN}
 def enc():
     m = torchvision.models.resnet18(num_classes=DIM, norm_layer=lambda c: SplitBN(c, 2))
     m.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False); m.maxpool = nn.Identity()

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as torch from '../../src/torch/index.js';
 import { BatchNorm2d, Linear, ReLU, Sequential, SplitBatchNorm2d } from '../../src/nn/index.js';
-import { assertClose, pytorch } from '../helpers/pytorch.js';
+import { PY_SPLIT_BN, assertClose, pytorch } from '../helpers/pytorch.js';
 
 test('SplitBatchNorm2d matches the split-BN formula (official CIFAR demo) in train and eval', () => {
   torch.manualSeed(2);
@@ -12,17 +12,7 @@ test('SplitBatchNorm2d matches the split-BN formula (official CIFAR demo) in tra
   const x = torch.randn([8, 5, 3, 3]).mul(2).add(0.7);
   const inputs = { x, w: bn.weight.clone(), b: bn.bias.clone() };
   const ref = pytorch(`
-class SplitBN(nn.BatchNorm2d):
-    def __init__(self, c, splits):
-        super().__init__(c); self.splits = splits
-    def forward(self, x):
-        if not self.training: return super().forward(x)
-        n, c, h, w = x.shape
-        rm, rv = self.running_mean.repeat(self.splits), self.running_var.repeat(self.splits)
-        y = F.batch_norm(x.view(-1, c * self.splits, h, w), rm, rv, self.weight.repeat(self.splits),
-                         self.bias.repeat(self.splits), True, self.momentum, self.eps).view(n, c, h, w)
-        self.running_mean.copy_(rm.view(self.splits, c).mean(0)); self.running_var.copy_(rv.view(self.splits, c).mean(0))
-        return y
+${PY_SPLIT_BN}
 bn = SplitBN(5, 4)
 with torch.no_grad(): bn.weight.copy_(w); bn.bias.copy_(b)
 y = bn(x); O['y'] = y.detach(); O['rm'] = bn.running_mean; O['rv'] = bn.running_var
