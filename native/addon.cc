@@ -68,28 +68,59 @@ int64_t tensor_bytes(const at::Tensor& t) {
   }
 
 // ---------------------------------------------------------------- CPU allocator
-// libtorch's default CPU allocator uses posix_memalign(64). A JS wrapper's small native objects live until V8
-// collects them, between tensors that dispose() already freed; glibc cannot fit an aligned request into such a
-// hole, so a loop of same-sized tensors keeps growing the heap until the next GC. Plain malloc with the
-// alignment done by hand gives every tensor of one size the same chunk size, so freed holes are reused.
+// libtorch's default CPU allocator calls posix_memalign(64) and free for every tensor. Two things go wrong
+// under a JS front end:
+// - A JS wrapper's small native objects live until V8 collects them, between tensors that dispose() already
+//   freed; glibc cannot fit an aligned request into such a hole, so a loop of same-sized tensors grows the heap
+//   until the next GC. Plain malloc with the alignment done by hand gives every tensor of one size the same
+//   chunk size, so freed holes are reused.
+// - Large blocks go back to the kernel on free (mmap'd, or trimmed off the heap top) and fault in again on the
+//   next step: a ResNet backward pass spent a third of its time in page faults. Blocks of 1 MiB and more are
+//   therefore kept on free, by exact size, and handed out again (training steps repeat the same shapes), up to
+//   kCacheCap bytes; beyond that they are freed as usual.
 constexpr size_t kAlign = 64;
+constexpr size_t kHeader = 2 * sizeof(void*);  // the malloc'd base and the requested size, below the data
+constexpr size_t kCacheMin = size_t{1} << 20;
+constexpr size_t kCacheCap = size_t{2} << 30;
 
-// The malloc'd base pointer is stored just below the aligned data, so data and context are one pointer
-// (raw_allocate, used by oneDNN, requires that).
+std::mutex g_cache_mutex;
+std::unordered_map<size_t, std::vector<void*>> g_cache;
+size_t g_cached_bytes = 0;
+
 void free_aligned(void* data) {
-  if (data != nullptr) std::free(static_cast<void**>(data)[-1]);
+  if (data == nullptr) return;
+  size_t n = static_cast<size_t*>(data)[-2];
+  if (n >= kCacheMin) {
+    std::lock_guard<std::mutex> lock(g_cache_mutex);
+    if (g_cached_bytes + n <= kCacheCap) {
+      g_cache[n].push_back(data);
+      g_cached_bytes += n;
+      return;
+    }
+  }
+  std::free(static_cast<void**>(data)[-1]);
 }
 
 struct ReusingCPUAllocator final : at::Allocator {
   at::DataPtr allocate(size_t n) const override {
-    void* base = std::malloc(n + kAlign);
+    if (n >= kCacheMin) {
+      std::lock_guard<std::mutex> lock(g_cache_mutex);
+      auto it = g_cache.find(n);
+      if (it != g_cache.end() && !it->second.empty()) {
+        void* data = it->second.back();
+        it->second.pop_back();
+        g_cached_bytes -= n;
+        return {data, data, &free_aligned, at::Device(at::DeviceType::CPU)};
+      }
+    }
+    void* base = std::malloc(n + kHeader + kAlign);
     if (base == nullptr) {
       TORCH_CHECK(false, "DefaultCPUAllocator: not enough memory: you tried to allocate ", n, " bytes.");
     }
-    // malloc gives 16-byte alignment, so at least 16 bytes lie between base and the next 64-byte boundary.
-    auto addr = reinterpret_cast<uintptr_t>(base) + sizeof(void*);
+    auto addr = reinterpret_cast<uintptr_t>(base) + kHeader;
     void* data = reinterpret_cast<void*>((addr + kAlign - 1) & ~static_cast<uintptr_t>(kAlign - 1));
     static_cast<void**>(data)[-1] = base;
+    static_cast<size_t*>(data)[-2] = n;
     return {data, data, &free_aligned, at::Device(at::DeviceType::CPU)};
   }
   at::DeleterFnPtr raw_deleter() const override { return &free_aligned; }
