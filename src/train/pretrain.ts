@@ -4,7 +4,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tensor, manualSeed, setNumThreads, tensor, tidy } from '../torch/index.js';
-import { Loader, Rng, openDataset, subset, type ImageDataset } from '../data/index.js';
+import { Augmentation, Loader, Rng, openDataset, subset, type ImageDataset, type PresetName } from '../data/index.js';
 import { MoCo } from '../moco/index.js';
 import { SGD, cosineLr, stepLr } from '../optim/index.js';
 import { extractFeatures, knnClassify } from '../eval/index.js';
@@ -98,8 +98,10 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
     throw new Error(`invalid --batch-size ${c.batchSize}: ${world} processes × --bn-splits ${c.bnSplits} must divide it`);
   }
   const loader = new Loader(train, {
-    batchSize: c.batchSize / world, shuffle: true, dropLast: true, seed: c.seed, augment: c.augment as never,
-    augmentOpts: { size: c.imageSize }, twoCrops: true, prefetch: c.workers, device: c.device === 'cpu' ? undefined : c.device, rank, worldSize: world,
+    batchSize: c.batchSize / world, shuffle: true, dropLast: true, seed: c.seed,
+    // Augment with the model's thread count: switching libtorch's threads for every batch rebuilds the OpenMP
+    // team and oneDNN's caches (measured, ResNet-18 width 32 on CIFAR: 108 → 129 images/s end to end).
+    augment: new Augmentation(c.augment as PresetName, { size: c.imageSize, threads: null }), twoCrops: true, prefetch: c.workers, device: c.device === 'cpu' ? undefined : c.device, rank, worldSize: world,
   });
   await loader.prepare();
   if (train.length < c.batchSize) {
