@@ -1,7 +1,7 @@
 // Run checkpoints: one safetensors file per save (model, queue, optimizer, RNG) with the run state and
 // config as JSON metadata, written atomically; `last` names the newest, also replaced atomically.
 import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { basename, join } from 'node:path';
 import { Tensor, getRngState, setRngState, version as torchVersion } from '../torch/index.js';
 import { loadSafetensors, saveSafetensors } from '../io/safetensors.js';
 import { writeTextAtomic } from '../io/atomic.js';
@@ -103,5 +103,3 @@ export function restoreCheckpoint(ck: LoadedCheckpoint, moco: MoCo, opt: SGD): v
   if (rng) setRngState(rng);
   for (const t of ck.tensors.values()) t.dispose();
 }
-
-export function runDirOf(checkpointFile: string): string { return dirname(checkpointFile); }

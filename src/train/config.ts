@@ -5,7 +5,7 @@ import { availableParallelism } from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import { recipe, type Recipe } from '../moco/index.js';
 import { ARCHS } from '../models/index.js';
-import { isPresetName, type PresetName } from '../data/index.js';
+import { isPresetName } from '../data/index.js';
 
 export interface PretrainConfig extends Recipe {
   /** Dataset spec: a folder, `cifar10:DIR`, `cifar100:DIR` or `synthetic[:N]`. */
@@ -127,6 +127,3 @@ export function validate(c: PretrainConfig): void {
   check(c.knnFeature === 'head' || c.knnFeature === 'backbone', 'knnFeature', c.knnFeature, "'head' or 'backbone'");
   check(isInt(c.printFreq, 1), 'printFreq', c.printFreq, 'a positive integer');
 }
-
-/** The augmentation preset a config trains with. */
-export function trainAugment(c: PretrainConfig): PresetName { return c.augment as PresetName; }

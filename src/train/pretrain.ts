@@ -11,7 +11,7 @@ import { extractFeatures, knnClassify } from '../eval/index.js';
 import { writeTextAtomic } from '../io/atomic.js';
 import type { DistributedTraining } from '../dist/index.js';
 import type { PretrainConfig } from './config.js';
-import { readCheckpoint, restoreCheckpoint, saveCheckpoint, type LoadedCheckpoint, type RunState } from './checkpoint.js';
+import { restoreCheckpoint, saveCheckpoint, type LoadedCheckpoint, type RunState } from './checkpoint.js';
 import { MetricsWriter } from './metrics.js';
 import { Progress } from './progress.js';
 
@@ -245,4 +245,3 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
   };
 }
 
-export { readCheckpoint };
