@@ -696,6 +696,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaDeviceCount", Napi::Function::New(env, CudaDeviceCount));
   exports.Set("buildInfo", Napi::Function::New(env, BuildInfo));
   InitDist(env, exports);
+  InitImage(env, exports);
   static bool allocator_set = false;
   if (!allocator_set) {
     c10::SetCPUAllocator(&g_cpu_allocator, /*priority=*/10);

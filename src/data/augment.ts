@@ -1,9 +1,9 @@
 // Batched augmentation pipelines (MoCo v2 aug+, v1, the CIFAR demo, eval, linear-classification training) with
 // per-sample random parameters from the run's seeded Rng.
 import sharp from 'sharp';
-import { empty, getNumThreads, setNumThreads, tensor, tidy, type Tensor } from '../torch/index.js';
+import { empty, getNumThreads, photometricInto, PhotometricOp, setNumThreads, tensor, tidy, type Tensor } from '../torch/index.js';
 import { op } from '../torch/tensor.js';
-import { hue_, brightness_, contrast_, gaussianBlur, grayscale_, normalize_, normalizeInto, resizedCrop, saturation_ } from './augment-ops.js';
+import { blurKernelSize, hue_, brightness_, contrast_, gaussianBlur, grayscale_, normalize_, normalizeInto, resizedCrop, saturation_ } from './augment-ops.js';
 import { centerCropBox, sampleCropBox, sampleJitter, type JitterParams, type JitterSpec } from './augment-params.js';
 import { decodeImage, imageSize, skipLog, type Box, type DecodedImage, type SkipLog } from './decode.js';
 import type { Rng } from './rng.js';
@@ -134,12 +134,55 @@ function tensorLong(a: Int32Array): Tensor { return tidy(() => tensor(a, { dtype
 
 const JITTER_OPS = [brightness_, contrast_, saturation_, hue_];
 
+const JITTER_OPCODES = [PhotometricOp.brightness, PhotometricOp.contrast, PhotometricOp.saturation, PhotometricOp.hue];
+/** Most ops one view can get: the four jitter ops, grayscale, blur. */
+const MAX_STEPS = 6;
+
 /**
- * The photometric stages and normalisation, in place on a float N×3×S×S batch in [0, 1]; returns it.
+ * The photometric ops of each view as a program for the native kernel ({@link photometricInto}): `steps`
+ * triples (opcode, a, b) a view, in the spec's stage order and each view's jitter order; identities are left out.
+ */
+export function photometricProgram(params: readonly ViewParams[], spec: AugmentSpec, height: number, width: number): { program: Float32Array; steps: number } {
+  const steps = MAX_STEPS;
+  const program = new Float32Array(params.length * steps * 3);
+  params.forEach((p, i) => {
+    let at = i * steps * 3;
+    const emit = (opc: number, a = 0, b = 0): void => { program[at++] = opc; program[at++] = a; program[at++] = b; };
+    for (const stage of spec.order) {
+      if (stage === 'jitter' && p.jitter) {
+        const j = p.jitter;
+        for (const opId of j.order) {
+          const f = opId === 0 ? j.brightness : opId === 1 ? j.contrast : opId === 2 ? j.saturation : j.hue;
+          if (opId === 3 ? f !== 0 : f !== 1) emit(JITTER_OPCODES[opId]!, f);
+        }
+      } else if (stage === 'gray' && p.gray) {
+        emit(PhotometricOp.grayscale);
+      } else if (stage === 'blur' && p.sigma > 0) {
+        const k = blurKernelSize(p.sigma, height, width);
+        if (k > 1) emit(PhotometricOp.blur, p.sigma, k);
+      }
+    }
+  });
+  return { program, steps };
+}
+
+/**
+ * The photometric stages and normalisation of a float N×3×S×S batch in [0, 1] (in place, or written to `out`).
+ * On CPU one native pass per view ({@link photometricInto}); elsewhere composed from ATen ops, where
  * ColorJitter's per-sample random order is batched: at each of its four steps, the samples whose op at that
- * step is brightness (contrast, …) go through that op together.
+ * step is brightness (contrast, …) go through that op together. Both follow torchvision's definitions.
  */
 export function photometric_(x: Tensor, params: readonly ViewParams[], spec: AugmentSpec, out?: Tensor): Tensor {
+  if (x.device === 'cpu' && x.dtype === 'float32' && x.isContiguous() && (!out || out.isContiguous())) {
+    const [, , h, w] = x.shape as [number, number, number, number];
+    const { program, steps } = photometricProgram(params, spec, h, w);
+    return photometricInto(x, 1, program, steps, spec.mean, spec.std, out ?? x);
+  }
+  return photometricAten_(x, params, spec, out);
+}
+
+/** {@link photometric_} composed from ATen ops (any device). */
+export function photometricAten_(x: Tensor, params: readonly ViewParams[], spec: AugmentSpec, out?: Tensor): Tensor {
   for (const stage of spec.order) {
     if (stage === 'jitter') {
       for (let step = 0; step < 4; step++) {
@@ -320,20 +363,11 @@ export class Augmentation {
     }));
     const ordered: ViewParams[] = [];
     for (let v = 0; v < views; v++) for (let i = 0; i < n; i++) ordered.push(params[i]![v]!);
-    const total = views * n;
-    const step = chunkViews(S);
+    // Straight from the decoded bytes (channels last) to normalised planes: every view in one native call.
+    const { program, steps } = photometricProgram(ordered, this.spec, S, S);
     const out = this.withThreads(() => tidy(() => {
-      const res = empty([total, 3, S, S]);
-      for (let s0 = 0; s0 < total; s0 += step) {
-        const len = Math.min(step, total - s0);
-        tidy(() => {
-          // Transpose the bytes first, then widen: cheaper than transposing floats.
-          const x = tensor(buf.subarray(s0 * per, (s0 + len) * per), { shape: [len, S, S, 3], dtype: 'uint8' })
-            .permute(0, 3, 1, 2).contiguous().float().div_(255);
-          photometric_(x, ordered.slice(s0, s0 + len), this.spec, res.narrow(0, s0, len));
-        });
-      }
-      return res;
+      const res = empty([views * n, 3, S, S]);
+      return photometricInto(tensor(buf, { shape: [views * n, S, S, 3], dtype: 'uint8' }), 1 / 255, program, steps, this.spec.mean, this.spec.std, res);
     }));
     return { views: out, used };
   }

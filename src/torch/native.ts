@@ -46,6 +46,7 @@ export interface NativeBinding {
   cudaIsAvailable(): boolean;
   cudaDeviceCount(): number;
   buildInfo(): { torch: string; config: string; parallel: string; cxx11Abi: boolean; cuda: boolean };
+  photometric(input: NativeTensor, scale: number, program: Float32Array, steps: number, mean: number[], std: number[], out: NativeTensor): void;
 }
 
 function findAddon(): string {

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { dispose, tensor, tidy, type Tensor } from '../../src/torch/index.js';
 import { decodeAll } from '../../src/data/decode.js';
 import * as A from '../../src/data/augment-ops.js';
-import { photometric_, preset, type ViewParams } from '../../src/data/augment.js';
+import { photometric_, photometricAten_, preset, type ViewParams } from '../../src/data/augment.js';
 import { blurKernelSize } from '../../src/data/augment-ops.js';
 import { assertClose, pytorch } from '../helpers/pytorch.js';
 
@@ -134,10 +134,12 @@ for i in range(x.shape[0]):
 O['y'] = torch.stack(out)
 `, { x, P });
   tidy(() => {
-    const ours = photometric_(x.clone(), params, spec);
     // Compare in pixel units: undo the normalisation (× std) so the tolerance is in 1/255 of [0, 1].
     const std = tensor(Float32Array.from(spec.std), { shape: [1, 3, 1, 1] });
-    assertClose(ours.mul(std), o.y!.mul(std), 'aug chain', TOL);
+    // The CPU path (native kernel) and the ATen composition (other devices) both.
+    assertClose(photometric_(x.clone(), params, spec).mul(std), o.y!.mul(std), 'aug chain (native)', TOL);
+    assertClose(photometricAten_(x.clone(), params, spec).mul(std), o.y!.mul(std), 'aug chain (ATen)', TOL);
+    assertClose(photometric_(x.clone(), params, spec), photometricAten_(x.clone(), params, spec), 'native vs ATen', { rtol: 0, atol: 1e-4 });
   });
   dispose(o);
 });
