@@ -2,8 +2,9 @@ import type { Command } from 'commander';
 import { openDataset } from '../../data/index.js';
 import { describeEncoder, knnEvaluate, loadEncoder, type FeatureKind } from '../../eval/index.js';
 import { applyThreads, int, num, progress } from './eval-common.js';
+import { DOWNLOAD_HELP, downloadData } from './download.js';
 
-interface KnnCliOpts { pretrained: string; k: string; t: string; feature: string; batchSize: string; threads?: string }
+interface KnnCliOpts { pretrained: string; k: string; t: string; feature: string; batchSize: string; threads?: string; download?: boolean }
 
 export function register(program: Command): void {
   program
@@ -16,8 +17,10 @@ export function register(program: Command): void {
     .option('--feature <which>', 'backbone (pooled features) or head (projection output, as the colab monitor)', 'backbone')
     .option('--batch-size <n>', 'images per forward', '256')
     .option('--threads <n>', 'libtorch threads')
+    .option('--download', DOWNLOAD_HELP)
     .action(async (data: string, o: KnnCliOpts) => {
       applyThreads(o.threads);
+      if (o.download) await downloadData(data, 'knn');
       if (o.feature !== 'backbone' && o.feature !== 'head') throw new Error(`--feature must be backbone or head, got '${o.feature}'`);
       const encoder = loadEncoder(o.pretrained);
       try {

@@ -2,10 +2,11 @@ import type { Command } from 'commander';
 import { openDataset } from '../../data/index.js';
 import { describeEncoder, linearProbe, loadEncoder } from '../../eval/index.js';
 import { applyThreads, int, num } from './eval-common.js';
+import { DOWNLOAD_HELP, downloadData } from './download.js';
 
 interface LinclsCliOpts {
   pretrained: string; epochs?: string; lr?: string; batchSize?: string; wd?: string; momentum?: string; schedule?: string; cos: boolean;
-  seed?: string; threads?: string; out?: string; maxSteps?: string; trainSubset?: string; cacheFeatures: boolean; evaluate: boolean;
+  seed?: string; threads?: string; out?: string; maxSteps?: string; trainSubset?: string; cacheFeatures: boolean; evaluate: boolean; download?: boolean;
 }
 
 export function register(program: Command): void {
@@ -30,8 +31,10 @@ export function register(program: Command): void {
       + '(many times faster; no train augmentation, so usually a little below the image protocol). Without it: main_lincls.py\'s '
       + 'image protocol, fresh RandomResizedCrop+flip (32-px: pad-4 crop+flip) every epoch', false)
     .option('--evaluate', 'validation only, with the fc of a checkpoint written by `moco lincls --out`', false)
+    .option('--download', DOWNLOAD_HELP)
     .action(async (data: string, o: LinclsCliOpts) => {
       applyThreads(o.threads);
+      if (o.download) await downloadData(data, 'lincls');
       const encoder = loadEncoder(o.pretrained);
       try {
         console.error(`moco lincls: ${describeEncoder(encoder)}`);

@@ -2,6 +2,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { pretrain, readCheckpoint, resolveConfig, type ConfigOverrides } from '../../train/index.js';
 import { ProcessGroup, configFromFlags, distributedTraining, launch, relaunchArgv, threadsFromEnv, type Backend } from '../../dist/index.js';
+import { DOWNLOAD_HELP, downloadData } from './download.js';
 
 const int = (flag: string) => (v: string): number => {
   const n = Number(v);
@@ -46,6 +47,7 @@ export function register(program: Command): void {
     .option('--train-subset <n>', 'train on a seeded random subset of N images', int('--train-subset'))
     .option('--max-steps <n>', 'stop after N optimizer steps in total', int('--max-steps'))
     .option('--resume <path>', 'continue from a checkpoint file or a run directory (its latest checkpoint)')
+    .option('--download', DOWNLOAD_HELP)
     .option('--seed <n>', 'seed of everything random', int('--seed'))
     .option('-j, --workers <n>', 'batches decoded ahead of the model (file datasets)', int('--workers'))
     .option('--threads <n>', 'libtorch threads (default: all cores)', int('--threads'))
@@ -87,6 +89,8 @@ export function register(program: Command): void {
       const nproc = (f.nprocPerNode as number | undefined) ?? 1;
       if (nproc > 1 && process.env.RANK === undefined) {
         // The launcher: this process only starts the ranks (this same command with torchrun's variables).
+        // It downloads once for all of them; they are started with --download too and find the data in place.
+        if (f.download) await downloadData(data, 'pretrain');
         const r = await launch({ nprocPerNode: nproc, argv: relaunchArgv(), nnodes: f.nnodes as number | undefined, nodeRank: f.nodeRank as number | undefined, threads: flags.threads });
         process.exit(r.code);
       }
@@ -94,6 +98,8 @@ export function register(program: Command): void {
       const resume = f.resume ? readCheckpoint(f.resume as string) : undefined;
       if (resume && !flags.out) flags.out = resume.config.out;
       const config = resolveConfig(data, flags, resume?.config);
+      // After the flags are validated. A one-off like --resume, so not part of the config (config.json).
+      if (f.download) await downloadData(data, 'pretrain');
       const where = configFromFlags(
         { distUrl: f.distUrl as string | undefined, worldSize: f.worldSize as number | undefined, rank: f.rank as number | undefined, multiprocessingDistributed: Boolean(f.multiprocessingDistributed) },
         { localRank: Number(process.env.LOCAL_RANK ?? 0), nprocPerNode: nproc },

@@ -13,7 +13,24 @@ export interface CifarOpts {
   train?: boolean;
 }
 
-const URL = { 10: 'https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz', 100: 'https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz' } as const;
+/** The official binary tarballs (also used by `downloadCifar`). */
+export const CIFAR_URL = { 10: 'https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz', 100: 'https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz' } as const;
+/** The folder each tarball extracts to. */
+export const CIFAR_FOLDER = { 10: 'cifar-10-batches-bin', 100: 'cifar-100-binary' } as const;
+
+/**
+ * The folder holding a CIFAR release's .bin files: `root/<release folder>` or `root` itself, whichever has `file`
+ * (default: the first training file, `data_batch_1.bin` or `train.bin`); null when neither does.
+ */
+export function findCifarDir(root: string, variant: 10 | 100, file: string = variant === 10 ? 'data_batch_1.bin' : 'train.bin'): string | null {
+  return [join(root, CIFAR_FOLDER[variant]), root].find((d) => existsSync(join(d, file))) ?? null;
+}
+
+/** The root and variant of a `cifar10:DIR` / `cifar100:DIR` data spec; null for any other spec. */
+export function parseCifarSpec(spec: string): { root: string; variant: 10 | 100 } | null {
+  const c = /^cifar(10|100):(.+)$/.exec(spec);
+  return c ? { root: c[2]!, variant: c[1] === '10' ? 10 : 100 } : null;
+}
 
 /**
  * The binary release of CIFAR (`cifar-10-batches-bin/data_batch_{1..5}.bin`, `test_batch.bin`;
@@ -24,11 +41,10 @@ export class Cifar extends MemoryDataset {
   constructor(root: string, o: CifarOpts = {}) {
     const variant = o.variant ?? 10;
     const train = o.train ?? true;
-    const sub = variant === 10 ? 'cifar-10-batches-bin' : 'cifar-100-binary';
     const names = variant === 10 ? (train ? [1, 2, 3, 4, 5].map((i) => `data_batch_${i}.bin`) : ['test_batch.bin']) : [train ? 'train.bin' : 'test.bin'];
-    const dir = [join(root, sub), root].find((d) => existsSync(join(d, names[0]!)));
+    const dir = findCifarDir(root, variant, names[0]!);
     if (!dir) {
-      throw new Error(`CIFAR-${variant}: ${join(root, sub, names[0]!)} not found. Download the binary version from ${URL[variant]} `
+      throw new Error(`CIFAR-${variant}: ${join(root, CIFAR_FOLDER[variant], names[0]!)} not found. Download the binary version from ${CIFAR_URL[variant]} `
         + `and extract it into ${root} (tar xzf), or run with --download on a machine that is online.`);
     }
     const head = variant === 10 ? 1 : 2;

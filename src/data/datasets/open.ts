@@ -1,7 +1,7 @@
 // Opens a dataset from a CLI data argument.
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { Cifar } from './cifar.js';
+import { Cifar, parseCifarSpec } from './cifar.js';
 import type { ImageDataset } from './dataset.js';
 import { ImageFolder, UnlabeledFolder, isImageFile } from './folder.js';
 import { Synthetic } from './synthetic.js';
@@ -33,8 +33,8 @@ export function openDataset(spec: string, o: OpenOpts = {}): ImageDataset {
     const n = m[1] ? Number(m[1]) : 10000;
     return split === 'train' ? new Synthetic({ n, seed }) : new Synthetic({ n: Math.max(10, Math.round(n / 5)), seed: seed + 1_000_003 });
   }
-  const c = /^cifar(10|100):(.+)$/.exec(spec);
-  if (c) return new Cifar(c[2]!, { variant: c[1] === '10' ? 10 : 100, train: split === 'train' });
+  const c = parseCifarSpec(spec);
+  if (c) return new Cifar(c.root, { variant: c.variant, train: split === 'train' });
   if (spec.startsWith('unlabeled:')) return new UnlabeledFolder(spec.slice('unlabeled:'.length));
   if (!existsSync(spec)) throw new Error(`data '${spec}' not found: give a folder, cifar10:DIR, cifar100:DIR or synthetic[:N]`);
   if (!isDir(spec)) throw new Error(`data '${spec}' is not a folder`);
