@@ -1,6 +1,8 @@
 // End-to-end pre-training throughput on real CIFAR-10 JPEGs: `moco pretrain` vs the plain PyTorch peer
 // (../shared/peer/torch_moco.py: torchvision transforms, DataLoader with 2 workers), same recipe, same machine,
-// one after the other; plus our model-only rate (the same MoCo steps on batches already in memory).
+// one after the other; plus our model-only rate (the same MoCo steps on batches already in memory), measured
+// just before and just after our end-to-end run and averaged, so that a change of machine load between the two
+// measurements does not masquerade as data-pipeline cost.
 // One JSON line: per width, images/s of all three, the ratios, and the peak RSS of both process trees.
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -49,6 +51,7 @@ function modelOnly(width: number): number {
 
 const out: Record<string, unknown> = { bench: 'pretrain', data, batch, steps, warmup_steps: 2, threads, torch: torch.version };
 for (const width of widths) {
+  const m0 = modelOnly(width);
   const ours = await runMeasured(process.execPath, [
     join(root, 'dist', 'src', 'cli', 'main.js'), 'pretrain', data, '--preset', 'cifar', '--width', String(width),
     '--batch-size', String(batch), '--max-steps', String(steps), '--threads', String(threads), '--quiet',
@@ -56,6 +59,7 @@ for (const width of widths) {
   ]);
   if (ours.code !== 0) throw new Error(`moco pretrain failed: ${ours.stderr.slice(-2000)}`);
   const o = lastJson<{ imagesPerSec: number; lastLoss: number }>(ours.stdout, 'moco pretrain');
+  const m = (m0 + modelOnly(width)) / 2;
   const theirs = await runMeasured(PYTHON, [
     peer, data, '--cifar-stem', '--width', String(width), '--batch-size', String(batch), '--workers', '2', '--max-steps', String(steps),
     '--threads', String(threads), '--no-mlp', '--T', '0.1', '--K', '4096', '--m', '0.99', '--crop-min', '0.08', '--lr', '0.06',
@@ -63,7 +67,6 @@ for (const width of widths) {
   ]);
   if (theirs.code !== 0) throw new Error(`peer failed: ${theirs.stderr.slice(-2000)}`);
   const p = lastJson<{ images_per_s: number; last_loss: number }>(theirs.stdout, 'peer');
-  const m = modelOnly(width);
   out[`width${width}`] = {
     ours_images_per_s: round(o.imagesPerSec, 2),
     pytorch_images_per_s: round(p.images_per_s, 2),

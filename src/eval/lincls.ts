@@ -1,18 +1,19 @@
 // main_lincls.py's linear-classification protocol on a frozen encoder, over image datasets: the image protocol
 // (fresh augmentation every epoch) or the cached-feature protocol (features extracted once), the sanity check,
 // per-epoch top-1/top-5, the best checkpoint, validation-only runs, and divergence detection.
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tensor, noGrad, tensor, tidy } from '../torch/index.js';
 import { Loader, Rng, preset, type AugmentSpec, type ImageDataset } from '../data/index.js';
-import { saveSafetensors } from '../io/safetensors.js';
+import { loadSafetensors, saveSafetensors } from '../io/safetensors.js';
+import type { SGD } from '../optim/index.js';
 import type { Linear } from '../nn/index.js';
 import { checkBackboneUnchanged, snapshotBackbone, type Encoder } from './encoder.js';
 import { extractFeatures } from './features.js';
 import { randomPadCrop } from './pad-crop.js';
 import {
-  AccuracyMeter, DivergedError, LinearHead, bestOf, evaluateHead as evaluateOnFeatures, linclsLr, linclsOptimizer, linclsStep, resolveSchedule, trainLinearOnFeatures,
-  type Accuracy, type EpochMetrics, type LinearSchedule,
+  AccuracyMeter, LinearHead, bestOf, linclsOptimizer, resolveSchedule, runLinearEpochs, trainLinearOnFeatures,
+  type Accuracy, type EpochMetrics, type LinearBatch, type LinearSchedule,
 } from './linear-probe.js';
 
 /** Which protocol a run followed. */
@@ -26,8 +27,17 @@ export interface LinearProbeOpts extends LinearSchedule {
   cacheFeatures?: boolean;
   /** Validation only, with the encoder's own `fc` as the classifier (a checkpoint written by this protocol). */
   evaluate?: boolean;
-  /** Where `checkpoint.safetensors` (last) and `model_best.safetensors` go; default: not saved. */
+  /**
+   * Where `checkpoint.safetensors` (last; with the image protocol rewritten after every epoch, with the
+   * optimiser state, so that a run can resume) and `model_best.safetensors` go; default: not saved.
+   */
   outDir?: string;
+  /**
+   * Continue an image-protocol run from its `checkpoint.safetensors` (or the `outDir` holding it): the fc,
+   * the optimiser's momentum, the epoch, the step count, the best accuracy and the history are restored, and
+   * the remaining epochs see the batches an uninterrupted run would have seen. Default: start afresh.
+   */
+  resume?: string;
   /** Train on a seeded random subset of this many training samples; default all. */
   trainSubset?: number;
   /** Images per forward when extracting features; default `batchSize`. */
@@ -77,17 +87,59 @@ function subset(ds: ImageDataset, n: number | undefined, seed: number): ImageDat
   return ds.select(idx);
 }
 
-/** Writes backbone + classifier in torchvision layout (loadable by loadEncoder and torchvision). */
-function saveClassifier(path: string, encoder: Encoder, head: LinearHead, info: Record<string, unknown>): void {
+const MOMENTUM_PREFIX = 'optimizer.momentum_buffer.';
+
+/**
+ * Writes backbone + classifier in torchvision layout (loadable by loadEncoder and torchvision), atomically;
+ * with `opt`, also its momentum buffers (under a prefix torchvision's loader ignores) for resuming.
+ */
+function saveClassifier(path: string, encoder: Encoder, head: LinearHead, info: Record<string, unknown>, opt?: SGD): void {
   const sd = new Map<string, Tensor>();
   for (const [k, t] of encoder.model.stateDict()) if (!k.startsWith('fc.')) sd.set(k, t);
-  sd.set('fc.weight', head.weight.detach());
-  sd.set('fc.bias', head.bias.detach());
+  const w = head.weight.detach(), b = head.bias.detach();
+  sd.set('fc.weight', w);
+  sd.set('fc.bias', b);
+  if (opt) for (const [i, buf] of opt.stateDict().buffers) sd.set(`${MOMENTUM_PREFIX}${i}`, buf);
   const i = encoder.info;
   const moco = { arch: i.arch, cifarStem: i.cifarStem, width: i.width, imageSize: i.imageSize, preset: i.preset };
   saveSafetensors(path, sd, { moco: JSON.stringify(moco), lincls: JSON.stringify(info) });
-  sd.get('fc.weight')!.dispose();
-  sd.get('fc.bias')!.dispose();
+  w.dispose();
+  b.dispose();
+}
+
+/** Where an image-protocol run stood at its last checkpoint. */
+interface ResumePoint {
+  head: LinearHead;
+  momentum: Map<number, Tensor>;
+  /** The next epoch to run. */
+  epoch: number;
+  steps: number;
+  history: EpochMetrics[];
+  file: string;
+}
+
+function readResumePoint(path: string, config: Record<string, unknown>): ResumePoint {
+  const file = existsSync(path) && statSync(path).isDirectory() ? join(path, 'checkpoint.safetensors') : path;
+  if (!existsSync(file)) throw new Error(`--resume: ${file} not found (give the checkpoint.safetensors or the --out folder of a moco lincls run)`);
+  const { tensors, metadata } = loadSafetensors(file);
+  const free = (): void => { for (const t of tensors.values()) t.dispose(); };
+  const info = metadata.lincls ? (JSON.parse(metadata.lincls) as { epoch?: number; steps?: number; history?: EpochMetrics[]; config?: Record<string, unknown> }) : null;
+  const w = tensors.get('fc.weight'), b = tensors.get('fc.bias');
+  if (!info?.config || info.steps === undefined || !info.history || !w || !b) {
+    free();
+    throw new Error(`--resume: ${file} is not a checkpoint of a moco lincls image-protocol run (no lincls state or fc)`);
+  }
+  // Everything that decides which batches and updates come next must match; epochs and maxSteps may grow.
+  for (const k of ['protocol', 'lr', 'batchSize', 'momentum', 'weightDecay', 'schedule', 'cos', 'seed', 'trainSamples']) {
+    if (JSON.stringify(info.config[k]) !== JSON.stringify(config[k])) {
+      free();
+      throw new Error(`--resume: ${file} was written with ${k} = ${JSON.stringify(info.config[k])}, this run has ${JSON.stringify(config[k])}`);
+    }
+  }
+  const momentum = new Map<number, Tensor>();
+  for (const [k, t] of tensors) if (k.startsWith(MOMENTUM_PREFIX)) momentum.set(Number(k.slice(MOMENTUM_PREFIX.length)), t);
+  for (const [k, t] of tensors) if (k !== 'fc.weight' && k !== 'fc.bias' && !k.startsWith(MOMENTUM_PREFIX)) t.dispose();
+  return { head: new LinearHead(w, b), momentum, epoch: info.history.length, steps: info.steps, history: info.history, file };
 }
 
 /**
@@ -130,21 +182,27 @@ export async function linearProbe(encoder: Encoder, train: ImageDataset, val: Im
     }
   }
 
+  if (o.resume && o.cacheFeatures) throw new Error('--resume applies to the image protocol; the cached-feature protocol (--cache-features) reruns in seconds');
   const trainDs = subset(train, o.trainSubset, s.seed);
   await trainDs.prepare();
   const trainLabels = labelled(trainDs, 'training');
   const numClasses = train.classes?.length ?? Math.max(...trainLabels, ...labelled(val, 'validation')) + 1;
   if (o.outDir) mkdirSync(o.outDir, { recursive: true });
-  const snapshot = snapshotBackbone(encoder.model);
   const protocol: LinclsProtocol = o.cacheFeatures ? 'cached-features' : 'images';
   const ckptPath = o.outDir ? join(o.outDir, 'checkpoint.safetensors') : null;
   const bestPath = o.outDir ? join(o.outDir, 'model_best.safetensors') : null;
-  let bestTop1 = -Infinity;
   const config = { protocol, epochs: s.epochs, lr: s.lr, batchSize: s.batchSize, momentum: s.momentum, weightDecay: s.weightDecay, schedule: s.schedule, cos: s.cos, seed: s.seed, trainSamples: trainDs.length, source: encoder.info.file };
-  const info = (m: EpochMetrics): Record<string, unknown> => ({ epoch: m.epoch, top1: m.val.top1, top5: m.val.top5, classes: train.classes, config });
-  // The protocol's per-epoch bookkeeping: sanity check after epoch 1, best checkpoint, log line.
+  const resume = o.resume ? readResumePoint(o.resume, config) : null;
+  if (resume) log(`resuming from ${resume.file}: epoch ${resume.epoch + 1}, ${resume.steps} steps done`);
+  const firstEpoch = resume?.epoch ?? 0;
+  let bestTop1 = resume?.history.length ? bestOf(resume.history).val.top1 : -Infinity;
+  const snapshot = snapshotBackbone(encoder.model);
+  const info = (m: EpochMetrics, history?: EpochMetrics[]): Record<string, unknown> => ({
+    epoch: m.epoch, top1: m.val.top1, top5: m.val.top5, classes: train.classes, config, steps: m.steps, ...(history ? { history } : {}),
+  });
+  // The protocol's per-epoch bookkeeping: sanity check after the first epoch, best checkpoint, log line.
   const afterEpoch = (m: EpochMetrics, head: LinearHead): void => {
-    if (m.epoch === 0) { checkBackboneUnchanged(encoder.model, snapshot); log('sanity check passed: backbone unchanged after epoch 1'); }
+    if (m.epoch === firstEpoch) { checkBackboneUnchanged(encoder.model, snapshot); log(`sanity check passed: backbone unchanged after epoch ${m.epoch + 1}`); }
     log(`epoch ${m.epoch + 1}/${s.epochs}: lr ${m.lr.toPrecision(3)}, train loss ${m.trainLoss.toFixed(4)}, train top-1 ${m.trainTop1.toFixed(2)}, val top-1 ${m.val.top1.toFixed(2)}, top-5 ${m.val.top5.toFixed(2)} (${m.seconds.toFixed(1)} s)`);
     if (bestPath && m.val.top1 > bestTop1) saveClassifier(bestPath, encoder, head, info(m));
     bestTop1 = Math.max(bestTop1, m.val.top1);
@@ -163,19 +221,23 @@ export async function linearProbe(encoder: Encoder, train: ImageDataset, val: Im
         log(`extracting training features once (${trainDs.length} images, no augmentation)`);
         const tf = await extractFeatures((x) => encoder.backbone(x), trainDs, { ...pre, normalize: false, batchSize: fbs });
         try {
-          ({ head, history, steps } = trainLinearOnFeatures(tf.features, tf.labels!, vf.features, vf.labels!, { ...s, numClasses, onEpoch: afterEpoch }));
+          ({ head, history, steps } = await trainLinearOnFeatures(tf.features, tf.labels!, vf.features, vf.labels!, { ...s, numClasses, onEpoch: afterEpoch }));
         } finally {
           tf.features.dispose(); tf.labels?.dispose();
         }
+        if (ckptPath) saveClassifier(ckptPath, encoder, head, info(history[history.length - 1]!));
       } else {
-        ({ head, history, steps } = await trainOnImages(encoder, trainDs, vf.features, vf.labels!, numClasses, s, afterEpoch));
+        ({ head, history, steps } = await trainOnImages(encoder, trainDs, vf.features, vf.labels!, numClasses, s, resume, (m, h, opt, all) => {
+          afterEpoch(m, h);
+          // Every epoch, as main_lincls.py: what --resume continues from.
+          if (ckptPath) saveClassifier(ckptPath, encoder, h, info(m, all), opt);
+        }));
       }
     } finally {
       vf.features.dispose(); vf.labels?.dispose();
     }
     try {
       const last = history[history.length - 1]!;
-      if (ckptPath) saveClassifier(ckptPath, encoder, head, info(last));
       const b = bestOf(history);
       return {
         protocol, arch: encoder.info.arch, numClasses, featureDim: featDim, trainSamples: trainDs.length, valSamples: val.length,
@@ -191,45 +253,46 @@ export async function linearProbe(encoder: Encoder, train: ImageDataset, val: Im
   }
 }
 
-/** The image protocol's training loop: augmented batches, frozen features, one SGD step each. */
+/**
+ * The image protocol's training loop: augmented batches through the frozen backbone, one SGD step each;
+ * `history` includes a resumed run's earlier epochs.
+ */
 async function trainOnImages(encoder: Encoder, train: ImageDataset, valX: Tensor, valY: Tensor, numClasses: number,
-  s: ReturnType<typeof resolveSchedule>, afterEpoch: (m: EpochMetrics, head: LinearHead) => void): Promise<{ head: LinearHead; history: EpochMetrics[]; steps: number }> {
+  s: ReturnType<typeof resolveSchedule>, resume: ResumePoint | null,
+  afterEpoch: (m: EpochMetrics, head: LinearHead, opt: SGD, history: EpochMetrics[]) => void): Promise<{ head: LinearHead; history: EpochMetrics[]; steps: number }> {
   const { spec, padCrop } = trainSpec(encoder);
   const loader = new Loader(train, { batchSize: s.batchSize, shuffle: true, dropLast: false, seed: s.seed, augment: spec, twoCrops: false });
-  const head = LinearHead.init(encoder.info.featureDim, numClasses, s.seed);
+  const head = resume?.head ?? LinearHead.init(encoder.info.featureDim, numClasses, s.seed);
   const opt = linclsOptimizer(head, s);
-  const history: EpochMetrics[] = [];
-  let steps = 0;
-  try {
-    for (let epoch = 0; epoch < s.epochs && steps < s.maxSteps; epoch++) {
-      const t0 = performance.now();
-      const lr = linclsLr(s, epoch);
-      opt.setLr(lr);
-      let lossSum = 0, correct = 0, seen = 0, nb = 0;
-      for await (const b of loader.epoch(epoch)) {
-        if (steps >= s.maxSteps) { b.dispose(); break; }
-        try {
-          const [l, c] = tidy(() => {
-            const x = padCrop ? randomPadCrop(b.views[0]!, new Rng(s.seed, 'lincls-padcrop', epoch, b.index), spec.mean, spec.std) : b.views[0]!;
-            return linclsStep(head, opt, encoder.backbone(x), b.labels!);
-          });
-          if (!Number.isFinite(l)) throw new DivergedError(epoch, nb, lr);
-          lossSum += l; correct += c; seen += b.indices.length; nb++; steps++;
-        } finally {
-          b.dispose();
-        }
+  if (resume) {
+    opt.loadStateDict({ buffers: resume.momentum, groups: opt.stateDict().groups });
+    for (const t of resume.momentum.values()) t.dispose();
+  }
+  const history: EpochMetrics[] = [...(resume?.history ?? [])];
+  async function* batches(epoch: number): AsyncIterable<LinearBatch> {
+    for await (const b of loader.epoch(epoch)) {
+      try {
+        const x = b.views[0]!;
+        yield {
+          features: () => encoder.backbone(padCrop ? randomPadCrop(x, new Rng(s.seed, 'lincls-padcrop', epoch, b.index), spec.mean, spec.std) : x),
+          labels: b.labels!,
+        };
+      } finally {
+        b.dispose();
       }
-      const val = evaluateOnFeatures(head, valX, valY);
-      const m: EpochMetrics = { epoch, lr, trainLoss: lossSum / Math.max(1, nb), trainTop1: (100 * correct) / Math.max(1, seen), val, seconds: (performance.now() - t0) / 1000 };
-      history.push(m);
-      afterEpoch(m, head);
     }
+  }
+  try {
+    const r = await runLinearEpochs(head, s, batches, valX, valY, {
+      opt, startEpoch: resume?.epoch ?? 0, startSteps: resume?.steps ?? 0,
+      onEpoch: (m, h) => { history.push(m); afterEpoch(m, h, opt, history); },
+    });
+    if (!history.length) throw new Error('linear classification: no epoch ran (epochs or maxSteps is 0)');
+    return { head, history, steps: r.steps };
   } catch (e) {
     head.dispose();
     throw e;
   } finally {
     opt.dispose();
   }
-  if (!history.length) { head.dispose(); throw new Error('linear classification: no epoch ran (epochs or maxSteps is 0)'); }
-  return { head, history, steps };
 }

@@ -46,6 +46,8 @@ export interface EpochMetrics {
   val: Accuracy;
   /** Wall seconds of the epoch (training and validation). */
   seconds: number;
+  /** Optimiser steps taken in all, this epoch's included. */
+  steps: number;
 }
 
 /** The trainable part: `fc.weight` (C × D) and `fc.bias` (C). */
@@ -164,6 +166,55 @@ export function epochOrder(seed: number, epoch: number, n: number): Int32Array {
   return new Rng(seed, 'lincls-order', epoch).permutation(n);
 }
 
+/** One training batch of the linear protocol. */
+export interface LinearBatch {
+  /** The frozen backbone's features (B × D); called inside the step's tidy scope. */
+  features(): Tensor;
+  /** int64 labels (B). */
+  labels: Tensor;
+}
+
+export interface LinearEpochsOpts {
+  /** The optimiser over `head` (its lr is set at the start of every epoch). */
+  opt: SGD;
+  /** The epoch to start from (a resumed run); default 0. */
+  startEpoch?: number;
+  /** Optimiser steps already taken (a resumed run); counts towards `maxSteps`. Default 0. */
+  startSteps?: number;
+  /** Called after each epoch with the head being trained (may throw to stop the run). */
+  onEpoch?: (m: EpochMetrics, head: LinearHead) => void;
+}
+
+/**
+ * main_lincls.py's epoch loop, whatever the batches are made of (augmented images through the frozen
+ * backbone, or cached features): lr set once an epoch, one SGD step a batch, validation on fixed features
+ * after each epoch, {@link DivergedError} on a non-finite loss. Returns the epochs run and the total steps.
+ */
+export async function runLinearEpochs(head: LinearHead, s: ReturnType<typeof resolveSchedule>,
+  batches: (epoch: number) => Iterable<LinearBatch> | AsyncIterable<LinearBatch>, valX: Tensor, valY: Tensor,
+  o: LinearEpochsOpts): Promise<{ history: EpochMetrics[]; steps: number }> {
+  const history: EpochMetrics[] = [];
+  let steps = o.startSteps ?? 0;
+  for (let epoch = o.startEpoch ?? 0; epoch < s.epochs && steps < s.maxSteps; epoch++) {
+    const t0 = performance.now();
+    const lr = linclsLr(s, epoch);
+    o.opt.setLr(lr);
+    let lossSum = 0, correct = 0, seen = 0, nb = 0;
+    for await (const b of batches(epoch)) {
+      if (steps >= s.maxSteps) break;
+      const [l, c] = tidy(() => linclsStep(head, o.opt, b.features(), b.labels));
+      if (!Number.isFinite(l)) throw new DivergedError(epoch, nb, lr);
+      lossSum += l; correct += c; seen += b.labels.shape[0]!; nb++; steps++;
+    }
+    const val = evaluateHead(head, valX, valY);
+    if (!Number.isFinite(val.loss) && !Number.isNaN(val.top1)) throw new DivergedError(epoch, nb, lr);
+    const m: EpochMetrics = { epoch, lr, trainLoss: lossSum / Math.max(1, nb), trainTop1: (100 * correct) / Math.max(1, seen), val, seconds: (performance.now() - t0) / 1000, steps };
+    history.push(m);
+    o.onEpoch?.(m, head);
+  }
+  return { history, steps };
+}
+
 export interface LinearFeatureOpts extends LinearSchedule {
   /** Classes; default max label + 1. */
   numClasses?: number;
@@ -192,7 +243,7 @@ export interface LinearFeatureResult {
  * @param trainX N × D float32 features (not normalised: the fc sees what main_lincls's fc sees).
  * @param trainY N int64 labels.
  */
-export function trainLinearOnFeatures(trainX: Tensor, trainY: Tensor, valX: Tensor, valY: Tensor, o: LinearFeatureOpts = {}): LinearFeatureResult {
+export async function trainLinearOnFeatures(trainX: Tensor, trainY: Tensor, valX: Tensor, valY: Tensor, o: LinearFeatureOpts = {}): Promise<LinearFeatureResult> {
   const s = resolveSchedule(o);
   const n = trainX.shape[0]!;
   const C = o.numClasses ?? Math.max(trainY.max().item(), valY.max().item()) + 1;
@@ -200,41 +251,30 @@ export function trainLinearOnFeatures(trainX: Tensor, trainY: Tensor, valX: Tens
   const opt = linclsOptimizer(head, s);
   const yTrain = trainY.long();
   const yVal = valY.long();
-  const history: EpochMetrics[] = [];
-  let steps = 0;
-  try {
-    for (let epoch = 0; epoch < s.epochs && steps < s.maxSteps; epoch++) {
-      const t0 = performance.now();
-      const lr = linclsLr(s, epoch);
-      opt.setLr(lr);
-      const order = epochOrder(s.seed, epoch, n);
-      let lossSum = 0, correct = 0, seen = 0, nb = 0;
-      for (let b = 0; b < n && steps < s.maxSteps; b += s.batchSize) {
-        const [l, c] = tidy(() => {
-          const idx = tensor(order.subarray(b, Math.min(n, b + s.batchSize)), { dtype: 'int32' }).long();
-          return linclsStep(head, opt, trainX.indexSelect(0, idx), yTrain.indexSelect(0, idx));
-        });
-        if (!Number.isFinite(l)) throw new DivergedError(epoch, nb, lr);
-        const bs = Math.min(s.batchSize, n - b);
-        lossSum += l; correct += c; seen += bs; nb++; steps++;
+  function* batches(epoch: number): Iterable<LinearBatch> {
+    const order = epochOrder(s.seed, epoch, n);
+    for (let b = 0; b < n; b += s.batchSize) {
+      const idx = tensor(order.subarray(b, Math.min(n, b + s.batchSize)), { dtype: 'int32' }).long();
+      try {
+        const labels = yTrain.indexSelect(0, idx);
+        try { yield { features: () => trainX.indexSelect(0, idx), labels }; } finally { labels.dispose(); }
+      } finally {
+        idx.dispose();
       }
-      const val = evaluateHead(head, valX, yVal);
-      if (!Number.isFinite(val.loss) && !Number.isNaN(val.top1)) throw new DivergedError(epoch, nb, lr);
-      const m: EpochMetrics = { epoch, lr, trainLoss: lossSum / Math.max(1, nb), trainTop1: (100 * correct) / Math.max(1, seen), val, seconds: (performance.now() - t0) / 1000 };
-      history.push(m);
-      o.onEpoch?.(m, head);
     }
+  }
+  try {
+    const { history, steps } = await runLinearEpochs(head, s, batches, valX, yVal, { opt, onEpoch: o.onEpoch });
+    if (!history.length) throw new Error('trainLinearOnFeatures: no epoch ran (epochs or maxSteps is 0)');
+    return { head, history, best: bestOf(history), last: history[history.length - 1]!, steps };
   } catch (e) {
-    opt.dispose();
     if (!o.init) head.dispose();
     throw e;
   } finally {
+    opt.dispose();
     if (yTrain !== trainY) yTrain.dispose();
     if (yVal !== valY) yVal.dispose();
   }
-  opt.dispose();
-  if (!history.length) throw new Error('trainLinearOnFeatures: no epoch ran (epochs or maxSteps is 0)');
-  return { head, history, best: bestOf(history), last: history[history.length - 1]!, steps };
 }
 
 /** The first epoch with the highest validation top-1. */

@@ -75,7 +75,8 @@ export function importStateDict(tensors: Map<string, Tensor>, meta: Record<strin
   const head = new Map<string, Tensor>();
   const ignored: string[] = [];
   for (const [k, t] of tensors) {
-    if (!k.startsWith(prefix) || (prefix === 'module.' && k.startsWith('module.encoder_'))) {
+    // Optimiser state saved beside the weights (our lincls and pre-training checkpoints) is never a weight.
+    if (!k.startsWith(prefix) || (prefix === 'module.' && k.startsWith('module.encoder_')) || k.startsWith('optimizer.')) {
       ignored.push(k);
       t.dispose();
       continue;

@@ -111,6 +111,36 @@ test('image protocol: runs, keeps the best checkpoint, --evaluate on it reproduc
   }
 });
 
+test('image protocol: 1 epoch + resume to 3 gives the epochs of one 3-epoch run; a changed setting is refused', async () => {
+  const dir = tmpDir();
+  try {
+    fakeRun(join(dir, 'run'));
+    const e = loadEncoder(join(dir, 'run'));
+    const data = (): [Synthetic, Synthetic] => [new Synthetic({ n: 200, seed: 1 }), new Synthetic({ n: 60, seed: 2 })];
+    const base = { lr: 0.1, batchSize: 64, schedule: [2] };
+    const whole = await linearProbe(e, ...data(), { ...base, epochs: 3, outDir: join(dir, 'a') });
+    const first = await linearProbe(e, ...data(), { ...base, epochs: 1, outDir: join(dir, 'b') });
+    assert.equal(first.epochs, 1);
+    const rest = await linearProbe(e, ...data(), { ...base, epochs: 3, outDir: join(dir, 'b'), resume: join(dir, 'b') });
+    assert.equal(rest.epochs, 3);
+    assert.equal(rest.steps, whole.steps);
+    const pick = (r: typeof whole): number[][] => r.history.map((m) => [m.epoch, m.lr, m.trainLoss, m.val.top1, m.val.loss]);
+    assert.deepEqual(pick(rest), pick(whole));
+    const [a, b] = [loadSafetensors(join(dir, 'a', 'checkpoint.safetensors')).tensors, loadSafetensors(join(dir, 'b', 'checkpoint.safetensors')).tensors];
+    assertClose(b.get('fc.weight')!, a.get('fc.weight')!, 'fc after resume', { rtol: 0, atol: 0 });
+    // The last checkpoint (with optimiser state) is still a plain classifier for --evaluate.
+    const last = loadEncoder(join(dir, 'b', 'checkpoint.safetensors'));
+    assert.equal((await linearProbe(last, ...data(), { evaluate: true })).last.top1, rest.last.top1);
+    last.dispose();
+    await assert.rejects(linearProbe(e, ...data(), { ...base, lr: 0.2, epochs: 3, resume: join(dir, 'b') }), /written with lr = 0.1, this run has 0.2/);
+    await assert.rejects(linearProbe(e, ...data(), { ...base, epochs: 3, resume: join(dir, 'nothing') }), /--resume: .*not found/);
+    dispose([...a.values(), ...b.values()]);
+    e.dispose();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('randomPadCrop: black padding in normalised units, per-sample 32×32 windows', () => {
   const mean = [0.5, 0.4, 0.3], std = [0.2, 0.25, 0.5];
   const x = tensor(Float32Array.from({ length: 2 * 3 * 4 * 4 }, (_, i) => i), { shape: [2, 3, 4, 4] });

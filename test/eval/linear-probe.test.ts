@@ -58,7 +58,7 @@ test('trainLinearOnFeatures reaches the accuracy of the same protocol in PyTorch
   const sched = { epochs, lr: 0.3, schedule: [7, 10], seed: 5 };
   const init = LinearHead.init(128, 10, 5);
   const [W0, b0] = [init.weight.detach().clone(), init.bias.detach().clone()];
-  const r = trainLinearOnFeatures(X!, tf.labels!, Xv!, vf.labels!, { ...sched, init });
+  const r = await trainLinearOnFeatures(X!, tf.labels!, Xv!, vf.labels!, { ...sched, init });
   const s = resolveSchedule(sched);
   const orders = tensor(Int32Array.from(Array.from({ length: epochs }, (_, e) => [...epochOrder(5, e, 1200)]).flat()), { shape: [epochs, 1200], dtype: 'int32' }).long();
   const lrs = tensor(Float64Array.from({ length: epochs }, (_, e) => linclsLr(s, e)));
@@ -75,9 +75,9 @@ test('trainLinearOnFeatures reaches the accuracy of the same protocol in PyTorch
   enc.dispose();
 });
 
-test('a diverging probe reports NaN with a hint to lower the lr', () => {
+test('a diverging probe reports NaN with a hint to lower the lr', async () => {
   const X = tensor(Float32Array.from({ length: 64 * 8 }, (_, i) => ((i * 7919) % 13) * 1e18), { shape: [64, 8] });
   const y = tensor(Int32Array.from({ length: 64 }, (_, i) => i % 4), { dtype: 'int32' }).long();
-  assert.throws(() => trainLinearOnFeatures(X, y, X, y, { epochs: 3, lr: 30 }), (e: unknown) => e instanceof DivergedError && /lower --lr/.test(e.message));
+  await assert.rejects(trainLinearOnFeatures(X, y, X, y, { epochs: 3, lr: 30 }), (e: unknown) => e instanceof DivergedError && /lower --lr/.test(e.message));
   dispose([X, y]);
 });

@@ -6,7 +6,7 @@ import { DOWNLOAD_HELP, downloadData } from './download.js';
 
 interface LinclsCliOpts {
   pretrained: string; epochs?: string; lr?: string; batchSize?: string; wd?: string; momentum?: string; schedule?: string; cos: boolean;
-  seed?: string; threads?: string; out?: string; maxSteps?: string; trainSubset?: string; cacheFeatures: boolean; evaluate: boolean; download?: boolean;
+  seed?: string; threads?: string; out?: string; maxSteps?: string; trainSubset?: string; cacheFeatures: boolean; evaluate: boolean; download?: boolean; resume?: string;
 }
 
 export function register(program: Command): void {
@@ -24,7 +24,8 @@ export function register(program: Command): void {
     .option('--cos', 'cosine lr schedule instead of steps', false)
     .option('--seed <n>', 'seed of the fc init, sample order and augmentation (default 0)')
     .option('--threads <n>', 'libtorch threads')
-    .option('--out <dir>', 'write checkpoint.safetensors (last) and model_best.safetensors here')
+    .option('--out <dir>', 'write checkpoint.safetensors (last; every epoch with the image protocol) and model_best.safetensors here')
+    .option('--resume <ckpt>', 'continue an image-protocol run from its checkpoint.safetensors (or its --out folder)')
     .option('--max-steps <n>', 'stop after this many SGD steps (smoke tests)')
     .option('--train-subset <n>', 'train on a seeded random subset of n training images')
     .option('--cache-features', 'protocol "cached features": extract un-augmented backbone features once and train the fc on them '
@@ -45,7 +46,7 @@ export function register(program: Command): void {
           epochs: int('--epochs', o.epochs), lr: num('--lr', o.lr), batchSize: int('--batch-size', o.batchSize), weightDecay: num('--wd', o.wd),
           momentum: num('--momentum', o.momentum), schedule, cos: o.cos, seed: int('--seed', o.seed, 0), outDir: o.out,
           maxSteps: int('--max-steps', o.maxSteps), trainSubset: int('--train-subset', o.trainSubset), cacheFeatures: o.cacheFeatures,
-          evaluate: o.evaluate, onLog: (l) => console.error(`moco lincls: ${l}`),
+          evaluate: o.evaluate, resume: o.resume, onLog: (l) => console.error(`moco lincls: ${l}`),
         });
         const { history: _h, ...summary } = r;
         console.log(JSON.stringify({ command: 'lincls', pretrained: encoder.info.file, ...summary }));
