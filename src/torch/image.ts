@@ -18,3 +18,20 @@ export function photometricInto(input: Tensor, scale: number, program: Float32Ar
   native.photometric(input.native, scale, program, steps, [...mean], [...std], out.native);
   return out;
 }
+
+/** A crop box in whole pixels. */
+export interface PixelBox { left: number; top: number; width: number; height: number }
+
+/**
+ * Crops `boxes` out of one RGB image (`src`: height × width × 3 bytes, rows top to bottom) and resizes each to
+ * size × size exactly as PIL's `img.crop(box).resize((size, size), BILINEAR)` does (antialiased when shrinking,
+ * 8-bit fixed point) — torchvision's RandomResizedCrop on PIL images — then mirrors it when `flips[i]`.
+ * View i is written as size × size × 3 bytes at byte offset `offsets[i]` of `dst`. Runs in libuv's thread pool
+ * (beside image decoding); `src` and `dst` must not change until it resolves. Bad arguments reject.
+ */
+export async function cropResizeInto(src: Uint8Array, width: number, height: number, boxes: readonly PixelBox[], flips: readonly boolean[],
+  size: number, dst: Uint8Array, offsets: readonly number[]): Promise<void> {
+  const b = new Int32Array(boxes.length * 4);
+  boxes.forEach((x, i) => b.set([x.left, x.top, x.width, x.height], i * 4));
+  await native.cropResize(src, width, height, b, Uint8Array.from(flips, Number), size, dst, [...offsets]);
+}

@@ -7,4 +7,4 @@ export { noGrad, enableGrad, isGradEnabled, setGradEnabled } from './autograd.js
 export { tidy, keep, dispose, memory, type Disposable } from './scope.js';
 export { manualSeed, getRngState, setRngState, setNumThreads, getNumThreads, defaultThreads, cuda, buildInfo, version } from './runtime.js';
 export * as F from './functional.js';
-export { photometricInto, PhotometricOp } from './image.js';
+export { photometricInto, PhotometricOp, cropResizeInto, type PixelBox } from './image.js';

@@ -46,6 +46,7 @@ export interface NativeBinding {
   cudaIsAvailable(): boolean;
   cudaDeviceCount(): number;
   buildInfo(): { torch: string; config: string; parallel: string; cxx11Abi: boolean; cuda: boolean };
+  cropResize(src: Uint8Array, width: number, height: number, boxes: Int32Array, flips: Uint8Array, size: number, dst: Uint8Array, offsets: number[]): Promise<void>;
   photometric(input: NativeTensor, scale: number, program: Float32Array, steps: number, mean: number[], std: number[], out: NativeTensor): void;
 }
 

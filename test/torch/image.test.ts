@@ -2,7 +2,7 @@
 // non-square images with both input layouts; and its argument checks (JS errors, never a crash).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { dispose, empty, photometricInto, PhotometricOp as Op, tensor, tidy } from '../../src/torch/index.js';
+import { cropResizeInto, dispose, empty, photometricInto, PhotometricOp as Op, tensor, tidy } from '../../src/torch/index.js';
 import { assertClose, pytorch } from '../helpers/pytorch.js';
 
 const N = 6, H = 40, W = 56;
@@ -94,3 +94,30 @@ test('bad arguments are JS errors naming the problem', () => {
   });
 });
 
+
+test('cropResizeInto equals PIL crop + resize(BILINEAR) (+ mirror), shrinking and enlarging', async () => {
+  const img = pixels().subarray(0, H * W * 3); // one 56×40 image, HWC
+  const boxes = [
+    { left: 0, top: 0, width: W, height: H }, { left: 7, top: 3, width: 30, height: 22 }, { left: 50, top: 30, width: 6, height: 10 },
+    { left: 2, top: 5, width: 53, height: 9 }, { left: 20, top: 0, width: 1, height: 40 },
+  ];
+  const flips = [false, true, false, true, false];
+  const S = 24;
+  const dst = new Uint8Array(boxes.length * S * S * 3);
+  await cropResizeInto(img, W, H, boxes, flips, S, dst, boxes.map((_, i) => i * S * S * 3));
+  const o = pytorch(`
+from PIL import Image
+import numpy as np
+im = Image.fromarray(x.numpy().astype(np.uint8))
+out = []
+for (l, t, w, h, f) in b.long().tolist():
+    v = im.crop((l, t, l + w, t + h)).resize((${S}, ${S}), Image.BILINEAR)
+    if f: v = v.transpose(Image.FLIP_LEFT_RIGHT)
+    out.append(torch.from_numpy(np.asarray(v).copy()))
+O['y'] = torch.stack(out).float()
+`, { x: tensor(img, { shape: [H, W, 3], dtype: 'uint8' }), b: tensor(Int32Array.from(boxes.flatMap((bx, i) => [bx.left, bx.top, bx.width, bx.height, flips[i] ? 1 : 0])), { shape: [boxes.length, 5] }) });
+  tidy(() => assertClose(tensor(dst, { shape: [boxes.length, S, S, 3], dtype: 'uint8' }).float(), o.y!, 'crop+resize vs PIL', { rtol: 0, atol: 0 }));
+  dispose(o);
+  await assert.rejects(cropResizeInto(img, W, H, [{ left: 50, top: 0, width: 10, height: 5 }], [false], S, dst, [0]), /box 0 \(50, 0, 10×5\) is not inside the 56×40 image/);
+  await assert.rejects(cropResizeInto(img, W, H, [boxes[0]!], [false], S, dst, [dst.length - 10]), /offset .* is outside dst/);
+});
