@@ -37,8 +37,10 @@ export interface PretrainSummary {
   /** Training images a second (all processes), after the first steps' warm-up. */
   imagesPerSec: number;
   lastLoss: number;
-  /** Percent, when the kNN monitor ran. */
+  /** Percent, when the kNN monitor ran: at the end of the run. */
   knnTop1?: number;
+  /** Percent: the kNN monitor on the freshly initialised encoder, before the first step (new runs only). */
+  knnTop1Init?: number;
   runDir: string;
   checkpoint: string | null;
   /** Stopped early by SIGINT/SIGTERM (a checkpoint was saved). */
@@ -156,6 +158,13 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
   };
   let lastLoss = NaN;
   let knnTop1: number | undefined;
+  // The random encoder's accuracy, so that a run shows what it learned.
+  let knnTop1Init: number | undefined;
+  if (knnData && state.step === 0) {
+    knnTop1Init = await knnMonitor(moco, knnData.bank, knnData.queries, c);
+    progress.log(`before training: kNN top-1 ${knnTop1Init.toFixed(2)}% (random encoder)`);
+    metrics?.write({ epoch: 0, step: 0, loss: NaN, lr: 0, imagesPerSec: 0, elapsed: 0, knnTop1: knnTop1Init });
+  }
   let knnStep = -1;
   // Throughput counts wall time from the end of the warm-up steps, data loading included.
   let timedImages = 0;
@@ -239,6 +248,7 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
     imagesPerSec: timedTo > timedFrom ? (1000 * timedImages) / (timedTo - timedFrom) : 0,
     lastLoss,
     ...(knnTop1 !== undefined ? { knnTop1 } : {}),
+    ...(knnTop1Init !== undefined ? { knnTop1Init } : {}),
     runDir: c.out,
     checkpoint: lastCheckpoint,
     ...(stopSignal ? { interrupted: stopSignal } : {}),

@@ -77,7 +77,7 @@ test('Cifar reads the binary release (10 and 100)', () => {
   [tr, te, c100].forEach((d) => d.dispose());
 });
 
-test('Synthetic: deterministic, balanced, fast; colour does not give the label away', () => {
+test('Synthetic: deterministic, balanced, fast; colours do not give the label away', () => {
   const t0 = performance.now();
   const a = new Synthetic({ n: 2000, seed: 3 });
   const ms = performance.now() - t0;
@@ -89,14 +89,28 @@ test('Synthetic: deterministic, balanced, fast; colour does not give the label a
   for (const l of a.labels!) counts[l]++;
   assert.deepEqual(counts, new Array(10).fill(200));
   assert.deepEqual(a.classes, SYNTHETIC_CLASSES);
-  // Per-class mean colour: close to the overall mean (within 10 of 255), so colour is not the label.
-  const means = a.images.float().mean({ dim: [2, 3] }).toArray(); // N×3
-  const all = [0, 1, 2].map((c) => means.filter((_, i) => i % 3 === c).reduce((s, v) => s + v, 0) / a.length);
-  for (let k = 0; k < 10; k++) {
-    for (let c = 0; c < 3; c++) {
-      let s = 0;
-      for (let i = k; i < a.length; i += 10) s += means[i * 3 + c]!;
-      assert.ok(Math.abs(s / 200 - all[c]!) < 12, `class ${k} channel ${c}: ${s / 200} vs ${all[c]}`);
+  // The shape's colour (the brightest pixel: shapes are lighter than their background) and the background's
+  // (the darkest) have the same distribution in every class: per-class means within 12 of 255 of the overall.
+  const px = a.images.permute(0, 2, 3, 1).contiguous().data() as Uint8Array; // N×H×W×3
+  const S = 32;
+  const pick = (i: number, brightest: boolean): number[] => {
+    let best = -Infinity, at = 0;
+    for (let p = 0; p < S * S; p++) {
+      const o = (i * S * S + p) * 3;
+      const v = (brightest ? 1 : -1) * (px[o]! + px[o + 1]! + px[o + 2]!);
+      if (v > best) { best = v; at = o; }
+    }
+    return [px[at]!, px[at + 1]!, px[at + 2]!];
+  };
+  for (const brightest of [true, false]) {
+    const cols = Array.from({ length: a.length }, (_, i) => pick(i, brightest));
+    const all = [0, 1, 2].map((c) => cols.reduce((s, v) => s + v[c]!, 0) / a.length);
+    for (let k = 0; k < 10; k++) {
+      for (let c = 0; c < 3; c++) {
+        let s = 0;
+        for (let i = k; i < a.length; i += 10) s += cols[i]![c]!;
+        assert.ok(Math.abs(s / 200 - all[c]!) < 12, `${brightest ? 'shape' : 'background'} colour, class ${k} channel ${c}: ${s / 200} vs ${all[c]}`);
+      }
     }
   }
   [a, b].forEach((d) => d.dispose());
