@@ -49,7 +49,7 @@ export function register(program: Command): void {
     .option('--resume <path>', 'continue from a checkpoint file or a run directory (its latest checkpoint)')
     .option('--download', DOWNLOAD_HELP)
     .option('--seed <n>', 'seed of everything random', int('--seed'))
-    .option('-j, --workers <n>', 'batches decoded ahead of the model (file datasets)', int('--workers'))
+    .option('-j, --workers <n>', 'worker threads that decode and augment image files while the model trains (default 2; images small enough to hold in memory are augmented between steps instead)', int('--workers'))
     .option('--threads <n>', 'libtorch threads (default: all cores)', int('--threads'))
     .addOption(new Option('--device <dev>', 'cpu or cuda[:N]'))
     .option('--out <dir>', 'run directory (default runs/<preset>-<time>)')
