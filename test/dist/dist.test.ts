@@ -138,24 +138,14 @@ test('killing rank 1 mid-run makes rank 0 exit non-zero, naming rank 1 and the o
   assert.ok(r0.ms < 20_000, `rank 0 took ${r0.ms} ms`);
 });
 
-test('a hung rank makes the others fail within the timeout, naming it', opts, async (t) => {
+test('a hung rank makes the others fail within the timeout, naming it', opts, async () => {
+  const port = await freePort();
   const extra = { MOCO_TEST_TIMEOUT_MS: '3000' };
-  for (let attempt = 1; ; attempt++) {
-    const port = await freePort();
-    const [p0, p1] = [rank('hang', 0, 2, port, extra), rank('hang', 1, 2, port, extra)];
-    const r0 = await p0.done;
-    p1.child.kill('SIGKILL');
-    const r1 = await p1.done;
-    // Once in CI (1 run in ~10), rank 1 closed its connection instead of hanging, and rank 0 rightly reported it
-    // gone. That is the setup failing, not the diagnosis under test: say what rank 1 did, and try once more.
-    if (attempt === 1 && /rank 1 is gone/.test(r0.stderr)) {
-      t.diagnostic(`rank 1 did not hang (exit ${r1.code ?? r1.signal}; stderr: ${r1.stderr.slice(-400) || 'empty'}); retrying`);
-      continue;
-    }
-    assert.equal(r0.code, 1);
-    assert.match(r0.stderr, /rank 0 of 2: (allReduce|allGather) #\d+ failed after [3-9]\.\d s: rank 1 is alive but has not reached it/);
-    return;
-  }
+  const [p0, p1] = [rank('hang', 0, 2, port, extra), rank('hang', 1, 2, port, extra)];
+  const r0 = await p0.done;
+  p1.child.kill('SIGKILL');
+  assert.equal(r0.code, 1);
+  assert.match(r0.stderr, /rank 0 of 2: (allReduce|allGather) #\d+ failed after [3-9]\.\d s: rank 1 is alive but has not reached it/);
 });
 
 test('rendezvous errors: port in use, unreachable master, world-size mismatch', opts, async () => {

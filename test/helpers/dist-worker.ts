@@ -130,7 +130,9 @@ async function main(): Promise<void> {
       const t = torch.ones([1024]);
       for (let i = 0; ; i++) {
         if (i === 5) process.stdout.write('READY\n');
-        if (scenario === 'hang' && pg.rank === 1 && i === 5) await new Promise(() => { setInterval(() => {}, 1000); });
+        // The timer holds pg: a never-settling await alone leaves this frame unreachable, the GC then frees the
+        // process group (connections closed, heartbeat stopped) and rank 1 looks dead instead of hung.
+        if (scenario === 'hang' && pg.rank === 1 && i === 5) await new Promise(() => { setInterval(() => pg.rank, 1000); });
         if (i % 2) await pg.allReduce(t, 'avg'); else pg.allGatherSync(t);
         await new Promise((r) => setTimeout(r, 20));
       }
