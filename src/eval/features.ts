@@ -14,6 +14,11 @@ export interface ExtractOpts {
   augmentOpts?: PresetOpts;
   /** Called after each batch with (done, total) images. */
   onProgress?: (done: number, total: number) => void;
+  /**
+   * Worker threads that decode image files while the encoder runs (a forward pass blocks this thread, and
+   * with it the event loop that drives in-thread decoding); default 2. Unused for data held in memory.
+   */
+  workers?: number;
 }
 
 export interface Features {
@@ -25,7 +30,11 @@ export interface Features {
 
 /** Runs `encode` (in eval mode, no grad) over every image of `dataset` in order. */
 export async function extractFeatures(encode: (x: Tensor) => Tensor, dataset: ImageDataset, o: ExtractOpts = {}): Promise<Features> {
-  const loader = new Loader(dataset, { batchSize: o.batchSize ?? 256, shuffle: false, dropLast: false, augment: o.augment ?? 'eval', augmentOpts: o.augmentOpts, twoCrops: false });
+  const src = await dataset.prepare();
+  const loader = new Loader(dataset, {
+    batchSize: o.batchSize ?? 256, shuffle: false, dropLast: false, augment: o.augment ?? 'eval', augmentOpts: o.augmentOpts, twoCrops: false,
+    workers: src.kind === 'files' ? (o.workers ?? 2) : 0,
+  });
   const feats: Tensor[] = [];
   const labels: Tensor[] = [];
   let done = 0;
@@ -45,6 +54,7 @@ export async function extractFeatures(encode: (x: Tensor) => Tensor, dataset: Im
     return { features, labels: lab };
   } finally {
     for (const t of [...feats, ...labels]) t.dispose();
+    await loader.close();
   }
 }
 

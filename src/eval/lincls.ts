@@ -261,7 +261,9 @@ async function trainOnImages(encoder: Encoder, train: ImageDataset, valX: Tensor
   s: ReturnType<typeof resolveSchedule>, resume: ResumePoint | null,
   afterEpoch: (m: EpochMetrics, head: LinearHead, opt: SGD, history: EpochMetrics[]) => void): Promise<{ head: LinearHead; history: EpochMetrics[]; steps: number }> {
   const { spec, padCrop } = trainSpec(encoder);
-  const loader = new Loader(train, { batchSize: s.batchSize, shuffle: true, dropLast: false, seed: s.seed, augment: spec, twoCrops: false });
+  // Image files are decoded by worker threads: the backbone's forward pass blocks this thread's event loop.
+  const src = await train.prepare();
+  const loader = new Loader(train, { batchSize: s.batchSize, shuffle: true, dropLast: false, seed: s.seed, augment: spec, twoCrops: false, workers: src.kind === 'files' ? 2 : 0 });
   const head = resume?.head ?? LinearHead.init(encoder.info.featureDim, numClasses, s.seed);
   const opt = linclsOptimizer(head, s);
   if (resume) {
@@ -294,5 +296,6 @@ async function trainOnImages(encoder: Encoder, train: ImageDataset, valX: Tensor
     throw e;
   } finally {
     opt.dispose();
+    await loader.close();
   }
 }
