@@ -212,9 +212,10 @@ export function photometricAten_(x: Tensor, params: readonly ViewParams[], spec:
 }
 
 /**
- * Views are processed in chunks of about this many bytes of float32 pixels (override: MOCO_AUG_CHUNK_BYTES), so
- * that the ~30 elementwise passes stay in cache: one pass over 32 views at 224 px measured ~10× slower per view
- * than over 8 (every intermediate of a whole batch is a fresh page-faulted allocation).
+ * In-memory views are processed in chunks of about this many bytes of float32 pixels (override:
+ * MOCO_AUG_CHUNK_BYTES), so that the resized crop and, off CPU, the ~30 elementwise ATen passes of
+ * {@link photometricAten_} stay in cache: one pass over 32 views at 224 px measured ~10× slower per view than
+ * over 8 (every intermediate of a whole batch is a fresh page-faulted allocation).
  */
 const CHUNK_BYTES = Number(process.env.MOCO_AUG_CHUNK_BYTES) || 2 << 20;
 

@@ -38,6 +38,12 @@ export interface LoaderOpts {
    * Call {@link Loader.close} when done.
    */
   workers?: number;
+  /**
+   * Worker threads as `workers`, but only when the samples are read from image files; data decoded into memory
+   * is augmented on the calling thread, where it is cheap. For consumers whose compute blocks this thread's
+   * event loop (a training step, a forward pass), which would otherwise stall in-thread decoding. Default 0.
+   */
+  fileWorkers?: number;
   /** How the dataset is prepared (in-memory budget, cache). */
   prepare?: PrepareOpts;
   /** Move the views to this device (e.g. `'cuda'`). Default: stay on CPU. */
@@ -82,6 +88,7 @@ export class Loader {
   private readonly opts: LoaderOpts;
   private source: ImageSource | null = null;
   private pool: AugmentPool | null = null;
+  private closed = false;
 
   constructor(dataset: ImageDataset, o: LoaderOpts) {
     if (!Number.isInteger(o.batchSize) || o.batchSize < 1) throw new RangeError(`Loader: batchSize must be a positive integer, got ${o.batchSize}`);
@@ -107,12 +114,14 @@ export class Loader {
   async close(): Promise<void> {
     const p = this.pool;
     this.pool = null;
+    this.closed = true;
     await p?.close();
   }
 
   /** Decodes/opens the dataset (idempotent; `epoch()` calls it). Its length is final afterwards. */
   async prepare(): Promise<ImageSource> {
     this.source ??= await this.dataset.prepare(this.opts.prepare);
+    if (!this.pool && !this.closed && this.source.kind === 'files' && (this.opts.fileWorkers ?? 0) > 0) this.pool = new AugmentPool(this.opts.fileWorkers!);
     return this.source;
   }
 

@@ -30,10 +30,9 @@ export interface Features {
 
 /** Runs `encode` (in eval mode, no grad) over every image of `dataset` in order. */
 export async function extractFeatures(encode: (x: Tensor) => Tensor, dataset: ImageDataset, o: ExtractOpts = {}): Promise<Features> {
-  const src = await dataset.prepare();
   const loader = new Loader(dataset, {
     batchSize: o.batchSize ?? 256, shuffle: false, dropLast: false, augment: o.augment ?? 'eval', augmentOpts: o.augmentOpts, twoCrops: false,
-    workers: src.kind === 'files' ? (o.workers ?? 2) : 0,
+    fileWorkers: o.workers ?? 2,
   });
   const feats: Tensor[] = [];
   const labels: Tensor[] = [];

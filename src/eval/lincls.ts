@@ -262,8 +262,7 @@ async function trainOnImages(encoder: Encoder, train: ImageDataset, valX: Tensor
   afterEpoch: (m: EpochMetrics, head: LinearHead, opt: SGD, history: EpochMetrics[]) => void): Promise<{ head: LinearHead; history: EpochMetrics[]; steps: number }> {
   const { spec, padCrop } = trainSpec(encoder);
   // Image files are decoded by worker threads: the backbone's forward pass blocks this thread's event loop.
-  const src = await train.prepare();
-  const loader = new Loader(train, { batchSize: s.batchSize, shuffle: true, dropLast: false, seed: s.seed, augment: spec, twoCrops: false, workers: src.kind === 'files' ? 2 : 0 });
+  const loader = new Loader(train, { batchSize: s.batchSize, shuffle: true, dropLast: false, seed: s.seed, augment: spec, twoCrops: false, fileWorkers: 2 });
   const head = resume?.head ?? LinearHead.init(encoder.info.featureDim, numClasses, s.seed);
   const opt = linclsOptimizer(head, s);
   if (resume) {

@@ -103,11 +103,10 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
   // count: switching libtorch's threads for every batch rebuilds the OpenMP team and oneDNN's caches (measured,
   // ResNet-18 width 32 on CIFAR: 108 → 129 images/s end to end). Image files are decoded and augmented by
   // --workers worker threads: their event loops keep decoding while this thread is inside a training step.
-  const source = await train.prepare();
   const loader = new Loader(train, {
     batchSize: c.batchSize / world, shuffle: true, dropLast: true, seed: c.seed,
     augment: new Augmentation(c.augment as PresetName, { size: c.imageSize, threads: null }), twoCrops: true, prefetch: Math.max(2, c.workers),
-    workers: source.kind === 'files' ? c.workers : 0, device: c.device === 'cpu' ? undefined : c.device, rank, worldSize: world,
+    fileWorkers: c.workers, device: c.device === 'cpu' ? undefined : c.device, rank, worldSize: world,
   });
   await loader.prepare();
   if (train.length < c.batchSize) {
