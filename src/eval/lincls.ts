@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Tensor, noGrad, tensor, tidy } from '../torch/index.js';
 import { Loader, Rng, preset, type AugmentSpec, type ImageDataset } from '../data/index.js';
 import { loadSafetensors, saveSafetensors } from '../io/safetensors.js';
-import type { SGD } from '../optim/index.js';
+import { MOMENTUM_PREFIX, momentumFromTensors, momentumTensors, type SGD } from '../optim/index.js';
 import type { Linear } from '../nn/index.js';
 import { checkBackboneUnchanged, snapshotBackbone, type Encoder } from './encoder.js';
 import { extractFeatures } from './features.js';
@@ -87,8 +87,6 @@ function subset(ds: ImageDataset, n: number | undefined, seed: number): ImageDat
   return ds.select(idx);
 }
 
-const MOMENTUM_PREFIX = 'optimizer.momentum_buffer.';
-
 /**
  * Writes backbone + classifier in torchvision layout (loadable by loadEncoder and torchvision), atomically;
  * with `opt`, also its momentum buffers (under a prefix torchvision's loader ignores) for resuming.
@@ -99,7 +97,7 @@ function saveClassifier(path: string, encoder: Encoder, head: LinearHead, info: 
   const w = head.weight.detach(), b = head.bias.detach();
   sd.set('fc.weight', w);
   sd.set('fc.bias', b);
-  if (opt) for (const [i, buf] of opt.stateDict().buffers) sd.set(`${MOMENTUM_PREFIX}${i}`, buf);
+  if (opt) for (const [k, buf] of momentumTensors(opt)) sd.set(k, buf);
   const i = encoder.info;
   const moco = { arch: i.arch, cifarStem: i.cifarStem, width: i.width, imageSize: i.imageSize, preset: i.preset };
   saveSafetensors(path, sd, { moco: JSON.stringify(moco), lincls: JSON.stringify(info) });
@@ -136,8 +134,7 @@ function readResumePoint(path: string, config: Record<string, unknown>): ResumeP
       throw new Error(`--resume: ${file} was written with ${k} = ${JSON.stringify(info.config[k])}, this run has ${JSON.stringify(config[k])}`);
     }
   }
-  const momentum = new Map<number, Tensor>();
-  for (const [k, t] of tensors) if (k.startsWith(MOMENTUM_PREFIX)) momentum.set(Number(k.slice(MOMENTUM_PREFIX.length)), t);
+  const momentum = momentumFromTensors(tensors);
   for (const [k, t] of tensors) if (k !== 'fc.weight' && k !== 'fc.bias' && !k.startsWith(MOMENTUM_PREFIX)) t.dispose();
   return { head: new LinearHead(w, b), momentum, epoch: info.history.length, steps: info.steps, history: info.history, file };
 }

@@ -122,3 +122,18 @@ export class SGD {
     this.momentumBuffers.clear();
   }
 }
+
+/** Name prefix of SGD momentum buffers in a flat tensor file (our checkpoints): `optimizer.momentum_buffer.<i>`. */
+export const MOMENTUM_PREFIX = 'optimizer.momentum_buffer.';
+
+/** The momentum buffers of `opt` under their file names (the buffers themselves, not copies). */
+export function momentumTensors(opt: SGD): Map<string, Tensor> {
+  return new Map([...opt.stateDict().buffers].map(([i, b]) => [`${MOMENTUM_PREFIX}${i}`, b]));
+}
+
+/** The momentum buffers among a file's tensors, by parameter index (the same tensors; see {@link SGD.loadStateDict}). */
+export function momentumFromTensors(tensors: Map<string, Tensor>): Map<number, Tensor> {
+  const out = new Map<number, Tensor>();
+  for (const [k, t] of tensors) if (k.startsWith(MOMENTUM_PREFIX)) out.set(Number(k.slice(MOMENTUM_PREFIX.length)), t);
+  return out;
+}

@@ -6,7 +6,7 @@ import { Tensor, getRngState, setRngState, version as torchVersion } from '../to
 import { loadSafetensors, saveSafetensors } from '../io/safetensors.js';
 import { writeTextAtomic } from '../io/atomic.js';
 import type { MoCo } from '../moco/index.js';
-import type { SGD } from '../optim/index.js';
+import { MOMENTUM_PREFIX, momentumFromTensors, momentumTensors, type SGD } from '../optim/index.js';
 import type { PretrainConfig } from './config.js';
 
 export const CHECKPOINT_FORMAT = 'moco-ts/1';
@@ -18,7 +18,6 @@ export interface RunState {
   step: number;
 }
 
-const OPT_PREFIX = 'optimizer.momentum_buffer.';
 const RNG_KEY = 'rng.torch';
 
 export function checkpointName(step: number): string {
@@ -29,7 +28,7 @@ export function checkpointName(step: number): string {
 export function saveCheckpoint(dir: string, moco: MoCo, opt: SGD, state: RunState, config: PretrainConfig, keep = 3): string {
   const file = join(dir, checkpointName(state.step));
   const tensors = new Map<string, Tensor>(moco.stateDict());
-  for (const [i, b] of opt.stateDict().buffers) tensors.set(`${OPT_PREFIX}${i}`, b);
+  for (const [k, b] of momentumTensors(opt)) tensors.set(k, b);
   const rng = getRngState();
   tensors.set(RNG_KEY, rng);
   const device = moco.queue.device;
@@ -90,12 +89,9 @@ export function readCheckpoint(path: string): LoadedCheckpoint {
 
 /** Restores model, queue, optimizer buffers and RNG from a loaded checkpoint, then frees its tensors. */
 export function restoreCheckpoint(ck: LoadedCheckpoint, moco: MoCo, opt: SGD): void {
+  const buffers = momentumFromTensors(ck.tensors);
   const model = new Map<string, Tensor>();
-  const buffers = new Map<number, Tensor>();
-  for (const [k, v] of ck.tensors) {
-    if (k.startsWith(OPT_PREFIX)) buffers.set(Number(k.slice(OPT_PREFIX.length)), v);
-    else if (k !== RNG_KEY) model.set(k, v);
-  }
+  for (const [k, v] of ck.tensors) if (!k.startsWith(MOMENTUM_PREFIX) && k !== RNG_KEY) model.set(k, v);
   moco.loadStateDict(model);
   const groups = Array.isArray(ck.optimizerGroups) ? (ck.optimizerGroups as ReturnType<SGD['stateDict']>['groups']) : opt.stateDict().groups;
   opt.loadStateDict({ buffers, groups });
