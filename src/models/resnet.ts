@@ -94,7 +94,10 @@ export interface ResNetOpts {
   zeroInitResidual?: boolean;
   /** Normalisation layer factory. Default BatchNorm2d. */
   normLayer?: NormLayer;
-  /** 3×3 stride-1 conv1 and no max-pool, for 32×32 inputs (CIFAR). Default false. */
+  /**
+   * 3×3 stride-1 conv1 and no max-pool, for 32×32 inputs (CIFAR), as the official CIFAR-10 demo builds it: that
+   * conv1 keeps nn.Conv2d's default init (every other conv is torchvision's kaiming-normal fan_out). Default false.
+   */
   cifarStem?: boolean;
   /** Channels of the first stage; stages are width·(1, 2, 4, 8). Default 64 (torchvision). */
   width?: number;
@@ -136,7 +139,9 @@ export class ResNet extends Module {
 
     noGrad(() => {
       for (const [, m] of this.namedModules()) {
-        if (m instanceof Conv2d) kaimingNormal_(m.weight, { mode: 'fan_out', nonlinearity: 'relu' });
+        // The CIFAR demo's ModelBase swaps a fresh nn.Conv2d in for conv1 after torchvision's init loop, so that
+        // stem keeps Conv2d's own kaiming_uniform(a=√5) init.
+        if (m instanceof Conv2d && !(opts.cifarStem && m === this.conv1)) kaimingNormal_(m.weight, { mode: 'fan_out', nonlinearity: 'relu' });
         else if (m instanceof BatchNorm2d) { constant_(m.weight, 1); constant_(m.bias, 0); }
       }
       if (opts.zeroInitResidual) {

@@ -1,0 +1,194 @@
+// Learning parity on real images: `moco pretrain` and the plain PyTorch peer (../shared/peer/torch_moco.py) on the
+// official CIFAR-10 demo recipe (ResNet-18 CIFAR stem, K 4096, m 0.99, T 0.1, lr 0.06 cosine, wd 5e-4, batch 512,
+// SplitBN 8, crop scale 0.08–1), the same data, the same epochs and seeds, one after the other; kNN (k 200, t 0.1)
+// of the pooled backbone features of the test split on both sides. One JSON line: each side's accuracies, their
+// mean and spread over seeds, the difference, wall times and end-to-end speed.
+//
+//   npm run bench:learning -- --epochs 1 --width 16 --seeds 2
+//
+// --replay N adds the diagnostic that separates training from what feeds it: moco-ts trains N steps on its own
+// loader and dumps its initial state, every batch of views and every key permutation; bench/py/moco_replay.py
+// (a MoCo step as moco/builder.py + torch.optim.SGD) trains from the same state on the same inputs. Equal loss
+// curves clear the step, the optimiser and SplitBN; a learning gap then lies in initialisation, views or sampling.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { availableParallelism, tmpdir } from 'node:os';
+import { parseArgs } from 'node:util';
+import * as torch from '../src/torch/index.js';
+import { MoCo, recipe } from '../src/moco/index.js';
+import { SGD, cosineLr } from '../src/optim/index.js';
+import { Augmentation, Loader, Rng, openDataset } from '../src/data/index.js';
+import { saveSafetensors } from '../src/io/safetensors.js';
+import { PYTHON, lastJson, round, runMeasured } from './common.js';
+
+const root = resolve(new URL('../..', import.meta.url).pathname);
+const { values: a } = parseArgs({
+  options: {
+    epochs: { type: 'string', default: '1' },
+    width: { type: 'string', default: '16' },
+    seeds: { type: 'string', default: '2' },
+    'batch-size': { type: 'string', default: '512' },
+    'train-subset': { type: 'string', default: '0' },
+    threads: { type: 'string', default: String(availableParallelism()) },
+    data: { type: 'string', default: process.env.BENCH_DATA ?? resolve(root, '..', 'shared', 'datasets', 'cifar10') },
+    peer: { type: 'string', default: process.env.BENCH_PEER ?? resolve(root, '..', 'shared', 'peer', 'torch_moco.py') },
+    python: { type: 'string', default: PYTHON },
+    replay: { type: 'string', default: '0' },
+  },
+});
+
+const epochs = intArg('epochs', 1);
+const width = intArg('width', 1);
+const nSeeds = intArg('seeds', 0);
+const batch = intArg('batch-size', 8);
+const subset = intArg('train-subset', 0);
+const threads = intArg('threads', 1);
+const replaySteps = intArg('replay', 0);
+if (!existsSync(a.data!)) throw new Error(`bench/learning: --data ${a.data} not found (a CIFAR-10 folder with train/ and test/)`);
+if (!existsSync(a.peer!)) throw new Error(`bench/learning: --peer ${a.peer} not found`);
+const r = recipe('cifar');
+
+function bytes(t: torch.Tensor): Buffer {
+  const d = t.contiguous().data();
+  return Buffer.from(d.buffer, d.byteOffset, d.byteLength);
+}
+
+function intArg(name: keyof typeof a, min: number): number {
+  const v = Number(a[name]);
+  if (!Number.isInteger(v) || v < min) throw new Error(`bench/learning: --${name} ${a[name]} must be an integer ≥ ${min}`);
+  return v;
+}
+
+interface Run { knnTop1: number; wallS: number; imagesPerSec: number; lastLoss: number }
+
+async function ours(seed: number): Promise<Run> {
+  const out = mkdtempSync(join(tmpdir(), 'moco-learning-'));
+  try {
+    const t0 = performance.now();
+    const p = await runMeasured(process.execPath, [
+      join(root, 'dist', 'src', 'cli', 'main.js'), 'pretrain', a.data!, '--preset', 'cifar', '--width', String(width),
+      '--batch-size', String(batch), '--epochs', String(epochs), '--knn-every', String(epochs), '--knn-feature', 'backbone',
+      '--seed', String(seed), '--threads', String(threads), '--train-subset', String(subset), '--quiet', '--out', out,
+    ]);
+    const wallS = (performance.now() - t0) / 1000;
+    if (p.code !== 0) throw new Error(`moco pretrain failed: ${p.stderr.slice(-2000)}`);
+    const s = lastJson<{ knnTop1: number; imagesPerSec: number; lastLoss: number }>(p.stdout, 'moco pretrain');
+    return { knnTop1: s.knnTop1, wallS, imagesPerSec: s.imagesPerSec, lastLoss: s.lastLoss };
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+}
+
+async function peer(seed: number): Promise<Run> {
+  const t0 = performance.now();
+  const p = await runMeasured(a.python!, [
+    a.peer!, a.data!, '--cifar-stem', '--width', String(width), '--no-mlp', '--T', String(r.T), '--K', String(r.K), '--m', String(r.m),
+    '--crop-min', '0.08', '--lr', String(r.lr), '--wd', String(r.wd), '--batch-size', String(batch), '--bn-splits', String(r.bnSplits),
+    '--epochs', String(epochs), '--knn', '--seed', String(seed), '--threads', String(threads), '--workers', '2',
+    ...(subset > 0 ? ['--train-subset', String(subset)] : []),
+  ]);
+  const wallS = (performance.now() - t0) / 1000;
+  if (p.code !== 0) throw new Error(`peer failed: ${p.stderr.slice(-2000)}`);
+  const s = lastJson<{ knn_top1: number; images_per_s: number; last_loss: number }>(p.stdout, 'peer');
+  return { knnTop1: s.knn_top1, wallS, imagesPerSec: s.images_per_s, lastLoss: s.last_loss };
+}
+
+function summary(runs: Run[]): Record<string, unknown> {
+  const acc = runs.map((x) => x.knnTop1);
+  const mean = acc.reduce((s, x) => s + x, 0) / acc.length;
+  const std = acc.length > 1 ? Math.sqrt(acc.reduce((s, x) => s + (x - mean) ** 2, 0) / (acc.length - 1)) : 0;
+  return {
+    knn_top1: acc.map((x) => round(x, 2)), mean: round(mean, 2), std: round(std, 2),
+    wall_s: runs.map((x) => round(x.wallS, 1)), images_per_s: runs.map((x) => round(x.imagesPerSec, 1)),
+    last_loss: runs.map((x) => round(x.lastLoss, 4)),
+  };
+}
+
+/** moco-ts trains `steps` steps and dumps what it saw; PyTorch replays them; both loss curves. */
+async function replay(steps: number): Promise<Record<string, unknown>> {
+  const dir = mkdtempSync(join(tmpdir(), 'moco-replay-'));
+  try {
+    torch.setNumThreads(threads);
+    torch.manualSeed(0);
+    const train = openDataset(a.data!, { split: 'train', seed: 0 });
+    const loader = new Loader(train, {
+      batchSize: batch, shuffle: true, dropLast: true, seed: 0, augment: new Augmentation('cifar', { size: r.imageSize, threads: null }), twoCrops: true,
+    });
+    await loader.prepare();
+    const moco = new MoCo({ arch: r.arch, cifarStem: true, width, dim: r.dim, K: r.K, m: r.m, T: r.T, head: r.head, bnSplits: r.bnSplits });
+    saveSafetensors(join(dir, 'init.safetensors'), moco.stateDict());
+    const opt = new SGD(moco.trainableParameters(), { lr: r.lr, momentum: r.momentum, weightDecay: r.wd });
+    const spe = loader.batchesPerEpoch;
+    const replayEpochs = Math.ceil(steps / spe);
+    const losses: number[] = [];
+    for (let e = 0; losses.length < steps; e++) {
+      opt.setLr(cosineLr(r.lr, e, replayEpochs));
+      for await (const b of loader.epoch(e)) {
+        const [xq, xk] = b.views as [torch.Tensor, torch.Tensor];
+        const perm = torch.tensor(new Rng(0, 'key-shuffle', e, b.index).permutation(batch)).long();
+        writeFileSync(join(dir, `${losses.length}.bin`), Buffer.concat([xq, xk, perm].map((t) => bytes(t))));
+        losses.push(torch.tidy(() => {
+          const o = moco.forwardPair(xq, xk, { keyPerm: perm });
+          opt.zeroGrad();
+          o.loss.backward();
+          opt.step();
+          return o.loss.item();
+        }));
+        perm.dispose();
+        b.dispose();
+        if (losses.length >= steps) break;
+      }
+    }
+    await loader.close();
+    moco.dispose();
+    opt.dispose();
+    train.dispose();
+    const py = execFileSync(a.python!, [
+      join(root, 'bench', 'py', 'moco_replay.py'), dir, String(steps), String(spe), String(replayEpochs), String(width), String(r.K), String(r.m),
+      String(r.T), String(r.lr), String(r.wd), String(r.bnSplits), String(threads), String(batch), String(r.imageSize),
+    ], { encoding: 'utf8', maxBuffer: 64 << 20 });
+    const theirs = lastJson<{ losses: number[] }>(py, 'moco_replay.py').losses;
+    const window = (xs: number[], from: number, to: number): number => round(xs.slice(from, to).reduce((s, x) => s + x, 0) / Math.max(1, to - from), 4);
+    const w = Math.min(10, steps);
+    return {
+      steps,
+      first_step_abs_diff: Math.abs(losses[0]! - theirs[0]!),
+      max_abs_diff_first_5: round(Math.max(...losses.slice(0, 5).map((x, i) => Math.abs(x - theirs[i]!))), 6),
+      ours_mean_loss_last_10: window(losses, steps - w, steps),
+      pytorch_mean_loss_last_10: window(theirs, steps - w, steps),
+      ours_losses: losses.map((x) => round(x, 4)),
+      pytorch_losses: theirs.map((x) => round(x, 4)),
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const seeds = Array.from({ length: nSeeds }, (_, i) => i);
+const oursRuns: Run[] = [];
+const peerRuns: Run[] = [];
+for (const seed of seeds) {
+  oursRuns.push(await ours(seed));
+  peerRuns.push(await peer(seed));
+}
+const med = (xs: number[]): number => [...xs].sort((x, y) => x - y)[xs.length >> 1]!;
+const result: Record<string, unknown> = {
+  bench: 'learning', data: a.data, epochs, width, batch, train_subset: subset, seeds, threads, torch: torch.version,
+  recipe: { K: r.K, m: r.m, T: r.T, lr: r.lr, wd: r.wd, bn_splits: r.bnSplits, crop_min: 0.08, head: r.head },
+};
+if (seeds.length) {
+  const o = summary(oursRuns);
+  const p = summary(peerRuns);
+  Object.assign(result, {
+  ours: o, pytorch: p,
+  diff_mean: round((o.mean as number) - (p.mean as number), 2),
+  // Standard error of the difference of the two means.
+  diff_se: round(Math.sqrt(((o.std as number) ** 2 + (p.std as number) ** 2) / seeds.length), 2),
+  within_1_point: (o.mean as number) >= (p.mean as number) - 1,
+  speed_ratio_vs_pytorch: round(med(oursRuns.map((x) => x.imagesPerSec)) / med(peerRuns.map((x) => x.imagesPerSec))),
+  wall_ratio_vs_pytorch: round(med(oursRuns.map((x) => x.wallS)) / med(peerRuns.map((x) => x.wallS))),
+  });
+}
+if (replaySteps > 0) result.replay = await replay(replaySteps);
+console.log(JSON.stringify(result));
