@@ -2,11 +2,13 @@
 // decode, and whole-dataset decoding into one N×3×H×W uint8 tensor with an on-disk cache.
 import sharp from 'sharp';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { homedir, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { tensor, tidy, type Tensor } from '../torch/index.js';
+import { cacheDir, cacheMaxBytes, ensureCacheDir, evictCache, touchCacheFile } from './decode-cache.js';
+
+export { cacheDir } from './decode-cache.js';
 
 // One libvips thread per image: parallelism comes from decoding several images at once in the libuv pool,
 // which scales better for many small images than threading inside one. No operation cache: each file is
@@ -174,16 +176,6 @@ export async function decodeAll(paths: readonly string[], o: DecodeAllOpts = {})
   return { images: hwcBatchToTensor(packed, okList.length, h, w), ok: Int32Array.from(okList), skipped };
 }
 
-/**
- * The cache directory for decoded datasets: `$MOCO_CACHE_DIR`, else `$XDG_CACHE_HOME/moco-ts`, else
- * `~/.cache/moco-ts`, else `<os tmp>/moco-ts-cache`.
- */
-export function cacheDir(): string {
-  if (process.env.MOCO_CACHE_DIR) return process.env.MOCO_CACHE_DIR;
-  const base = process.env.XDG_CACHE_HOME ?? (homedir() ? join(homedir(), '.cache') : '');
-  return base ? join(base, 'moco-ts') : join(tmpdir(), 'moco-ts-cache');
-}
-
 const CACHE_VERSION = 1;
 
 async function cacheKey(paths: readonly string[], size: [number, number] | undefined): Promise<string> {
@@ -193,7 +185,7 @@ async function cacheKey(paths: readonly string[], size: [number, number] | undef
   await mapLimit(paths.length, 64, async (i) => {
     try {
       const s = await stat(paths[i]!);
-      stats[i] = `${paths[i]}\t${s.size}\t${s.mtimeMs}\n`;
+      stats[i] = `${resolve(paths[i]!)}\t${s.size}\t${s.mtimeMs}\n`;
     } catch {
       stats[i] = `${paths[i]}\tmissing\n`;
     }
@@ -206,7 +198,8 @@ async function cacheKey(paths: readonly string[], size: [number, number] | undef
  * {@link decodeAll} with a disk cache: the decoded tensor is stored under {@link cacheDir} in a file named by a
  * hash of every path with its size and mtime, so the second run over an unchanged dataset (e.g. CIFAR-10's
  * 50,000 JPEGs, ~150 MB decoded) starts in about a second instead of decoding again. A changed, added or removed
- * file changes the key. Set `cache: false` or `MOCO_NO_CACHE=1` to bypass it.
+ * file changes the key. The cache is bounded (`MOCO_CACHE_MAX`, default 8 GiB; least recently used files go
+ * first). Set `cache: false` or `MOCO_NO_CACHE=1` to bypass it.
  */
 export async function decodeAllCached(paths: readonly string[], o: DecodeAllOpts = {}): Promise<DecodedSet> {
   if (o.cache === false || process.env.MOCO_NO_CACHE === '1') return decodeAll(paths, o);
@@ -216,6 +209,7 @@ export async function decodeAllCached(paths: readonly string[], o: DecodeAllOpts
   if (existsSync(file)) {
     try {
       const loaded = readCache(file);
+      touchCacheFile(file);
       for (const s of loaded.skipped) (o.log ?? skipLog).report(s.path, s.reason);
       return loaded;
     } catch {
@@ -224,7 +218,11 @@ export async function decodeAllCached(paths: readonly string[], o: DecodeAllOpts
   }
   const set = await decodeAll(paths, o);
   try {
-    writeCache(dir, file, set);
+    const max = cacheMaxBytes();
+    if (set.images.numel() <= max) {
+      writeCache(dir, file, set);
+      evictCache(max, file, dir);
+    }
   } catch {
     // The cache is an optimisation: a read-only or full disk must not fail the run.
   }
@@ -240,7 +238,7 @@ interface CacheHeader {
 }
 
 function writeCache(dir: string, file: string, set: DecodedSet): void {
-  mkdirSync(dir, { recursive: true });
+  ensureCacheDir(dir);
   const [n, , height, width] = set.images.shape as [number, number, number, number];
   const header: CacheHeader = { n, height, width, ok: Array.from(set.ok), skipped: set.skipped };
   const hb = Buffer.from(JSON.stringify(header));

@@ -2,12 +2,11 @@
 // safetensors file or its run directory), official MoCo `.pth.tar`, torchvision `.pth`, and our own
 // linear-classification checkpoints. The architecture comes from the file's metadata when present, else from
 // the weight shapes (as the ONNX exporter infers it).
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
 import { noGrad, tidy, type Tensor } from '../torch/index.js';
 import { Linear, type Module } from '../nn/index.js';
 import { createModel, projectionHead, type ResNet } from '../models/index.js';
-import { loadPretrained, type HeadKind, type WeightsLayout } from '../io/pretrained.js';
+import { loadPretrained, type HeadKind, type ImportedWeights, type WeightsLayout } from '../io/pretrained.js';
+import { loadCheckpointFrom } from '../io/run-dir.js';
 import { inferResNet } from '../io/onnx-export.js';
 import { CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD, type PresetName, type PresetOpts } from '../data/index.js';
 
@@ -88,22 +87,21 @@ export class Encoder {
 }
 
 /**
- * Resolves a checkpoint argument: a file as is; a run directory through its `last` pointer file (the latest
- * checkpoint's name), else its newest `checkpoint_*.safetensors` / `*.pth.tar` by name.
+ * Resolves a checkpoint argument to a file: a file as is; a run directory's newest checkpoint that loads (see
+ * {@link loadCheckpointFrom}: a damaged newest one is skipped with a warning).
  */
+function disposeWeights(w: ImportedWeights): void {
+  for (const t of [...w.backbone.values(), ...w.head.values()]) t.dispose();
+}
+
 export function resolveCheckpoint(path: string): string {
-  if (!existsSync(path)) throw new Error(`checkpoint '${path}' not found`);
-  if (!statSync(path).isDirectory()) return path;
-  const last = join(path, 'last');
-  if (existsSync(last)) {
-    const name = readFileSync(last, 'utf8').trim();
-    const file = join(path, name);
-    if (!name || !existsSync(file)) throw new Error(`${last} names '${name}', which is not in ${path}`);
-    return file;
-  }
-  const cands = readdirSync(path).filter((f) => /^checkpoint.*\.(safetensors|pth\.tar|pth)$/.test(f)).sort();
-  if (!cands.length) throw new Error(`${path}: a run directory needs a 'last' file or checkpoint_*.safetensors files`);
-  return join(path, cands[cands.length - 1]!);
+  return loadCheckpointFrom(path, (file) => { disposeWeights(loadPretrained(file)); return true; }).file;
+}
+
+/** Loads the weights of a checkpoint file or run directory (the newest intact checkpoint of a directory). */
+export function loadCheckpointWeights(path: string): { file: string; weights: ImportedWeights } {
+  const r = loadCheckpointFrom(path, loadPretrained);
+  return { file: r.file, weights: r.value };
 }
 
 const ARCH_OF: Record<string, string> = { 'basic:2,2,2,2': 'resnet18', 'basic:3,4,6,3': 'resnet34', 'bottleneck:3,4,6,3': 'resnet50', 'bottleneck:3,4,23,3': 'resnet101' };
@@ -136,8 +134,7 @@ export interface LoadEncoderOpts {
  * MoCo `.pth.tar`, torchvision `.pth`, and safetensors state dicts.
  */
 export function loadEncoder(path: string, o: LoadEncoderOpts = {}): Encoder {
-  const file = resolveCheckpoint(path);
-  const w = loadPretrained(file);
+  const { file, weights: w } = loadCheckpointWeights(path);
   try {
     const meta = mocoMeta(w.meta);
     const shape = inferResNet(w.backbone);

@@ -2,23 +2,46 @@
 import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
+/** A file that could not be written; `code` is the system error (ENOSPC, EDQUOT, EACCES, …). */
+export class FileWriteError extends Error {
+  constructor(readonly path: string, readonly code: string | undefined, cause: unknown) {
+    super(`cannot write ${path}: ${describe(code, cause)}`, { cause });
+    this.name = 'FileWriteError';
+  }
+}
+
+function describe(code: string | undefined, cause: unknown): string {
+  if (code === 'ENOSPC') return 'no space left on device (ENOSPC)';
+  if (code === 'EDQUOT') return 'disk quota exceeded (EDQUOT)';
+  return cause instanceof Error ? cause.message : String(cause);
+}
+
 /**
  * Writes a file atomically: readers see the old file or the whole new one, never a torn one.
- * `write` receives a file descriptor and writes the content with fs.writeSync.
+ * `write` receives a file descriptor and writes the content with fs.writeSync. A failure (a full disk, say)
+ * leaves the old file as it was and no temp file behind, and throws a {@link FileWriteError} naming `path`.
  */
 export function writeFileAtomic(path: string, write: (fd: number) => void): void {
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
-  const fd = openSync(tmp, 'w');
+  let fd: number | null = null;
   try {
+    fd = openSync(tmp, 'w');
     write(fd);
     fsyncSync(fd);
-  } catch (e) {
     closeSync(fd);
+    fd = null;
+    renameSync(tmp, path);
+  } catch (e) {
+    if (fd !== null) {
+      try { closeSync(fd); } catch { /* already failing */ }
+    }
     rmSync(tmp, { force: true });
-    throw e;
+    if (e instanceof FileWriteError) throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    // Errors of the caller's own `write` (not the file system's) pass through unchanged.
+    if (!code) throw e;
+    throw new FileWriteError(path, code, e);
   }
-  closeSync(fd);
-  renameSync(tmp, path);
   try {
     const dfd = openSync(dirname(path), 'r');
     fsyncSync(dfd);

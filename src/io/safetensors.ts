@@ -1,5 +1,6 @@
 // The safetensors format: u64 little-endian header length, a JSON header (dtype, shape, data_offsets and an
 // optional __metadata__ of strings), padded with spaces to 8 bytes, then the tensors' bytes back to back.
+import { createHash } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { native } from '../torch/native.js';
 import { Tensor } from '../torch/index.js';
@@ -10,6 +11,12 @@ const TO_ST: Record<DType, string> = {
   float32: 'F32', float64: 'F64', float16: 'F16', bfloat16: 'BF16', int64: 'I64', int32: 'I32', int16: 'I16', int8: 'I8', uint8: 'U8', bool: 'BOOL',
 };
 const FROM_ST = new Map<string, DType>(Object.entries(TO_ST).map(([k, v]) => [v, k as DType]));
+
+/**
+ * Metadata key of the SHA-256 of all tensor bytes in file order, written by {@link saveSafetensors} and checked
+ * on load, so that bit rot is caught and not only truncation. Other readers ignore it.
+ */
+export const CHECKSUM_KEY = 'tensors_sha256';
 
 interface HeaderEntry {
   dtype: string;
@@ -24,11 +31,17 @@ export interface SafetensorsFile {
   metadata: Record<string, string>;
 }
 
-/** Writes tensors (CPU copies are taken of others) and string metadata atomically to `path`. */
+/**
+ * Writes tensors (CPU copies are taken of others) and string metadata atomically to `path`, with the checksum
+ * of the tensor bytes under {@link CHECKSUM_KEY}.
+ */
 export function saveSafetensors(path: string, tensors: Map<string, Tensor> | Record<string, Tensor>, metadata: Record<string, string> = {}): void {
   const entries = tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors);
+  const bytes = entries.map(([, t]) => new Uint8Array(native.toBuffer(t.native)));
+  const hash = createHash('sha256');
+  for (const b of bytes) hash.update(b);
   const header: Record<string, HeaderEntry | Record<string, string>> = {};
-  if (Object.keys(metadata).length) header.__metadata__ = metadata;
+  header.__metadata__ = { ...metadata, [CHECKSUM_KEY]: hash.digest('hex') };
   let offset = 0;
   for (const [name, t] of entries) {
     const n = t.numel() * elementSize(t.dtype);
@@ -43,7 +56,7 @@ export function saveSafetensors(path: string, tensors: Map<string, Tensor> | Rec
   writeFileAtomic(path, (fd) => {
     writeAll(fd, len);
     writeAll(fd, hbuf);
-    for (const [, t] of entries) writeAll(fd, new Uint8Array(native.toBuffer(t.native)));
+    for (const b of bytes) writeAll(fd, b);
   });
 }
 
@@ -75,9 +88,11 @@ export function loadSafetensors(path: string): SafetensorsFile {
     const base = 8 + hlen;
     const metadata = (header.__metadata__ ?? {}) as Record<string, string>;
     const tensors = new Map<string, Tensor>();
-    for (const [name, v] of Object.entries(header)) {
-      if (name === '__metadata__') continue;
-      const e = v as HeaderEntry;
+    const hash = metadata[CHECKSUM_KEY] ? createHash('sha256') : null;
+    // File order (by offset): JSON objects put integer-like names first, whatever order they were written in.
+    const entries = Object.entries(header).filter(([name]) => name !== '__metadata__') as [string, HeaderEntry][];
+    entries.sort((x, y) => (x[1].data_offsets?.[0] ?? 0) - (y[1].data_offsets?.[0] ?? 0));
+    for (const [name, e] of entries) {
       const dt = FROM_ST.get(e.dtype);
       if (!dt) throw new Error(`${path}: tensor '${name}' has dtype ${e.dtype}; supported: ${[...FROM_ST.keys()].join(', ')}`);
       const [b, en] = e.data_offsets;
@@ -86,9 +101,15 @@ export function loadSafetensors(path: string): SafetensorsFile {
         throw new Error(`${path}: tensor '${name}' offsets [${b}, ${en}] do not fit its shape [${e.shape}] ${e.dtype} or the file size`);
       }
       const bytes = readExact(fd, en - b, base + b, path);
+      hash?.update(bytes);
       tensors.set(name, new Tensor(native.fromBuffer(bytes, e.shape, dtypeCode(dt))));
     }
-    return { tensors, metadata };
+    if (hash && hash.digest('hex') !== metadata[CHECKSUM_KEY]) {
+      for (const t of tensors.values()) t.dispose();
+      throw new Error(`${path}: damaged: the tensor bytes do not match the SHA-256 recorded when the file was written (bit rot or a bad copy)`);
+    }
+    const { [CHECKSUM_KEY]: _sum, ...userMetadata } = metadata;
+    return { tensors, metadata: userMetadata };
   } finally {
     closeSync(fd);
   }

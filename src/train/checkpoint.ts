@@ -1,10 +1,11 @@
 // Run checkpoints: one safetensors file per save (model, queue, optimizer, RNG) with the run state and
 // config as JSON metadata, written atomically; `last` names the newest, also replaced atomically.
-import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { readdirSync, rmSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { Tensor, getRngState, setRngState, version as torchVersion } from '../torch/index.js';
 import { loadSafetensors, saveSafetensors } from '../io/safetensors.js';
 import { writeTextAtomic } from '../io/atomic.js';
+import { loadCheckpointFrom } from '../io/run-dir.js';
 import type { MoCo } from '../moco/index.js';
 import { MOMENTUM_PREFIX, momentumFromTensors, momentumTensors, type SGD } from '../optim/index.js';
 import type { PretrainConfig } from './config.js';
@@ -52,17 +53,6 @@ function pruneCheckpoints(dir: string, keep: number): void {
   for (const f of all.slice(0, Math.max(0, all.length - keep))) rmSync(join(dir, f), { force: true });
 }
 
-/** A checkpoint file from a path that is a file, or a run directory (its `last`). */
-export function resolveCheckpoint(path: string): string {
-  if (!existsSync(path)) throw new Error(`--resume ${path}: no such file or directory`);
-  if (!statSync(path).isDirectory()) return path;
-  const last = join(path, 'last');
-  if (!existsSync(last)) throw new Error(`--resume ${path}: the run directory has no 'last' checkpoint pointer (no checkpoint was saved yet)`);
-  const f = join(path, readFileSync(last, 'utf8').trim());
-  if (!existsSync(f)) throw new Error(`--resume ${path}: 'last' names ${basename(f)}, which is missing`);
-  return f;
-}
-
 export interface LoadedCheckpoint {
   file: string;
   config: PretrainConfig;
@@ -71,20 +61,30 @@ export interface LoadedCheckpoint {
   optimizerGroups: unknown;
 }
 
-export function readCheckpoint(path: string): LoadedCheckpoint {
-  const file = resolveCheckpoint(path);
-  const { tensors, metadata } = loadSafetensors(file);
-  if (metadata.format !== CHECKPOINT_FORMAT || !metadata.moco || !metadata.state) {
-    for (const t of tensors.values()) t.dispose();
-    throw new Error(`--resume ${file}: not a moco-ts training checkpoint (format '${metadata.format ?? 'none'}'); to start from pretrained weights use moco convert / --pretrained`);
-  }
-  return {
-    file,
-    config: JSON.parse(metadata.moco) as PretrainConfig,
-    state: JSON.parse(metadata.state) as RunState,
-    tensors,
-    optimizerGroups: metadata.optimizer ? JSON.parse(metadata.optimizer) : null,
+/**
+ * Reads a training checkpoint: a file, or a run directory's newest intact checkpoint (a damaged newest one is
+ * skipped with a warning naming both; see loadCheckpointFrom).
+ */
+export function readCheckpoint(path: string, warn?: (message: string) => void): LoadedCheckpoint {
+  const readOne = (file: string): LoadedCheckpoint => {
+    const { tensors, metadata } = loadSafetensors(file);
+    if (metadata.format !== CHECKPOINT_FORMAT || !metadata.moco || !metadata.state) {
+      for (const t of tensors.values()) t.dispose();
+      throw new Error(`${file}: not a moco-ts training checkpoint (format '${metadata.format ?? 'none'}'); to start from pretrained weights use moco convert / --pretrained`);
+    }
+    return {
+      file,
+      config: JSON.parse(metadata.moco) as PretrainConfig,
+      state: JSON.parse(metadata.state) as RunState,
+      tensors,
+      optimizerGroups: metadata.optimizer ? JSON.parse(metadata.optimizer) : null,
+    };
   };
+  try {
+    return loadCheckpointFrom(path, readOne, warn).value;
+  } catch (e) {
+    throw new Error(`--resume ${(e as Error).message}`, { cause: e });
+  }
 }
 
 /** Restores model, queue, optimizer buffers and RNG from a loaded checkpoint, then frees its tensors. */

@@ -80,24 +80,47 @@ export function resolveConfig(data: string, flags: ConfigOverrides, base?: Pretr
     shuffleBn: true,
   };
   const merged: PretrainConfig = { ...defaults, ...(base ?? {}), ...file };
+  // Where each value came from, so that an error about a value the user never typed says whose it is.
+  const origin: Origin = {};
+  for (const k of Object.keys(r) as (keyof PretrainConfig)[]) origin[k] = base ? `the resumed run's config` : `preset ${presetName}`;
+  for (const k of Object.keys(file) as (keyof PretrainConfig)[]) origin[k] = `--config ${flags.config}`;
   const { config: _c, augPlus, mlp, ...rest } = flags;
-  for (const [k, v] of Object.entries(rest)) if (v !== undefined) (merged as unknown as Record<string, unknown>)[k] = v;
-  if (mlp) merged.head = 'mlp';
-  if (augPlus) merged.augment = 'mocov2';
+  for (const [k, v] of Object.entries(rest)) {
+    if (v === undefined) continue;
+    (merged as unknown as Record<string, unknown>)[k] = v;
+    delete origin[k as keyof PretrainConfig];
+  }
+  if (mlp) { merged.head = 'mlp'; delete origin.head; }
+  if (augPlus) { merged.augment = 'mocov2'; delete origin.augment; }
   merged.data = data || merged.data;
   if (!merged.out) merged.out = `runs/${merged.preset}-${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}`;
-  validate(merged);
+  validate(merged, origin);
   return merged;
 }
 
-function check(ok: boolean, key: keyof PretrainConfig, value: unknown, valid: string): void {
-  if (!ok) throw new Error(`invalid ${flagOf(key)} ${JSON.stringify(value)}: ${valid}`);
+/** The source of config values not given as flags: 'preset cifar', '--config run.yaml', … */
+export type Origin = Partial<Record<keyof PretrainConfig, string>>;
+
+/** `--bn-splits 8 (from preset mocov1)`: a flag and its value, with its source when the user did not type it. */
+function named(c: PretrainConfig, origin: Origin, key: keyof PretrainConfig): string {
+  return `${flagOf(key)} ${JSON.stringify(c[key])}${origin[key] ? ` (from ${origin[key]})` : ''}`;
+}
+
+/** The divisors of n, as a readable list: '1, 2 or 4'. */
+export function divisorsText(n: number): string {
+  const d: number[] = [];
+  for (let i = 1; i <= n; i++) if (n % i === 0) d.push(i);
+  const shown = d.length > 12 ? [...d.slice(0, 11), '…', d[d.length - 1]!] : d;
+  return shown.length > 1 ? `${shown.slice(0, -1).join(', ')} or ${shown[shown.length - 1]}` : String(shown[0]);
 }
 
 function isInt(v: unknown, min: number): boolean { return typeof v === 'number' && Number.isInteger(v) && v >= min; }
 
-/** Rejects values no run could use, naming the flag and the valid range. */
-export function validate(c: PretrainConfig): void {
+/** Rejects values no run could use, naming the flag, where its value came from, and the valid range. */
+export function validate(c: PretrainConfig, origin: Origin = {}): void {
+  const check = (ok: boolean, key: keyof PretrainConfig, _value: unknown, valid: string): void => {
+    if (!ok) throw new Error(`invalid ${named(c, origin, key)}: ${valid}`);
+  };
   check(c.arch in ARCHS, 'arch', c.arch, `one of ${Object.keys(ARCHS).join(', ')}`);
   check(isInt(c.batchSize, 1), 'batchSize', c.batchSize, 'a positive integer');
   check(isInt(c.epochs, 1), 'epochs', c.epochs, 'a positive integer');
@@ -107,13 +130,13 @@ export function validate(c: PretrainConfig): void {
   check(isInt(c.dim, 1), 'dim', c.dim, 'a positive integer');
   check(isInt(c.K, 1), 'K', c.K, 'a positive integer');
   const keysPerStep = c.batchSize * (c.symmetric ? 2 : 1);
-  check(c.K >= keysPerStep, 'K', c.K, `at least the keys enqueued per step (batch size ${c.batchSize}${c.symmetric ? ' × 2 for --symmetric' : ''} = ${keysPerStep})`);
+  check(c.K >= keysPerStep, 'K', c.K, `must be at least the keys enqueued per step (${named(c, origin, 'batchSize')}${c.symmetric ? ' × 2 for --symmetric' : ''} = ${keysPerStep}); pass --moco-k ${keysPerStep} or more, or a smaller --batch-size`);
   check(typeof c.m === 'number' && c.m >= 0 && c.m < 1, 'm', c.m, 'a number in [0, 1)');
   check(typeof c.T === 'number' && c.T > 0, 'T', c.T, 'a number > 0');
   check(isInt(c.width, 1), 'width', c.width, 'a positive integer (64 = torchvision)');
   check(isInt(c.imageSize, 8), 'imageSize', c.imageSize, 'an integer ≥ 8 (pixels)');
   check(isInt(c.bnSplits, 1), 'bnSplits', c.bnSplits, 'a positive integer');
-  check(c.batchSize % c.bnSplits === 0, 'bnSplits', c.bnSplits, `a divisor of the batch size ${c.batchSize}`);
+  check(c.batchSize % c.bnSplits === 0, 'bnSplits', c.bnSplits, `must divide ${named(c, origin, 'batchSize')}; pass --bn-splits ${divisorsText(c.batchSize)}`);
   check(Array.isArray(c.schedule) && c.schedule.every((x) => isInt(x, 0)), 'schedule', c.schedule, 'a list of epochs, e.g. 120,160');
   check(typeof c.augment === 'string' && isPresetName(c.augment as string), 'augment', c.augment, 'mocov2, mocov1, cifar, eval, lincls-train');
   check(isInt(c.seed, 0), 'seed', c.seed, 'a non-negative integer');

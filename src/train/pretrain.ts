@@ -8,7 +8,7 @@ import { Augmentation, Loader, Rng, openDataset, subset, type ImageDataset, type
 import { MoCo } from '../moco/index.js';
 import { SGD, cosineLr, stepLr } from '../optim/index.js';
 import { extractFeatures, knnClassify } from '../eval/index.js';
-import { writeTextAtomic } from '../io/atomic.js';
+import { FileWriteError, writeTextAtomic } from '../io/atomic.js';
 import type { DistributedTraining } from '../dist/index.js';
 import type { PretrainConfig } from './config.js';
 import { restoreCheckpoint, saveCheckpoint, type LoadedCheckpoint, type RunState } from './checkpoint.js';
@@ -97,7 +97,7 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
 
   const train = openTrain(c);
   if (c.batchSize % world || (c.batchSize / world) % c.bnSplits) {
-    throw new Error(`invalid --batch-size ${c.batchSize}: ${world} processes × --bn-splits ${c.bnSplits} must divide it`);
+    throw new Error(`invalid --batch-size ${c.batchSize}: each of the ${world} processes takes an equal share that --bn-splits ${c.bnSplits} divides, so it must be a multiple of ${world * c.bnSplits}; pass --batch-size ${Math.max(1, Math.round(c.batchSize / (world * c.bnSplits))) * world * c.bnSplits}, or another --bn-splits or process count`);
   }
   // Images decoded into memory (CIFAR-sized) are augmented on this thread between steps, with the model's thread
   // count: switching libtorch's threads for every batch rebuilds the OpenMP team and oneDNN's caches (measured,
@@ -157,7 +157,14 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
 
   let lastCheckpoint: string | null = o.resume?.file ?? null;
   const save = (): void => {
-    if (isMain) lastCheckpoint = saveCheckpoint(c.out, moco, opt, state, c, c.keepCheckpoints);
+    if (!isMain) return;
+    try {
+      lastCheckpoint = saveCheckpoint(c.out, moco, opt, state, c, c.keepCheckpoints);
+    } catch (e) {
+      if (!(e instanceof FileWriteError)) throw e;
+      const last = lastCheckpoint ? `the last good checkpoint ${lastCheckpoint} is intact` : 'no checkpoint was saved before';
+      throw new Error(`${e.message} (run directory ${c.out}, step ${state.step}); ${last}. Free space, then continue with: moco pretrain --resume ${c.out}`, { cause: e });
+    }
   };
   let lastLoss = NaN;
   let knnTop1: number | undefined;

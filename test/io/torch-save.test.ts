@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { PyFloat, PyTuple, saveTorch } from '../../src/io/torch-save.js';
 import { loadTorch, type PyValue } from '../../src/io/torch-pickle.js';
@@ -91,6 +91,29 @@ test('moco export --format torchvision: torch.load + resnet18.load_state_dict(st
     const b = loadSafetensors(join(dir, 'b.safetensors')).tensors.get('feat')!;
     assertClose(b, a, 'exported vs original', { atol: 0, rtol: 0 });
     dispose([x, a, b]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('moco export and convert take a run directory (its latest checkpoint), as knn/lincls/embed do', () => {
+  const dir = tmpDir();
+  try {
+    const run = join(dir, 'run');
+    mkdirSync(run);
+    interop('save-moco', 'resnet18', join(run, 'checkpoint_0000002.pth.tar'), 'legacy');
+    const cli = join(repoRoot(), 'dist', 'src', 'cli', 'main.js');
+    const fromDir = join(dir, 'dir.safetensors');
+    const fromFile = join(dir, 'file.safetensors');
+    execFileSync(process.execPath, [cli, 'export', run, '--format', 'safetensors', '--out', fromDir], { stdio: 'pipe' });
+    execFileSync(process.execPath, [cli, 'export', join(run, 'checkpoint_0000002.pth.tar'), '--format', 'safetensors', '--out', fromFile], { stdio: 'pipe' });
+    execFileSync(process.execPath, [cli, 'convert', run, join(dir, 'converted.safetensors')], { stdio: 'pipe' });
+    const a = loadSafetensors(fromDir).tensors;
+    const b = loadSafetensors(fromFile).tensors;
+    assert.deepEqual([...a.keys()], [...b.keys()]);
+    for (const [k, t] of a) assertClose(t, b.get(k)!, k, { atol: 0, rtol: 0 });
+    assert.ok(existsSync(join(dir, 'converted.safetensors')));
+    dispose([...a.values(), ...b.values()]);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -73,13 +73,16 @@ test('SIGTERM mid-epoch saves a checkpoint; resuming reproduces the uninterrupte
 
 test('invalid settings are refused before any work, naming the flag', async () => {
   const bad: [ConfigOverrides, RegExp][] = [
-    [{ K: 16 }, /invalid --moco-k 16: at least the keys enqueued per step \(batch size 32 = 32\)/],
+    [{ K: 16 }, /invalid --moco-k 16: must be at least the keys enqueued per step \(--batch-size 32 = 32\); pass --moco-k 32 or more/],
     [{ m: 1 }, /invalid --moco-m 1: a number in \[0, 1\)/],
     [{ T: 0 }, /invalid --moco-t 0: a number > 0/],
     [{ arch: 'vgg' }, /invalid -a\/--arch "vgg": one of resnet18, resnet34, resnet50, resnet101/],
-    [{ bnSplits: 5 }, /invalid --bn-splits 5: a divisor of the batch size 32/],
+    [{ bnSplits: 5 }, /invalid --bn-splits 5: must divide --batch-size 32; pass --bn-splits 1, 2, 4, 8, 16 or 32/],
   ];
   for (const [o, re] of bad) assert.throws(() => resolveConfig('synthetic', { ...TINY, ...o }), re);
+  // A value the user never typed names its source and the values that would work.
+  assert.throws(() => resolveConfig('photos', { batchSize: 4 }), /invalid --bn-splits 8 \(from preset mocov1\): must divide --batch-size 4; pass --bn-splits 1, 2 or 4/);
+  assert.throws(() => resolveConfig('photos', { preset: 'cifar', batchSize: 8192, bnSplits: 1 }), /invalid --moco-k 4096 \(from preset cifar\): must be at least .*\(--batch-size 8192 = 8192\); pass --moco-k 8192 or more/);
   assert.throws(() => resolveConfig('synthetic', { preset: 'simclr' }), /unknown --preset 'simclr'; valid: mocov1, mocov2, cifar/);
   assert.throws(() => resolveConfig('synthetic', { config: '/nonexistent.yaml' }), /--config \/nonexistent\.yaml: cannot read/);
   await assert.rejects(pretrain(resolveConfig('/no/such/dir', { ...TINY, out: tmpDir() }), { quiet: true }), /data '\/no\/such\/dir' not found/);

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { dispose } from '../../torch/index.js';
-import { describeImport, loadPretrained } from '../../io/pretrained.js';
+import { describeImport } from '../../io/pretrained.js';
+import { loadCheckpointWeights } from '../../eval/encoder.js';
 import { saveSafetensors } from '../../io/safetensors.js';
 import { saveTorch } from '../../io/torch-save.js';
 import { exportResNetOnnx } from '../../io/onnx-export.js';
@@ -11,7 +12,7 @@ export function register(program: Command): void {
   program
     .command('export')
     .description('export the query encoder of a checkpoint (ours, official MoCo, torchvision) for other frameworks')
-    .argument('<ckpt>', 'a checkpoint: .safetensors, .pth, .pth.tar')
+    .argument('<ckpt>', 'a checkpoint (.safetensors, .pth, .pth.tar) or a run directory (its latest checkpoint)')
     .requiredOption('--out <path>', 'output file')
     .option('--format <fmt>', 'torchvision (.pth state dict for torch.load / Detectron2), safetensors, or onnx', 'torchvision')
     .option('--head', 'include the projection head (fc or MLP); for onnx also the L2 normalisation', false)
@@ -21,7 +22,7 @@ export function register(program: Command): void {
     .option('--batch <n>', 'ONNX: batch size when not dynamic', '1')
     .option('--no-normalize', 'ONNX: no L2 normalisation of the output')
     .action((ckpt: string, o: ExportOpts) => {
-      const w = loadPretrained(ckpt);
+      const { weights: w } = loadCheckpointWeights(ckpt);
       try {
         console.error(describeImport(w));
         const sd = new Map(w.backbone);

@@ -9,6 +9,7 @@ import { register as augmentPreview } from './augment-preview.js';
 import { register as lincls } from './lincls.js';
 import { register as knn } from './knn.js';
 import { register as search } from './search.js';
+import { register as cache } from './cache.js';
 
 export function registerCommands(program: Command): void {
   info(program);
@@ -20,4 +21,5 @@ export function registerCommands(program: Command): void {
   lincls(program);
   knn(program);
   search(program);
+  cache(program);
 }
