@@ -168,9 +168,15 @@ async function replay(steps: number): Promise<Record<string, unknown>> {
 const seeds = Array.from({ length: nSeeds }, (_, i) => i);
 const oursRuns: Run[] = [];
 const peerRuns: Run[] = [];
+// Progress on stderr: a run at the full recipe takes minutes; stdout stays one JSON line.
+const note = (side: string, seed: number, x: Run): void => {
+  process.stderr.write(`bench/learning: ${side} seed ${seed}: kNN ${x.knnTop1.toFixed(2)}%, ${x.wallS.toFixed(0)} s, ${x.imagesPerSec.toFixed(1)} img/s\n`);
+};
 for (const seed of seeds) {
   oursRuns.push(await ours(seed));
+  note('moco-ts', seed, oursRuns[oursRuns.length - 1]!);
   peerRuns.push(await peer(seed));
+  note('pytorch', seed, peerRuns[peerRuns.length - 1]!);
 }
 const med = (xs: number[]): number => [...xs].sort((x, y) => x - y)[xs.length >> 1]!;
 const result: Record<string, unknown> = {

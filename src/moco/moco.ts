@@ -188,6 +188,14 @@ export class MoCo extends Module {
     return this.encoderQ.forward(x);
   }
 
+  /** Moves both encoders and the queue; the momentum update then works on the moved parameters. */
+  override to(target: string): this {
+    super.to(target);
+    this.qParams = this.encoderQ.parameters();
+    this.kParams = this.encoderK.parameters();
+    return this;
+  }
+
   /** The query encoder's parameters: what the optimizer trains. */
   trainableParameters(): Tensor[] { return this.encoderQ.parameters(); }
 }

@@ -121,6 +121,15 @@ test('key encoder starts as a copy, gets no gradients, and follows by momentum',
   assert.throws(() => new MoCo({ T: 0 }), /T must be > 0/);
   assert.deepEqual([...moco.stateDict().keys()].filter((k) => !k.startsWith('encoder_')), ['queue', 'queue_ptr']);
   assert.ok(moco.stateDict().has('encoder_q.fc.weight'));
+  // After to() (a device or dtype change replaces every tensor) the momentum update follows the new tensors.
+  const moved = new MoCo({ arch: 'resnet18', cifarStem: true, width: 8, dim: 4, K: 16, m: 0.5, T: 0.2 }).to('float64');
+  const [mq] = moved.encoderQ.parameters();
+  const [mk] = moved.encoderK.parameters();
+  assert.equal(mk!.dtype, 'float64');
+  const mkBefore = mk!.clone();
+  torch.noGrad(() => mq!.add_(2));
+  moved.momentumUpdate();
+  assertClose(mk!, mkBefore.add(1), 'momentum update after to()', TOL);
   const v2 = new MoCo({ arch: 'resnet18', cifarStem: true, width: 8, dim: 4, K: 16, head: 'mlp' });
   assert.ok(v2.stateDict().has('encoder_q.fc.0.weight') && v2.stateDict().has('encoder_q.fc.2.weight'));
 });
