@@ -27,6 +27,11 @@ import sys, torch
 sys.path.insert(0, ${JSON.stringify(join(repoRoot(), 'test', 'py'))})
 from st import load, save
 t, meta = load(sys.argv[1])
+# The checksum is the SHA-256 of the data section (all tensor bytes in file order), checked independently here.
+import hashlib, struct
+raw = open(sys.argv[1], 'rb').read()
+n = struct.unpack('<Q', raw[:8])[0]
+assert meta.pop('tensors_sha256') == hashlib.sha256(raw[8 + n:]).hexdigest()
 assert meta == {'epoch': '3', 'note': 'h\\u00e9llo'}, meta
 out = {k + '_x2': (v * 2 if v.dtype != torch.bool else ~v) for k, v in t.items()}
 save(out, sys.argv[2], {'from': 'python'})

@@ -78,7 +78,7 @@ test('a damaged newest checkpoint: resume and --pretrained fall back to the newe
   const warnings: string[] = [];
   const ck = readCheckpoint(out, (m) => warnings.push(m));
   assert.equal(ck.file, f2);
-  assert.deepEqual(ck.state, { epoch: 0, batch: 2, step: 2 });
+  assert.deepEqual(ck.state, { epoch: 1, batch: 0, step: 2 });
   for (const t of ck.tensors.values()) t.dispose();
   assert.equal(warnings.length, 1);
   assert.match(warnings[0]!, /checkpoint_0000003\.safetensors is damaged \(.*do not match the SHA-256/);
