@@ -128,3 +128,29 @@ test('CIFAR stem as the official demo: conv1 keeps nn.Conv2d init (kaiming_unifo
   const imagenet = resnet18();
   assert.ok(Math.abs(imagenet.conv1.weight.std().item() - Math.sqrt(2 / (64 * 49))) / Math.sqrt(2 / (64 * 49)) < 0.03);
 });
+
+test('the CIFAR-demo network starts as the official ModelBase does: per-parameter init statistics match torchvision', () => {
+  torch.manualSeed(3);
+  const m = resnet18({ cifarStem: true, numClasses: 128 });
+  const ref = pytorch(`
+import torchvision
+torch.manual_seed(3)
+net = torchvision.models.resnet18(num_classes=128)
+# moco/colab ModelBase: conv1 is replaced by a fresh 3x3 conv after torchvision's init; the max-pool is dropped.
+net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+for n, p in net.named_parameters():
+    O[n] = torch.tensor([p.std().item() if p.numel() > 1 else 0.0, p.abs().max().item(), p.mean().item()])
+`);
+  for (const [n, p] of m.namedParameters()) {
+    const r = ref[n];
+    assert.ok(r, `${n} missing in torchvision`);
+    const [std, max, mean] = r.toArray() as [number, number, number];
+    const ours = [p.numel() > 1 ? p.std().item() : 0, p.abs().max().item(), p.mean().item()];
+    // Different draws of the same distributions: the std within a few percent (fewer draws, wider), BN exact.
+    const tol = p.numel() < 1000 ? 0.12 : 0.03;
+    if (std > 0) assert.ok(Math.abs(ours[0]! - std) / std < tol, `${n}: std ${ours[0]} vs torchvision ${std}`);
+    else assert.equal(ours[0], 0, `${n}: constant`);
+    if (std === 0) assert.equal(ours[2], mean, `${n}: value`);
+    if (/conv1\.weight$/.test(n) && !n.includes('layer')) assert.ok(ours[1]! <= max * 1.02 + 1e-6 && max <= 1 / Math.sqrt(27) + 1e-6, `${n}: bounded as nn.Conv2d`);
+  }
+});
