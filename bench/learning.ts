@@ -6,6 +6,11 @@
 //
 //   npm run bench:learning -- --epochs 1 --width 16 --seeds 2
 //
+// --augment-stats N compares the augmentation itself, stage by stage (crop+flip, + colour jitter, + grayscale), on N
+// training images as moco-ts decoded them: per-channel mean/std of the views, the fractions at 0 and 1, a 16-bin
+// histogram, the correlation between an image's two views, and the distributions of the crop area, the crop
+// aspect ratio and the jitter factors drawn — ours against torchvision's transforms (bench/py/augment_stats.py).
+//
 // --replay N adds the diagnostic that separates training from what feeds it: moco-ts trains N steps on its own
 // loader and dumps its initial state, every batch of views and every key permutation; bench/py/moco_replay.py
 // (a MoCo step as moco/builder.py + torch.optim.SGD) trains from the same state on the same inputs. Equal loss
@@ -18,7 +23,7 @@ import { parseArgs } from 'node:util';
 import * as torch from '../src/torch/index.js';
 import { MoCo, recipe } from '../src/moco/index.js';
 import { SGD, cosineLr } from '../src/optim/index.js';
-import { Augmentation, Loader, Rng, openDataset } from '../src/data/index.js';
+import { Augmentation, Loader, Rng, openDataset, preset, sampleCropBox, sampleJitter, type AugmentSpec } from '../src/data/index.js';
 import { saveSafetensors } from '../src/io/safetensors.js';
 import { PYTHON, lastJson, round, runMeasured } from './common.js';
 
@@ -35,6 +40,7 @@ const { values: a } = parseArgs({
     peer: { type: 'string', default: process.env.BENCH_PEER ?? resolve(root, '..', 'shared', 'peer', 'torch_moco.py') },
     python: { type: 'string', default: PYTHON },
     replay: { type: 'string', default: '0' },
+    'augment-stats': { type: 'string', default: '0' },
   },
 });
 
@@ -45,6 +51,7 @@ const batch = intArg('batch-size', 8);
 const subset = intArg('train-subset', 0);
 const threads = intArg('threads', 1);
 const replaySteps = intArg('replay', 0);
+const statsImages = intArg('augment-stats', 0);
 if (!existsSync(a.data!)) throw new Error(`bench/learning: --data ${a.data} not found (a CIFAR-10 folder with train/ and test/)`);
 if (!existsSync(a.peer!)) throw new Error(`bench/learning: --peer ${a.peer} not found`);
 const r = recipe('cifar');
@@ -165,6 +172,99 @@ async function replay(steps: number): Promise<Record<string, unknown>> {
   }
 }
 
+function pixelStats(a: Float32Array, b: Float32Array, n: number, s: number): Record<string, unknown> {
+  const plane = s * s;
+  const per = 3 * plane;
+  const sum = [0, 0, 0], sq = [0, 0, 0];
+  let at0 = 0, at1 = 0;
+  const hist = new Array<number>(16).fill(0);
+  for (const x of [a, b]) {
+    for (let i = 0; i < x.length; i++) {
+      const v = x[i]!;
+      const c = Math.floor(i / plane) % 3;
+      sum[c] += v; sq[c] += v * v;
+      if (v <= 0.5 / 255) at0++;
+      if (v >= 1 - 0.5 / 255) at1++;
+      hist[Math.min(15, Math.max(0, Math.floor(v * 16)))]++;
+    }
+  }
+  const count = 2 * n * plane;
+  let corr = 0;
+  for (let i = 0; i < n; i++) {
+    let ma = 0, mb = 0;
+    for (let j = 0; j < per; j++) { ma += a[i * per + j]!; mb += b[i * per + j]!; }
+    ma /= per; mb /= per;
+    let ab = 0, aa = 0, bb = 0;
+    for (let j = 0; j < per; j++) {
+      const da = a[i * per + j]! - ma, db = b[i * per + j]! - mb;
+      ab += da * db; aa += da * da; bb += db * db;
+    }
+    corr += ab / Math.max(1e-12, Math.sqrt(aa * bb));
+  }
+  const total = 2 * n * per;
+  return {
+    mean: sum.map((x) => round(x / count, 4)),
+    std: sum.map((x, c) => round(Math.sqrt(Math.max(0, (sq[c]! - (x * x) / count) / (count - 1))), 4)),
+    at_0: round(at0 / total, 4), at_1: round(at1 / total, 4), hist16: hist.map((h) => round(h / total, 4)), view_corr: round(corr / n, 4),
+  };
+}
+
+function dist(v: number[]): Record<string, number> {
+  const s = [...v].sort((x, y) => x - y);
+  const mean = v.reduce((a2, x) => a2 + x, 0) / v.length;
+  const q = (p: number): number => s[Math.min(s.length - 1, Math.floor(p * s.length))]!;
+  return { mean: round(mean, 4), std: round(Math.sqrt(v.reduce((a2, x) => a2 + (x - mean) ** 2, 0) / v.length), 4), q10: round(q(0.1), 4), q50: round(q(0.5), 4), q90: round(q(0.9), 4) };
+}
+
+/** Our augmentation stage by stage vs torchvision's on the same decoded images; parameter distributions. */
+async function augmentStats(n: number, draws = 20000): Promise<Record<string, unknown>> {
+  const dir = mkdtempSync(join(tmpdir(), 'moco-augstats-'));
+  try {
+    const ds = openDataset(a.data!, { split: 'train', seed: 0 });
+    const src = await ds.prepare();
+    if (src.kind !== 'memory') throw new Error('--augment-stats: the training images must be decoded into memory (CIFAR-sized)');
+    const pick = torch.tensor(new Rng(0, 'augment-stats').permutation(ds.length).slice(0, n)).long();
+    const images = torch.keep(src.images.indexSelect(0, pick).contiguous());
+    pick.dispose();
+    writeFileSync(join(dir, 'images.u8'), bytes(images));
+    const base = preset('cifar', { mean: [0, 0, 0], std: [1, 1, 1] });
+    const stages: Record<string, AugmentSpec> = {
+      crop: { ...base, jitter: null, grayscale: 0, order: [] },
+      'crop+jitter': { ...base, grayscale: 0, order: ['jitter'] },
+      full: base,
+    };
+    const ours: Record<string, unknown> = {};
+    const idx = Int32Array.from({ length: n }, (_, i) => i);
+    for (const [name, spec] of Object.entries(stages)) {
+      const [va, vb] = new Augmentation(spec, { threads: null }).fromMemory(images, idx, new Rng(0, 'augment-stats', name), 2) as [torch.Tensor, torch.Tensor];
+      ours[name] = pixelStats(va.data() as Float32Array, vb.data() as Float32Array, n, base.size);
+      va.dispose();
+      vb.dispose();
+    }
+    images.dispose();
+    ds.dispose();
+    const rng = new Rng(0, 'augment-stats', 'params');
+    const areas: number[] = [], aspects: number[] = [];
+    const fac: Record<'brightness' | 'contrast' | 'saturation' | 'hue', number[]> = { brightness: [], contrast: [], saturation: [], hue: [] };
+    for (let i = 0; i < draws; i++) {
+      const box = sampleCropBox(rng, 32, 32, base.crop!.scale, base.crop!.ratio);
+      areas.push((box.width * box.height) / 1024);
+      aspects.push(Math.log(box.width / box.height));
+      const j = sampleJitter(rng, base.jitter!);
+      for (const k of Object.keys(fac) as (keyof typeof fac)[]) fac[k].push(j[k]);
+    }
+    const py = execFileSync(a.python!, [join(root, 'bench', 'py', 'augment_stats.py'), join(dir, 'images.u8'), String(n), String(base.size), String(draws), '0'], { encoding: 'utf8', maxBuffer: 64 << 20 });
+    const tv = lastJson<Record<string, unknown>>(py, 'augment_stats.py');
+    return {
+      images: n,
+      ours: { stages: ours, crop_area: dist(areas), crop_log_aspect: dist(aspects), jitter: Object.fromEntries(Object.entries(fac).map(([k, v]) => [k, dist(v)])) },
+      torchvision: tv,
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 const seeds = Array.from({ length: nSeeds }, (_, i) => i);
 const oursRuns: Run[] = [];
 const peerRuns: Run[] = [];
@@ -196,5 +296,6 @@ if (seeds.length) {
   wall_ratio_vs_pytorch: round(med(oursRuns.map((x) => x.wallS)) / med(peerRuns.map((x) => x.wallS))),
   });
 }
+if (statsImages > 0) result.augment_stats = await augmentStats(statsImages);
 if (replaySteps > 0) result.replay = await replay(replaySteps);
 console.log(JSON.stringify(result));
