@@ -1,6 +1,6 @@
 // The disk cache of decoded datasets: one file per dataset variant, bounded in size with least-recently-used
 // eviction, so that experimenting with many folders and image sizes does not fill the disk.
-import { existsSync, mkdirSync, readdirSync, rmSync, statSync, utimesSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, statSync, utimesSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -89,8 +89,4 @@ export function clearCache(dir = cacheDir()): number {
     rmSync(f, { force: true });
   }
   return freed;
-}
-
-export function ensureCacheDir(dir = cacheDir()): void {
-  mkdirSync(dir, { recursive: true });
 }

@@ -2,11 +2,11 @@
 // decode, and whole-dataset decoding into one N×3×H×W uint8 tensor with an on-disk cache.
 import sharp from 'sharp';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { tensor, tidy, type Tensor } from '../torch/index.js';
-import { cacheDir, cacheMaxBytes, ensureCacheDir, evictCache, touchCacheFile } from './decode-cache.js';
+import { cacheDir, cacheMaxBytes, evictCache, touchCacheFile } from './decode-cache.js';
 
 export { cacheDir } from './decode-cache.js';
 
@@ -238,7 +238,7 @@ interface CacheHeader {
 }
 
 function writeCache(dir: string, file: string, set: DecodedSet): void {
-  ensureCacheDir(dir);
+  mkdirSync(dir, { recursive: true });
   const [n, , height, width] = set.images.shape as [number, number, number, number];
   const header: CacheHeader = { n, height, width, ok: Array.from(set.ok), skipped: set.skipped };
   const hb = Buffer.from(JSON.stringify(header));

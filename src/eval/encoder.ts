@@ -86,14 +86,15 @@ export class Encoder {
   dispose(): void { this.model.dispose(); }
 }
 
-/**
- * Resolves a checkpoint argument to a file: a file as is; a run directory's newest checkpoint that loads (see
- * {@link loadCheckpointFrom}: a damaged newest one is skipped with a warning).
- */
 function disposeWeights(w: ImportedWeights): void {
   for (const t of [...w.backbone.values(), ...w.head.values()]) t.dispose();
 }
 
+/**
+ * Resolves a checkpoint argument to a file: a file as is; a run directory's newest checkpoint that loads (see
+ * {@link loadCheckpointFrom}: a damaged newest one is skipped with a warning). It loads the file to know that it
+ * is intact; callers that want the weights use {@link loadCheckpointWeights} and read it once.
+ */
 export function resolveCheckpoint(path: string): string {
   return loadCheckpointFrom(path, (file) => { disposeWeights(loadPretrained(file)); return true; }).file;
 }
