@@ -4,6 +4,9 @@
 import { F, cat, tensor, tidy, keep, type Tensor } from '../torch/index.js';
 import type { EmbeddingIndex } from './embedding-file.js';
 
+/** What {@link searchIndex} reads: an opened embedding file, or any row source of the same shape. */
+export type SearchRows = Pick<EmbeddingIndex, 'count' | 'dim' | 'paths' | 'read'>;
+
 export interface SearchOpts {
   /** Neighbours a query; default 10. */
   top?: number;
@@ -26,7 +29,7 @@ export interface Neighbour {
  * The `top` most similar index rows of each query (Q × D row-major, normalised or not), best first.
  * Similarities are cosines: index rows and queries are L2-normalised here.
  */
-export function searchIndex(index: EmbeddingIndex, queries: Float32Array, o: SearchOpts = {}): Neighbour[][] {
+export function searchIndex(index: SearchRows, queries: Float32Array, o: SearchOpts = {}): Neighbour[][] {
   const dim = index.dim;
   const nq = queries.length / dim;
   if (!Number.isInteger(nq)) throw new Error(`search: ${queries.length} query values are not a multiple of the index's dim ${dim}`);

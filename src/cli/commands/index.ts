@@ -10,6 +10,7 @@ import { register as lincls } from './lincls.js';
 import { register as knn } from './knn.js';
 import { register as search } from './search.js';
 import { register as cache } from './cache.js';
+import { register as serve } from './serve.js';
 
 export function registerCommands(program: Command): void {
   info(program);
@@ -22,4 +23,5 @@ export function registerCommands(program: Command): void {
   knn(program);
   search(program);
   cache(program);
+  serve(program);
 }

@@ -1,0 +1,62 @@
+import type { Command } from 'commander';
+import { int } from './eval-common.js';
+
+interface ServeCliOpts {
+  pretrained: string; index?: string; db?: string; port: string; host: string; feature: string; batch: string; batchDelay: string;
+  queue: string; bodyLimit: string; maxPixels: string; threads?: string; log: string;
+}
+
+export function register(program: Command): void {
+  program
+    .command('serve')
+    .description('HTTP service: /v1/embed, /v1/search, /v1/info, /healthz, /readyz, /openapi.json, and the browser page at /')
+    .requiredOption('--pretrained <model>', 'checkpoint (run dir, .safetensors, .pth, .pth.tar) or an exported .onnx model')
+    .option('--index <file>', 'embedding file from `moco embed` (.npy + .paths.txt, .safetensors, .jsonl) for /v1/search (exact search)')
+    .option('--db <dir>', 'LanceDB table of `moco index` (not available yet)')
+    .option('--port <n>', 'TCP port (0: any free port)', '8080')
+    .option('--host <addr>', 'address to listen on', '127.0.0.1')
+    .option('--feature <which>', 'checkpoints: backbone or head features', 'backbone')
+    .option('--batch <n>', 'most images a forward pass (1: no batching across requests)', '32')
+    .option('--batch-delay <ms>', 'longest wait before a partial batch runs', '5')
+    .option('--queue <n>', 'most images waiting for the model; beyond, 503 with Retry-After', '256')
+    .option('--body-limit <mb>', 'largest request body (and multipart file), MiB', '16')
+    .option('--max-pixels <n>', 'most pixels an image may have (checked before decoding)', '50000000')
+    .option('--threads <n>', 'onnxruntime intra-op threads (default: all cores)')
+    .option('--log <level>', 'request log level (fatal, error, warn, info, debug) or off', 'warn')
+    .action(async (o: ServeCliOpts) => {
+      if (o.feature !== 'backbone' && o.feature !== 'head') throw new Error(`--feature must be backbone or head, got '${o.feature}'`);
+      const port = Number(o.port);
+      if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port must be an integer in 0…65535, got '${o.port}'`);
+      const bodyMb = Number(o.bodyLimit);
+      if (!(bodyMb > 0)) throw new Error(`--body-limit must be a positive number of MiB, got '${o.bodyLimit}'`);
+      const { buildServer } = await import('../../serve/index.js');
+      const app = buildServer({
+        pretrained: o.pretrained, index: o.index, db: o.db, feature: o.feature, maxBatch: int('--batch', o.batch), maxDelayMs: Number(o.batchDelay),
+        maxQueue: int('--queue', o.queue), bodyLimit: Math.round(bodyMb * 2 ** 20), maxPixels: int('--max-pixels', o.maxPixels),
+        threads: o.threads ? int('--threads', o.threads) : undefined, logLevel: o.log === 'off' ? false : o.log,
+      });
+      let stopping = false;
+      const stop = (sig: string): void => {
+        if (stopping) return;
+        stopping = true;
+        console.error(`moco serve: ${sig}: draining (no new connections, finishing queued work)`);
+        app.moco.drain().then(() => { console.error('moco serve: closed'); process.exit(0); }, (e: unknown) => {
+          console.error(`moco serve: close failed: ${(e as Error).message}`);
+          process.exit(1);
+        });
+      };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+      const address = await app.listen({ port, host: o.host });
+      console.error(`moco serve: listening on ${address} (loading ${o.pretrained})`);
+      try {
+        await app.moco.loaded;
+      } catch (e) {
+        await app.close();
+        throw e;
+      }
+      const m = app.moco.model!.info;
+      const b = app.moco.backend;
+      console.error(`moco serve: ready: ${m.arch}, ${m.dim}-d ${m.feature} vectors, ${m.preprocessing.size}-px input${b ? `; index ${b.source} (${b.size} rows)` : '; no index'}; page at ${address}/`);
+    });
+}

@@ -1,0 +1,113 @@
+// What `/v1/search` searches, behind one small interface: today the exact index of `moco embed` (an embedding
+// file scanned in full, the reference any ANN index is tested against); a LanceDB table (`--db`) can be added
+// as another implementation without touching the routes.
+import { basename, dirname } from 'node:path';
+import { EmbeddingIndex } from '../eval/embedding-file.js';
+import { searchIndex, type SearchRows } from '../eval/search.js';
+
+/**
+ * A structured filter, matched field by field (never spliced into a query string): every given field must
+ * hold. `label` is the name of the image's folder (the ImageFolder convention of `moco embed`).
+ */
+export interface SearchFilter {
+  /** One label or any of several. */
+  label?: string | string[];
+  /** Path starts with this string. */
+  pathPrefix?: string;
+}
+
+export interface SearchHit {
+  /** Row in the index. */
+  row: number;
+  path: string;
+  label: string | null;
+  /** Cosine similarity in [−1, 1]. */
+  score: number;
+}
+
+export interface SearchBackend {
+  /** 'exact' (an embedding file) or another engine's name. */
+  readonly kind: string;
+  /** Where the rows come from (a file or URI). */
+  readonly source: string;
+  /** Rows searchable. */
+  readonly size: number;
+  readonly dim: number;
+  /** What produced the rows (the embedding file's metadata), for consistency checks. */
+  readonly meta: Record<string, unknown>;
+  /** The `top` best rows for each query (Q × dim row-major), best first, among the rows the filter keeps. */
+  search(queries: Float32Array, top: number, filter?: SearchFilter): Promise<SearchHit[][]>;
+  /** The image path of a row, or undefined outside the index. */
+  path(row: number): string | undefined;
+  close(): Promise<void>;
+}
+
+/** The label of a path: its folder's name (null at the root). */
+export function labelOf(path: string): string | null {
+  const d = basename(dirname(path));
+  return d && d !== '.' && d !== '/' ? d : null;
+}
+
+/** Exact cosine search over an embedding file (`.npy` + paths, `.safetensors`, `.jsonl`) from `moco embed`. */
+export class ExactIndexBackend implements SearchBackend {
+  readonly kind = 'exact';
+  private readonly labels: (string | null)[];
+
+  private constructor(private readonly index: EmbeddingIndex) {
+    this.labels = index.paths.map(labelOf);
+  }
+
+  static open(file: string): ExactIndexBackend {
+    return new ExactIndexBackend(EmbeddingIndex.open(file));
+  }
+
+  get source(): string { return this.index.file; }
+  get size(): number { return this.index.count; }
+  get dim(): number { return this.index.dim; }
+  get meta(): Record<string, unknown> { return this.index.meta; }
+
+  path(row: number): string | undefined {
+    return Number.isInteger(row) && row >= 0 && row < this.index.count ? this.index.paths[row] : undefined;
+  }
+
+  async search(queries: Float32Array, top: number, filter: SearchFilter = {}): Promise<SearchHit[][]> {
+    const rows = this.rowsMatching(filter);
+    const hit = (row: number, score: number): SearchHit => ({ row, path: this.index.paths[row]!, label: this.labels[row]!, score });
+    if (rows === null) return searchIndex(this.index, queries, { top }).map((ns) => ns.map((n) => hit(n.index, n.score)));
+    if (!rows.length) return Array.from({ length: queries.length / this.dim }, () => []);
+    // A view of the kept rows; the search's row numbers are mapped back to the index's.
+    const dim = this.dim;
+    const view: SearchRows = {
+      count: rows.length, dim, paths: [],
+      read: (start, n) => {
+        const len = Math.max(0, Math.min(n, rows.length - start));
+        const out = new Float32Array(len * dim);
+        for (let i = 0; i < len; i++) out.set(this.index.read(rows[start + i]!, 1), i * dim);
+        return out;
+      },
+    };
+    return searchIndex(view, queries, { top }).map((ns) => ns.map((n) => hit(rows[n.index]!, n.score)));
+  }
+
+  /** Rows kept by `filter`, or null when it keeps everything. */
+  private rowsMatching(f: SearchFilter): number[] | null {
+    const labels = f.label === undefined ? null : new Set(Array.isArray(f.label) ? f.label : [f.label]);
+    if (!labels && f.pathPrefix === undefined) return null;
+    const out: number[] = [];
+    for (let r = 0; r < this.index.count; r++) {
+      if (labels && !labels.has(this.labels[r] ?? '')) continue;
+      if (f.pathPrefix !== undefined && !this.index.paths[r]!.startsWith(f.pathPrefix)) continue;
+      out.push(r);
+    }
+    return out;
+  }
+
+  async close(): Promise<void> { this.index.close(); }
+}
+
+/** Opens the backend the flags ask for: `--index FILE` (exact) or `--db DIR` (LanceDB, not built yet). */
+export function openSearchBackend(o: { index?: string; db?: string }): SearchBackend | null {
+  if (o.db !== undefined && o.index !== undefined) throw new Error('give --index FILE or --db DIR, not both');
+  if (o.db !== undefined) throw new Error(`--db ${o.db}: the LanceDB backend (moco index, issue 16) is not available yet; use --index FILE with an embedding file from \`moco embed\``);
+  return o.index !== undefined ? ExactIndexBackend.open(o.index) : null;
+}
