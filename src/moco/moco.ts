@@ -49,6 +49,21 @@ export interface MoCoOutput {
   labels: Tensor;
   /** The InfoNCE loss (summed over both directions when symmetric). */
   loss: Tensor;
+  /** N×dim L2-normalised query embeddings (of the first direction), for monitoring (embedding spread). */
+  q: Tensor;
+}
+
+/**
+ * Instance-discrimination accuracy as main_moco.py's accuracy(output, target, topk=(1, 5)): the percentage of
+ * rows of N×(1+K) `logits` whose positive (column 0) is among the `k` largest, for each k. Ties with the
+ * positive count against it (a positive equal to a negative is not ranked first).
+ */
+export function instanceAccuracy(logits: Tensor, ks: readonly number[] = [1, 5]): number[] {
+  return noGrad(() => tidy(() => {
+    // The positive's rank: how many logits of its row are at least as large, besides itself.
+    const rank = logits.ge(logits.narrow(1, 0, 1)).sum({ dim: 1 }).sub(1);
+    return ks.map((k) => rank.lt(k).float().mean().item() * 100);
+  }));
 }
 
 export interface StepRandomness {
@@ -135,14 +150,14 @@ export class MoCo extends Module {
   }
 
   /** The contrastive loss of queries from `xq` against keys `k` and the queue. */
-  contrastive(xq: Tensor, k: Tensor): { logits: Tensor; loss: Tensor } {
+  contrastive(xq: Tensor, k: Tensor): { logits: Tensor; loss: Tensor; q: Tensor } {
     const q = F.normalize(this.encoderQ.forward(xq), { dim: 1 });
     const lPos = einsum('nc,nc->n', q, k).unsqueeze(-1);
     // A snapshot: the queue is overwritten by this step's keys before backward needs it.
     const lNeg = einsum('nc,ck->nk', q, this.queue.clone());
     const logits = cat([lPos, lNeg], 1).div(this.T);
     const labels = zeros([logits.shape[0]!], { dtype: 'int64' });
-    return { logits, loss: F.crossEntropy(logits, labels) };
+    return { logits, loss: F.crossEntropy(logits, labels), q };
   }
 
   /**
@@ -153,16 +168,16 @@ export class MoCo extends Module {
     this.momentumUpdate();
     if (!this.symmetric) {
       const k = this.keys(xk, rnd.keyPerm);
-      const { logits, loss } = this.contrastive(xq, k);
+      const { logits, loss, q } = this.contrastive(xq, k);
       this.dequeueAndEnqueue(k);
-      return { logits, labels: zeros([logits.shape[0]!], { dtype: 'int64' }), loss };
+      return { logits, labels: zeros([logits.shape[0]!], { dtype: 'int64' }), loss, q };
     }
     const k2 = this.keys(xk, rnd.keyPerm);
     const k1 = this.keys(xq, rnd.keyPerm2);
     const a = this.contrastive(xq, k2);
     const b = this.contrastive(xk, k1);
     this.dequeueAndEnqueue(cat([k1, k2], 0));
-    return { logits: a.logits, labels: zeros([a.logits.shape[0]!], { dtype: 'int64' }), loss: a.loss.add(b.loss) };
+    return { logits: a.logits, labels: zeros([a.logits.shape[0]!], { dtype: 'int64' }), loss: a.loss.add(b.loss), q: a.q };
   }
 
   /**

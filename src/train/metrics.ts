@@ -11,10 +11,35 @@ export interface StepMetrics {
   imagesPerSec: number;
   /** Wall-clock seconds since the run (or its resumption) started. */
   elapsed: number;
+  /** Percent, the kNN monitor (rows of an evaluation; step 0: the random encoder). */
   knnTop1?: number;
+  /** Percent of the batch whose positive key has the largest logit among the 1+K (main_moco.py's acc@1). */
+  acc1?: number;
+  /** Percent of the batch whose positive key is among the 5 largest logits (acc@5). */
+  acc5?: number;
+  /** Milliseconds this step waited for its batch (data loading and augmentation not hidden by prefetch). */
+  dataMs?: number;
+  /** Milliseconds of the step itself: forward, backward, gradient averaging, optimizer. */
+  stepMs?: number;
+  /** Mean over dimensions of the batch standard deviation of the L2-normalised queries: ≈ 1/√dim healthy, → 0 on collapse. */
+  embedStd?: number;
 }
 
-const COLUMNS: (keyof StepMetrics)[] = ['epoch', 'step', 'loss', 'lr', 'imagesPerSec', 'elapsed', 'knnTop1'];
+// New columns go at the end, so readers of older files keep their column positions.
+const COLUMNS: (keyof StepMetrics)[] = ['epoch', 'step', 'loss', 'lr', 'imagesPerSec', 'elapsed', 'knnTop1', 'acc1', 'acc5', 'dataMs', 'stepMs', 'embedStd'];
+
+/** The rows of a run directory's metrics.jsonl (empty when it has none). */
+export function readMetrics(dir: string): StepMetrics[] {
+  const p = join(dir, 'metrics.jsonl');
+  if (!existsSync(p)) return [];
+  return readFileSync(p, 'utf8').split('\n').filter(Boolean).map((l, i) => {
+    try {
+      return JSON.parse(l) as StepMetrics;
+    } catch (e) {
+      throw new Error(`${p}:${i + 1}: not a JSON line (${(e as Error).message})`);
+    }
+  });
+}
 
 export class MetricsWriter {
   private readonly jsonl: string;

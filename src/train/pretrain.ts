@@ -1,18 +1,20 @@
 // The MoCo pre-training loop: data → two views → MoCo step → SGD → metrics, checkpoints, kNN monitor.
 // Resumable step for step: everything random in a step is keyed by (seed, epoch, batch) or restored from the
 // checkpoint, so an interrupted and resumed run computes the same losses as an uninterrupted one.
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tensor, manualSeed, setNumThreads, tensor, tidy } from '../torch/index.js';
-import { Augmentation, Loader, Rng, openDataset, subset, type ImageDataset, type PresetName } from '../data/index.js';
-import { MoCo } from '../moco/index.js';
+import { Augmentation, Loader, Rng, openDataset, renderAugmentPreview, subset, type ImageDataset, type PresetName } from '../data/index.js';
+import { MoCo, instanceAccuracy } from '../moco/index.js';
 import { SGD, cosineLr, stepLr } from '../optim/index.js';
 import { extractFeatures, knnClassify } from '../eval/index.js';
 import { FileWriteError, writeTextAtomic } from '../io/atomic.js';
 import type { DistributedTraining } from '../dist/index.js';
 import type { PretrainConfig } from './config.js';
+import type { StepMetrics } from './metrics.js';
 import { restoreCheckpoint, saveCheckpoint, type LoadedCheckpoint, type RunState } from './checkpoint.js';
-import { MetricsWriter } from './metrics.js';
+import { RunLog, tensorHistogram } from './run-log.js';
+import { renderNeighbourGrid } from '../views/neighbour-grid.js';
 import { Progress } from './progress.js';
 
 export interface PretrainOptions {
@@ -22,6 +24,8 @@ export interface PretrainOptions {
   quiet?: boolean;
   /** Only the main process writes files and progress (multi-process runs). Default true. */
   isMain?: boolean;
+  /** The command line recorded in run.json; default process.argv after node. */
+  command?: string[];
   /** Called after each step. */
   onStep?: (s: { epoch: number; step: number; loss: number; lr: number }) => void;
   /**
@@ -65,6 +69,21 @@ function permutation(seed: number, tag: string, epoch: number, batch: number, n:
 
 /** The weighted kNN monitor: query-encoder features (head or backbone) of the train set as the bank, the test split as queries. */
 export async function knnMonitor(moco: MoCo, bank: ImageDataset, queries: ImageDataset, c: PretrainConfig): Promise<number> {
+  return (await knnMonitorRun(moco, bank, queries, c)).top1;
+}
+
+/** A kNN monitor evaluation with examples to look at. */
+export interface KnnMonitorResult {
+  /** Percent. */
+  top1: number;
+  /** Indices into the queries of the examples (seeded, the same at every evaluation of a run). */
+  queryIdx: number[];
+  /** The `neighbours` most similar bank indices of each example query, most similar first. */
+  neighbours: number[][];
+}
+
+/** {@link knnMonitor}, also returning the nearest bank images of `examples` (default 8) fixed queries, 5 each. */
+export async function knnMonitorRun(moco: MoCo, bank: ImageDataset, queries: ImageDataset, c: PretrainConfig, examples = 8): Promise<KnnMonitorResult> {
   const enc = moco.encoderQ;
   const was = enc.training;
   enc.eval();
@@ -76,7 +95,15 @@ export async function knnMonitor(moco: MoCo, bank: ImageDataset, queries: ImageD
     const q = await extractFeatures(encode, queries, opts);
     try {
       if (!b.labels || !q.labels) throw new Error('kNN monitor needs labels');
-      return knnClassify(b.features, b.labels, q.features, q.labels, { k: c.knnK, t: c.knnT }).top1;
+      const top1 = knnClassify(b.features, b.labels, q.features, q.labels, { k: c.knnK, t: c.knnT }).top1;
+      const queryIdx = new Rng(c.seed, 'knn-examples').permutation(queries.length).slice(0, Math.min(examples, queries.length));
+      const nn = Math.min(5, bank.length);
+      const neighbours = tidy(() => {
+        const sel = q.features.indexSelect(0, tensor(Int32Array.from(queryIdx)).long());
+        const flat = sel.mm(b.features.t()).topk(nn, 1).indices.contiguous().toArray();
+        return Array.from(queryIdx, (_, r) => flat.slice(r * nn, (r + 1) * nn));
+      });
+      return { top1, queryIdx: Array.from(queryIdx), neighbours };
     } finally {
       for (const t of [b.features, b.labels, q.features, q.labels]) t?.dispose();
     }
@@ -144,7 +171,28 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
     mkdirSync(c.out, { recursive: true });
     writeTextAtomic(join(c.out, 'config.json'), `${JSON.stringify(c, null, 2)}\n`);
   }
-  const metrics = isMain ? new MetricsWriter(c.out, state.step) : null;
+  const log = isMain ? new RunLog(c.out, { fromStep: state.step, device: c.device, command: o.command }) : null;
+  const warn = (what: string, e: unknown): void => {
+    if (!quiet) process.stderr.write(`warning: ${what}: ${(e as Error).message}\n`);
+  };
+  if (log && state.step === 0) {
+    log.text('config', `\`\`\`json\n${JSON.stringify(c, null, 2)}\n\`\`\``, 0);
+    // What the network is shown, at the start; a preview that cannot be rendered never stops training.
+    try {
+      const file = join(c.out, 'augment-preview.png');
+      const p = await renderAugmentPreview(c.data, { preset: c.augment as PresetName, out: file, images: 4, views: 2, size: c.imageSize, seed: c.seed });
+      log.image('augment/preview', 'augment-preview.png', readFileSync(file), p.width, p.height, 0);
+    } catch (e) { warn('augmentation preview', e); }
+  }
+  // Logs a kNN evaluation: the row, and its neighbour grid as an image.
+  const knnLog = async (r: KnnMonitorResult, row: StepMetrics): Promise<void> => {
+    if (!log || !knnData) return;
+    log.row(row);
+    try {
+      const g = await renderNeighbourGrid(knnData.queries, knnData.bank, r.queryIdx, r.neighbours);
+      log.image('eval/knn_neighbours', 'knn-neighbours.png', g.png, g.width, g.height, row.step);
+    } catch (e) { warn('nearest-neighbour grid', e); }
+  };
   const bpe = loader.batchesPerEpoch;
   const totalSteps = c.maxSteps > 0 ? Math.min(c.maxSteps, c.epochs * bpe) : c.epochs * bpe;
   const progress = new Progress(totalSteps, state.step, c.printFreq, !quiet);
@@ -171,9 +219,10 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
   // The random encoder's accuracy, so that a run shows what it learned.
   let knnTop1Init: number | undefined;
   if (knnData && state.step === 0) {
-    knnTop1Init = await knnMonitor(moco, knnData.bank, knnData.queries, c);
+    const r = await knnMonitorRun(moco, knnData.bank, knnData.queries, c);
+    knnTop1Init = r.top1;
     progress.log(`before training: kNN top-1 ${knnTop1Init.toFixed(2)}% (random encoder)`);
-    metrics?.write({ epoch: 0, step: 0, loss: NaN, lr: 0, imagesPerSec: 0, elapsed: 0, knnTop1: knnTop1Init });
+    await knnLog(r, { epoch: 0, step: 0, loss: NaN, lr: 0, imagesPerSec: 0, elapsed: 0, knnTop1: knnTop1Init });
   }
   let knnStep = -1;
   // Throughput counts wall time from the end of the warm-up steps, data loading included.
@@ -185,15 +234,23 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
   let windowImages = 0;
   let stepsThisRun = 0;
   let done = state.step >= totalSteps;
+  let outcome: { state: 'finished' | 'interrupted' | 'diverged'; reason?: string } = { state: 'finished' };
 
   try {
     for (let epoch = state.epoch; epoch < c.epochs && !done; epoch++) {
       const lr = epochLr(c, epoch);
       opt.setLr(lr);
       const startBatch = epoch === state.epoch ? state.batch : 0;
+      let waitFrom = performance.now();
       for await (const batch of loader.epoch(epoch, { startBatch })) {
+        const stepFrom = performance.now();
+        const dataMs = stepFrom - waitFrom;
         const [xq, xk] = batch.views as [Tensor, Tensor];
         const n = xq.shape[0]!;
+        // Histograms of the logits every --print-freq steps and at the last step of an epoch or of the run.
+        const stepNo = state.step + 1;
+        const wantHist = log !== null && (stepNo % c.printFreq === 0 || batch.index + 1 === bpe || stepNo === totalSteps || stepNo === 1);
+        let watch: { acc1: number; acc5: number; embedStd: number } | null = null;
         const loss = tidy(() => {
           const keyPerm = permutation(c.seed, 'key-shuffle', epoch, batch.index, n);
           const keyPerm2 = c.symmetric ? permutation(c.seed, 'key-shuffle-2', epoch, batch.index, n) : undefined;
@@ -202,11 +259,24 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
           out.loss.backward();
           dist?.afterBackward(moco.trainableParameters());
           opt.step();
+          if (log) {
+            const [acc1, acc5] = instanceAccuracy(out.logits, [1, 5]) as [number, number];
+            watch = { acc1, acc5, embedStd: out.q.detach().std({ dim: 0 }).mean().item() };
+            if (wantHist) {
+              // logits are l/T: the similarities themselves are logits·T.
+              const l = out.logits.detach().mul(moco.T);
+              log.histogram('train/l_pos', tensorHistogram(l.narrow(1, 0, 1)), stepNo);
+              log.histogram('train/l_neg', tensorHistogram(l.narrow(1, 1, l.shape[1]! - 1)), stepNo);
+            }
+          }
           return out.loss.item();
         });
+        const stepMs = performance.now() - stepFrom;
         batch.dispose();
         if (!Number.isFinite(loss)) {
-          throw new Error(`loss is ${loss} at step ${state.step + 1} (epoch ${epoch}); stopping. Last good checkpoint: ${lastCheckpoint ?? 'none'}. Try a lower --lr.`);
+          const msg = `loss is ${loss} at step ${state.step + 1} (epoch ${epoch}); stopping. Last good checkpoint: ${lastCheckpoint ?? 'none'}. Try a lower --lr.`;
+          outcome = { state: 'diverged', reason: `loss is ${loss} at step ${state.step + 1}` };
+          throw new Error(msg);
         }
         lastLoss = loss;
         state = { epoch, batch: batch.index + 1, step: state.step + 1 };
@@ -218,32 +288,45 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
         windowImages += images;
         const ips = (1000 * windowImages) / Math.max(1, now - windowStart);
         if (state.step % c.printFreq === 0) { windowStart = now; windowImages = 0; }
-        metrics?.write({ epoch, step: state.step, loss, lr, imagesPerSec: ips, elapsed: (now - t0) / 1000 });
+        const w = watch as { acc1: number; acc5: number; embedStd: number } | null;
+        log?.row({ epoch, step: state.step, loss, lr, imagesPerSec: ips, elapsed: (now - t0) / 1000, ...(w ?? {}), dataMs, stepMs });
         progress.update(state.step, { epoch, loss, lr, imagesPerSec: ips });
         o.onStep?.({ epoch, step: state.step, loss, lr });
         if (state.step >= totalSteps) { done = true; break; }
         // In-memory batches resolve without a trip through the event loop; give signals a chance to land.
         await new Promise<void>((resolve) => setImmediate(resolve));
         if (stopSignal) break;
-        if (c.saveEverySteps > 0 && state.step % c.saveEverySteps === 0) save();
+        if (c.saveEverySteps > 0 && state.step % c.saveEverySteps === 0) { save(); log?.flush(); }
+        waitFrom = performance.now();
       }
       if (state.batch >= bpe) state = { epoch: epoch + 1, batch: 0, step: state.step };
       if (stopSignal) break;
       save(); // the end of an epoch, or of --max-steps within one
       if (knnData && state.batch === 0 && state.epoch % c.knnEvery === 0) {
-        knnTop1 = await knnMonitor(moco, knnData.bank, knnData.queries, c);
+        const r = await knnMonitorRun(moco, knnData.bank, knnData.queries, c);
+        knnTop1 = r.top1;
         knnStep = state.step;
         progress.log(`epoch ${epoch}: kNN top-1 ${knnTop1.toFixed(2)}%`);
-        metrics?.write({ epoch, step: state.step, loss: lastLoss, lr, imagesPerSec: 0, elapsed: (performance.now() - t0) / 1000, knnTop1 });
+        await knnLog(r, { epoch, step: state.step, loss: lastLoss, lr, imagesPerSec: 0, elapsed: (performance.now() - t0) / 1000, knnTop1 });
       }
+      log?.flush();
     }
     if (stopSignal) {
       save();
+      outcome = { state: 'interrupted', reason: stopSignal };
       progress.log(`${stopSignal}: saved ${lastCheckpoint}; continue with --resume ${c.out}`);
     } else if (knnData && knnStep !== state.step) {
-      knnTop1 = await knnMonitor(moco, knnData.bank, knnData.queries, c);
+      const r = await knnMonitorRun(moco, knnData.bank, knnData.queries, c);
+      knnTop1 = r.top1;
+      await knnLog(r, { epoch: state.epoch, step: state.step, loss: lastLoss, lr: epochLr(c, Math.min(state.epoch, c.epochs - 1)), imagesPerSec: 0, elapsed: (performance.now() - t0) / 1000, knnTop1 });
     }
+  } catch (e) {
+    if (outcome.state === 'finished') outcome = { state: 'interrupted', reason: (e as Error).message };
+    throw e;
   } finally {
+    try {
+      log?.close(outcome.state, outcome.reason);
+    } catch (e) { warn('closing the event file', e); }
     progress.stop();
     await loader.close();
     process.off('SIGINT', handlers.SIGINT);
