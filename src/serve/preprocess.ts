@@ -45,7 +45,7 @@ export async function preprocessImage(bytes: Uint8Array, p: Preprocessing, out: 
   const maxPixels = limits.maxPixels ?? 50e6;
   let meta: Awaited<ReturnType<ReturnType<typeof sharp>['metadata']>>;
   try {
-    meta = await sharp(bytes).metadata();
+    meta = await sharp(bytes, { limitInputPixels: false }).metadata(); // the header only; the limit is ours below
   } catch (e) {
     throw new HttpError(422, 'undecodable', `not a readable image: ${(e as Error).message.split('\n')[0]}`);
   }

@@ -38,7 +38,10 @@ export interface ServeOptions {
   maxPixels?: number;
   /** Most files in one multipart request; default 64. */
   maxFiles?: number;
-  /** Event-loop delay beyond which requests get 503 (@fastify/under-pressure), ms; default 2000, 0 off. */
+  /**
+   * Event-loop delay beyond which requests get 503 with Retry-After (@fastify/under-pressure), ms; default 0
+   * (off): the bounded queue is the back-pressure for embedding work, which never runs on the loop.
+   */
   maxEventLoopDelayMs?: number;
   /** onnxruntime intra-op threads; default onnxruntime's. */
   threads?: number;
@@ -101,6 +104,8 @@ export function buildServer(opts: ServeOptions): FastifyInstance {
     logger: opts.logLevel ? { level: opts.logLevel } : false,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
+    // Unknown fields (a filter key we do not have) are refused rather than silently dropped.
+    ajv: { customOptions: { removeAdditional: false } },
   });
 
   let phase: ServePhase = 'loading';
@@ -171,7 +176,7 @@ export function buildServer(opts: ServeOptions): FastifyInstance {
   app.addContentTypeParser(/^(image\/[\w.+-]+|application\/octet-stream)$/, { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 
   void app.register(underPressure, {
-    maxEventLoopDelay: opts.maxEventLoopDelayMs ?? 2000,
+    maxEventLoopDelay: opts.maxEventLoopDelayMs ?? 0,
     retryAfter: 1,
     exposeStatusRoute: false,
   });

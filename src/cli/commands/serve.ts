@@ -3,7 +3,7 @@ import { int } from './eval-common.js';
 
 interface ServeCliOpts {
   pretrained: string; index?: string; db?: string; port: string; host: string; feature: string; batch: string; batchDelay: string;
-  queue: string; bodyLimit: string; maxPixels: string; threads?: string; log: string;
+  queue: string; maxLoopDelay: string; bodyLimit: string; maxPixels: string; threads?: string; log: string;
 }
 
 export function register(program: Command): void {
@@ -19,6 +19,7 @@ export function register(program: Command): void {
     .option('--batch <n>', 'most images a forward pass (1: no batching across requests)', '32')
     .option('--batch-delay <ms>', 'longest wait before a partial batch runs', '5')
     .option('--queue <n>', 'most images waiting for the model; beyond, 503 with Retry-After', '256')
+    .option('--max-loop-delay <ms>', 'event-loop delay beyond which requests get 503 (0: off)', '1000')
     .option('--body-limit <mb>', 'largest request body (and multipart file), MiB', '16')
     .option('--max-pixels <n>', 'most pixels an image may have (checked before decoding)', '50000000')
     .option('--threads <n>', 'onnxruntime intra-op threads (default: all cores)')
@@ -32,7 +33,7 @@ export function register(program: Command): void {
       const { buildServer } = await import('../../serve/index.js');
       const app = buildServer({
         pretrained: o.pretrained, index: o.index, db: o.db, feature: o.feature, maxBatch: int('--batch', o.batch), maxDelayMs: Number(o.batchDelay),
-        maxQueue: int('--queue', o.queue), bodyLimit: Math.round(bodyMb * 2 ** 20), maxPixels: int('--max-pixels', o.maxPixels),
+        maxQueue: int('--queue', o.queue), bodyLimit: Math.round(bodyMb * 2 ** 20), maxPixels: int('--max-pixels', o.maxPixels), maxEventLoopDelayMs: int('--max-loop-delay', o.maxLoopDelay, 0),
         threads: o.threads ? int('--threads', o.threads) : undefined, logLevel: o.log === 'off' ? false : o.log,
       });
       let stopping = false;

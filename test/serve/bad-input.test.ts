@@ -1,0 +1,131 @@
+// Bad requests get their 4xx with a message, never a 500, and the server keeps serving: after each bad request
+// of the table a good one still returns the right embedding. The 50 MB body and the malformed multipart also
+// go over a real socket (127.0.0.1), where the server must answer before reading all of a too-large upload.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { request } from 'node:http';
+import { readFileSync, rmSync } from 'node:fs';
+import { deflateSync } from 'node:zlib';
+import { join } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import { buildServer } from '../../src/serve/index.js';
+import { tmpDir } from '../helpers/pytorch.js';
+import { buildIndex, labelledImages, patternImage, tinyCheckpoint } from './fixtures.js';
+
+let dir = '';
+let app: FastifyInstance;
+let good: Buffer;
+let goodVector: number[];
+
+/** A valid PNG of width×height 1-bit gray pixels, all zero: a few tens of KB that decode to `width·height` pixels. */
+function bombPng(width: number, height: number): Buffer {
+  const crcTable = Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const crc = (b: Buffer): number => {
+    let c = 0xffffffff;
+    for (const x of b) c = crcTable[(c ^ x) & 0xff]! ^ (c >>> 8);
+    return (c ^ 0xffffffff) >>> 0;
+  };
+  const chunk = (type: string, data: Buffer): Buffer => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const td = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+    const c = Buffer.alloc(4);
+    c.writeUInt32BE(crc(td));
+    return Buffer.concat([len, td, c]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr[8] = 1; // bit depth
+  ihdr[9] = 0; // grayscale
+  const raw = Buffer.alloc(height * (1 + Math.ceil(width / 8))); // filter byte 0 + zero pixels, each row
+  return Buffer.concat([Buffer.from('89504e470d0a1a0a', 'hex'), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(raw, { level: 9 })), chunk('IEND', Buffer.alloc(0))]);
+}
+
+before(async () => {
+  dir = tmpDir('moco-serve-bad-');
+  const ckpt = tinyCheckpoint(dir);
+  const files = await labelledImages(dir, ['a', 'b'], 2);
+  app = buildServer({ pretrained: ckpt, index: await buildIndex(ckpt, files, join(dir, 'e.npy')) });
+  await app.moco.loaded;
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  good = readFileSync(files[1]!);
+  const r = await app.inject({ method: 'POST', url: '/v1/embed', headers: { 'content-type': 'image/png' }, payload: good });
+  goodVector = (r.json() as { vectors: number[][] }).vectors[0]!;
+});
+after(async () => {
+  await app?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function stillServes(): Promise<void> {
+  const r = await app.inject({ method: 'POST', url: '/v1/embed', headers: { 'content-type': 'image/png' }, payload: good });
+  assert.equal(r.statusCode, 200, r.body);
+  assert.deepEqual((r.json() as { vectors: number[][] }).vectors[0], goodVector);
+}
+
+test('the bad-input table: each request gets its 4xx and the server serves the next good request', async () => {
+  const jpeg = await patternImage(1, { width: 64, height: 64, format: 'jpeg' });
+  const bomb = bombPng(20000, 20000);
+  assert.ok(bomb.length < 100_000, `the 20000×20000 PNG is ${bomb.length} bytes`);
+  const boundary = 'xyz';
+  const cases: { name: string; url?: string; type?: string; body?: Buffer | string | object; status: number; error?: RegExp }[] = [
+    { name: 'empty body (image/png)', type: 'image/png', body: Buffer.alloc(0), status: 400, error: /empty body/ },
+    { name: 'no body at all', status: 400, error: /empty body/ },
+    { name: 'truncated JPEG', type: 'image/jpeg', body: jpeg.subarray(0, Math.floor(jpeg.length / 2)), status: 422, error: /could not be decoded|not a readable image/ },
+    { name: 'text file as text/plain', type: 'text/plain', body: 'just some text\n', status: 415, error: /not accepted/ },
+    { name: 'text file labelled image/png', type: 'image/png', body: Buffer.from('just some text\n'), status: 422, error: /not a readable image/ },
+    { name: 'unsupported type (application/pdf)', type: 'application/pdf', body: Buffer.from('%PDF-1.4'), status: 415 },
+    { name: 'JSON to /v1/embed', type: 'application/json', body: { image: 'x' }, status: 415 },
+    { name: '20000×20000 PNG of a few KB', type: 'image/png', body: bomb, status: 413, error: /20000×20000 = 400000000 pixels; the limit is 50000000/ },
+    { name: '50 MB body', type: 'image/png', body: Buffer.alloc(50 * 2 ** 20, 1), status: 413 },
+    { name: 'wrong vector length', url: '/v1/search', type: 'application/json', body: { vector: [0.1, 0.2, 0.3] }, status: 400, error: /3 values; this model and index are 64-d/ },
+    { name: 'vector of strings', url: '/v1/search', type: 'application/json', body: { vector: ['a'] }, status: 400 },
+    { name: 'bad JSON', url: '/v1/search', type: 'application/json', body: '{"vector": [1, 2', status: 400 },
+    { name: 'top out of range', url: '/v1/search', type: 'application/json', body: { vector: goodVector, top: 0 }, status: 400 },
+    { name: 'malformed multipart (cut off)', type: `multipart/form-data; boundary=${boundary}`, body: `--${boundary}\r\nContent-Disposition: form-data; name="f"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n\x89PNG`, status: 400, error: /multipart/ },
+    { name: 'multipart without boundary', type: 'multipart/form-data', body: 'nothing', status: 400 },
+    { name: 'multipart with a text file', type: `multipart/form-data; boundary=${boundary}`, body: `--${boundary}\r\nContent-Disposition: form-data; name="f"; filename="a.txt"\r\nContent-Type: text/plain\r\n\r\nhello\r\n--${boundary}--\r\n`, status: 415 },
+    { name: 'unknown route', url: '/v1/embedd', type: 'image/png', body: good, status: 404 },
+  ];
+  for (const c of cases) {
+    const r = await app.inject({
+      method: 'POST', url: c.url ?? '/v1/embed', headers: c.type ? { 'content-type': c.type } : {},
+      payload: c.body === undefined ? undefined : typeof c.body === 'string' || Buffer.isBuffer(c.body) ? c.body : JSON.stringify(c.body),
+    });
+    assert.equal(r.statusCode, c.status, `${c.name}: ${r.statusCode} ${r.body.slice(0, 300)}`);
+    const j = r.json() as { error: string; message: string };
+    assert.ok(j.error && j.message, `${c.name}: an error code and a message`);
+    if (c.error) assert.match(j.message, c.error, c.name);
+    await stillServes();
+  }
+});
+
+function post(port: number, path: string, type: string, body: Buffer): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, method: 'POST', headers: { 'content-type': type, 'content-length': body.length } }, (res) => {
+      let s = '';
+      res.on('data', (d: Buffer) => { s += d.toString(); });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: s }));
+    });
+    // The server may answer and close while a too-large body is still being sent.
+    req.on('error', (e: NodeJS.ErrnoException) => (e.code === 'EPIPE' || e.code === 'ECONNRESET' ? undefined : reject(e)));
+    req.end(body);
+  });
+}
+
+test('over a real socket: 50 MB body → 413, malformed multipart → 400, then a good request → 200', async () => {
+  const port = (app.server.address() as AddressInfo).port;
+  const big = await post(port, '/v1/embed', 'image/png', Buffer.alloc(50 * 2 ** 20, 7));
+  assert.equal(big.status, 413, big.body);
+  const mp = await post(port, '/v1/embed', 'multipart/form-data; boundary=b', Buffer.from('--b\r\nContent-Disposition: form-data; name="f"; filename="x.png"\r\nContent-Type: image/png\r\n\r\nabc'));
+  assert.equal(mp.status, 400, mp.body);
+  const ok = await post(port, '/v1/embed', 'image/png', good);
+  assert.equal(ok.status, 200, ok.body);
+  assert.deepEqual((JSON.parse(ok.body) as { vectors: number[][] }).vectors[0], goodVector);
+});
