@@ -39,6 +39,9 @@ export class Batcher {
     this.maxQueue = Math.max(1, o.maxQueue ?? 256);
   }
 
+  /** A forward pass is running. */
+  get busy(): boolean { return this.running; }
+
   /** Images waiting for a forward pass. */
   get waiting(): number { return this.queue.length; }
 

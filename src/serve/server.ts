@@ -139,7 +139,7 @@ export function buildServer(opts: ServeOptions): FastifyInstance {
     get model() { return model; },
     get backend() { return backend; },
     get batcher() { return batcher; },
-    drain: () => app.close(),
+    drain: () => { if (phase !== 'failed') phase = 'draining'; return app.close(); },
   };
   app.decorate('moco', state);
 
@@ -157,6 +157,8 @@ export function buildServer(opts: ServeOptions): FastifyInstance {
     reply.header('cross-origin-opener-policy', 'same-origin');
     reply.header('cross-origin-embedder-policy', 'require-corp');
     reply.header('cross-origin-resource-policy', 'same-origin');
+    // While draining, answered keep-alive connections are closed rather than left open for keepAliveTimeout.
+    if (phase === 'draining') reply.header('connection', 'close');
   });
 
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string; validation?: unknown }, req, reply) => {

@@ -11,10 +11,11 @@ import { EmbeddingWriter } from '../../src/eval/embedding-file.js';
 import { loadEncoder } from '../../src/eval/encoder.js';
 
 /** A random-init ResNet-18 of width 8 (CIFAR stem: 32-px input; else ImageNet stem) as a safetensors state dict. */
-export function tinyCheckpoint(dir: string, o: { cifar?: boolean; seed?: number } = {}): string {
+export function tinyCheckpoint(dir: string, o: { cifar?: boolean; seed?: number; width?: number } = {}): string {
   manualSeed(o.seed ?? 7);
-  const m = createModel('resnet18', { cifarStem: o.cifar ?? true, width: 8 });
-  const file = join(dir, o.cifar ?? true ? 'tiny-cifar.safetensors' : 'tiny-imagenet.safetensors');
+  const width = o.width ?? 8;
+  const m = createModel('resnet18', { cifarStem: o.cifar ?? true, width });
+  const file = join(dir, `tiny-${o.cifar ?? true ? 'cifar' : 'imagenet'}-w${width}-s${o.seed ?? 7}.safetensors`);
   saveSafetensors(file, m.stateDict());
   m.dispose();
   return file;
