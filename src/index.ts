@@ -17,7 +17,7 @@ export {
 export { embedImages, collectImages, type EmbedOpts, type Embedded } from './eval/embed.js';
 export { EmbeddingWriter, EmbeddingIndex, type EmbeddingMeta, type EmbeddingFormat } from './eval/embedding-file.js';
 export { searchIndex, type SearchOpts, type Neighbour } from './eval/search.js';
-export { writeSearchHtml, type SearchHtmlOpts } from './eval/search-html.js';
+export { writeSearchHtml, type SearchHtmlOpts } from './views/search-html.js';
 
 // Layers, models, optimisation, MoCo and its training loop.
 export * as nn from './nn/index.js';

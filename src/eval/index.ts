@@ -7,4 +7,3 @@ export * from './knn-evaluate.js';
 export * from './embedding-file.js';
 export * from './embed.js';
 export * from './search.js';
-export * from './search-html.js';

@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import { Tensor, noGrad, tensor, tidy } from '../torch/index.js';
 import { Loader, Rng, preset, type AugmentSpec, type ImageDataset } from '../data/index.js';
 import { loadSafetensors, saveSafetensors } from '../io/safetensors.js';
+import { EventWriter } from '../io/tfevents.js';
+import { writeTextAtomic } from '../io/atomic.js';
 import { MOMENTUM_PREFIX, momentumFromTensors, momentumTensors, type SGD } from '../optim/index.js';
 import type { Linear } from '../nn/index.js';
 import { checkBackboneUnchanged, snapshotBackbone, type Encoder } from './encoder.js';
@@ -29,7 +31,8 @@ export interface LinearProbeOpts extends LinearSchedule {
   evaluate?: boolean;
   /**
    * Where `checkpoint.safetensors` (last; with the image protocol rewritten after every epoch, with the
-   * optimiser state, so that a run can resume) and `model_best.safetensors` go; default: not saved.
+   * optimiser state, so that a run can resume) and `model_best.safetensors` go, with TensorBoard event files
+   * (lincls/* scalars an epoch, at its step count) and lincls.json (the result); default: not saved.
    */
   outDir?: string;
   /**
@@ -191,6 +194,9 @@ export async function linearProbe(encoder: Encoder, train: ImageDataset, val: Im
   const config = { protocol, epochs: s.epochs, lr: s.lr, batchSize: s.batchSize, momentum: s.momentum, weightDecay: s.weightDecay, schedule: s.schedule, cos: s.cos, seed: s.seed, trainSamples: trainDs.length, source: encoder.info.file };
   const resume = o.resume ? readResumePoint(o.resume, config) : null;
   if (resume) log(`resuming from ${resume.file}: epoch ${resume.epoch + 1}, ${resume.steps} steps done`);
+  const events = o.outDir ? new EventWriter(o.outDir) : null;
+  // As pretrain: TensorBoard drops an earlier file's epochs after the one resumed from.
+  if (resume && events) events.sessionStart(resume.steps + 1);
   const firstEpoch = resume?.epoch ?? 0;
   let bestTop1 = resume?.history.length ? bestOf(resume.history).val.top1 : -Infinity;
   const snapshot = snapshotBackbone(encoder.model);
@@ -203,6 +209,12 @@ export async function linearProbe(encoder: Encoder, train: ImageDataset, val: Im
     log(`epoch ${m.epoch + 1}/${s.epochs}: lr ${m.lr.toPrecision(3)}, train loss ${m.trainLoss.toFixed(4)}, train top-1 ${m.trainTop1.toFixed(2)}, val top-1 ${m.val.top1.toFixed(2)}, top-5 ${m.val.top5.toFixed(2)} (${m.seconds.toFixed(1)} s)`);
     if (bestPath && m.val.top1 > bestTop1) saveClassifier(bestPath, encoder, head, info(m));
     bestTop1 = Math.max(bestTop1, m.val.top1);
+    if (events) {
+      const put = (tag: string, v: number): void => events.scalar(`lincls/${tag}`, v, m.steps);
+      put('train_loss', m.trainLoss); put('train_acc1', m.trainTop1); put('val_loss', m.val.loss);
+      put('val_acc1', m.val.top1); put('val_acc5', m.val.top5); put('lr', m.lr);
+      events.flush();
+    }
     o.onEpoch?.(m);
   };
 
@@ -236,15 +248,19 @@ export async function linearProbe(encoder: Encoder, train: ImageDataset, val: Im
     try {
       const last = history[history.length - 1]!;
       const b = bestOf(history);
-      return {
+      const result: LinearProbeResult = {
         protocol, arch: encoder.info.arch, numClasses, featureDim: featDim, trainSamples: trainDs.length, valSamples: val.length,
         epochs: history.length, steps, best: { epoch: b.epoch, top1: b.val.top1, top5: b.val.top5 }, last: last.val, history,
         checkpoint: ckptPath, bestCheckpoint: bestPath, seconds: (performance.now() - t0) / 1000,
       };
+      // What `moco report` shows as the linear top-1 of the run directory this folder sits in.
+      if (o.outDir) writeTextAtomic(join(o.outDir, 'lincls.json'), `${JSON.stringify(result, null, 2)}\n`);
+      return result;
     } finally {
       head.dispose();
     }
   } finally {
+    events?.close();
     for (const t of snapshot.values()) t.dispose();
     if (trainDs !== train) trainDs.dispose();
   }

@@ -15,6 +15,7 @@ import type { StepMetrics } from './metrics.js';
 import { restoreCheckpoint, saveCheckpoint, type LoadedCheckpoint, type RunState } from './checkpoint.js';
 import { RunLog, tensorHistogram } from './run-log.js';
 import { renderNeighbourGrid } from '../views/neighbour-grid.js';
+import { writeReport } from '../views/report.js';
 import { Progress } from './progress.js';
 
 export interface PretrainOptions {
@@ -171,7 +172,10 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
     mkdirSync(c.out, { recursive: true });
     writeTextAtomic(join(c.out, 'config.json'), `${JSON.stringify(c, null, 2)}\n`);
   }
-  const log = isMain ? new RunLog(c.out, { fromStep: state.step, device: c.device, command: o.command }) : null;
+
+  const bpe = loader.batchesPerEpoch;
+  const totalSteps = c.maxSteps > 0 ? Math.min(c.maxSteps, c.epochs * bpe) : c.epochs * bpe;
+  const log = isMain ? new RunLog(c.out, { fromStep: state.step, device: c.device, stepsPerEpoch: bpe, totalSteps, command: o.command }) : null;
   const warn = (what: string, e: unknown): void => {
     if (!quiet) process.stderr.write(`warning: ${what}: ${(e as Error).message}\n`);
   };
@@ -193,8 +197,6 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
       log.image('eval/knn_neighbours', 'knn-neighbours.png', g.png, g.width, g.height, row.step);
     } catch (e) { warn('nearest-neighbour grid', e); }
   };
-  const bpe = loader.batchesPerEpoch;
-  const totalSteps = c.maxSteps > 0 ? Math.min(c.maxSteps, c.epochs * bpe) : c.epochs * bpe;
   const progress = new Progress(totalSteps, state.step, c.printFreq, !quiet);
 
   let stopSignal: string | null = null;
@@ -327,6 +329,12 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
     try {
       log?.close(outcome.state, outcome.reason);
     } catch (e) { warn('closing the event file', e); }
+    // The page to look at, however the run ended.
+    if (log) {
+      try {
+        writeReport([c.out], join(c.out, 'report.html'));
+      } catch (e) { warn('report.html', e); }
+    }
     progress.stop();
     await loader.close();
     process.off('SIGINT', handlers.SIGINT);

@@ -29,6 +29,10 @@ export interface RunInfo {
   /** Why it stopped, for interrupted and diverged runs. */
   reason?: string;
   steps: number;
+  /** Optimizer steps an epoch (for an epoch axis). */
+  stepsPerEpoch: number;
+  /** Steps the run was configured for (--epochs, or --max-steps when smaller). */
+  totalSteps: number;
   /** Sessions: 1 + the number of resumes. */
   sessions: number;
 }
@@ -67,7 +71,7 @@ export class RunLog {
   private readonly previousS: number;
 
   /** `fromStep` > 0: a resumption — metrics after it are dropped, and the new event file starts with a SessionLog START. */
-  constructor(readonly dir: string, o: { fromStep: number; device: string; command?: string[] }) {
+  constructor(readonly dir: string, o: { fromStep: number; device: string; stepsPerEpoch: number; totalSteps: number; command?: string[] }) {
     this.metrics = new MetricsWriter(dir, o.fromStep);
     this.events = new EventWriter(dir);
     // TensorBoard purges events at or after a START's step: the first step this session writes.
@@ -83,6 +87,8 @@ export class RunLog {
       durationS: this.previousS,
       state: 'running',
       steps: o.fromStep,
+      stepsPerEpoch: o.stepsPerEpoch,
+      totalSteps: o.totalSteps,
       sessions: (prev?.sessions ?? 0) + 1,
     };
     this.writeInfo();

@@ -3,7 +3,7 @@
 import sharp from 'sharp';
 import { dirname, relative, resolve } from 'node:path';
 import { writeTextAtomic } from '../io/atomic.js';
-import type { Neighbour } from './search.js';
+import type { Neighbour } from '../eval/search.js';
 
 export interface SearchHtmlOpts {
   /** Inline images as 128-px JPEG thumbnails, so the page stands alone; default false (relative paths). */

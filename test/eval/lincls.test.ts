@@ -2,7 +2,7 @@
 // and loadEncoder on official MoCo / torchvision files (features vs PyTorch) and on run directories.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { dispose, manualSeed, noGrad, randn, tensor } from '../../src/torch/index.js';
 import { createModel, projectionHead } from '../../src/models/index.js';
@@ -14,6 +14,8 @@ import { randomPadCrop } from '../../src/eval/pad-crop.js';
 import { Rng } from '../../src/data/rng.js';
 import { interop } from '../helpers/interop.js';
 import { assertClose, tmpDir } from '../helpers/pytorch.js';
+import { readEventFiles, visibleScalars } from '../helpers/tfevents.js';
+import { eventFiles } from '../../src/train/run-log.js';
 
 /** A run directory as the pre-training loop writes it: checkpoint_0001.safetensors + `last`. */
 function fakeRun(dir: string): void {
@@ -128,6 +130,15 @@ test('image protocol: 1 epoch + resume to 3 gives the epochs of one 3-epoch run;
     assert.deepEqual(pick(rest), pick(whole));
     const [a, b] = [loadSafetensors(join(dir, 'a', 'checkpoint.safetensors')).tensors, loadSafetensors(join(dir, 'b', 'checkpoint.safetensors')).tensors];
     assertClose(b.get('fc.weight')!, a.get('fc.weight')!, 'fc after resume', { rtol: 0, atol: 0 });
+    // TensorBoard sees the same lincls/* scalars in the resumed folder's two event files as in the whole run's one
+    // (read by the independent Python reader), and lincls.json holds the result.
+    const scalars = (d: string): Map<string, number> => visibleScalars(readEventFiles(eventFiles(join(dir, d))));
+    const [sa, sb] = [scalars('a'), scalars('b')];
+    assert.equal(eventFiles(join(dir, 'b')).length, 2);
+    assert.equal(sa.get(`lincls/val_acc1@${whole.steps}`), Math.fround(whole.last.top1));
+    assert.equal(sa.size, 3 * 6);
+    assert.deepEqual([...sb.entries()].sort(), [...sa.entries()].sort());
+    assert.equal((JSON.parse(readFileSync(join(dir, 'b', 'lincls.json'), 'utf8')) as { best: { top1: number } }).best.top1, rest.best!.top1);
     // The last checkpoint (with optimiser state) is still a plain classifier for --evaluate.
     const last = loadEncoder(join(dir, 'b', 'checkpoint.safetensors'));
     assert.equal((await linearProbe(last, ...data(), { evaluate: true })).last.top1, rest.last.top1);

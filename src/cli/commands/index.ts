@@ -11,6 +11,7 @@ import { register as knn } from './knn.js';
 import { register as search } from './search.js';
 import { register as cache } from './cache.js';
 import { register as serve } from './serve.js';
+import { register as report } from './report.js';
 
 export function registerCommands(program: Command): void {
   info(program);
@@ -24,4 +25,5 @@ export function registerCommands(program: Command): void {
   search(program);
   cache(program);
   serve(program);
+  report(program);
 }

@@ -20,7 +20,8 @@ export function register(program: Command): void {
     .action(async (o: SearchCliOpts) => {
       applyThreads(o.threads);
       if (o.format !== 'json' && o.format !== 'table') throw new Error(`--format must be json or table, got '${o.format}'`);
-      const { collectImages, describeEncoder, embedImages, EmbeddingIndex, loadEncoder, searchIndex, writeSearchHtml } = await import('../../eval/index.js');
+      const { collectImages, describeEncoder, embedImages, EmbeddingIndex, loadEncoder, searchIndex } = await import('../../eval/index.js');
+      const { writeSearchHtml } = await import('../../views/search-html.js');
       const index = EmbeddingIndex.open(o.index);
       try {
         const ckpt = o.pretrained ?? index.meta.pretrained;
