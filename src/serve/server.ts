@@ -243,7 +243,7 @@ export function buildServer(opts: ServeOptions): FastifyInstance {
       const { model: m, batcher: b } = ready();
       const mi: ServeModelInfo = m.info;
       return {
-        model: { source: mi.source, kind: mi.kind, arch: mi.arch, feature: mi.feature, normalized: mi.normalized, onnx: '/model.onnx' },
+        model: { source: mi.source, kind: mi.kind, arch: mi.arch, feature: mi.feature, normalized: mi.normalized, onnx: 'model.onnx' },
         dim: mi.dim,
         preprocessing: mi.preprocessing,
         index: backend ? { kind: backend.kind, source: backend.source, size: backend.size, dim: backend.dim } : null,

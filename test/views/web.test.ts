@@ -1,0 +1,81 @@
+// The browser page in Debian's chromium (offline, only the 127.0.0.1 server reachable): pick a generated image,
+// the page embeds it with onnxruntime-web exactly as the model's recorded preprocessing says, the vector matches
+// onnxruntime-node's for the same file (cosine ≥ 0.99), and the neighbours from /v1/search render with their
+// thumbnails; no console errors. A screenshot goes to /tmp/serve-shots/.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import type { Browser } from 'playwright-core';
+import type { FastifyInstance } from 'fastify';
+import { buildServer } from '../../src/serve/index.js';
+import { embedFilesOnnx } from '../../src/io/onnx-embed.js';
+import { launchBrowser, openGuarded } from '../helpers/browser.js';
+import { tmpDir } from '../helpers/pytorch.js';
+import { buildIndex, labelledImages, patternImage, tinyCheckpoint } from '../serve/fixtures.js';
+
+const SHOTS = '/tmp/serve-shots';
+let dir = '';
+let browser: Browser;
+let app: FastifyInstance;
+let origin = '';
+
+before(async () => {
+  dir = tmpDir('moco-web-');
+  mkdirSync(SHOTS, { recursive: true });
+  // ImageNet stem: the page must resize the shorter side and center-crop, as the server does.
+  const ckpt = tinyCheckpoint(dir, { cifar: false, seed: 11 });
+  const files = await labelledImages(dir, ['stripes', 'bands', 'plain'], 4, 96);
+  app = buildServer({ pretrained: ckpt, index: await buildIndex(ckpt, files, join(dir, 'gallery.npy')) });
+  await app.moco.loaded;
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  origin = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+  browser = await launchBrowser();
+});
+after(async () => {
+  await browser?.close();
+  await app?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let d = 0, na = 0, nb = 0;
+  for (let i = 0; i < a.length; i++) { d += a[i]! * b[i]!; na += a[i]! ** 2; nb += b[i]! ** 2; }
+  return d / Math.sqrt(na * nb);
+}
+
+test('served page: picked image embedded in the browser ≈ onnxruntime-node, neighbours with thumbnails', async () => {
+  const img = await patternImage(5, { width: 320, height: 200, kind: 1, format: 'jpeg' });
+  const file = join(dir, 'query.jpg');
+  writeFileSync(file, img);
+  const model = join(dir, 'served.onnx');
+  writeFileSync(model, (await app.inject('/model.onnx')).rawPayload);
+  const ref = await embedFilesOnnx(model, [file], { isolate: true });
+
+  const { page, errors, blocked } = await openGuarded(browser, { allow: (u) => u.startsWith(`${origin}/`) || /^(data|blob):/.test(u) });
+  await page.goto(`${origin}/`);
+  await page.waitForSelector('#status[data-state="ready"]', { timeout: 60_000 });
+  assert.equal(await page.evaluate(() => self.crossOriginIsolated), true, 'COOP/COEP make the page cross-origin isolated');
+  await page.setInputFiles('#file', { name: 'query.jpg', mimeType: 'image/jpeg', buffer: img });
+  await page.waitForSelector('#status[data-state="done"], #status[data-state="error"]', { timeout: 60_000 });
+  const last = await page.evaluate(() => (window as unknown as { mocoLast: { vector: number[]; hits: { row: number; label: string }[] } }).mocoLast);
+  assert.ok(last, await page.textContent('#status') ?? '');
+  assert.equal(last.vector.length, ref.dim);
+  const c = cosine(last.vector, ref.data);
+  assert.ok(c >= 0.99, `cosine(browser, onnxruntime-node) = ${c}`);
+  console.error(`cosine(browser, onnxruntime-node) = ${c.toFixed(6)}`);
+  assert.equal(last.hits.length, 8);
+  // The page's neighbours are the server's for the node vector too (same model, same index).
+  const server = await app.inject({ method: 'POST', url: '/v1/search', payload: { vector: Array.from(ref.data), top: 8 } });
+  const serverRows = (server.json() as { results: { neighbours: { row: number }[] }[] }).results[0]!.neighbours.map((h) => h.row);
+  // (Only the best one: further down, a random-init tiny model's scores are near ties that a 1e-3 change reorders.)
+  assert.equal(last.hits[0]!.row, serverRows[0]);
+  const thumbs = await page.$$eval('#hits .hit img', (ims) => ims.map((i) => (i as HTMLImageElement).complete && (i as HTMLImageElement).naturalWidth));
+  assert.equal(thumbs.length, 8);
+  assert.ok(thumbs.every((w) => w === 160), `thumbnails loaded: ${thumbs.join(',')}`);
+  await page.screenshot({ path: join(SHOTS, 'served.png'), fullPage: true });
+  assert.deepEqual(errors, []);
+  assert.deepEqual(blocked, []);
+  await page.context().close();
+});
