@@ -164,7 +164,7 @@ figcaption{color:var(--muted);font-size:12.5px;max-width:520px}
 table.list{border-collapse:collapse;margin:6px 0 10px}
 table.list th,table.list td{border-bottom:1px solid var(--line);padding:4px 14px 4px 0;text-align:left;vertical-align:top}
 table.list caption{text-align:left;color:var(--muted);padding-bottom:4px}
-.cmp{display:flex;gap:40px;flex-wrap:wrap}
+.cmp{display:flex;gap:40px;flex-wrap:wrap;align-items:flex-start}
 .tag{font-size:11px;background:#e6eefc;color:#1f4fa0;border-radius:8px;padding:0 6px}
 .none{color:var(--muted)}
 pre{background:#f3f5f9;border:1px solid var(--line);border-radius:6px;padding:10px;overflow:auto;font-size:12.5px;max-height:420px}

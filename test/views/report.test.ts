@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { pretrain, resolveConfig, type ConfigOverrides } from '../../src/train/index.js';
+import { pretrain, readMetrics, resolveConfig, type ConfigOverrides } from '../../src/train/index.js';
 import { loadReportRun } from '../../src/views/report-data.js';
 import { renderReport, scriptJson, writeReport } from '../../src/views/report.js';
 import { launchBrowser, openGuarded } from '../helpers/browser.js';
@@ -30,6 +30,17 @@ test('a report of two runs renders in chromium: charts drawn, images decoded, no
   await pretrain(resolveConfig('synthetic:128', { ...TINY, lr: 0.03, out: b }), { quiet: true });
   // Every run leaves its own report behind.
   for (const d of [a, b]) assert.ok(existsSync(join(d, 'report.html')), `${d}/report.html`);
+  // The cards' numbers are the metrics' own.
+  const rows = readMetrics(a);
+  const run = loadReportRun(a);
+  const knnRows = rows.filter((r) => r.knnTop1 !== undefined);
+  assert.equal(run.summary.knnLast, knnRows.at(-1)!.knnTop1);
+  assert.equal(run.summary.knnInit, knnRows[0]!.knnTop1);
+  assert.equal(run.summary.knnBest, Math.max(...knnRows.filter((r) => r.step > 0).map((r) => r.knnTop1!)));
+  assert.equal(run.summary.finalLoss, rows.filter((r) => r.knnTop1 === undefined).at(-1)!.loss);
+  assert.equal(run.steps.step.length, 8);
+  assert.deepEqual(run.steps.epoch, [1, 2, 3, 4, 5, 6, 7, 8].map((s) => s / 4));
+  assert.equal(run.info?.state, 'finished');
   const out = join(root, 'compare.html');
   writeReport([a, b], out);
   const html = readFileSync(out, 'utf8');
