@@ -42,6 +42,32 @@ export function stemPreprocessing(cifar: boolean, size?: number): Preprocessing 
   return { size: s, resize: Math.round((s * 256) / 224), ...IMAGENET, preset: 'eval' };
 }
 
+/**
+ * Exports a checkpoint's encoder (file or run directory, any format `moco embed` reads) to ONNX in memory,
+ * L2-normalised as `moco embed`'s vectors, with its evaluation preprocessing recorded in the model's metadata
+ * (`preprocess`) and returned.
+ */
+export async function checkpointToOnnx(path: string, feature: ServeFeature = 'backbone'): Promise<{ bytes: Uint8Array; info: ServeModelInfo }> {
+  const { loadEncoder } = await import('../eval/encoder.js');
+  const { buildResNetOnnx } = await import('../io/onnx-export.js');
+  const enc = loadEncoder(path);
+  try {
+    const pre = enc.preprocess();
+    const mean = [...pre.augmentOpts.mean!] as [number, number, number];
+    const std = [...pre.augmentOpts.std!] as [number, number, number];
+    const preprocessing: Preprocessing = pre.augment === 'cifar-eval'
+      ? { size: pre.augmentOpts.size ?? 32, resize: null, mean, std, preset: pre.augment }
+      : { ...stemPreprocessing(false, pre.augmentOpts.size), mean, std };
+    const dim = enc.dim(feature);
+    const bytes = encodeModel(buildResNetOnnx(enc.model.stateDict(), {
+      head: feature === 'head', normalize: true, metadata: { source: resolve(enc.info.file), preprocess: JSON.stringify(preprocessing) },
+    }));
+    return { bytes, info: { source: resolve(enc.info.file), kind: 'checkpoint', arch: enc.info.arch + (enc.info.cifarStem ? ' (CIFAR stem)' : ''), feature, normalized: true, dim, preprocessing } };
+  } finally {
+    enc.dispose();
+  }
+}
+
 /** A loaded model: preprocessing, ONNX bytes and a runner. Call {@link close} when done. */
 export class ServeModel {
   private constructor(
@@ -72,25 +98,7 @@ export class ServeModel {
       }, bytes, runner, null);
     }
     // A checkpoint: libtorch loads it (any format the project reads) and the exporter writes its graph.
-    const { loadEncoder } = await import('../eval/encoder.js');
-    const { buildResNetOnnx } = await import('../io/onnx-export.js');
-    const enc = loadEncoder(path);
-    let bytes: Uint8Array;
-    let info: ServeModelInfo;
-    try {
-      const pre = enc.preprocess();
-      const preprocessing = pre.augment === 'cifar-eval'
-        ? { size: pre.augmentOpts.size ?? 32, resize: null, mean: [...pre.augmentOpts.mean!] as [number, number, number], std: [...pre.augmentOpts.std!] as [number, number, number], preset: pre.augment }
-        : { ...stemPreprocessing(false, pre.augmentOpts.size), mean: [...pre.augmentOpts.mean!] as [number, number, number], std: [...pre.augmentOpts.std!] as [number, number, number] };
-      const dim = enc.dim(feature);
-      const sd = enc.model.stateDict();
-      bytes = encodeModel(buildResNetOnnx(sd, {
-        head: feature === 'head', normalize: true, metadata: { source: resolve(enc.info.file), preprocess: JSON.stringify(preprocessing) },
-      }));
-      info = { source: resolve(enc.info.file), kind: 'checkpoint', arch: enc.info.arch + (enc.info.cifarStem ? ' (CIFAR stem)' : ''), feature, normalized: true, dim, preprocessing };
-    } finally {
-      enc.dispose();
-    }
+    const { bytes, info } = await checkpointToOnnx(path, feature);
     const tmp = mkdtempSync(join(tmpdir(), 'moco-serve-'));
     try {
       const file = join(tmp, 'model.onnx');

@@ -4,7 +4,8 @@
 // thumbnails; no console errors. A screenshot goes to /tmp/serve-shots/.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Browser } from 'playwright-core';
@@ -12,7 +13,9 @@ import type { FastifyInstance } from 'fastify';
 import { buildServer } from '../../src/serve/index.js';
 import { embedFilesOnnx } from '../../src/io/onnx-embed.js';
 import { launchBrowser, openGuarded } from '../helpers/browser.js';
-import { tmpDir } from '../helpers/pytorch.js';
+import { repoRoot, tmpDir } from '../helpers/pytorch.js';
+import Fastify from 'fastify';
+import fastifyStatic from '@fastify/static';
 import { buildIndex, labelledImages, patternImage, tinyCheckpoint } from '../serve/fixtures.js';
 
 const SHOTS = '/tmp/serve-shots';
@@ -20,13 +23,15 @@ let dir = '';
 let browser: Browser;
 let app: FastifyInstance;
 let origin = '';
+let ckpt = '';
+let files: string[] = [];
 
 before(async () => {
   dir = tmpDir('moco-web-');
   mkdirSync(SHOTS, { recursive: true });
   // ImageNet stem: the page must resize the shorter side and center-crop, as the server does.
-  const ckpt = tinyCheckpoint(dir, { cifar: false, seed: 11 });
-  const files = await labelledImages(dir, ['stripes', 'bands', 'plain'], 4, 96);
+  ckpt = tinyCheckpoint(dir, { cifar: false, seed: 11 });
+  files = await labelledImages(dir, ['stripes', 'bands', 'plain'], 4, 96);
   app = buildServer({ pretrained: ckpt, index: await buildIndex(ckpt, files, join(dir, 'gallery.npy')) });
   await app.moco.loaded;
   await app.listen({ port: 0, host: '127.0.0.1' });
@@ -78,4 +83,43 @@ test('served page: picked image embedded in the browser ≈ onnxruntime-node, ne
   assert.deepEqual(errors, []);
   assert.deepEqual(blocked, []);
   await page.context().close();
+});
+
+test('static export (moco export --format onnx --web): the page compares against its bundled gallery, no server API', async () => {
+  const out = join(dir, 'web');
+  execFileSync(process.execPath, [join(repoRoot(), 'dist', 'src', 'cli', 'main.js'), 'export', ckpt, '--format', 'onnx', '--web', out, '--gallery', join(dir, 'images')], { stdio: 'pipe' });
+  for (const f of ['index.html', 'app.js', 'style.css', 'model.onnx', 'model.json', 'gallery.json', 'ort/ort.wasm.min.mjs', 'ort/ort-wasm-simd-threaded.wasm']) assert.ok(existsSync(join(out, f)), f);
+  const meta = JSON.parse(readFileSync(join(out, 'model.json'), 'utf8')) as { server: boolean; gallerySize: number; preprocessing: { size: number; resize: number } };
+  assert.equal(meta.server, false);
+  assert.equal(meta.gallerySize, files.length);
+  assert.deepEqual([meta.preprocessing.size, meta.preprocessing.resize], [224, 256]);
+  // Any static file server: here one without cross-origin isolation headers (the page falls back to one thread).
+  const st = Fastify();
+  await st.register(fastifyStatic, { root: out });
+  await st.listen({ port: 0, host: '127.0.0.1' });
+  const so = `http://127.0.0.1:${(st.server.address() as AddressInfo).port}`;
+  try {
+    const gallery = JSON.parse(readFileSync(join(out, 'gallery.json'), 'utf8')) as { items: { name: string; vector: number[] }[] };
+    const query = files[7]!;
+    const { page, errors, blocked } = await openGuarded(browser, { allow: (u) => u.startsWith(`${so}/`) || /^(data|blob):/.test(u) });
+    await page.goto(`${so}/`);
+    await page.waitForSelector('#status[data-state="ready"]', { timeout: 60_000 });
+    await page.setInputFiles('#file', { name: 'q.png', mimeType: 'image/png', buffer: readFileSync(query) });
+    await page.waitForSelector('#status[data-state="done"], #status[data-state="error"]', { timeout: 60_000 });
+    const last = await page.evaluate(() => (window as unknown as { mocoLast: { vector: number[]; hits: { path: string; score: number }[] } }).mocoLast);
+    assert.ok(last, await page.textContent('#status') ?? '');
+    // The gallery vector of the same file was computed by onnxruntime-node in the export.
+    const c = cosine(last.vector, gallery.items.find((i) => i.name === query)!.vector);
+    assert.ok(c >= 0.99, `cosine(browser, onnxruntime-node) = ${c}`);
+    console.error(`static page: cosine(browser, onnxruntime-node) = ${c.toFixed(6)}`);
+    assert.equal(last.hits.length, 8);
+    assert.equal(last.hits[0]!.path, query, 'a gallery image finds itself first');
+    assert.ok(await page.$$eval('#hits .hit img', (ims) => ims.every((i) => (i as HTMLImageElement).naturalWidth === 160)));
+    await page.screenshot({ path: join(SHOTS, 'static.png'), fullPage: true });
+    assert.deepEqual(errors, []);
+    assert.deepEqual(blocked, []);
+    await page.context().close();
+  } finally {
+    await st.close();
+  }
 });

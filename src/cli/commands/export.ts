@@ -6,14 +6,14 @@ import { saveSafetensors } from '../../io/safetensors.js';
 import { saveTorch } from '../../io/torch-save.js';
 import { exportResNetOnnx } from '../../io/onnx-export.js';
 
-interface ExportOpts { format: string; out: string; head: boolean; opset: string; dynamicBatch: boolean; batch: string; normalize: boolean }
+interface ExportOpts { format: string; out?: string; web?: string; gallery?: string[]; galleryMax: string; head: boolean; opset: string; dynamicBatch: boolean; batch: string; normalize: boolean }
 
 export function register(program: Command): void {
   program
     .command('export')
     .description('export the query encoder of a checkpoint (ours, official MoCo, torchvision) for other frameworks')
     .argument('<ckpt>', 'a checkpoint (.safetensors, .pth, .pth.tar) or a run directory (its latest checkpoint)')
-    .requiredOption('--out <path>', 'output file')
+    .option('--out <path>', 'output file (optional with --web)')
     .option('--format <fmt>', 'torchvision (.pth state dict for torch.load / Detectron2), safetensors, or onnx', 'torchvision')
     .option('--head', 'include the projection head (fc or MLP); for onnx also the L2 normalisation', false)
     .option('--opset <n>', 'ONNX opset', '17')
@@ -21,7 +21,13 @@ export function register(program: Command): void {
     .option('--no-dynamic-batch', 'ONNX: fixed batch of --batch')
     .option('--batch <n>', 'ONNX: batch size when not dynamic', '1')
     .option('--no-normalize', 'ONNX: no L2 normalisation of the output')
-    .action((ckpt: string, o: ExportOpts) => {
+    .option('--web <dir>', 'ONNX: also write the browser page as a static folder (page, onnxruntime-web, model.onnx, model.json)')
+    .option('--gallery <paths...>', 'with --web: images (files or folders) bundled as the page\'s gallery')
+    .option('--gallery-max <n>', 'with --web: most gallery images', '200')
+    .action(async (ckpt: string, o: ExportOpts) => {
+      if (o.web !== undefined) return exportWeb(ckpt, o);
+      if (!o.out) throw new Error('--out <path> is required (or --format onnx --web <dir>)');
+      const out = o.out;
       const { weights: w } = loadCheckpointWeights(ckpt);
       try {
         console.error(describeImport(w));
@@ -29,16 +35,16 @@ export function register(program: Command): void {
         if (o.head || o.format === 'onnx') for (const [k, t] of w.head) sd.set(k, t);
         switch (o.format) {
           case 'torchvision':
-            saveTorch(o.out, sd);
+            saveTorch(out, sd);
             break;
           case 'safetensors': {
             const meta: Record<string, string> = { source: ckpt, layout: w.layout, head: o.head ? w.headKind : 'none' };
             for (const [k, v] of Object.entries(w.meta)) meta[k] = String(v);
-            saveSafetensors(o.out, sd, meta);
+            saveSafetensors(out, sd, meta);
             break;
           }
           case 'onnx': {
-            const bytes = exportResNetOnnx(o.out, sd, {
+            const bytes = exportResNetOnnx(out, sd, {
               head: o.head, normalize: o.normalize, opset: Number(o.opset), dynamicBatch: o.dynamicBatch, batchSize: Number(o.batch),
               metadata: { source: ckpt },
             });
@@ -48,9 +54,29 @@ export function register(program: Command): void {
           default:
             throw new Error(`unknown --format '${o.format}' (torchvision, safetensors, onnx)`);
         }
-        console.error(`wrote ${o.out}`);
+        console.error(`wrote ${out}`);
       } finally {
         dispose([...w.backbone.values(), ...w.head.values()]);
       }
     });
+}
+
+async function exportWeb(ckpt: string, o: ExportOpts): Promise<void> {
+  if (o.format !== 'onnx') throw new Error(`--web needs --format onnx (got --format ${o.format})`);
+  if (!o.normalize) throw new Error('--web serves normalised embeddings; drop --no-normalize');
+  const max = Number(o.galleryMax);
+  if (!Number.isInteger(max) || max < 1) throw new Error(`--gallery-max must be a positive integer, got '${o.galleryMax}'`);
+  const { checkpointToOnnx } = await import('../../serve/model.js');
+  const { writeWebFolder } = await import('../../views/web-export.js');
+  const { collectImages } = await import('../../eval/embed.js');
+  const { writeTextAtomic } = await import('../../io/atomic.js');
+  const gallery = o.gallery ? collectImages(o.gallery) : [];
+  if (o.gallery && !gallery.length) throw new Error(`--gallery ${o.gallery.join(' ')}: no image files found`);
+  if (gallery.length > max) console.error(`moco export: gallery of ${gallery.length} images cut to the first ${max} (--gallery-max)`);
+  const { bytes, info } = await checkpointToOnnx(ckpt, o.head ? 'head' : 'backbone');
+  const files = await writeWebFolder(o.web!, bytes, info, {
+    gallery: gallery.slice(0, max), onSkip: (f, why) => console.error(`moco export: gallery: skipping ${f}: ${why}`),
+  });
+  if (o.out) writeTextAtomic(o.out, bytes);
+  console.error(`moco export: wrote the page to ${o.web} (${files.length} files, ${info.dim}-d ${info.feature}, ${info.preprocessing.size}-px input)${o.out ? ` and ${o.out}` : ''}; serve the folder with any static file server`);
 }

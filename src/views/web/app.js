@@ -82,6 +82,7 @@ async function main() {
   const p = info.preprocessing;
   const geometry = p.resize === null ? `stretched to ${p.size}×${p.size}` : `shorter side ${p.resize}, center crop ${p.size}`;
   $('model').textContent = `${info.model.arch} · ${info.dim}-d ${info.model.feature} · ${geometry} · ${info.server ? (info.index ? `index of ${info.index.size} images` : 'no index') : `static page, gallery of ${info.gallerySize ?? 0}`}`;
+  $('footer').textContent += info.server ? ' Only its vector is sent, to the server\'s /v1/search.' : ' Neighbours come from the gallery bundled with this page.';
   // Threads need cross-origin isolation (the server sends COOP/COEP); a plain static server gets one thread.
   ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
   ort.env.wasm.wasmPaths = new URL('ort/', location.href).href;

@@ -1,0 +1,83 @@
+// `moco export --format onnx --web OUT/`: the browser page as a static folder — the page, onnxruntime-web's
+// wasm files, the model and its recorded preprocessing (model.json), and optionally a small gallery (vectors
+// and thumbnails of a few images, embedded by the same ONNX model through onnxruntime-node) that the page
+// compares against when no server is there.
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { writeTextAtomic } from '../io/atomic.js';
+import { OnnxRunner } from '../io/onnx-runtime.js';
+import { preprocessImage } from '../serve/preprocess.js';
+import { ortWebDist, WEB_ROOT } from '../serve/server.js';
+import type { ServeModelInfo } from '../serve/model.js';
+
+/** The page's files, and the onnxruntime-web files `ort.wasm.min.mjs` loads. */
+const PAGE_FILES = ['index.html', 'app.js', 'style.css'];
+const ORT_FILES = ['ort.wasm.min.mjs', 'ort-wasm-simd-threaded.mjs', 'ort-wasm-simd-threaded.wasm'];
+
+/** One gallery image as the page reads it from gallery.json. */
+export interface GalleryItem {
+  /** The file's path as given. */
+  name: string;
+  /** Its folder's name (ImageFolder label), if any. */
+  label: string | null;
+  /** A 160-px JPEG thumbnail as a data: URL. */
+  thumb: string;
+  vector: number[];
+}
+
+export interface WebExportOptions {
+  /** Image files to embed into the bundled gallery; default none. */
+  gallery?: string[];
+  /** Called for a gallery file that cannot be used. */
+  onSkip?: (file: string, reason: string) => void;
+}
+
+/**
+ * Writes the static page folder `out` for an ONNX model (`bytes`, described by `info`). Every file is written
+ * atomically. Returns the paths written.
+ */
+export async function writeWebFolder(out: string, bytes: Uint8Array, info: ServeModelInfo, o: WebExportOptions = {}): Promise<string[]> {
+  mkdirSync(join(out, 'ort'), { recursive: true });
+  const written: string[] = [];
+  const put = (name: string, data: string | Uint8Array): void => { writeTextAtomic(join(out, name), data); written.push(join(out, name)); };
+  for (const f of PAGE_FILES) put(f, readFileSync(join(WEB_ROOT, f)));
+  for (const f of ORT_FILES) put(join('ort', f), readFileSync(join(ortWebDist(), f)));
+  put('model.onnx', bytes);
+  const items = o.gallery?.length ? await embedGallery(join(out, 'model.onnx'), info, o.gallery, o.onSkip) : [];
+  if (items.length) put('gallery.json', JSON.stringify({ dim: info.dim, items }));
+  put('model.json', JSON.stringify({
+    model: { source: info.source, kind: info.kind, arch: info.arch, feature: info.feature, normalized: info.normalized, onnx: 'model.onnx' },
+    dim: info.dim, preprocessing: info.preprocessing, index: null, server: false,
+    gallery: items.length ? 'gallery.json' : null, gallerySize: items.length,
+  }, null, 1) + '\n');
+  return written;
+}
+
+/** Embeds gallery images with the exported model exactly as `moco serve` does (sharp, then onnxruntime). */
+async function embedGallery(model: string, info: ServeModelInfo, files: string[], onSkip?: (file: string, reason: string) => void): Promise<GalleryItem[]> {
+  const { labelOf } = await import('../serve/search-backend.js');
+  const s = info.preprocessing.size;
+  // A child process: the CLI that calls this has libtorch loaded.
+  const runner = await OnnxRunner.open(model, { isolate: true });
+  try {
+    const items: GalleryItem[] = [];
+    for (const f of files) {
+      const x = new Float32Array(3 * s * s);
+      let bytes: Buffer;
+      try {
+        bytes = readFileSync(f);
+        await preprocessImage(bytes, info.preprocessing, x, 0);
+      } catch (e) {
+        onSkip?.(f, (e as Error).message);
+        continue;
+      }
+      const y = Object.values(await runner.run(x, [1, 3, s, s]))[0]!;
+      const thumb = await sharp(bytes).autoOrient().resize(160, 160, { fit: 'cover' }).jpeg({ quality: 80 }).toBuffer();
+      items.push({ name: f, label: labelOf(f), thumb: `data:image/jpeg;base64,${thumb.toString('base64')}`, vector: Array.from(y.data) });
+    }
+    return items;
+  } finally {
+    await runner.close();
+  }
+}
