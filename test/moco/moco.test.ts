@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as torch from '../../src/torch/index.js';
 import { Tensor } from '../../src/torch/index.js';
-import { MoCo } from '../../src/moco/index.js';
+import { MoCo, instanceAccuracy } from '../../src/moco/index.js';
 import { SGD } from '../../src/optim/index.js';
 import { PY_SPLIT_BN, assertClose, pytorch } from '../helpers/pytorch.js';
 
@@ -132,4 +132,31 @@ test('key encoder starts as a copy, gets no gradients, and follows by momentum',
   assertClose(mk!, mkBefore.add(1), 'momentum update after to()', TOL);
   const v2 = new MoCo({ arch: 'resnet18', cifarStem: true, width: 8, dim: 4, K: 16, head: 'mlp' });
   assert.ok(v2.stateDict().has('encoder_q.fc.0.weight') && v2.stateDict().has('encoder_q.fc.2.weight'));
+});
+
+test('instanceAccuracy equals main_moco.py accuracy(output, target, topk=(1, 5))', () => {
+  torch.manualSeed(7);
+  // Logits where the positive is often near the top: a shifted positive column.
+  const logits = torch.tidy(() => {
+    const l = torch.randn([64, 33]);
+    return torch.cat([l.narrow(1, 0, 1).add(1.5), l.narrow(1, 1, 32)], 1);
+  });
+  const ref = pytorch(`
+def accuracy(output, target, topk=(1,)):
+    # main_moco.py's accuracy, verbatim in substance
+    with torch.no_grad():
+        maxk = max(topk)
+        batch_size = target.size(0)
+        _, pred = output.topk(maxk, 1, True, True)
+        pred = pred.t()
+        correct = pred.eq(target.view(1, -1).expand_as(pred))
+        return [correct[:k].reshape(-1).float().sum(0, keepdim=True).mul_(100.0 / batch_size) for k in topk]
+a1, a5 = accuracy(logits, torch.zeros(logits.shape[0], dtype=torch.long), topk=(1, 5))
+O['acc'] = torch.cat([a1, a5])
+`, { logits });
+  const [acc1, acc5] = instanceAccuracy(logits, [1, 5]);
+  const want = ref.acc!.toArray();
+  assert.ok(acc1! > 0 && acc1! < 100 && acc5! > acc1!, `acc1 ${acc1} acc5 ${acc5}`);
+  assert.ok(Math.abs(acc1! - want[0]!) < 1e-4 && Math.abs(acc5! - want[1]!) < 1e-4, `ours ${acc1}/${acc5}, main_moco.py ${want.join('/')}`);
+  logits.dispose();
 });
