@@ -138,7 +138,7 @@ const STYLE = `
 :root{--fg:#1d2330;--muted:#667085;--line:#e2e6ee;--bg:#f6f7fa}
 *{box-sizing:border-box}
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;color:var(--fg);background:var(--bg);margin:0;padding:20px 28px 60px}
-h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:26px 0 10px}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:26px 0 10px}section>h2:first-child{margin-top:0}
 .sub-title{color:var(--muted);margin-bottom:14px}
 section{background:#fff;border:1px solid var(--line);border-radius:8px;padding:14px 18px;margin:14px 0}
 .swatch{display:inline-block;width:12px;height:12px;border-radius:3px;background:var(--run);margin-right:8px;vertical-align:-1px}
