@@ -188,6 +188,15 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
       log.image('augment/preview', 'augment-preview.png', readFileSync(file), p.width, p.height, 0);
     } catch (e) { warn('augmentation preview', e); }
   }
+  // Events and run.json that cannot be written (a full disk) are a warning: the checkpoints are what must not fail.
+  const flushLog = (): void => {
+    try {
+      log?.flush();
+    } catch (e) {
+      if (!(e instanceof FileWriteError)) throw e;
+      warn('TensorBoard events', e);
+    }
+  };
   // Logs a kNN evaluation: the row, and its neighbour grid as an image.
   const knnLog = async (r: KnnMonitorResult, row: StepMetrics): Promise<void> => {
     if (!log || !knnData) return;
@@ -298,7 +307,7 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
         // In-memory batches resolve without a trip through the event loop; give signals a chance to land.
         await new Promise<void>((resolve) => setImmediate(resolve));
         if (stopSignal) break;
-        if (c.saveEverySteps > 0 && state.step % c.saveEverySteps === 0) { save(); log?.flush(); }
+        if (c.saveEverySteps > 0 && state.step % c.saveEverySteps === 0) { save(); flushLog(); }
         waitFrom = performance.now();
       }
       if (state.batch >= bpe) state = { epoch: epoch + 1, batch: 0, step: state.step };
@@ -311,7 +320,7 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
         progress.log(`epoch ${epoch}: kNN top-1 ${knnTop1.toFixed(2)}%`);
         await knnLog(r, { epoch, step: state.step, loss: lastLoss, lr, imagesPerSec: 0, elapsed: (performance.now() - t0) / 1000, knnTop1 });
       }
-      log?.flush();
+      flushLog();
     }
     if (stopSignal) {
       save();
