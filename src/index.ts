@@ -19,6 +19,12 @@ export { EmbeddingWriter, EmbeddingIndex, type EmbeddingMeta, type EmbeddingForm
 export { searchIndex, type SearchOpts, type Neighbour } from './eval/search.js';
 export { writeSearchHtml, type SearchHtmlOpts } from './views/search-html.js';
 
+// Watching runs (issue 15): TensorBoard event files, run.json, the HTML report of one run or several.
+export { EventWriter, histogramOf, type Histogram, type EventWriterOpts } from './io/tfevents.js';
+export { readRunInfo, eventFiles, type RunInfo, type RunOutcome } from './train/run-log.js';
+export { writeReport, renderReport, type ReportOpts } from './views/report.js';
+export { loadReportRun, type ReportRun, type ReportSummary } from './views/report-data.js';
+
 // Layers, models, optimisation, MoCo and its training loop.
 export * as nn from './nn/index.js';
 export * as models from './models/index.js';
