@@ -72,10 +72,12 @@ async function exportWeb(ckpt: string, o: ExportOpts): Promise<void> {
   const { writeTextAtomic } = await import('../../io/atomic.js');
   const gallery = o.gallery ? collectImages(o.gallery) : [];
   if (o.gallery && !gallery.length) throw new Error(`--gallery ${o.gallery.join(' ')}: no image files found`);
-  if (gallery.length > max) console.error(`moco export: gallery of ${gallery.length} images cut to the first ${max} (--gallery-max)`);
+  // Too many: an evenly spaced subset, so that every folder of a sorted ImageFolder keeps its share.
+  const picked = gallery.length > max ? Array.from({ length: max }, (_, i) => gallery[Math.floor((i * gallery.length) / max)]!) : gallery;
+  if (gallery.length > max) console.error(`moco export: gallery of ${gallery.length} images, ${max} evenly spaced kept (--gallery-max)`);
   const { bytes, info } = await checkpointToOnnx(ckpt, o.head ? 'head' : 'backbone');
   const files = await writeWebFolder(o.web!, bytes, info, {
-    gallery: gallery.slice(0, max), onSkip: (f, why) => console.error(`moco export: gallery: skipping ${f}: ${why}`),
+    gallery: picked, onSkip: (f, why) => console.error(`moco export: gallery: skipping ${f}: ${why}`),
   });
   if (o.out) writeTextAtomic(o.out, bytes);
   console.error(`moco export: wrote the page to ${o.web} (${files.length} files, ${info.dim}-d ${info.feature}, ${info.preprocessing.size}-px input)${o.out ? ` and ${o.out}` : ''}; serve the folder with any static file server`);
