@@ -65,6 +65,7 @@ export async function preprocessImage(bytes: Uint8Array, p: Preprocessing, out: 
     throw new HttpError(422, 'undecodable', `image could not be decoded: ${m}`);
   }
   const plane = p.size * p.size;
+  if (data.length !== plane * 3) throw new HttpError(422, 'undecodable', `image decoded to ${data.length} bytes, ${plane * 3} (RGB ${p.size}×${p.size}) expected`);
   for (let i = 0; i < plane; i++) {
     for (let c = 0; c < 3; c++) out[at + c * plane + i] = (data[i * 3 + c]! / 255 - p.mean[c]!) / p.std[c]!;
   }

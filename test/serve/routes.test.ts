@@ -193,3 +193,31 @@ function createWideIndex(d: string): string {
   writeFileSync(file, [0, 1].map((i) => JSON.stringify({ path: `p${i}.png`, embedding: [1, i, 0] })).join('\n') + '\n');
   return file;
 }
+
+test('colour modes: grayscale, RGBA, 16-bit, palette and CMYK inputs all embed as RGB; several images search at once', async () => {
+  await app.moco.loaded;
+  const sharp = (await import('sharp')).default;
+  const base = readFileSync(files[4]!);
+  const variants: Record<string, Buffer> = {
+    gray: await sharp(base).grayscale().png().toBuffer(),
+    rgba: await sharp(base).ensureAlpha().png().toBuffer(),
+    png16: await sharp(base).png().toColourspace('rgb16').toBuffer(),
+    palette: await sharp(base).png({ palette: true, colours: 16 }).toBuffer(),
+    cmyk: await sharp(base).toColourspace('cmyk').jpeg().toBuffer(),
+    webp: await sharp(base).webp({ lossless: true }).toBuffer(),
+  };
+  const ref = ((await app.inject({ method: 'POST', url: '/v1/embed', headers: { 'content-type': 'image/png' }, payload: base })).json() as { vectors: number[][] }).vectors[0]!;
+  for (const [name, bytes] of Object.entries(variants)) {
+    const r = await app.inject({ method: 'POST', url: '/v1/embed', headers: { 'content-type': 'application/octet-stream' }, payload: bytes });
+    assert.equal(r.statusCode, 200, `${name}: ${r.body}`);
+    const v = (r.json() as { vectors: number[][] }).vectors[0]!;
+    assert.equal(v.length, 64, name);
+    assert.ok(v.every(Number.isFinite), `${name}: finite`);
+    if (name === 'rgba' || name === 'png16' || name === 'webp') assert.ok(maxAbsDiff(v, ref) <= 1e-4, `${name}: same pixels, same vector`);
+  }
+  const mp = multipart([files[0]!, files[11]!].map((f, i) => ({ name: 'image', filename: `q${i}.png`, type: 'image/png', data: readFileSync(f) })));
+  const s = await app.inject({ method: 'POST', url: '/v1/search?top=1', headers: { 'content-type': mp.type }, payload: mp.body });
+  assert.equal(s.statusCode, 200, s.body);
+  const res = (s.json() as { results: { query: string; neighbours: { path: string }[] }[] }).results;
+  assert.deepEqual(res.map((r) => [r.query, r.neighbours[0]!.path]), [['q0.png', files[0]], ['q1.png', files[11]]]);
+});
