@@ -118,35 +118,35 @@ function isInt(v: unknown, min: number): boolean { return typeof v === 'number' 
 
 /** Rejects values no run could use, naming the flag, where its value came from, and the valid range. */
 export function validate(c: PretrainConfig, origin: Origin = {}): void {
-  const check = (ok: boolean, key: keyof PretrainConfig, _value: unknown, valid: string): void => {
+  const check = (ok: boolean, key: keyof PretrainConfig, valid: string): void => {
     if (!ok) throw new Error(`invalid ${named(c, origin, key)}: ${valid}`);
   };
-  check(c.arch in ARCHS, 'arch', c.arch, `one of ${Object.keys(ARCHS).join(', ')}`);
-  check(isInt(c.batchSize, 1), 'batchSize', c.batchSize, 'a positive integer');
-  check(isInt(c.epochs, 1), 'epochs', c.epochs, 'a positive integer');
-  check(typeof c.lr === 'number' && c.lr > 0 && Number.isFinite(c.lr), 'lr', c.lr, 'a number > 0');
-  check(typeof c.wd === 'number' && c.wd >= 0, 'wd', c.wd, 'a number ≥ 0');
-  check(typeof c.momentum === 'number' && c.momentum >= 0 && c.momentum < 1, 'momentum', c.momentum, 'a number in [0, 1)');
-  check(isInt(c.dim, 1), 'dim', c.dim, 'a positive integer');
-  check(isInt(c.K, 1), 'K', c.K, 'a positive integer');
+  check(c.arch in ARCHS, 'arch', `one of ${Object.keys(ARCHS).join(', ')}`);
+  check(isInt(c.batchSize, 1), 'batchSize', 'a positive integer');
+  check(isInt(c.epochs, 1), 'epochs', 'a positive integer');
+  check(typeof c.lr === 'number' && c.lr > 0 && Number.isFinite(c.lr), 'lr', 'a number > 0');
+  check(typeof c.wd === 'number' && c.wd >= 0, 'wd', 'a number ≥ 0');
+  check(typeof c.momentum === 'number' && c.momentum >= 0 && c.momentum < 1, 'momentum', 'a number in [0, 1)');
+  check(isInt(c.dim, 1), 'dim', 'a positive integer');
+  check(isInt(c.K, 1), 'K', 'a positive integer');
   const keysPerStep = c.batchSize * (c.symmetric ? 2 : 1);
-  check(c.K >= keysPerStep, 'K', c.K, `must be at least the keys enqueued per step (${named(c, origin, 'batchSize')}${c.symmetric ? ' × 2 for --symmetric' : ''} = ${keysPerStep}); pass --moco-k ${keysPerStep} or more, or a smaller --batch-size`);
-  check(typeof c.m === 'number' && c.m >= 0 && c.m < 1, 'm', c.m, 'a number in [0, 1)');
-  check(typeof c.T === 'number' && c.T > 0, 'T', c.T, 'a number > 0');
-  check(isInt(c.width, 1), 'width', c.width, 'a positive integer (64 = torchvision)');
-  check(isInt(c.imageSize, 8), 'imageSize', c.imageSize, 'an integer ≥ 8 (pixels)');
-  check(isInt(c.bnSplits, 1), 'bnSplits', c.bnSplits, 'a positive integer');
-  check(c.batchSize % c.bnSplits === 0, 'bnSplits', c.bnSplits, `must divide ${named(c, origin, 'batchSize')}; pass --bn-splits ${divisorsText(c.batchSize)}`);
-  check(Array.isArray(c.schedule) && c.schedule.every((x) => isInt(x, 0)), 'schedule', c.schedule, 'a list of epochs, e.g. 120,160');
-  check(typeof c.augment === 'string' && isPresetName(c.augment as string), 'augment', c.augment, 'mocov2, mocov1, cifar, eval, lincls-train');
-  check(isInt(c.seed, 0), 'seed', c.seed, 'a non-negative integer');
-  check(isInt(c.threads, 1), 'threads', c.threads, 'a positive integer');
-  check(c.device === 'cpu' || /^cuda(:\d+)?$/.test(c.device), 'device', c.device, "'cpu' or 'cuda[:N]'");
-  check(isInt(c.workers, 0), 'workers', c.workers, 'an integer ≥ 0');
-  for (const k of ['trainSubset', 'maxSteps', 'saveEverySteps', 'knnEvery'] as const) check(isInt(c[k], 0), k, c[k], 'an integer ≥ 0');
-  check(isInt(c.keepCheckpoints, 1), 'keepCheckpoints', c.keepCheckpoints, 'a positive integer');
-  check(isInt(c.knnK, 1), 'knnK', c.knnK, 'a positive integer');
-  check(typeof c.knnT === 'number' && c.knnT > 0, 'knnT', c.knnT, 'a number > 0');
-  check(c.knnFeature === 'head' || c.knnFeature === 'backbone', 'knnFeature', c.knnFeature, "'head' or 'backbone'");
-  check(isInt(c.printFreq, 1), 'printFreq', c.printFreq, 'a positive integer');
+  check(c.K >= keysPerStep, 'K', `must be at least the keys enqueued per step (${named(c, origin, 'batchSize')}${c.symmetric ? ' × 2 for --symmetric' : ''} = ${keysPerStep}); pass --moco-k ${keysPerStep} or more, or a smaller --batch-size`);
+  check(typeof c.m === 'number' && c.m >= 0 && c.m < 1, 'm', 'a number in [0, 1)');
+  check(typeof c.T === 'number' && c.T > 0, 'T', 'a number > 0');
+  check(isInt(c.width, 1), 'width', 'a positive integer (64 = torchvision)');
+  check(isInt(c.imageSize, 8), 'imageSize', 'an integer ≥ 8 (pixels)');
+  check(isInt(c.bnSplits, 1), 'bnSplits', 'a positive integer');
+  check(c.batchSize % c.bnSplits === 0, 'bnSplits', `must divide ${named(c, origin, 'batchSize')}; pass --bn-splits ${divisorsText(c.batchSize)}`);
+  check(Array.isArray(c.schedule) && c.schedule.every((x) => isInt(x, 0)), 'schedule', 'a list of epochs, e.g. 120,160');
+  check(typeof c.augment === 'string' && isPresetName(c.augment as string), 'augment', 'mocov2, mocov1, cifar, eval, lincls-train');
+  check(isInt(c.seed, 0), 'seed', 'a non-negative integer');
+  check(isInt(c.threads, 1), 'threads', 'a positive integer');
+  check(c.device === 'cpu' || /^cuda(:\d+)?$/.test(c.device), 'device', "'cpu' or 'cuda[:N]'");
+  check(isInt(c.workers, 0), 'workers', 'an integer ≥ 0');
+  for (const k of ['trainSubset', 'maxSteps', 'saveEverySteps', 'knnEvery'] as const) check(isInt(c[k], 0), k, 'an integer ≥ 0');
+  check(isInt(c.keepCheckpoints, 1), 'keepCheckpoints', 'a positive integer');
+  check(isInt(c.knnK, 1), 'knnK', 'a positive integer');
+  check(typeof c.knnT === 'number' && c.knnT > 0, 'knnT', 'a number > 0');
+  check(c.knnFeature === 'head' || c.knnFeature === 'backbone', 'knnFeature', "'head' or 'backbone'");
+  check(isInt(c.printFreq, 1), 'printFreq', 'a positive integer');
 }
