@@ -79,6 +79,25 @@ test('served page: picked image embedded in the browser ≈ onnxruntime-node, ne
   const thumbs = await page.$$eval('#hits .hit img', (ims) => ims.map((i) => (i as HTMLImageElement).complete && (i as HTMLImageElement).naturalWidth));
   assert.equal(thumbs.length, 8);
   assert.ok(thumbs.every((w) => w === 160), `thumbnails loaded: ${thumbs.join(',')}`);
+  // Dropping a file works as picking one.
+  const dropped = await patternImage(2, { width: 150, height: 260, kind: 2, format: 'png' });
+  const dt = await page.evaluateHandle((b64) => {
+    const bytes = Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0));
+    const d = new DataTransfer();
+    d.items.add(new File([bytes], 'dropped.png', { type: 'image/png' }));
+    return d;
+  }, dropped.toString('base64'));
+  await page.dispatchEvent('#drop', 'drop', { dataTransfer: dt });
+  await page.waitForFunction(() => (window as unknown as { mocoLast?: { name: string } }).mocoLast?.name === 'dropped.png', null, { timeout: 60_000 });
+  await page.waitForSelector('#status[data-state="done"]');
+  const droppedFile = join(dir, 'dropped.png');
+  writeFileSync(droppedFile, dropped);
+  const dref = await embedFilesOnnx(model, [droppedFile], { isolate: true });
+  const dv = await page.evaluate(() => (window as unknown as { mocoLast: { vector: number[] } }).mocoLast.vector);
+  assert.ok(cosine(dv, dref.data) >= 0.99, `dropped: cosine ${cosine(dv, dref.data)}`);
+  await page.setInputFiles('#file', { name: 'query.jpg', mimeType: 'image/jpeg', buffer: img });
+  await page.waitForFunction(() => (window as unknown as { mocoLast?: { name: string } }).mocoLast?.name === 'query.jpg', null, { timeout: 60_000 });
+  await page.waitForSelector('#status[data-state="done"]');
   await page.screenshot({ path: join(SHOTS, 'served.png'), fullPage: true });
   assert.deepEqual(errors, []);
   assert.deepEqual(blocked, []);

@@ -95,6 +95,7 @@ async function main() {
   async function embedFile(file) {
     status(`embedding ${file.name}…`, 'working');
     const url = URL.createObjectURL(file);
+    if ($('preview').src.startsWith('blob:')) URL.revokeObjectURL($('preview').src);
     $('preview').src = url;
     $('preview').classList.add('shown');
     const bitmap = await createImageBitmap(file, { imageOrientation: 'from-image' });
