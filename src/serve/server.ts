@@ -187,7 +187,20 @@ export function buildServer(opts: ServeOptions): FastifyInstance {
     openapi: {
       info: { title: 'moco serve', version: '0.1.0', description: 'Image embeddings and nearest-neighbour search from a MoCo encoder' },
     },
-  });
+    // Image bodies have no JSON schema for fastify to validate: their request-body entries are added here.
+    transformObject: ({ openapiObject }: { openapiObject: { paths?: Record<string, Record<string, { requestBody?: { required?: boolean; content: Record<string, unknown> } }>> } }) => {
+      const binary = { schema: { type: 'string', format: 'binary' } };
+      const form = { schema: { type: 'object', properties: { image: { type: 'array', items: { type: 'string', format: 'binary' } } } } };
+      for (const path of ['/v1/embed', '/v1/search']) {
+        const op = openapiObject.paths?.[path]?.post;
+        if (!op) continue;
+        op.requestBody ??= { content: {} };
+        op.requestBody.required = true;
+        Object.assign(op.requestBody.content, { 'image/*': binary, 'application/octet-stream': binary, 'multipart/form-data': form });
+      }
+      return openapiObject;
+    },
+  } as Parameters<typeof swagger>[1]);
 
   const ready = (): { model: ServeModel; batcher: Batcher } => {
     if (phase === 'loading') throw unavailable('the model is still loading; retry shortly', 2);

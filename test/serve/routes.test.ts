@@ -136,6 +136,9 @@ test('OpenAPI document lists the routes with their schemas; unknown routes are 4
   assert.match(doc.openapi, /^3\./);
   for (const p of ['/v1/embed', '/v1/search', '/v1/info', '/healthz', '/readyz']) assert.ok(doc.paths[p], `${p} in the OpenAPI document`);
   assert.ok(doc.paths['/v1/search']!.post!.requestBody!.content['application/json'], 'search documents its JSON body');
+  for (const p of ['/v1/embed', '/v1/search']) {
+    for (const t of ['image/*', 'multipart/form-data']) assert.ok(doc.paths[p]!.post!.requestBody!.content[t], `${p} documents ${t}`);
+  }
   const nf = await app.inject('/v2/nothing');
   assert.equal(nf.statusCode, 404);
   assert.match((nf.json() as { message: string }).message, /no route GET \/v2\/nothing/);
