@@ -30,9 +30,11 @@ export function register(program: Command): void {
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port must be an integer in 0…65535, got '${o.port}'`);
       const bodyMb = Number(o.bodyLimit);
       if (!(bodyMb > 0)) throw new Error(`--body-limit must be a positive number of MiB, got '${o.bodyLimit}'`);
+      const delay = Number(o.batchDelay);
+      if (!Number.isFinite(delay) || delay < 0) throw new Error(`--batch-delay must be a number of milliseconds ≥ 0, got '${o.batchDelay}'`);
       const { buildServer } = await import('../../serve/index.js');
       const app = buildServer({
-        pretrained: o.pretrained, index: o.index, db: o.db, feature: o.feature, maxBatch: int('--batch', o.batch), maxDelayMs: Number(o.batchDelay),
+        pretrained: o.pretrained, index: o.index, db: o.db, feature: o.feature, maxBatch: int('--batch', o.batch), maxDelayMs: delay,
         maxQueue: int('--queue', o.queue), bodyLimit: Math.round(bodyMb * 2 ** 20), maxPixels: int('--max-pixels', o.maxPixels), maxEventLoopDelayMs: int('--max-loop-delay', o.maxLoopDelay, 0),
         threads: o.threads ? int('--threads', o.threads) : undefined, logLevel: o.log === 'off' ? false : o.log,
       });
