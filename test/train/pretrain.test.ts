@@ -6,6 +6,8 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { pretrain, readCheckpoint, resolveConfig, type ConfigOverrides } from '../../src/train/index.js';
 import { repoRoot, tmpDir } from '../helpers/pytorch.js';
+import { CHECKSUM_KEY } from '../../src/io/safetensors.js';
+import { checkpointName } from '../../src/train/checkpoint.js';
 
 const TINY: ConfigOverrides = {
   preset: 'cifar', width: 8, batchSize: 32, K: 256, bnSplits: 4, epochs: 3, printFreq: 1000, threads: 2, seed: 3,
@@ -30,6 +32,26 @@ test('2 steps + resume + 2 steps gives the same losses as 4 steps', async () => 
   assert.deepEqual(losses(b), losses(a));
   // The epoch boundary (4 batches of 32 in 128 images) was crossed by both runs at the same step.
   assert.deepEqual(readCheckpoint(a).state, { epoch: 1, batch: 0, step: 4 });
+});
+
+test('a seeded run is bit-reproducible: the same config twice gives identical losses and weights', async () => {
+  // What README promises: on one machine, with the same --seed and --threads, every loss and every tensor of the
+  // checkpoint (model, queue, momentum buffers, RNG) is identical, bit for bit.
+  const runs = [tmpDir(), tmpDir()];
+  for (const out of runs) await pretrain(resolveConfig('synthetic:128', { ...TINY, maxSteps: 5, out }), { quiet: true });
+  assert.deepEqual(losses(runs[1]!), losses(runs[0]!));
+  // The SHA-256 of all tensor bytes that saveSafetensors writes into the header (loadSafetensors checks it).
+  const digest = (dir: string): string | undefined => {
+    const b = readFileSync(join(dir, checkpointName(5)));
+    const header = JSON.parse(b.subarray(8, 8 + Number(b.readBigUInt64LE(0))).toString('utf8')) as { __metadata__?: Record<string, string> };
+    return header.__metadata__?.[CHECKSUM_KEY];
+  };
+  assert.ok(digest(runs[0]!), 'checkpoint carries a tensor checksum');
+  assert.equal(digest(runs[1]!), digest(runs[0]!));
+  // A different seed is a different run (the test can fail).
+  const other = tmpDir();
+  await pretrain(resolveConfig('synthetic:128', { ...TINY, seed: 4, maxSteps: 5, out: other }), { quiet: true });
+  assert.notDeepEqual(losses(other), losses(runs[0]!));
 });
 
 function runCli(args: string[]): { proc: ReturnType<typeof spawn>; done: Promise<{ code: number | null; out: string; err: string }> } {
