@@ -12,6 +12,7 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/function.h>
+#include <torch/cuda.h>
 #include <torch/version.h>
 #include <c10/core/CPUAllocator.h>
 #include <c10/util/Exception.h>
@@ -24,9 +25,6 @@
 #include <unordered_map>
 #include <vector>
 
-#if __has_include(<ATen/cuda/CUDAContext.h>) && defined(MOCO_WITH_CUDA)
-#include <ATen/cuda/CUDAContext.h>
-#endif
 
 namespace moco {
 
@@ -102,7 +100,11 @@ void free_aligned(void* data) {
 }
 
 struct ReusingCPUAllocator final : at::Allocator {
+#if MOCO_TORCH_AT_LEAST(2, 3)
+  at::DataPtr allocate(size_t n) override {
+#else
   at::DataPtr allocate(size_t n) const override {
+#endif
     if (n >= kCacheMin) {
       std::lock_guard<std::mutex> lock(g_cache_mutex);
       auto it = g_cache.find(n);
@@ -124,6 +126,9 @@ struct ReusingCPUAllocator final : at::Allocator {
     return {data, data, &free_aligned, at::Device(at::DeviceType::CPU)};
   }
   at::DeleterFnPtr raw_deleter() const override { return &free_aligned; }
+#if MOCO_TORCH_AT_LEAST(2, 3)
+  void copy_data(void* dest, const void* src, std::size_t count) const override { default_copy_data(dest, src, count); }
+#endif
 };
 ReusingCPUAllocator g_cpu_allocator;
 
@@ -306,10 +311,10 @@ double to_double(Napi::Env env, const Napi::Value& v, const std::string& what) {
 }
 
 c10::IValue to_ivalue(Napi::Env env, const Napi::Value& v, const c10::TypePtr& type, const std::string& what,
-                      c10::optional<int32_t> n = c10::nullopt);
+                      optional<int32_t> n = nullopt);
 
 c10::IValue to_list(Napi::Env env, const Napi::Value& v, const c10::TypePtr& elem, const std::string& what,
-                    c10::optional<int32_t> n) {
+                    optional<int32_t> n) {
   std::vector<Napi::Value> items;
   if (v.IsArray()) {
     Napi::Array a = v.As<Napi::Array>();
@@ -341,10 +346,10 @@ c10::IValue to_list(Napi::Env env, const Napi::Value& v, const c10::TypePtr& ele
       return c10::IValue(r);
     }
     case c10::TypeKind::OptionalType: {
-      c10::List<c10::optional<at::Tensor>> r;
+      c10::List<optional<at::Tensor>> r;
       for (auto& x : items) {
         if (x.IsNull() || x.IsUndefined())
-          r.push_back(c10::nullopt);
+          r.push_back(nullopt);
         else
           r.push_back(Tensor::Get(env, x, what.c_str()));
       }
@@ -359,7 +364,7 @@ c10::IValue to_list(Napi::Env env, const Napi::Value& v, const c10::TypePtr& ele
 }
 
 c10::IValue to_ivalue(Napi::Env env, const Napi::Value& v, const c10::TypePtr& type, const std::string& what,
-                      c10::optional<int32_t> n) {
+                      optional<int32_t> n) {
   switch (type->kind()) {
     case c10::TypeKind::OptionalType:
       if (v.IsNull() || v.IsUndefined()) return c10::IValue();
@@ -655,11 +660,11 @@ Napi::Value Memory(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value CudaIsAvailable(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), at::hasCUDA() && at::detail::getCUDAHooks().getNumGPUs() > 0);
+  return Napi::Boolean::New(info.Env(), torch::cuda::is_available());
 }
 
 Napi::Value CudaDeviceCount(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), at::hasCUDA() ? at::detail::getCUDAHooks().getNumGPUs() : 0);
+  return Napi::Number::New(info.Env(), static_cast<double>(torch::cuda::device_count()));
 }
 
 Napi::Value BuildInfo(const Napi::CallbackInfo& info) {

@@ -19,7 +19,7 @@
 #endif
 #define MOCO_HAVE_GLOO 1
 #endif
-#if defined(MOCO_WITH_CUDA) && __has_include(<nccl.h>)
+#if defined(MOCO_WITH_NCCL)
 #ifndef USE_C10D_NCCL
 #define USE_C10D_NCCL 1
 #endif

@@ -4,8 +4,26 @@
 #include <napi.h>
 
 #include <ATen/ATen.h>
+#include <torch/version.h>
+
+#include <optional>
+
+// libtorch ≥ 2.3 changed a few interfaces the addon implements or names; one tree builds on 1.13 and on 2.x.
+#define MOCO_TORCH_AT_LEAST(major, minor) \
+  (TORCH_VERSION_MAJOR > (major) || (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
 
 namespace moco {
+
+// c10::optional is std::optional on libtorch 2.x (and deprecated there); 1.13 has its own.
+#if MOCO_TORCH_AT_LEAST(2, 0)
+template <class T>
+using optional = std::optional<T>;
+inline constexpr std::nullopt_t nullopt = std::nullopt;
+#else
+template <class T>
+using optional = c10::optional<T>;
+inline constexpr c10::nullopt_t nullopt = c10::nullopt;
+#endif
 
 // The at::Tensor held by a JS NativeTensor; throws a JS TypeError naming `what` if v is not a live tensor.
 at::Tensor& UnwrapTensor(Napi::Env env, const Napi::Value& v, const char* what);
