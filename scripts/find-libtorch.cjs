@@ -70,6 +70,7 @@ function cxx11Abi() {
   const bytes = fs.readFileSync(path.join(found.lib, 'libc10.so')).toString('latin1');
   return bytes.includes('St7__cxx11') ? 1 : 0;
 }
+const abi = cxx11Abi();
 
 // The version the headers declare (torch/version.h), which decides the C++ standard they need.
 function torchVersion() {
@@ -125,7 +126,7 @@ const q = (s) => (/[\s"]/.test(s) ? JSON.stringify(s) : s);
 switch (field) {
   case 'include':
     // gyp asks for the include dirs first: say once, on stderr, what the build uses.
-    process.stderr.write(`moco-ts: building against libtorch ${version.text} from ${found.source} (${found.lib}; ${cxxStd}, cxx11 ABI ${cxx11Abi()}, CUDA ${hasCuda ? 'yes' : 'no'}, NCCL ${hasNccl ? 'yes' : 'no'})\n`);
+    process.stderr.write(`moco-ts: building against libtorch ${version.text} from ${found.source} (${found.lib}; ${cxxStd}, cxx11 ABI ${abi}, CUDA ${hasCuda ? 'yes' : 'no'}, NCCL ${hasNccl ? 'yes' : 'no'})\n`);
     console.log([...found.includes, ...extraIncludes].map(q).join(' '));
     break;
   case 'libdir':
@@ -138,13 +139,13 @@ switch (field) {
     break;
   }
   case 'cflags':
-    console.log([`-std=${cxxStd}`, `-D_GLIBCXX_USE_CXX11_ABI=${cxx11Abi()}`, ...(hasCuda ? ['-DMOCO_WITH_CUDA=1'] : []), ...(hasNccl ? ['-DMOCO_WITH_NCCL=1'] : [])].join(' '));
+    console.log([`-std=${cxxStd}`, `-D_GLIBCXX_USE_CXX11_ABI=${abi}`, ...(hasCuda ? ['-DMOCO_WITH_CUDA=1'] : []), ...(hasNccl ? ['-DMOCO_WITH_NCCL=1'] : [])].join(' '));
     break;
   case 'ldflags':
     console.log([`-L${q(found.lib)}`, `-Wl,-rpath,${q(found.lib)}`].join(' '));
     break;
   case 'describe':
-    console.log(JSON.stringify({ ...found, version: version.text, std: cxxStd, cxx11Abi: cxx11Abi(), cuda: hasCuda, nccl: hasNccl, extraIncludes }));
+    console.log(JSON.stringify({ ...found, version: version.text, std: cxxStd, cxx11Abi: abi, cuda: hasCuda, nccl: hasNccl, extraIncludes }));
     break;
   default:
     process.stderr.write('usage: find-libtorch include|libdir|libs|cflags|ldflags|describe\n');

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
 import { writeTextAtomic } from '../../io/atomic.js';
-import { applyThreads, int, progress } from './eval-common.js';
+import { applyThreads, feature, int, progress } from './eval-common.js';
 
 interface EmbedOpts {
   engine: string; out: string; size: string; resize?: string; batch: string; isolate: boolean; cifar: boolean;
@@ -28,7 +28,7 @@ export function register(program: Command): void {
       if (engine === 'onnx') return embedOnnx(inputs[0]!, inputs.slice(1), o);
       if (engine !== 'libtorch') throw new Error(`--engine must be libtorch, onnx or auto, got '${o.engine}'`);
       if (!o.pretrained) throw new Error('the libtorch engine needs --pretrained <checkpoint> (or give an .onnx model for --engine onnx)');
-      if (o.feature !== 'backbone' && o.feature !== 'head') throw new Error(`--feature must be backbone or head, got '${o.feature}'`);
+      const feat = feature(o.feature);
       applyThreads(o.threads);
       const { collectImages, describeEncoder, embedImages, EmbeddingWriter, loadEncoder } = await import('../../eval/index.js');
       const files = collectImages(inputs);
@@ -38,17 +38,17 @@ export function register(program: Command): void {
         console.error(`moco embed: ${describeEncoder(encoder)}`);
         const pre = encoder.preprocess();
         const writer = new EmbeddingWriter(o.out, {
-          pretrained: resolve(encoder.info.file), feature: o.feature as 'backbone' | 'head', arch: encoder.info.arch,
+          pretrained: resolve(encoder.info.file), feature: feat, arch: encoder.info.arch,
           imageSize: encoder.info.imageSize, augment: pre.augment, normalized: true,
         });
         try {
           const r = await embedImages(encoder, files, {
-            feature: o.feature as 'backbone' | 'head', batchSize: int('--batch', o.batch), writer, onProgress: progress('moco embed'),
+            feature: feat, batchSize: int('--batch', o.batch), writer, onProgress: progress('moco embed'),
             onSkip: (s) => console.error(`moco embed: skipping ${s.path}: ${s.reason}`),
           });
           writer.finish();
           console.error(`moco embed: ${r.paths.length} images (${r.dim}-d) into ${o.out}${r.skipped.length ? `; ${r.skipped.length} skipped` : ''}`);
-          console.log(JSON.stringify({ command: 'embed', out: o.out, count: r.paths.length, dim: r.dim, feature: o.feature, skipped: r.skipped }));
+          console.log(JSON.stringify({ command: 'embed', out: o.out, count: r.paths.length, dim: r.dim, feature: feat, skipped: r.skipped }));
         } catch (e) {
           writer.abort();
           throw e;

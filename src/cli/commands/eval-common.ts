@@ -1,5 +1,6 @@
 // Options and helpers shared by the evaluation commands (lincls, knn, embed, search).
 import { setNumThreads } from '../../torch/index.js';
+import type { FeatureKind } from '../../eval/index.js';
 
 /** Parses a positive integer option or fails naming it. */
 export function int(name: string, v: string | undefined, min = 1): number | undefined {
@@ -15,6 +16,12 @@ export function num(name: string, v: string | undefined): number | undefined {
   const n = Number(v);
   if (!Number.isFinite(n)) throw new Error(`${name}: expected a number, got '${v}'`);
   return n;
+}
+
+/** `--feature backbone|head`: pooled backbone features or the projection head's output. */
+export function feature(v: string): FeatureKind {
+  if (v !== 'backbone' && v !== 'head') throw new Error(`--feature must be backbone or head, got '${v}'`);
+  return v;
 }
 
 /** `--threads N`: libtorch intra-op threads. */

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { openDataset } from '../../data/index.js';
-import { describeEncoder, knnEvaluate, loadEncoder, type FeatureKind } from '../../eval/index.js';
-import { applyThreads, int, num, progress } from './eval-common.js';
+import { describeEncoder, knnEvaluate, loadEncoder } from '../../eval/index.js';
+import { applyThreads, feature, int, num, progress } from './eval-common.js';
 import { DOWNLOAD_HELP, downloadData } from './download.js';
 
 interface KnnCliOpts { pretrained: string; k: string; t: string; feature: string; batchSize: string; threads?: string; download?: boolean }
@@ -21,13 +21,13 @@ export function register(program: Command): void {
     .action(async (data: string, o: KnnCliOpts) => {
       applyThreads(o.threads);
       if (o.download) await downloadData(data, 'knn');
-      if (o.feature !== 'backbone' && o.feature !== 'head') throw new Error(`--feature must be backbone or head, got '${o.feature}'`);
+      const feat = feature(o.feature);
       const encoder = loadEncoder(o.pretrained);
       try {
         console.error(`moco knn: ${describeEncoder(encoder)}`);
         const bars = { bank: progress('moco knn: bank features'), queries: progress('moco knn: query features') };
         const r = await knnEvaluate(encoder, openDataset(data, { split: 'train' }), openDataset(data, { split: 'test' }), {
-          k: int('--k', o.k), t: num('--t', o.t), feature: o.feature as FeatureKind, batchSize: int('--batch-size', o.batchSize),
+          k: int('--k', o.k), t: num('--t', o.t), feature: feat, batchSize: int('--batch-size', o.batchSize),
           onProgress: (phase, d, n) => bars[phase](d, n),
         });
         const { predictions: _p, ...rest } = r;

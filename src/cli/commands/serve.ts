@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { int } from './eval-common.js';
+import { feature, int } from './eval-common.js';
 
 interface ServeCliOpts {
   pretrained: string; index?: string; db?: string; port: string; host: string; feature: string; batch: string; batchDelay: string;
@@ -25,7 +25,7 @@ export function register(program: Command): void {
     .option('--threads <n>', 'onnxruntime intra-op threads (default: all cores)')
     .option('--log <level>', 'request log level (fatal, error, warn, info, debug) or off', 'warn')
     .action(async (o: ServeCliOpts) => {
-      if (o.feature !== 'backbone' && o.feature !== 'head') throw new Error(`--feature must be backbone or head, got '${o.feature}'`);
+      const feat = feature(o.feature);
       const port = Number(o.port);
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port must be an integer in 0…65535, got '${o.port}'`);
       const bodyMb = Number(o.bodyLimit);
@@ -34,7 +34,7 @@ export function register(program: Command): void {
       if (!Number.isFinite(delay) || delay < 0) throw new Error(`--batch-delay must be a number of milliseconds ≥ 0, got '${o.batchDelay}'`);
       const { buildServer } = await import('../../serve/index.js');
       const app = buildServer({
-        pretrained: o.pretrained, index: o.index, db: o.db, feature: o.feature, maxBatch: int('--batch', o.batch), maxDelayMs: delay,
+        pretrained: o.pretrained, index: o.index, db: o.db, feature: feat, maxBatch: int('--batch', o.batch), maxDelayMs: delay,
         maxQueue: int('--queue', o.queue), bodyLimit: Math.round(bodyMb * 2 ** 20), maxPixels: int('--max-pixels', o.maxPixels), maxEventLoopDelayMs: int('--max-loop-delay', o.maxLoopDelay, 0),
         threads: o.threads ? int('--threads', o.threads) : undefined, logLevel: o.log === 'off' ? false : o.log,
       });
