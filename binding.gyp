@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "moco_native",
-      "sources": ["native/addon.cc", "native/dist.cc", "native/image.cc"],
+      "sources": ["native/addon.cc", "native/dist.cc", "native/image.cc", "native/device.cc"],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",
         "<!@(node scripts/find-libtorch.cjs include)"

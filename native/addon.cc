@@ -30,7 +30,8 @@ namespace moco {
 
 // ---------------------------------------------------------------- accounting
 std::atomic<int64_t> g_live_tensors{0};
-std::atomic<int64_t> g_live_bytes{0};
+std::atomic<int64_t> g_live_bytes{0};       // host memory (CPU tensors); what V8 is told about
+std::atomic<int64_t> g_live_cuda_bytes{0};  // device memory: never reported to V8, whose heap it is not
 
 // Bytes created minus bytes freed since V8 was last told. Reported in large steps only: a training step
 // allocates and frees hundreds of MB, and telling V8 of each tensor makes it run full GCs on the cores the
@@ -50,20 +51,6 @@ int64_t tensor_bytes(const at::Tensor& t) {
   if (!t.defined()) return 0;
   return static_cast<int64_t>(t.numel()) * static_cast<int64_t>(t.element_size());
 }
-
-// Converts any C++ exception into a JS exception carrying libtorch's message.
-#define MOCO_TRY try {
-#define MOCO_CATCH(env, label)                                                                   \
-  }                                                                                             \
-  catch (const Napi::Error&) {                                                                  \
-    throw;                                                                                      \
-  }                                                                                             \
-  catch (const c10::Error& e) {                                                                 \
-    throw Napi::Error::New(env, std::string(label) + ": " + e.what_without_backtrace());         \
-  }                                                                                             \
-  catch (const std::exception& e) {                                                             \
-    throw Napi::Error::New(env, std::string(label) + ": " + e.what());                          \
-  }
 
 // ---------------------------------------------------------------- CPU allocator
 // libtorch's default CPU allocator calls posix_memalign(64) and free for every tensor. Two things go wrong
@@ -188,21 +175,31 @@ class Tensor : public Napi::ObjectWrap<Tensor> {
  private:
   at::Tensor t_;
   int64_t bytes_ = 0;
+  bool cuda_ = false;
 
   void set(Napi::Env env, at::Tensor t) {
     t_ = std::move(t);
     bytes_ = tensor_bytes(t_);
+    cuda_ = t_.defined() && t_.is_cuda();
     g_live_tensors++;
-    g_live_bytes += bytes_;
-    report_external(env, bytes_);
+    if (cuda_) {
+      g_live_cuda_bytes += bytes_;
+    } else {
+      g_live_bytes += bytes_;
+      report_external(env, bytes_);
+    }
   }
 
   void release(napi_env env) {
     if (!t_.defined()) return;
     g_live_tensors--;
-    g_live_bytes -= bytes_;
-    // The finalizer runs without a usable env; its bytes are reported with the next call that has one.
-    report_external(env, -bytes_);
+    if (cuda_) {
+      g_live_cuda_bytes -= bytes_;
+    } else {
+      g_live_bytes -= bytes_;
+      // The finalizer runs without a usable env; its bytes are reported with the next call that has one.
+      report_external(env, -bytes_);
+    }
     t_.reset();
     bytes_ = 0;
   }
@@ -656,6 +653,7 @@ Napi::Value Memory(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("tensors", Napi::Number::New(info.Env(), static_cast<double>(g_live_tensors.load())));
   o.Set("bytes", Napi::Number::New(info.Env(), static_cast<double>(g_live_bytes.load())));
+  o.Set("cudaBytes", Napi::Number::New(info.Env(), static_cast<double>(g_live_cuda_bytes.load())));
   return o;
 }
 
@@ -702,6 +700,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("buildInfo", Napi::Function::New(env, BuildInfo));
   InitDist(env, exports);
   InitImage(env, exports);
+  InitDevice(env, exports);
   static bool allocator_set = false;
   if (!allocator_set) {
     c10::SetCPUAllocator(&g_cpu_allocator, /*priority=*/10);

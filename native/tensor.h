@@ -4,6 +4,7 @@
 #include <napi.h>
 
 #include <ATen/ATen.h>
+#include <c10/util/Exception.h>
 #include <torch/version.h>
 
 #include <optional>
@@ -11,6 +12,20 @@
 // libtorch ≥ 2.3 changed a few interfaces the addon implements or names; one tree builds on 1.13 and on 2.x.
 #define MOCO_TORCH_AT_LEAST(major, minor) \
   (TORCH_VERSION_MAJOR > (major) || (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
+
+// Converts any C++ exception into a JS exception carrying libtorch's message.
+#define MOCO_TRY try {
+#define MOCO_CATCH(env, label)                                                                   \
+  }                                                                                             \
+  catch (const Napi::Error&) {                                                                  \
+    throw;                                                                                      \
+  }                                                                                             \
+  catch (const c10::Error& e) {                                                                 \
+    throw Napi::Error::New(env, std::string(label) + ": " + e.what_without_backtrace());         \
+  }                                                                                             \
+  catch (const std::exception& e) {                                                             \
+    throw Napi::Error::New(env, std::string(label) + ": " + e.what());                          \
+  }
 
 namespace moco {
 
@@ -36,5 +51,8 @@ void InitDist(Napi::Env env, Napi::Object exports);
 
 // Adds the image kernels (photometric augmentation ops) to the addon's exports. Defined in image.cc.
 void InitImage(Napi::Env env, Napi::Object exports);
+
+// Adds devices (CUDA selection, sync, allocator figures), per-device generator state and autocast. Defined in device.cc.
+void InitDevice(Napi::Env env, Napi::Object exports);
 
 }  // namespace moco

@@ -203,9 +203,9 @@ export class MoCo extends Module {
     return this.encoderQ.forward(x);
   }
 
-  /** Moves both encoders and the queue; the momentum update then works on the moved parameters. */
-  override to(target: string): this {
-    super.to(target);
+  /** After a move or a layout change, the momentum update works on the new parameter tensors. */
+  protected override convertTensors(fn: (t: Tensor) => Tensor): this {
+    super.convertTensors(fn);
     this.qParams = this.encoderQ.parameters();
     this.kParams = this.encoderK.parameters();
     return this;

@@ -167,17 +167,34 @@ export abstract class Module {
 
   /** Moves or converts every parameter and buffer (layers read their tensors by name, so they follow). */
   to(target: string): this {
+    return this.convertTensors((t) => t.to(target));
+  }
+
+  /**
+   * Stores every 4-D parameter and buffer in `format` (PyTorch's `model.to(memory_format=torch.channels_last)`):
+   * with channels-last inputs, convolutions then run in NHWC without a layout change per layer.
+   */
+  toMemoryFormat(format: 'contiguous' | 'channelsLast'): this {
+    return this.convertTensors((t) => (t.dim() === 4 ? t.contiguous(format) : t));
+  }
+
+  /**
+   * Replaces every parameter and buffer by `fn` of it (keeping requiresGrad); a tensor `fn` returns unchanged
+   * stays. Subclasses that cache parameter lists refresh them here.
+   */
+  protected convertTensors(fn: (t: Tensor) => Tensor): this {
     for (const [, m] of this.namedModules()) {
       for (const [n, p] of m.params) {
         if (!p) continue;
-        const moved = keep(noGrad(() => p.to(target)));
+        const moved = keep(noGrad(() => fn(p)));
+        if (moved === p) continue;
         moved.requiresGrad_(p.requiresGrad);
-        if (moved !== p) p.dispose();
+        p.dispose();
         m.params.set(n, moved);
       }
-      for (const [n, b] of m.buffers) {
+      for (const [, b] of m.buffers) {
         if (!b.t) continue;
-        const moved = keep(b.t.to(target));
+        const moved = keep(noGrad(() => fn(b.t!)));
         if (moved !== b.t) b.t.dispose();
         b.t = moved;
       }

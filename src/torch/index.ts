@@ -5,6 +5,7 @@ export * from './creation.js';
 export * from './ops.js';
 export { noGrad, enableGrad, isGradEnabled, setGradEnabled } from './autograd.js';
 export { tidy, keep, dispose, memory, type Disposable } from './scope.js';
-export { manualSeed, getRngState, setRngState, setNumThreads, getNumThreads, defaultThreads, cuda, buildInfo, version } from './runtime.js';
+export { manualSeed, getRngState, setRngState, getGeneratorState, setGeneratorState, setNumThreads, getNumThreads, defaultThreads, cuda, buildInfo, version, type CudaMemory } from './runtime.js';
 export * as F from './functional.js';
 export { photometricInto, PhotometricOp, cropResizeInto, type PixelBox } from './image.js';
+export { autocast, cpuBf16Features, type AutocastDType } from './autocast.js';

@@ -42,15 +42,28 @@ export interface NativeBinding {
   setRngState(state: NativeTensor): void;
   setNumThreads(n: number): void;
   getNumThreads(): number;
-  memory(): { tensors: number; bytes: number };
+  memory(): { tensors: number; bytes: number; cudaBytes: number };
   cudaIsAvailable(): boolean;
   cudaDeviceCount(): number;
+  cudaSetDevice(index: number): void;
+  cudaSynchronize(): void;
+  cudaMemory(index: number): { allocated: number; reserved: number; peakAllocated: number; peakReserved: number };
+  getGeneratorState(device: string): NativeTensor;
+  setGeneratorState(device: string, state: NativeTensor): void;
+  autocastEnter(deviceType: 'cpu' | 'cuda', enabled: boolean, dtype: number): { enabled: boolean; dtype: number };
+  autocastExit(deviceType: 'cpu' | 'cuda', enabled: boolean, dtype: number): void;
   buildInfo(): { torch: string; config: string; parallel: string; cxx11Abi: boolean; cuda: boolean };
   cropResize(src: Uint8Array, width: number, height: number, boxes: Int32Array, flips: Uint8Array, size: number, dst: Uint8Array, offsets: number[]): Promise<void>;
   photometric(input: NativeTensor, scale: number, program: Float32Array, steps: number, mean: number[], std: number[], out: NativeTensor): void;
 }
 
 function findAddon(): string {
+  // Another build of the addon (e.g. against a second libtorch, for benchmarks comparing the two).
+  const override = process.env.MOCO_ADDON;
+  if (override) {
+    if (!existsSync(override)) throw new Error(`moco-ts: MOCO_ADDON=${override} does not exist; point it at a built moco_native.node or unset it`);
+    return override;
+  }
   // dist/src/torch/native.js → package root is three levels up; src/torch/native.ts (ts-node) two.
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 5; i++) {

@@ -68,7 +68,10 @@ export function dispose(v: unknown): void {
   for (const t of all) t.dispose();
 }
 
-/** Live native tensors (wrappers not yet disposed or collected) and their bytes. Views count their own extent. */
-export function memory(): { tensors: number; bytes: number } {
+/**
+ * Live native tensors (wrappers not yet disposed or collected) and their bytes: `bytes` on the host (what V8 is
+ * told about), `cudaBytes` on CUDA devices (never reported to V8). Views count their own extent.
+ */
+export function memory(): { tensors: number; bytes: number; cudaBytes: number } {
   return native.memory();
 }

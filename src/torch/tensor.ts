@@ -2,6 +2,7 @@
 import { native, type NativeArg, type NativeResult, type NativeTensor } from './native.js';
 import { dtypeCode, dtypeName, elementSize, typedArrayFor, type DType, type TypedArrayOf } from './dtype.js';
 import { track, type Disposable } from './scope.js';
+import { deviceCopies, settleDeviceCopies } from './device-copies.js';
 
 export type Scalar = number | boolean;
 export type TensorOrScalar = Tensor | Scalar;
@@ -102,7 +103,10 @@ export class Tensor implements Disposable {
 
   // ---------------------------------------------------------------- data out
   /** A copy of the elements, row-major, in the dtype's typed array (int64 → BigInt64Array). */
-  data(): TypedArrayOf { return typedArrayFor(this.dtype, native.toBuffer(this.native)); }
+  data(): TypedArrayOf {
+    settleDeviceCopies();
+    return typedArrayFor(this.dtype, native.toBuffer(this.native));
+  }
   /** The elements as JS numbers, row-major (int64 converted, precision beyond 2^53 lost). */
   toArray(): number[] {
     const d = this.data();
@@ -110,11 +114,16 @@ export class Tensor implements Disposable {
   }
   /** The value of a one-element tensor. */
   item(): number {
+    settleDeviceCopies();
     const v = callOp('aten::item', '', [this]);
     return typeof v === 'boolean' ? Number(v) : (v as number);
   }
   /** Overwrites a contiguous CPU tensor's elements from a typed array of the same byte length. */
-  copyFromArray(a: ArrayBufferView): this { native.copyInto(this.native, a); return this; }
+  copyFromArray(a: ArrayBufferView): this {
+    settleDeviceCopies(); // a queued copy may still read this memory
+    native.copyInto(this.native, a);
+    return this;
+  }
   toString(): string { return `Tensor(shape=[${this.shape.join(', ')}], dtype=${this.dtype}, device=${this.device})`; }
 
   // ---------------------------------------------------------------- conversion
@@ -124,7 +133,10 @@ export class Tensor implements Disposable {
     if (target.startsWith('cuda') && !native.cudaIsAvailable()) {
       throw new Error(`to('${target}'): CUDA is not available in this libtorch build (${native.buildInfo().torch}, CPU only)`);
     }
-    return op('aten::to', 'device', [this, target, this.native.dtype(), opts.nonBlocking ?? false, opts.copy ?? false]);
+    const out = op('aten::to', 'device', [this, target, this.native.dtype(), opts.nonBlocking ?? false, opts.copy ?? false]);
+    // A non-blocking copy to the host returns before the bytes arrive (see device-copies.ts).
+    if (opts.nonBlocking && target === 'cpu' && this.device.startsWith('cuda')) deviceCopies.pending = true;
+    return out;
   }
   float(): Tensor { return this.to('float32'); }
   double(): Tensor { return this.to('float64'); }
