@@ -112,7 +112,11 @@ export function mocoDistHooks(pg: ProcessGroup, o: MoCoHookOpts = {}): MoCoDistH
     const nThis = xk.shape[0]!;
     const nAll = xAll.shape[0]!;
     if (nAll !== nThis * pg.worldSize) throw new Error(`ShuffleBN: every rank needs the same batch size (this rank: ${nThis}, all: ${nAll})`);
-    const idxShuffle = pg.rank === 0 ? (o.permutation ?? ((n: number) => randperm(n)))(nAll) : empty([nAll], { dtype: 'int64' });
+    // Drawn on the CPU generator as main_moco.py (torch.randperm(n).cuda()), then on the images' device: NCCL
+    // only moves CUDA tensors, and indexSelect wants the index beside the data.
+    const device = xk.device;
+    const drawn = pg.rank === 0 ? (o.permutation ?? ((n: number) => randperm(n)))(nAll) : empty([nAll], { dtype: 'int64' });
+    const idxShuffle = drawn.device === device ? drawn : drawn.to(device);
     pg.broadcastSync(idxShuffle, 0);
     o.onPermutation?.(idxShuffle);
     const idxUnshuffle = idxShuffle.argsort();

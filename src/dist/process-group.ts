@@ -133,6 +133,7 @@ export class ProcessGroup {
     store.startHeartbeat(`moco/hb/${c.rank}`, heartbeatMs);
     const ifnames = o.ifnames ?? (process.env.GLOO_SOCKET_IFNAME ? process.env.GLOO_SOCKET_IFNAME.split(',').filter(Boolean) : []);
     const hostname = o.hostname ?? (isLoopback(c.masterAddr) ? '127.0.0.1' : undefined);
+    if (backend === 'nccl') ncclErrorsAsExceptions();
     let pg: NativeProcessGroup;
     try {
       pg = await nativeDist.newProcessGroup(store, c.rank, c.worldSize, backend, timeoutMs, { prefix: `${backend}/`, ifnames, ...(hostname ? { hostname } : {}) });
@@ -312,4 +313,19 @@ async function join(store: NativeStore, c: DistConfig, timeoutMs: number): Promi
   // A process with a larger WORLD_SIZE that joined after the check above is caught by its own join().
   const n = store.add('moco/joined', 0);
   if (n > c.worldSize) fail(`world-size mismatch: ${n} processes joined but WORLD_SIZE=${c.worldSize}`);
+}
+
+/**
+ * By default ProcessGroupNCCL's watchdog aborts the whole process when a collective times out or a peer dies
+ * (TORCH_NCCL_ASYNC_ERROR_HANDLING=3 in 2.x), and wait() returns before the GPU work ends. Blocking wait makes
+ * wait() throw the timeout (our JS error then names the dead or late rank, as with Gloo); "clean up only" aborts
+ * the communicators without killing Node. Read when the group is created; a user's own setting wins. 1.13 reads
+ * the names without the TORCH_ prefix.
+ */
+function ncclErrorsAsExceptions(env: NodeJS.ProcessEnv = process.env): void {
+  for (const [name, value] of [['NCCL_BLOCKING_WAIT', '1'], ['NCCL_ASYNC_ERROR_HANDLING', '2']] as const) {
+    const set = env[`TORCH_${name}`] ?? env[name] ?? value;
+    env[`TORCH_${name}`] = set;
+    env[name] = set;
+  }
 }

@@ -2,7 +2,7 @@
 // config as JSON metadata, written atomically; `last` names the newest, also replaced atomically.
 import { readdirSync, rmSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { Tensor, getRngState, setRngState, version as torchVersion } from '../torch/index.js';
+import { Tensor, getGeneratorState, getRngState, setGeneratorState, setRngState, version as torchVersion } from '../torch/index.js';
 import { loadSafetensors, saveSafetensors } from '../io/safetensors.js';
 import { writeTextAtomic } from '../io/atomic.js';
 import { loadCheckpointFrom } from '../io/run-dir.js';
@@ -20,6 +20,8 @@ export interface RunState {
 }
 
 const RNG_KEY = 'rng.torch';
+// The training device's generator too (dropout-free MoCo draws little there, but randperm/randn on CUDA do).
+const CUDA_RNG_KEY = 'rng.cuda';
 
 export function checkpointName(step: number): string {
   return `checkpoint_${String(step).padStart(7, '0')}.safetensors`;
@@ -33,6 +35,8 @@ export function saveCheckpoint(dir: string, moco: MoCo, opt: SGD, state: RunStat
   const rng = getRngState();
   tensors.set(RNG_KEY, rng);
   const device = moco.queue.device;
+  const cudaRng = device.startsWith('cuda') ? getGeneratorState(device) : null;
+  if (cudaRng) tensors.set(CUDA_RNG_KEY, cudaRng);
   const cpu = device === 'cpu' ? tensors : new Map([...tensors].map(([k, v]) => [k, v.cpu()]));
   saveSafetensors(file, cpu, {
     format: CHECKPOINT_FORMAT,
@@ -43,6 +47,7 @@ export function saveCheckpoint(dir: string, moco: MoCo, opt: SGD, state: RunStat
   });
   if (cpu !== tensors) for (const t of cpu.values()) t.dispose();
   rng.dispose();
+  cudaRng?.dispose();
   writeTextAtomic(join(dir, 'last'), `${basename(file)}\n`);
   pruneCheckpoints(dir, keep);
   return file;
@@ -91,11 +96,15 @@ export function readCheckpoint(path: string, warn?: (message: string) => void): 
 export function restoreCheckpoint(ck: LoadedCheckpoint, moco: MoCo, opt: SGD): void {
   const buffers = momentumFromTensors(ck.tensors);
   const model = new Map<string, Tensor>();
-  for (const [k, v] of ck.tensors) if (!k.startsWith(MOMENTUM_PREFIX) && k !== RNG_KEY) model.set(k, v);
+  for (const [k, v] of ck.tensors) if (!k.startsWith(MOMENTUM_PREFIX) && k !== RNG_KEY && k !== CUDA_RNG_KEY) model.set(k, v);
   moco.loadStateDict(model);
   const groups = Array.isArray(ck.optimizerGroups) ? (ck.optimizerGroups as ReturnType<SGD['stateDict']>['groups']) : opt.stateDict().groups;
   opt.loadStateDict({ buffers, groups });
   const rng = ck.tensors.get(RNG_KEY);
   if (rng) setRngState(rng);
+  // Only onto a CUDA run: a GPU checkpoint resumed on the CPU keeps the CPU stream exact and has no device stream.
+  const cudaRng = ck.tensors.get(CUDA_RNG_KEY);
+  const device = moco.queue.device;
+  if (cudaRng && device.startsWith('cuda')) setGeneratorState(device, cudaRng);
   for (const t of ck.tensors.values()) t.dispose();
 }

@@ -1,7 +1,7 @@
 // moco pretrain <data>: flags named as main_moco.py's where they exist.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { pretrain, readCheckpoint, resolveConfig, type ConfigOverrides } from '../../train/index.js';
-import { ProcessGroup, configFromFlags, distributedTraining, launch, relaunchArgv, threadsFromEnv, type Backend } from '../../dist/index.js';
+import { ProcessGroup, configFromFlags, distributedTraining, launch, processDevice, relaunchArgv, threadsFromEnv, useDevice, type Backend } from '../../dist/index.js';
 import { DOWNLOAD_HELP, downloadData } from './download.js';
 
 const int = (flag: string) => (v: string): number => {
@@ -97,13 +97,16 @@ export function register(program: Command): void {
       flags.threads ??= threadsFromEnv();
       const resume = f.resume ? readCheckpoint(f.resume as string) : undefined;
       if (resume && !flags.out) flags.out = resume.config.out;
-      const config = resolveConfig(data, flags, resume?.config);
+      const resolved = resolveConfig(data, flags, resume?.config);
       // After the flags are validated. A one-off like --resume, so not part of the config (config.json).
       if (f.download) await downloadData(data, 'pretrain');
       const where = configFromFlags(
         { distUrl: f.distUrl as string | undefined, worldSize: f.worldSize as number | undefined, rank: f.rank as number | undefined, multiprocessingDistributed: Boolean(f.multiprocessingDistributed) },
         { localRank: Number(process.env.LOCAL_RANK ?? 0), nprocPerNode: nproc },
       );
+      // One GPU per process (cuda:LOCAL_RANK), made current before NCCL binds to it.
+      const config = { ...resolved, device: processDevice(resolved.device, where) };
+      useDevice(config.device);
       const timeoutMs = f.distTimeout === undefined ? undefined : 1000 * (f.distTimeout as number);
       const pg = where && where.worldSize > 1
         ? await ProcessGroup.init({ ...where, backend: (f.distBackend as Backend | undefined) ?? (config.device.startsWith('cuda') ? 'nccl' : 'gloo'), timeoutMs })
