@@ -9,7 +9,10 @@ import sharp from 'sharp';
 import { getNumThreads } from '../src/torch/index.js';
 import { ImageFolder, listImages } from '../src/data/datasets/folder.js';
 import { Loader } from '../src/data/loader.js';
-import { round, runPythonJson } from './common.js';
+import { round, runPythonJson, benchMatrix } from './common.js';
+
+// --python A,B / --addon X,Y: one run per build and peer (see benchMatrix).
+if (await benchMatrix('data')) process.exit(0);
 
 const CIFAR = process.env.MOCO_BENCH_CIFAR ?? join(process.cwd(), '..', 'shared', 'datasets', 'cifar10');
 const BATCH = 256;
@@ -50,6 +53,7 @@ async function ours(root: string, augment: 'cifar' | 'mocov2', workers: number):
 // The peer's transforms, verbatim in substance (torch_moco.py: aug list, Pair, ImageFolder, DataLoader).
 const PY = `
 import json, sys, time, random, os, torch, torchvision
+
 from PIL import ImageFilter
 root, size, blur, batches, batch = sys.argv[1], int(sys.argv[2]), sys.argv[3] == '1', int(sys.argv[4]), int(sys.argv[5])
 torch.set_num_threads(os.cpu_count())

@@ -7,6 +7,11 @@ import * as torch from '../src/torch/index.js';
 import { MoCo } from '../src/moco/index.js';
 import { SGD } from '../src/optim/index.js';
 import { ProcessGroup, distributedTraining, envFor, freePort, threadsFromEnv } from '../src/dist/index.js';
+import { benchMatrix } from './common.js';
+
+// --python A,B / --addon X,Y: one run per build and peer (see benchMatrix).
+if (await benchMatrix('dist')) process.exit(0);
+
 
 const BATCH = Number(process.env.BENCH_BATCH ?? 64);
 const STEPS = Number(process.env.BENCH_STEPS ?? 6);

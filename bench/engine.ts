@@ -2,7 +2,10 @@
 // Prints one JSON line: per case ours_ms, pytorch_ms, ratio (ours / pytorch; ≤ 1.05 is the target).
 import * as torch from '../src/torch/index.js';
 import { F } from '../src/torch/index.js';
-import { round, runPythonJson, timeMs } from './common.js';
+import { round, runPythonJson, timeMs, benchMatrix } from './common.js';
+
+// --python A,B / --addon X,Y: one run per build and peer (see benchMatrix).
+if (await benchMatrix('engine')) process.exit(0);
 
 const threads = torch.getNumThreads();
 const reps = Number(process.env.BENCH_REPS ?? 10);
@@ -26,6 +29,7 @@ function ours(): Record<string, number> {
 
 const PY = `
 import json, sys, time, torch, torch.nn.functional as F
+
 torch.set_num_threads(int(sys.argv[1])); reps = int(sys.argv[2])
 def t(fn, n, warm=2):
     for _ in range(warm): fn()

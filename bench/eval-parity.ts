@@ -11,7 +11,10 @@ import { createModel, projectionHead } from '../src/models/index.js';
 import { manualSeed } from '../src/torch/index.js';
 import { saveSafetensors } from '../src/io/safetensors.js';
 import { knnEvaluate, linearProbe, loadEncoder } from '../src/eval/index.js';
-import { runPythonJson, round } from './common.js';
+import { runPythonJson, round, benchMatrix } from './common.js';
+
+// --python A,B / --addon X,Y: one run per build and peer (see benchMatrix).
+if (await benchMatrix('eval-parity')) process.exit(0);
 
 const arg = (name: string, def: string): string => { const i = process.argv.indexOf(`--${name}`); return i > 0 ? process.argv[i + 1]! : def; };
 const data = arg('data', '/work/shared/datasets/cifar10');
@@ -28,6 +31,7 @@ function pick(dir: string, n: number): ImageDataset & { paths: readonly string[]
 
 const PY = String.raw`
 import sys, json, math, torch, torchvision, torch.nn as nn, torch.nn.functional as F
+
 from PIL import Image
 sys.path.insert(0, sys.argv[3]); from st import load
 cfg = json.load(open(sys.argv[1])); torch.set_num_threads(int(sys.argv[2]))

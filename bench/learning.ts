@@ -25,7 +25,11 @@ import { MoCo, recipe } from '../src/moco/index.js';
 import { SGD, cosineLr } from '../src/optim/index.js';
 import { Augmentation, Loader, Rng, openDataset, preset, sampleCropBox, sampleJitter, type AugmentSpec } from '../src/data/index.js';
 import { saveSafetensors } from '../src/io/safetensors.js';
-import { PYTHON, lastJson, round, runMeasured } from './common.js';
+import { PYTHON, lastJson, round, runMeasured, benchMatrix } from './common.js';
+
+// --python A,B / --addon X,Y: one run per build and peer (see benchMatrix).
+if (await benchMatrix('learning')) process.exit(0);
+
 
 const root = resolve(new URL('../..', import.meta.url).pathname);
 const { values: a } = parseArgs({

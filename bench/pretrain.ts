@@ -10,7 +10,11 @@ import { availableParallelism, tmpdir } from 'node:os';
 import * as torch from '../src/torch/index.js';
 import { MoCo, recipe } from '../src/moco/index.js';
 import { SGD } from '../src/optim/index.js';
-import { PYTHON, lastJson, round, runMeasured } from './common.js';
+import { PYTHON, lastJson, round, runMeasured, benchMatrix } from './common.js';
+
+// --python A,B / --addon X,Y: one run per build and peer (see benchMatrix).
+if (await benchMatrix('pretrain')) process.exit(0);
+
 
 const root = resolve(new URL('../..', import.meta.url).pathname);
 const data = process.env.BENCH_DATA ?? resolve(root, '..', 'shared', 'datasets', 'cifar10');

@@ -17,7 +17,11 @@ import sharp from 'sharp';
 import { createModel } from '../src/models/index.js';
 import { manualSeed } from '../src/torch/index.js';
 import { saveTorch } from '../src/io/torch-save.js';
-import { PYTHON, median, round } from './common.js';
+import { PYTHON, median, round, benchMatrix } from './common.js';
+
+// --python A,B / --addon X,Y: one run per build and peer (see benchMatrix).
+if (await benchMatrix('serve')) process.exit(0);
+
 
 const root = resolve(new URL('../..', import.meta.url).pathname);
 const { values: a } = parseArgs({

@@ -4,7 +4,10 @@ import * as torch from '../src/torch/index.js';
 import { F } from '../src/torch/index.js';
 import { resnet18, resnet50, type ResNet } from '../src/models/index.js';
 import { SGD } from '../src/optim/index.js';
-import { round, runPythonJson, timeMs } from './common.js';
+import { round, runPythonJson, timeMs, benchMatrix } from './common.js';
+
+// --python A,B / --addon X,Y: one run per build and peer (see benchMatrix).
+if (await benchMatrix('train-step')) process.exit(0);
 
 const threads = torch.getNumThreads();
 const reps = Number(process.env.BENCH_REPS ?? 8);
@@ -35,6 +38,7 @@ function ours(c: Case): number {
 
 const PY = (c: Case): string => `
 import json, sys, time, torch, torch.nn as nn, torch.nn.functional as F, torchvision
+
 torch.set_num_threads(${threads}); torch.manual_seed(0)
 ${c.py}
 opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
