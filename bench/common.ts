@@ -2,6 +2,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { resolve as resolvePath } from 'node:path';
 
 export const PYTHON = process.env.MOCO_BENCH_PYTHON ?? '/usr/bin/python3';
 
@@ -127,7 +128,7 @@ export async function benchMatrix(bench: string): Promise<boolean> {
   const addons = take('--addon');
   if (process.env.MOCO_BENCH_MATRIX_CHILD || (!pythons && !addons)) return false;
   const pyList = pythons ?? [PYTHON];
-  const addonList = addons ?? [''];
+  const addonList = addons ? addons.map((x) => resolvePath(x)) : [''];
   const pyTorch = (py: string): string => execFileSync(py, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8' }).trim();
   const addonTorch = (addon: string): string => execFileSync(process.execPath, ['-e', `process.stdout.write(require(${JSON.stringify(addon)}).buildInfo().torch)`], { encoding: 'utf8' });
   const runs: { addon: string; ours_torch: string; python: string; peer_torch: string; result: unknown }[] = [];
