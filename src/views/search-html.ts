@@ -12,9 +12,11 @@ export interface SearchHtmlOpts {
   title?: string;
 }
 
-const esc = (s: string): string => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+/** Escapes text for HTML content and attributes. */
+export const esc = (s: string): string => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
-async function src(path: string, page: string, inline: boolean): Promise<string> {
+/** An image's `src` on `page`: a 128-px JPEG data URI when `inline`, else its path relative to the page ('' when unreadable). */
+export async function imageSrc(path: string, page: string, inline: boolean): Promise<string> {
   if (inline) {
     try {
       const b = await sharp(path).resize(128, 128, { fit: 'inside' }).jpeg({ quality: 80 }).toBuffer();
@@ -31,7 +33,7 @@ async function src(path: string, page: string, inline: boolean): Promise<string>
 export async function writeSearchHtml(page: string, queries: readonly string[], results: readonly Neighbour[][], o: SearchHtmlOpts = {}): Promise<void> {
   const inline = o.inline ?? false;
   const cell = async (path: string, caption: string, cls: string): Promise<string> => {
-    const s = await src(path, page, inline);
+    const s = await imageSrc(path, page, inline);
     return `<figure class="${cls}">${s ? `<img src="${esc(s)}" loading="lazy">` : '<div class="missing">unreadable</div>'}<figcaption title="${esc(path)}">${esc(caption)}</figcaption></figure>`;
   };
   const rows: string[] = [];

@@ -12,6 +12,10 @@ import { register as search } from './search.js';
 import { register as cache } from './cache.js';
 import { register as serve } from './serve.js';
 import { register as report } from './report.js';
+import { register as indexImages } from './index-images.js';
+import { register as dedup } from './dedup.js';
+import { register as cluster } from './cluster.js';
+import { register as select } from './select.js';
 
 export function registerCommands(program: Command): void {
   info(program);
@@ -26,4 +30,8 @@ export function registerCommands(program: Command): void {
   cache(program);
   serve(program);
   report(program);
+  indexImages(program);
+  dedup(program);
+  cluster(program);
+  select(program);
 }

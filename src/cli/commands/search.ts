@@ -2,13 +2,16 @@ import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { applyThreads, int, progress } from './eval-common.js';
 
-interface SearchCliOpts { index: string; query: string[]; top: string; html?: string; inline: boolean; pretrained?: string; format: string; threads?: string; batch: string }
+interface SearchCliOpts { index?: string; db?: string; where?: string; exact: boolean; query: string[]; top: string; html?: string; inline: boolean; pretrained?: string; format: string; threads?: string; batch: string }
 
 export function register(program: Command): void {
   program
     .command('search')
-    .description('exact nearest neighbours (cosine) of query images in an embedding file from `moco embed`')
-    .requiredOption('--index <file>', 'embedding file (.npy with its .paths.txt, .safetensors, .jsonl)')
+    .description('nearest neighbours (cosine) of query images: exactly in an embedding file from `moco embed` (--index), or in a LanceDB collection from `moco index` (--db, ANN when indexed)')
+    .option('--index <file>', 'embedding file (.npy with its .paths.txt, .safetensors, .jsonl): exact search, the reference')
+    .option('--db <uri>', 'LanceDB collection from `moco index`')
+    .option('--where <filter>', "with --db: structured filter, e.g. \"label = 'cat'\", \"label IN ('cat', 'dog') AND bytes > 1000\", \"path LIKE '/data/a/%'\"")
+    .option('--exact', 'with --db: flat scan even when the collection has an ANN index', false)
     .requiredOption('--query <paths...>', 'query image files or directories')
     .option('--top <n>', 'neighbours a query', '10')
     .option('--pretrained <ckpt>', 'encoder for the queries (default: the one recorded in the index)')
@@ -22,7 +25,10 @@ export function register(program: Command): void {
       if (o.format !== 'json' && o.format !== 'table') throw new Error(`--format must be json or table, got '${o.format}'`);
       const { collectImages, describeEncoder, embedImages, EmbeddingIndex, loadEncoder, searchIndex } = await import('../../eval/index.js');
       const { writeSearchHtml } = await import('../../views/search-html.js');
-      const index = EmbeddingIndex.open(o.index);
+      if ((o.index === undefined) === (o.db === undefined)) throw new Error('give --index FILE (an embedding file) or --db URI (a collection), one of them');
+      if (o.db !== undefined) return searchDb(o);
+      if (o.where !== undefined) throw new Error('--where needs --db (an embedding file has no columns to filter on)');
+      const index = EmbeddingIndex.open(o.index!);
       try {
         const ckpt = o.pretrained ?? index.meta.pretrained;
         if (!ckpt) throw new Error(`${o.index} does not record its encoder; pass --pretrained`);
@@ -43,7 +49,7 @@ export function register(program: Command): void {
         if (q.dim !== index.dim) throw new Error(`queries are ${q.dim}-d but the index is ${index.dim}-d: pass the --pretrained the index was made with`);
         const results = searchIndex(index, q.vectors, { top: int('--top', o.top), onProgress: index.count > 1e5 ? progress('moco search') : undefined });
         if (o.html) {
-          await writeSearchHtml(o.html, q.paths, results, { inline: o.inline, title: `moco search: ${o.index}` });
+          await writeSearchHtml(o.html, q.paths, results, { inline: o.inline, title: `moco search: ${o.index!}` });
           console.error(`moco search: wrote ${o.html}`);
         }
         if (o.format === 'table') {
@@ -58,4 +64,49 @@ export function register(program: Command): void {
         index.close();
       }
     });
+}
+
+async function searchDb(o: SearchCliOpts): Promise<void> {
+  const { Collection, parseWhere } = await import('../../collections/index.js');
+  const { collectImages, describeEncoder, embedImages, loadEncoder } = await import('../../eval/index.js');
+  const { writeSearchHtml } = await import('../../views/search-html.js');
+  const filter = o.where !== undefined ? { where: parseWhere(o.where) } : undefined;
+  const coll = await Collection.open(o.db!);
+  try {
+    const ckpt = o.pretrained ?? coll.meta.pretrained;
+    if (!ckpt) throw new Error(`${o.db!} does not record its encoder; pass --pretrained`);
+    if (!existsSync(ckpt)) throw new Error(`the collection's encoder ${ckpt} is gone; pass --pretrained`);
+    const files = collectImages(o.query);
+    if (!files.length) throw new Error('no query images found');
+    const encoder = loadEncoder(ckpt);
+    let q;
+    try {
+      console.error(`moco search: ${describeEncoder(encoder)}`);
+      q = await embedImages(encoder, files, {
+        feature: coll.meta.feature === 'head' ? 'head' : 'backbone', batchSize: int('--batch', o.batch),
+        onSkip: (s) => console.error(`moco search: skipping query ${s.path}: ${s.reason}`),
+      });
+    } finally {
+      encoder.dispose();
+    }
+    if (q.dim !== coll.dim) throw new Error(`queries are ${q.dim}-d but the collection is ${coll.dim}-d: pass the --pretrained it was made with`);
+    const top = int('--top', o.top)!;
+    const state = await coll.indexState();
+    const hits = await coll.search(q.vectors, { top, filter, exact: o.exact });
+    const results = hits.map((hs) => hs.map((h) => ({ index: h.id, path: h.path, score: h.score, label: h.label })));
+    if (o.html) {
+      await writeSearchHtml(o.html, q.paths, results, { inline: o.inline, title: `moco search: ${o.db!}${o.where ? ` where ${o.where}` : ''}` });
+      console.error(`moco search: wrote ${o.html}`);
+    }
+    if (o.format === 'table') {
+      q.paths.forEach((p, i) => {
+        console.log(`query ${p}`);
+        results[i]!.forEach((n, r) => console.log(`  ${String(r + 1).padStart(3)}  ${n.score.toFixed(4)}  ${n.label ?? ''}  ${n.path}`));
+      });
+    } else {
+      console.log(JSON.stringify({ command: 'search', db: o.db, where: o.where ?? null, engine: !o.exact && state.type ? state.type : 'flat', top, results: q.paths.map((p, i) => ({ query: p, neighbours: results[i] })), skipped: q.skipped }));
+    }
+  } finally {
+    coll.close();
+  }
 }

@@ -1,0 +1,65 @@
+// What dedup, cluster and select work on: a collection's rows (--db, optionally --where), or image files
+// embedded in memory with --pretrained (for folders without a collection).
+import { resolve } from 'node:path';
+import { statSync } from 'node:fs';
+import type { Collection, FileRow } from '../../collections/index.js';
+import { int, progress } from './eval-common.js';
+
+export interface InputOpts { db?: string; where?: string; pretrained?: string; batch?: string }
+
+export interface Loaded {
+  rows: FileRow[];
+  vectors: Float32Array;
+  dim: number;
+  /** The open collection with --db (the caller closes it). */
+  coll: Collection | null;
+  source: string;
+}
+
+export async function loadInput(cmd: string, images: string[], o: InputOpts): Promise<Loaded> {
+  const { Collection, parseWhere, fileFacts, idOf, labelFor } = await import('../../collections/index.js');
+  if (o.db !== undefined) {
+    if (images.length) throw new Error(`moco ${cmd}: give --db URI or image folders, not both`);
+    const coll = await Collection.open(o.db);
+    try {
+      const { rows, vectors } = await coll.readAll(o.where !== undefined ? { where: parseWhere(o.where) } : undefined);
+      if (!rows.length) throw new Error(`${o.db}: no rows${o.where ? ` where ${o.where}` : ''}`);
+      return { rows, vectors, dim: coll.dim, coll, source: o.db };
+    } catch (e) {
+      coll.close();
+      throw e;
+    }
+  }
+  if (!images.length) throw new Error(`moco ${cmd}: give --db URI (a collection from \`moco index\`) or image files/folders with --pretrained`);
+  if (o.where !== undefined) throw new Error('--where needs --db');
+  if (!o.pretrained) throw new Error(`moco ${cmd} on image files needs --pretrained <checkpoint> to embed them (or use --db with a collection)`);
+  const { collectImages, embedImages, loadEncoder } = await import('../../eval/index.js');
+  for (const p of images) {
+    try { statSync(p); } catch { throw new Error(`${p}: no such file or folder`); }
+  }
+  const files = collectImages(images).map((f) => resolve(f));
+  if (!files.length) throw new Error(`no image files under ${images.join(', ')}`);
+  const encoder = loadEncoder(o.pretrained);
+  try {
+    const e = await embedImages(encoder, files, { batchSize: int('--batch', o.batch), onProgress: progress(`moco ${cmd}: embedding`), onSkip: (s) => console.error(`moco ${cmd}: skipping ${s.path}: ${s.reason}`) });
+    const roots = new Set(images.filter((p) => statSync(p).isDirectory()).map((p) => resolve(p)));
+    const rows: FileRow[] = [];
+    for (const p of e.paths) rows.push({ id: idOf(p), path: p, label: labelFor(p, roots), ...await fileFacts(p) });
+    return { rows, vectors: e.vectors, dim: e.dim, coll: null, source: images.join(' ') };
+  } finally {
+    encoder.dispose();
+  }
+}
+
+/** Output format by extension: .json or .csv. */
+export function outFormat(flag: string, file: string): 'json' | 'csv' {
+  if (file.endsWith('.json')) return 'json';
+  if (file.endsWith('.csv')) return 'csv';
+  throw new Error(`${flag} ${file}: expected a .json or .csv file`);
+}
+
+/** A CSV field, quoted when needed. */
+export const csv = (v: string | number | null): string => {
+  const s = v === null ? '' : String(v);
+  return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+};

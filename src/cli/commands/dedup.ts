@@ -1,0 +1,126 @@
+// moco dedup: exact and near-duplicate groups of a collection or of image folders; JSON/CSV, an HTML review
+// page, and (only with --move-to) the duplicates moved aside.
+import type { Command } from 'commander';
+import { mkdirSync, renameSync, copyFileSync, unlinkSync, existsSync } from 'node:fs';
+import { dirname, join, relative, resolve, parse } from 'node:path';
+import { writeTextAtomic } from '../../io/atomic.js';
+import { int, num } from './eval-common.js';
+import { csv, loadInput, outFormat } from './collection-input.js';
+
+interface DedupCliOpts {
+  db?: string; where?: string; pretrained?: string; batch: string; threshold?: string; linkage: string; keep: string; neighbours: string;
+  out?: string; html?: string; inline: boolean; moveTo?: string; exactCandidates: boolean;
+}
+
+export function register(program: Command): void {
+  program
+    .command('dedup')
+    .description('exact duplicates (SHA-256) and near-duplicates (cosine ≥ --threshold) as groups with a keeper; nothing is moved or deleted unless --move-to is given')
+    .argument('[images...]', 'image files or folders (embedded with --pretrained), instead of --db')
+    .option('--db <uri>', 'LanceDB collection from `moco index`')
+    .option('--where <filter>', "with --db: only the rows passing a structured filter, e.g. \"label = 'cat'\"")
+    .option('--pretrained <ckpt>', 'with image folders: the encoder')
+    .option('--threshold <cos>', 'cosine at or above which two images are near-duplicates (default: chosen from the measured precision/recall curve, docs/collections.md)')
+    .option('--linkage <how>', 'complete (every pair in a group above the threshold) or single (chains)', 'complete')
+    .option('--keep <rule>', 'keeper of a group: largest (file size), oldest (mtime) or first (path order)', 'largest')
+    .option('--neighbours <n>', 'neighbours looked at per image', '10')
+    .option('--exact-candidates', 'with --db: candidates from an exact search instead of the ANN index', false)
+    .option('--out <file>', 'groups as .json or .csv (default: JSON on stdout)')
+    .option('--html <file>', 'an HTML review page of the groups with thumbnails')
+    .option('--inline', 'inline the HTML thumbnails (a page that stands alone)', false)
+    .option('--move-to <dir>', 'move every non-keeper into DIR (keeping its path below the common folder); a manifest of the moves is written there')
+    .option('--batch <n>', 'images per forward when embedding', '64')
+    .action(async (images: string[], o: DedupCliOpts) => {
+      const { findDuplicates, DEFAULT_THRESHOLD } = await import('../../collections/index.js');
+      if (o.linkage !== 'complete' && o.linkage !== 'single') throw new Error(`--linkage must be complete or single, got '${o.linkage}'`);
+      if (o.keep !== 'largest' && o.keep !== 'oldest' && o.keep !== 'first') throw new Error(`--keep must be largest, oldest or first, got '${o.keep}'`);
+      const threshold = num('--threshold', o.threshold) ?? DEFAULT_THRESHOLD;
+      if (!(threshold > -1 && threshold <= 1)) throw new Error(`--threshold must be a cosine in (−1, 1], got '${o.threshold}'`);
+      const fmt = o.out ? outFormat('--out', o.out) : 'json';
+      const t0 = performance.now();
+      const inp = await loadInput('dedup', images, o);
+      try {
+        let candidates;
+        const coll = inp.coll;
+        if (coll && !o.exactCandidates && (await coll.indexState()).type) {
+          const byId = new Map(inp.rows.map((r, i) => [r.id, i]));
+          candidates = async (rows: readonly number[], k: number): Promise<number[][]> => {
+            const out: number[][] = [];
+            const step = 256;
+            for (let i = 0; i < rows.length; i += step) {
+              const part = rows.slice(i, i + step);
+              const q = new Float32Array(part.length * inp.dim);
+              part.forEach((r, j) => q.set(inp.vectors.subarray(r * inp.dim, (r + 1) * inp.dim), j * inp.dim));
+              for (const hs of await coll.search(q, { top: k + 1 })) out.push(hs.flatMap((h) => (byId.has(h.id) ? [byId.get(h.id)!] : [])));
+            }
+            return out;
+          };
+        }
+        const r = await findDuplicates(inp.rows, inp.vectors, inp.dim, {
+          threshold, linkage: o.linkage as 'complete' | 'single', keep: o.keep as 'largest' | 'oldest' | 'first', neighbours: int('--neighbours', o.neighbours), candidates,
+        });
+        const ms = performance.now() - t0;
+        const exact = r.groups.filter((g) => g.kind === 'exact').length;
+        console.error(`moco dedup: ${r.files} images: ${r.groups.length} groups (${exact} exact, ${r.groups.length - exact} near) at cosine ≥ ${threshold}, ${r.linkage} linkage; ${r.removable} removable, keeping the ${r.keep} (${(ms / 1000).toFixed(1)} s)`);
+        const summary = { command: 'dedup', source: inp.source, threshold, linkage: r.linkage, keep: r.keep, files: r.files, groups: r.groups.length, removable: r.removable, ms: Math.round(ms) };
+        if (o.out && fmt === 'csv') {
+          const lines = ['group,kind,role,path,label,sha256,bytes,mtime,score'];
+          r.groups.forEach((g, gi) => {
+            for (const [role, m] of [['keep', g.keeper], ...g.duplicates.map((d) => ['duplicate', d] as const)] as const) {
+              lines.push([gi, g.kind, role, m.path, m.label, m.sha256, m.bytes, new Date(m.mtime).toISOString(), m.score.toFixed(6)].map((v) => csv(v)).join(','));
+            }
+          });
+          writeTextAtomic(o.out, `${lines.join('\n')}\n`);
+        } else if (o.out) {
+          writeTextAtomic(o.out, `${JSON.stringify({ ...summary, groups: r.groups }, null, 1)}\n`);
+        }
+        if (o.html) {
+          const { writeGroupsHtml } = await import('../../views/groups-html.js');
+          await writeGroupsHtml(o.html, r.groups.map((g, gi) => ({
+            title: `group ${gi + 1}: ${g.kind}, ${g.duplicates.length + 1} images, lowest cosine ${g.minScore.toFixed(3)}`,
+            images: [
+              { path: g.keeper.path, caption: `keep ${parse(g.keeper.path).base} (${g.keeper.bytes} B)`, mark: 'keep' as const },
+              ...g.duplicates.map((d) => ({ path: d.path, caption: `${d.score.toFixed(3)} ${parse(d.path).base}`, mark: 'dup' as const })),
+            ],
+          })), { inline: o.inline, title: `moco dedup: ${inp.source}`, summary: `${r.files} images, ${r.groups.length} groups, ${r.removable} removable; cosine ≥ ${threshold}, ${r.linkage} linkage, keeper: ${r.keep}` });
+          console.error(`moco dedup: wrote ${o.html}`);
+        }
+        if (o.moveTo) {
+          const moved = moveDuplicates(r.groups.flatMap((g) => g.duplicates.map((d) => d.path)), o.moveTo);
+          if (coll) await coll.deletePaths(moved.map((m) => m.from));
+          console.error(`moco dedup: moved ${moved.length} files into ${o.moveTo} (manifest: ${join(o.moveTo, 'moved.json')})`);
+        }
+        console.log(JSON.stringify(o.out ? summary : { ...summary, groups: r.groups }));
+      } finally {
+        inp.coll?.close();
+      }
+    });
+}
+
+/** Moves files under `dir`, keeping their paths below their common folder; a manifest lists every move. */
+function moveDuplicates(paths: string[], dir: string): { from: string; to: string }[] {
+  if (!paths.length) return [];
+  const abs = paths.map((p) => resolve(p));
+  let common = dirname(abs[0]!);
+  for (const p of abs) while (!p.startsWith(`${common}/`) && common !== '/') common = dirname(common);
+  const moves = abs.map((from) => ({ from, to: join(resolve(dir), relative(common, from)) }));
+  for (const m of moves) if (existsSync(m.to)) throw new Error(`--move-to ${dir}: ${m.to} already exists; nothing was moved`);
+  const done: { from: string; to: string }[] = [];
+  try {
+    for (const m of moves) {
+      mkdirSync(dirname(m.to), { recursive: true });
+      try {
+        renameSync(m.from, m.to);
+      } catch (e) {
+        // Across file systems: copy, then remove the original.
+        if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e;
+        copyFileSync(m.from, m.to);
+        unlinkSync(m.from);
+      }
+      done.push(m);
+    }
+  } finally {
+    writeTextAtomic(join(dir, 'moved.json'), `${JSON.stringify({ root: common, moved: done }, null, 1)}\n`);
+  }
+  return done;
+}

@@ -1,0 +1,81 @@
+// moco index <images…> --pretrained CKPT --db DIR: embeds a folder into a LanceDB collection, incrementally.
+import type { Command } from 'commander';
+import { resolve } from 'node:path';
+import { statSync } from 'node:fs';
+import { applyThreads, feature, int, progress } from './eval-common.js';
+
+interface IndexCliOpts {
+  pretrained: string; db: string; feature: string; batch: string; chunk: string; reindex: boolean; indexMinRows?: string;
+  threads?: string; nprocPerNode?: string; nnodes?: string; nodeRank?: string;
+}
+
+export function register(program: Command): void {
+  program
+    .command('index')
+    .description('embed images into a LanceDB collection {id, path, label, sha256, bytes, mtime, vector}: only new or changed files are embedded; an interrupted run resumes; an ANN index (cosine) is built once the table is large enough')
+    .argument('<images...>', 'image files or folders (recursive; a folder layout <root>/<label>/<file> gives labels)')
+    .requiredOption('--pretrained <ckpt>', 'checkpoint (run dir, .safetensors, .pth, .pth.tar)')
+    .requiredOption('--db <uri>', 'LanceDB directory or URI (created when missing)')
+    .option('--feature <which>', 'backbone (pooled features) or head (projection output)', 'backbone')
+    .option('--batch <n>', 'images per forward', '64')
+    .option('--chunk <n>', 'images embedded per commit (the most an interruption loses)', '1024')
+    .option('--reindex', 'rebuild the ANN index now, whatever the table size', false)
+    .option('--index-min-rows <n>', 'rows from which the ANN index is built (default: the measured crossover, see docs/collections.md)')
+    .option('--threads <n>', 'libtorch threads')
+    .option('--nproc-per-node <n>', 'embed with N local processes, each its shard of the files')
+    .option('--nnodes <n>', 'nodes in a multi-node run (with --nproc-per-node)')
+    .option('--node-rank <n>', "this node's index in a multi-node run")
+    .action(async (images: string[], o: IndexCliOpts) => {
+      const feat = feature(o.feature);
+      const nproc = int('--nproc-per-node', o.nprocPerNode) ?? 1;
+      const { launch, relaunchArgv, threadsFromEnv, configFromEnv, ProcessGroup } = await import('../../dist/index.js');
+      if (nproc > 1 && process.env.RANK === undefined) {
+        const r = await launch({ nprocPerNode: nproc, argv: relaunchArgv(), nnodes: int('--nnodes', o.nnodes), nodeRank: int('--node-rank', o.nodeRank, 0), threads: int('--threads', o.threads) });
+        process.exit(r.code);
+      }
+      applyThreads(o.threads ?? (threadsFromEnv() !== undefined ? String(threadsFromEnv()) : undefined));
+      const minRows = int('--index-min-rows', o.indexMinRows);
+      const { collectImages, describeEncoder, loadEncoder } = await import('../../eval/index.js');
+      const { Collection, indexImages } = await import('../../collections/index.js');
+      for (const p of images) {
+        try { statSync(p); } catch { throw new Error(`${p}: no such file or folder`); }
+      }
+      const files = collectImages(images);
+      if (!files.length) throw new Error(`no image files under ${images.join(', ')}`);
+      const where = configFromEnv();
+      const pg = where && where.worldSize > 1 ? await ProcessGroup.init({ ...where, backend: 'gloo' }) : null;
+      const rank = pg?.rank ?? 0;
+      const tag = pg ? `moco index [rank ${rank}/${pg.worldSize}]` : 'moco index';
+      const encoder = loadEncoder(o.pretrained);
+      let coll;
+      try {
+        if (rank === 0) console.error(`${tag}: ${describeEncoder(encoder)}`);
+        const pre = encoder.preprocess();
+        coll = await Collection.open(o.db, {
+          dim: encoder.dim(feat), pretrained: resolve(encoder.info.file), feature: feat, arch: encoder.info.arch,
+          imageSize: encoder.info.imageSize, augment: pre.augment,
+        });
+        if (coll.meta.feature && coll.meta.feature !== feat) throw new Error(`${o.db} holds ${coll.meta.feature} features; pass --feature ${coll.meta.feature}`);
+        const s = await indexImages(encoder, files, coll, {
+          feature: feat, batchSize: int('--batch', o.batch), chunk: int('--chunk', o.chunk), roots: images.filter((p) => statSync(p).isDirectory()),
+          shard: pg ? { rank: pg.rank, worldSize: pg.worldSize } : undefined, onProgress: progress(tag),
+          onSkip: (x) => console.error(`${tag}: skipping ${x.path}: ${x.reason}`),
+        });
+        console.error(`${tag}: ${s.files} files: ${s.added} added, ${s.updated} updated, ${s.unchanged} unchanged${s.skipped.length ? `, ${s.skipped.length} skipped` : ''} (${(s.ms / 1000).toFixed(1)} s)`);
+        // The index is built once every rank has appended its shard.
+        await pg?.barrier();
+        if (rank === 0) {
+          const ix = await coll.ensureIndex({ minRows, rebuild: o.reindex });
+          const state = await coll.indexState();
+          const rows = await coll.count();
+          console.error(`${tag}: ${rows} rows; ANN index: ${ix.action === 'built' ? `built (${state.type}, ${state.partitions} partitions) in ${(ix.ms / 1000).toFixed(1)} s` : state.type ? `${state.type}, ${state.indexed} rows indexed` : `none (flat scan below ${minRows ?? 'the default threshold'} rows)`}`);
+          console.log(JSON.stringify({ command: 'index', db: o.db, rows, ...s, skipped: s.skipped, index: { ...state, action: ix.action, ms: Math.round(ix.ms) } }));
+        }
+        await pg?.barrier();
+      } finally {
+        coll?.close();
+        encoder.dispose();
+        await pg?.close();
+      }
+    });
+}

@@ -1,0 +1,177 @@
+// Duplicates in a collection: exact ones by SHA-256 first, then near-duplicates among the distinct files by
+// cosine ≥ threshold. Candidate pairs come from each file's nearest neighbours (the ANN index's, or an exact
+// search), and every pair is then re-scored on the stored vectors, so the threshold holds on exact cosine.
+// Groups form by complete linkage (every pair in a group is above the threshold: no A~B~C chains when A≁C)
+// or, on request, single linkage (connected components).
+import { searchIndex, type SearchRows } from '../eval/search.js';
+import type { FileRow } from './table.js';
+
+/** Cosine at or above which two files count as near-duplicates by default (chosen from the measured curve in docs/collections.md). */
+export const DEFAULT_THRESHOLD = 0.9;
+
+export type Linkage = 'complete' | 'single';
+/** Which file of a group is kept: the largest file, the oldest (mtime), or the first path in sort order. */
+export type KeepRule = 'largest' | 'oldest' | 'first';
+
+export interface DedupOpts {
+  /** Cosine threshold in (−1, 1]; default {@link DEFAULT_THRESHOLD}. */
+  threshold?: number;
+  /** Default 'complete'. */
+  linkage?: Linkage;
+  /** Default 'largest'. */
+  keep?: KeepRule;
+  /** Neighbours looked at per file; default 10. */
+  neighbours?: number;
+  /**
+   * Candidate neighbours (indices into `vectors`' rows) of the given rows: default an exact search over the
+   * distinct files; `moco dedup --db` passes the ANN index's.
+   */
+  candidates?: (rows: readonly number[], k: number) => Promise<number[][]>;
+}
+
+export interface DupMember extends FileRow {
+  /** Cosine to the keeper (1 for exact copies). */
+  score: number;
+}
+
+export interface DupGroup {
+  /** 'exact' when all members have the same bytes, else 'near'. */
+  kind: 'exact' | 'near';
+  keeper: DupMember;
+  /** The others, to remove or review. */
+  duplicates: DupMember[];
+  /** Lowest cosine between any two members. */
+  minScore: number;
+}
+
+export interface DedupResult {
+  threshold: number;
+  linkage: Linkage;
+  keep: KeepRule;
+  files: number;
+  groups: DupGroup[];
+  /** Files that are not keepers. */
+  removable: number;
+}
+
+const dot = (v: Float32Array, dim: number, a: number, b: number): number => {
+  let s = 0;
+  const oa = a * dim;
+  const ob = b * dim;
+  for (let j = 0; j < dim; j++) s += v[oa + j]! * v[ob + j]!;
+  return s;
+};
+
+/** Exact top-k neighbours among `rows` of `vectors` (row-major, normalised), by blocked matrix products. */
+export function exactCandidates(vectors: Float32Array, dim: number): (rows: readonly number[], k: number) => Promise<number[][]> {
+  return async (rows, k) => {
+    const view: SearchRows = {
+      count: rows.length, dim, paths: [],
+      read: (start, n) => {
+        const len = Math.max(0, Math.min(n, rows.length - start));
+        const out = new Float32Array(len * dim);
+        for (let i = 0; i < len; i++) out.set(vectors.subarray(rows[start + i]! * dim, (rows[start + i]! + 1) * dim), i * dim);
+        return out;
+      },
+    };
+    const out: number[][] = [];
+    const step = 4096;
+    for (let i = 0; i < rows.length; i += step) {
+      const q = view.read(i, step);
+      for (const ns of searchIndex(view, q, { top: k + 1, chunkBytes: 64 * 2 ** 20 })) out.push(ns.map((n) => rows[n.index]!));
+    }
+    return out;
+  };
+}
+
+/**
+ * Groups of duplicates among `rows` (with `vectors`, rows × dim, L2-normalised). Each group names its keeper
+ * by the keep rule; groups are sorted largest first.
+ */
+export async function findDuplicates(rows: readonly FileRow[], vectors: Float32Array, dim: number, o: DedupOpts = {}): Promise<DedupResult> {
+  const t = o.threshold ?? DEFAULT_THRESHOLD;
+  if (!(t > -1 && t <= 1)) throw new Error(`--threshold must be a cosine in (−1, 1], got ${t}`);
+  const linkage = o.linkage ?? 'complete';
+  const keep = o.keep ?? 'largest';
+  const k = o.neighbours ?? 10;
+  // Exact copies collapse onto one representative (the first path) before any vector work.
+  const bySha = new Map<string, number[]>();
+  rows.forEach((r, i) => { const g = bySha.get(r.sha256); if (g) g.push(i); else bySha.set(r.sha256, [i]); });
+  const reps = [...bySha.values()].map((g) => g.sort((a, b) => (rows[a]!.path < rows[b]!.path ? -1 : 1))[0]!);
+  const cand = await (o.candidates ?? exactCandidates(vectors, dim))(reps, k);
+  const edges: [number, number, number][] = [];
+  const seen = new Set<string>();
+  cand.forEach((ns, qi) => {
+    const a = reps[qi]!;
+    for (const b of ns) {
+      if (b === a || rows[b]!.sha256 === rows[a]!.sha256) continue;
+      const key = a < b ? `${a},${b}` : `${b},${a}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const s = dot(vectors, dim, a, b);
+      if (s >= t) edges.push([a, b, s]);
+    }
+  });
+  edges.sort((x, y) => y[2] - x[2]);
+  // Agglomerate, most similar pairs first. Complete linkage merges two groups only when every cross pair is
+  // above the threshold (checked on the vectors, so pairs the neighbour lists missed count too).
+  const groupOf = new Map<number, number[]>();
+  const get = (i: number): number[] => { let g = groupOf.get(i); if (!g) { g = [i]; groupOf.set(i, g); } return g; };
+  for (const [a, b] of edges) {
+    const ga = get(a);
+    const gb = get(b);
+    if (ga === gb) continue;
+    if (linkage === 'complete' && !ga.every((x) => gb.every((y) => dot(vectors, dim, x, y) >= t))) continue;
+    const [big, small] = ga.length >= gb.length ? [ga, gb] : [gb, ga];
+    for (const x of small) { big.push(x); groupOf.set(x, big); }
+  }
+  const groups: DupGroup[] = [];
+  const done = new Set<number[]>();
+  for (const rep of reps) {
+    const g = groupOf.get(rep);
+    if (g) { if (done.has(g)) continue; done.add(g); }
+    const members = (g ?? [rep]).flatMap((r) => bySha.get(rows[r]!.sha256)!);
+    if (members.length < 2) continue;
+    const keeper = chooseKeeper(members.map((i) => rows[i]!), keep);
+    const ki = members[keeper]!;
+    let minScore = 1;
+    for (let x = 0; x < members.length; x++) for (let y = x + 1; y < members.length; y++) {
+      const a = members[x]!;
+      const b = members[y]!;
+      minScore = Math.min(minScore, rows[a]!.sha256 === rows[b]!.sha256 ? 1 : dot(vectors, dim, a, b));
+    }
+    const member = (i: number): DupMember => ({ ...rows[i]!, score: rows[i]!.sha256 === rows[ki]!.sha256 ? 1 : dot(vectors, dim, i, ki) });
+    groups.push({
+      kind: g && g.length > 1 ? 'near' : 'exact',
+      keeper: member(ki),
+      duplicates: members.filter((i) => i !== ki).map(member).sort((a, b) => b.score - a.score),
+      minScore,
+    });
+  }
+  groups.sort((a, b) => b.duplicates.length - a.duplicates.length || (a.keeper.path < b.keeper.path ? -1 : 1));
+  return { threshold: t, linkage, keep, files: rows.length, groups, removable: groups.reduce((s, g) => s + g.duplicates.length, 0) };
+}
+
+/** Index of the keeper among `members` by the rule; ties go to the first path. */
+export function chooseKeeper(members: readonly FileRow[], rule: KeepRule): number {
+  let best = 0;
+  for (let i = 1; i < members.length; i++) {
+    const a = members[i]!;
+    const b = members[best]!;
+    const better = rule === 'largest' ? a.bytes > b.bytes || (a.bytes === b.bytes && a.path < b.path)
+      : rule === 'oldest' ? a.mtime < b.mtime || (a.mtime === b.mtime && a.path < b.path)
+        : a.path < b.path;
+    if (better) best = i;
+  }
+  return best;
+}
+
+/** All unordered pairs of paths that share a group (for precision/recall against known duplicate pairs). */
+export function groupPairs(groups: readonly DupGroup[]): Set<string> {
+  const out = new Set<string>();
+  for (const g of groups) {
+    const ps = [g.keeper.path, ...g.duplicates.map((d) => d.path)].sort();
+    for (let i = 0; i < ps.length; i++) for (let j = i + 1; j < ps.length; j++) out.add(`${ps[i]}\n${ps[j]}`);
+  }
+  return out;
+}

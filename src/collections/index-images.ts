@@ -1,0 +1,109 @@
+// Embeds a folder of images into a collection incrementally: files are compared with the table by size and
+// mtime (then by SHA-256), only new or changed ones are embedded, and each chunk is committed as soon as it is
+// embedded, so an interrupted run loses at most one chunk and the next run resumes where it stopped. In a
+// multi-process run each rank takes the files whose path hashes to it, so nothing is embedded twice.
+import { createHash } from 'node:crypto';
+import { readFile, stat } from 'node:fs/promises';
+import { basename, dirname, resolve } from 'node:path';
+import { embedImages, type Encoder, type FeatureKind } from '../eval/index.js';
+import type { Skipped } from '../data/index.js';
+import { idOf, type Collection, type FileRow, type ImageRow } from './table.js';
+
+export interface IndexImagesOpts {
+  feature?: FeatureKind;
+  /** Images per forward; default 64. */
+  batchSize?: number;
+  /** Images embedded per commit to the table (the most an interruption can lose); default 1024. */
+  chunk?: number;
+  /** This process's share of a multi-process run; default the whole list. */
+  shard?: { rank: number; worldSize: number };
+  /** Folders the inputs were given as: a file directly inside one has no label. */
+  roots?: readonly string[];
+  /** Called after each committed chunk with (files embedded, files to embed). */
+  onProgress?: (done: number, total: number) => void;
+  onSkip?: (s: Skipped) => void;
+}
+
+export interface IndexSummary {
+  /** Files of this process's shard. */
+  files: number;
+  /** Already in the table with the same content. */
+  unchanged: number;
+  added: number;
+  updated: number;
+  skipped: Skipped[];
+  ms: number;
+}
+
+/** Which rank of `worldSize` embeds `path` (a hash of the path, the same on every rank and run). */
+export function shardOf(path: string, worldSize: number): number {
+  return createHash('sha256').update(path).digest().readUInt32BE(0) % worldSize;
+}
+
+/** The folder label of a file: its parent folder's name, or null when it sits directly in an input root. */
+export function labelFor(path: string, roots: ReadonlySet<string>): string | null {
+  const dir = dirname(path);
+  return roots.has(dir) ? null : basename(dir) || null;
+}
+
+/** SHA-256 (hex), size and mtime of a file. */
+export async function fileFacts(path: string): Promise<{ sha256: string; bytes: number; mtime: number }> {
+  const [buf, st] = await Promise.all([readFile(path), stat(path)]);
+  return { sha256: createHash('sha256').update(buf).digest('hex'), bytes: st.size, mtime: st.mtimeMs };
+}
+
+/**
+ * Brings `coll` up to date with `files` (absolute or relative paths; stored absolute): new files are appended,
+ * changed ones replaced, unchanged ones left alone. Files that cannot be decoded are reported and left out
+ * (retried next run).
+ */
+export async function indexImages(encoder: Encoder, files: readonly string[], coll: Collection, o: IndexImagesOpts = {}): Promise<IndexSummary> {
+  const t0 = performance.now();
+  const world = o.shard?.worldSize ?? 1;
+  const rank = o.shard?.rank ?? 0;
+  const roots = new Set((o.roots ?? []).map((r) => resolve(r)));
+  const mine = files.map((f) => resolve(f)).filter((p) => world === 1 || shardOf(p, world) === rank);
+  const known = new Map<string, FileRow>();
+  for (const r of await coll.files()) known.set(r.path, r);
+
+  let unchanged = 0;
+  const todo: { path: string; facts: { sha256: string; bytes: number; mtime: number }; replace: boolean }[] = [];
+  const step = 64;
+  for (let i = 0; i < mine.length; i += step) {
+    await Promise.all(mine.slice(i, i + step).map(async (path) => {
+      const old = known.get(path);
+      const st = await stat(path);
+      if (old && old.bytes === st.size && old.mtime === st.mtimeMs) { unchanged++; return; }
+      const facts = await fileFacts(path);
+      if (old && old.sha256 === facts.sha256) { unchanged++; return; }
+      todo.push({ path, facts, replace: old !== undefined });
+    }));
+  }
+  todo.sort((a, b) => (a.path < b.path ? -1 : 1));
+
+  const chunk = o.chunk ?? 1024;
+  const skipped: Skipped[] = [];
+  let added = 0;
+  let updated = 0;
+  for (let i = 0; i < todo.length; i += chunk) {
+    const part = todo.slice(i, i + chunk);
+    const e = await embedImages(encoder, part.map((t) => t.path), {
+      feature: o.feature, batchSize: o.batchSize, onSkip: (s) => { skipped.push(s); o.onSkip?.(s); },
+    });
+    const byPath = new Map(part.map((t) => [t.path, t]));
+    const fresh: ImageRow[] = [];
+    const changed: ImageRow[] = [];
+    e.paths.forEach((p, j) => {
+      const t = byPath.get(p)!;
+      const row = { id: idOf(p), path: p, label: labelFor(p, roots), ...t.facts, vector: e.vectors.slice(j * e.dim, (j + 1) * e.dim) };
+      (t.replace ? changed : fresh).push(row);
+    });
+    // Appends never conflict between ranks; replacements (rare) go through a merge on the path.
+    await coll.append(fresh);
+    await coll.upsert(changed);
+    added += fresh.length;
+    updated += changed.length;
+    o.onProgress?.(Math.min(todo.length, i + chunk), todo.length);
+  }
+  return { files: mine.length, unchanged, added, updated, skipped, ms: performance.now() - t0 };
+}

@@ -1,0 +1,36 @@
+// LanceDB and Apache Arrow are optional dependencies: they are imported here, lazily, the first time a command
+// needs a collection, so that every other command works (and installs) without them.
+import type * as Lance from '@lancedb/lancedb';
+import type * as Arrow from 'apache-arrow';
+import { createRequire } from 'node:module';
+
+/** The command that installs the pinned versions this code is tested with. */
+export const LANCE_INSTALL = 'npm i -E @lancedb/lancedb@0.31.0 apache-arrow@18.1.0';
+
+export interface LanceModules {
+  lancedb: typeof Lance;
+  arrow: typeof Arrow;
+}
+
+let loaded: Promise<LanceModules> | null = null;
+
+/** Loads `@lancedb/lancedb` and `apache-arrow`, or fails naming the install command. */
+export function loadLance(): Promise<LanceModules> {
+  loaded ??= (async () => {
+    try {
+      // Lance logs routine notices (a table being created, index statistics) as warnings on stderr.
+      process.env.LANCE_LOG ??= 'error';
+      process.env.LANCE_INCLUDE_VECTOR_CENTROIDS ??= 'false';
+      const lancedb = await import('@lancedb/lancedb');
+      // The CommonJS build of apache-arrow, the one lancedb itself requires: two copies of the Arrow classes
+      // (ESM and CJS) would make lancedb reject our tables as foreign.
+      const arrow = createRequire(createRequire(import.meta.url).resolve('@lancedb/lancedb'))('apache-arrow') as typeof Arrow;
+      return { lancedb, arrow };
+    } catch (e) {
+      loaded = null;
+      const why = (e as Error).message.split('\n')[0];
+      throw new Error(`collections need the optional packages @lancedb/lancedb and apache-arrow, which did not load (${why}): install them with \`${LANCE_INSTALL}\``);
+    }
+  })();
+  return loaded;
+}

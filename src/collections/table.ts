@@ -1,0 +1,345 @@
+// A collection: one LanceDB table `images` of {id, path, label, sha256, bytes, mtime, vector} (+ `cluster` once
+// `moco cluster` wrote it) at a directory or any URI LanceDB accepts. Rows are keyed by path; an IVF-PQ index
+// (cosine) is built once the table is large enough for it to beat the flat scan, and searches re-rank its
+// candidates on the stored vectors, so scores are exact cosines.
+import type { Connection, Table } from '@lancedb/lancedb';
+import type * as Arrow from 'apache-arrow';
+import { createHash } from 'node:crypto';
+import { loadLance, type LanceModules } from './lancedb.js';
+import { toSql, type Filter } from './filter.js';
+
+/** The table's name inside the database. */
+export const TABLE = 'images';
+
+/**
+ * Rows from which an ANN index is built by default. Below it the flat scan answered faster in
+ * bench/collections (measured crossover, see docs/collections.md).
+ */
+export const INDEX_MIN_ROWS = 50_000;
+
+/** One image of a collection. */
+export interface ImageRow {
+  /** Stable id derived from the path (53 bits of its SHA-256), unique in practice; the key is `path`. */
+  id: number;
+  path: string;
+  /** Folder name in an ImageFolder layout, else null. */
+  label: string | null;
+  /** SHA-256 of the file's bytes, hex. */
+  sha256: string;
+  /** File size in bytes. */
+  bytes: number;
+  /** Modification time, ms since 1970. */
+  mtime: number;
+  /** L2-normalised embedding. */
+  vector: Float32Array;
+}
+
+/** A row without its vector (what the file scan compares). */
+export type FileRow = Omit<ImageRow, 'vector'> & { cluster?: number | null };
+
+/** What made the vectors: recorded in the table's schema metadata, checked when rows are added. */
+export interface CollectionMeta {
+  dim: number;
+  /** Checkpoint file the vectors were embedded with. */
+  pretrained?: string;
+  feature?: string;
+  arch?: string;
+  imageSize?: number;
+  augment?: string;
+}
+
+export interface SearchOpts {
+  /** Neighbours a query; default 10. */
+  top?: number;
+  filter?: Filter;
+  /** IVF partitions probed; default max(20, 5% of them). Ignored without an index. */
+  nprobes?: number;
+  /** Candidates re-ranked on the stored vectors, as a multiple of `top`; default 20 (recall@10 0.92 at 10, 0.98 at 20 on 20k clustered vectors). */
+  refineFactor?: number;
+  /** Exact flat scan even when there is an index (the reference). */
+  exact?: boolean;
+}
+
+/** One neighbour: the row and its exact cosine similarity. */
+export interface CollectionHit extends FileRow {
+  score: number;
+}
+
+export interface IndexState {
+  /** 'IVF_PQ' or null without an index. */
+  type: string | null;
+  indexed: number;
+  unindexed: number;
+  partitions: number | null;
+}
+
+/** The stable id of a path. */
+export function idOf(path: string): number {
+  const h = createHash('sha256').update(path).digest();
+  return h.readUIntBE(0, 6) * 32 + (h[6]! >> 3);
+}
+
+export class Collection {
+  private constructor(
+    private readonly m: LanceModules,
+    private readonly db: Connection,
+    readonly table: Table,
+    readonly uri: string,
+    readonly meta: CollectionMeta,
+    private readonly schema: Arrow.Schema,
+  ) {}
+
+  /** Whether `uri` holds a collection. */
+  static async exists(uri: string): Promise<boolean> {
+    const { lancedb } = await loadLance();
+    const db = await lancedb.connect(uri);
+    try { return (await db.tableNames()).includes(TABLE); } finally { db.close(); }
+  }
+
+  /**
+   * Opens the collection at `uri`; with `create`, creates it when missing (concurrent creators are fine: one
+   * wins, the others open it). Throws naming the URI when it is missing and `create` is not given.
+   */
+  static async open(uri: string, create?: CollectionMeta): Promise<Collection> {
+    const m = await loadLance();
+    const db = await m.lancedb.connect(uri);
+    try {
+      let table: Table;
+      if ((await db.tableNames()).includes(TABLE)) table = await db.openTable(TABLE);
+      else if (!create) throw new Error(`${uri}: no collection here (no table '${TABLE}'); make one with \`moco index <images…> --pretrained CKPT --db ${uri}\``);
+      else {
+        try {
+          table = await db.createEmptyTable(TABLE, schemaFor(m.arrow, create), { mode: 'create', existOk: true });
+        } catch {
+          table = await db.openTable(TABLE);
+        }
+      }
+      const schema = await table.schema();
+      const raw = schema.metadata.get('moco');
+      const meta = raw ? JSON.parse(raw) as CollectionMeta : { dim: vectorDim(schema) };
+      if (create && create.dim !== meta.dim) throw new Error(`${uri} holds ${meta.dim}-d vectors but this encoder gives ${create.dim}-d: index into another --db, or use the encoder it was made with (${meta.pretrained ?? 'not recorded'})`);
+      return new Collection(m, db, table, uri, meta, schema);
+    } catch (e) {
+      db.close();
+      throw e;
+    }
+  }
+
+  get dim(): number { return this.meta.dim; }
+
+  /** Rows, or rows passing `filter`. */
+  async count(filter?: Filter): Promise<number> { return this.table.countRows(toSql(filter)); }
+
+  /** Appends rows whose paths are not in the table (no key check; for new files). */
+  async append(rows: readonly ImageRow[]): Promise<void> {
+    if (rows.length) await this.table.add(this.toArrow(rows));
+  }
+
+  /** Inserts rows, replacing those with the same path. */
+  async upsert(rows: readonly ImageRow[]): Promise<void> {
+    if (rows.length) await this.table.mergeInsert('path').whenMatchedUpdateAll().whenNotMatchedInsertAll().execute(this.toArrow(rows));
+  }
+
+  /** Deletes the rows of these paths. */
+  async deletePaths(paths: readonly string[]): Promise<void> {
+    for (let i = 0; i < paths.length; i += 1000) {
+      const sql = toSql({ where: [{ column: 'path', op: 'in', values: paths.slice(i, i + 1000) }] });
+      if (sql) await this.table.delete(sql);
+    }
+  }
+
+  /** Every row without its vector (path order not guaranteed). */
+  async files(filter?: Filter): Promise<FileRow[]> {
+    const cols = ['id', 'path', 'label', 'sha256', 'bytes', 'mtime', ...(this.hasColumn('cluster') ? ['cluster'] : [])];
+    const out: FileRow[] = [];
+    let q = this.table.query().select(cols);
+    const sql = toSql(filter);
+    if (sql) q = q.where(sql);
+    for await (const b of q) for (let i = 0; i < b.numRows; i++) out.push(fileRow(b, i));
+    return out;
+  }
+
+  /**
+   * Streams the rows with their vectors in record batches (bounded memory): `vectors` is rows × dim,
+   * row-major, a copy the caller owns.
+   */
+  async *scan(filter?: Filter): AsyncGenerator<{ rows: FileRow[]; vectors: Float32Array }> {
+    const cols = ['id', 'path', 'label', 'sha256', 'bytes', 'mtime', 'vector', ...(this.hasColumn('cluster') ? ['cluster'] : [])];
+    let q = this.table.query().select(cols);
+    const sql = toSql(filter);
+    if (sql) q = q.where(sql);
+    for await (const b of q) {
+      const rows: FileRow[] = [];
+      for (let i = 0; i < b.numRows; i++) rows.push(fileRow(b, i));
+      yield { rows, vectors: vectorsOf(b, this.dim) };
+    }
+  }
+
+  /** All rows and vectors in memory (rows × dim floats: for the tasks that need them all, like k-means). */
+  async readAll(filter?: Filter): Promise<{ rows: FileRow[]; vectors: Float32Array }> {
+    const rows: FileRow[] = [];
+    const parts: Float32Array[] = [];
+    for await (const b of this.scan(filter)) { rows.push(...b.rows); parts.push(b.vectors); }
+    const vectors = new Float32Array(rows.length * this.dim);
+    let off = 0;
+    for (const p of parts) { vectors.set(p, off); off += p.length; }
+    return { rows, vectors };
+  }
+
+  /** The rows of these ids (for thumbnails and lookups). */
+  async byIds(ids: readonly number[]): Promise<FileRow[]> {
+    if (!ids.length) return [];
+    const out: FileRow[] = [];
+    const q = this.table.query().select(['id', 'path', 'label', 'sha256', 'bytes', 'mtime']).where(`id IN (${ids.map((i) => String(Math.trunc(i))).join(', ')})`);
+    for await (const b of q) for (let i = 0; i < b.numRows; i++) out.push(fileRow(b, i));
+    return out;
+  }
+
+  /** The `top` nearest rows of each query (Q × dim, row-major), best first, with exact cosine scores. */
+  async search(queries: Float32Array, o: SearchOpts = {}): Promise<CollectionHit[][]> {
+    const dim = this.dim;
+    const nq = queries.length / dim;
+    if (!Number.isInteger(nq)) throw new Error(`search: ${queries.length} query values are not a multiple of the collection's dim ${dim}`);
+    const top = o.top ?? 10;
+    const sql = toSql(o.filter);
+    const state = o.exact ? null : await this.indexState();
+    const out: CollectionHit[][] = [];
+    // Queries go to Lance a few at a time: its multi-vector form costs a scan per vector anyway.
+    const one = async (i: number): Promise<CollectionHit[]> => {
+      let q = this.table.vectorSearch(queries.subarray(i * dim, (i + 1) * dim)).distanceType('cosine').limit(top)
+        .select(['id', 'path', 'label', 'sha256', 'bytes', 'mtime', '_distance']);
+      if (sql) q = q.where(sql);
+      if (!state?.type) q = q.bypassVectorIndex();
+      else q = q.nprobes(o.nprobes ?? Math.max(20, Math.ceil((state.partitions ?? 0) * 0.05))).refineFactor(o.refineFactor ?? 20);
+      const hits: CollectionHit[] = [];
+      for await (const b of q) for (let r = 0; r < b.numRows; r++) hits.push({ ...fileRow(b, r), score: 1 - Number(b.getChild('_distance')!.get(r)) });
+      return hits.sort((a, b) => b.score - a.score);
+    };
+    const width = 4;
+    for (let i = 0; i < nq; i += width) out.push(...await Promise.all(Array.from({ length: Math.min(width, nq - i) }, (_, j) => one(i + j))));
+    return out;
+  }
+
+  /** The ANN index on `vector`, if any. */
+  async indexState(): Promise<IndexState> {
+    const idx = (await this.table.listIndices()).find((x) => x.columns.includes('vector'));
+    if (!idx) return { type: null, indexed: 0, unindexed: await this.table.countRows(), partitions: null };
+    const s = await this.table.indexStats(idx.name);
+    const details = s as unknown as { indices?: { num_partitions?: number }[] };
+    return { type: s?.indexType ?? 'IVF_PQ', indexed: s?.numIndexedRows ?? 0, unindexed: s?.numUnindexedRows ?? 0, partitions: details.indices?.[0]?.num_partitions ?? null };
+  }
+
+  /**
+   * Builds the IVF-PQ index (cosine; √rows partitions, dim/8 sub-vectors) when the table has ≥ `minRows` rows and
+   * none yet, or always with `rebuild`; otherwise folds new rows into the existing index and compacts. Returns
+   * what it did.
+   */
+  async ensureIndex(o: { minRows?: number; rebuild?: boolean } = {}): Promise<{ action: 'built' | 'optimized' | 'none'; rows: number; ms: number }> {
+    const t0 = performance.now();
+    const rows = await this.table.countRows();
+    const state = await this.indexState();
+    const min = o.minRows ?? INDEX_MIN_ROWS;
+    if (o.rebuild || (!state.type && rows >= min)) {
+      if (rows < 256) throw new Error(`${this.uri}: ${rows} rows are too few for an ANN index (at least 256; the flat scan serves small tables)`);
+      const numPartitions = Math.max(1, Math.round(Math.sqrt(rows)));
+      const numSubVectors = this.dim % 8 === 0 ? this.dim / 8 : 1;
+      await this.table.createIndex('vector', { config: this.m.lancedb.Index.ivfPq({ numPartitions, numSubVectors, distanceType: 'cosine' }), replace: true });
+      await this.table.optimize();
+      return { action: 'built', rows, ms: performance.now() - t0 };
+    }
+    if (state.type || rows) {
+      await this.table.optimize();
+      return { action: 'optimized', rows, ms: performance.now() - t0 };
+    }
+    return { action: 'none', rows, ms: performance.now() - t0 };
+  }
+
+  /** Writes an int column (e.g. cluster assignments) for the given paths; adds the column when missing. */
+  async writeIntColumn(name: 'cluster', paths: readonly string[], values: Int32Array): Promise<void> {
+    const { arrow } = this.m;
+    if (!this.hasColumn(name)) {
+      await this.table.addColumns([{ name, valueSql: 'CAST(NULL AS INT)' }]);
+      this.schema.fields.push(new arrow.Field(name, new arrow.Int32(), true));
+    }
+    const step = 100_000;
+    for (let i = 0; i < paths.length; i += step) {
+      const t = new arrow.Table({
+        path: arrow.vectorFromArray(paths.slice(i, i + step), new arrow.Utf8()),
+        [name]: arrow.vectorFromArray(Array.from(values.subarray(i, i + step)), new arrow.Int32()),
+      });
+      await this.table.mergeInsert('path').whenMatchedUpdateAll().execute(t);
+    }
+  }
+
+  hasColumn(name: string): boolean { return this.schema.fields.some((f) => f.name === name); }
+
+  close(): void {
+    this.table.close();
+    this.db.close();
+  }
+
+  /** Rows as an Arrow table of this collection's schema (vectors copied once, as one Float32 buffer). */
+  private toArrow(rows: readonly ImageRow[]): Arrow.Table {
+    const { arrow } = this.m;
+    const dim = this.dim;
+    const n = rows.length;
+    const flat = new Float32Array(n * dim);
+    rows.forEach((r, i) => {
+      if (r.vector.length !== dim) throw new Error(`${r.path}: a ${r.vector.length}-d vector for a ${dim}-d collection`);
+      flat.set(r.vector, i * dim);
+    });
+    const base = schemaFor(arrow, this.meta);
+    const vecType = base.fields.find((f) => f.name === 'vector')!.type as Arrow.FixedSizeList;
+    const vec = arrow.makeData({ type: vecType, length: n, nullCount: 0, child: arrow.makeData({ type: new arrow.Float32(), length: n * dim, data: flat }) });
+    const col = <T extends Arrow.DataType>(vals: unknown[], t: T): Arrow.Data<T> => arrow.vectorFromArray(vals, t).data[0]!;
+    const children = [
+      col(rows.map((r) => BigInt(r.id)), new arrow.Int64()),
+      col(rows.map((r) => r.path), new arrow.Utf8()),
+      col(rows.map((r) => r.label), new arrow.Utf8()),
+      col(rows.map((r) => r.sha256), new arrow.Utf8()),
+      col(rows.map((r) => BigInt(r.bytes)), new arrow.Int64()),
+      col(rows.map((r) => r.mtime), new arrow.Float64()),
+      vec,
+    ];
+    const struct = arrow.makeData({ type: new arrow.Struct(base.fields), length: n, nullCount: 0, children });
+    return new arrow.Table(base, new arrow.RecordBatch(base, struct));
+  }
+}
+
+function schemaFor(arrow: typeof Arrow, meta: CollectionMeta): Arrow.Schema {
+  return new arrow.Schema([
+    new arrow.Field('id', new arrow.Int64(), false),
+    new arrow.Field('path', new arrow.Utf8(), false),
+    new arrow.Field('label', new arrow.Utf8(), true),
+    new arrow.Field('sha256', new arrow.Utf8(), false),
+    new arrow.Field('bytes', new arrow.Int64(), false),
+    new arrow.Field('mtime', new arrow.Float64(), false),
+    new arrow.Field('vector', new arrow.FixedSizeList(meta.dim, new arrow.Field('item', new arrow.Float32(), true)), false),
+  ], new Map([['moco', JSON.stringify(meta)]]));
+}
+
+function vectorDim(s: Arrow.Schema): number {
+  const f = s.fields.find((x) => x.name === 'vector');
+  return (f?.type as Arrow.FixedSizeList | undefined)?.listSize ?? 0;
+}
+
+function fileRow(b: Arrow.RecordBatch, i: number): FileRow {
+  const g = (name: string): unknown => b.getChild(name)?.get(i);
+  const cl = b.getChild('cluster');
+  return {
+    id: Number(g('id')), path: String(g('path')), label: (g('label') as string | null) ?? null, sha256: String(g('sha256')),
+    bytes: Number(g('bytes')), mtime: Number(g('mtime')), ...(cl ? { cluster: (cl.get(i) as number | null) ?? null } : {}),
+  };
+}
+
+function vectorsOf(b: Arrow.RecordBatch, dim: number): Float32Array {
+  const out = new Float32Array(b.numRows * dim);
+  let off = 0;
+  // A FixedSizeList's values are its child's, which arrow-js slices along with the list (child.offset).
+  for (const d of b.getChild('vector')!.data) {
+    const child = d.children[0]!;
+    out.set((child.values as Float32Array).subarray(child.offset, child.offset + d.length * dim), off);
+    off += d.length * dim;
+  }
+  return out;
+}
