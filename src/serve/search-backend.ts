@@ -1,6 +1,6 @@
-// What `/v1/search` searches, behind one small interface: today the exact index of `moco embed` (an embedding
-// file scanned in full, the reference any ANN index is tested against); a LanceDB table (`--db`) can be added
-// as another implementation without touching the routes.
+// What `/v1/search` searches, behind one small interface: the exact index of `moco embed` (an embedding file
+// scanned in full, the reference any ANN index is tested against) or a LanceDB collection of `moco index`
+// (`--db`, ANN search once indexed; see lance-backend.ts).
 import { basename, dirname } from 'node:path';
 import { EmbeddingIndex } from '../eval/embedding-file.js';
 import { searchIndex, type SearchRows } from '../eval/search.js';
@@ -37,8 +37,8 @@ export interface SearchBackend {
   readonly meta: Record<string, unknown>;
   /** The `top` best rows for each query (Q × dim row-major), best first, among the rows the filter keeps. */
   search(queries: Float32Array, top: number, filter?: SearchFilter): Promise<SearchHit[][]>;
-  /** The image path of a row, or undefined outside the index. */
-  path(row: number): string | undefined;
+  /** The image path of a row (an embedding file's row number, a collection's id), or undefined when there is none. */
+  path(row: number): Promise<string | undefined>;
   close(): Promise<void>;
 }
 
@@ -66,7 +66,7 @@ export class ExactIndexBackend implements SearchBackend {
   get dim(): number { return this.index.dim; }
   get meta(): Record<string, unknown> { return this.index.meta; }
 
-  path(row: number): string | undefined {
+  async path(row: number): Promise<string | undefined> {
     return Number.isInteger(row) && row >= 0 && row < this.index.count ? this.index.paths[row] : undefined;
   }
 
@@ -105,9 +105,9 @@ export class ExactIndexBackend implements SearchBackend {
   async close(): Promise<void> { this.index.close(); }
 }
 
-/** Opens the backend the flags ask for: `--index FILE` (exact) or `--db DIR` (LanceDB, not built yet). */
-export function openSearchBackend(o: { index?: string; db?: string }): SearchBackend | null {
+/** Opens the backend the flags ask for: `--index FILE` (exact) or `--db URI` (a LanceDB collection). */
+export async function openSearchBackend(o: { index?: string; db?: string }): Promise<SearchBackend | null> {
   if (o.db !== undefined && o.index !== undefined) throw new Error('give --index FILE or --db DIR, not both');
-  if (o.db !== undefined) throw new Error(`--db ${o.db}: the LanceDB backend (moco index, issue 16) is not available yet; use --index FILE with an embedding file from \`moco embed\``);
+  if (o.db !== undefined) return (await import('./lance-backend.js')).LanceBackend.open(o.db);
   return o.index !== undefined ? ExactIndexBackend.open(o.index) : null;
 }

@@ -22,7 +22,7 @@ export interface ServeOptions {
   pretrained: string;
   /** Embedding file from `moco embed` searched exactly by /v1/search. */
   index?: string;
-  /** LanceDB table directory (issue 16; refused until that backend exists). */
+  /** LanceDB collection (directory or URI) of `moco index`, searched instead of `index`. */
   db?: string;
   /** Backbone (default) or head features, for checkpoints. */
   feature?: ServeFeature;
@@ -115,7 +115,7 @@ export function buildServer(opts: ServeOptions): FastifyInstance {
   let batcher: Batcher | null = null;
   const loaded = (async () => {
     try {
-      backend = openSearchBackend({ index: opts.index, db: opts.db });
+      backend = await openSearchBackend({ index: opts.index, db: opts.db });
       model = await ServeModel.open(opts.pretrained, { feature: opts.feature, threads: opts.threads });
       if (backend && backend.dim !== model.info.dim) {
         throw new Error(`${backend.source} holds ${backend.dim}-d vectors but the model ${opts.pretrained} gives ${model.info.dim}-d: serve the index with the model it was embedded with`);
@@ -313,7 +313,7 @@ export function buildServer(opts: ServeOptions): FastifyInstance {
       },
     }, async (req: FastifyRequest<{ Querystring: { top?: number; label?: string }; Body: unknown }>) => {
       const { model: m } = ready();
-      if (!backend) throw new HttpError(404, 'no_index', 'this server has no index to search: start moco serve with --index FILE (an embedding file from `moco embed`)');
+      if (!backend) throw new HttpError(404, 'no_index', 'this server has no index to search: start moco serve with --index FILE (an embedding file from `moco embed`) or --db URI (a collection from `moco index`)');
       const b = backend;
       const isJson = /^application\/json\b/.test(req.headers['content-type'] ?? '');
       if (isJson) {
@@ -335,7 +335,7 @@ export function buildServer(opts: ServeOptions): FastifyInstance {
     api.get('/v1/thumbnail/:row', {
       schema: { summary: 'a JPEG thumbnail (160 px) of an index row\'s image', params: { type: 'object', properties: { row: { type: 'integer', minimum: 0 } } }, response: { 404: ERROR } },
     }, async (req: FastifyRequest<{ Params: { row: number } }>, reply: FastifyReply) => {
-      const path = backend?.path(req.params.row);
+      const path = await backend?.path(req.params.row);
       if (path === undefined) throw new HttpError(404, 'no_row', `no index row ${req.params.row}${backend ? ` (the index has ${backend.size})` : ' (no index)'}`);
       let jpg: Buffer;
       try {

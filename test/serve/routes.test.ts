@@ -176,13 +176,36 @@ test('an exported .onnx model serves the same embeddings as moco embed --engine 
   }
 });
 
-test('--db is refused with a clear message until the LanceDB backend exists; a dim mismatch fails loading', async () => {
-  const s = buildServer({ pretrained: ckpt, db: join(dir, 'db') });
-  await assert.rejects(s.moco.loaded, /LanceDB backend .* not available yet/);
-  const r = await s.inject('/readyz');
-  assert.equal(r.statusCode, 503);
-  assert.equal((r.json() as { error: string }).error, 'failed');
-  await s.close();
+test('--db serves a LanceDB collection of the same images: the same neighbours and scores as the exact index, label filter, thumbnails by id; a dim mismatch fails loading', async () => {
+  const { Collection, indexImages } = await import('../../src/collections/index.js');
+  const db = join(dir, 'db');
+  const enc = loadEncoder(ckpt);
+  const coll = await Collection.open(db, { dim: enc.dim('backbone'), pretrained: ckpt, feature: 'backbone' });
+  await indexImages(enc, files, coll, { roots: [] });
+  coll.close();
+  enc.dispose();
+  const s = buildServer({ pretrained: ckpt, db });
+  try {
+    await s.moco.loaded;
+    const info = (await s.inject('/v1/info')).json() as { index: { kind: string; size: number } };
+    assert.equal(info.index.kind, 'lancedb');
+    assert.equal(info.index.size, files.length);
+    const body = { data: readFileSync(files[1]!), type: 'image/png' };
+    const ours = (await s.inject({ method: 'POST', url: '/v1/search?top=4', headers: { 'content-type': body.type }, payload: body.data })).json() as { results: { neighbours: { row: number; path: string; score: number; label: string; thumbnail: string }[] }[] };
+    const ref = (await app.inject({ method: 'POST', url: '/v1/search?top=4', headers: { 'content-type': body.type }, payload: body.data })).json() as typeof ours;
+    const a = ours.results[0]!.neighbours;
+    const b = ref.results[0]!.neighbours;
+    assert.deepEqual(a.map((n) => n.path), b.map((n) => n.path));
+    a.forEach((n, i) => assert.ok(Math.abs(n.score - b[i]!.score) < 1e-4, `${n.score} vs ${b[i]!.score}`));
+    const dogs = (await s.inject({ method: 'POST', url: '/v1/search?top=3&label=dog', headers: { 'content-type': body.type }, payload: body.data })).json() as typeof ours;
+    assert.ok(dogs.results[0]!.neighbours.every((n) => n.label === 'dog'));
+    const th = await s.inject(a[0]!.thumbnail);
+    assert.equal(th.statusCode, 200);
+    assert.equal(th.headers['content-type'], 'image/jpeg');
+    assert.equal((await s.inject('/v1/thumbnail/12345')).statusCode, 404);
+  } finally {
+    await s.close();
+  }
   const other = tinyCheckpoint(dir, { cifar: false, seed: 1 });
   const wide = createWideIndex(dir);
   const s2 = buildServer({ pretrained: other, index: wide });

@@ -36,7 +36,7 @@ export function register(program: Command): void {
       applyThreads(o.threads ?? (threadsFromEnv() !== undefined ? String(threadsFromEnv()) : undefined));
       const minRows = int('--index-min-rows', o.indexMinRows);
       const { collectImages, describeEncoder, loadEncoder } = await import('../../eval/index.js');
-      const { Collection, indexImages } = await import('../../collections/index.js');
+      const { Collection, INDEX_MIN_ROWS, indexImages } = await import('../../collections/index.js');
       for (const p of images) {
         try { statSync(p); } catch { throw new Error(`${p}: no such file or folder`); }
       }
@@ -68,7 +68,7 @@ export function register(program: Command): void {
           const ix = await coll.ensureIndex({ minRows, rebuild: o.reindex });
           const state = await coll.indexState();
           const rows = await coll.count();
-          console.error(`${tag}: ${rows} rows; ANN index: ${ix.action === 'built' ? `built (${state.type}, ${state.partitions} partitions) in ${(ix.ms / 1000).toFixed(1)} s` : state.type ? `${state.type}, ${state.indexed} rows indexed` : `none (flat scan below ${minRows ?? 'the default threshold'} rows)`}`);
+          console.error(`${tag}: ${rows} rows; ANN index: ${ix.action === 'built' ? `built (${state.type}, ${state.partitions} partitions) in ${(ix.ms / 1000).toFixed(1)} s` : state.type ? `${state.type}, ${state.indexed} rows indexed` : `none (flat scan below ${minRows ?? INDEX_MIN_ROWS} rows)`}`);
           console.log(JSON.stringify({ command: 'index', db: o.db, rows, ...s, skipped: s.skipped, index: { ...state, action: ix.action, ms: Math.round(ix.ms) } }));
         }
         await pg?.barrier();
