@@ -182,3 +182,25 @@ test('ANN index (IVF-PQ, cosine, refined): recall@10 ≥ 0.95 against exact sear
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('moco index --nproc-per-node 2: each rank embeds its shard, nothing twice, one index at the end', async () => {
+  const dir = tmpDir();
+  try {
+    const img = join(dir, 'img');
+    const total = cifarFolder(img, ['cat', 'truck'], 10);
+    const ckpt = randomEncoder(join(dir, 'enc.safetensors'));
+    const db = join(dir, 'db');
+    const out = execFileSync(process.execPath, [CLI, 'index', img, '--pretrained', ckpt, '--db', db, '--nproc-per-node', '2', '--threads', '2'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MOCO_NO_CACHE: '1' } });
+    const r = JSON.parse(out.trim().split('\n').pop()!) as { rows: number; added: number; files: number };
+    assert.equal(r.rows, total, 'every file once');
+    // Rank 0 prints its own shard's counts; the shards partition the files by path hash.
+    assert.ok(r.files > 0 && r.files < total, `rank 0 had ${r.files} of ${total} files`);
+    assert.equal(r.added, r.files);
+    const c = await Collection.open(db);
+    try { assert.equal(new Set((await c.files()).map((x) => x.path)).size, total); } finally { c.close(); }
+    const again = moco(['index', img, '--pretrained', ckpt, '--db', db]);
+    assert.equal(again.added, 0, 'a single-process rerun finds everything in place');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -1,0 +1,99 @@
+// The dedup acceptance set and its precision/recall curve: M CIFAR-10 test images each get one transformed copy
+// made with sharp, cycling through five transforms — resize to 48 px (Lanczos), JPEG quality 40, a crop keeping
+// 90% of width and height at a seeded offset, a rotation by ±5° (seeded sign, corners filled with the image's
+// mean colour, cropped back to the original frame), and a horizontal flip (copies other than the JPEG-40 one are
+// written as PNG, so they carry no extra compression) — mixed with R untouched other test images. Everything is
+// embedded with the given encoder; `findDuplicates` (complete linkage, exact candidates) runs at each threshold,
+// and the duplicate pairs found are scored against the planted (original, copy) pairs. One JSON line: the curve,
+// per-transform recall at each threshold, and the threshold with the best F1.
+//   node dist/bench/collections-dedup.js --pretrained CKPT [--originals 1000] [--rest 2000]
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import sharp from 'sharp';
+import { Rng } from '../src/data/index.js';
+import { collectImages, embedImages, loadEncoder } from '../src/eval/index.js';
+import { findDuplicates, groupPairs, idOf, fileFacts, type FileRow } from '../src/collections/index.js';
+import { round } from './common.js';
+
+const root = resolve(new URL('../..', import.meta.url).pathname);
+const { values: a } = parseArgs({ options: {
+  pretrained: { type: 'string' }, originals: { type: 'string', default: '1000' }, rest: { type: 'string', default: '2000' },
+  data: { type: 'string', default: resolve(root, '..', 'shared', 'datasets', 'cifar10', 'test') }, seed: { type: 'string', default: '0' },
+} });
+if (!a.pretrained) throw new Error('bench/collections-dedup: --pretrained CKPT is required (an encoder whose features are invariant enough to the transforms)');
+const M = Number(a.originals);
+const R = Number(a.rest);
+const TRANSFORMS = ['resize48', 'jpeg40', 'crop90', 'rotate5', 'flip'] as const;
+
+async function transform(src: string, out: string, kind: typeof TRANSFORMS[number], rng: Rng): Promise<string> {
+  const im = sharp(src);
+  const { width = 32, height = 32 } = await im.metadata();
+  switch (kind) {
+    case 'resize48': await im.resize(48, 48, { kernel: 'lanczos3' }).png().toFile(`${out}.png`); return `${out}.png`;
+    case 'jpeg40': await im.jpeg({ quality: 40 }).toFile(`${out}.jpg`); return `${out}.jpg`;
+    case 'crop90': {
+      const w = Math.round(0.9 * width);
+      const h = Math.round(0.9 * height);
+      await im.extract({ left: rng.int(0, width - w), top: rng.int(0, height - h), width: w, height: h }).png().toFile(`${out}.png`);
+      return `${out}.png`;
+    }
+    case 'rotate5': {
+      const st = await sharp(src).stats();
+      const bg = { r: Math.round(st.channels[0]!.mean), g: Math.round(st.channels[1]!.mean), b: Math.round(st.channels[2]!.mean) };
+      const rot = await sharp(src).rotate(rng.bernoulli(0.5) ? 5 : -5, { background: bg }).toBuffer({ resolveWithObject: true });
+      const { width: rw = width, height: rh = height } = rot.info;
+      await sharp(rot.data).extract({ left: Math.floor((rw - width) / 2), top: Math.floor((rh - height) / 2), width, height }).png().toFile(`${out}.png`);
+      return `${out}.png`;
+    }
+    default: await im.flop().png().toFile(`${out}.png`); return `${out}.png`;
+  }
+}
+
+const tmp = mkdtempSync(join(tmpdir(), 'moco-bench-dedup-'));
+try {
+  const rng = new Rng(Number(a.seed), 'dedup-set');
+  const all = readdirSync(a.data!).sort().flatMap((c) => readdirSync(join(a.data!, c)).sort().map((f) => join(a.data!, c, f)));
+  const pick = rng.permutation(all.length).slice(0, M + R);
+  const truth = new Map<string, typeof TRANSFORMS[number]>();
+  const dir = join(tmp, 'set');
+  mkdirSync(dir);
+  for (let i = 0; i < M + R; i++) {
+    const src = all[pick[i]!]!;
+    const name = `${String(i).padStart(5, '0')}`;
+    symlinkSync(src, join(dir, `${name}.jpg`));
+    if (i < M) {
+      const kind = TRANSFORMS[i % TRANSFORMS.length]!;
+      const copy = await transform(src, join(dir, `${name}-${kind}`), kind, rng);
+      truth.set([join(dir, `${name}.jpg`), copy].sort().join('\n'), kind);
+    }
+  }
+  const enc = loadEncoder(a.pretrained);
+  const t0 = performance.now();
+  const e = await embedImages(enc, collectImages([dir]), { batchSize: 128 });
+  const embedS = (performance.now() - t0) / 1000;
+  enc.dispose();
+  const rows: FileRow[] = [];
+  for (const p of e.paths) rows.push({ id: idOf(p), path: p, label: null, ...await fileFacts(p) });
+  const curve: Record<string, unknown>[] = [];
+  const thresholds = [0.7, 0.75, 0.8, 0.82, 0.84, 0.86, 0.88, 0.9, 0.91, 0.92, 0.93, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99];
+  for (const t of thresholds) {
+    const r = await findDuplicates(rows, e.vectors, e.dim, { threshold: t });
+    const found = groupPairs(r.groups);
+    let tp = 0;
+    const perKind: Record<string, number> = Object.fromEntries(TRANSFORMS.map((k) => [k, 0]));
+    for (const p of found) { const k = truth.get(p); if (k) { tp++; perKind[k]!++; } }
+    const precision = found.size ? tp / found.size : 1;
+    const recall = tp / truth.size;
+    curve.push({
+      threshold: t, pairs: found.size, precision: round(precision, 4), recall: round(recall, 4), f1: round(precision + recall ? 2 * precision * recall / (precision + recall) : 0, 4),
+      recallByTransform: Object.fromEntries(TRANSFORMS.map((k) => [k, round(perKind[k]! / (M / TRANSFORMS.length), 3)])),
+    });
+    console.error(`bench/collections-dedup: ${JSON.stringify(curve[curve.length - 1])}`);
+  }
+  const best = curve.reduce((x, y) => ((y.f1 as number) > (x.f1 as number) ? y : x));
+  console.log(JSON.stringify({ bench: 'collections-dedup', pretrained: a.pretrained, originals: M, copies: truth.size, rest: R, images: rows.length, embedS: round(embedS, 1), transforms: TRANSFORMS, curve, bestF1: best }));
+} finally {
+  rmSync(tmp, { recursive: true, force: true });
+}

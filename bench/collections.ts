@@ -1,0 +1,95 @@
+// Collections at scale, one JSON line, everything on this machine in one run:
+// - embedding throughput of `moco index` (images/s, decode to committed rows) against the equivalent PyTorch loop
+//   (bench/py/embed_peer.py: torchvision ImageFolder + DataLoader + the same checkpoint) on CIFAR-10 test JPEGs,
+//   with the mean cosine between the two sides' vectors of each image;
+// - per synthetic size (clustered 128-d vectors, bench/collections-synth.ts, its own process): append time, index
+//   build time, query latency p50/p99 of the ANN index and of the flat scan, recall@10 of the ANN against the flat
+//   scan, and the process's peak RSS against the bytes of the vectors as one array; dedup time at the first size.
+//   node dist/bench/collections.js [--images 2000] [--sizes 10000,30000,100000,1000000] [--pretrained CKPT] [--threads 2]
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Collection } from '../src/collections/index.js';
+import { loadCheckpointWeights } from '../src/eval/index.js';
+import { createModel, projectionHead } from '../src/models/index.js';
+import { saveSafetensors, loadSafetensors } from '../src/io/safetensors.js';
+import { manualSeed } from '../src/torch/index.js';
+import { PYTHON, lastJson, round, runMeasured } from './common.js';
+
+const root = resolve(new URL('../..', import.meta.url).pathname);
+const { values: a } = parseArgs({ options: {
+  images: { type: 'string', default: '2000' }, sizes: { type: 'string', default: '10000,30000,100000,1000000' },
+  'dedup-at': { type: 'string', default: '100000' }, pretrained: { type: 'string' }, threads: { type: 'string', default: String(availableParallelism()) },
+  data: { type: 'string', default: resolve(root, '..', 'shared', 'datasets', 'cifar10', 'test') },
+} });
+const nImages = Number(a.images);
+const threads = Number(a.threads);
+const tmp = mkdtempSync(join(tmpdir(), 'moco-bench-collections-'));
+try {
+  // The encoder: the given checkpoint, or a random-init CIFAR ResNet-18 of width 16 (throughput does not depend on training).
+  let ckpt = a.pretrained;
+  if (!ckpt) {
+    manualSeed(0);
+    const m = createModel('resnet18', { cifarStem: true, width: 16 });
+    m.replaceModule('fc', projectionHead('mlp', m.featureDim, 128));
+    ckpt = join(tmp, 'enc.safetensors');
+    saveSafetensors(ckpt, new Map([...m.stateDict()].map(([k, t]) => [`encoder_q.${k}`, t])));
+    m.dispose();
+  }
+  const { weights } = loadCheckpointWeights(ckpt);
+  const tv = join(tmp, 'torchvision.safetensors');
+  saveSafetensors(tv, weights.backbone);
+  for (const t of [...weights.backbone.values(), ...weights.head.values()]) t.dispose();
+
+  // The same N CIFAR-10 test images for both sides, as links in an ImageFolder layout (never copies).
+  const img = join(tmp, 'img');
+  const classes = readdirSync(a.data!).sort();
+  const per = Math.ceil(nImages / classes.length);
+  let n = 0;
+  for (const c of classes) {
+    mkdirSync(join(img, c), { recursive: true });
+    for (const f of readdirSync(join(a.data!, c)).sort().slice(0, per)) { if (n < nImages) { symlinkSync(join(a.data!, c, f), join(img, c, f)); n++; } }
+  }
+  const db = join(tmp, 'db');
+  const ours = await runMeasured(process.execPath, [join(root, 'dist', 'src', 'cli', 'main.js'), 'index', img, '--pretrained', ckpt, '--db', db, '--threads', String(threads)], { env: { ...process.env, MOCO_NO_CACHE: '1' } });
+  if (ours.code !== 0) throw new Error(`moco index failed: ${ours.stderr.slice(-2000)}`);
+  const oj = lastJson<{ rows: number; ms: number }>(ours.stdout, 'moco index');
+  const peerOut = join(tmp, 'peer.safetensors');
+  const peer = await runMeasured(PYTHON, [join(root, 'bench', 'py', 'embed_peer.py'), img, tv, '--threads', String(threads), '--out', peerOut]);
+  if (peer.code !== 0) throw new Error(`embed_peer.py failed: ${peer.stderr.slice(-2000)}`);
+  const pj = lastJson<{ images: number; seconds: number; imagesPerS: number }>(peer.stdout, 'embed_peer.py');
+  // Row by row agreement: the peer's ImageFolder order is class then file name, as our sorted paths.
+  const coll = await Collection.open(db);
+  const all = await coll.readAll();
+  coll.close();
+  const order = all.rows.map((r, i) => [r.path, i] as const).sort((x, y) => (x[0] < y[0] ? -1 : 1));
+  const pf = loadSafetensors(peerOut).tensors.get('features')!;
+  const pv = pf.data() as Float32Array;
+  const dim = pf.shape[1]!;
+  let cosSum = 0;
+  order.forEach(([, i], r) => { let s = 0; for (let j = 0; j < dim; j++) s += all.vectors[i * dim + j]! * pv[r * dim + j]!; cosSum += s; });
+  pf.dispose();
+
+  const synth: Record<string, unknown>[] = [];
+  for (const size of a.sizes!.split(',').map(Number)) {
+    const args = [join(root, 'dist', 'bench', 'collections-synth.js'), '--rows', String(size), '--dim', '128', '--queries', size >= 1e6 ? '100' : '200', '--flat-queries', size >= 1e6 ? '20' : '50'];
+    if (size === Number(a['dedup-at'])) args.push('--dedup');
+    const r = await runMeasured(process.execPath, args);
+    if (r.code !== 0) throw new Error(`collections-synth --rows ${size} failed: ${r.stderr.slice(-2000)}`);
+    const j = lastJson<{ vectorBytes: number }>(r.stdout, 'collections-synth');
+    synth.push({ ...j, peakRssMb: round(r.peakRssMb, 1), vectorsMb: round(j.vectorBytes / 2 ** 20, 1) });
+    console.error(`bench/collections: ${size} rows: ${JSON.stringify(synth[synth.length - 1])}`);
+  }
+  console.log(JSON.stringify({
+    bench: 'collections', threads, images: oj.rows,
+    embed: {
+      mocoIndexImagesPerS: round(oj.rows / (oj.ms / 1000), 1),
+      mocoIndexCommandS: round(oj.ms / 1000, 2), pytorchImagesPerS: round(pj.imagesPerS, 1), pytorchLoopS: round(pj.seconds, 2),
+      ratio: round((oj.rows / (oj.ms / 1000)) / pj.imagesPerS, 3), meanCosineOursVsPytorch: round(cosSum / order.length, 6),
+    },
+    synthetic: synth,
+  }));
+} finally {
+  rmSync(tmp, { recursive: true, force: true });
+}
