@@ -1,6 +1,6 @@
 // One synthetic collection for bench/collections, run as its own process so that its peak RSS is measured alone:
 // `rows` clustered unit vectors (`dim`, 1000 centres) streamed into LanceDB in record batches of `chunk` rows
-// (never one array; every 50th a near-copy of its predecessor), the IVF-PQ index built, then query latency (p50/p99) of the ANN index and of the flat scan
+// (never one array; every 50th a near-copy of its predecessor), the IVF_FLAT index built, then query latency (p50/p99) of the ANN index and of the flat scan
 // and the ANN's recall@10 against the flat scan (exact). Optionally the dedup time over the collection.
 //   node dist/bench/collections-synth.js --rows 100000 --dim 128 --queries 200 [--dedup]
 import { mkdtempSync, rmSync } from 'node:fs';

@@ -23,29 +23,14 @@ export function register(program: Command): void {
     .action(async (o: SearchCliOpts) => {
       applyThreads(o.threads);
       if (o.format !== 'json' && o.format !== 'table') throw new Error(`--format must be json or table, got '${o.format}'`);
-      const { collectImages, describeEncoder, embedImages, EmbeddingIndex, loadEncoder, searchIndex } = await import('../../eval/index.js');
+      const { EmbeddingIndex, searchIndex } = await import('../../eval/index.js');
       const { writeSearchHtml } = await import('../../views/search-html.js');
       if ((o.index === undefined) === (o.db === undefined)) throw new Error('give --index FILE (an embedding file) or --db URI (a collection), one of them');
       if (o.db !== undefined) return searchDb(o);
       if (o.where !== undefined) throw new Error('--where needs --db (an embedding file has no columns to filter on)');
       const index = EmbeddingIndex.open(o.index!);
       try {
-        const ckpt = o.pretrained ?? index.meta.pretrained;
-        if (!ckpt) throw new Error(`${o.index} does not record its encoder; pass --pretrained`);
-        if (!existsSync(ckpt)) throw new Error(`the index's encoder ${ckpt} is gone; pass --pretrained`);
-        const files = collectImages(o.query);
-        if (!files.length) throw new Error('no query images found');
-        const encoder = loadEncoder(ckpt);
-        let q;
-        try {
-          console.error(`moco search: ${describeEncoder(encoder)}`);
-          q = await embedImages(encoder, files, {
-            feature: index.meta.feature ?? 'backbone', batchSize: int('--batch', o.batch),
-            onSkip: (s) => console.error(`moco search: skipping query ${s.path}: ${s.reason}`),
-          });
-        } finally {
-          encoder.dispose();
-        }
+        const q = await embedQueries(o, o.pretrained ?? index.meta.pretrained, `${o.index!} does not record its encoder`, index.meta.feature ?? 'backbone');
         if (q.dim !== index.dim) throw new Error(`queries are ${q.dim}-d but the index is ${index.dim}-d: pass the --pretrained the index was made with`);
         const results = searchIndex(index, q.vectors, { top: int('--top', o.top), onProgress: index.count > 1e5 ? progress('moco search') : undefined });
         if (o.html) {
@@ -68,27 +53,11 @@ export function register(program: Command): void {
 
 async function searchDb(o: SearchCliOpts): Promise<void> {
   const { Collection, parseWhere } = await import('../../collections/index.js');
-  const { collectImages, describeEncoder, embedImages, loadEncoder } = await import('../../eval/index.js');
   const { writeSearchHtml } = await import('../../views/search-html.js');
   const filter = o.where !== undefined ? { where: parseWhere(o.where) } : undefined;
   const coll = await Collection.open(o.db!);
   try {
-    const ckpt = o.pretrained ?? coll.meta.pretrained;
-    if (!ckpt) throw new Error(`${o.db!} does not record its encoder; pass --pretrained`);
-    if (!existsSync(ckpt)) throw new Error(`the collection's encoder ${ckpt} is gone; pass --pretrained`);
-    const files = collectImages(o.query);
-    if (!files.length) throw new Error('no query images found');
-    const encoder = loadEncoder(ckpt);
-    let q;
-    try {
-      console.error(`moco search: ${describeEncoder(encoder)}`);
-      q = await embedImages(encoder, files, {
-        feature: coll.meta.feature === 'head' ? 'head' : 'backbone', batchSize: int('--batch', o.batch),
-        onSkip: (s) => console.error(`moco search: skipping query ${s.path}: ${s.reason}`),
-      });
-    } finally {
-      encoder.dispose();
-    }
+    const q = await embedQueries(o, o.pretrained ?? coll.meta.pretrained, `${o.db!} does not record its encoder`, coll.meta.feature === 'head' ? 'head' : 'backbone');
     if (q.dim !== coll.dim) throw new Error(`queries are ${q.dim}-d but the collection is ${coll.dim}-d: pass the --pretrained it was made with`);
     const top = int('--top', o.top)!;
     const state = await coll.indexState();
@@ -108,5 +77,24 @@ async function searchDb(o: SearchCliOpts): Promise<void> {
     }
   } finally {
     coll.close();
+  }
+}
+
+/** The query images embedded with the encoder that made the index (or --pretrained). */
+async function embedQueries(o: SearchCliOpts, ckpt: string | undefined, unrecorded: string, feature: 'backbone' | 'head'): Promise<import('../../eval/index.js').Embedded> {
+  const { collectImages, describeEncoder, embedImages, loadEncoder } = await import('../../eval/index.js');
+  if (!ckpt) throw new Error(`${unrecorded}; pass --pretrained`);
+  if (!existsSync(ckpt)) throw new Error(`the encoder ${ckpt} the vectors were made with is gone; pass --pretrained`);
+  const files = collectImages(o.query);
+  if (!files.length) throw new Error('no query images found');
+  const encoder = loadEncoder(ckpt);
+  try {
+    console.error(`moco search: ${describeEncoder(encoder)}`);
+    return await embedImages(encoder, files, {
+      feature, batchSize: int('--batch', o.batch),
+      onSkip: (s) => console.error(`moco search: skipping query ${s.path}: ${s.reason}`),
+    });
+  } finally {
+    encoder.dispose();
   }
 }
