@@ -6,7 +6,7 @@
 // embedded with the given encoder; `findDuplicates` (complete linkage, exact candidates) runs at each threshold,
 // and the duplicate pairs found are scored against the planted (original, copy) pairs. One JSON line: the curve,
 // per-transform recall at each threshold, and the threshold with the best F1.
-//   node dist/bench/collections-dedup.js --pretrained CKPT [--originals 1000] [--rest 2000]
+//   node dist/bench/collections-dedup.js --pretrained CKPT [--feature backbone|head] [--originals 1000] [--rest 2000]
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -21,6 +21,7 @@ const root = resolve(new URL('../..', import.meta.url).pathname);
 const { values: a } = parseArgs({ options: {
   pretrained: { type: 'string' }, originals: { type: 'string', default: '1000' }, rest: { type: 'string', default: '2000' },
   data: { type: 'string', default: resolve(root, '..', 'shared', 'datasets', 'cifar10', 'test') }, seed: { type: 'string', default: '0' },
+  feature: { type: 'string', default: 'backbone' },
 } });
 if (!a.pretrained) throw new Error('bench/collections-dedup: --pretrained CKPT is required (an encoder whose features are invariant enough to the transforms)');
 const M = Number(a.originals);
@@ -71,7 +72,8 @@ try {
   }
   const enc = loadEncoder(a.pretrained);
   const t0 = performance.now();
-  const e = await embedImages(enc, collectImages([dir]), { batchSize: 128 });
+  if (a.feature !== 'backbone' && a.feature !== 'head') throw new Error(`--feature must be backbone or head, got '${a.feature}'`);
+  const e = await embedImages(enc, collectImages([dir]), { batchSize: 128, feature: a.feature });
   const embedS = (performance.now() - t0) / 1000;
   enc.dispose();
   const rows: FileRow[] = [];
@@ -93,7 +95,7 @@ try {
     console.error(`bench/collections-dedup: ${JSON.stringify(curve[curve.length - 1])}`);
   }
   const best = curve.reduce((x, y) => ((y.f1 as number) > (x.f1 as number) ? y : x));
-  console.log(JSON.stringify({ bench: 'collections-dedup', pretrained: a.pretrained, originals: M, copies: truth.size, rest: R, images: rows.length, embedS: round(embedS, 1), transforms: TRANSFORMS, curve, bestF1: best }));
+  console.log(JSON.stringify({ bench: 'collections-dedup', pretrained: a.pretrained, feature: a.feature, originals: M, copies: truth.size, rest: R, images: rows.length, embedS: round(embedS, 1), transforms: TRANSFORMS, curve, bestF1: best }));
 } finally {
   rmSync(tmp, { recursive: true, force: true });
 }

@@ -6,8 +6,8 @@
 import { searchIndex, type SearchRows } from '../eval/search.js';
 import type { FileRow } from './table.js';
 
-/** Cosine at or above which two files count as near-duplicates by default (chosen from the measured curve in docs/collections.md). */
-export const DEFAULT_THRESHOLD = 0.9;
+/** Cosine at or above which two files count as near-duplicates by default: the best-F1 point of the one measured curve (docs/collections.md), provisional. */
+export const DEFAULT_THRESHOLD = 0.99;
 
 export type Linkage = 'complete' | 'single';
 /** Which file of a group is kept: the largest file, the oldest (mtime), or the first path in sort order. */
