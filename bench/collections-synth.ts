@@ -2,7 +2,7 @@
 // `rows` clustered unit vectors (`dim`, 1000 centres) streamed into LanceDB in record batches of `chunk` rows
 // (never one array; every 50th a near-copy of its predecessor), the IVF_FLAT index built, then query latency (p50/p99) of the ANN index and of the flat scan
 // and the ANN's recall@10 against the flat scan (exact). Optionally the dedup time over the collection.
-//   node dist/bench/collections-synth.js --rows 100000 --dim 128 --queries 200 [--dedup]
+//   node dist/bench/collections-synth.js --rows 100000 --dim 128 --queries 200 [--dedup] [--build-only]
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,7 +14,7 @@ import { round } from './common.js';
 const { values: a } = parseArgs({ options: {
   rows: { type: 'string', default: '100000' }, dim: { type: 'string', default: '128' }, queries: { type: 'string', default: '200' },
   'flat-queries': { type: 'string', default: '50' }, chunk: { type: 'string', default: '20000' }, dedup: { type: 'boolean', default: false },
-  'no-index': { type: 'boolean', default: false },
+  'no-index': { type: 'boolean', default: false }, 'build-only': { type: 'boolean', default: false },
 } });
 const rows = Number(a.rows);
 const dim = Number(a.dim);
@@ -62,6 +62,13 @@ try {
   }
   const appendS = (performance.now() - t0) / 1000;
   const built = a['no-index'] ? null : await coll.ensureIndex({ rebuild: true });
+  if (a['build-only']) {
+    // Peak RSS of writing and indexing alone (the queries' flat scans read the whole table).
+    coll.close();
+    console.log(JSON.stringify({ rows, dim, appendS: round(appendS, 2), indexBuildS: built ? round(built.ms / 1000, 2) : null, vectorBytes: rows * dim * 4 }));
+    rmSync(dir, { recursive: true, force: true });
+    process.exit(0);
+  }
   const q = new Float32Array(nq * dim);
   for (let i = 0; i < nq; i++) vec(q, i * dim);
   const lat = async (exact: boolean, n: number): Promise<{ ms: number[]; ids: number[][] }> => {

@@ -4,7 +4,8 @@
 //   with the mean cosine between the two sides' vectors of each image;
 // - per synthetic size (clustered 128-d vectors, bench/collections-synth.ts, its own process): append time, index
 //   build time, query latency p50/p99 of the ANN index and of the flat scan, recall@10 of the ANN against the flat
-//   scan, and the process's peak RSS against the bytes of the vectors as one array; dedup time at the first size.
+//   scan, the process's peak RSS (and that of a second run that only writes and indexes) against the bytes of the
+//   vectors as one array; dedup time (exact candidates on libtorch, complete linkage) at --dedup-at rows.
 //   node dist/bench/collections.js [--images 2000] [--sizes 10000,30000,100000,1000000] [--pretrained CKPT] [--threads 2]
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -78,7 +79,10 @@ try {
     const r = await runMeasured(process.execPath, args);
     if (r.code !== 0) throw new Error(`collections-synth --rows ${size} failed: ${r.stderr.slice(-2000)}`);
     const j = lastJson<{ vectorBytes: number }>(r.stdout, 'collections-synth');
-    synth.push({ ...j, peakRssMb: round(r.peakRssMb, 1), vectorsMb: round(j.vectorBytes / 2 ** 20, 1) });
+    // Memory of writing and indexing alone, apart from the queries (whose flat scans read the whole table).
+    const b = await runMeasured(process.execPath, [args[0]!, '--rows', String(size), '--dim', '128', '--build-only']);
+    if (b.code !== 0) throw new Error(`collections-synth --rows ${size} --build-only failed: ${b.stderr.slice(-2000)}`);
+    synth.push({ ...j, peakRssMb: round(r.peakRssMb, 1), buildPeakRssMb: round(b.peakRssMb, 1), vectorsMb: round(j.vectorBytes / 2 ** 20, 1) });
     console.error(`bench/collections: ${size} rows: ${JSON.stringify(synth[synth.length - 1])}`);
   }
   console.log(JSON.stringify({
