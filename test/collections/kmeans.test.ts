@@ -18,7 +18,8 @@ test('k-means purity on CIFAR-10 features equals a NumPy reference on the same f
   const dir = tmpDir();
   try {
     cifarFolder(join(dir, 'img'), CLASSES, 60);
-    const enc = loadEncoder(randomEncoder(join(dir, 'enc.safetensors'), 3));
+    // MOCO_TEST_ENCODER: the features of a given (e.g. short pre-trained) checkpoint instead of a random init.
+    const enc = loadEncoder(process.env.MOCO_TEST_ENCODER ?? randomEncoder(join(dir, 'enc.safetensors'), 3));
     const e = await embedImages(enc, collectImages([join(dir, 'img')]), { batchSize: 100 });
     enc.dispose();
     const n = e.paths.length;
@@ -59,6 +60,7 @@ O['assign'] = torch.from_numpy(np.argmax(X @ C.T, axis=1).astype(np.int32))
     console.log(`k-means purity: ours ${(100 * ours).toFixed(2)}%, NumPy ${(100 * ref).toFixed(2)}%; same cluster for ${same}/${n} rows`);
     assert.ok(Math.abs(ours - ref) <= 0.01, `purity ${ours} vs ${ref}`);
     assert.ok(ours > 0.15, `purity ${ours} should beat chance (0.1) on real features`);
+    assert.ok(same / n > 0.95, `${same}/${n} rows in the same cluster as the reference`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
