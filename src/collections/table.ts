@@ -237,6 +237,7 @@ export class Collection {
    */
   async ensureIndex(o: { minRows?: number; rebuild?: boolean } = {}): Promise<{ action: 'built' | 'optimized' | 'none'; rows: number; ms: number }> {
     const t0 = performance.now();
+    await this.refresh();
     const rows = await this.table.countRows();
     const state = await this.indexState();
     const min = o.minRows ?? INDEX_MIN_ROWS;
@@ -270,6 +271,12 @@ export class Collection {
       await this.table.mergeInsert('path').whenMatchedUpdateAll().execute(t);
     }
   }
+
+  /**
+   * Moves this handle to the table's latest version: a handle sees other processes' commits (the other ranks of
+   * `moco index`) only after this, as LanceDB checks for them on reads only when asked to.
+   */
+  async refresh(): Promise<void> { await this.table.checkoutLatest(); }
 
   hasColumn(name: string): boolean { return this.schema.fields.some((f) => f.name === name); }
 

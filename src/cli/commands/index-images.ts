@@ -51,10 +51,14 @@ export function register(program: Command): void {
       try {
         if (rank === 0) console.error(`${tag}: ${describeEncoder(encoder)}`);
         const pre = encoder.preprocess();
-        coll = await Collection.open(o.db, {
+        const meta = {
           dim: encoder.dim(feat), pretrained: resolve(encoder.info.file), feature: feat, arch: encoder.info.arch,
           imageSize: encoder.info.imageSize, augment: pre.augment,
-        });
+        };
+        // Rank 0 creates the table before the others open it, so that no two ranks race to create it.
+        if (rank === 0) coll = await Collection.open(o.db, meta);
+        await pg?.barrier();
+        coll ??= await Collection.open(o.db, meta);
         if (coll.meta.feature && coll.meta.feature !== feat) throw new Error(`${o.db} holds ${coll.meta.feature} features; pass --feature ${coll.meta.feature}`);
         const s = await indexImages(encoder, files, coll, {
           feature: feat, batchSize: int('--batch', o.batch), chunk: int('--chunk', o.chunk), roots: images.filter((p) => statSync(p).isDirectory()),
