@@ -15,7 +15,10 @@ import sharp from 'sharp';
 import { Rng } from '../src/data/index.js';
 import { collectImages, embedImages, loadEncoder } from '../src/eval/index.js';
 import { findDuplicates, groupPairs, idOf, fileFacts, type FileRow } from '../src/collections/index.js';
-import { round } from './common.js';
+import { round , benchMatrix } from './common.js';
+
+// --python A,B / --addon X,Y: one run per build and peer (see benchMatrix).
+if (await benchMatrix('collections-dedup')) process.exit(0);
 
 const root = resolve(new URL('../..', import.meta.url).pathname);
 const { values: a } = parseArgs({ options: {

@@ -16,7 +16,10 @@ import { loadCheckpointWeights } from '../src/eval/index.js';
 import { createModel, projectionHead } from '../src/models/index.js';
 import { saveSafetensors, loadSafetensors } from '../src/io/safetensors.js';
 import { manualSeed } from '../src/torch/index.js';
-import { PYTHON, lastJson, round, runMeasured } from './common.js';
+import { PYTHON, lastJson, round, runMeasured , benchMatrix } from './common.js';
+
+// --python A,B / --addon X,Y: one run per build and peer (see benchMatrix).
+if (await benchMatrix('collections')) process.exit(0);
 
 const root = resolve(new URL('../..', import.meta.url).pathname);
 const { values: a } = parseArgs({ options: {
