@@ -3,3 +3,8 @@ export * from './checkpoint.js';
 export * from './metrics.js';
 export * from './pretrain.js';
 export * from './run-log.js';
+export * from './observer.js';
+export * from './observers/index.js';
+export * from './knn-monitor.js';
+export * from './train-step.js';
+export * from './step-rng.js';
