@@ -8,3 +8,6 @@ export * from './observers/index.js';
 export * from './knn-monitor.js';
 export * from './train-step.js';
 export * from './step-rng.js';
+export * from './sweep-grid.js';
+export * from './sweep-report.js';
+export * from './sweep.js';

@@ -12,6 +12,7 @@ import { register as search } from './search.js';
 import { register as cache } from './cache.js';
 import { register as serve } from './serve.js';
 import { register as report } from './report.js';
+import { register as sweep } from './sweep.js';
 
 export function registerCommands(program: Command): void {
   info(program);
@@ -26,4 +27,5 @@ export function registerCommands(program: Command): void {
   cache(program);
   serve(program);
   report(program);
+  sweep(program);
 }
