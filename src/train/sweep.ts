@@ -120,15 +120,19 @@ export async function sweep(o: SweepOptions): Promise<SweepResult> {
         writeTextAtomic(file, `${JSON.stringify(config, null, 2)}\n`);
         args = ['pretrain', o.data, '--config', file, '--out', dir, '--quiet'];
       }
-      const summary = lastJson<PretrainSummary>(await runCli(args, (k) => { kill = k; }), `cell ${cell.name}: moco ${args.join(' ')}`);
+      const child = await runCli(args, (k) => { kill = k; });
       kill = null;
-      if (summary.interrupted || signal) { signal ??= summary.interrupted ?? 'signal'; break; }
+      // A cell stopped by the signal saved a checkpoint, or (still starting) nothing: either way it is rerun.
+      if (signal) break;
+      const summary = lastJson<PretrainSummary>(child, `cell ${cell.name}: moco ${args.join(' ')}`);
+      if (summary.interrupted) { signal = summary.interrupted; break; }
       let linearTop1: number | undefined;
       if (o.linearEpochs && o.linearEpochs > 0) {
         const largs = ['lincls', o.data, '--pretrained', dir, '--cache-features', '--epochs', String(o.linearEpochs), '--seed', String(config.seed), '--threads', String(config.threads)];
-        const r = lastJson<{ best: { top1: number } | null; last: { top1: number } }>(await runCli(largs, (k) => { kill = k; }), `cell ${cell.name}: moco ${largs.join(' ')}`);
+        const lc = await runCli(largs, (k) => { kill = k; });
         kill = null;
         if (signal) break;
+        const r = lastJson<{ best: { top1: number } | null; last: { top1: number } }>(lc, `cell ${cell.name}: moco ${largs.join(' ')}`);
         linearTop1 = r.best?.top1 ?? r.last.top1;
       }
       const row: SweepRow = {
