@@ -30,7 +30,15 @@ export * as nn from './nn/index.js';
 export * as models from './models/index.js';
 export * as optim from './optim/index.js';
 export { MoCo, recipe, RECIPES, type MoCoOpts, type MoCoOutput, type Recipe, type RecipeName } from './moco/index.js';
+// The mechanisms beside MoCo (issue 14): end-to-end and memory bank, one interface for the loop.
+export {
+  EndToEnd, MemoryBank, createMechanism, MECHANISMS, type Mechanism, type MechanismName, type MechanismOutput, type MechanismOpts,
+  type EndToEndOpts, type EndToEndLoss, type MemoryBankOpts, type BankSampling, type StepBatch, type StepRandomness, type StepRng,
+} from './moco/index.js';
 export { pretrain, resolveConfig, readCheckpoint, knnMonitor, type PretrainConfig, type PretrainSummary, type PretrainOptions } from './train/index.js';
+// The loop's observers (a new one is one file implementing TrainObserver) and the sweep (issue 14).
+export { trainStep, type TrainObserver, type StepEvent, type EpochEvent, type RunEnd } from './train/index.js';
+export { sweep, parseGrid, readGridFile, gridCells, type SweepOptions, type SweepResult, type SweepRow, type GridAxis, type GridCell } from './train/index.js';
 export * as data from './data/index.js';
 export { saveSafetensors, loadSafetensors } from './io/safetensors.js';
 export * as dist from './dist/index.js';

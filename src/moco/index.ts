@@ -1,2 +1,7 @@
+export * from './mechanism.js';
+export * from './encoder.js';
 export * from './moco.js';
+export * from './end-to-end.js';
+export * from './memory-bank.js';
+export * from './create.js';
 export * from './presets.js';

@@ -3,8 +3,10 @@
 //   l_pos = q·k (N×1); l_neg = q·queue (N×K); logits = [l_pos, l_neg] / T; loss = CE(logits, 0);
 //   θ_k ← m·θ_k + (1−m)·θ_q before each key forward; enqueue k, dequeue the oldest keys.
 import { F, Tensor, cat, einsum, foreachAdd_, foreachMul_, noGrad, randn, randperm, tidy, zeros } from '../torch/index.js';
-import { BatchNorm2d, Module, SplitBatchNorm2d } from '../nn/index.js';
-import { createModel, projectionHead, type HeadKind, type ResNet } from '../models/index.js';
+import { Module } from '../nn/index.js';
+import type { HeadKind, ResNet } from '../models/index.js';
+import { contrastiveEncoder } from './encoder.js';
+import type { Mechanism, MechanismOutput, StepBatch, StepRandomness, StepRng } from './mechanism.js';
 
 export interface MoCoOpts {
   /** Backbone architecture (torchvision name). Default 'resnet50'. */
@@ -56,25 +58,22 @@ export interface MoCoOutput {
 /**
  * Instance-discrimination accuracy as main_moco.py's accuracy(output, target, topk=(1, 5)): the percentage of
  * rows of N×(1+K) `logits` whose positive (column 0) is among the `k` largest, for each k. Ties with the
- * positive count against it (a positive equal to a negative is not ranked first).
+ * positive count against it (a positive equal to a negative is not ranked first). With `labels` (int64 N), row i's
+ * positive is column labels[i] instead (end-to-end's N×N logits).
  */
-export function instanceAccuracy(logits: Tensor, ks: readonly number[] = [1, 5]): number[] {
+export function instanceAccuracy(logits: Tensor, ks: readonly number[] = [1, 5], labels?: Tensor): number[] {
   return noGrad(() => tidy(() => {
     // The positive's rank: how many logits of its row are at least as large, besides itself.
-    const rank = logits.ge(logits.narrow(1, 0, 1)).sum({ dim: 1 }).sub(1);
+    const pos = labels ? logits.gather(1, labels.unsqueeze(1)) : logits.narrow(1, 0, 1);
+    const rank = logits.ge(pos).sum({ dim: 1 }).sub(1);
     return ks.map((k) => rank.lt(k).float().mean().item() * 100);
   }));
 }
 
-export interface StepRandomness {
-  /** Permutation of the key batch for ShuffleBN (int64 N); default: torch.randperm from the default generator. */
-  keyPerm?: Tensor;
-  /** Second permutation, for the swapped direction of the symmetric loss. */
-  keyPerm2?: Tensor;
-}
-
 /** The MoCo model: query and key encoders and the queue. State-dict keys match the official code's. */
-export class MoCo extends Module {
+export class MoCo extends Module implements Mechanism {
+  readonly mechanism = 'moco' as const;
+  readonly viewsPerImage = 2 as const;
   readonly opts: Required<MoCoOpts>;
   dist: MoCoDistHooks = {};
   private qParams: Tensor[] = [];
@@ -105,12 +104,7 @@ export class MoCo extends Module {
   }
 
   private buildEncoder(): ResNet {
-    const { arch, dim, cifarStem, width, bnSplits, head } = this.opts;
-    const normLayer = bnSplits > 1 ? (c: number): BatchNorm2d => new SplitBatchNorm2d(c, bnSplits) : undefined;
-    const enc = createModel(arch, { numClasses: dim, cifarStem, width, normLayer });
-    // As main_moco.py: the MLP head wraps a hidden layer around the encoder's own fc.
-    if (head === 'mlp') enc.replaceModule('fc', projectionHead('mlp', enc.featureDim, dim));
-    return enc;
+    return contrastiveEncoder(this.opts);
   }
 
   get dim(): number { return this.opts.dim; }
@@ -197,6 +191,25 @@ export class MoCo extends Module {
       this.tensor('queue_ptr')!.fill_((ptr + n) % this.K);
       return undefined;
     }));
+  }
+
+  /** The key-batch permutation(s) of this step's ShuffleBN. */
+  randomness(rng: StepRng, n: number): StepRandomness {
+    return { keyPerm: rng.permutation('key-shuffle', n), keyPerm2: this.symmetric ? rng.permutation('key-shuffle-2', n) : undefined };
+  }
+
+  /** {@link forwardPair} of the batch's two views. */
+  step(batch: StepBatch, rnd: StepRandomness = {}): MechanismOutput {
+    const [xq, xk] = batch.views as [Tensor, Tensor];
+    const out = this.forwardPair(xq, xk, rnd);
+    return {
+      ...out,
+      similarities: () => {
+        // logits are l/T: the similarities themselves are logits·T.
+        const l = out.logits.detach().mul(this.T);
+        return { lPos: l.narrow(1, 0, 1), lNeg: l.narrow(1, 1, l.shape[1]! - 1) };
+      },
+    };
   }
 
   forward(x: Tensor): Tensor {

@@ -1,4 +1,4 @@
-// Run checkpoints: one safetensors file per save (model, queue, optimizer, RNG) with the run state and
+// Run checkpoints: one safetensors file per save (model, queue or memory bank, optimizer, RNG) with the run state and
 // config as JSON metadata, written atomically; `last` names the newest, also replaced atomically.
 import { readdirSync, rmSync } from 'node:fs';
 import { basename, join } from 'node:path';
@@ -6,7 +6,7 @@ import { Tensor, getGeneratorState, getRngState, setGeneratorState, setRngState,
 import { loadSafetensors, saveSafetensors } from '../io/safetensors.js';
 import { writeTextAtomic } from '../io/atomic.js';
 import { loadCheckpointFrom } from '../io/run-dir.js';
-import type { MoCo } from '../moco/index.js';
+import type { Mechanism } from '../moco/index.js';
 import { MOMENTUM_PREFIX, momentumFromTensors, momentumTensors, type SGD } from '../optim/index.js';
 import type { PretrainConfig } from './config.js';
 
@@ -28,13 +28,13 @@ export function checkpointName(step: number): string {
 }
 
 /** Saves model, queue, optimizer and RNG state, then points `last` at it and prunes old checkpoints. */
-export function saveCheckpoint(dir: string, moco: MoCo, opt: SGD, state: RunState, config: PretrainConfig, keep = 3): string {
+export function saveCheckpoint(dir: string, moco: Mechanism, opt: SGD, state: RunState, config: PretrainConfig, keep = 3): string {
   const file = join(dir, checkpointName(state.step));
   const tensors = new Map<string, Tensor>(moco.stateDict());
   for (const [k, b] of momentumTensors(opt)) tensors.set(k, b);
   const rng = getRngState();
   tensors.set(RNG_KEY, rng);
-  const device = moco.queue.device;
+  const device = moco.trainableParameters()[0]!.device;
   const cudaRng = device.startsWith('cuda') ? getGeneratorState(device) : null;
   if (cudaRng) tensors.set(CUDA_RNG_KEY, cudaRng);
   const cpu = device === 'cpu' ? tensors : new Map([...tensors].map(([k, v]) => [k, v.cpu()]));
@@ -93,7 +93,7 @@ export function readCheckpoint(path: string, warn?: (message: string) => void): 
 }
 
 /** Restores model, queue, optimizer buffers and RNG from a loaded checkpoint, then frees its tensors. */
-export function restoreCheckpoint(ck: LoadedCheckpoint, moco: MoCo, opt: SGD): void {
+export function restoreCheckpoint(ck: LoadedCheckpoint, moco: Mechanism, opt: SGD): void {
   const buffers = momentumFromTensors(ck.tensors);
   const model = new Map<string, Tensor>();
   for (const [k, v] of ck.tensors) if (!k.startsWith(MOMENTUM_PREFIX) && k !== RNG_KEY && k !== CUDA_RNG_KEY) model.set(k, v);
@@ -104,7 +104,7 @@ export function restoreCheckpoint(ck: LoadedCheckpoint, moco: MoCo, opt: SGD): v
   if (rng) setRngState(rng);
   // Only onto a CUDA run: a GPU checkpoint resumed on the CPU keeps the CPU stream exact and has no device stream.
   const cudaRng = ck.tensors.get(CUDA_RNG_KEY);
-  const device = moco.queue.device;
+  const device = moco.trainableParameters()[0]!.device;
   if (cudaRng && device.startsWith('cuda')) setGeneratorState(device, cudaRng);
   for (const t of ck.tensors.values()) t.dispose();
 }

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { parse as parseYaml } from 'yaml';
-import { recipe, type Recipe } from '../moco/index.js';
+import { MECHANISMS, isMechanismName, recipe, type BankSampling, type EndToEndLoss, type MechanismName, type Recipe } from '../moco/index.js';
 import { ARCHS } from '../models/index.js';
 import { isPresetName } from '../data/index.js';
 
@@ -36,6 +36,16 @@ export interface PretrainConfig extends Recipe {
   printFreq: number;
   /** Key-batch shuffle (ShuffleBN). */
   shuffleBn: boolean;
+  /** How the InfoNCE negatives are obtained (MoCo v1 Fig. 3). Default 'moco'. */
+  mechanism: MechanismName;
+  /** End-to-end only: 'infonce' (N×N logits) or 'ntxent' (SimCLR's, 2N−2 negatives). Default 'infonce'. */
+  loss: EndToEndLoss;
+  /** Memory bank only: negatives drawn once per batch ('shared') or per sample. Default 'shared'. */
+  bankSampling: BankSampling;
+  /** Memory bank only: m of v ← normalize(m·v + (1−m)·q). Default 0.5. */
+  bankMomentum: number;
+  /** 'linear': the lr used is --lr × batch / 256 (main_moco.py's rule). Default 'linear' for end-to-end, else 'none'. */
+  lrScaling: 'none' | 'linear';
 }
 
 /** Flags as the command line gives them (camelCase of the flag names); undefined = not given. */
@@ -47,7 +57,7 @@ const FLAG: Partial<Record<keyof PretrainConfig, string>> = {
   imageSize: '--image-size', bnSplits: '--bn-splits', trainSubset: '--train-subset', maxSteps: '--max-steps',
   threads: '--threads', device: '--device', knnEvery: '--knn-every', knnK: '--knn-k', knnT: '--knn-t', knnFeature: '--knn-feature',
   saveEverySteps: '--save-every-steps', keepCheckpoints: '--keep-checkpoints', momentum: '--momentum', augment: '--augment',
-  printFreq: '--print-freq',
+  printFreq: '--print-freq', bankSampling: '--bank-sampling', bankMomentum: '--bank-momentum', lrScaling: '--lr-scaling',
 };
 
 export function flagOf(k: keyof PretrainConfig): string { return FLAG[k] ?? `--${String(k)}`; }
@@ -77,7 +87,8 @@ export function resolveConfig(data: string, flags: ConfigOverrides, base?: Pretr
   const defaults: PretrainConfig = {
     ...r, data, preset: presetName, out: '', seed: 0, threads: availableParallelism(), device: 'cpu', workers: 2,
     trainSubset: 0, maxSteps: 0, saveEverySteps: 0, keepCheckpoints: 3, knnEvery: 0, knnK: 200, knnT: 0.1, knnFeature: 'head', printFreq: 10,
-    shuffleBn: true,
+    shuffleBn: true, mechanism: 'moco', loss: 'infonce', bankSampling: 'shared', bankMomentum: 0.5,
+    lrScaling: undefined as unknown as PretrainConfig['lrScaling'],
   };
   const merged: PretrainConfig = { ...defaults, ...(base ?? {}), ...file };
   // Where each value came from, so that an error about a value the user never typed says whose it is.
@@ -92,6 +103,7 @@ export function resolveConfig(data: string, flags: ConfigOverrides, base?: Pretr
   }
   if (mlp) { merged.head = 'mlp'; delete origin.head; }
   if (augPlus) { merged.augment = 'mocov2'; delete origin.augment; }
+  merged.lrScaling ??= merged.mechanism === 'end-to-end' ? 'linear' : 'none';
   merged.data = data || merged.data;
   if (!merged.out) merged.out = `runs/${merged.preset}-${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}`;
   validate(merged, origin);
@@ -129,8 +141,15 @@ export function validate(c: PretrainConfig, origin: Origin = {}): void {
   check(typeof c.momentum === 'number' && c.momentum >= 0 && c.momentum < 1, 'momentum', 'a number in [0, 1)');
   check(isInt(c.dim, 1), 'dim', 'a positive integer');
   check(isInt(c.K, 1), 'K', 'a positive integer');
+  check(isMechanismName(c.mechanism), 'mechanism', `one of ${MECHANISMS.join(', ')}`);
+  check(c.loss === 'infonce' || c.loss === 'ntxent', 'loss', "'infonce' or 'ntxent'");
+  check(c.loss === 'infonce' || c.mechanism === 'end-to-end', 'loss', `NT-Xent is a loss of --mechanism end-to-end (here ${named(c, origin, 'mechanism')}); drop --loss or pass --mechanism end-to-end`);
+  check(!c.symmetric || c.mechanism === 'moco', 'symmetric', `the symmetric loss is MoCo's (here ${named(c, origin, 'mechanism')}); for a symmetric end-to-end loss pass --loss ntxent`);
+  check(c.bankSampling === 'shared' || c.bankSampling === 'per-sample', 'bankSampling', "'shared' or 'per-sample'");
+  check(typeof c.bankMomentum === 'number' && c.bankMomentum >= 0 && c.bankMomentum < 1, 'bankMomentum', 'a number in [0, 1)');
+  check(c.lrScaling === 'none' || c.lrScaling === 'linear', 'lrScaling', "'none' or 'linear'");
   const keysPerStep = c.batchSize * (c.symmetric ? 2 : 1);
-  check(c.K >= keysPerStep, 'K', `must be at least the keys enqueued per step (${named(c, origin, 'batchSize')}${c.symmetric ? ' × 2 for --symmetric' : ''} = ${keysPerStep}); pass --moco-k ${keysPerStep} or more, or a smaller --batch-size`);
+  check(c.mechanism !== 'moco' || c.K >= keysPerStep, 'K', `must be at least the keys enqueued per step (${named(c, origin, 'batchSize')}${c.symmetric ? ' × 2 for --symmetric' : ''} = ${keysPerStep}); pass --moco-k ${keysPerStep} or more, or a smaller --batch-size`);
   check(typeof c.m === 'number' && c.m >= 0 && c.m < 1, 'm', 'a number in [0, 1)');
   check(typeof c.T === 'number' && c.T > 0, 'T', 'a number > 0');
   check(isInt(c.width, 1), 'width', 'a positive integer (64 = torchvision)');

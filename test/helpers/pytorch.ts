@@ -88,3 +88,16 @@ class SplitBN(nn.BatchNorm2d):
         self.running_mean.copy_(rm.view(self.splits, c).mean(0)); self.running_var.copy_(rv.view(self.splits, c).mean(0))
         return y
 `;
+
+/**
+ * Python defining `f`: the query encoder of a moco-ts mechanism in the test's inputs (`encoder_q.*`), a
+ * torchvision ResNet-18 with the CIFAR stem and SplitBN(2), and `opt`, SGD lr 0.1, momentum 0.9, wd 5e-4.
+ */
+export const PY_QUERY_ENCODER_SGD = (dim: number): string => `
+import torchvision
+${PY_SPLIT_BN}
+f = torchvision.models.resnet18(num_classes=${dim}, norm_layer=lambda c: SplitBN(c, 2))
+f.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False); f.maxpool = nn.Identity()
+f.load_state_dict({k[len('encoder_q.'):]: v for k, v in I.items() if k.startswith('encoder_q.')})
+opt = torch.optim.SGD(f.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+`;

@@ -16,6 +16,7 @@ import { register as indexImages } from './index-images.js';
 import { register as dedup } from './dedup.js';
 import { register as cluster } from './cluster.js';
 import { register as select } from './select.js';
+import { register as sweep } from './sweep.js';
 
 export function registerCommands(program: Command): void {
   info(program);
@@ -34,4 +35,5 @@ export function registerCommands(program: Command): void {
   dedup(program);
   cluster(program);
   select(program);
+  sweep(program);
 }

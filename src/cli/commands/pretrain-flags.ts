@@ -1,0 +1,85 @@
+// The pre-training settings as flags, named as main_moco.py's where they exist: shared by `moco pretrain` and
+// `moco sweep` (whose grid cells are pre-training runs).
+import { type Command, InvalidArgumentError, Option } from 'commander';
+import type { ConfigOverrides } from '../../train/index.js';
+
+export const int = (flag: string) => (v: string): number => {
+  const n = Number(v);
+  if (!Number.isInteger(n)) throw new InvalidArgumentError(`${flag} expects an integer, got '${v}'`);
+  return n;
+};
+export const num = (flag: string) => (v: string): number => {
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new InvalidArgumentError(`${flag} expects a number, got '${v}'`);
+  return n;
+};
+export const intList = (flag: string) => (v: string): number[] => v.split(',').map((s) => int(flag)(s.trim()));
+
+/** Adds the flags of a pre-training config (everything config.json holds) to `cmd`. */
+export function addPretrainOptions(cmd: Command): Command {
+  return cmd
+    .option('--preset <name>', 'recipe: mocov1 (main_moco.py defaults), mocov2 (--mlp --moco-t 0.2 --aug-plus --cos), cifar (the official CIFAR-10 demo)')
+    .option('--config <file>', 'JSON or YAML file of settings (flags override it)')
+    .option('-a, --arch <name>', 'resnet18 | resnet34 | resnet50 | resnet101')
+    .option('--lr <x>', 'initial learning rate', num('--lr'))
+    .option('-b, --batch-size <n>', 'total batch size (all processes)', int('--batch-size'))
+    .option('--epochs <n>', 'epochs to train', int('--epochs'))
+    .option('--schedule <epochs>', 'step-LR milestones (×0.1), e.g. 120,160', intList('--schedule'))
+    .option('--cos', 'cosine learning-rate schedule')
+    .option('--momentum <x>', 'SGD momentum', num('--momentum'))
+    .option('--wd <x>', 'weight decay', num('--wd'))
+    .option('--moco-dim <n>', 'feature dimension', int('--moco-dim'))
+    .option('--moco-k <n>', 'queue size (negative keys)', int('--moco-k'))
+    .option('--moco-m <x>', 'key-encoder momentum', num('--moco-m'))
+    .option('--moco-t <x>', 'softmax temperature', num('--moco-t'))
+    .option('--mlp', 'MLP projection head (MoCo v2)')
+    .option('--aug-plus', 'MoCo v2 augmentation (blur added)')
+    .option('--augment <preset>', 'augmentation preset: mocov2 | mocov1 | cifar')
+    .option('--cifar-stem', '3×3 stride-1 conv1 without max-pool (32×32 images)')
+    .option('--width <n>', 'channels of the first ResNet stage (64 = torchvision)', int('--width'))
+    .option('--image-size <px>', 'crop size of the views', int('--image-size'))
+    .option('--bn-splits <n>', 'BN sub-batches (one-process ShuffleBN emulation); 1 = plain BN', int('--bn-splits'))
+    .option('--no-shuffle-bn', 'do not shuffle the key batch')
+    .option('--symmetric', 'symmetric loss (both view orders), as the CIFAR demo option')
+    .addOption(new Option('--mechanism <name>', 'where the negatives come from (MoCo v1 Fig. 3): moco (key encoder + queue), end-to-end (the batch, gradients through both views), memory-bank (one stored vector per image)').choices(['moco', 'end-to-end', 'memory-bank']))
+    .addOption(new Option('--loss <name>', "end-to-end's loss: infonce (N×N logits, MoCo v1) or ntxent (SimCLR's symmetric NT-Xent, 2N−2 negatives)").choices(['infonce', 'ntxent']))
+    .addOption(new Option('--bank-sampling <how>', 'memory bank: --moco-k negatives drawn once per batch (shared) or for each sample (per-sample)').choices(['shared', 'per-sample']))
+    .option('--bank-momentum <x>', 'memory bank: m of v ← normalize(m·v + (1−m)·q) (default 0.5)', num('--bank-momentum'))
+    .addOption(new Option('--lr-scaling <rule>', 'linear: use --lr × batch / 256 (main_moco.py\'s rule; default for end-to-end), none').choices(['none', 'linear']))
+    .option('--train-subset <n>', 'train on a seeded random subset of N images', int('--train-subset'))
+    .option('--max-steps <n>', 'stop after N optimizer steps in total', int('--max-steps'))
+    .option('--seed <n>', 'seed of everything random', int('--seed'))
+    .option('-j, --workers <n>', 'worker threads that decode and augment image files while the model trains (default 2; images small enough to hold in memory are augmented between steps instead)', int('--workers'))
+    .option('--threads <n>', 'libtorch threads (default: all cores)', int('--threads'))
+    .addOption(new Option('--device <dev>', 'cpu or cuda[:N]'))
+    .option('--out <dir>', 'run directory (default runs/<preset>-<time>)')
+    .option('--knn-every <epochs>', 'kNN monitor every E epochs on the labelled test/val split (0 = off)', int('--knn-every'))
+    .option('--knn-k <n>', 'kNN neighbours', int('--knn-k'))
+    .option('--knn-t <x>', 'kNN temperature', num('--knn-t'))
+    .addOption(new Option('--knn-feature <kind>', 'kNN monitor features: head (the 128-d output, as the CIFAR demo) or backbone').choices(['head', 'backbone']))
+    .option('--save-every-steps <n>', 'also checkpoint every N steps', int('--save-every-steps'))
+    .option('--keep-checkpoints <n>', 'checkpoints kept in the run directory', int('--keep-checkpoints'))
+    .option('--print-freq <n>', 'log a line every N steps when not on a terminal', int('--print-freq'));
+}
+
+/** The config overrides the flags of {@link addPretrainOptions} gave (undefined: not given). */
+export function overridesFromFlags(f: Record<string, unknown>): ConfigOverrides {
+  return {
+    preset: f.preset as string | undefined, config: f.config as string | undefined, arch: f.arch as string | undefined,
+    lr: f.lr as number | undefined, batchSize: f.batchSize as number | undefined, epochs: f.epochs as number | undefined,
+    schedule: f.schedule as number[] | undefined, cos: f.cos as boolean | undefined, momentum: f.momentum as number | undefined,
+    wd: f.wd as number | undefined, dim: f.mocoDim as number | undefined, K: f.mocoK as number | undefined,
+    m: f.mocoM as number | undefined, T: f.mocoT as number | undefined, mlp: f.mlp as boolean | undefined,
+    augPlus: f.augPlus as boolean | undefined, augment: f.augment as never, cifarStem: f.cifarStem as boolean | undefined,
+    width: f.width as number | undefined, imageSize: f.imageSize as number | undefined, bnSplits: f.bnSplits as number | undefined,
+    shuffleBn: f.shuffleBn === false ? false : undefined, symmetric: f.symmetric as boolean | undefined,
+    trainSubset: f.trainSubset as number | undefined, maxSteps: f.maxSteps as number | undefined, seed: f.seed as number | undefined,
+    workers: f.workers as number | undefined, threads: f.threads as number | undefined, device: f.device as string | undefined,
+    out: f.out as string | undefined, knnEvery: f.knnEvery as number | undefined, knnK: f.knnK as number | undefined,
+    knnT: f.knnT as number | undefined, knnFeature: f.knnFeature as 'head' | 'backbone' | undefined, saveEverySteps: f.saveEverySteps as number | undefined,
+    keepCheckpoints: f.keepCheckpoints as number | undefined, printFreq: f.printFreq as number | undefined,
+    mechanism: f.mechanism as ConfigOverrides['mechanism'], loss: f.loss as ConfigOverrides['loss'],
+    bankSampling: f.bankSampling as ConfigOverrides['bankSampling'], bankMomentum: f.bankMomentum as number | undefined,
+    lrScaling: f.lrScaling as ConfigOverrides['lrScaling'],
+  };
+}

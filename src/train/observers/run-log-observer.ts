@@ -1,0 +1,81 @@
+// The run's record as an observer: metrics.jsonl/csv rows, TensorBoard events (scalars, l_pos/l_neg histograms,
+// images), run.json, and report.html however the run ends. Only the main process has one.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { renderAugmentPreview, type PresetName } from '../../data/index.js';
+import { instanceAccuracy, type MechanismOutput } from '../../moco/index.js';
+import { FileWriteError } from '../../io/atomic.js';
+import { writeReport } from '../../views/report.js';
+import type { PretrainConfig } from '../config.js';
+import type { StepMetrics } from '../metrics.js';
+import { RunLog, tensorHistogram } from '../run-log.js';
+import type { EpochEvent, RunEnd, StepEvent, TrainObserver } from '../observer.js';
+
+type Watch = { acc1: number; acc5: number; embedStd: number };
+
+export class RunLogObserver implements TrainObserver {
+  private watch: Watch | null = null;
+
+  private constructor(readonly log: RunLog, private readonly c: PretrainConfig, private readonly warn: (what: string, e: unknown) => void) {}
+
+  /** Opens the run's log; a new run also records its config and an augmentation preview (never fatal). */
+  static async open(c: PretrainConfig, o: { fromStep: number; stepsPerEpoch: number; totalSteps: number; command?: string[]; warn: (what: string, e: unknown) => void }): Promise<RunLogObserver> {
+    const log = new RunLog(c.out, { fromStep: o.fromStep, device: c.device, stepsPerEpoch: o.stepsPerEpoch, totalSteps: o.totalSteps, command: o.command });
+    if (o.fromStep === 0) {
+      log.text('config', `\`\`\`json\n${JSON.stringify(c, null, 2)}\n\`\`\``, 0);
+      // What the network is shown, at the start; a preview that cannot be rendered never stops training.
+      try {
+        const file = join(c.out, 'augment-preview.png');
+        const p = await renderAugmentPreview(c.data, { preset: c.augment as PresetName, out: file, images: 4, views: 2, size: c.imageSize, seed: c.seed });
+        log.image('augment/preview', 'augment-preview.png', readFileSync(file), p.width, p.height, 0);
+      } catch (e) { o.warn('augmentation preview', e); }
+    }
+    return new RunLogObserver(log, c, o.warn);
+  }
+
+  /** Events and run.json that cannot be written (a full disk) are a warning: the checkpoints are what must not fail. */
+  flush(): void {
+    try {
+      this.log.flush();
+    } catch (e) {
+      if (!(e instanceof FileWriteError)) throw e;
+      this.warn('TensorBoard events', e);
+    }
+  }
+
+  output(out: MechanismOutput, stepNo: number, lastOfEpoch: boolean): void {
+    const [acc1, acc5] = instanceAccuracy(out.logits, [1, 5], out.labels) as [number, number];
+    this.watch = { acc1, acc5, embedStd: out.q.detach().std({ dim: 0 }).mean().item() };
+    // Histograms every --print-freq steps, at the first step, and at the last step of an epoch or of the run.
+    if (stepNo % this.c.printFreq === 0 || lastOfEpoch || stepNo === 1) {
+      const { lPos, lNeg } = out.similarities();
+      this.log.histogram('train/l_pos', tensorHistogram(lPos), stepNo);
+      this.log.histogram('train/l_neg', tensorHistogram(lNeg), stepNo);
+    }
+  }
+
+  step(e: StepEvent): void {
+    const w = this.watch;
+    this.watch = null;
+    this.log.row({ epoch: e.epoch, step: e.step, loss: e.loss, lr: e.lr, imagesPerSec: e.imagesPerSec, elapsed: e.elapsed, ...(w ?? {}), dataMs: e.dataMs, stepMs: e.stepMs });
+  }
+
+  /** A row that is not a training step (a kNN evaluation). */
+  row(m: StepMetrics): void { this.log.row(m); }
+
+  between(e: StepEvent): void {
+    if (this.c.saveEverySteps > 0 && e.step % this.c.saveEverySteps === 0) this.flush();
+  }
+
+  epochEnd(_e: EpochEvent): void { this.flush(); }
+
+  close(end: RunEnd): void {
+    try {
+      this.log.close(end.state, end.reason);
+    } catch (e) { this.warn('closing the event file', e); }
+    // The page to look at, however the run ended.
+    try {
+      writeReport([this.c.out], join(this.c.out, 'report.html'));
+    } catch (e) { this.warn('report.html', e); }
+  }
+}

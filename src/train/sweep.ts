@@ -1,0 +1,156 @@
+// moco sweep: a grid of pre-training configs run one after another on one dataset and budget, each an ordinary
+// run directory (out/cells/<cell>) trained in a fresh `moco pretrain` process — so its peak memory is its own —
+// then evaluated (kNN monitor at the end; optionally the cached-feature linear probe). A finished cell leaves
+// sweep-cell.json and is never rerun; an interrupted one resumes from its checkpoint.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { writeTextAtomic } from '../io/atomic.js';
+import { resolveConfig, type ConfigOverrides, type PretrainConfig } from './config.js';
+import type { PretrainSummary } from './pretrain.js';
+import { cellOverrides, gridCells, type GridAxis, type GridCell } from './sweep-grid.js';
+import { writeSweepTables, type SweepRow } from './sweep-report.js';
+
+export interface SweepOptions {
+  /** Dataset spec, as `moco pretrain`'s. */
+  data: string;
+  /** Settings every cell shares (flags and --config), before the cell's own. */
+  base: ConfigOverrides;
+  axes: GridAxis[];
+  /** The sweep directory: cells/<cell>/ run directories, sweep.json, sweep.csv, sweep.md. */
+  out: string;
+  /** Also run the cached-feature linear probe on every cell, for this many epochs (0 or undefined: off). */
+  linearEpochs?: number;
+  /** No progress lines on stderr. */
+  quiet?: boolean;
+}
+
+export interface SweepResult {
+  rows: SweepRow[];
+  /** Cells trained (or resumed) by this call; the others were finished before. */
+  ran: string[];
+  /** Set when a signal stopped the sweep (rerun the same command to continue). */
+  interrupted?: string;
+  files: { json: string; csv: string; md: string };
+}
+
+const CELL_RESULT = 'sweep-cell.json';
+const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+
+/** The resolved config of each cell, validated before any cell runs (a bad grid value fails first). */
+export function sweepConfigs(o: SweepOptions): { cell: GridCell; config: PretrainConfig }[] {
+  return gridCells(o.axes).map((cell) => {
+    const over: ConfigOverrides = { ...o.base, ...cellOverrides(cell), out: join(o.out, 'cells', cell.name) };
+    let config: PretrainConfig;
+    try {
+      config = resolveConfig(o.data, over);
+    } catch (e) {
+      throw new Error(`sweep cell ${cell.name}: ${(e as Error).message}`, { cause: e });
+    }
+    // Each cell is evaluated once at its end (and its random encoder before its first step).
+    if (o.base.knnEvery === undefined) config.knnEvery = config.epochs;
+    return { cell, config };
+  });
+}
+
+function hasCheckpoint(dir: string): boolean {
+  return existsSync(dir) && readdirSync(dir).some((f) => /^checkpoint_\d+\.safetensors$/.test(f));
+}
+
+interface Child { code: number | null; out: string; err: string }
+
+function runCli(args: string[], onChild: (kill: (sig: NodeJS.Signals) => void) => void): Promise<Child> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    p.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    p.on('error', reject);
+    p.on('close', (code) => resolve({ code, out, err }));
+    onChild((sig) => p.kill(sig));
+  });
+}
+
+function lastJson<T>(c: Child, what: string): T {
+  const line = c.out.trim().split('\n').pop() ?? '';
+  if (c.code !== 0 || !line.startsWith('{')) {
+    throw new Error(`${what} failed (exit ${c.code}): ${c.err.trim().split('\n').slice(-5).join('\n')}`);
+  }
+  return JSON.parse(line) as T;
+}
+
+/** Runs the cells not finished yet, one after another, and writes the tables (also after each cell). */
+export async function sweep(o: SweepOptions): Promise<SweepResult> {
+  const cells = sweepConfigs(o);
+  mkdirSync(join(o.out, 'cells'), { recursive: true });
+  writeTextAtomic(join(o.out, 'sweep-config.json'), `${JSON.stringify({ data: o.data, base: o.base, axes: o.axes, linearEpochs: o.linearEpochs ?? 0 }, null, 2)}\n`);
+  const log = (s: string): void => { if (!o.quiet) process.stderr.write(`moco sweep: ${s}\n`); };
+  let signal: string | null = null;
+  let kill: ((sig: NodeJS.Signals) => void) | null = null;
+  // A signal goes to the running cell, which saves a checkpoint and exits; the sweep then stops.
+  const onSignal = (sig: NodeJS.Signals) => (): void => { signal = sig; kill?.(sig); };
+  const handlers = { SIGINT: onSignal('SIGINT'), SIGTERM: onSignal('SIGTERM') };
+  process.on('SIGINT', handlers.SIGINT);
+  process.on('SIGTERM', handlers.SIGTERM);
+  const rows: SweepRow[] = [];
+  const ran: string[] = [];
+  let files = writeSweepTables(o.out, o.axes, rows);
+  try {
+    for (const [i, { cell, config }] of cells.entries()) {
+      const dir = config.out;
+      const done = join(dir, CELL_RESULT);
+      if (existsSync(done)) {
+        rows.push(JSON.parse(readFileSync(done, 'utf8')) as SweepRow);
+        log(`[${i + 1}/${cells.length}] ${cell.name}: finished before, not rerun`);
+        continue;
+      }
+      if (signal) break;
+      mkdirSync(dir, { recursive: true });
+      const resume = hasCheckpoint(dir);
+      log(`[${i + 1}/${cells.length}] ${cell.name}: ${resume ? 'resuming' : 'training'} (${dir})`);
+      ran.push(cell.name);
+      const t0 = performance.now();
+      let args: string[];
+      if (resume) {
+        args = ['pretrain', o.data, '--resume', dir, '--quiet'];
+      } else {
+        const file = join(dir, 'cell-config.json');
+        writeTextAtomic(file, `${JSON.stringify(config, null, 2)}\n`);
+        args = ['pretrain', o.data, '--config', file, '--out', dir, '--quiet'];
+      }
+      const child = await runCli(args, (k) => { kill = k; });
+      kill = null;
+      // A cell stopped by the signal saved a checkpoint, or (still starting) nothing: either way it is rerun.
+      if (signal) break;
+      const summary = lastJson<PretrainSummary>(child, `cell ${cell.name}: moco ${args.join(' ')}`);
+      if (summary.interrupted) { signal = summary.interrupted; break; }
+      let linearTop1: number | undefined;
+      if (o.linearEpochs && o.linearEpochs > 0) {
+        const largs = ['lincls', o.data, '--pretrained', dir, '--cache-features', '--epochs', String(o.linearEpochs), '--seed', String(config.seed), '--threads', String(config.threads)];
+        const lc = await runCli(largs, (k) => { kill = k; });
+        kill = null;
+        if (signal) break;
+        const r = lastJson<{ best: { top1: number } | null; last: { top1: number } }>(lc, `cell ${cell.name}: moco ${largs.join(' ')}`);
+        linearTop1 = r.best?.top1 ?? r.last.top1;
+      }
+      const row: SweepRow = {
+        cell: cell.name, values: cell.values, mechanism: config.mechanism, mlp: config.head === 'mlp', augPlus: config.augment === 'mocov2',
+        cos: config.cos, T: config.T, loss: config.mechanism === 'end-to-end' ? config.loss : undefined, epochs: summary.epochs, steps: summary.steps,
+        knnTop1Init: summary.knnTop1Init, knnTop1: summary.knnTop1, linearTop1, imagesPerSec: summary.imagesPerSec, peakRssMB: summary.peakRssMB,
+        seconds: (performance.now() - t0) / 1000, runDir: dir,
+      };
+      writeTextAtomic(done, `${JSON.stringify(row, null, 2)}\n`);
+      rows.push(row);
+      files = writeSweepTables(o.out, o.axes, rows);
+      log(`[${i + 1}/${cells.length}] ${cell.name}: kNN ${row.knnTop1?.toFixed(2) ?? '–'}%${linearTop1 !== undefined ? `, linear ${linearTop1.toFixed(2)}%` : ''}, ${row.imagesPerSec.toFixed(1)} images/s, peak ${row.peakRssMB.toFixed(0)} MiB`);
+    }
+  } finally {
+    process.off('SIGINT', handlers.SIGINT);
+    process.off('SIGTERM', handlers.SIGTERM);
+  }
+  files = writeSweepTables(o.out, o.axes, rows);
+  if (signal) log(`${signal}: stopped after ${rows.length} of ${cells.length} cells; rerun the same command to continue`);
+  return { rows, ran, ...(signal ? { interrupted: signal as string } : {}), files };
+}
