@@ -105,9 +105,11 @@ export class SplitBatchNorm2d extends BatchNorm2d {
     const rv = this.runningVar.repeat(s);
     const wt = this.weight.repeat(s);
     const bs = this.bias.repeat(s);
-    const xv = x.view(-1, c * s, h, w);
+    // reshape, not view: a channels-last batch cannot be viewed as N/s × (c·s) planes (reshape copies it then;
+    // for the usual contiguous batch it is the same view).
+    const xv = x.reshape(-1, c * s, h, w);
     const yv = F.batchNorm(xv, rm, rv, wt, bs, { training: true, momentum: this.momentum, eps: this.eps });
-    const y = yv.view(n, c, h, w);
+    const y = yv.reshape(n, c, h, w);
     const m = rm.view(s, c).mean({ dim: 0 });
     const v = rv.view(s, c).mean({ dim: 0 });
     this.runningMean.copy_(m);

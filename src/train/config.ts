@@ -46,6 +46,10 @@ export interface PretrainConfig extends Recipe {
   bankMomentum: number;
   /** 'linear': the lr used is --lr × batch / 256 (main_moco.py's rule). Default 'linear' for end-to-end, else 'none'. */
   lrScaling: 'none' | 'linear';
+  /** Mixed precision: 'bf16' runs each step's forward under autocast in bfloat16 (fp32 master weights, loss and optimizer); default 'off'. */
+  amp: 'off' | 'bf16';
+  /** Weights and views in channels-last (NHWC) memory. Default false. */
+  channelsLast: boolean;
 }
 
 /** Flags as the command line gives them (camelCase of the flag names); undefined = not given. */
@@ -58,6 +62,7 @@ const FLAG: Partial<Record<keyof PretrainConfig, string>> = {
   threads: '--threads', device: '--device', knnEvery: '--knn-every', knnK: '--knn-k', knnT: '--knn-t', knnFeature: '--knn-feature',
   saveEverySteps: '--save-every-steps', keepCheckpoints: '--keep-checkpoints', momentum: '--momentum', augment: '--augment',
   printFreq: '--print-freq', bankSampling: '--bank-sampling', bankMomentum: '--bank-momentum', lrScaling: '--lr-scaling',
+  amp: '--amp', channelsLast: '--channels-last',
 };
 
 export function flagOf(k: keyof PretrainConfig): string { return FLAG[k] ?? `--${String(k)}`; }
@@ -87,7 +92,7 @@ export function resolveConfig(data: string, flags: ConfigOverrides, base?: Pretr
   const defaults: PretrainConfig = {
     ...r, data, preset: presetName, out: '', seed: 0, threads: availableParallelism(), device: 'cpu', workers: 2,
     trainSubset: 0, maxSteps: 0, saveEverySteps: 0, keepCheckpoints: 3, knnEvery: 0, knnK: 200, knnT: 0.1, knnFeature: 'head', printFreq: 10,
-    shuffleBn: true, mechanism: 'moco', loss: 'infonce', bankSampling: 'shared', bankMomentum: 0.5,
+    shuffleBn: true, mechanism: 'moco', loss: 'infonce', bankSampling: 'shared', bankMomentum: 0.5, amp: 'off', channelsLast: false,
     lrScaling: undefined as unknown as PretrainConfig['lrScaling'],
   };
   const merged: PretrainConfig = { ...defaults, ...(base ?? {}), ...file };
@@ -168,4 +173,6 @@ export function validate(c: PretrainConfig, origin: Origin = {}): void {
   check(typeof c.knnT === 'number' && c.knnT > 0, 'knnT', 'a number > 0');
   check(c.knnFeature === 'head' || c.knnFeature === 'backbone', 'knnFeature', "'head' or 'backbone'");
   check(isInt(c.printFreq, 1), 'printFreq', 'a positive integer');
+  check(c.amp === 'off' || c.amp === 'bf16', 'amp', "'off' or 'bf16'");
+  check(typeof c.channelsLast === 'boolean', 'channelsLast', 'true or false');
 }

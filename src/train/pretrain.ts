@@ -4,7 +4,7 @@
 // checkpoint, so an interrupted and resumed run computes the same losses as an uninterrupted one.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { manualSeed, setNumThreads, tidy } from '../torch/index.js';
+import { cpuBf16Features, manualSeed, setNumThreads, tidy } from '../torch/index.js';
 import { Augmentation, Loader, openDataset, subset, type ImageDataset, type PresetName } from '../data/index.js';
 import { MoCo, createMechanism, type Mechanism } from '../moco/index.js';
 import { SGD, cosineLr, linearScaledLr, stepLr } from '../optim/index.js';
@@ -15,7 +15,7 @@ import { restoreCheckpoint, type LoadedCheckpoint, type RunState } from './check
 import type { RunEnd, StepEvent, TrainObserver } from './observer.js';
 import { CheckpointObserver, KnnObserver, ProgressObserver, RunLogObserver, SignalObserver } from './observers/index.js';
 import { stepRng } from './step-rng.js';
-import { trainStep } from './train-step.js';
+import { trainStep, type StepPrecision } from './train-step.js';
 
 export interface PretrainOptions {
   /** A checkpoint to continue from (see readCheckpoint). */
@@ -120,6 +120,11 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
 
   const mech = mechanismOf(c, train.length);
   if (c.device !== 'cpu') mech.to(c.device);
+  if (c.channelsLast) mech.toMemoryFormat('channelsLast');
+  const precision: StepPrecision = { channelsLast: c.channelsLast, ...(c.amp === 'bf16' ? { amp: { deviceType: c.device.startsWith('cuda') ? 'cuda' as const : 'cpu' as const } } : {}) };
+  if (c.amp === 'bf16' && !c.device.startsWith('cuda') && cpuBf16Features().length === 0 && !quiet) {
+    process.stderr.write('warning: --amp bf16 on a CPU without native bfloat16 (no AVX-512 BF16 or AMX in /proc/cpuinfo): results are correct but the step is slower than fp32; drop --amp here\n');
+  }
   const opt = new SGD(mech.trainableParameters(), { lr: c.lr, momentum: c.momentum, weightDecay: c.wd });
   let state: RunState = { epoch: 0, batch: 0, step: 0 };
   if (o.resume) {
@@ -190,7 +195,7 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
         const lastOfEpoch = batch.index + 1 === bpe || stepNo === totalSteps;
         const loss = tidy(() => {
           const rnd = mech.randomness(stepRng(c.seed, epoch, batch.index), n);
-          const out = trainStep(mech, opt, { views: batch.views, indices: batch.indices }, rnd, dist ? (p) => dist.afterBackward(p) : undefined);
+          const out = trainStep(mech, opt, { views: batch.views, indices: batch.indices }, rnd, dist ? (p) => dist.afterBackward(p) : undefined, precision);
           for (const ob of observers) ob.output?.(out, stepNo, lastOfEpoch);
           return out.loss.item();
         });

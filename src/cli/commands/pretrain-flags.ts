@@ -52,6 +52,8 @@ export function addPretrainOptions(cmd: Command): Command {
     .option('-j, --workers <n>', 'worker threads that decode and augment image files while the model trains (default 2; images small enough to hold in memory are augmented between steps instead)', int('--workers'))
     .option('--threads <n>', 'libtorch threads (default: all cores)', int('--threads'))
     .addOption(new Option('--device <dev>', 'cpu or cuda[:N]'))
+    .addOption(new Option('--amp <mode>', 'mixed precision: bf16 = forward under autocast in bfloat16, fp32 master weights (CUDA; CPUs with AVX-512 BF16/AMX, others emulate it slowly)').choices(['off', 'bf16']))
+    .option('--channels-last', 'weights and views in channels-last (NHWC) memory')
     .option('--out <dir>', 'run directory (default runs/<preset>-<time>)')
     .option('--knn-every <epochs>', 'kNN monitor every E epochs on the labelled test/val split (0 = off)', int('--knn-every'))
     .option('--knn-k <n>', 'kNN neighbours', int('--knn-k'))
@@ -78,6 +80,7 @@ export function overridesFromFlags(f: Record<string, unknown>): ConfigOverrides 
     out: f.out as string | undefined, knnEvery: f.knnEvery as number | undefined, knnK: f.knnK as number | undefined,
     knnT: f.knnT as number | undefined, knnFeature: f.knnFeature as 'head' | 'backbone' | undefined, saveEverySteps: f.saveEverySteps as number | undefined,
     keepCheckpoints: f.keepCheckpoints as number | undefined, printFreq: f.printFreq as number | undefined,
+    amp: f.amp as 'off' | 'bf16' | undefined, channelsLast: f.channelsLast as boolean | undefined,
     mechanism: f.mechanism as ConfigOverrides['mechanism'], loss: f.loss as ConfigOverrides['loss'],
     bankSampling: f.bankSampling as ConfigOverrides['bankSampling'], bankMomentum: f.bankMomentum as number | undefined,
     lrScaling: f.lrScaling as ConfigOverrides['lrScaling'],
