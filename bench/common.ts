@@ -129,8 +129,12 @@ export async function benchMatrix(bench: string): Promise<boolean> {
   if (process.env.MOCO_BENCH_MATRIX_CHILD || (!pythons && !addons)) return false;
   const pyList = pythons ?? [PYTHON];
   const addonList = addons ? addons.map((x) => resolvePath(x)) : [''];
-  const pyTorch = (py: string): string => execFileSync(py, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8' }).trim();
-  const addonTorch = (addon: string): string => execFileSync(process.execPath, ['-e', `process.stdout.write(require(${JSON.stringify(addon)}).buildInfo().torch)`], { encoding: 'utf8' });
+  // Each interpreter's and each build's torch version, asked once (a Python start imports torch: seconds).
+  const pyTorch = new Map(pyList.map((py) => [py, execFileSync(py, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8' }).trim()]));
+  const addonTorch = new Map(addonList.map((addon) => {
+    const used = addon || DEFAULT_ADDON;
+    return [used, execFileSync(process.execPath, ['-e', `process.stdout.write(require(${JSON.stringify(used)}).buildInfo().torch)`], { encoding: 'utf8' })];
+  }));
   const runs: { addon: string; ours_torch: string; python: string; peer_torch: string; result: unknown }[] = [];
   for (const addon of addonList) {
     for (const py of pyList) {
@@ -138,7 +142,7 @@ export async function benchMatrix(bench: string): Promise<boolean> {
       const r = await runMeasured(process.execPath, process.argv.slice(1), { env });
       if (r.code !== 0) throw new Error(`${bench} with ${addon || 'this build'} and ${py} failed: ${r.stderr.slice(-2000)}`);
       const used = addon || DEFAULT_ADDON;
-      runs.push({ addon: used, ours_torch: addonTorch(used), python: py, peer_torch: pyTorch(py), result: lastJson(r.stdout, bench) });
+      runs.push({ addon: used, ours_torch: addonTorch.get(used)!, python: py, peer_torch: pyTorch.get(py)!, result: lastJson(r.stdout, bench) });
     }
   }
   // Ours on each later addon against ours on the first, with the same peer (a throughput ratio > 1 or a time ratio < 1 favours the later build).
