@@ -6,15 +6,15 @@
 // embedded with the given encoder; `findDuplicates` (complete linkage, exact candidates) runs at each threshold,
 // and the duplicate pairs found are scored against the planted (original, copy) pairs. One JSON line: the curve,
 // per-transform recall at each threshold, and the threshold with the best F1.
-//   node dist/bench/collections-dedup.js --pretrained CKPT [--feature backbone|head] [--originals 1000] [--rest 2000]
+//   node dist/bench/collections-dedup.js --pretrained CKPT [--variants backbone,head+flip+center,…] [--thresholds …] [--originals 1000] [--rest 2000]
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 import { Rng } from '../src/data/index.js';
-import { collectImages, embedImages, loadEncoder } from '../src/eval/index.js';
-import { findDuplicates, groupPairs, idOf, fileFacts, type FileRow } from '../src/collections/index.js';
+import { collectImages, embedImages, loadEncoder, type FeatureKind } from '../src/eval/index.js';
+import { DEFAULT_THRESHOLD, findDuplicates, groupPairs, idOf, fileFacts, prepareVectors, type FileRow } from '../src/collections/index.js';
 import { round , benchMatrix } from './common.js';
 
 // --python A,B / --addon X,Y: one run per build and peer (see benchMatrix).
@@ -24,7 +24,8 @@ const root = resolve(new URL('../..', import.meta.url).pathname);
 const { values: a } = parseArgs({ options: {
   pretrained: { type: 'string' }, originals: { type: 'string', default: '1000' }, rest: { type: 'string', default: '2000' },
   data: { type: 'string', default: resolve(root, '..', 'shared', 'datasets', 'cifar10', 'test') }, seed: { type: 'string', default: '0' },
-  feature: { type: 'string', default: 'backbone' },
+  variants: { type: 'string', default: 'backbone,backbone+center,backbone+flip+center,head,head+flip,head+flip+center' },
+  thresholds: { type: 'string', default: '0.5,0.6,0.7,0.75,0.8,0.85,0.88,0.9,0.92,0.94,0.95,0.96,0.97,0.98,0.99,0.995,0.998' },
 } });
 if (!a.pretrained) throw new Error('bench/collections-dedup: --pretrained CKPT is required (an encoder whose features are invariant enough to the transforms)');
 const M = Number(a.originals);
@@ -74,31 +75,50 @@ try {
     }
   }
   const enc = loadEncoder(a.pretrained);
-  const t0 = performance.now();
-  if (a.feature !== 'backbone' && a.feature !== 'head') throw new Error(`--feature must be backbone or head, got '${a.feature}'`);
-  const e = await embedImages(enc, collectImages([dir]), { batchSize: 128, feature: a.feature });
-  const embedS = (performance.now() - t0) / 1000;
-  enc.dispose();
+  const files = collectImages([dir]);
   const rows: FileRow[] = [];
-  for (const p of e.paths) rows.push({ id: idOf(p), path: p, label: null, ...await fileFacts(p) });
-  const curve: Record<string, unknown>[] = [];
-  const thresholds = [0.7, 0.75, 0.8, 0.82, 0.84, 0.86, 0.88, 0.9, 0.91, 0.92, 0.93, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99];
-  for (const t of thresholds) {
-    const r = await findDuplicates(rows, e.vectors, e.dim, { threshold: t });
-    const found = groupPairs(r.groups);
-    let tp = 0;
-    const perKind: Record<string, number> = Object.fromEntries(TRANSFORMS.map((k) => [k, 0]));
-    for (const p of found) { const k = truth.get(p); if (k) { tp++; perKind[k]!++; } }
-    const precision = found.size ? tp / found.size : 1;
-    const recall = tp / truth.size;
-    curve.push({
-      threshold: t, pairs: found.size, precision: round(precision, 4), recall: round(recall, 4), f1: round(precision + recall ? 2 * precision * recall / (precision + recall) : 0, 4),
-      recallByTransform: Object.fromEntries(TRANSFORMS.map((k) => [k, round(perKind[k]! / (M / TRANSFORMS.length), 3)])),
-    });
-    console.error(`bench/collections-dedup: ${JSON.stringify(curve[curve.length - 1])}`);
+  for (const p of files) rows.push({ id: idOf(p), path: p, label: null, ...await fileFacts(p) });
+  // Each variant: which output (backbone/head), flip-averaged or not, centred on the set's mean or not.
+  const variants = a.variants!.split(',').map((v) => {
+    const [feature, ...mods] = v.split('+');
+    if (feature !== 'backbone' && feature !== 'head') throw new Error(`--variants: '${v}': the feature must be backbone or head`);
+    for (const m of mods) if (m !== 'flip' && m !== 'center') throw new Error(`--variants: '${v}': modifiers are +flip and +center`);
+    return { name: v, feature: feature as FeatureKind, flip: mods.includes('flip'), center: mods.includes('center') };
+  });
+  const raw = new Map<string, { vectors: Float32Array; dim: number; s: number }>();
+  const thresholds = a.thresholds!.split(',').map(Number);
+  const results: Record<string, unknown>[] = [];
+  for (const v of variants) {
+    const key = `${v.feature}${v.flip ? '+flip' : ''}`;
+    if (!raw.has(key)) {
+      const t0 = performance.now();
+      const e = await embedImages(enc, files, { batchSize: 128, feature: v.feature, flip: v.flip, normalize: false });
+      if (e.paths.length !== files.length) throw new Error('bench/collections-dedup: some images were skipped');
+      raw.set(key, { vectors: e.vectors, dim: e.dim, s: (performance.now() - t0) / 1000 });
+    }
+    const r = raw.get(key)!;
+    const vectors = prepareVectors(r.vectors, r.dim, { center: v.center });
+    const curve: Record<string, unknown>[] = [];
+    for (const t of thresholds) {
+      const d = await findDuplicates(rows, vectors, r.dim, { threshold: t });
+      const found = groupPairs(d.groups);
+      let tp = 0;
+      const perKind: Record<string, number> = Object.fromEntries(TRANSFORMS.map((k) => [k, 0]));
+      for (const p of found) { const k = truth.get(p); if (k) { tp++; perKind[k]!++; } }
+      const precision = found.size ? tp / found.size : 1;
+      const recall = tp / truth.size;
+      curve.push({
+        threshold: t, pairs: found.size, precision: round(precision, 4), recall: round(recall, 4), f1: round(precision + recall ? 2 * precision * recall / (precision + recall) : 0, 4),
+        recallByTransform: Object.fromEntries(TRANSFORMS.map((k) => [k, round(perKind[k]! / (M / TRANSFORMS.length), 3)])),
+      });
+      console.error(`bench/collections-dedup: ${v.name} ${JSON.stringify(curve[curve.length - 1])}`);
+    }
+    const best = curve.reduce((x, y) => ((y.f1 as number) > (x.f1 as number) ? y : x));
+    const atDefault = thresholds.includes(DEFAULT_THRESHOLD) ? curve.find((c) => c.threshold === DEFAULT_THRESHOLD) : null;
+    results.push({ variant: v.name, dim: r.dim, embedS: round(r.s, 1), curve, bestF1: best, atDefault });
   }
-  const best = curve.reduce((x, y) => ((y.f1 as number) > (x.f1 as number) ? y : x));
-  console.log(JSON.stringify({ bench: 'collections-dedup', pretrained: a.pretrained, feature: a.feature, originals: M, copies: truth.size, rest: R, images: rows.length, embedS: round(embedS, 1), transforms: TRANSFORMS, curve, bestF1: best }));
+  enc.dispose();
+  console.log(JSON.stringify({ bench: 'collections-dedup', pretrained: a.pretrained, originals: M, copies: truth.size, rest: R, images: rows.length, transforms: TRANSFORMS, defaultThreshold: DEFAULT_THRESHOLD, results }));
 } finally {
   rmSync(tmp, { recursive: true, force: true });
 }

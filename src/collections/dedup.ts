@@ -54,6 +54,33 @@ export interface DedupResult {
   removable: number;
 }
 
+/**
+ * Vectors (rows × dim) made ready for cosine comparison: optionally centred on their mean (removes the large
+ * component that all pooled, post-ReLU features share, which puts unrelated images at cosines near 1), then
+ * L2-normalised. Returns a new array.
+ */
+export function prepareVectors(vectors: Float32Array, dim: number, o: { center?: boolean | Float32Array } = {}): Float32Array {
+  const n = vectors.length / dim;
+  const out = Float32Array.from(vectors);
+  const mean = o.center === true ? meanVector(vectors, dim) : o.center instanceof Float32Array ? o.center : null;
+  for (let i = 0; i < n; i++) {
+    const off = i * dim;
+    let s = 0;
+    for (let j = 0; j < dim; j++) { const x = out[off + j]! - (mean ? mean[j]! : 0); out[off + j] = x; s += x * x; }
+    const inv = s > 0 ? 1 / Math.sqrt(s) : 0;
+    for (let j = 0; j < dim; j++) out[off + j]! *= inv;
+  }
+  return out;
+}
+
+/** The mean of the rows (rows × dim). */
+export function meanVector(vectors: Float32Array, dim: number): Float32Array {
+  const n = vectors.length / dim;
+  const acc = new Float64Array(dim);
+  for (let i = 0; i < n; i++) for (let j = 0; j < dim; j++) acc[j]! += vectors[i * dim + j]!;
+  return Float32Array.from(acc, (x) => (n ? x / n : 0));
+}
+
 const dot = (v: Float32Array, dim: number, a: number, b: number): number => {
   let s = 0;
   const oa = a * dim;

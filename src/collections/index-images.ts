@@ -11,6 +11,8 @@ import { idOf, type Collection, type FileRow, type ImageRow } from './table.js';
 
 export interface IndexImagesOpts {
   feature?: FeatureKind;
+  /** Flip-averaged features (see {@link embedImages}). */
+  flip?: boolean;
   /** Images per forward; default 64. */
   batchSize?: number;
   /** Images embedded per commit to the table (the most an interruption can lose); default 1024. */
@@ -88,7 +90,7 @@ export async function indexImages(encoder: Encoder, files: readonly string[], co
   for (let i = 0; i < todo.length; i += chunk) {
     const part = todo.slice(i, i + chunk);
     const e = await embedImages(encoder, part.map((t) => t.path), {
-      feature: o.feature, batchSize: o.batchSize, onSkip: (s) => { skipped.push(s); o.onSkip?.(s); },
+      feature: o.feature, flip: o.flip, batchSize: o.batchSize, onSkip: (s) => { skipped.push(s); o.onSkip?.(s); },
     });
     const byPath = new Map(part.map((t) => [t.path, t]));
     const fresh: ImageRow[] = [];

@@ -10,6 +10,11 @@ import type { EmbeddingWriter } from './embedding-file.js';
 export interface EmbedOpts {
   /** Backbone (default) or head features. */
   feature?: FeatureKind;
+  /**
+   * Average each image's features with those of its horizontal mirror (before normalising), so that a flipped
+   * copy gets the same vector; default false. Costs a second forward.
+   */
+  flip?: boolean;
   /** L2-normalise each vector; default true. */
   normalize?: boolean;
   /** Images per forward; default 64. */
@@ -76,6 +81,7 @@ export async function embedImages(encoder: Encoder, files: readonly string[], o:
       for (const p of good) if (log.has(p)) skip(p, log.list.find((s) => s.path === p)?.reason ?? 'undecodable');
       const rows = tidy(() => {
         let f = noGrad(() => encoder.encode(views[0]!, feature));
+        if (o.flip) f = f.add(noGrad(() => encoder.encode(views[0]!.flip(3), feature))).mul(0.5);
         if (o.normalize ?? true) f = F.normalize(f, { dim: 1 });
         return (f.data() as Float32Array).slice();
       });

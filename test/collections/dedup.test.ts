@@ -8,7 +8,8 @@ import { copyFileSync, existsSync, readFileSync, readdirSync, rmSync } from 'nod
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import sharp from 'sharp';
-import { findDuplicates, groupPairs, type FileRow } from '../../src/collections/index.js';
+import { findDuplicates, groupPairs, prepareVectors, type FileRow } from '../../src/collections/index.js';
+import { embedImages, loadEncoder } from '../../src/eval/index.js';
 import { tmpDir } from '../helpers/pytorch.js';
 import { launchBrowser, openGuarded } from '../helpers/browser.js';
 import { CLI, cifarFolder, randomEncoder } from './fixtures.js';
@@ -33,6 +34,47 @@ test('complete linkage does not chain A~B~C when A≁C; single linkage does; exa
   const first = await findDuplicates(rows, v, 2, { threshold: 0.9, keep: 'first' });
   assert.equal(first.groups.find((g) => g.kind === 'exact')!.keeper.path, '/p/3.jpg');
   assert.equal(groupPairs(single.groups).size, 4);
+});
+
+test('--flip: a mirrored copy gets the same vector (and without it, not); prepareVectors centres and normalises', async () => {
+  const dir = tmpDir();
+  try {
+    const img = join(dir, 'img');
+    cifarFolder(img, ['cat'], 4);
+    const files = readdirSync(join(img, 'cat')).sort().map((f) => join(img, 'cat', f));
+    const mirrored = files.map((f) => f.replace(/\.jpg$/, '-flop.png'));
+    for (const [i, f] of files.entries()) await sharp(f).flop().png().toFile(mirrored[i]!);
+    const enc = loadEncoder(randomEncoder(join(dir, 'enc.safetensors')));
+    try {
+      const cos = (e: { vectors: Float32Array; dim: number }, a: number, b: number): number => {
+        let s = 0;
+        for (let j = 0; j < e.dim; j++) s += e.vectors[a * e.dim + j]! * e.vectors[b * e.dim + j]!;
+        return s;
+      };
+      const n = files.length;
+      const plain = await embedImages(enc, [...files, ...mirrored]);
+      const flip = await embedImages(enc, [...files, ...mirrored], { flip: true });
+      for (let i = 0; i < n; i++) {
+        assert.ok(cos(flip, i, n + i) > 0.99999, `flip-averaged: ${cos(flip, i, n + i)}`);
+        assert.ok(cos(plain, i, n + i) < cos(flip, i, n + i), 'without --flip a mirror image is farther');
+      }
+      const raw = await embedImages(enc, files, { normalize: false });
+      const c = prepareVectors(raw.vectors, raw.dim, { center: true });
+      const mean = new Float64Array(raw.dim);
+      for (let i = 0; i < n; i++) {
+        let norm = 0;
+        for (let j = 0; j < raw.dim; j++) { norm += c[i * raw.dim + j]! ** 2; mean[j]! += c[i * raw.dim + j]!; }
+        assert.ok(Math.abs(norm - 1) < 1e-5);
+      }
+      // Centred, the mean of unit vectors is far below that of post-ReLU features (all ≥ 0, their mean near 1).
+      const plainMean = Math.hypot(...Array.from({ length: raw.dim }, (_, j) => { let s = 0; for (let i = 0; i < n; i++) s += plain.vectors[i * raw.dim + j]!; return s / n; }));
+      assert.ok(Math.hypot(...mean) / n < plainMean, `${Math.hypot(...mean) / n} vs ${plainMean}`);
+    } finally {
+      enc.dispose();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('moco dedup on CIFAR-10 images with sharp-made copies: JSON, CSV, HTML page in chromium, --move-to', async () => {
