@@ -44,6 +44,8 @@ export interface CollectionMeta {
   /** Checkpoint file the vectors were embedded with. */
   pretrained?: string;
   feature?: string;
+  /** Vectors are the mean of each image's and its mirror image's features (`--flip`). */
+  flip?: boolean;
   arch?: string;
   imageSize?: number;
   augment?: string;

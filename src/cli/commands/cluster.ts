@@ -3,23 +3,22 @@
 import type { Command } from 'commander';
 import { parse } from 'node:path';
 import { writeTextAtomic } from '../../io/atomic.js';
-import { int } from './eval-common.js';
-import { csv, loadInput } from './collection-input.js';
+import { addEmbedOptions, int } from './eval-common.js';
+import { csv, loadInput, type InputOpts } from './collection-input.js';
 
-interface ClusterCliOpts {
-  db?: string; where?: string; pretrained?: string; batch: string; k: string; kMax: string; seed: string; batchSize: string; epochs: string;
+interface ClusterCliOpts extends InputOpts {
+  k: string; kMax: string; seed: string; batchSize: string; epochs: string;
   device: string; out?: string; html?: string; inline: boolean; perCluster: string; write: boolean;
 }
 
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command('cluster')
     .description('spherical (cosine) mini-batch k-means with k-means++ init; assignments written to the collection (column cluster) and/or a CSV; an HTML page of each cluster nearest its centroid')
     .argument('[images...]', 'image files or folders (embedded with --pretrained), instead of --db')
     .requiredOption('--k <n|auto>', "clusters, or auto: the k of 2, 4, 8, … up to --k-max with the highest mean cosine silhouette (2,000-row sample)")
     .option('--db <uri>', 'LanceDB collection from `moco index`')
     .option('--where <filter>', 'with --db: cluster only the rows passing a structured filter')
-    .option('--pretrained <ckpt>', 'with image folders: the encoder')
     .option('--k-max <n>', 'with --k auto: the largest k tried', '64')
     .option('--seed <n>', 'seed of the k-means++ draws and the batch order', '0')
     .option('--batch-size <n>', 'rows a mini-batch', '1024')
@@ -29,8 +28,8 @@ export function register(program: Command): void {
     .option('--no-write', 'with --db: do not write the cluster column')
     .option('--html <file>', 'an HTML page of each cluster\'s images nearest its centroid')
     .option('--per-cluster <n>', 'images a cluster on the HTML page', '12')
-    .option('--inline', 'inline the HTML thumbnails', false)
-    .option('--batch <n>', 'images per forward when embedding', '64')
+    .option('--inline', 'inline the HTML thumbnails', false);
+  addEmbedOptions(cmd, { pretrained: 'with image folders: the encoder (run dir, .safetensors, .pth, .pth.tar)' })
     .action(async (images: string[], o: ClusterCliOpts) => {
       const { sphericalKMeans, silhouette, purity } = await import('../../collections/index.js');
       if (o.out && !o.out.endsWith('.csv')) throw new Error(`--out ${o.out}: expected a .csv file`);

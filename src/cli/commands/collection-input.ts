@@ -3,9 +3,9 @@
 import { resolve } from 'node:path';
 import { statSync } from 'node:fs';
 import type { Collection, FileRow } from '../../collections/index.js';
-import { int, progress } from './eval-common.js';
+import { embedSettings, progress, type EmbedFlags } from './eval-common.js';
 
-export interface InputOpts { db?: string; where?: string; pretrained?: string; batch?: string }
+export interface InputOpts extends EmbedFlags { db?: string; where?: string }
 
 export interface Loaded {
   rows: FileRow[];
@@ -33,6 +33,7 @@ export async function loadInput(cmd: string, images: string[], o: InputOpts): Pr
   if (!images.length) throw new Error(`moco ${cmd}: give --db URI (a collection from \`moco index\`) or image files/folders with --pretrained`);
   if (o.where !== undefined) throw new Error('--where needs --db');
   if (!o.pretrained) throw new Error(`moco ${cmd} on image files needs --pretrained <checkpoint> to embed them (or use --db with a collection)`);
+  const emb = embedSettings(o);
   const { collectImages, embedImages, loadEncoder } = await import('../../eval/index.js');
   for (const p of images) {
     try { statSync(p); } catch { throw new Error(`${p}: no such file or folder`); }
@@ -41,7 +42,7 @@ export async function loadInput(cmd: string, images: string[], o: InputOpts): Pr
   if (!files.length) throw new Error(`no image files under ${images.join(', ')}`);
   const encoder = loadEncoder(o.pretrained);
   try {
-    const e = await embedImages(encoder, files, { batchSize: int('--batch', o.batch), onProgress: progress(`moco ${cmd}: embedding`), onSkip: (s) => console.error(`moco ${cmd}: skipping ${s.path}: ${s.reason}`) });
+    const e = await embedImages(encoder, files, { ...emb, onProgress: progress(`moco ${cmd}: embedding`), onSkip: (s) => console.error(`moco ${cmd}: skipping ${s.path}: ${s.reason}`) });
     const roots = new Set(images.filter((p) => statSync(p).isDirectory()).map((p) => resolve(p)));
     const rows: FileRow[] = [];
     for (const p of e.paths) rows.push({ id: idOf(p), path: p, label: labelFor(p, roots), ...await fileFacts(p) });

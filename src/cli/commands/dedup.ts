@@ -4,22 +4,21 @@ import type { Command } from 'commander';
 import { mkdirSync, renameSync, copyFileSync, unlinkSync, existsSync } from 'node:fs';
 import { dirname, join, relative, resolve, parse } from 'node:path';
 import { writeTextAtomic } from '../../io/atomic.js';
-import { int, num } from './eval-common.js';
-import { csv, loadInput, outFormat } from './collection-input.js';
+import { addEmbedOptions, int, num } from './eval-common.js';
+import { csv, loadInput, type InputOpts, outFormat } from './collection-input.js';
 
-interface DedupCliOpts {
-  db?: string; where?: string; pretrained?: string; batch: string; threshold?: string; linkage: string; keep: string; neighbours: string;
+interface DedupCliOpts extends InputOpts {
+  threshold?: string; linkage: string; keep: string; neighbours: string;
   out?: string; html?: string; inline: boolean; moveTo?: string; exactCandidates: boolean;
 }
 
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command('dedup')
     .description('exact duplicates (SHA-256) and near-duplicates (cosine ≥ --threshold) as groups with a keeper; nothing is moved or deleted unless --move-to is given')
     .argument('[images...]', 'image files or folders (embedded with --pretrained), instead of --db')
     .option('--db <uri>', 'LanceDB collection from `moco index`')
     .option('--where <filter>', "with --db: only the rows passing a structured filter, e.g. \"label = 'cat'\"")
-    .option('--pretrained <ckpt>', 'with image folders: the encoder')
     .option('--threshold <cos>', 'cosine at or above which two images are near-duplicates (default: chosen from the measured precision/recall curve, docs/collections.md)')
     .option('--linkage <how>', 'complete (every pair in a group above the threshold) or single (chains)', 'complete')
     .option('--keep <rule>', 'keeper of a group: largest (file size), oldest (mtime) or first (path order)', 'largest')
@@ -28,8 +27,8 @@ export function register(program: Command): void {
     .option('--out <file>', 'groups as .json or .csv (default: JSON on stdout)')
     .option('--html <file>', 'an HTML review page of the groups with thumbnails')
     .option('--inline', 'inline the HTML thumbnails (a page that stands alone)', false)
-    .option('--move-to <dir>', 'move every non-keeper into DIR (keeping its path below the common folder); a manifest of the moves is written there')
-    .option('--batch <n>', 'images per forward when embedding', '64')
+    .option('--move-to <dir>', 'move every non-keeper into DIR (keeping its path below the common folder); a manifest of the moves is written there');
+  addEmbedOptions(cmd, { pretrained: 'with image folders: the encoder (run dir, .safetensors, .pth, .pth.tar)' })
     .action(async (images: string[], o: DedupCliOpts) => {
       const { findDuplicates, DEFAULT_THRESHOLD } = await import('../../collections/index.js');
       if (o.linkage !== 'complete' && o.linkage !== 'single') throw new Error(`--linkage must be complete or single, got '${o.linkage}'`);

@@ -1,35 +1,31 @@
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
 import { writeTextAtomic } from '../../io/atomic.js';
-import { applyThreads, feature, int, progress } from './eval-common.js';
+import { addEmbedOptions, embedSettings, progress, type EmbedFlags } from './eval-common.js';
 
-interface EmbedOpts {
+interface EmbedOpts extends EmbedFlags {
   engine: string; out: string; size: string; resize?: string; batch: string; isolate: boolean; cifar: boolean;
-  pretrained?: string; feature: string; threads?: string;
 }
 
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command('embed')
     .description('L2-normalised embeddings of images: libtorch with --pretrained (default), or an exported model with --engine onnx')
     .argument('<inputs...>', 'image files or directories (searched recursively); with --engine onnx the first is the .onnx model')
     .requiredOption('--out <path>', 'output by extension: .npy (float32 [N, D], paths in <name>.paths.txt), .safetensors, or .jsonl ({"path", "embedding"} a line)')
-    .option('--pretrained <ckpt>', 'libtorch engine: checkpoint (our run dir or .safetensors, official MoCo .pth.tar, torchvision .pth)')
-    .option('--feature <which>', 'libtorch engine: backbone (pooled features) or head (projection output)', 'backbone')
     .option('--engine <engine>', 'libtorch, onnx, or auto (onnx when the first input is an .onnx file)', 'auto')
     .option('--size <px>', 'onnx engine: center crop fed to the model', '224')
     .option('--resize <px>', 'onnx engine: shorter side before the crop (default size·256/224)')
     .option('--cifar', 'onnx engine: CIFAR normalisation and 32-px input (size 32, resize 32)', false)
-    .option('--batch <n>', 'images per forward', '32')
-    .option('--isolate', 'onnx engine: run onnxruntime in a child process', false)
-    .option('--threads <n>', 'libtorch threads')
+    .option('--isolate', 'onnx engine: run onnxruntime in a child process', false);
+  addEmbedOptions(cmd, { prefix: 'libtorch engine: ', pretrained: 'libtorch engine: checkpoint (our run dir or .safetensors, official MoCo .pth.tar, torchvision .pth)', batch: '32' })
     .action(async (inputs: string[], o: EmbedOpts) => {
       const engine = o.engine === 'auto' ? (inputs[0]?.endsWith('.onnx') ? 'onnx' : 'libtorch') : o.engine;
       if (engine === 'onnx') return embedOnnx(inputs[0]!, inputs.slice(1), o);
       if (engine !== 'libtorch') throw new Error(`--engine must be libtorch, onnx or auto, got '${o.engine}'`);
       if (!o.pretrained) throw new Error('the libtorch engine needs --pretrained <checkpoint> (or give an .onnx model for --engine onnx)');
-      const feat = feature(o.feature);
-      applyThreads(o.threads);
+      const emb = embedSettings(o);
+      const feat = emb.feature;
       const { collectImages, describeEncoder, embedImages, EmbeddingWriter, loadEncoder } = await import('../../eval/index.js');
       const files = collectImages(inputs);
       if (!files.length) throw new Error('no image files found');
@@ -39,11 +35,11 @@ export function register(program: Command): void {
         const pre = encoder.preprocess();
         const writer = new EmbeddingWriter(o.out, {
           pretrained: resolve(encoder.info.file), feature: feat, arch: encoder.info.arch,
-          imageSize: encoder.info.imageSize, augment: pre.augment, normalized: true,
+          imageSize: encoder.info.imageSize, augment: pre.augment, normalized: true, ...(emb.flip ? { flip: true } : {}),
         });
         try {
           const r = await embedImages(encoder, files, {
-            feature: feat, batchSize: int('--batch', o.batch), writer, onProgress: progress('moco embed'),
+            ...emb, writer, onProgress: progress('moco embed'),
             onSkip: (s) => console.error(`moco embed: skipping ${s.path}: ${s.reason}`),
           });
           writer.finish();

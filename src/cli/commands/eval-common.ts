@@ -1,6 +1,52 @@
-// Options and helpers shared by the evaluation commands (lincls, knn, embed, search).
+// Options and helpers shared by the evaluation commands (lincls, knn, embed, search, serve) and the collection
+// commands (index, dedup, cluster, select).
+import type { Command } from 'commander';
 import { setNumThreads } from '../../torch/index.js';
 import type { FeatureKind } from '../../eval/index.js';
+
+/** The embedding flags as commander parses them (see {@link addEmbedOptions}). */
+export interface EmbedFlags { pretrained?: string; feature?: string; flip?: boolean; batch?: string; threads?: string }
+
+/** Which embedding flags a command offers, and how they read there. */
+export interface EmbedOptionSpec {
+  /** `--pretrained` is required (default: optional). */
+  required?: boolean;
+  /** Help of `--pretrained`. */
+  pretrained?: string;
+  /** Prefix of every flag's help (e.g. 'libtorch engine: '). */
+  prefix?: string;
+  /** Offer `--feature` (default true) with this default (default 'backbone'). */
+  feature?: boolean;
+  featureDefault?: FeatureKind;
+  /** Offer `--flip` (default true). */
+  flip?: boolean;
+  /** Default of `--batch` (images per forward), or false when the command has a `--batch` of its own. */
+  batch?: string | false;
+  /** Offer `--threads` for libtorch (default true). */
+  threads?: boolean;
+}
+
+/**
+ * Adds the flags every command that embeds images shares — `--pretrained`, `--feature`, `--flip`, `--batch`,
+ * `--threads` — with one wording; {@link embedSettings} reads them back.
+ */
+export function addEmbedOptions(cmd: Command, spec: EmbedOptionSpec = {}): Command {
+  const pre = spec.prefix ?? '';
+  const help = spec.pretrained ?? `${pre}checkpoint (run dir, .safetensors, .pth, .pth.tar)`;
+  if (spec.required) cmd.requiredOption('--pretrained <ckpt>', help);
+  else cmd.option('--pretrained <ckpt>', help);
+  if (spec.feature !== false) cmd.option('--feature <which>', `${pre}backbone (pooled features) or head (projection output)`, spec.featureDefault ?? 'backbone');
+  if (spec.flip !== false) cmd.option('--flip', `${pre}average each image's features with its mirror image's (a flipped copy gets the same vector; twice the compute)`, false);
+  if (spec.batch !== false) cmd.option('--batch <n>', `${pre}images per forward`, spec.batch ?? '64');
+  if (spec.threads !== false) cmd.option('--threads <n>', 'libtorch threads');
+  return cmd;
+}
+
+/** The parsed embedding settings of {@link addEmbedOptions}' flags (also applies `--threads`). */
+export function embedSettings(o: EmbedFlags): { feature: FeatureKind; flip: boolean; batchSize?: number } {
+  applyThreads(o.threads);
+  return { feature: feature(o.feature ?? 'backbone'), flip: o.flip ?? false, batchSize: int('--batch', o.batch) };
+}
 
 /** Parses a positive integer option or fails naming it. */
 export function int(name: string, v: string | undefined, min = 1): number | undefined {

@@ -2,38 +2,35 @@
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
 import { statSync } from 'node:fs';
-import { applyThreads, feature, int, progress } from './eval-common.js';
+import { addEmbedOptions, embedSettings, int, progress, type EmbedFlags } from './eval-common.js';
 
-interface IndexCliOpts {
-  pretrained: string; db: string; feature: string; batch: string; chunk: string; reindex: boolean; indexMinRows?: string;
-  threads?: string; nprocPerNode?: string; nnodes?: string; nodeRank?: string;
+interface IndexCliOpts extends EmbedFlags {
+  pretrained: string; db: string; chunk: string; reindex: boolean; indexMinRows?: string;
+  nprocPerNode?: string; nnodes?: string; nodeRank?: string;
 }
 
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command('index')
     .description('embed images into a LanceDB collection {id, path, label, sha256, bytes, mtime, vector}: only new or changed files are embedded; an interrupted run resumes; an ANN index (cosine) is built once the table is large enough')
     .argument('<images...>', 'image files or folders (recursive; a folder layout <root>/<label>/<file> gives labels)')
-    .requiredOption('--pretrained <ckpt>', 'checkpoint (run dir, .safetensors, .pth, .pth.tar)')
-    .requiredOption('--db <uri>', 'LanceDB directory or URI (created when missing)')
-    .option('--feature <which>', 'backbone (pooled features) or head (projection output)', 'backbone')
-    .option('--batch <n>', 'images per forward', '64')
+    .requiredOption('--db <uri>', 'LanceDB directory or URI (created when missing)');
+  addEmbedOptions(cmd, { required: true })
     .option('--chunk <n>', 'images embedded per commit (the most an interruption loses)', '1024')
     .option('--reindex', 'rebuild the ANN index now, whatever the table size', false)
     .option('--index-min-rows <n>', 'rows from which the ANN index is built (default: the measured crossover, see docs/collections.md)')
-    .option('--threads <n>', 'libtorch threads')
     .option('--nproc-per-node <n>', 'embed with N local processes, each its shard of the files')
     .option('--nnodes <n>', 'nodes in a multi-node run (with --nproc-per-node)')
     .option('--node-rank <n>', "this node's index in a multi-node run")
     .action(async (images: string[], o: IndexCliOpts) => {
-      const feat = feature(o.feature);
       const nproc = int('--nproc-per-node', o.nprocPerNode) ?? 1;
       const { launch, relaunchArgv, threadsFromEnv, configFromEnv, ProcessGroup } = await import('../../dist/index.js');
       if (nproc > 1 && process.env.RANK === undefined) {
         const r = await launch({ nprocPerNode: nproc, argv: relaunchArgv(), nnodes: int('--nnodes', o.nnodes), nodeRank: int('--node-rank', o.nodeRank, 0), threads: int('--threads', o.threads) });
         process.exit(r.code);
       }
-      applyThreads(o.threads ?? (threadsFromEnv() !== undefined ? String(threadsFromEnv()) : undefined));
+      const emb = embedSettings({ ...o, threads: o.threads ?? (threadsFromEnv() !== undefined ? String(threadsFromEnv()) : undefined) });
+      const feat = emb.feature;
       const minRows = int('--index-min-rows', o.indexMinRows);
       const { collectImages, describeEncoder, loadEncoder } = await import('../../eval/index.js');
       const { Collection, INDEX_MIN_ROWS, indexImages } = await import('../../collections/index.js');
@@ -53,15 +50,16 @@ export function register(program: Command): void {
         const pre = encoder.preprocess();
         const meta = {
           dim: encoder.dim(feat), pretrained: resolve(encoder.info.file), feature: feat, arch: encoder.info.arch,
-          imageSize: encoder.info.imageSize, augment: pre.augment,
+          imageSize: encoder.info.imageSize, augment: pre.augment, ...(emb.flip ? { flip: true } : {}),
         };
         // Rank 0 creates the table before the others open it, so that no two ranks race to create it.
         if (rank === 0) coll = await Collection.open(o.db, meta);
         await pg?.barrier();
         coll ??= await Collection.open(o.db, meta);
         if (coll.meta.feature && coll.meta.feature !== feat) throw new Error(`${o.db} holds ${coll.meta.feature} features; pass --feature ${coll.meta.feature}`);
+        if ((coll.meta.flip ?? false) !== emb.flip) throw new Error(`${o.db} holds vectors made ${coll.meta.flip ? 'with' : 'without'} --flip; ${coll.meta.flip ? 'pass' : 'drop'} --flip`);
         const s = await indexImages(encoder, files, coll, {
-          feature: feat, batchSize: int('--batch', o.batch), chunk: int('--chunk', o.chunk), roots: images.filter((p) => statSync(p).isDirectory()),
+          ...emb, chunk: int('--chunk', o.chunk), roots: images.filter((p) => statSync(p).isDirectory()),
           shard: pg ? { rank: pg.rank, worldSize: pg.worldSize } : undefined, onProgress: progress(tag),
           onSkip: (x) => console.error(`${tag}: skipping ${x.path}: ${x.reason}`),
         });

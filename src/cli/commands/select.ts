@@ -1,24 +1,24 @@
 // moco select --n N: a diverse subset to label, by greedy k-center coreset over the embeddings.
 import type { Command } from 'commander';
 import { writeTextAtomic } from '../../io/atomic.js';
-import { int } from './eval-common.js';
-import { csv, loadInput, outFormat } from './collection-input.js';
+import { addEmbedOptions, int } from './eval-common.js';
+import { csv, loadInput, type InputOpts, outFormat } from './collection-input.js';
 
-interface SelectCliOpts { db?: string; where?: string; pretrained?: string; batch: string; n: string; seed: string; device: string; out?: string }
+interface SelectCliOpts extends InputOpts {
+  n: string; seed: string; device: string; out?: string }
 
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command('select')
     .description('a diverse subset of N images to label: greedy k-center coreset (each pick the image farthest, by cosine, from those picked so far)')
     .argument('[images...]', 'image files or folders (embedded with --pretrained), instead of --db')
     .requiredOption('--n <n>', 'images to pick')
     .option('--db <uri>', 'LanceDB collection from `moco index`')
     .option('--where <filter>', 'with --db: pick among the rows passing a structured filter')
-    .option('--pretrained <ckpt>', 'with image folders: the encoder')
     .option('--seed <n>', 'seed of the first pick', '0')
     .option('--device <dev>', 'cpu or cuda[:N]', 'cpu')
-    .option('--out <file>', 'the picks as .json or .csv (default: JSON on stdout)')
-    .option('--batch <n>', 'images per forward when embedding', '64')
+    .option('--out <file>', 'the picks as .json or .csv (default: JSON on stdout)');
+  addEmbedOptions(cmd, { pretrained: 'with image folders: the encoder (run dir, .safetensors, .pth, .pth.tar)' })
     .action(async (images: string[], o: SelectCliOpts) => {
       const { kCenterGreedy } = await import('../../collections/index.js');
       const count = int('--n', o.n)!;

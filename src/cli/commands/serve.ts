@@ -1,21 +1,21 @@
 import type { Command } from 'commander';
-import { feature, int } from './eval-common.js';
+import { addEmbedOptions, feature, int, type EmbedFlags } from './eval-common.js';
 
-interface ServeCliOpts {
-  pretrained: string; index?: string; db?: string; port: string; host: string; feature: string; batch: string; batchDelay: string;
+interface ServeCliOpts extends EmbedFlags {
+  pretrained: string; index?: string; db?: string; port: string; host: string; batch: string; batchDelay: string;
   queue: string; maxLoopDelay: string; bodyLimit: string; maxPixels: string; threads?: string; log: string;
 }
 
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command('serve')
-    .description('HTTP service: /v1/embed, /v1/search, /v1/info, /healthz, /readyz, /openapi.json, and the browser page at /')
-    .requiredOption('--pretrained <model>', 'checkpoint (run dir, .safetensors, .pth, .pth.tar) or an exported .onnx model')
+    .description('HTTP service: /v1/embed, /v1/search, /v1/info, /healthz, /readyz, /openapi.json, and the browser page at /');
+  // --batch and --threads mean the service's own (requests a forward, onnxruntime threads); no --flip (per-request pipeline).
+  addEmbedOptions(cmd, { required: true, pretrained: 'checkpoint (run dir, .safetensors, .pth, .pth.tar) or an exported .onnx model', prefix: '', batch: false, threads: false, flip: false })
     .option('--index <file>', 'embedding file from `moco embed` (.npy + .paths.txt, .safetensors, .jsonl) for /v1/search (exact search)')
     .option('--db <dir>', 'LanceDB collection of `moco index` for /v1/search (ANN search once it is indexed)')
     .option('--port <n>', 'TCP port (0: any free port)', '8080')
     .option('--host <addr>', 'address to listen on', '127.0.0.1')
-    .option('--feature <which>', 'checkpoints: backbone or head features', 'backbone')
     .option('--batch <n>', 'most images a forward pass (1: no batching across requests)', '32')
     .option('--batch-delay <ms>', 'longest wait before a partial batch runs', '5')
     .option('--queue <n>', 'most images waiting for the model; beyond, 503 with Retry-After', '256')
@@ -25,7 +25,7 @@ export function register(program: Command): void {
     .option('--threads <n>', 'onnxruntime intra-op threads (default: all cores)')
     .option('--log <level>', 'request log level (fatal, error, warn, info, debug) or off', 'warn')
     .action(async (o: ServeCliOpts) => {
-      const feat = feature(o.feature);
+      const feat = feature(o.feature ?? 'backbone');
       const port = Number(o.port);
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port must be an integer in 0…65535, got '${o.port}'`);
       const bodyMb = Number(o.bodyLimit);
