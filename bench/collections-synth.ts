@@ -8,19 +8,23 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 // table.js only: the index/search part must not load libtorch, so that its peak RSS is LanceDB's and ours.
-import { Collection, idOf, type ImageRow } from '../src/collections/table.js';
+import { Collection, idOf, type ImageRow, type IndexKind } from '../src/collections/table.js';
 import { round } from './common.js';
 
 const { values: a } = parseArgs({ options: {
   rows: { type: 'string', default: '100000' }, dim: { type: 'string', default: '128' }, queries: { type: 'string', default: '200' },
   'flat-queries': { type: 'string', default: '50' }, chunk: { type: 'string', default: '20000' }, dedup: { type: 'boolean', default: false },
-  'no-index': { type: 'boolean', default: false }, 'build-only': { type: 'boolean', default: false },
+  'no-index': { type: 'boolean', default: false }, kind: { type: 'string' }, 'sample-rate': { type: 'string' }, 'build-only': { type: 'boolean', default: false },
+  keep: { type: 'string' }, incremental: { type: 'string' },
 } });
 const rows = Number(a.rows);
 const dim = Number(a.dim);
 const nq = Number(a.queries);
 const nFlat = Math.min(nq, Number(a['flat-queries']));
 const chunk = Number(a.chunk);
+const incremental = Number(a.incremental ?? 0);
+const kind = a.kind as IndexKind | undefined;
+let incrementalMs = 0;
 
 // A seeded clustered set: 1000 centres, each vector a centre plus noise (so neighbours are meaningful).
 let s = 12345;
@@ -45,7 +49,9 @@ function vec(out: Float32Array, off: number, copyOf?: number): void {
 }
 
 const pct = (xs: number[], p: number): number => { const t = [...xs].sort((x, y) => x - y); return t[Math.min(t.length - 1, Math.floor(p * t.length))]!; };
-const dir = mkdtempSync(join(tmpdir(), 'moco-bench-coll-'));
+// --keep DIR: write the collection there and leave it (to time index builds on it alone).
+const dir = a.keep ?? mkdtempSync(join(tmpdir(), 'moco-bench-coll-'));
+const drop = (): void => { if (!a.keep) rmSync(dir, { recursive: true, force: true }); };
 try {
   const coll = await Collection.open(join(dir, 'db'), { dim });
   const t0 = performance.now();
@@ -59,14 +65,24 @@ try {
       batch.push({ id: idOf(path), path, label: `c${(i + j) % 10}`, sha256: String(i + j), bytes: 1000 + ((i + j) % 97), mtime: i + j, vector: flat.subarray(j * dim, (j + 1) * dim) });
     }
     await coll.append(batch);
+    // --incremental N: the index is built once N rows are in (partitions sized for the final row count) and
+    // folded forward with optimize every N rows after, as `moco index` does, instead of one build at the end.
+    if (incremental && (i + n) % incremental === 0 && i + n < rows) {
+      const t = performance.now();
+      await coll.ensureIndex({ minRows: incremental, expectedRows: rows, kind });
+      incrementalMs += performance.now() - t;
+    }
   }
-  const appendS = (performance.now() - t0) / 1000;
-  const built = a['no-index'] ? null : await coll.ensureIndex({ rebuild: true });
+  const appendS = (performance.now() - t0) / 1000 - incrementalMs / 1000;
+  let built = a['no-index'] ? null : await coll.ensureIndex({ rebuild: !incremental, minRows: incremental || undefined, expectedRows: rows, kind, sampleRate: a['sample-rate'] ? Number(a['sample-rate']) : undefined });
+  if (built) built = { ...built, ms: built.ms + incrementalMs };
+  // Peak RSS of writing and indexing (before the queries, whose flat scans read the whole table).
+  const indexPeakMB = Math.round(process.resourceUsage().maxRSS / 1024);
   if (a['build-only']) {
     // Peak RSS of writing and indexing alone (the queries' flat scans read the whole table).
     coll.close();
-    console.log(JSON.stringify({ rows, dim, appendS: round(appendS, 2), indexBuildS: built ? round(built.ms / 1000, 2) : null, vectorBytes: rows * dim * 4 }));
-    rmSync(dir, { recursive: true, force: true });
+    console.log(JSON.stringify({ rows, dim, appendS: round(appendS, 2), indexBuildS: built ? round(built.ms / 1000, 2) : null, vectorBytes: rows * dim * 4, indexPeakMB, kind: kind ?? null, incremental: incremental || null }));
+    drop();
     process.exit(0);
   }
   const q = new Float32Array(nq * dim);
@@ -104,8 +120,8 @@ try {
     rows, dim, appendS: round(appendS, 2), indexBuildS: built ? round(built.ms / 1000, 2) : null,
     flat: { p50Ms: round(pct(flat.ms, 0.5), 2), p99Ms: round(pct(flat.ms, 0.99), 2), queries: nFlat },
     ann: ann ? { p50Ms: round(pct(ann.ms, 0.5), 2), p99Ms: round(pct(ann.ms, 0.99), 2), queries: nq, recallAt10: round(recall!, 4) } : null,
-    dedup, vectorBytes: rows * dim * 4,
+    dedup, vectorBytes: rows * dim * 4, indexPeakMB, kind: kind ?? null, incremental: incremental || null,
   }));
 } finally {
-  rmSync(dir, { recursive: true, force: true });
+  drop();
 }

@@ -14,6 +14,17 @@ export interface LanceModules {
 
 let loaded: Promise<LanceModules> | null = null;
 
+/**
+ * LanceDB's read-ahead and shuffle buffers, bounded (each unless already set in the environment): its defaults
+ * (2 GiB of in-flight I/O, 128 MiB shuffle batches, fragment read-ahead) let an IVF index build at 1M × 128-d
+ * rows peak at ~1 GB, twice the vectors' size; with these it peaked at 397 MB (docs/collections.md).
+ */
+export const LANCE_ENV: Readonly<Record<string, string>> = {
+  LANCE_DEFAULT_IO_BUFFER_SIZE: String(32 * 2 ** 20),
+  LANCE_SHUFFLE_BATCH_BYTES: String(16 * 2 ** 20),
+  LANCE_DEFAULT_FRAGMENT_READAHEAD: '1',
+};
+
 /** Loads `@lancedb/lancedb` and `apache-arrow`, or fails naming the install command. */
 export function loadLance(): Promise<LanceModules> {
   loaded ??= (async () => {
@@ -21,6 +32,8 @@ export function loadLance(): Promise<LanceModules> {
       // Lance logs routine notices (a table being created, index statistics) as warnings on stderr.
       process.env.LANCE_LOG ??= 'error';
       process.env.LANCE_INCLUDE_VECTOR_CENTROIDS ??= 'false';
+      // Before the native module loads: some of these are read once.
+      for (const [k, v] of Object.entries(LANCE_ENV)) process.env[k] ??= v;
       const lancedb = await import('@lancedb/lancedb');
       // The CommonJS build of apache-arrow, the one lancedb itself requires: two copies of the Arrow classes
       // (ESM and CJS) would make lancedb reject our tables as foreign.

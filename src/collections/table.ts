@@ -9,6 +9,9 @@ import { createHash } from 'node:crypto';
 import { loadLance, type LanceModules } from './lancedb.js';
 import { toSql, type Filter } from './filter.js';
 
+/** The ANN index `ensureIndex` builds unless told otherwise. */
+export const DEFAULT_INDEX_KIND: IndexKind = 'IVF_FLAT';
+
 /** The table's name inside the database. */
 export const TABLE = 'images';
 
@@ -51,12 +54,20 @@ export interface CollectionMeta {
   augment?: string;
 }
 
+/** ANN index kinds `ensureIndex` can build (cosine). */
+export type IndexKind = 'IVF_FLAT' | 'IVF_PQ' | 'IVF_RQ' | 'IVF_HNSW_SQ';
+
+/** Candidates re-ranked on the stored vectors per result for the compressed index kinds (LanceDB's refine factor). */
+export const REFINE_FACTOR = 10;
+
 export interface SearchOpts {
   /** Neighbours a query; default 10. */
   top?: number;
   filter?: Filter;
   /** IVF partitions probed; default max(20, 5% of them). Ignored without an index. */
   nprobes?: number;
+  /** Re-ranking factor for compressed indexes; default {@link REFINE_FACTOR}. */
+  refineFactor?: number;
   /** Exact flat scan even when there is an index (the reference). */
   exact?: boolean;
 }
@@ -103,7 +114,7 @@ export class Collection {
    */
   static async open(uri: string, create?: CollectionMeta): Promise<Collection> {
     const m = await loadLance();
-    const db = await m.lancedb.connect(uri);
+    const db = await m.lancedb.connect(uri, {}, session(m));
     try {
       let table: Table;
       if ((await db.tableNames()).includes(TABLE)) table = await db.openTable(TABLE);
@@ -211,7 +222,11 @@ export class Collection {
         .select(['id', 'path', 'label', 'sha256', 'bytes', 'mtime', '_distance']);
       if (sql) q = q.where(sql);
       if (!state?.type) q = q.bypassVectorIndex();
-      else q = q.nprobes(o.nprobes ?? Math.max(20, Math.ceil((state.partitions ?? 0) * 0.05)));
+      else {
+        q = q.nprobes(o.nprobes ?? Math.max(20, Math.ceil((state.partitions ?? 0) * 0.05)));
+        // Compressed codes rank candidates; the refine step re-scores them on the stored vectors, so scores are exact cosines.
+        if (state.type !== 'IVF_FLAT') q = q.refineFactor(o.refineFactor ?? REFINE_FACTOR);
+      }
       const hits: CollectionHit[] = [];
       for await (const b of q) for (let r = 0; r < b.numRows; r++) hits.push({ ...fileRow(b, r), score: 1 - Number(b.getChild('_distance')!.get(r)) });
       return hits.sort((a, b) => b.score - a.score);
@@ -237,7 +252,7 @@ export class Collection {
    * when the table has ≥ `minRows` rows and none yet, or always with `rebuild`; otherwise folds new rows into the existing index and compacts. Returns
    * what it did.
    */
-  async ensureIndex(o: { minRows?: number; rebuild?: boolean } = {}): Promise<{ action: 'built' | 'optimized' | 'none'; rows: number; ms: number }> {
+  async ensureIndex(o: { minRows?: number; rebuild?: boolean; kind?: IndexKind; sampleRate?: number; maxIterations?: number; expectedRows?: number } = {}): Promise<{ action: 'built' | 'optimized' | 'none'; rows: number; ms: number }> {
     const t0 = performance.now();
     await this.refresh();
     const rows = await this.table.countRows();
@@ -245,7 +260,13 @@ export class Collection {
     const min = o.minRows ?? INDEX_MIN_ROWS;
     if (o.rebuild || (!state.type && rows >= min)) {
       if (rows < 256) throw new Error(`${this.uri}: ${rows} rows are too few for an ANN index (at least 256; the flat scan serves small tables)`);
-      const config = this.m.lancedb.Index.ivfFlat({ numPartitions: partitionsFor(rows), distanceType: 'cosine', maxIterations: 20, sampleRate: 64 });
+      const { Index } = this.m.lancedb;
+      const common = { numPartitions: partitionsFor(Math.max(rows, o.expectedRows ?? 0)), distanceType: 'cosine' as const, maxIterations: o.maxIterations ?? 20, sampleRate: o.sampleRate ?? 64 };
+      const kind = o.kind ?? DEFAULT_INDEX_KIND;
+      const config = kind === 'IVF_PQ' ? Index.ivfPq({ ...common, numSubVectors: Math.max(1, Math.floor(this.dim / 8)) })
+        : kind === 'IVF_RQ' ? Index.ivfRq({ ...common, numBits: 1 })
+          : kind === 'IVF_HNSW_SQ' ? Index.hnswSq(common)
+            : Index.ivfFlat(common);
       await this.table.createIndex('vector', { config, replace: true });
       await this.table.optimize();
       return { action: 'built', rows, ms: performance.now() - t0 };
@@ -313,6 +334,21 @@ export class Collection {
     const struct = arrow.makeData({ type: new arrow.Struct(base.fields), length: n, nullCount: 0, children });
     return new arrow.Table(base, new arrow.RecordBatch(base, struct));
   }
+}
+
+/**
+ * Bytes of LanceDB's index cache and metadata cache (its defaults are 6 GB and 1 GB, which an index build and
+ * the queries after it fill with the whole index: at 1M rows that alone passed the size of the vectors).
+ * `MOCO_LANCE_CACHE_MB` overrides both.
+ */
+export const LANCE_CACHE_BYTES = 64 * 2 ** 20;
+
+let sharedSession: unknown = null;
+function session(m: LanceModules): InstanceType<LanceModules['lancedb']['Session']> {
+  const mb = Number(process.env.MOCO_LANCE_CACHE_MB);
+  const bytes = BigInt(Number.isFinite(mb) && mb > 0 ? Math.round(mb * 2 ** 20) : LANCE_CACHE_BYTES);
+  sharedSession ??= new m.lancedb.Session(bytes, bytes);
+  return sharedSession as InstanceType<LanceModules['lancedb']['Session']>;
 }
 
 /** IVF partitions for a table of `rows`: √rows / 2 (500 at 1M rows, ~4000 rows each). */

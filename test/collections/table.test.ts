@@ -148,17 +148,18 @@ test('small table: no index, the flat scan equals exact search (scores and order
   }
 });
 
-test('ANN index (IVF_FLAT, cosine): recall@10 ≥ 0.95 against exact search on 20k clustered 64-d vectors; scores are exact cosines', async () => {
+// IVF_FLAT (the default) and IVF_RQ (1-bit codes, re-ranked on the stored vectors by the refine step).
+for (const kind of ['IVF_FLAT', 'IVF_RQ'] as const) test(`ANN index (${kind}, cosine): recall@10 ≥ 0.95 against exact search on 20k clustered 64-d vectors; scores are exact cosines`, async () => {
   const dir = tmpDir();
   try {
     const dim = 64;
     const v = clustered(20_000, dim, 100, 0.5, 11);
     const c = await syntheticCollection(join(dir, 'db'), v, dim);
     try {
-      const built = await c.ensureIndex({ rebuild: true });
+      const built = await c.ensureIndex({ rebuild: true, kind });
       assert.equal(built.action, 'built');
       const st = await c.indexState();
-      assert.equal(st.type, 'IVF_FLAT');
+      assert.equal(st.type, kind);
       assert.equal(st.indexed, 20_000);
       const nq = 200;
       const q = clustered(nq, dim, 100, 0.5, 11 + 1);
@@ -167,7 +168,7 @@ test('ANN index (IVF_FLAT, cosine): recall@10 ≥ 0.95 against exact search on 2
       let hit = 0;
       got.forEach((hs, i) => { const want = new Set(ref[i]); for (const h of hs) if (want.has(Number(h.path.split('/').pop()!.slice(0, -4)))) hit++; });
       const recall = hit / (nq * 10);
-      console.log(`ANN recall@10 at 20k: ${recall.toFixed(4)}`);
+      console.log(`${kind} recall@10 at 20k: ${recall.toFixed(4)}`);
       assert.ok(recall >= 0.95, `recall@10 ${recall}`);
       // Scores are the exact cosines of the stored vectors.
       const h = got[0]![0]!;
