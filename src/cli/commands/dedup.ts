@@ -28,7 +28,8 @@ export function register(program: Command): void {
     .option('--html <file>', 'an HTML review page of the groups with thumbnails')
     .option('--inline', 'inline the HTML thumbnails (a page that stands alone)', false)
     .option('--move-to <dir>', 'move every non-keeper into DIR (keeping its path below the common folder); a manifest of the moves is written there');
-  addEmbedOptions(cmd, { pretrained: 'with image folders: the encoder (run dir, .safetensors, .pth, .pth.tar)' })
+  // Flip-averaged by default: the default threshold was chosen on flip-averaged backbone features (docs/collections.md).
+  addEmbedOptions(cmd, { pretrained: 'with image folders: the encoder (run dir, .safetensors, .pth, .pth.tar)', flipDefault: true })
     .action(async (images: string[], o: DedupCliOpts) => {
       const { findDuplicates, DEFAULT_THRESHOLD } = await import('../../collections/index.js');
       if (o.linkage !== 'complete' && o.linkage !== 'single') throw new Error(`--linkage must be complete or single, got '${o.linkage}'`);
@@ -39,6 +40,7 @@ export function register(program: Command): void {
       const t0 = performance.now();
       const inp = await loadInput('dedup', images, o);
       try {
+        if (inp.coll && !inp.coll.meta.flip && o.threshold === undefined) console.error(`moco dedup: ${inp.source} holds vectors made without --flip; the default threshold ${DEFAULT_THRESHOLD} was chosen for flip-averaged ones (\`moco index --flip\`), so expect mirrored copies to be missed (docs/collections.md)`);
         let candidates;
         const coll = inp.coll;
         if (coll && !o.exactCandidates && (await coll.indexState()).type) {

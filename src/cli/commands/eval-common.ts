@@ -18,8 +18,9 @@ export interface EmbedOptionSpec {
   /** Offer `--feature` (default true) with this default (default 'backbone'). */
   feature?: boolean;
   featureDefault?: FeatureKind;
-  /** Offer `--flip` (default true). */
+  /** Offer `--flip` (default true); with `flipDefault`, flip-averaging is on and `--no-flip` turns it off. */
   flip?: boolean;
+  flipDefault?: boolean;
   /** Default of `--batch` (images per forward), or false when the command has a `--batch` of its own. */
   batch?: string | false;
   /** Offer `--threads` for libtorch (default true). */
@@ -36,7 +37,8 @@ export function addEmbedOptions(cmd: Command, spec: EmbedOptionSpec = {}): Comma
   if (spec.required) cmd.requiredOption('--pretrained <ckpt>', help);
   else cmd.option('--pretrained <ckpt>', help);
   if (spec.feature !== false) cmd.option('--feature <which>', `${pre}backbone (pooled features) or head (projection output)`, spec.featureDefault ?? 'backbone');
-  if (spec.flip !== false) cmd.option('--flip', `${pre}average each image's features with its mirror image's (a flipped copy gets the same vector; twice the compute)`, false);
+  if (spec.flip !== false && spec.flipDefault) cmd.option('--no-flip', `${pre}do not average each image's features with its mirror image's (default: averaged, so a flipped copy gets the same vector)`);
+  else if (spec.flip !== false) cmd.option('--flip', `${pre}average each image's features with its mirror image's (a flipped copy gets the same vector; twice the compute)`, false);
   if (spec.batch !== false) cmd.option('--batch <n>', `${pre}images per forward`, spec.batch ?? '64');
   if (spec.threads !== false) cmd.option('--threads <n>', 'libtorch threads');
   return cmd;
