@@ -620,24 +620,6 @@ Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// The default CPU generator's state as a uint8 tensor, for checkpoints that resume the same random stream.
-Napi::Value GetRngState(const Napi::CallbackInfo& info) {
-  auto gen = at::detail::getDefaultCPUGenerator();
-  std::lock_guard<std::mutex> lock(gen.mutex());
-  return Tensor::Wrap(info.Env(), at::Tensor(gen.get_state()));
-}
-
-Napi::Value SetRngState(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  at::Tensor s = Tensor::Get(env, info[0], "setRngState");
-  MOCO_TRY
-  auto gen = at::detail::getDefaultCPUGenerator();
-  std::lock_guard<std::mutex> lock(gen.mutex());
-  gen.set_state(s);
-  MOCO_CATCH(env, "setRngState")
-  return env.Undefined();
-}
-
 Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   int n = static_cast<int>(to_int(info.Env(), info[0], "setNumThreads"));
   if (n < 1) throw Napi::RangeError::New(info.Env(), "setNumThreads: need at least 1 thread, got " + std::to_string(n));
@@ -690,8 +672,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setGradEnabled", Napi::Function::New(env, SetGradEnabled));
   exports.Set("isGradEnabled", Napi::Function::New(env, IsGradEnabled));
   exports.Set("manualSeed", Napi::Function::New(env, ManualSeed));
-  exports.Set("getRngState", Napi::Function::New(env, GetRngState));
-  exports.Set("setRngState", Napi::Function::New(env, SetRngState));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));
   exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads));
   exports.Set("memory", Napi::Function::New(env, Memory));

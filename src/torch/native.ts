@@ -38,8 +38,6 @@ export interface NativeBinding {
   setGradEnabled(on: boolean): boolean;
   isGradEnabled(): boolean;
   manualSeed(seed: number | bigint): void;
-  getRngState(): NativeTensor;
-  setRngState(state: NativeTensor): void;
   setNumThreads(n: number): void;
   getNumThreads(): number;
   memory(): { tensors: number; bytes: number; cudaBytes: number };

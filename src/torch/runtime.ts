@@ -9,9 +9,9 @@ export function manualSeed(seed: number): void {
   if (!Number.isInteger(seed) || seed < 0) throw new RangeError(`manualSeed: seed must be a non-negative integer, got ${seed}`);
   native.manualSeed(seed);
 }
-/** The default generator's state (uint8 tensor), to store in a checkpoint. */
-export function getRngState(): Tensor { return new Tensor(native.getRngState()); }
-export function setRngState(state: Tensor): void { native.setRngState(state.native); }
+/** The default CPU generator's state (uint8 tensor), to store in a checkpoint: the per-device pair with `'cpu'`. */
+export function getRngState(): Tensor { return new Tensor(native.getGeneratorState('cpu')); }
+export function setRngState(state: Tensor): void { native.setGeneratorState('cpu', state.native); }
 /** The default generator state of any device (`'cpu'`, `'cuda:0'`, …), as torch.cuda.get_rng_state(i). */
 export function getGeneratorState(device: string): Tensor { return new Tensor(native.getGeneratorState(device)); }
 export function setGeneratorState(device: string, state: Tensor): void { native.setGeneratorState(device, state.native); }
