@@ -1,15 +1,13 @@
 // End-to-end (MoCo v1 Fig. 3a) and its NT-Xent variant against PyTorch implementations of their definitions,
 // written here from the papers: same initial weights, views and ShuffleBN permutations → same losses, logits
-// and weights after two SGD steps (the gradient flows through both views).
+// and weights after two SGD steps (the gradient flows through both views), in float64 on both sides (TOL64 says why).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as torch from '../../src/torch/index.js';
 import { Tensor } from '../../src/torch/index.js';
 import { EndToEnd, instanceAccuracy, type EndToEndLoss } from '../../src/moco/index.js';
 import { SGD } from '../../src/optim/index.js';
-import { PY_QUERY_ENCODER_SGD, assertClose, pytorch } from '../helpers/pytorch.js';
-
-const TOL = { rtol: 1e-4, atol: 1e-5 };
+import { PY_QUERY_ENCODER_SGD, TOL64, assertClose, pytorch } from '../helpers/pytorch.js';
 
 const PY_E2E = (loss: EndToEndLoss): string => `
 ${PY_QUERY_ENCODER_SGD(16)}DIM, T, N = 16, 0.1, 4
@@ -41,12 +39,12 @@ for n, b in f.named_buffers(): O['b.' + n] = b
 for (const loss of ['infonce', 'ntxent'] as const) {
   test(`two end-to-end steps (--loss ${loss}) match PyTorch: losses, logits, weights`, () => {
     torch.manualSeed(5);
-    const e2e = new EndToEnd({ arch: 'resnet18', cifarStem: true, dim: 16, T: 0.1, bnSplits: 2, loss });
+    const e2e = new EndToEnd({ arch: 'resnet18', cifarStem: true, dim: 16, T: 0.1, bnSplits: 2, loss }).to('float64');
     const inputs: Record<string, Tensor> = {};
     for (const [k, v] of e2e.stateDict()) inputs[k] = v.clone();
     for (let s = 0; s < 2; s++) {
-      inputs[`xq${s}`] = torch.randn([4, 3, 16, 16]);
-      inputs[`xk${s}`] = torch.randn([4, 3, 16, 16]);
+      inputs[`xq${s}`] = torch.randn([4, 3, 16, 16]).to('float64');
+      inputs[`xk${s}`] = torch.randn([4, 3, 16, 16]).to('float64');
       inputs[`perm${s}`] = torch.randperm(4);
     }
     const ref = pytorch(PY_E2E(loss), inputs);
@@ -57,19 +55,19 @@ for (const loss of ['infonce', 'ntxent'] as const) {
         opt.zeroGrad();
         out.loss.backward();
         opt.step();
-        assertClose(out.loss.detach().reshape(), ref[`loss${s}`]!, `loss step ${s}`, TOL);
-        assertClose(out.logits.detach(), ref[`logits${s}`]!, `logits step ${s}`, TOL);
+        assertClose(out.loss.detach().reshape(), ref[`loss${s}`]!, `loss step ${s}`, TOL64);
+        assertClose(out.logits.detach(), ref[`logits${s}`]!, `logits step ${s}`, TOL64);
         assert.deepEqual(out.labels.toArray(), loss === 'infonce' ? [0, 1, 2, 3] : [4, 5, 6, 7, 0, 1, 2, 3]);
         const { lPos, lNeg } = out.similarities();
         // l_pos: the 4 diagonal cosines; l_neg: the 12 off-diagonal ones.
         assert.deepEqual([lPos.numel(), lNeg.numel()], [4, 12]);
-        assertClose(lPos, out.logits.detach().gather(1, out.labels.unsqueeze(1)).flatten().narrow(0, 0, 4).mul(0.1), 'l_pos = q_i·k_i', TOL);
+        assertClose(lPos, out.logits.detach().gather(1, out.labels.unsqueeze(1)).flatten().narrow(0, 0, 4).mul(0.1), 'l_pos = q_i·k_i', TOL64);
         return undefined;
       });
     }
     // Both views trained the one encoder: every weight moved as PyTorch's did.
-    for (const [n, p] of e2e.encoderQ.namedParameters()) assertClose(p, ref[`p.${n}`]!, `weight ${n}`, TOL);
-    for (const [n, b] of e2e.encoderQ.namedBuffers()) if (b.dtype === 'float32') assertClose(b, ref[`b.${n}`]!, `buffer ${n}`, TOL);
+    for (const [n, p] of e2e.encoderQ.namedParameters()) assertClose(p, ref[`p.${n}`]!, `weight ${n}`, TOL64);
+    for (const [n, b] of e2e.encoderQ.namedBuffers()) if (b.dtype === 'float64') assertClose(b, ref[`b.${n}`]!, `buffer ${n}`, TOL64);
     assert.deepEqual([...e2e.stateDict().keys()].filter((k) => !k.startsWith('encoder_q.')), []);
   });
 }

@@ -1,12 +1,13 @@
 // MoCo against a PyTorch implementation of REFERENCE.md's algorithm, written here: same initial weights, same
-// batches, same shuffle permutations, same initial queue → same losses, logits, weights and queue.
+// batches, same shuffle permutations, same initial queue → same losses, logits, weights and queue. The two-step
+// comparison runs in float64 on both sides (TOL64 says why).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as torch from '../../src/torch/index.js';
 import { Tensor } from '../../src/torch/index.js';
 import { MoCo, instanceAccuracy } from '../../src/moco/index.js';
 import { SGD } from '../../src/optim/index.js';
-import { PY_SPLIT_BN, assertClose, pytorch } from '../helpers/pytorch.js';
+import { PY_SPLIT_BN, TOL64, assertClose, pytorch } from '../helpers/pytorch.js';
 
 const TOL = { rtol: 1e-4, atol: 1e-5 };
 
@@ -16,7 +17,7 @@ ${PY_SPLIT_BN}
 def enc():
     m = torchvision.models.resnet18(num_classes=DIM, norm_layer=lambda c: SplitBN(c, 2))
     m.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False); m.maxpool = nn.Identity()
-    return m
+    return m.double()
 DIM, K, M, T = 16, 12, 0.99, 0.1
 q_enc, k_enc = enc(), enc()
 q_enc.load_state_dict({k[len('encoder_q.'):]: v for k, v in I.items() if k.startswith('encoder_q.')})
@@ -60,12 +61,12 @@ O['queue'] = queue; O['ptr'] = torch.tensor([ptr])
 for (const symmetric of [false, true]) {
   test(`two MoCo steps match PyTorch (symmetric ${symmetric}): losses, logits, weights, queue with wrap-around`, () => {
     torch.manualSeed(21);
-    const moco = new MoCo({ arch: 'resnet18', cifarStem: true, dim: 16, K: 12, m: 0.99, T: 0.1, bnSplits: 2, symmetric });
+    const moco = new MoCo({ arch: 'resnet18', cifarStem: true, dim: 16, K: 12, m: 0.99, T: 0.1, bnSplits: 2, symmetric }).to('float64');
     const inputs: Record<string, Tensor> = {};
     for (const [k, v] of moco.stateDict()) inputs[k] = v.clone();
     for (let s = 0; s < 2; s++) {
-      inputs[`xq${s}`] = torch.randn([4, 3, 16, 16]);
-      inputs[`xk${s}`] = torch.randn([4, 3, 16, 16]);
+      inputs[`xq${s}`] = torch.randn([4, 3, 16, 16]).to('float64');
+      inputs[`xk${s}`] = torch.randn([4, 3, 16, 16]).to('float64');
       inputs[`perm${s}`] = torch.randperm(4);
       inputs[`permb${s}`] = torch.randperm(4);
     }
@@ -77,16 +78,16 @@ for (const symmetric of [false, true]) {
         opt.zeroGrad();
         out.loss.backward();
         opt.step();
-        assertClose(out.loss.detach().reshape(), ref[`loss${s}`]!, `loss step ${s}`, TOL);
-        assertClose(out.logits.detach(), ref[`logits${s}`]!, `logits step ${s}`, TOL);
+        assertClose(out.loss.detach().reshape(), ref[`loss${s}`]!, `loss step ${s}`, TOL64);
+        assertClose(out.logits.detach(), ref[`logits${s}`]!, `logits step ${s}`, TOL64);
         assert.deepEqual(out.labels.toArray(), [0, 0, 0, 0]);
         return undefined;
       });
     }
-    for (const [n, p] of moco.encoderQ.namedParameters()) assertClose(p, ref[`q.${n}`]!, `query weight ${n}`, TOL);
-    for (const [n, p] of moco.encoderK.namedParameters()) assertClose(p, ref[`k.${n}`]!, `key weight ${n}`, TOL);
-    for (const [n, b] of moco.encoderQ.namedBuffers()) if (b.dtype === 'float32') assertClose(b, ref[`qb.${n}`]!, `query buffer ${n}`, TOL);
-    assertClose(moco.queue, ref.queue!, 'queue', TOL);
+    for (const [n, p] of moco.encoderQ.namedParameters()) assertClose(p, ref[`q.${n}`]!, `query weight ${n}`, TOL64);
+    for (const [n, p] of moco.encoderK.namedParameters()) assertClose(p, ref[`k.${n}`]!, `key weight ${n}`, TOL64);
+    for (const [n, b] of moco.encoderQ.namedBuffers()) if (b.dtype === 'float64') assertClose(b, ref[`qb.${n}`]!, `query buffer ${n}`, TOL64);
+    assertClose(moco.queue, ref.queue!, 'queue', TOL64);
     assert.equal(moco.queuePtr, ref.ptr!.item());
     assert.equal(moco.queuePtr, symmetric ? (16 % 12) : 8);
   });
