@@ -52,16 +52,19 @@ test('mechanism flags: invalid combinations are refused naming the flag', () => 
 const LEARN: ConfigOverrides = {
   preset: 'cifar', width: 8, imageSize: 16, batchSize: 64, bnSplits: 4, K: 1024, threads: 1, seed: 1, knnEvery: 1000, knnFeature: 'backbone', printFreq: 1000,
 };
-// The memory bank refreshes a row once an epoch, so its run is many epochs of a smaller set. Calibrated once:
-// 200 steps at τ 0.1, lr 0.06 and at τ 0.07, lr 0.12 did not rise above the random encoder (17.6% → 17.6%, 12.7%);
-// τ 0.2, lr 0.12 rose to 24.5%.
-for (const [name, data, over] of [
-  ['end-to-end', 'synthetic:1000', { mechanism: 'end-to-end', lr: 0.12, epochs: 8 }],
-  ['memory-bank', 'synthetic:512', { mechanism: 'memory-bank', K: 512, T: 0.2, lr: 0.12, epochs: 25 }],
-] as [string, string, ConfigOverrides][]) {
+// The memory bank refreshes a row once an epoch, so its run is many epochs of a small set: 256 training images
+// (--train-subset of synthetic:2560, whose test split gives 512 kNN queries instead of synthetic:512's 102, a
+// standard error of ~2 points instead of ~4). Measured (1.13 build, seeds 1 and 2, random-encoder kNN 11.9% and
+// 11.5%): 400 steps (100 epochs) +16.8 and +17.8 points; the former 200 steps of 512 images +6.1 and +0.2 (on 102
+// queries +6.9 on 1.13 and +0.0 on 2.13, the CI failure); a run that cannot learn (lr 1e-8: only BatchNorm's
+// running statistics move) −0.2 and +3.7 at 200 steps, +0.2 at 400 (seed 1). The threshold +10 sits between.
+for (const [name, data, over, gain] of [
+  ['end-to-end', 'synthetic:1000', { mechanism: 'end-to-end', lr: 0.12, epochs: 8 }, 5],
+  ['memory-bank', 'synthetic:2560', { mechanism: 'memory-bank', trainSubset: 256, K: 512, T: 0.2, lr: 0.12, epochs: 100 }, 10],
+] as [string, string, ConfigOverrides, number][]) {
   test(`${name} learns: kNN clearly above the random encoder after a short run`, { timeout: 1_200_000 }, async () => {
     const s = await pretrain(resolveConfig(data, { ...LEARN, ...over, out: tmpDir() }), { quiet: true });
     assert.ok(s.knnTop1Init !== undefined && s.knnTop1 !== undefined);
-    assert.ok(s.knnTop1! >= s.knnTop1Init! + 5, `kNN ${s.knnTop1Init!.toFixed(1)}% at init → ${s.knnTop1!.toFixed(1)}% after ${s.steps} steps`);
+    assert.ok(s.knnTop1! >= s.knnTop1Init! + gain, `kNN ${s.knnTop1Init!.toFixed(1)}% at init → ${s.knnTop1!.toFixed(1)}% after ${s.steps} steps (need +${gain})`);
   });
 }
