@@ -7,3 +7,4 @@ export * from './index-images.js';
 export * from './dedup.js';
 export * from './kmeans.js';
 export * from './coreset.js';
+export * from './whiten.js';
