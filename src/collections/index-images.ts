@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
-import { embedImages, type Encoder, type FeatureKind } from '../eval/index.js';
+import { embedImages, type EmbedOpts, type Encoder, type FeatureKind } from '../eval/index.js';
 import type { Skipped } from '../data/index.js';
 import { idOf, type Collection, type FileRow, type ImageRow } from './table.js';
 
@@ -13,6 +13,8 @@ export interface IndexImagesOpts {
   feature?: FeatureKind;
   /** Flip-averaged features (see {@link embedImages}). */
   flip?: boolean;
+  /** Crop-averaged features (see {@link embedImages}). */
+  crops?: EmbedOpts['crops'];
   /** Images per forward; default 64. */
   batchSize?: number;
   /** Images embedded per commit to the table (the most an interruption can lose); default 1024. */
@@ -90,7 +92,7 @@ export async function indexImages(encoder: Encoder, files: readonly string[], co
   for (let i = 0; i < todo.length; i += chunk) {
     const part = todo.slice(i, i + chunk);
     const e = await embedImages(encoder, part.map((t) => t.path), {
-      feature: o.feature, flip: o.flip, batchSize: o.batchSize, onSkip: (s) => { skipped.push(s); o.onSkip?.(s); },
+      feature: o.feature, flip: o.flip, crops: o.crops, batchSize: o.batchSize, onSkip: (s) => { skipped.push(s); o.onSkip?.(s); },
     });
     const byPath = new Map(part.map((t) => [t.path, t]));
     const fresh: ImageRow[] = [];

@@ -49,6 +49,8 @@ export interface CollectionMeta {
   feature?: string;
   /** Vectors are the mean of each image's and its mirror image's features (`--flip`). */
   flip?: boolean;
+  /** Vectors also average 90% crops' features (`--crops center|five`); absent: none. */
+  crops?: 'center' | 'five';
   arch?: string;
   imageSize?: number;
   augment?: string;

@@ -10,7 +10,7 @@ import { writeAll, writeFileAtomic, writeTextAtomic } from '../io/atomic.js';
 export interface EmbeddingMeta {
   /** The checkpoint file, absolute. */
   pretrained?: string;
-  feature?: 'backbone' | 'head';
+  feature?: 'backbone' | 'head' | 'regions';
   arch?: string;
   /** Input side in pixels and the preprocessing preset. */
   imageSize?: number;

@@ -8,10 +8,14 @@ import { createModel, projectionHead, type ResNet } from '../models/index.js';
 import { loadPretrained, type HeadKind, type ImportedWeights, type WeightsLayout } from '../io/pretrained.js';
 import { loadCheckpointFrom } from '../io/run-dir.js';
 import { inferResNet } from '../io/onnx-export.js';
+import { regionDim, regionFeatures, type RegionOpts } from './regions.js';
 import { CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD, type PresetName, type PresetOpts } from '../data/index.js';
 
-/** Which output of the encoder a caller wants. */
-export type FeatureKind = 'backbone' | 'head';
+/**
+ * Which output of the encoder a caller wants: pooled backbone features, the projection head's output, or the
+ * layout-keeping region descriptor of `regions.ts` (global + banded averages of the last map).
+ */
+export type FeatureKind = 'backbone' | 'head' | 'regions';
 
 /** What was loaded, for logs and for choosing preprocessing. */
 export interface EncoderInfo {
@@ -59,13 +63,14 @@ export class Encoder {
     return noGrad(() => this.model.forward(x));
   }
 
-  /** `backbone` or `head` output, not normalised. */
-  encode(x: Tensor, feature: FeatureKind = 'backbone'): Tensor {
-    return feature === 'head' ? this.head(x) : this.backbone(x);
+  /** `backbone`, `head` or `regions` output (`regions` with `o`), not normalised. */
+  encode(x: Tensor, feature: FeatureKind = 'backbone', o: RegionOpts = {}): Tensor {
+    return feature === 'head' ? this.head(x) : feature === 'regions' ? regionFeatures(this.model, x, o) : this.backbone(x);
   }
 
-  /** Output size of `feature`. */
-  dim(feature: FeatureKind = 'backbone'): number {
+  /** Output size of `feature` (`regions` with `o`). */
+  dim(feature: FeatureKind = 'backbone', o: RegionOpts = {}): number {
+    if (feature === 'regions') return regionDim(this.model, o);
     if (feature === 'head') {
       if (this.info.headDim === null) throw new Error(`${this.info.file}: no projection head in this checkpoint`);
       return this.info.headDim;

@@ -7,3 +7,4 @@ export * from './knn-evaluate.js';
 export * from './embedding-file.js';
 export * from './embed.js';
 export * from './search.js';
+export * from './regions.js';

@@ -35,7 +35,7 @@ export function register(program: Command): void {
         const pre = encoder.preprocess();
         const writer = new EmbeddingWriter(o.out, {
           pretrained: resolve(encoder.info.file), feature: feat, arch: encoder.info.arch,
-          imageSize: encoder.info.imageSize, augment: pre.augment, normalized: true, ...(emb.flip ? { flip: true } : {}),
+          imageSize: encoder.info.imageSize, augment: pre.augment, normalized: true, ...(emb.flip ? { flip: true } : {}), ...(emb.crops ? { crops: emb.crops.kind } : {}),
         });
         try {
           const r = await embedImages(encoder, files, {

@@ -50,7 +50,7 @@ export function register(program: Command): void {
         const pre = encoder.preprocess();
         const meta = {
           dim: encoder.dim(feat), pretrained: resolve(encoder.info.file), feature: feat, arch: encoder.info.arch,
-          imageSize: encoder.info.imageSize, augment: pre.augment, ...(emb.flip ? { flip: true } : {}),
+          imageSize: encoder.info.imageSize, augment: pre.augment, ...(emb.flip ? { flip: true } : {}), ...(emb.crops ? { crops: emb.crops.kind } : {}),
         };
         // Rank 0 creates the table before the others open it, so that no two ranks race to create it.
         if (rank === 0) coll = await Collection.open(o.db, meta);
@@ -58,6 +58,7 @@ export function register(program: Command): void {
         coll ??= await Collection.open(o.db, meta);
         if (coll.meta.feature && coll.meta.feature !== feat) throw new Error(`${o.db} holds ${coll.meta.feature} features; pass --feature ${coll.meta.feature}`);
         if ((coll.meta.flip ?? false) !== emb.flip) throw new Error(`${o.db} holds vectors made ${coll.meta.flip ? 'with' : 'without'} --flip; ${coll.meta.flip ? 'pass' : 'drop'} --flip`);
+        if ((coll.meta.crops ?? 'none') !== (emb.crops?.kind ?? 'none')) throw new Error(`${o.db} holds vectors made with --crops ${coll.meta.crops ?? 'none'}; pass --crops ${coll.meta.crops ?? 'none'}`);
         const s = await indexImages(encoder, files, coll, {
           ...emb, chunk: int('--chunk', o.chunk), roots: images.filter((p) => statSync(p).isDirectory()),
           shard: pg ? { rank: pg.rank, worldSize: pg.worldSize } : undefined, onProgress: progress(tag),

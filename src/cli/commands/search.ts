@@ -19,7 +19,7 @@ export function register(program: Command): void {
     .option('--inline', 'inline the HTML images as thumbnails (default: paths relative to the page)', false)
 ;
   // The queries' feature and --flip are the index's (recorded when it was made), not flags.
-  addEmbedOptions(cmd, { pretrained: 'encoder for the queries (default: the one recorded in the index)', feature: false, flip: false, batch: '32' })
+  addEmbedOptions(cmd, { pretrained: 'encoder for the queries (default: the one recorded in the index)', feature: false, flip: false, crops: false, batch: '32' })
     .action(async (o: SearchCliOpts) => {
       embedSettings(o);
       if (o.format !== 'json' && o.format !== 'table') throw new Error(`--format must be json or table, got '${o.format}'`);
@@ -30,7 +30,7 @@ export function register(program: Command): void {
       if (o.where !== undefined) throw new Error('--where needs --db (an embedding file has no columns to filter on)');
       const index = EmbeddingIndex.open(o.index!);
       try {
-        const q = await embedQueries(o, o.pretrained ?? index.meta.pretrained, `${o.index!} does not record its encoder`, index.meta.feature ?? 'backbone', index.meta.flip === true);
+        const q = await embedQueries(o, o.pretrained ?? index.meta.pretrained, `${o.index!} does not record its encoder`, index.meta.feature ?? 'backbone', index.meta.flip === true, index.meta.crops === 'center' || index.meta.crops === 'five' ? index.meta.crops : undefined);
         if (q.dim !== index.dim) throw new Error(`queries are ${q.dim}-d but the index is ${index.dim}-d: pass the --pretrained the index was made with`);
         const results = searchIndex(index, q.vectors, { top: int('--top', o.top), onProgress: index.count > 1e5 ? progress('moco search') : undefined });
         if (o.html) {
@@ -57,7 +57,7 @@ async function searchDb(o: SearchCliOpts): Promise<void> {
   const filter = o.where !== undefined ? { where: parseWhere(o.where) } : undefined;
   const coll = await Collection.open(o.db!);
   try {
-    const q = await embedQueries(o, o.pretrained ?? coll.meta.pretrained, `${o.db!} does not record its encoder`, coll.meta.feature === 'head' ? 'head' : 'backbone', coll.meta.flip === true);
+    const q = await embedQueries(o, o.pretrained ?? coll.meta.pretrained, `${o.db!} does not record its encoder`, coll.meta.feature === 'head' || coll.meta.feature === 'regions' ? coll.meta.feature : 'backbone', coll.meta.flip === true, coll.meta.crops);
     if (q.dim !== coll.dim) throw new Error(`queries are ${q.dim}-d but the collection is ${coll.dim}-d: pass the --pretrained it was made with`);
     const top = int('--top', o.top)!;
     const state = await coll.indexState();
@@ -81,7 +81,7 @@ async function searchDb(o: SearchCliOpts): Promise<void> {
 }
 
 /** The query images embedded with the encoder that made the index (or --pretrained). */
-async function embedQueries(o: SearchCliOpts, ckpt: string | undefined, unrecorded: string, feature: 'backbone' | 'head', flip: boolean): Promise<import('../../eval/index.js').Embedded> {
+async function embedQueries(o: SearchCliOpts, ckpt: string | undefined, unrecorded: string, feature: 'backbone' | 'head' | 'regions', flip: boolean, crops?: 'center' | 'five'): Promise<import('../../eval/index.js').Embedded> {
   const { collectImages, describeEncoder, embedImages, loadEncoder } = await import('../../eval/index.js');
   if (!ckpt) throw new Error(`${unrecorded}; pass --pretrained`);
   if (!existsSync(ckpt)) throw new Error(`the encoder ${ckpt} the vectors were made with is gone; pass --pretrained`);
@@ -91,7 +91,7 @@ async function embedQueries(o: SearchCliOpts, ckpt: string | undefined, unrecord
   try {
     console.error(`moco search: ${describeEncoder(encoder)}`);
     return await embedImages(encoder, files, {
-      feature, flip, batchSize: embedSettings(o).batchSize,
+      feature, flip, ...(crops ? { crops: { kind: crops } } : {}), batchSize: embedSettings(o).batchSize,
       onSkip: (s) => console.error(`moco search: skipping query ${s.path}: ${s.reason}`),
     });
   } finally {

@@ -11,7 +11,7 @@ export function register(program: Command): void {
     .command('serve')
     .description('HTTP service: /v1/embed, /v1/search, /v1/info, /healthz, /readyz, /openapi.json, and the browser page at /');
   // --batch and --threads mean the service's own (requests a forward, onnxruntime threads); no --flip (per-request pipeline).
-  addEmbedOptions(cmd, { required: true, pretrained: 'checkpoint (run dir, .safetensors, .pth, .pth.tar) or an exported .onnx model', prefix: '', batch: false, threads: false, flip: false })
+  addEmbedOptions(cmd, { required: true, pretrained: 'checkpoint (run dir, .safetensors, .pth, .pth.tar) or an exported .onnx model', prefix: '', batch: false, threads: false, flip: false, crops: false })
     .option('--index <file>', 'embedding file from `moco embed` (.npy + .paths.txt, .safetensors, .jsonl) for /v1/search (exact search)')
     .option('--db <dir>', 'LanceDB collection of `moco index` for /v1/search (ANN search once it is indexed)')
     .option('--port <n>', 'TCP port (0: any free port)', '8080')
@@ -26,6 +26,7 @@ export function register(program: Command): void {
     .option('--log <level>', 'request log level (fatal, error, warn, info, debug) or off', 'warn')
     .action(async (o: ServeCliOpts) => {
       const feat = feature(o.feature ?? 'backbone');
+      if (feat === 'regions') throw new Error('moco serve: --feature must be backbone or head (the ONNX export has no region descriptor)');
       const port = Number(o.port);
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port must be an integer in 0…65535, got '${o.port}'`);
       const bodyMb = Number(o.bodyLimit);
