@@ -3,10 +3,15 @@
 // 90% of width and height at a seeded offset, a rotation by ±5° (seeded sign, corners filled with the image's
 // mean colour, cropped back to the original frame), and a horizontal flip (copies other than the JPEG-40 one are
 // written as PNG, so they carry no extra compression) — mixed with R untouched other test images. Everything is
-// embedded with the given encoder; `findDuplicates` (complete linkage, exact candidates) runs at each threshold,
+// embedded with the given encoder, once per feature (backbone, head, or the region descriptor, whose blocks
+// give the `regions`, `regions-l3`, `layers34` and `global` variants), flip setting and crop setting
+// (+flip, +crop1: centre 90% crop averaged in, +crop5: centre and corners), then optionally centred (+center) or
+// PCA-whitened on the set itself (+whiten, +whiten<α> shrinkage α, +d<k> components); `moco dedup`'s default is
+// regions-l3+flip+crop5+whiten0. `findDuplicates` (complete linkage, exact candidates) runs at each threshold,
 // and the duplicate pairs found are scored against the planted (original, copy) pairs. One JSON line: the curve,
 // per-transform recall at each threshold, and the threshold with the best F1.
-//   node dist/bench/collections-dedup.js --pretrained CKPT [--variants backbone,head+flip+center,…] [--thresholds …] [--originals 1000] [--rest 2000]
+//   OMP_NUM_THREADS=1 node dist/bench/collections-dedup.js --pretrained CKPT [--variants regions-l3+flip+crop5+whiten0,backbone+flip,…]
+//     [--thresholds …] [--originals 1000] [--rest 2000]   (unwhitened variants need thresholds ≥ 0.9: low ones make huge groups)
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -14,7 +19,7 @@ import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 import { Rng } from '../src/data/index.js';
 import { collectImages, embedImages, loadEncoder, type FeatureKind } from '../src/eval/index.js';
-import { DEFAULT_THRESHOLD, findDuplicates, groupPairs, idOf, fileFacts, prepareVectors, type FileRow } from '../src/collections/index.js';
+import { DEFAULT_THRESHOLD, applyWhitening, fitWhitening, findDuplicates, groupPairs, idOf, fileFacts, prepareVectors, type FileRow } from '../src/collections/index.js';
 import { round , benchMatrix } from './common.js';
 
 // --python A,B / --addon X,Y: one run per build and peer (see benchMatrix).
@@ -24,8 +29,8 @@ const root = resolve(new URL('../..', import.meta.url).pathname);
 const { values: a } = parseArgs({ options: {
   pretrained: { type: 'string' }, originals: { type: 'string', default: '1000' }, rest: { type: 'string', default: '2000' },
   data: { type: 'string', default: resolve(root, '..', 'shared', 'datasets', 'cifar10', 'test') }, seed: { type: 'string', default: '0' },
-  variants: { type: 'string', default: 'backbone,backbone+center,backbone+flip+center,head,head+flip,head+flip+center' },
-  thresholds: { type: 'string', default: '0.5,0.6,0.7,0.75,0.8,0.85,0.88,0.9,0.92,0.94,0.95,0.96,0.97,0.98,0.99,0.995,0.998' },
+  variants: { type: 'string', default: 'regions-l3+flip+crop5+whiten0,regions-l3+flip+whiten0,global+flip+whiten0' },
+  thresholds: { type: 'string', default: '0.4,0.45,0.5,0.55,0.6,0.625,0.65,0.675,0.7,0.725,0.75,0.8,0.85,0.9' },
 } });
 if (!a.pretrained) throw new Error('bench/collections-dedup: --pretrained CKPT is required (an encoder whose features are invariant enough to the transforms)');
 const M = Number(a.originals);
@@ -78,29 +83,60 @@ try {
   const files = collectImages([dir]);
   const rows: FileRow[] = [];
   for (const p of files) rows.push({ id: idOf(p), path: p, label: null, ...await fileFacts(p) });
-  // Each variant: which output (backbone/head), flip-averaged or not, centred on the set's mean or not.
+  // Each variant: which output (backbone, head, or blocks of the region descriptor), flip-averaged or not, then
+  // centred on the set's mean (+center) or PCA-whitened on the set (+whiten, +whiten<α> for shrinkage α,
+  // +d<k> to keep k components), or neither, before normalising.
+  // Region features come from one embedding (bands 2 + layer3) whose blocks [g4, band0, band1, g3] are sliced.
+  const REGION_BLOCKS: Record<string, string[]> = { regions: ['g4', 'b0', 'b1'], 'regions-l3': ['g4', 'b0', 'b1', 'g3'], layers34: ['g4', 'g3'], global: ['g4'] };
   const variants = a.variants!.split(',').map((v) => {
     const [feature, ...mods] = v.split('+');
-    if (feature !== 'backbone' && feature !== 'head') throw new Error(`--variants: '${v}': the feature must be backbone or head`);
-    for (const m of mods) if (m !== 'flip' && m !== 'center') throw new Error(`--variants: '${v}': modifiers are +flip and +center`);
-    return { name: v, feature: feature as FeatureKind, flip: mods.includes('flip'), center: mods.includes('center') };
+    if (feature !== 'backbone' && feature !== 'head' && !(feature! in REGION_BLOCKS)) throw new Error(`--variants: '${v}': the feature must be backbone, head or one of ${Object.keys(REGION_BLOCKS).join(', ')}`);
+    let whiten: { shrinkage?: number; dims?: number } | null = null;
+    const w0 = (): { shrinkage?: number; dims?: number } => whiten ?? {};
+    for (const m of mods) {
+      const w = /^whiten([0-9.]*)$/.exec(m);
+      const d = /^d([0-9]+)$/.exec(m);
+      if (w) whiten = { ...w0(), ...(w[1] ? { shrinkage: Number(w[1]) } : {}) };
+      else if (d) whiten = { ...w0(), dims: Number(d[1]) };
+      else if (m !== 'flip' && m !== 'center' && m !== 'crop1' && m !== 'crop5') throw new Error(`--variants: '${v}': modifiers are +flip, +crop1, +crop5, +center, +whiten[α], +d<k>`);
+    }
+    return { name: v, feature: feature!, flip: mods.includes('flip'), crops: mods.includes('crop5') ? 'five' as const : mods.includes('crop1') ? 'center' as const : null, center: mods.includes('center'), whiten };
   });
   const raw = new Map<string, { vectors: Float32Array; dim: number; s: number }>();
   const thresholds = a.thresholds!.split(',').map(Number);
   const results: Record<string, unknown>[] = [];
   for (const v of variants) {
-    const key = `${v.feature}${v.flip ? '+flip' : ''}`;
+    const regionsOf = REGION_BLOCKS[v.feature];
+    const key = `${regionsOf ? 'regions' : v.feature}${v.flip ? '+flip' : ''}${v.crops ? `+${v.crops}` : ''}`;
     if (!raw.has(key)) {
       const t0 = performance.now();
-      const e = await embedImages(enc, files, { batchSize: 128, feature: v.feature, flip: v.flip, normalize: false });
+      const e = await embedImages(enc, files, { batchSize: 128, feature: (regionsOf ? 'regions' : v.feature) as FeatureKind, regions: { bands: 2, layer3: true }, flip: v.flip, ...(v.crops ? { crops: { kind: v.crops } } : {}), normalize: false });
       if (e.paths.length !== files.length) throw new Error('bench/collections-dedup: some images were skipped');
       raw.set(key, { vectors: e.vectors, dim: e.dim, s: (performance.now() - t0) / 1000 });
     }
-    const r = raw.get(key)!;
-    const vectors = prepareVectors(r.vectors, r.dim, { center: v.center });
+    let r = raw.get(key)!;
+    if (regionsOf) {
+      const c4 = enc.dim('backbone');
+      const at: Record<string, [number, number]> = { g4: [0, c4], b0: [c4, 2 * c4], b1: [2 * c4, 3 * c4], g3: [3 * c4, 3 * c4 + c4 / 2] };
+      const dim = regionsOf.reduce((s, b) => s + at[b]![1] - at[b]![0], 0);
+      const n = r.vectors.length / r.dim;
+      const out = new Float32Array(n * dim);
+      for (let i = 0; i < n; i++) {
+        let o = i * dim;
+        for (const b of regionsOf) { const [s0, s1] = at[b]!; out.set(r.vectors.subarray(i * r.dim + s0, i * r.dim + s1), o); o += s1 - s0; }
+      }
+      r = { vectors: out, dim, s: r.s };
+    }
+    let vectors = prepareVectors(r.vectors, r.dim, { center: v.center });
+    let dim = r.dim;
+    if (v.whiten) {
+      const w = fitWhitening(vectors, r.dim, v.whiten);
+      vectors = applyWhitening(w, vectors);
+      dim = w.outDim;
+    }
     const curve: Record<string, unknown>[] = [];
     for (const t of thresholds) {
-      const d = await findDuplicates(rows, vectors, r.dim, { threshold: t });
+      const d = await findDuplicates(rows, vectors, dim, { threshold: t });
       const found = groupPairs(d.groups);
       let tp = 0;
       const perKind: Record<string, number> = Object.fromEntries(TRANSFORMS.map((k) => [k, 0]));
@@ -115,7 +151,7 @@ try {
     }
     const best = curve.reduce((x, y) => ((y.f1 as number) > (x.f1 as number) ? y : x));
     const atDefault = thresholds.includes(DEFAULT_THRESHOLD) ? curve.find((c) => c.threshold === DEFAULT_THRESHOLD) : null;
-    results.push({ variant: v.name, dim: r.dim, embedS: round(r.s, 1), curve, bestF1: best, atDefault });
+    results.push({ variant: v.name, dim, embedS: round(r.s, 1), curve, bestF1: best, atDefault });
   }
   enc.dispose();
   console.log(JSON.stringify({ bench: 'collections-dedup', pretrained: a.pretrained, originals: M, copies: truth.size, rest: R, images: rows.length, transforms: TRANSFORMS, defaultThreshold: DEFAULT_THRESHOLD, results }));
