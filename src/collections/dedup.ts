@@ -7,11 +7,23 @@ import { searchIndex, type SearchRows } from '../eval/search.js';
 import type { FileRow } from './table.js';
 
 /**
- * Cosine at or above which two files count as near-duplicates by default: the best-F1 point (P 0.838, R 0.815) of
- * the curve of flip-averaged backbone features of a 1-epoch CIFAR encoder on the dedup set (docs/collections.md).
- * Below the 0.95/0.95 target: revisit with a longer-trained encoder's curve.
+ * The embedding {@link DEFAULT_THRESHOLD} was chosen for, and what `moco dedup` on image folders uses: region
+ * features (`src/eval/regions.ts`), flip-averaged, with five-crop averaging (`embedImages({ crops })`).
  */
-export const DEFAULT_THRESHOLD = 0.99;
+export const DEFAULT_EMBEDDING = { feature: 'regions', flip: true, crops: 'five' } as const;
+
+/**
+ * Cosine at or above which two files count as near-duplicates by default, on {@link DEFAULT_EMBEDDING} vectors
+ * PCA-whitened on the collection (`fitWhitening` with its default shrinkage): the best-F1 point of the measured
+ * curve of a 1-epoch CIFAR encoder on the dedup set (docs/collections.md; P 0.982, R 0.958 there; both ≥ 0.95 from 0.55 to 0.6).
+ */
+export const DEFAULT_THRESHOLD = 0.6;
+
+/**
+ * The default threshold without whitening (`moco dedup --no-whiten`): the best-F1 point (P 0.838, R 0.815) of
+ * flip-averaged backbone features of the same encoder (docs/collections.md).
+ */
+export const UNWHITENED_THRESHOLD = 0.99;
 
 export type Linkage = 'complete' | 'single';
 /** Which file of a group is kept: the largest file, the oldest (mtime), or the first path in sort order. */

@@ -5,11 +5,13 @@ import { mkdirSync, renameSync, copyFileSync, unlinkSync, existsSync } from 'nod
 import { dirname, join, relative, resolve, parse } from 'node:path';
 import { writeTextAtomic } from '../../io/atomic.js';
 import { addEmbedOptions, int, num } from './eval-common.js';
+import { DEFAULT_EMBEDDING } from '../../collections/dedup.js';
+import { DEFAULT_SHRINKAGE } from '../../collections/whiten.js';
 import { csv, loadInput, type InputOpts, outFormat } from './collection-input.js';
 
 interface DedupCliOpts extends InputOpts {
   threshold?: string; linkage: string; keep: string; neighbours: string;
-  out?: string; html?: string; inline: boolean; moveTo?: string; exactCandidates: boolean;
+  out?: string; html?: string; inline: boolean; moveTo?: string; exactCandidates: boolean; whiten: string | false; whitenDims?: string;
 }
 
 export function register(program: Command): void {
@@ -23,24 +25,48 @@ export function register(program: Command): void {
     .option('--linkage <how>', 'complete (every pair in a group above the threshold) or single (chains)', 'complete')
     .option('--keep <rule>', 'keeper of a group: largest (file size), oldest (mtime) or first (path order)', 'largest')
     .option('--neighbours <n>', 'neighbours looked at per image', '10')
+    .option('--whiten <shrinkage>', 'PCA-whiten the vectors on this collection before comparing them (covariance shrunk towards the identity by this fraction; docs/collections.md)', String(DEFAULT_SHRINKAGE))
+    .option('--no-whiten', 'compare the vectors as stored (then the default --threshold is UNWHITENED_THRESHOLD)')
+    .option('--whiten-dims <k>', 'principal components kept by --whiten (default all, or rows / 4 when there are fewer than 4 rows per dimension)')
     .option('--exact-candidates', 'with --db: candidates from an exact search instead of the ANN index', false)
     .option('--out <file>', 'groups as .json or .csv (default: JSON on stdout)')
     .option('--html <file>', 'an HTML review page of the groups with thumbnails')
     .option('--inline', 'inline the HTML thumbnails (a page that stands alone)', false)
     .option('--move-to <dir>', 'move every non-keeper into DIR (keeping its path below the common folder); a manifest of the moves is written there');
-  // Flip-averaged by default: the default threshold was chosen on flip-averaged backbone features (docs/collections.md).
-  addEmbedOptions(cmd, { pretrained: 'with image folders: the encoder (run dir, .safetensors, .pth, .pth.tar)', flipDefault: true })
+  // Region features, flip- and crop-averaged by default: the embedding the default threshold was chosen on
+  // (DEFAULT_EMBEDDING, docs/collections.md).
+  addEmbedOptions(cmd, { pretrained: 'with image folders: the encoder (run dir, .safetensors, .pth, .pth.tar)', featureDefault: DEFAULT_EMBEDDING.feature, flipDefault: DEFAULT_EMBEDDING.flip, cropsDefault: DEFAULT_EMBEDDING.crops })
     .action(async (images: string[], o: DedupCliOpts) => {
-      const { findDuplicates, DEFAULT_THRESHOLD } = await import('../../collections/index.js');
+      const { findDuplicates, fitWhitening, applyWhitening, DEFAULT_THRESHOLD, UNWHITENED_THRESHOLD, ROWS_PER_DIM } = await import('../../collections/index.js');
       if (o.linkage !== 'complete' && o.linkage !== 'single') throw new Error(`--linkage must be complete or single, got '${o.linkage}'`);
       if (o.keep !== 'largest' && o.keep !== 'oldest' && o.keep !== 'first') throw new Error(`--keep must be largest, oldest or first, got '${o.keep}'`);
-      const threshold = num('--threshold', o.threshold) ?? DEFAULT_THRESHOLD;
+      const shrinkage = o.whiten === false ? null : num('--whiten', o.whiten)!;
+      const threshold = num('--threshold', o.threshold) ?? (shrinkage === null ? UNWHITENED_THRESHOLD : DEFAULT_THRESHOLD);
       if (!(threshold > -1 && threshold <= 1)) throw new Error(`--threshold must be a cosine in (−1, 1], got '${o.threshold}'`);
       const fmt = o.out ? outFormat('--out', o.out) : 'json';
       const t0 = performance.now();
       const inp = await loadInput('dedup', images, o);
       try {
-        if (inp.coll && !inp.coll.meta.flip && o.threshold === undefined) console.error(`moco dedup: ${inp.source} holds vectors made without --flip; the default threshold ${DEFAULT_THRESHOLD} was chosen for flip-averaged ones (\`moco index --flip\`), so expect mirrored copies to be missed (docs/collections.md)`);
+        const m = inp.coll?.meta;
+        const made = m ? { feature: m.feature ?? 'backbone', flip: m.flip === true, crops: m.crops ?? 'none' } : null;
+        if (made && o.threshold === undefined && (made.feature !== DEFAULT_EMBEDDING.feature || made.flip !== DEFAULT_EMBEDDING.flip || made.crops !== DEFAULT_EMBEDDING.crops)) {
+          console.error(`moco dedup: ${inp.source} holds ${made.feature} vectors${made.flip ? '' : ' without --flip'} with --crops ${made.crops}; the default threshold was chosen for \`moco index --feature ${DEFAULT_EMBEDDING.feature} --flip --crops ${DEFAULT_EMBEDDING.crops}\` vectors, so expect it to be off (docs/collections.md)`);
+        }
+        // Whitening is fitted on the rows compared (the collection, or its --where subset); ANN candidates still
+        // come from the stored vectors, and every pair is scored on the whitened ones.
+        let vectors = inp.vectors;
+        let dim = inp.dim;
+        if (shrinkage !== null) {
+          let dims = int('--whiten-dims', o.whitenDims);
+          const rows = inp.vectors.length / inp.dim;
+          if (dims === undefined && rows < ROWS_PER_DIM * inp.dim) {
+            dims = Math.max(1, Math.floor(rows / ROWS_PER_DIM));
+            console.error(`moco dedup: ${rows} rows are few to whiten ${inp.dim}-d vectors on; keeping ${dims} components (rows / ${ROWS_PER_DIM}). The default threshold was measured on 4000 images (~9 rows per dimension) and is not calibrated here: check the groups (--html) and pass --threshold, or --no-whiten (docs/collections.md)`);
+          }
+          const w = fitWhitening(inp.vectors, inp.dim, { shrinkage, dims });
+          vectors = applyWhitening(w, inp.vectors);
+          dim = w.outDim;
+        }
         let candidates;
         const coll = inp.coll;
         if (coll && !o.exactCandidates && (await coll.indexState()).type) {
@@ -57,13 +83,13 @@ export function register(program: Command): void {
             return out;
           };
         }
-        const r = await findDuplicates(inp.rows, inp.vectors, inp.dim, {
+        const r = await findDuplicates(inp.rows, vectors, dim, {
           threshold, linkage: o.linkage as 'complete' | 'single', keep: o.keep as 'largest' | 'oldest' | 'first', neighbours: int('--neighbours', o.neighbours), candidates,
         });
         const ms = performance.now() - t0;
         const exact = r.groups.filter((g) => g.kind === 'exact').length;
         console.error(`moco dedup: ${r.files} images: ${r.groups.length} groups (${exact} exact, ${r.groups.length - exact} near) at cosine ≥ ${threshold}, ${r.linkage} linkage; ${r.removable} removable, keeping the ${r.keep} (${(ms / 1000).toFixed(1)} s)`);
-        const summary = { command: 'dedup', source: inp.source, threshold, linkage: r.linkage, keep: r.keep, files: r.files, groups: r.groups.length, removable: r.removable, ms: Math.round(ms) };
+        const summary = { command: 'dedup', source: inp.source, threshold, whiten: shrinkage === null ? null : { shrinkage, dims: dim }, linkage: r.linkage, keep: r.keep, files: r.files, groups: r.groups.length, removable: r.removable, ms: Math.round(ms) };
         if (o.out && fmt === 'csv') {
           const lines = ['group,kind,role,path,label,sha256,bytes,mtime,score'];
           r.groups.forEach((g, gi) => {
