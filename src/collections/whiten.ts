@@ -16,6 +16,8 @@ export interface WhitenOpts {
    * it there is only the shrinkage term).
    */
   dims?: number;
+  /** Rows per block of the float64 accumulation (bounds memory); default 2²² / dim. */
+  blockRows?: number;
 }
 
 /**
@@ -52,11 +54,21 @@ export function fitWhitening(vectors: Float32Array, dim: number, o: WhitenOpts =
   if (!(alpha >= 0 && alpha <= 1)) throw new Error(`fitWhitening: shrinkage must be in [0, 1], got ${alpha}`);
   const k = o.dims ?? Math.min(dim, n - 1);
   if (!(Number.isInteger(k) && k >= 1 && k <= dim)) throw new Error(`fitWhitening: dims must be an integer in [1, ${dim}], got ${k}`);
+  // Mean, then the scatter matrix, accumulated in float64 over blocks of rows (memory: one block, not n × dim).
+  const block = o.blockRows ?? Math.max(1, Math.floor(2 ** 22 / dim));
+  const rowsOf = (i: number): ReturnType<typeof tensor> => tensor(vectors.subarray(i * dim, Math.min(n, i + block) * dim), { shape: [Math.min(block, n - i), dim] }).double();
+  const meanAcc = new Float64Array(dim);
+  for (let i = 0; i < n; i += block) {
+    const part = tidy(() => Float64Array.from(rowsOf(i).sum({ dim: 0 }).data() as Float64Array));
+    for (let j = 0; j < dim; j++) meanAcc[j]! += part[j]!;
+  }
+  for (let j = 0; j < dim; j++) meanAcc[j]! /= n;
+  const cov = new Float64Array(dim * dim);
+  for (let i = 0; i < n; i += block) {
+    const part = tidy(() => noGrad(() => { const xc = rowsOf(i).sub(tensor(meanAcc, { shape: [1, dim] })); return Float64Array.from(xc.t().mm(xc).data() as Float64Array); }));
+    for (let j = 0; j < dim * dim; j++) cov[j]! += part[j]! / (n - 1);
+  }
   return tidy(() => noGrad(() => {
-    const x = tensor(vectors, { shape: [n, dim] }).double();
-    const mean = x.mean({ dim: 0, keepdim: true });
-    const xc = x.sub(mean);
-    const cov = Float64Array.from(xc.t().mm(xc).div(n - 1).data() as Float64Array);
     let avg = 0;
     for (let i = 0; i < dim; i++) avg += cov[i * (dim + 1)]! / dim;
     for (let i = 0; i < dim * dim; i++) cov[i]! *= 1 - alpha;
@@ -78,17 +90,29 @@ export function fitWhitening(vectors: Float32Array, dim: number, o: WhitenOpts =
       const sign = u[big * dim + j]! < 0 ? -1 : 1;
       for (let i = 0; i < dim; i++) projection[r * dim + i] = sign * s * u[i * dim + j]!;
     }
-    return { dim, outDim: k, mean: Float32Array.from(mean.data() as Float64Array), projection, eigenvalues };
+    return { dim, outDim: k, mean: Float32Array.from(meanAcc), projection, eigenvalues };
   }));
 }
 
-/** Applies `w` to `vectors` (rows × w.dim): rows × w.outDim, L2-normalised (for cosine). Returns a new array. */
-export function applyWhitening(w: Whitening, vectors: Float32Array): Float32Array {
+/**
+ * Applies `w` to `vectors` (rows × w.dim): rows × w.outDim, L2-normalised (for cosine), computed `blockRows` rows
+ * at a time (default 2²² / dim). Returns a new array.
+ */
+export function applyWhitening(w: Whitening, vectors: Float32Array, blockRows?: number): Float32Array {
   const n = vectors.length / w.dim;
-  return tidy(() => noGrad(() => {
-    const x = tensor(vectors, { shape: [n, w.dim] }).sub(tensor(w.mean, { shape: [1, w.dim] }));
-    const y = x.mm(tensor(w.projection, { shape: [w.outDim, w.dim] }).t());
-    const norm = y.pow(2).sum({ dim: 1, keepdim: true }).sqrt().clampMin(1e-12);
-    return Float32Array.from(y.div(norm).data() as Float32Array);
+  const out = new Float32Array(n * w.outDim);
+  const block = blockRows ?? Math.max(1, Math.floor(2 ** 22 / Math.max(w.dim, w.outDim)));
+  tidy(() => noGrad(() => {
+    const p = tensor(w.projection, { shape: [w.outDim, w.dim] }).t();
+    const mu = tensor(w.mean, { shape: [1, w.dim] });
+    for (let i = 0; i < n; i += block) {
+      const m = Math.min(block, n - i);
+      tidy(() => {
+        const y = tensor(vectors.subarray(i * w.dim, (i + m) * w.dim), { shape: [m, w.dim] }).sub(mu).mm(p);
+        const norm = y.pow(2).sum({ dim: 1, keepdim: true }).sqrt().clampMin(1e-12);
+        out.set(y.div(norm).data() as Float32Array, i * w.outDim);
+      });
+    }
   }));
+  return out;
 }

@@ -46,10 +46,11 @@ test('fitWhitening/applyWhitening equal a NumPy reference (shrinkage, top compon
   const d = 24;
   const x = rows(400, d, 7);
   const q = rows(50, d, 11);
-  for (const [alpha, k] of [[0.2, 10], [0, d]] as const) {
-    const w = fitWhitening(x, d, { shrinkage: alpha, dims: k });
+  for (const [alpha, k, block] of [[0.2, 10, 64], [0, d, undefined]] as const) {
+    // Blocks of 64 rows (400 = 6·64 + 16) for the first case: the blocked accumulation must not change the result.
+    const w = fitWhitening(x, d, { shrinkage: alpha, dims: k, blockRows: block });
     assert.equal(w.outDim, k);
-    const y = applyWhitening(w, q);
+    const y = applyWhitening(w, q, block === undefined ? undefined : 7);
     const ref = pytorch(NUMPY, {
       x: tensor(x, { shape: [400, d] }), q: tensor(q, { shape: [50, d] }),
       alpha: tensor(new Float32Array([alpha])), dims: tensor(new Int32Array([k])),
