@@ -26,8 +26,12 @@ test('bf16 autocast and channels-last train as fp32 does: finite, falling loss; 
     assert.ok(r.losses.every(Number.isFinite), `${name}: every loss finite`);
     assert.ok(r.end < r.afterFill - 0.1, `${name}: loss falls once the queue is full (${r.afterFill.toFixed(3)} → ${r.end.toFixed(3)})`);
   }
-  // Channels-last changes the memory layout, not the arithmetic's outcome beyond rounding.
-  for (let i = 0; i < fp32.losses.length; i++) assert.ok(Math.abs(cl.losses[i]! - fp32.losses[i]!) < 1e-3, `channels-last loss ${i}: ${cl.losses[i]} vs ${fp32.losses[i]}`);
+  // Channels-last changes the memory layout, not the arithmetic beyond rounding: the first step (same weights, same
+  // views) agrees to float32 rounding. Later steps may take other kernels' summation orders (libtorch 2.13's oneDNN
+  // NHWC convolutions do: loss 3 was 5.3157 vs 5.3092 in CI), which a ReLU near its kink amplifies, so the
+  // trajectory is held to the end of the run, as bf16's is, rather than step by step.
+  assert.ok(Math.abs(cl.losses[0]! - fp32.losses[0]!) < 1e-4 * Math.abs(fp32.losses[0]!), `channels-last first loss ${cl.losses[0]} vs ${fp32.losses[0]}`);
+  assert.ok(Math.abs(cl.end - fp32.end) < 0.05, `channels-last final loss ${cl.end.toFixed(4)} vs fp32 ${fp32.end.toFixed(4)}`);
   assert.ok(Math.abs(cl.knn - fp32.knn) <= 1, `channels-last kNN ${cl.knn}% vs fp32 ${fp32.knn}%`);
   assert.ok(Math.abs(bf16.knn - fp32.knn) <= 1, `bf16 kNN ${bf16.knn}% vs fp32 ${fp32.knn}%`);
   // bf16 rounds the forward: the trajectory may differ, but not by much over 120 steps.
