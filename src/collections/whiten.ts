@@ -3,7 +3,7 @@
 // divide each axis by the square root of its (shrunk) variance, keep the top components, then L2-normalise. The
 // directions that all images of the collection share (which put unrelated images at cosines near 1) are scaled
 // down, and the rarer ones, which tell two images apart, up.
-import { callOp, noGrad, tensor, tidy, type Tensor } from '../torch/index.js';
+import { F, callOp, noGrad, tensor, tidy, type Tensor } from '../torch/index.js';
 
 export interface WhitenOpts {
   /**
@@ -109,8 +109,7 @@ export function applyWhitening(w: Whitening, vectors: Float32Array, blockRows?: 
       const m = Math.min(block, n - i);
       tidy(() => {
         const y = tensor(vectors.subarray(i * w.dim, (i + m) * w.dim), { shape: [m, w.dim] }).sub(mu).mm(p);
-        const norm = y.pow(2).sum({ dim: 1, keepdim: true }).sqrt().clampMin(1e-12);
-        out.set(y.div(norm).data() as Float32Array, i * w.outDim);
+        out.set(F.normalize(y).data() as Float32Array, i * w.outDim);
       });
     }
   }));
