@@ -1,5 +1,5 @@
 // --amp bf16 and --channels-last on a short run: a finite loss that falls once the queue holds real keys, and the
-// kNN monitor within two points of the fp32 run of the same seed (see the bound below).
+// kNN monitor within two points of the fp32 run of the same seed (why two, not one: see the bound below).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pretrain, resolveConfig, type ConfigOverrides } from '../../src/train/index.js';
@@ -32,8 +32,26 @@ test('bf16 autocast and channels-last train as fp32 does: finite, falling loss; 
   // trajectory is held to the end of the run, as bf16's is, rather than step by step.
   assert.ok(Math.abs(cl.losses[0]! - fp32.losses[0]!) < 1e-4 * Math.abs(fp32.losses[0]!), `channels-last first loss ${cl.losses[0]} vs ${fp32.losses[0]}`);
   assert.ok(Math.abs(cl.end - fp32.end) < 0.05, `channels-last final loss ${cl.end.toFixed(4)} vs fp32 ${fp32.end.toFixed(4)}`);
-  // The monitor's kNN moves in steps of half a point on this small set; on libtorch 2.13 the reordered channels-last
-  // trajectory ended 1.5 points from fp32's (20.5 vs 22.0; 1.13: within a point), so two points is the bound held.
+  // The kNN bound is two points, not the one issue 13 asks for: one point cannot be held honestly on a run of this
+  // size, because the gap is the spread between two chaotic trajectories, not a property of channels-last or bf16.
+  // Measured (December 2026, seed 1 unless noted; "5,000 queries" = this config on synthetic:25000 with
+  // --train-subset 1000, the same 1,000 training images per epoch but a test split 25× this one's 200):
+  // - The run is chaotic: a pure summation-order change grows ~100× a step. fp32 at --threads 2 vs --threads 1
+  //   (2.13) differs by 3e-5 at loss 2, 1e-3 at loss 3 and 4e-2 at loss 4; channels-last vs fp32 by 6e-5, 7e-3,
+  //   6e-4 — the same growth. (1.13 gives channels-last fp32's losses bit for bit, so there the gap is 0.)
+  // - kNN does not learn in 120 MoCo steps here; it drifts below the random encoder by an amount that varies with
+  //   the trajectory. 5,000 queries, 2.13: init 21.26 → fp32 18.04, channels-last 20.74, fp32 at --threads 2 22.08
+  //   (seed 1); init 18.66 → fp32 17.26, channels-last 19.90 (seed 2); lr 0.02: fp32 16.76, channels-last 18.58.
+  //   2,000 queries (synthetic:10000): fp32 19.9, channels-last 18.5. CI, 200 queries (this config): fp32 22.0,
+  //   channels-last 20.5. A larger eval set does not shrink the gap, and fp32 alone has it (the --threads 2 run).
+  // - lr 0.12/τ 0.2, lr 0.24/τ 0.2 and m 0.9 did not make kNN rise in 120 steps either (2,000 queries: 19.2, 17.8 and
+  //   16.7 from 20.3).
+  // So this seed's result (deterministic for a build and CPU) passes two points on both builds; the bound still
+  // catches a layout or rounding bug that wrecks the features (constant ones, or ones out of order with their
+  // labels, score near chance: 10%), and the first-loss and final-loss checks hold the training path. A one-point
+  // bound would need a run in which kNN rises well above the random encoder (the MoCo learning test's ~800 steps of
+  // 128) and a measured seed spread under that point (not measured): many times this test's budget, with CPU bf16
+  // ~7× slower than fp32.
   assert.ok(Math.abs(cl.knn - fp32.knn) <= 2, `channels-last kNN ${cl.knn}% vs fp32 ${fp32.knn}%`);
   assert.ok(Math.abs(bf16.knn - fp32.knn) <= 2, `bf16 kNN ${bf16.knn}% vs fp32 ${fp32.knn}%`);
   // bf16 rounds the forward: the trajectory may differ, but not by much over 120 steps.
