@@ -284,8 +284,10 @@ export class Collection {
         : kind === 'IVF_RQ' ? Index.ivfRq({ ...common, numBits: 1 })
           : kind === 'IVF_HNSW_SQ' ? Index.hnswSq(common)
             : Index.ivfFlat(common);
+      // No `optimize` after a fresh build: the index covers every row, and compacting the table's fragments
+      // then (rewriting them all and remapping the index) raised the build's peak at 1M rows from 331 to 434 MB.
+      // Later calls fold new rows in and compact (below).
       await this.table.createIndex('vector', { config, replace: true });
-      await this.table.optimize();
       return { action: 'built', rows, ms: performance.now() - t0 };
     }
     if (state.type || rows) {
