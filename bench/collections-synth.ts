@@ -2,7 +2,7 @@
 // `rows` clustered unit vectors (`dim`, 1000 centres) streamed into LanceDB in record batches of `chunk` rows
 // (never one array; every 50th a near-copy of its predecessor), the IVF_FLAT index built, then query latency (p50/p99) of the ANN index and of the flat scan
 // and the ANN's recall@10 against the flat scan (exact). Optionally the dedup time over the collection.
-//   node dist/bench/collections-synth.js --rows 100000 --dim 128 --queries 200 [--dedup] [--build-only]
+//   node dist/bench/collections-synth.js --rows 100000 --dim 128 --queries 200 [--dedup] [--build-only] [--trace]
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,8 +15,16 @@ const { values: a } = parseArgs({ options: {
   rows: { type: 'string', default: '100000' }, dim: { type: 'string', default: '128' }, queries: { type: 'string', default: '200' },
   'flat-queries': { type: 'string', default: '50' }, chunk: { type: 'string', default: '20000' }, dedup: { type: 'boolean', default: false },
   'no-index': { type: 'boolean', default: false }, kind: { type: 'string' }, 'sample-rate': { type: 'string' }, 'build-only': { type: 'boolean', default: false },
-  keep: { type: 'string' }, incremental: { type: 'string' },
+  keep: { type: 'string' }, incremental: { type: 'string' }, trace: { type: 'boolean', default: false },
 } });
+// --trace: the process's memory (RSS and V8's heap, external and ArrayBuffer bytes, MB) on stderr as it goes.
+const T0 = performance.now();
+const trace = (phase: string): void => {
+  if (!a.trace) return;
+  const m = process.memoryUsage();
+  const mb = (x: number): number => Math.round(x / 2 ** 20);
+  console.error(JSON.stringify({ phase, s: round((performance.now() - T0) / 1000, 1), rssMB: mb(m.rss), maxRssMB: Math.round(process.resourceUsage().maxRSS / 1024), heapMB: mb(m.heapUsed), externalMB: mb(m.external), arrayBuffersMB: mb(m.arrayBuffers) }));
+};
 const rows = Number(a.rows);
 const dim = Number(a.dim);
 const nq = Number(a.queries);
@@ -54,6 +62,7 @@ const dir = a.keep ?? mkdtempSync(join(tmpdir(), 'moco-bench-coll-'));
 const drop = (): void => { if (!a.keep) rmSync(dir, { recursive: true, force: true }); };
 try {
   const coll = await Collection.open(join(dir, 'db'), { dim });
+  trace('opened');
   const t0 = performance.now();
   for (let i = 0; i < rows; i += chunk) {
     const n = Math.min(chunk, rows - i);
@@ -65,6 +74,7 @@ try {
       batch.push({ id: idOf(path), path, label: `c${(i + j) % 10}`, sha256: String(i + j), bytes: 1000 + ((i + j) % 97), mtime: i + j, vector: flat.subarray(j * dim, (j + 1) * dim) });
     }
     await coll.append(batch);
+    if ((i / chunk) % 10 === 9) trace(`append ${i + n}`);
     // --incremental N: the index is built once N rows are in (partitions sized for the final row count) and
     // folded forward with optimize every N rows after, as `moco index` does, instead of one build at the end.
     if (incremental && (i + n) % incremental === 0 && i + n < rows) {
@@ -74,8 +84,10 @@ try {
     }
   }
   const appendS = (performance.now() - t0) / 1000 - incrementalMs / 1000;
+  trace('appended');
   let built = a['no-index'] ? null : await coll.ensureIndex({ rebuild: !incremental, minRows: incremental || undefined, expectedRows: rows, kind, sampleRate: a['sample-rate'] ? Number(a['sample-rate']) : undefined });
   if (built) built = { ...built, ms: built.ms + incrementalMs };
+  trace('indexed');
   // Peak RSS of writing and indexing (before the queries, whose flat scans read the whole table).
   const indexPeakMB = Math.round(process.resourceUsage().maxRSS / 1024);
   if (a['build-only']) {
