@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """The PyTorch loop `moco index` is compared with: torchvision ImageFolder + DataLoader + the same CIFAR-stem
 ResNet-18 (weights from a safetensors file in torchvision names), eval mode, L2-normalised pooled features.
-Prints one JSON line: images/s of the whole loop (decode included); with
+Prints one JSON line: images/s of the whole loop (decode included): timed from just before the DataLoader is
+iterated (so its workers' start is inside, as our decode workers' start is inside `moco index`'s embedMs) to the
+last batch's features; interpreter start, imports, the model build and the ImageFolder scan are outside. With
 --out, the features as safetensors (to compare with ours row by row).
 Run with /usr/bin/python3 (Debian's python3-torch 1.13, python3-torchvision 0.14)."""
 import argparse, json, os, sys, time

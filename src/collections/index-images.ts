@@ -1,7 +1,8 @@
 // Embeds a folder of images into a collection incrementally: files are compared with the table by size and
-// mtime (then by SHA-256), only new or changed ones are embedded, and each chunk is committed as soon as it is
-// embedded, so an interrupted run loses at most one chunk and the next run resumes where it stopped. In a
-// multi-process run each rank takes the files whose path hashes to it, so nothing is embedded twice.
+// mtime (then by SHA-256), only new or changed ones are embedded, in one stream (decoding overlapped with the
+// encoder, see embedImages), and each chunk is committed as soon as it is embedded, in the background while the
+// next one is embedded, so an interrupted run loses at most two chunks and the next run resumes where it
+// stopped. In a multi-process run each rank takes the files whose path hashes to it, so nothing is embedded twice.
 import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
@@ -17,8 +18,10 @@ export interface IndexImagesOpts {
   crops?: EmbedOpts['crops'];
   /** Images per forward; default 64. */
   batchSize?: number;
-  /** Images embedded per commit to the table (the most an interruption can lose); default 1024. */
+  /** Images embedded per commit to the table (an interruption loses at most two chunks); default 1024. */
   chunk?: number;
+  /** Decoding worker threads (see {@link embedImages}); default its default. */
+  workers?: number;
   /** This process's share of a multi-process run; default the whole list. */
   shard?: { rank: number; worldSize: number };
   /** Folders the inputs were given as: a file directly inside one has no label. */
@@ -36,7 +39,14 @@ export interface IndexSummary {
   added: number;
   updated: number;
   skipped: Skipped[];
+  /** Wall time of the whole call. */
   ms: number;
+  /** Its parts: reading the table's file list and the stat/SHA-256 pass over the files. */
+  scanMs: number;
+  /** Embedding, files to vectors (decode, forward; commits run alongside). */
+  embedMs: number;
+  /** Waiting for the last commits after the last vector. */
+  commitWaitMs: number;
 }
 
 /** Which rank of `worldSize` embeds `path` (a hash of the path, the same on every rank and run). */
@@ -84,30 +94,55 @@ export async function indexImages(encoder: Encoder, files: readonly string[], co
     }));
   }
   todo.sort((a, b) => (a.path < b.path ? -1 : 1));
+  const t1 = performance.now();
 
   const chunk = o.chunk ?? 1024;
   const skipped: Skipped[] = [];
   let added = 0;
   let updated = 0;
-  for (let i = 0; i < todo.length; i += chunk) {
-    const part = todo.slice(i, i + chunk);
-    const e = await embedImages(encoder, part.map((t) => t.path), {
-      feature: o.feature, flip: o.flip, crops: o.crops, batchSize: o.batchSize, onSkip: (s) => { skipped.push(s); o.onSkip?.(s); },
-    });
-    const byPath = new Map(part.map((t) => [t.path, t]));
-    const fresh: ImageRow[] = [];
-    const changed: ImageRow[] = [];
-    e.paths.forEach((p, j) => {
-      const t = byPath.get(p)!;
-      const row = { id: idOf(p), path: p, label: labelFor(p, roots), ...t.facts, vector: e.vectors.slice(j * e.dim, (j + 1) * e.dim) };
-      (t.replace ? changed : fresh).push(row);
-    });
-    // Appends never conflict between ranks; replacements (rare) go through a merge on the path.
-    await coll.append(fresh);
-    await coll.upsert(changed);
-    added += fresh.length;
-    updated += changed.length;
-    o.onProgress?.(Math.min(todo.length, i + chunk), todo.length);
-  }
-  return { files: mine.length, unchanged, added, updated, skipped, ms: performance.now() - t0 };
+  const byPath = new Map(todo.map((t, k) => [t.path, { ...t, k }]));
+  // Rows wait here until a chunk is full; then it is committed while the next one is embedded (one commit at a
+  // time, so a failed commit surfaces at the next).
+  let rows: ImageRow[] = [];
+  let done = 0;
+  let committing: Promise<void> = Promise.resolve();
+  const flush = async (): Promise<void> => {
+    const part = rows;
+    const at = done;
+    rows = [];
+    await committing;
+    committing = (async () => {
+      const fresh = part.filter((r) => !byPath.get(r.path)!.replace);
+      const changed = part.filter((r) => byPath.get(r.path)!.replace);
+      // Appends never conflict between ranks; replacements (rare) go through a merge on the path.
+      await coll.append(fresh);
+      await coll.upsert(changed);
+      added += fresh.length;
+      updated += changed.length;
+      o.onProgress?.(at, todo.length);
+    })();
+  };
+  await embedImages(encoder, todo.map((t) => t.path), {
+    feature: o.feature, flip: o.flip, crops: o.crops, batchSize: o.batchSize, workers: o.workers,
+    onSkip: (s) => { skipped.push(s); o.onSkip?.(s); },
+    onProgress: (n) => { done = n; },
+    writer: {
+      add: async (vectors, paths) => {
+        const dim = paths.length ? vectors.length / paths.length : 0;
+        paths.forEach((p, j) => {
+          const t = byPath.get(p)!;
+          rows.push({ id: idOf(p), path: p, label: labelFor(p, roots), ...t.facts, vector: vectors.slice(j * dim, (j + 1) * dim) });
+        });
+        // `done` is the count before this batch (onProgress follows add): files up to this batch's last.
+        if (paths.length) done = Math.max(done, byPath.get(paths[paths.length - 1]!)!.k + 1);
+        if (rows.length >= chunk) await flush();
+      },
+    },
+  });
+  const t2 = performance.now();
+  done = todo.length;
+  if (todo.length) await flush();
+  await committing;
+  const t3 = performance.now();
+  return { files: mine.length, unchanged, added, updated, skipped, ms: t3 - t0, scanMs: t1 - t0, embedMs: t2 - t1, commitWaitMs: t3 - t2 };
 }

@@ -67,13 +67,16 @@ export class AugmentPool {
     return this.send(this.pick(), { kind: 'memory', spec, rng, views, images, shape }, [images.buffer as ArrayBuffer]);
   }
 
-  /** Views of files (dataset indices into `paths`, which are sent to every worker once). */
-  async files(spec: AugmentSpec, rng: RngState, views: number, paths: readonly string[], indices: Int32Array): Promise<WorkerResponse> {
+  /**
+   * Views of files (dataset indices into `paths`, which are sent to every worker once); unreadable files are
+   * substituted by the next index, or with `blank` left as mid-gray images (listed in `skipped` either way).
+   */
+  async files(spec: AugmentSpec, rng: RngState, views: number, paths: readonly string[], indices: Int32Array, blank = false): Promise<WorkerResponse> {
     if (this.pathsSent !== paths) {
       this.pathsSent = paths;
       await Promise.all(this.workers.map((_, i) => this.send(i, { kind: 'paths', paths: [...paths] })));
     }
-    return this.send(this.pick(), { kind: 'files', spec, rng, views, indices });
+    return this.send(this.pick(), { kind: 'files', spec, rng, views, indices, ...(blank ? { blank } : {}) });
   }
 
   /** Ends the workers; pending batches are rejected. */

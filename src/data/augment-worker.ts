@@ -18,7 +18,7 @@ export type WorkerRequest =
   | { id: number; kind: 'paths'; paths: string[] }
   | { id: number; kind: 'drain' }
   | { id: number; kind: 'memory'; spec: AugmentSpec; rng: RngState; views: number; images: Uint8Array; shape: [number, number, number, number] }
-  | { id: number; kind: 'files'; spec: AugmentSpec; rng: RngState; views: number; indices: Int32Array };
+  | { id: number; kind: 'files'; spec: AugmentSpec; rng: RngState; views: number; indices: Int32Array; blank?: boolean };
 
 /** A worker's answer: N·views×3×S×S float32 pixels (view-major), the dataset indices used, skipped files. */
 export interface WorkerResponse {
@@ -63,7 +63,7 @@ if (parentPort && (workerData as { mocoAugmentWorker?: boolean } | null)?.mocoAu
         return { id: m.id, data };
       }
       const before = bad.list.length;
-      const r = await aug.fromFilesStacked((i) => paths[i]!, m.indices, rng, m.views, { substitute: (i) => (i + 1) % paths.length, log: bad });
+      const r = await aug.fromFilesStacked((i) => paths[i]!, m.indices, rng, m.views, m.blank ? { blank: true, log: bad } : { substitute: (i) => (i + 1) % paths.length, log: bad });
       const data = r.views.data() as Float32Array;
       r.views.dispose();
       return { id: m.id, data, used: r.used, skipped: bad.list.slice(before) };

@@ -310,11 +310,12 @@ export class Augmentation {
   /**
    * Views of image files: headers are read first so that parameters are drawn in a fixed order, then each
    * view is cut from the decoded image with its crop+resize+flip. A file that cannot be read is reported once to `log`
-   * and replaced by `substitute(position)` (another dataset index; its path from `pathOf`).
-   * Returns the views and the dataset indices actually used.
+   * and replaced by `substitute(position)` (another dataset index; its path from `pathOf`), or with `blank` left in
+   * place as a mid-gray image (as a file whose pixels fail after a good header always is), for callers that drop
+   * the rows of logged files. Returns the views and the dataset indices actually used.
    */
   async fromFiles(pathOf: (index: number) => string, indices: ArrayLike<number>, rng: Rng, views = 1,
-    o: { substitute?: (index: number) => number; log?: SkipLog } = {}): Promise<{ views: Tensor[]; used: Int32Array }> {
+    o: FromFilesOpts = {}): Promise<{ views: Tensor[]; used: Int32Array }> {
     const r = await this.fromFilesStacked(pathOf, indices, rng, views, o);
     const v = tidy(() => r.views.chunk(views, 0));
     r.views.dispose();
@@ -323,14 +324,14 @@ export class Augmentation {
 
   /** {@link fromFiles} with the views stacked in one (views·N)×3×S×S tensor, view-major. */
   async fromFilesStacked(pathOf: (index: number) => string, indices: ArrayLike<number>, rng: Rng, views = 1,
-    o: { substitute?: (index: number) => number; log?: SkipLog } = {}): Promise<{ views: Tensor; used: Int32Array }> {
+    o: FromFilesOpts = {}): Promise<{ views: Tensor; used: Int32Array }> {
     const log = o.log ?? skipLog;
     const n = indices.length;
     const used = Int32Array.from(indices as ArrayLike<number>);
     const sizes: { width: number; height: number }[] = new Array(n);
     // Files of up to 4 MiB are read once into memory and decoded from there: sharp opening the file itself cost
     // ~0.5 ms more CPU per image (the header read and the decode each open it). Bigger files stay on disk.
-    const bytes: (Uint8Array | string)[] = new Array(n);
+    const bytes: (Uint8Array | string | undefined)[] = new Array(n);
     await Promise.all(Array.from({ length: n }, async (_, i) => {
       for (let tries = 0; ; tries++) {
         const p = pathOf(used[i]!);
@@ -341,6 +342,7 @@ export class Augmentation {
           return;
         } catch (e) {
           log.report(p, e instanceof Error ? e.message.split('\n')[0]! : String(e));
+          if (o.blank) { bytes[i] = undefined; sizes[i] = { width: 1, height: 1 }; return; }
           if (!o.substitute || tries >= 100) throw new Error(`cannot read ${p} and no replacement found`);
           used[i] = o.substitute(used[i]!);
         }
@@ -357,12 +359,14 @@ export class Augmentation {
       const put = (v: number, img: DecodedImage): void => buf.set(img.data, (v * n + i) * per);
       try {
         const { width, height } = sizes[i]!;
+        const input = bytes[i];
+        if (input === undefined) throw new Error(log.list.find((s) => s.path === p)?.reason ?? 'unreadable');
         if (views > 1 && width * height <= DECODE_ONCE_PIXELS) {
-          const full = await decodeImage(bytes[i]!);
+          const full = await decodeImage(input);
           await cropResizeInto(full.data, full.width, full.height, ps.map((vp) => intBox(vp.box, full.width, full.height)), ps.map((vp) => vp.flip),
             S, buf, ps.map((_, v) => (v * n + i) * per));
         } else {
-          await Promise.all(ps.map(async (vp, v) => put(v, await decodeImage(bytes[i]!, viewDecodeOpts(vp, S, width, height)))));
+          await Promise.all(ps.map(async (vp, v) => put(v, await decodeImage(input, viewDecodeOpts(vp, S, width, height)))));
         }
       } catch (e) {
         // Header fine but pixels broken (truncated file): report, and leave a mid-gray image this once.
@@ -380,6 +384,16 @@ export class Augmentation {
     }));
     return { views: out, used };
   }
+}
+
+/** How {@link Augmentation.fromFiles} reads files. */
+export interface FromFilesOpts {
+  /** Another dataset index to use in place of an unreadable one. */
+  substitute?: (index: number) => number;
+  /** Leave an unreadable file in place as a mid-gray image (reported to `log`) instead of substituting. */
+  blank?: boolean;
+  /** Where unreadable files are reported; default the process-wide skip log. */
+  log?: SkipLog;
 }
 
 function intBox(b: Box, width: number, height: number): Box {

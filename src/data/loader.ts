@@ -44,6 +44,12 @@ export interface LoaderOpts {
    * event loop (a training step, a forward pass), which would otherwise stall in-thread decoding. Default 0.
    */
   fileWorkers?: number;
+  /**
+   * What happens to a sample whose file cannot be read: 'substitute' (default) puts the next readable sample in
+   * its place (the batch keeps its size; `indices` say which samples were used); 'blank' leaves it in place as a
+   * mid-gray image, reported to `prepare.log`, for consumers that drop the rows of logged files (embedding).
+   */
+  unreadable?: 'substitute' | 'blank';
   /** How the dataset is prepared (in-memory budget, cache). */
   prepare?: PrepareOpts;
   /** Move the views to this device (e.g. `'cuda'`). Default: stay on CPU. */
@@ -169,7 +175,8 @@ export class Loader {
       views = this.aug.fromMemory(src.images, idx, rng, this.views);
     } else {
       const n = src.paths.length;
-      const r = await this.aug.fromFiles((i) => src.paths[i]!, idx, rng, this.views, { substitute: (i) => (i + 1) % n, log: this.opts.prepare?.log });
+      const log = this.opts.prepare?.log;
+      const r = await this.aug.fromFiles((i) => src.paths[i]!, idx, rng, this.views, this.opts.unreadable === 'blank' ? { blank: true, log } : { substitute: (i) => (i + 1) % n, log });
       views = r.views;
       used = r.used;
     }
@@ -198,7 +205,7 @@ export class Loader {
       const px = tidy(() => src.images.indexSelect(0, tensor(idx, { dtype: 'int32' }).long()).data() as Uint8Array);
       res = await pool.memory(this.aug.spec, rng.state(), this.views, px, [idx.length, c, h, w]);
     } else {
-      res = await pool.files(this.aug.spec, rng.state(), this.views, src.paths, idx);
+      res = await pool.files(this.aug.spec, rng.state(), this.views, src.paths, idx, this.opts.unreadable === 'blank');
       const log = this.opts.prepare?.log ?? skipLog;
       for (const s of res.skipped ?? []) log.report(s.path, s.reason);
     }

@@ -16,7 +16,7 @@ export function register(program: Command): void {
     .argument('<images...>', 'image files or folders (recursive; a folder layout <root>/<label>/<file> gives labels)')
     .requiredOption('--db <uri>', 'LanceDB directory or URI (created when missing)');
   addEmbedOptions(cmd, { required: true })
-    .option('--chunk <n>', 'images embedded per commit (the most an interruption loses)', '1024')
+    .option('--chunk <n>', 'images embedded per commit (an interruption loses at most two)', '1024')
     .option('--reindex', 'rebuild the ANN index now, whatever the table size', false)
     .option('--index-min-rows <n>', 'rows from which the ANN index is built (default: the measured crossover, see docs/collections.md)')
     .option('--nproc-per-node <n>', 'embed with N local processes, each its shard of the files')
