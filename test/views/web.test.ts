@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
-import type { Browser } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import type { FastifyInstance } from 'fastify';
 import { buildServer } from '../../src/serve/index.js';
 import { embedFilesOnnx } from '../../src/io/onnx-embed.js';
@@ -50,6 +50,18 @@ function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return d / Math.sqrt(na * nb);
 }
 
+/**
+ * The hits' thumbnails' natural widths (0 for one that failed), once all eight have finished loading: the page
+ * draws the hits first and the thumbnails arrive after, so reading them at once raced their loads (CI, 2.13 leg).
+ */
+async function thumbnails(page: Page): Promise<number[]> {
+  await page.waitForFunction(() => {
+    const ims = [...document.querySelectorAll('#hits .hit img')] as HTMLImageElement[];
+    return ims.length === 8 && ims.every((i) => i.complete);
+  }, null, { timeout: 30_000 });
+  return page.$$eval('#hits .hit img', (ims) => ims.map((i) => (i as HTMLImageElement).naturalWidth));
+}
+
 test('served page: picked image embedded in the browser ≈ onnxruntime-node, neighbours with thumbnails', async () => {
   const img = await patternImage(5, { width: 320, height: 200, kind: 1, format: 'jpeg' });
   const file = join(dir, 'query.jpg');
@@ -76,7 +88,7 @@ test('served page: picked image embedded in the browser ≈ onnxruntime-node, ne
   const serverRows = (server.json() as { results: { neighbours: { row: number }[] }[] }).results[0]!.neighbours.map((h) => h.row);
   // (Only the best one: further down, a random-init tiny model's scores are near ties that a 1e-3 change reorders.)
   assert.equal(last.hits[0]!.row, serverRows[0]);
-  const thumbs = await page.$$eval('#hits .hit img', (ims) => ims.map((i) => (i as HTMLImageElement).complete && (i as HTMLImageElement).naturalWidth));
+  const thumbs = await thumbnails(page);
   assert.equal(thumbs.length, 8);
   assert.ok(thumbs.every((w) => w === 160), `thumbnails loaded: ${thumbs.join(',')}`);
   // Dropping a file works as picking one.
@@ -133,7 +145,8 @@ test('static export (moco export --format onnx --web): the page compares against
     console.error(`static page: cosine(browser, onnxruntime-node) = ${c.toFixed(6)}`);
     assert.equal(last.hits.length, 8);
     assert.equal(last.hits[0]!.path, query, 'a gallery image finds itself first');
-    assert.ok(await page.$$eval('#hits .hit img', (ims) => ims.every((i) => (i as HTMLImageElement).naturalWidth === 160)));
+    const thumbs = await thumbnails(page);
+    assert.ok(thumbs.length === 8 && thumbs.every((w) => w === 160), `thumbnails loaded: ${thumbs.join(',')}`);
     await page.screenshot({ path: join(SHOTS, 'static.png'), fullPage: true });
     assert.deepEqual(errors, []);
     assert.deepEqual(blocked, []);
