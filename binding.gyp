@@ -13,6 +13,11 @@
       "cflags_cc": ["-fexceptions", "-frtti", "-O2", "-Wno-unused-parameter", "<!@(node scripts/find-libtorch.cjs cflags)"],
       "ldflags": ["<!@(node scripts/find-libtorch.cjs ldflags)"],
       "libraries": ["<!@(node scripts/find-libtorch.cjs libs)"]
+    },
+    {
+      "target_name": "moco_allocator",
+      "sources": ["native/allocator.c"],
+      "cflags": ["-O2", "-Wall"]
     }
   ]
 }

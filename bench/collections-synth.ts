@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 // table.js only: the index/search part must not load libtorch, so that its peak RSS is LanceDB's and ours.
 import { Collection, idOf, type ImageRow, type IndexKind } from '../src/collections/table.js';
+import { mallocStats } from '../src/collections/allocator.js';
 import { round } from './common.js';
 
 const { values: a } = parseArgs({ options: {
@@ -17,13 +18,15 @@ const { values: a } = parseArgs({ options: {
   'no-index': { type: 'boolean', default: false }, kind: { type: 'string' }, 'sample-rate': { type: 'string' }, 'build-only': { type: 'boolean', default: false },
   keep: { type: 'string' }, incremental: { type: 'string' }, trace: { type: 'boolean', default: false },
 } });
-// --trace: the process's memory (RSS and V8's heap, external and ArrayBuffer bytes, MB) on stderr as it goes.
+// --trace: the process's memory (RSS and V8's heap, external and ArrayBuffer bytes, glibc malloc's heap and its
+// free part, MB) on stderr as it goes.
 const T0 = performance.now();
 const trace = (phase: string): void => {
   if (!a.trace) return;
   const m = process.memoryUsage();
+  const ms = mallocStats();
   const mb = (x: number): number => Math.round(x / 2 ** 20);
-  console.error(JSON.stringify({ phase, s: round((performance.now() - T0) / 1000, 1), rssMB: mb(m.rss), maxRssMB: Math.round(process.resourceUsage().maxRSS / 1024), heapMB: mb(m.heapUsed), externalMB: mb(m.external), arrayBuffersMB: mb(m.arrayBuffers) }));
+  console.error(JSON.stringify({ phase, s: round((performance.now() - T0) / 1000, 1), rssMB: mb(m.rss), maxRssMB: Math.round(process.resourceUsage().maxRSS / 1024), heapMB: mb(m.heapUsed), externalMB: mb(m.external), arrayBuffersMB: mb(m.arrayBuffers), mallocArenaMB: mb(ms?.arena ?? 0), mallocFreeMB: mb(ms?.free ?? 0) }));
 };
 const rows = Number(a.rows);
 const dim = Number(a.dim);

@@ -6,6 +6,7 @@
 import type { Connection, Table } from '@lancedb/lancedb';
 import type * as Arrow from 'apache-arrow';
 import { createHash } from 'node:crypto';
+import { trimWhile } from './allocator.js';
 import { loadLance, type LanceModules } from './lancedb.js';
 import { toSql, type Filter } from './filter.js';
 
@@ -161,12 +162,12 @@ export class Collection {
    * LanceDB write.
    */
   async append(rows: readonly ImageRow[]): Promise<void> {
-    for (let i = 0; i < rows.length; i += APPEND_ROWS) await this.table.add(this.toArrow(rows.slice(i, i + APPEND_ROWS)));
+    for (let i = 0; i < rows.length; i += APPEND_ROWS) await trimWhile(() => this.table.add(this.toArrow(rows.slice(i, i + APPEND_ROWS))));
   }
 
   /** Inserts rows, replacing those with the same path. */
   async upsert(rows: readonly ImageRow[]): Promise<void> {
-    if (rows.length) await this.table.mergeInsert('path').whenMatchedUpdateAll().whenNotMatchedInsertAll().execute(this.toArrow(rows));
+    if (rows.length) await trimWhile(() => this.table.mergeInsert('path').whenMatchedUpdateAll().whenNotMatchedInsertAll().execute(this.toArrow(rows)));
   }
 
   /** Deletes the rows of these paths. */
@@ -287,11 +288,11 @@ export class Collection {
       // No `optimize` after a fresh build: the index covers every row, and compacting the table's fragments
       // then (rewriting them all and remapping the index) raised the build's peak at 1M rows from 331 to 434 MB.
       // Later calls fold new rows in and compact (below).
-      await this.table.createIndex('vector', { config, replace: true });
+      await trimWhile(() => this.table.createIndex('vector', { config, replace: true }));
       return { action: 'built', rows, ms: performance.now() - t0 };
     }
     if (state.type || rows) {
-      await this.table.optimize();
+      await trimWhile(() => this.table.optimize());
       return { action: 'optimized', rows, ms: performance.now() - t0 };
     }
     return { action: 'none', rows, ms: performance.now() - t0 };
