@@ -312,23 +312,25 @@ export class Augmentation {
    * view is cut from the decoded image with its crop+resize+flip. A file that cannot be read is reported once to `log`
    * and replaced by `substitute(position)` (another dataset index; its path from `pathOf`), or with `blank` left in
    * place as a mid-gray image (as a file whose pixels fail after a good header always is), for callers that drop
-   * the rows of logged files. Returns the views and the dataset indices actually used.
+   * the rows of logged files. Returns the views, the dataset indices actually used and the positions (0..N-1,
+   * ascending) left mid-gray.
    */
   async fromFiles(pathOf: (index: number) => string, indices: ArrayLike<number>, rng: Rng, views = 1,
-    o: FromFilesOpts = {}): Promise<{ views: Tensor[]; used: Int32Array }> {
+    o: FromFilesOpts = {}): Promise<{ views: Tensor[]; used: Int32Array; blank: Int32Array }> {
     const r = await this.fromFilesStacked(pathOf, indices, rng, views, o);
     const v = tidy(() => r.views.chunk(views, 0));
     r.views.dispose();
-    return { views: v, used: r.used };
+    return { views: v, used: r.used, blank: r.blank };
   }
 
   /** {@link fromFiles} with the views stacked in one (views·N)×3×S×S tensor, view-major. */
   async fromFilesStacked(pathOf: (index: number) => string, indices: ArrayLike<number>, rng: Rng, views = 1,
-    o: FromFilesOpts = {}): Promise<{ views: Tensor; used: Int32Array }> {
+    o: FromFilesOpts = {}): Promise<{ views: Tensor; used: Int32Array; blank: Int32Array }> {
     const log = o.log ?? skipLog;
     const n = indices.length;
     const used = Int32Array.from(indices as ArrayLike<number>);
     const sizes: { width: number; height: number }[] = new Array(n);
+    const gray = new Uint8Array(n);
     // Files of up to 4 MiB are read once into memory and decoded from there: sharp opening the file itself cost
     // ~0.5 ms more CPU per image (the header read and the decode each open it). Bigger files stay on disk.
     const bytes: (Uint8Array | string | undefined)[] = new Array(n);
@@ -336,7 +338,7 @@ export class Augmentation {
       for (let tries = 0; ; tries++) {
         const p = pathOf(used[i]!);
         try {
-          if (log.has(p)) throw new Error(log.list.find((s) => s.path === p)?.reason ?? 'unreadable');
+          if (log.has(p)) throw new Error(log.reasonOf(p) ?? 'unreadable');
           bytes[i] = (await stat(p)).size <= SMALL_FILE_BYTES ? await readFile(p) : p;
           sizes[i] = await imageSize(bytes[i]!);
           return;
@@ -360,7 +362,7 @@ export class Augmentation {
       try {
         const { width, height } = sizes[i]!;
         const input = bytes[i];
-        if (input === undefined) throw new Error(log.list.find((s) => s.path === p)?.reason ?? 'unreadable');
+        if (input === undefined) throw new Error(log.reasonOf(p) ?? 'unreadable');
         if (views > 1 && width * height <= DECODE_ONCE_PIXELS) {
           const full = await decodeImage(input);
           await cropResizeInto(full.data, full.width, full.height, ps.map((vp) => intBox(vp.box, full.width, full.height)), ps.map((vp) => vp.flip),
@@ -371,6 +373,7 @@ export class Augmentation {
       } catch (e) {
         // Header fine but pixels broken (truncated file): report, and leave a mid-gray image this once.
         log.report(p, e instanceof Error ? e.message.split('\n')[0]! : String(e));
+        gray[i] = 1;
         for (let v = 0; v < views; v++) buf.fill(128, (v * n + i) * per, (v * n + i + 1) * per);
       }
     }));
@@ -382,7 +385,9 @@ export class Augmentation {
       const res = empty([views * n, 3, S, S]);
       return photometricInto(tensor(buf, { shape: [views * n, S, S, 3], dtype: 'uint8' }), 1 / 255, program, steps, this.spec.mean, this.spec.std, res);
     }));
-    return { views: out, used };
+    const blank: number[] = [];
+    gray.forEach((g, i) => { if (g) blank.push(i); });
+    return { views: out, used, blank: Int32Array.from(blank) };
   }
 }
 

@@ -85,6 +85,8 @@ export class SkipLog {
     this.sink(`moco: skipping unreadable image ${path}: ${reason}`);
   }
   has(path: string): boolean { return this.seen.has(path); }
+  /** Why `path` was reported, or undefined if it was not. */
+  reasonOf(path: string): string | undefined { return this.seen.get(path); }
   get list(): Skipped[] { return [...this.seen].map(([path, reason]) => ({ path, reason })); }
 }
 

@@ -118,3 +118,23 @@ test('a folder with corrupt files trains: batches come out, skipped files are li
   assert.ok(log.list.some((s) => s.path.endsWith('truncated.jpg')) && log.list.some((s) => s.path.endsWith('text.jpg')));
   mem.dispose();
 });
+
+test("unreadable: 'blank' marks the gray rows' positions in the batch, in-thread and in a worker", async () => {
+  const ds = new ImageFolder(join(dir, 'odd'));
+  const expectGray = ds.paths.flatMap((p, i) => (/truncated\.jpg$|text\.jpg$/.test(p) ? [i] : []));
+  for (const fileWorkers of [0, 1]) {
+    const log = new SkipLog(() => undefined);
+    const loader = new Loader(ds, { batchSize: 4, shuffle: false, augment: 'cifar-eval', augmentOpts: { size: 8 }, unreadable: 'blank', fileWorkers, prepare: { memoryBudget: 0, log } });
+    const gray: number[] = [];
+    let at = 0;
+    for await (const b of loader.epoch(0)) {
+      for (const i of b.unreadable) gray.push(at + i);
+      at += b.indices.length;
+      b.dispose();
+    }
+    await loader.close();
+    assert.deepEqual(gray, expectGray, `fileWorkers ${fileWorkers}`);
+    assert.deepEqual(expectGray.map((i) => typeof log.reasonOf(ds.paths[i]!)), ['string', 'string']);
+    assert.equal(log.reasonOf(ds.paths.find((p) => p.endsWith('ok.jpg'))!), undefined);
+  }
+});
