@@ -5,7 +5,7 @@ import { cropResizeInto, empty, getNumThreads, photometricInto, PhotometricOp, s
 import { op } from '../torch/tensor.js';
 import { blurKernelSize, hue_, brightness_, contrast_, gaussianBlur, grayscale_, normalize_, normalizeInto, resizedCrop, saturation_ } from './augment-ops.js';
 import { centerCropBox, sampleCropBox, sampleJitter, type JitterParams, type JitterSpec } from './augment-params.js';
-import { decodeImage, imageSize, skipLog, type Box, type DecodedImage, type DecodeOpts, type SkipLog } from './decode.js';
+import { decodeImage, decodeStack, imageSize, skipLog, type Box, type DecodedImage, type DecodeOpts, type SkipLog } from './decode.js';
 import type { Rng } from './rng.js';
 
 export type { JitterSpec, JitterParams } from './augment-params.js';
@@ -228,6 +228,9 @@ function chunkViews(S: number): number {
 
 const SMALL_FILE_BYTES = 4 << 20;
 
+/** Plain S×S JPEGs decoded in one sharp call (see {@link Augmentation.fromFilesStacked}). */
+const JOIN_GROUP = 16;
+
 /** Images of about this many pixels or fewer are decoded once and cropped in memory for every view. */
 const DECODE_ONCE_PIXELS = 1 << 21;
 
@@ -361,15 +364,42 @@ export class Augmentation {
     // without waiting for the whole batch's headers.
     if (views === 1 && !this.spec.crop && !this.spec.resize) {
       for (let i = 0; i < n; i++) params[i]!.push(drawViewParams(this.spec, rng, 1, 1));
+      // S×S 3-component JPEGs without colour profile or EXIF, taken unflipped (CIFAR's files with a CIFAR-stem
+      // encoder) are decoded JOIN_GROUP at a time in one sharp call, stacked (sharp's `join`): its set-up, not the
+      // pixels, is most of the ~1 ms a 32×32 JPEG costs; the pixels are the same as one call per image.
+      const group: number[] = [];
+      const calls: Promise<void>[] = [];
+      const flush = (): void => { if (group.length) calls.push(decodeJoined(group.splice(0))); };
       await Promise.all(Array.from({ length: n }, async (_, i) => {
         await readHeader(i);
         params[i]![0]!.box = { left: 0, top: 0, width: sizes[i]!.width, height: sizes[i]!.height };
-        await decodeOne(i);
+        const b = bytes[i];
+        const jh = b !== undefined && typeof b !== 'string' && sizes[i]!.width === S && sizes[i]!.height === S && !params[i]![0]!.flip ? jpegHeader(b) : null;
+        if (jh && jh.components === 3 && !jh.colourInfo) {
+          group.push(i);
+          if (group.length === JOIN_GROUP) flush();
+        } else {
+          await decodeOne(i);
+        }
       }));
+      flush();
+      await Promise.all(calls);
     } else {
       await Promise.all(Array.from({ length: n }, async (_, i) => readHeader(i)));
       for (let v = 0; v < views; v++) for (let i = 0; i < n; i++) params[i]!.push(drawViewParams(this.spec, rng, sizes[i]!.width, sizes[i]!.height));
       await Promise.all(Array.from({ length: n }, async (_, i) => decodeOne(i)));
+    }
+    async function decodeJoined(idx: number[]): Promise<void> {
+      if (idx.length > 1) {
+        try {
+          const all = await decodeStack(idx.map((i) => bytes[i] as Uint8Array));
+          if (all.width === S && all.height === S * idx.length) {
+            idx.forEach((i, k) => buf.set(all.data.subarray(k * per, (k + 1) * per), i * per));
+            return;
+          }
+        } catch { /* one of them is broken: each on its own below */ }
+      }
+      await Promise.all(idx.map(async (i) => decodeOne(i)));
     }
     async function decodeOne(i: number): Promise<void> {
       const p = pathOf(used[i]!);
@@ -422,34 +452,52 @@ async function readSmall(p: string): Promise<Uint8Array | string> {
   return (await stat(p)).size <= SMALL_FILE_BYTES ? readFile(p) : p;
 }
 
+/** What {@link jpegHeader} reads from a JPEG's header segments. */
+export interface JpegHeader {
+  width: number;
+  height: number;
+  /** Colour components of the frame (1 gray, 3 YCbCr/RGB, 4 CMYK/YCCK). */
+  components: number;
+  /** An APP2 (ICC profile) or APP14 (Adobe colour transform) segment is present. */
+  colourInfo: boolean;
+}
+
 /**
- * The size of a JPEG from its frame (SOF) header, or null when in any doubt: not a JPEG, an APP1 segment (EXIF,
- * which may rotate it), a marker structure that does not reach the first scan (SOS) intact, no frame, or a zero
- * size. Where it answers, sharp's header read (`imageSize`) gives the same size.
+ * A JPEG's frame (SOF) header, or null when in any doubt: not a JPEG, an APP1 segment (EXIF, which may rotate
+ * it), a marker structure that does not reach the first scan (SOS) intact, no frame, or a zero size. Where it
+ * answers, sharp's header read (`imageSize`) gives the same size.
  */
-export function plainJpegSize(b: Uint8Array): { width: number; height: number } | null {
+export function jpegHeader(b: Uint8Array): JpegHeader | null {
   if (b.length < 4 || b[0] !== 0xff || b[1] !== 0xd8) return null;
   let at = 2;
-  let size: { width: number; height: number } | null = null;
+  let h: JpegHeader | null = null;
+  let colourInfo = false;
   while (at + 4 <= b.length) {
     if (b[at] !== 0xff) return null;
     const m = b[at + 1]!;
     if (m === 0xff) { at++; continue; }
-    if (m === 0xda) return size; // the first scan: every header segment was read
+    if (m === 0xda) return h && { ...h, colourInfo }; // the first scan: every header segment was read
     if (m === 0xe1 || m === 0xd8 || m === 0xd9 || m === 0x01 || (m >= 0xd0 && m <= 0xd7)) return null;
     const len = (b[at + 2]! << 8) | b[at + 3]!;
     if (len < 2 || at + 2 + len > b.length) return null;
+    if (m === 0xe2 || m === 0xee) colourInfo = true;
     // SOF0–SOF15 except DHT (C4), JPG (C8) and DAC (CC).
     if (m >= 0xc0 && m <= 0xcf && m !== 0xc4 && m !== 0xc8 && m !== 0xcc) {
-      if (size || len < 8) return null;
+      if (h || len < 8) return null;
       const height = (b[at + 5]! << 8) | b[at + 6]!;
       const width = (b[at + 7]! << 8) | b[at + 8]!;
       if (!width || !height) return null;
-      size = { width, height };
+      h = { width, height, components: b[at + 9]!, colourInfo: false };
     }
     at += 2 + len;
   }
   return null;
+}
+
+/** The size of a JPEG from {@link jpegHeader}, or null. */
+export function plainJpegSize(b: Uint8Array): { width: number; height: number } | null {
+  const h = jpegHeader(b);
+  return h && { width: h.width, height: h.height };
 }
 
 function intBox(b: Box, width: number, height: number): Box {
