@@ -344,6 +344,8 @@ export class Augmentation {
           if (log.has(p)) throw new Error(log.reasonOf(p) ?? 'unreadable');
           bytes[i] = await readSmall(p);
           // Plain JPEGs' sizes come from their frame header, parsed here: sharp's header read cost ~0.5 ms an image.
+          // (A JPEG whose header segments parse but that sharp would still reject now fails at the decode: gray,
+          // not substituted, as a file cut after its headers always was.)
           const b = bytes[i]!;
           sizes[i] = (typeof b !== 'string' ? plainJpegSize(b) : null) ?? await imageSize(b);
           return;
