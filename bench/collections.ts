@@ -19,6 +19,7 @@
 //   scan, the process's peak RSS (and that of a second run that only writes and indexes) against the bytes of the
 //   vectors as one array; dedup time (exact candidates on libtorch, complete linkage) at --dedup-at rows.
 //   node dist/bench/collections.js [--images 2000] [--sizes 10000,30000,100000,1000000] [--pretrained CKPT] [--threads 2]
+//   (`--sizes ''`: the embedding part only)
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -92,7 +93,7 @@ try {
   pf.dispose();
 
   const synth: Record<string, unknown>[] = [];
-  for (const size of a.sizes!.split(',').map(Number)) {
+  for (const size of a.sizes!.split(',').filter((x) => x.trim()).map(Number)) {
     const args = [join(root, 'dist', 'bench', 'collections-synth.js'), '--rows', String(size), '--dim', '128', '--queries', size >= 1e6 ? '100' : '200', '--flat-queries', size >= 1e6 ? '20' : '50'];
     if (size === Number(a['dedup-at'])) args.push('--dedup');
     const r = await runMeasured(process.execPath, args);

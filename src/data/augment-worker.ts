@@ -27,6 +27,8 @@ export interface WorkerResponse {
   data?: Float32Array;
   used?: Int32Array;
   skipped?: { path: string; reason: string }[];
+  /** Positions in the batch left mid-gray (unreadable files). */
+  blank?: Int32Array;
 }
 
 // Only when started by AugmentPool (a program that itself runs in a worker may import this module).
@@ -66,7 +68,7 @@ if (parentPort && (workerData as { mocoAugmentWorker?: boolean } | null)?.mocoAu
       const r = await aug.fromFilesStacked((i) => paths[i]!, m.indices, rng, m.views, m.blank ? { blank: true, log: bad } : { substitute: (i) => (i + 1) % paths.length, log: bad });
       const data = r.views.data() as Float32Array;
       r.views.dispose();
-      return { id: m.id, data, used: r.used, skipped: bad.list.slice(before) };
+      return { id: m.id, data, used: r.used, skipped: bad.list.slice(before), blank: r.blank };
     })().then(
       (res) => port.postMessage(res, res.data ? [res.data.buffer as ArrayBuffer] : []),
       (e: unknown) => port.postMessage({ id: m.id, error: e instanceof Error ? e.message : String(e) } satisfies WorkerResponse),

@@ -5,7 +5,7 @@ import { cropResizeInto, empty, getNumThreads, photometricInto, PhotometricOp, s
 import { op } from '../torch/tensor.js';
 import { blurKernelSize, hue_, brightness_, contrast_, gaussianBlur, grayscale_, normalize_, normalizeInto, resizedCrop, saturation_ } from './augment-ops.js';
 import { centerCropBox, sampleCropBox, sampleJitter, type JitterParams, type JitterSpec } from './augment-params.js';
-import { decodeImage, imageSize, skipLog, type Box, type DecodedImage, type SkipLog } from './decode.js';
+import { decodeImage, decodeStack, imageSize, skipLog, type Box, type DecodedImage, type DecodeOpts, type SkipLog } from './decode.js';
 import type { Rng } from './rng.js';
 
 export type { JitterSpec, JitterParams } from './augment-params.js';
@@ -228,6 +228,9 @@ function chunkViews(S: number): number {
 
 const SMALL_FILE_BYTES = 4 << 20;
 
+/** Plain S×S JPEGs decoded in one sharp call (see {@link Augmentation.fromFilesStacked}). */
+const JOIN_GROUP = 16;
+
 /** Images of about this many pixels or fewer are decoded once and cropped in memory for every view. */
 const DECODE_ONCE_PIXELS = 1 << 21;
 
@@ -312,33 +315,39 @@ export class Augmentation {
    * view is cut from the decoded image with its crop+resize+flip. A file that cannot be read is reported once to `log`
    * and replaced by `substitute(position)` (another dataset index; its path from `pathOf`), or with `blank` left in
    * place as a mid-gray image (as a file whose pixels fail after a good header always is), for callers that drop
-   * the rows of logged files. Returns the views and the dataset indices actually used.
+   * the rows of logged files. Returns the views, the dataset indices actually used and the positions (0..N-1,
+   * ascending) left mid-gray.
    */
   async fromFiles(pathOf: (index: number) => string, indices: ArrayLike<number>, rng: Rng, views = 1,
-    o: FromFilesOpts = {}): Promise<{ views: Tensor[]; used: Int32Array }> {
+    o: FromFilesOpts = {}): Promise<{ views: Tensor[]; used: Int32Array; blank: Int32Array }> {
     const r = await this.fromFilesStacked(pathOf, indices, rng, views, o);
     const v = tidy(() => r.views.chunk(views, 0));
     r.views.dispose();
-    return { views: v, used: r.used };
+    return { views: v, used: r.used, blank: r.blank };
   }
 
   /** {@link fromFiles} with the views stacked in one (views·N)×3×S×S tensor, view-major. */
   async fromFilesStacked(pathOf: (index: number) => string, indices: ArrayLike<number>, rng: Rng, views = 1,
-    o: FromFilesOpts = {}): Promise<{ views: Tensor; used: Int32Array }> {
+    o: FromFilesOpts = {}): Promise<{ views: Tensor; used: Int32Array; blank: Int32Array }> {
     const log = o.log ?? skipLog;
     const n = indices.length;
     const used = Int32Array.from(indices as ArrayLike<number>);
     const sizes: { width: number; height: number }[] = new Array(n);
+    const gray = new Uint8Array(n);
     // Files of up to 4 MiB are read once into memory and decoded from there: sharp opening the file itself cost
     // ~0.5 ms more CPU per image (the header read and the decode each open it). Bigger files stay on disk.
     const bytes: (Uint8Array | string | undefined)[] = new Array(n);
-    await Promise.all(Array.from({ length: n }, async (_, i) => {
+    const readHeader = async (i: number): Promise<void> => {
       for (let tries = 0; ; tries++) {
         const p = pathOf(used[i]!);
         try {
-          if (log.has(p)) throw new Error(log.list.find((s) => s.path === p)?.reason ?? 'unreadable');
-          bytes[i] = (await stat(p)).size <= SMALL_FILE_BYTES ? await readFile(p) : p;
-          sizes[i] = await imageSize(bytes[i]!);
+          if (log.has(p)) throw new Error(log.reasonOf(p) ?? 'unreadable');
+          bytes[i] = await readSmall(p);
+          // Plain JPEGs' sizes come from their frame header, parsed here: sharp's header read cost ~0.5 ms an image.
+          // (A JPEG whose header segments parse but that sharp would still reject now fails at the decode: gray,
+          // not substituted, as a file cut after its headers always was.)
+          const b = bytes[i]!;
+          sizes[i] = (typeof b !== 'string' ? plainJpegSize(b) : null) ?? await imageSize(b);
           return;
         } catch (e) {
           log.report(p, e instanceof Error ? e.message.split('\n')[0]! : String(e));
@@ -347,20 +356,61 @@ export class Augmentation {
           used[i] = o.substitute(used[i]!);
         }
       }
-    }));
+    };
     const S = this.spec.size;
-    const params: ViewParams[][] = Array.from({ length: n }, () => []);
-    for (let v = 0; v < views; v++) for (let i = 0; i < n; i++) params[i]!.push(drawViewParams(this.spec, rng, sizes[i]!.width, sizes[i]!.height));
     const per = S * S * 3;
     const buf = new Uint8Array(views * n * per);
-    await Promise.all(Array.from({ length: n }, async (_, i) => {
+    const params: ViewParams[][] = Array.from({ length: n }, () => []);
+    // One view of the whole image (no crop, no resize+center-crop: `cifar-eval`, embedding with a CIFAR-stem
+    // encoder): nothing drawn depends on the image's size, so each file's header and decode follow each other
+    // without waiting for the whole batch's headers.
+    if (views === 1 && !this.spec.crop && !this.spec.resize) {
+      for (let i = 0; i < n; i++) params[i]!.push(drawViewParams(this.spec, rng, 1, 1));
+      // S×S 3-component JPEGs without colour profile or EXIF, taken unflipped (CIFAR's files with a CIFAR-stem
+      // encoder) are decoded JOIN_GROUP at a time in one sharp call, stacked (sharp's `join`): its set-up, not the
+      // pixels, is most of the ~1 ms a 32×32 JPEG costs; the pixels are the same as one call per image.
+      const group: number[] = [];
+      const calls: Promise<void>[] = [];
+      const flush = (): void => { if (group.length) calls.push(decodeJoined(group.splice(0))); };
+      await Promise.all(Array.from({ length: n }, async (_, i) => {
+        await readHeader(i);
+        params[i]![0]!.box = { left: 0, top: 0, width: sizes[i]!.width, height: sizes[i]!.height };
+        const b = bytes[i];
+        const jh = b !== undefined && typeof b !== 'string' && sizes[i]!.width === S && sizes[i]!.height === S && !params[i]![0]!.flip ? jpegHeader(b) : null;
+        if (jh && jh.components === 3 && !jh.colourInfo) {
+          group.push(i);
+          if (group.length === JOIN_GROUP) flush();
+        } else {
+          await decodeOne(i);
+        }
+      }));
+      flush();
+      await Promise.all(calls);
+    } else {
+      await Promise.all(Array.from({ length: n }, async (_, i) => readHeader(i)));
+      for (let v = 0; v < views; v++) for (let i = 0; i < n; i++) params[i]!.push(drawViewParams(this.spec, rng, sizes[i]!.width, sizes[i]!.height));
+      await Promise.all(Array.from({ length: n }, async (_, i) => decodeOne(i)));
+    }
+    async function decodeJoined(idx: number[]): Promise<void> {
+      if (idx.length > 1) {
+        try {
+          const all = await decodeStack(idx.map((i) => bytes[i] as Uint8Array));
+          if (all.width === S && all.height === S * idx.length) {
+            idx.forEach((i, k) => buf.set(all.data.subarray(k * per, (k + 1) * per), i * per));
+            return;
+          }
+        } catch { /* one of them is broken: each on its own below */ }
+      }
+      await Promise.all(idx.map(async (i) => decodeOne(i)));
+    }
+    async function decodeOne(i: number): Promise<void> {
       const p = pathOf(used[i]!);
       const ps = params[i]!;
       const put = (v: number, img: DecodedImage): void => buf.set(img.data, (v * n + i) * per);
       try {
         const { width, height } = sizes[i]!;
         const input = bytes[i];
-        if (input === undefined) throw new Error(log.list.find((s) => s.path === p)?.reason ?? 'unreadable');
+        if (input === undefined) throw new Error(log.reasonOf(p) ?? 'unreadable');
         if (views > 1 && width * height <= DECODE_ONCE_PIXELS) {
           const full = await decodeImage(input);
           await cropResizeInto(full.data, full.width, full.height, ps.map((vp) => intBox(vp.box, full.width, full.height)), ps.map((vp) => vp.flip),
@@ -371,9 +421,10 @@ export class Augmentation {
       } catch (e) {
         // Header fine but pixels broken (truncated file): report, and leave a mid-gray image this once.
         log.report(p, e instanceof Error ? e.message.split('\n')[0]! : String(e));
+        gray[i] = 1;
         for (let v = 0; v < views; v++) buf.fill(128, (v * n + i) * per, (v * n + i + 1) * per);
       }
-    }));
+    }
     const ordered: ViewParams[] = [];
     for (let v = 0; v < views; v++) for (let i = 0; i < n; i++) ordered.push(params[i]![v]!);
     // Straight from the decoded bytes (channels last) to normalised planes: every view in one native call.
@@ -382,7 +433,9 @@ export class Augmentation {
       const res = empty([views * n, 3, S, S]);
       return photometricInto(tensor(buf, { shape: [views * n, S, S, 3], dtype: 'uint8' }), 1 / 255, program, steps, this.spec.mean, this.spec.std, res);
     }));
-    return { views: out, used };
+    const blank: number[] = [];
+    gray.forEach((g, i) => { if (g) blank.push(i); });
+    return { views: out, used, blank: Int32Array.from(blank) };
   }
 }
 
@@ -396,14 +449,70 @@ export interface FromFilesOpts {
   log?: SkipLog;
 }
 
+/** Files of up to 4 MiB as bytes (sharp opening the file itself cost more CPU), bigger ones as their path. */
+async function readSmall(p: string): Promise<Uint8Array | string> {
+  return (await stat(p)).size <= SMALL_FILE_BYTES ? readFile(p) : p;
+}
+
+/** What {@link jpegHeader} reads from a JPEG's header segments. */
+export interface JpegHeader {
+  width: number;
+  height: number;
+  /** Colour components of the frame (1 gray, 3 YCbCr/RGB, 4 CMYK/YCCK). */
+  components: number;
+  /** An APP2 (ICC profile) or APP14 (Adobe colour transform) segment is present. */
+  colourInfo: boolean;
+}
+
+/**
+ * A JPEG's frame (SOF) header, or null when in any doubt: not a JPEG, an APP1 segment (EXIF, which may rotate
+ * it), a marker structure that does not reach the first scan (SOS) intact, no frame, or a zero size. Where it
+ * answers, sharp's header read (`imageSize`) gives the same size.
+ */
+export function jpegHeader(b: Uint8Array): JpegHeader | null {
+  if (b.length < 4 || b[0] !== 0xff || b[1] !== 0xd8) return null;
+  let at = 2;
+  let h: JpegHeader | null = null;
+  let colourInfo = false;
+  while (at + 4 <= b.length) {
+    if (b[at] !== 0xff) return null;
+    const m = b[at + 1]!;
+    if (m === 0xff) { at++; continue; }
+    if (m === 0xda) return h && { ...h, colourInfo }; // the first scan: every header segment was read
+    if (m === 0xe1 || m === 0xd8 || m === 0xd9 || m === 0x01 || (m >= 0xd0 && m <= 0xd7)) return null;
+    const len = (b[at + 2]! << 8) | b[at + 3]!;
+    if (len < 2 || at + 2 + len > b.length) return null;
+    if (m === 0xe2 || m === 0xee) colourInfo = true;
+    // SOF0–SOF15 except DHT (C4), JPG (C8) and DAC (CC).
+    if (m >= 0xc0 && m <= 0xcf && m !== 0xc4 && m !== 0xc8 && m !== 0xcc) {
+      if (h || len < 8) return null;
+      const height = (b[at + 5]! << 8) | b[at + 6]!;
+      const width = (b[at + 7]! << 8) | b[at + 8]!;
+      if (!width || !height) return null;
+      h = { width, height, components: b[at + 9]!, colourInfo: false };
+    }
+    at += 2 + len;
+  }
+  return null;
+}
+
+/** The size of a JPEG from {@link jpegHeader}, or null. */
+export function plainJpegSize(b: Uint8Array): { width: number; height: number } | null {
+  const h = jpegHeader(b);
+  return h && { width: h.width, height: h.height };
+}
+
 function intBox(b: Box, width: number, height: number): Box {
   const left = Math.max(0, Math.min(width - 1, Math.round(b.left)));
   const top = Math.max(0, Math.min(height - 1, Math.round(b.top)));
   return { left, top, width: Math.max(1, Math.min(width - left, Math.round(b.width))), height: Math.max(1, Math.min(height - top, Math.round(b.height))) };
 }
 
-function viewDecodeOpts(vp: ViewParams, S: number, width: number, height: number): { crop: Box; resize: { width: number; height: number }; flip: boolean } {
-  return { crop: intBox(vp.box, width, height), resize: { width: S, height: S }, flip: vp.flip };
+function viewDecodeOpts(vp: ViewParams, S: number, width: number, height: number): DecodeOpts {
+  const crop = intBox(vp.box, width, height);
+  // The whole of an S×S image: extract and resize would copy it as it is (measured identical), at ~0.2 ms.
+  if (width === S && height === S && crop.left === 0 && crop.top === 0 && crop.width === S && crop.height === S) return { flip: vp.flip };
+  return { crop, resize: { width: S, height: S }, flip: vp.flip };
 }
 
 /** Query and key views of the same images, independently augmented (MoCo's TwoCropsTransform). */

@@ -64,6 +64,17 @@ export async function decodeImage(input: string | Uint8Array, o: DecodeOpts = {}
   return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height };
 }
 
+/**
+ * Images of one width decoded in one sharp call and stacked top to bottom (sharp's `join`), as
+ * {@link decodeImage} without options would decode each (no EXIF orientation applied: for inputs without it).
+ * Rejects when any input is broken.
+ */
+export async function decodeStack(inputs: Uint8Array[]): Promise<DecodedImage> {
+  const { data, info } = await sharp(inputs, { failOn: 'error', join: { across: 1 } }).removeAlpha().toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+  if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels, expected 3`);
+  return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height };
+}
+
 /** HWC uint8 images of one size → N×3×H×W uint8 tensor. */
 export function hwcBatchToTensor(buf: Uint8Array, n: number, height: number, width: number): Tensor {
   return tidy(() => tensor(buf, { shape: [n, height, width, 3], dtype: 'uint8' }).permute(0, 3, 1, 2).contiguous());
@@ -85,6 +96,8 @@ export class SkipLog {
     this.sink(`moco: skipping unreadable image ${path}: ${reason}`);
   }
   has(path: string): boolean { return this.seen.has(path); }
+  /** Why `path` was reported, or undefined if it was not. */
+  reasonOf(path: string): string | undefined { return this.seen.get(path); }
   get list(): Skipped[] { return [...this.seen].map(([path, reason]) => ({ path, reason })); }
 }
 

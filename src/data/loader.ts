@@ -8,6 +8,8 @@ import type { WorkerResponse } from './augment-worker.js';
 import { skipLog } from './decode.js';
 import { Rng } from './rng.js';
 
+const NONE = new Int32Array(0);
+
 export interface LoaderOpts {
   /** Samples a batch (per process). */
   batchSize: number;
@@ -64,6 +66,11 @@ export interface Batch {
   labels: Tensor | null;
   /** Dataset indices of the samples. */
   indices: Int32Array;
+  /**
+   * Positions in the batch (0..N-1, ascending) whose views are mid-gray placeholders for files that could not
+   * be decoded (with `unreadable: 'blank'`, or a file whose pixels failed after a good header); empty otherwise.
+   */
+  unreadable: Int32Array;
   epoch: number;
   /** Batch number within the epoch (this rank). */
   index: number;
@@ -167,10 +174,12 @@ export class Loader {
     const rng = new Rng(this.seed, 'aug', epoch, b, this.rank);
     let views: Tensor[];
     let used = idx;
+    let unreadable: Int32Array = NONE;
     if (this.pool) {
       const r = await this.viaPool(this.pool, src, idx, rng);
       views = r.views;
       used = r.used;
+      unreadable = r.blank;
     } else if (src.kind === 'memory') {
       views = this.aug.fromMemory(src.images, idx, rng, this.views);
     } else {
@@ -179,6 +188,7 @@ export class Loader {
       const r = await this.aug.fromFiles((i) => src.paths[i]!, idx, rng, this.views, this.opts.unreadable === 'blank' ? { blank: true, log } : { substitute: (i) => (i + 1) % n, log });
       views = r.views;
       used = r.used;
+      unreadable = r.blank;
     }
     const dev = this.opts.device;
     if (dev && dev !== 'cpu') views = tidy(() => views.map((v) => { const m = v.to(dev); v.dispose(); return m; }));
@@ -192,12 +202,12 @@ export class Loader {
       }));
     }
     return {
-      views, labels, indices: used, epoch, index: b,
+      views, labels, indices: used, unreadable, epoch, index: b,
       dispose: () => { for (const v of views) v.dispose(); labels?.dispose(); },
     };
   }
 
-  private async viaPool(pool: AugmentPool, src: ImageSource, idx: Int32Array, rng: Rng): Promise<{ views: Tensor[]; used: Int32Array }> {
+  private async viaPool(pool: AugmentPool, src: ImageSource, idx: Int32Array, rng: Rng): Promise<{ views: Tensor[]; used: Int32Array; blank: Int32Array }> {
     const S = this.aug.spec.size;
     let res: WorkerResponse;
     if (src.kind === 'memory') {
@@ -212,7 +222,7 @@ export class Loader {
     const all = tensor(res.data!, { shape: [this.views * idx.length, 3, S, S] });
     const views = tidy(() => all.chunk(this.views, 0));
     all.dispose();
-    return { views, used: res.used ?? idx };
+    return { views, used: res.used ?? idx, blank: res.blank ?? NONE };
   }
 
   /**

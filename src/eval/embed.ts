@@ -94,13 +94,15 @@ export async function embedImages(encoder: Encoder, files: readonly string[], o:
       let done = 0;
       for await (const b of loader.epoch(0)) {
         const batchPaths = Array.from(b.indices, (i) => files[i]!);
-        const keepRows = batchPaths.flatMap((p, i) => (log.has(p) ? [] : [i]));
-        for (const p of batchPaths) {
-          if (!log.has(p)) continue;
-          const s = { path: p, reason: log.list.find((x) => x.path === p)?.reason ?? 'undecodable' };
+        const gray = new Uint8Array(batchPaths.length);
+        for (const i of b.unreadable) {
+          gray[i] = 1;
+          const p = batchPaths[i]!;
+          const s = { path: p, reason: log.reasonOf(p) ?? 'undecodable' };
           skipped.push(s);
           o.onSkip?.(s);
         }
+        const keepRows = batchPaths.flatMap((_, i) => (gray[i] ? [] : [i]));
         const rows = keepRows.length ? tidy(() => {
           const inputs = [b.views[0]!, ...cropViews(b.views[0]!, o.crops)];
           let f = inputs.map((x) => { const g = noGrad(() => encoder.encode(x, feature, o.regions)); return o.flip ? g.add(noGrad(() => encoder.encode(x.flip(3), feature, o.regions))).mul(0.5) : g; })

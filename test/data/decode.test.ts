@@ -4,7 +4,9 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { SkipLog, decodeAll, decodeAllCached, decodeImage, imageSize } from '../../src/data/decode.js';
+import { SkipLog, decodeAll, decodeAllCached, decodeImage, decodeStack, imageSize } from '../../src/data/decode.js';
+import { Augmentation, jpegHeader, preset } from '../../src/data/augment.js';
+import { Rng } from '../../src/data/rng.js';
 import { ImageFolder } from '../../src/data/datasets/folder.js';
 import { Loader } from '../../src/data/loader.js';
 import { tmpDir } from '../helpers/pytorch.js';
@@ -117,4 +119,68 @@ test('a folder with corrupt files trains: batches come out, skipped files are li
   for await (const b of l2.epoch(0)) b.dispose();
   assert.ok(log.list.some((s) => s.path.endsWith('truncated.jpg')) && log.list.some((s) => s.path.endsWith('text.jpg')));
   mem.dispose();
+});
+
+test("unreadable: 'blank' marks the gray rows' positions in the batch, in-thread and in a worker", async () => {
+  const ds = new ImageFolder(join(dir, 'odd'));
+  const expectGray = ds.paths.flatMap((p, i) => (/truncated\.jpg$|text\.jpg$/.test(p) ? [i] : []));
+  for (const fileWorkers of [0, 1]) {
+    const log = new SkipLog(() => undefined);
+    const loader = new Loader(ds, { batchSize: 4, shuffle: false, augment: 'cifar-eval', augmentOpts: { size: 8 }, unreadable: 'blank', fileWorkers, prepare: { memoryBudget: 0, log } });
+    const gray: number[] = [];
+    let at = 0;
+    for await (const b of loader.epoch(0)) {
+      for (const i of b.unreadable) gray.push(at + i);
+      at += b.indices.length;
+      b.dispose();
+    }
+    await loader.close();
+    assert.deepEqual(gray, expectGray, `fileWorkers ${fileWorkers}`);
+    assert.deepEqual(expectGray.map((i) => typeof log.reasonOf(ds.paths[i]!)), ['string', 'string']);
+    assert.equal(log.reasonOf(ds.paths.find((p) => p.endsWith('ok.jpg'))!), undefined);
+  }
+});
+
+test('JPEG frame headers parsed in JS agree with sharp; joined decodes equal one call per image', async () => {
+  const odd = join(dir, 'odd', 'a');
+  for (const f of readdirSync(odd)) {
+    const b = readFileSync(join(odd, f));
+    const h = jpegHeader(b);
+    if (f === 'rotated.JPG' || !f.endsWith('.jpg') || f === 'text.jpg') { assert.equal(h, null, f); continue; }
+    if (f === 'truncated.jpg') continue; // header intact, pixels cut: sharp's decode is what fails
+    assert.deepEqual({ width: h!.width, height: h!.height }, await imageSize(b), f);
+    assert.equal(h!.components, f === 'gray.jpg' ? 1 : f === 'cmyk.jpg' ? 4 : 3, f);
+  }
+  const cut = readFileSync(join(odd, 'ok.jpg'));
+  assert.equal(jpegHeader(cut.subarray(0, 30)), null); // ends before the first scan
+  const parts = await Promise.all([0, 1, 2].map((k) => sharp(raw(8, 8, 3, (i) => (i * (k + 3)) % 256), { raw: { width: 8, height: 8, channels: 3 } }).jpeg().toBuffer()));
+  const stacked = await decodeStack(parts);
+  assert.deepEqual([stacked.width, stacked.height], [8, 24]);
+  for (let k = 0; k < 3; k++) assert.deepEqual(stacked.data.subarray(k * 192, (k + 1) * 192), (await decodeImage(parts[k]!)).data);
+  await assert.rejects(decodeStack([parts[0]!, cut.subarray(0, cut.length >> 1)]));
+});
+
+test('whole-image views of S×S JPEGs (decoded joined) equal the per-image path, a broken one among them gray', async () => {
+  const d = join(dir, 'small');
+  mkdirSync(d, { recursive: true });
+  const files: string[] = [];
+  for (let k = 0; k < 40; k++) {
+    const f = join(d, `${String(k).padStart(2, '0')}.jpg`);
+    const b = await sharp(raw(8, 8, 3, (i) => (i * (k + 1) * 5) % 256), { raw: { width: 8, height: 8, channels: 3 } }).jpeg({ quality: 90 }).toBuffer();
+    writeFileSync(f, k === 5 || k === 30 ? b.subarray(0, b.length >> 1) : b);
+    files.push(f);
+  }
+  const idx = Int32Array.from(files.keys());
+  const spec = preset('cifar-eval', { size: 8 });
+  const run = async (s: typeof spec): Promise<{ x: Float32Array; blank: number[] }> => {
+    const r = await new Augmentation(s).fromFiles((i) => files[i]!, idx, new Rng(0, 't'), 1, { blank: true, log: new SkipLog(() => undefined) });
+    const x = r.views[0]!.data() as Float32Array;
+    r.views[0]!.dispose();
+    return { x, blank: [...r.blank] };
+  };
+  const joined = await run(spec);
+  const each = await run({ ...spec, resize: 8 }); // resize+center crop of an 8×8 image: the general, per-image path
+  assert.deepEqual(joined.blank, [5, 30]);
+  assert.deepEqual(each.blank, [5, 30]);
+  assert.deepEqual(joined.x, each.x);
 });
