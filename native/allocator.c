@@ -40,6 +40,24 @@ static napi_value SetArenaMax(napi_env env, napi_callback_info info) {
 #endif
 }
 
+// setMmapThreshold(bytes) → mallopt(M_MMAP_THRESHOLD, bytes): allocations from this size up get pages of their
+// own, returned to the OS when freed (glibc otherwise raises the threshold after each large free, up to 32 MiB).
+static napi_value SetMmapThreshold(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value arg;
+  int32_t n = 0;
+  napi_get_cb_info(env, info, &argc, &arg, NULL, NULL);
+  if (argc < 1 || napi_get_value_int32(env, arg, &n) != napi_ok || n < 0) {
+    napi_throw_range_error(env, NULL, "setMmapThreshold(bytes): bytes must be an integer >= 0");
+    return NULL;
+  }
+#if HAVE_GLIBC_MALLOC
+  return boolean(env, mallopt(M_MMAP_THRESHOLD, n) == 1);
+#else
+  return boolean(env, 0);
+#endif
+}
+
 // trim() → malloc_trim(0): every arena's free whole pages back to the OS. True when some memory was released.
 static napi_value Trim(napi_env env, napi_callback_info info) {
 #if HAVE_GLIBC_MALLOC
@@ -81,6 +99,7 @@ static void export_fn(napi_env env, napi_value exports, const char* name, napi_c
 NAPI_MODULE_INIT() {
   export_fn(env, exports, "glibc", Glibc);
   export_fn(env, exports, "setArenaMax", SetArenaMax);
+  export_fn(env, exports, "setMmapThreshold", SetMmapThreshold);
   export_fn(env, exports, "trim", Trim);
   export_fn(env, exports, "stats", Stats);
   return exports;

@@ -3,7 +3,7 @@
 import type * as Lance from '@lancedb/lancedb';
 import type * as Arrow from 'apache-arrow';
 import { createRequire } from 'node:module';
-import { capArenas } from './allocator.js';
+import { tuneAllocator } from './allocator.js';
 
 /** The command that installs the pinned versions this code is tested with. */
 export const LANCE_INSTALL = 'npm i -E @lancedb/lancedb@0.31.0 apache-arrow@18.1.0';
@@ -38,8 +38,9 @@ export function loadLance(): Promise<LanceModules> {
       process.env.LANCE_INCLUDE_VECTOR_CENTROIDS ??= 'false';
       // Before the native module loads: some of these are read once.
       for (const [k, v] of Object.entries(LANCE_ENV)) process.env[k] ??= v;
-      // Before LanceDB starts its threads: they then share two malloc arenas (allocator.ts).
-      capArenas();
+      // Before LanceDB starts its threads: they then share two malloc arenas, and its large buffers are
+      // returned to the OS when freed (allocator.ts).
+      tuneAllocator();
       const lancedb = await import('@lancedb/lancedb');
       // The CommonJS build of apache-arrow, the one lancedb itself requires: two copies of the Arrow classes
       // (ESM and CJS) would make lancedb reject our tables as foreign.

@@ -13,12 +13,13 @@ const glibc = Boolean((process.report.getReport() as { header?: { glibcVersionRu
 const anonMB = (): number => Number(/RssAnon:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))![1]) / 1024;
 const allocator = fileURLToPath(new URL('../../src/collections/allocator.js', import.meta.url));
 
-test('allocator: the arena cap is set, unless MALLOC_ARENA_MAX is in the environment', { skip: !glibc && 'not glibc' }, () => {
-  const run = (env: NodeJS.ProcessEnv): string => execFileSync(process.execPath, ['--input-type=module', '-e',
-    `const a = await import(${JSON.stringify(allocator)}); process.stdout.write(String(a.capArenas()))`], { encoding: 'utf8', env });
-  const { MALLOC_ARENA_MAX: _, ...rest } = process.env;
-  assert.equal(run(rest), 'true');
-  assert.equal(run({ ...rest, MALLOC_ARENA_MAX: '4' }), 'false');
+test('allocator: the arena cap and mmap threshold are set, unless glibc\'s variables are in the environment', { skip: !glibc && 'not glibc' }, () => {
+  const run = (env: NodeJS.ProcessEnv): unknown => JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e',
+    `const a = await import(${JSON.stringify(allocator)}); process.stdout.write(JSON.stringify(a.tuneAllocator()))`], { encoding: 'utf8', env }));
+  const { MALLOC_ARENA_MAX: _a, MALLOC_MMAP_THRESHOLD_: _m, ...rest } = process.env;
+  assert.deepEqual(run(rest), { arenaMax: true, mmapThreshold: true });
+  assert.deepEqual(run({ ...rest, MALLOC_ARENA_MAX: '4' }), { arenaMax: false, mmapThreshold: true });
+  assert.deepEqual(run({ ...rest, MALLOC_MMAP_THRESHOLD_: '131072' }), { arenaMax: true, mmapThreshold: false });
 });
 
 test('allocator: trimming returns freed heap memory to the OS', { skip: !glibc && 'not glibc' }, () => {
