@@ -23,39 +23,47 @@ static napi_value boolean(napi_env env, int b) {
 // glibc() → true where these calls reach glibc's malloc.
 static napi_value Glibc(napi_env env, napi_callback_info info) { return boolean(env, HAVE_GLIBC_MALLOC); }
 
-// setArenaMax(n) → mallopt(M_ARENA_MAX, n). Threads started after it share at most n arenas.
-static napi_value SetArenaMax(napi_env env, napi_callback_info info) {
+// The single int argument of a call, >= min; otherwise a RangeError with `usage`, and false.
+static int int_arg(napi_env env, napi_callback_info info, int32_t min, const char* usage, int32_t* out) {
   size_t argc = 1;
   napi_value arg;
-  int32_t n = 0;
   napi_get_cb_info(env, info, &argc, &arg, NULL, NULL);
-  if (argc < 1 || napi_get_value_int32(env, arg, &n) != napi_ok || n < 1) {
-    napi_throw_range_error(env, NULL, "setArenaMax(n): n must be an integer >= 1");
-    return NULL;
+  if (argc < 1 || napi_get_value_int32(env, arg, out) != napi_ok || *out < min) {
+    napi_throw_range_error(env, NULL, usage);
+    return 0;
   }
+  return 1;
+}
+
+// mallopt(param, value) where it is glibc; false elsewhere.
+static napi_value set_option(napi_env env, int param, int32_t value) {
 #if HAVE_GLIBC_MALLOC
-  return boolean(env, mallopt(M_ARENA_MAX, n) == 1);
+  return boolean(env, mallopt(param, value) == 1);
 #else
+  (void)param;
+  (void)value;
   return boolean(env, 0);
 #endif
+}
+
+#if !HAVE_GLIBC_MALLOC
+#define M_ARENA_MAX 0
+#define M_MMAP_THRESHOLD 0
+#endif
+
+// setArenaMax(n) → mallopt(M_ARENA_MAX, n). Threads started after it share at most n arenas.
+static napi_value SetArenaMax(napi_env env, napi_callback_info info) {
+  int32_t n;
+  if (!int_arg(env, info, 1, "setArenaMax(n): n must be an integer >= 1", &n)) return NULL;
+  return set_option(env, M_ARENA_MAX, n);
 }
 
 // setMmapThreshold(bytes) → mallopt(M_MMAP_THRESHOLD, bytes): allocations from this size up get pages of their
 // own, returned to the OS when freed (glibc otherwise raises the threshold after each large free, up to 32 MiB).
 static napi_value SetMmapThreshold(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value arg;
-  int32_t n = 0;
-  napi_get_cb_info(env, info, &argc, &arg, NULL, NULL);
-  if (argc < 1 || napi_get_value_int32(env, arg, &n) != napi_ok || n < 0) {
-    napi_throw_range_error(env, NULL, "setMmapThreshold(bytes): bytes must be an integer >= 0");
-    return NULL;
-  }
-#if HAVE_GLIBC_MALLOC
-  return boolean(env, mallopt(M_MMAP_THRESHOLD, n) == 1);
-#else
-  return boolean(env, 0);
-#endif
+  int32_t n;
+  if (!int_arg(env, info, 0, "setMmapThreshold(bytes): bytes must be an integer >= 0", &n)) return NULL;
+  return set_option(env, M_MMAP_THRESHOLD, n);
 }
 
 // trim() → malloc_trim(0): every arena's free whole pages back to the OS. True when some memory was released.
