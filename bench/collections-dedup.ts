@@ -18,7 +18,8 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 import { Rng } from '../src/data/index.js';
-import { collectImages, embedImages, loadEncoder, type FeatureKind } from '../src/eval/index.js';
+import { embedImages, loadEncoder, type FeatureKind } from '../src/eval/index.js';
+import { imagePaths } from '../src/data/walk.js';
 import { DEFAULT_THRESHOLD, applyWhitening, fitWhitening, findDuplicates, groupPairs, idOf, fileFacts, prepareVectors, type FileRow } from '../src/collections/index.js';
 import { round , benchMatrix } from './common.js';
 
@@ -80,7 +81,7 @@ try {
     }
   }
   const enc = loadEncoder(a.pretrained);
-  const files = collectImages([dir]);
+  const files = imagePaths([dir]);
   const rows: FileRow[] = [];
   for (const p of files) rows.push({ id: idOf(p), path: p, label: null, ...await fileFacts(p) });
   // Each variant: which output (backbone, head, or blocks of the region descriptor), flip-averaged or not, then

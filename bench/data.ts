@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { getNumThreads } from '../src/torch/index.js';
-import { ImageFolder, listImages } from '../src/data/datasets/folder.js';
+import { ImageFolder } from '../src/data/datasets/folder.js';
+import { imagePaths } from '../src/data/walk.js';
 import { Loader } from '../src/data/loader.js';
 import { round, runPythonJson, benchMatrix } from './common.js';
 
@@ -25,7 +26,7 @@ async function makeBigJpegs(): Promise<string> {
   const dir = join(root, 'train', 'all');
   if (existsSync(dir) && readdirSync(dir).length >= BIG_N) return root;
   mkdirSync(dir, { recursive: true });
-  const src = listImages(join(CIFAR, 'test')).filter((_, i) => i % 7 === 0).slice(0, BIG_N);
+  const src = imagePaths([join(CIFAR, 'test')]).filter((_, i) => i % 7 === 0).slice(0, BIG_N);
   await Promise.all(src.map((p, i) => sharp(p).resize(500, 375, { fit: 'fill', kernel: 'lanczos3' }).jpeg({ quality: 90 }).toFile(join(dir, `${String(i).padStart(5, '0')}.jpg`))));
   return root;
 }

@@ -14,7 +14,7 @@ export { linearProbe, type LinearProbeOpts, type LinearProbeResult, type LinclsP
 export {
   trainLinearOnFeatures, LinearHead, DivergedError, type LinearSchedule, type LinearFeatureOpts, type LinearFeatureResult, type EpochMetrics, type Accuracy,
 } from './eval/linear-probe.js';
-export { embedImages, collectImages, type EmbedOpts, type Embedded } from './eval/embed.js';
+export { embedImages, type EmbedOpts, type Embedded } from './eval/embed.js';
 export { EmbeddingWriter, EmbeddingIndex, type EmbeddingMeta, type EmbeddingFormat } from './eval/embedding-file.js';
 export { searchIndex, type SearchOpts, type Neighbour } from './eval/search.js';
 export { writeSearchHtml, type SearchHtmlOpts } from './views/search-html.js';

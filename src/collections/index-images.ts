@@ -5,9 +5,9 @@
 // stopped. In a multi-process run each rank takes the files whose path hashes to it, so nothing is embedded twice.
 import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
-import { basename, dirname, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { embedImages, type EmbedOpts, type Encoder, type FeatureKind } from '../eval/index.js';
-import type { Skipped } from '../data/index.js';
+import type { Found, Skipped } from '../data/walk.js';
 import { idOf, type Collection, type FileRow, type ImageRow } from './table.js';
 
 export interface IndexImagesOpts {
@@ -24,8 +24,6 @@ export interface IndexImagesOpts {
   workers?: number;
   /** This process's share of a multi-process run; default the whole list. */
   shard?: { rank: number; worldSize: number };
-  /** Folders the inputs were given as: a file directly inside one has no label. */
-  roots?: readonly string[];
   /** Called after each committed chunk with (files embedded, files to embed). */
   onProgress?: (done: number, total: number) => void;
   onSkip?: (s: Skipped) => void;
@@ -54,12 +52,6 @@ export function shardOf(path: string, worldSize: number): number {
   return createHash('sha256').update(path).digest().readUInt32BE(0) % worldSize;
 }
 
-/** The folder label of a file: its parent folder's name, or null when it sits directly in an input root. */
-export function labelFor(path: string, roots: ReadonlySet<string>): string | null {
-  const dir = dirname(path);
-  return roots.has(dir) ? null : basename(dir) || null;
-}
-
 /** SHA-256 (hex), size and mtime of a file. */
 export async function fileFacts(path: string): Promise<{ sha256: string; bytes: number; mtime: number }> {
   const [buf, st] = await Promise.all([readFile(path), stat(path)]);
@@ -67,16 +59,18 @@ export async function fileFacts(path: string): Promise<{ sha256: string; bytes: 
 }
 
 /**
- * Brings `coll` up to date with `files` (absolute or relative paths; stored absolute): new files are appended,
+ * Brings `coll` up to date with `files` (as {@link walkImages} finds them, with their folder label; a plain path
+ * has no label; relative paths are stored absolute): new files are appended,
  * changed ones replaced, unchanged ones left alone. Files that cannot be decoded are reported and left out
  * (retried next run).
  */
-export async function indexImages(encoder: Encoder, files: readonly string[], coll: Collection, o: IndexImagesOpts = {}): Promise<IndexSummary> {
+export async function indexImages(encoder: Encoder, files: readonly (string | Found)[], coll: Collection, o: IndexImagesOpts = {}): Promise<IndexSummary> {
   const t0 = performance.now();
   const world = o.shard?.worldSize ?? 1;
   const rank = o.shard?.rank ?? 0;
-  const roots = new Set((o.roots ?? []).map((r) => resolve(r)));
-  const mine = files.map((f) => resolve(f)).filter((p) => world === 1 || shardOf(p, world) === rank);
+  const labels = new Map<string, string | null>();
+  for (const f of files) labels.set(resolve(typeof f === 'string' ? f : f.path), typeof f === 'string' ? null : f.label);
+  const mine = [...labels.keys()].filter((p) => world === 1 || shardOf(p, world) === rank);
   const known = new Map<string, FileRow>();
   for (const r of await coll.files()) known.set(r.path, r);
 
@@ -131,7 +125,7 @@ export async function indexImages(encoder: Encoder, files: readonly string[], co
         const dim = paths.length ? vectors.length / paths.length : 0;
         paths.forEach((p, j) => {
           const t = byPath.get(p)!;
-          rows.push({ id: idOf(p), path: p, label: labelFor(p, roots), ...t.facts, vector: vectors.slice(j * dim, (j + 1) * dim) });
+          rows.push({ id: idOf(p), path: p, label: labels.get(p) ?? null, ...t.facts, vector: vectors.slice(j * dim, (j + 1) * dim) });
         });
         // `done` is the count before this batch (onProgress follows add): files up to this batch's last.
         if (paths.length) done = Math.max(done, byPath.get(paths[paths.length - 1]!)!.k + 1);

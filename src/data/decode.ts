@@ -6,6 +6,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSyn
 import { stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { tensor, tidy, type Tensor } from '../torch/index.js';
+import type { Skipped } from './walk.js';
 import { cacheDir, cacheMaxBytes, evictCache, touchCacheFile } from './decode-cache.js';
 
 export { cacheDir } from './decode-cache.js';
@@ -80,20 +81,15 @@ export function hwcBatchToTensor(buf: Uint8Array, n: number, height: number, wid
   return tidy(() => tensor(buf, { shape: [n, height, width, 3], dtype: 'uint8' }).permute(0, 3, 1, 2).contiguous());
 }
 
-/** A file that could not be used, and why. */
-export interface Skipped {
-  path: string;
-  reason: string;
-}
 
-/** Reports each unreadable file once per process (path and reason) on stderr, and remembers it. */
+/** Reports each file left out once per process (path and reason) on stderr, and remembers it. */
 export class SkipLog {
   private readonly seen = new Map<string, string>();
   constructor(private readonly sink: (line: string) => void = (l) => process.stderr.write(l + '\n')) {}
   report(path: string, reason: string): void {
     if (this.seen.has(path)) return;
     this.seen.set(path, reason);
-    this.sink(`moco: skipping unreadable image ${path}: ${reason}`);
+    this.sink(`moco: skipping ${path}: ${reason}`);
   }
   has(path: string): boolean { return this.seen.has(path); }
   /** Why `path` was reported, or undefined if it was not. */

@@ -8,3 +8,4 @@ export * from './loader.js';
 export * from './datasets/index.js';
 export * from './augment-pool.js';
 export * from './preview.js';
+export * from './walk.js';

@@ -2,8 +2,7 @@
 // evaluation transform), L2-normalised backbone or head features; files that cannot be decoded are listed and
 // left out rather than failing the run.
 import { F, noGrad, tidy, type Tensor } from '../torch/index.js';
-import { FileDataset, Loader, SkipLog, listImages, type Skipped } from '../data/index.js';
-import { statSync } from 'node:fs';
+import { FileDataset, Loader, SkipLog, type Skipped } from '../data/index.js';
 import type { Encoder, FeatureKind } from './encoder.js';
 import type { RegionOpts } from './regions.js';
 
@@ -58,16 +57,6 @@ export interface Embedded {
   dim: number;
   /** Files that could not be decoded, with the reason. */
   skipped: Skipped[];
-}
-
-/** Image files under the given files or folders (recursive, sorted; a file named directly is taken as is). */
-export function collectImages(inputs: string[]): string[] {
-  const out: string[] = [];
-  for (const p of inputs) {
-    if (statSync(p).isDirectory()) out.push(...listImages(p));
-    else out.push(p);
-  }
-  return out;
 }
 
 /**

@@ -1,4 +1,5 @@
-// Embedding files: `.npy` (float32 [N, D]) with `<name>.paths.txt` and `<name>.meta.json` beside it,
+// Embedding files: `.npy` (float32 [N, D]) with `<name>.paths.jsonl` (one JSON string a line, so that any file
+// name round-trips; the older `<name>.paths.txt`, one path a line, is still read) and `<name>.meta.json` beside it,
 // `.safetensors` (tensor `embeddings`, metadata `paths` and `embed`), or `.jsonl` (one {"path", "embedding"}
 // a line, `<name>.meta.json` beside it). Written in a streaming way (rows go to a temporary file, the final file
 // is assembled and renamed at the end) and read in row chunks, so neither side holds the whole matrix.
@@ -31,8 +32,8 @@ export function embeddingFormat(file: string): EmbeddingFormat {
   throw new Error(`${file}: embedding files end in .npy, .safetensors or .jsonl`);
 }
 
-/** The sidecar of an `.npy`/`.jsonl` file: `emb.npy` → `emb.paths.txt`, `emb.meta.json`. */
-export function sidecar(file: string, suffix: 'paths.txt' | 'meta.json'): string {
+/** The sidecar of an `.npy`/`.jsonl` file: `emb.npy` → `emb.paths.jsonl`, `emb.meta.json` (`emb.paths.txt`: the older paths file). */
+export function sidecar(file: string, suffix: 'paths.jsonl' | 'paths.txt' | 'meta.json'): string {
   const b = basename(file, extname(file));
   return join(dirname(file), `${b}.${suffix}`);
 }
@@ -109,7 +110,8 @@ export class EmbeddingWriter {
         copyInto(this.tmp, fd);
       });
       if (this.format === 'npy') {
-        writeTextAtomic(sidecar(this.file, 'paths.txt'), this.paths.map((p) => p.replace(/\n/g, ' ')).join('\n') + '\n');
+        writeTextAtomic(sidecar(this.file, 'paths.jsonl'), this.paths.map((p) => JSON.stringify(p)).join('\n') + '\n');
+        rmSync(sidecar(this.file, 'paths.txt'), { force: true }); // an older writer's, which readers would not prefer but people might
         writeTextAtomic(sidecar(this.file, 'meta.json'), JSON.stringify(meta, null, 1) + '\n');
       }
       return this.file;
@@ -198,8 +200,10 @@ export class EmbeddingIndex {
         if (!m) throw new Error(`${file}: need a 2-d array; header ${h.trim()}`);
         const count = Number(m[1]), dim = Number(m[2]);
         if (start + hl + count * dim * 4 > size) throw new Error(`${file}: truncated (${size} bytes for [${count}, ${dim}])`);
-        const pf = sidecar(file, 'paths.txt');
-        const paths = existsSync(pf) ? readFileSync(pf, 'utf8').split('\n').slice(0, count) : Array.from({ length: count }, (_, i) => `#${i}`);
+        const pj = sidecar(file, 'paths.jsonl');
+        const pf = existsSync(pj) ? pj : sidecar(file, 'paths.txt');
+        const lines = existsSync(pf) ? readFileSync(pf, 'utf8').split('\n').slice(0, count) : Array.from({ length: count }, (_, i) => `#${i}`);
+        const paths = pf === pj ? lines.map((l, i) => parsePathLine(pj, l, i)) : lines;
         if (paths.length < count) throw new Error(`${pf}: ${paths.length} paths for ${count} rows`);
         return new EmbeddingIndex(file, count, dim, paths, readMeta(), fd, start + hl, null);
       }
@@ -240,4 +244,12 @@ export class EmbeddingIndex {
   }
 
   close(): void { if (this.fd !== null) closeSync(this.fd); }
+}
+
+/** One line of a `.paths.jsonl` file: a JSON string. */
+function parsePathLine(file: string, line: string, i: number): string {
+  let p: unknown;
+  try { p = JSON.parse(line); } catch { p = undefined; }
+  if (typeof p !== 'string') throw new Error(`${file}: line ${i + 1} is not a JSON string (${line.slice(0, 80)})`);
+  return p;
 }

@@ -9,6 +9,7 @@ import { loadPretrained, type HeadKind, type ImportedWeights, type WeightsLayout
 import { loadCheckpointFrom } from '../io/run-dir.js';
 import { inferResNet } from '../io/onnx-export.js';
 import { regionDim, regionFeatures, type RegionOpts } from './regions.js';
+import { stemPreprocessing, type Preprocessing } from '../data/eval-transform.js';
 import { CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD, type PresetName, type PresetOpts } from '../data/index.js';
 
 /**
@@ -86,6 +87,18 @@ export class Encoder {
     const small = this.info.cifarStem || this.info.preset === 'cifar';
     if (small) return { augment: 'cifar-eval', augmentOpts: { size: this.info.imageSize, mean: CIFAR_MEAN, std: CIFAR_STD } };
     return { augment: 'eval', augmentOpts: { size: this.info.imageSize, mean: IMAGENET_MEAN, std: IMAGENET_STD } };
+  }
+
+  /**
+   * The same evaluation transform as {@link preprocess}, in the terms an exported model records it (ONNX
+   * metadata `preprocess`) and `moco embed MODEL.onnx`, `moco serve` and the browser page apply it.
+   */
+  evalTransform(): Preprocessing {
+    const p = this.preprocess();
+    const mean = [...p.augmentOpts.mean!] as [number, number, number];
+    const std = [...p.augmentOpts.std!] as [number, number, number];
+    if (p.augment === 'cifar-eval') return { size: p.augmentOpts.size ?? 32, resize: null, mean, std, preset: p.augment };
+    return { ...stemPreprocessing(false, p.augmentOpts.size), mean, std };
   }
 
   dispose(): void { this.model.dispose(); }

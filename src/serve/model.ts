@@ -7,7 +7,9 @@ import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { decodeModel, encodeModel } from '../io/onnx-proto.js';
 import { OnnxRunner } from '../io/onnx-runtime.js';
-import type { Preprocessing } from './preprocess.js';
+import { recordedPreprocessing, stemPreprocessing, type Preprocessing } from '../data/eval-transform.js';
+
+export { stemPreprocessing } from '../data/eval-transform.js';
 
 /** Which output the service embeds with. */
 export type ServeFeature = 'backbone' | 'head';
@@ -32,16 +34,6 @@ export interface ServeModelInfo {
   preprocessing: Preprocessing;
 }
 
-const IMAGENET = { mean: [0.485, 0.456, 0.406] as [number, number, number], std: [0.229, 0.224, 0.225] as [number, number, number] };
-const CIFAR = { mean: [0.4914, 0.4822, 0.4465] as [number, number, number], std: [0.2023, 0.1994, 0.201] as [number, number, number] };
-
-/** The evaluation preprocessing of a CIFAR-stem (32-px, stretched) or ImageNet-stem (Resize+CenterCrop) model. */
-export function stemPreprocessing(cifar: boolean, size?: number): Preprocessing {
-  if (cifar) return { size: size ?? 32, resize: null, ...CIFAR, preset: 'cifar-eval' };
-  const s = size ?? 224;
-  return { size: s, resize: Math.round((s * 256) / 224), ...IMAGENET, preset: 'eval' };
-}
-
 /**
  * Exports a checkpoint's encoder (file or run directory, any format `moco embed` reads) to ONNX in memory,
  * L2-normalised as `moco embed`'s vectors, with its evaluation preprocessing recorded in the model's metadata
@@ -52,12 +44,7 @@ export async function checkpointToOnnx(path: string, feature: ServeFeature = 'ba
   const { buildResNetOnnx } = await import('../io/onnx-export.js');
   const enc = loadEncoder(path);
   try {
-    const pre = enc.preprocess();
-    const mean = [...pre.augmentOpts.mean!] as [number, number, number];
-    const std = [...pre.augmentOpts.std!] as [number, number, number];
-    const preprocessing: Preprocessing = pre.augment === 'cifar-eval'
-      ? { size: pre.augmentOpts.size ?? 32, resize: null, mean, std, preset: pre.augment }
-      : { ...stemPreprocessing(false, pre.augmentOpts.size), mean, std };
+    const preprocessing = enc.evalTransform();
     const dim = enc.dim(feature);
     const bytes = encodeModel(buildResNetOnnx(enc.model.stateDict(), {
       head: feature === 'head', normalize: true, metadata: { source: resolve(enc.info.file), preprocess: JSON.stringify(preprocessing) },
@@ -90,7 +77,7 @@ export class ServeModel {
       const d = out?.type.tensorType.shape.dim[1];
       const dim = d && 'dimValue' in d ? Number(d.dimValue) : 0;
       if (!dim) throw new Error(`${path}: the model's output has no fixed size (need [batch, dim])`);
-      const pre = meta.has('preprocess') ? (JSON.parse(meta.get('preprocess')!) as Preprocessing) : stemPreprocessing(meta.get('stem') === 'cifar');
+      const pre = recordedPreprocessing(meta);
       const runner = await OnnxRunner.open(path, { isolate: true, threads: o.threads });
       return new ServeModel({
         source: resolve(path), kind: 'onnx', arch: meta.get('arch') ?? basename(path), feature: meta.get('head') && meta.get('head') !== 'none' ? 'head' : 'backbone',

@@ -155,9 +155,11 @@ test('moco dedup on CIFAR-10 images with sharp-made copies: JSON, CSV, HTML page
     const moveTo = join(dir, 'moved');
     const m = run(['--threshold', T, '--move-to', moveTo, '--out', join(dir, 'g2.json')]);
     assert.equal(m.removable, lines.length - 1 - groups.length);
-    const manifest = JSON.parse(readFileSync(join(moveTo, 'moved.json'), 'utf8')) as { moved: { from: string; to: string }[] };
-    assert.equal(manifest.moved.length, m.removable);
-    for (const x of manifest.moved) { assert.ok(!existsSync(x.from)); assert.ok(existsSync(x.to)); }
+    const journal = readFileSync(join(moveTo, 'moved.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { state: string; from: string; to: string });
+    const moved = journal.filter((e) => e.state === 'moved');
+    assert.equal(moved.length, m.removable);
+    assert.equal(journal.length, 2 * moved.length, 'each move journaled before (moving) and after (moved)');
+    for (const x of moved) { assert.ok(!existsSync(x.from)); assert.ok(existsSync(x.to)); }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

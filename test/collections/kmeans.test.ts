@@ -7,7 +7,8 @@ import { rmSync } from 'node:fs';
 import { tensor } from '../../src/torch/index.js';
 import { Rng } from '../../src/data/index.js';
 import { loadEncoder } from '../../src/eval/encoder.js';
-import { collectImages, embedImages } from '../../src/eval/embed.js';
+import { embedImages } from '../../src/eval/embed.js';
+import { imagePaths } from '../../src/data/walk.js';
 import { batchOrder, kCenterGreedy, purity, sphericalKMeans } from '../../src/collections/index.js';
 import { pytorch, tmpDir } from '../helpers/pytorch.js';
 import { cifarFolder, clustered, randomEncoder } from './fixtures.js';
@@ -20,7 +21,7 @@ test('k-means purity on CIFAR-10 features equals a NumPy reference on the same f
     cifarFolder(join(dir, 'img'), CLASSES, 60);
     // MOCO_TEST_ENCODER: the features of a given (e.g. short pre-trained) checkpoint instead of a random init.
     const enc = loadEncoder(process.env.MOCO_TEST_ENCODER ?? randomEncoder(join(dir, 'enc.safetensors'), 3));
-    const e = await embedImages(enc, collectImages([join(dir, 'img')]), { batchSize: 100 });
+    const e = await embedImages(enc, imagePaths([join(dir, 'img')]), { batchSize: 100 });
     enc.dispose();
     const n = e.paths.length;
     const labels = e.paths.map((p) => p.split('/').slice(-2)[0]!);

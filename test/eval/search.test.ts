@@ -10,7 +10,8 @@ import { manualSeed } from '../../src/torch/index.js';
 import { createModel, projectionHead } from '../../src/models/index.js';
 import { saveSafetensors } from '../../src/io/safetensors.js';
 import { loadEncoder } from '../../src/eval/encoder.js';
-import { collectImages, embedImages } from '../../src/eval/embed.js';
+import { embedImages } from '../../src/eval/embed.js';
+import { imagePaths } from '../../src/data/walk.js';
 import { EmbeddingIndex, EmbeddingWriter } from '../../src/eval/embedding-file.js';
 import { searchIndex } from '../../src/eval/search.js';
 import { repoRoot, tmpDir } from '../helpers/pytorch.js';
@@ -50,7 +51,7 @@ test('embed → search finds an image\'s duplicate first; corrupt files are repo
   try {
     const img = await fixture(dir);
     const enc = loadEncoder(join(dir, 'enc.safetensors'));
-    const files = collectImages([img]);
+    const files = imagePaths([img]);
     assert.equal(files.length, 16);
     const skipped: string[] = [];
     const direct = await embedImages(enc, files, { batchSize: 5, onSkip: (s) => skipped.push(s.path) });

@@ -10,7 +10,7 @@ import { buildServer } from '../../src/serve/index.js';
 import { embedImages } from '../../src/eval/embed.js';
 import { loadEncoder } from '../../src/eval/encoder.js';
 import { exportResNetOnnx } from '../../src/io/onnx-export.js';
-import { embedFilesOnnx } from '../../src/io/onnx-embed.js';
+import { embedFilesOnnx } from '../../src/eval/onnx-embed.js';
 import { loadPretrained } from '../../src/io/pretrained.js';
 import { dispose } from '../../src/torch/index.js';
 import { tmpDir } from '../helpers/pytorch.js';
@@ -181,7 +181,7 @@ test('--db serves a LanceDB collection of the same images: the same neighbours a
   const db = join(dir, 'db');
   const enc = loadEncoder(ckpt);
   const coll = await Collection.open(db, { dim: enc.dim('backbone'), pretrained: ckpt, feature: 'backbone' });
-  await indexImages(enc, files, coll, { roots: [] });
+  await indexImages(enc, files, coll);
   coll.close();
   enc.dispose();
   const s = buildServer({ pretrained: ckpt, db });

@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import type { Browser, Page } from 'playwright-core';
 import type { FastifyInstance } from 'fastify';
 import { buildServer } from '../../src/serve/index.js';
-import { embedFilesOnnx } from '../../src/io/onnx-embed.js';
+import { embedFilesOnnx } from '../../src/eval/onnx-embed.js';
 import { launchBrowser, openGuarded } from '../helpers/browser.js';
 import { repoRoot, tmpDir } from '../helpers/pytorch.js';
 import Fastify from 'fastify';

@@ -1,7 +1,6 @@
 // What dedup, cluster and select work on: a collection's rows (--db, optionally --where), or image files
 // embedded in memory with --pretrained (for folders without a collection).
 import { resolve } from 'node:path';
-import { statSync } from 'node:fs';
 import type { Collection, FileRow } from '../../collections/index.js';
 import { embedSettings, progress, type EmbedFlags } from './eval-common.js';
 
@@ -17,7 +16,7 @@ export interface Loaded {
 }
 
 export async function loadInput(cmd: string, images: string[], o: InputOpts): Promise<Loaded> {
-  const { Collection, parseWhere, fileFacts, idOf, labelFor } = await import('../../collections/index.js');
+  const { Collection, parseWhere, fileFacts, idOf } = await import('../../collections/index.js');
   if (o.db !== undefined) {
     if (images.length) throw new Error(`moco ${cmd}: give --db URI or image folders, not both`);
     const coll = await Collection.open(o.db);
@@ -34,18 +33,17 @@ export async function loadInput(cmd: string, images: string[], o: InputOpts): Pr
   if (o.where !== undefined) throw new Error('--where needs --db');
   if (!o.pretrained) throw new Error(`moco ${cmd} on image files needs --pretrained <checkpoint> to embed them (or use --db with a collection)`);
   const emb = embedSettings(o);
-  const { collectImages, embedImages, loadEncoder } = await import('../../eval/index.js');
-  for (const p of images) {
-    try { statSync(p); } catch { throw new Error(`${p}: no such file or folder`); }
-  }
-  const files = collectImages(images).map((f) => resolve(f));
+  const { embedImages, loadEncoder } = await import('../../eval/index.js');
+  const { walkImages } = await import('../../data/walk.js');
+  const found = walkImages(images, { onSkip: (s) => console.error(`moco ${cmd}: skipping ${s.path}: ${s.reason}`) }).found;
+  const labels = new Map(found.map((f) => [resolve(f.path), f.label]));
+  const files = [...labels.keys()];
   if (!files.length) throw new Error(`no image files under ${images.join(', ')}`);
   const encoder = loadEncoder(o.pretrained);
   try {
     const e = await embedImages(encoder, files, { ...emb, onProgress: progress(`moco ${cmd}: embedding`), onSkip: (s) => console.error(`moco ${cmd}: skipping ${s.path}: ${s.reason}`) });
-    const roots = new Set(images.filter((p) => statSync(p).isDirectory()).map((p) => resolve(p)));
     const rows: FileRow[] = [];
-    for (const p of e.paths) rows.push({ id: idOf(p), path: p, label: labelFor(p, roots), ...await fileFacts(p) });
+    for (const p of e.paths) rows.push({ id: idOf(p), path: p, label: labels.get(p) ?? null, ...await fileFacts(p) });
     return { rows, vectors: e.vectors, dim: e.dim, coll: null, source: images.join(' ') };
   } finally {
     encoder.dispose();

@@ -1,8 +1,7 @@
 // moco dedup: exact and near-duplicate groups of a collection or of image folders; JSON/CSV, an HTML review
 // page, and (only with --move-to) the duplicates moved aside.
 import type { Command } from 'commander';
-import { mkdirSync, renameSync, copyFileSync, unlinkSync, existsSync } from 'node:fs';
-import { dirname, join, relative, resolve, parse } from 'node:path';
+import { parse } from 'node:path';
 import { writeTextAtomic } from '../../io/atomic.js';
 import { addEmbedOptions, int, num } from './eval-common.js';
 import { DEFAULT_EMBEDDING } from '../../collections/dedup.js';
@@ -32,7 +31,7 @@ export function register(program: Command): void {
     .option('--out <file>', 'groups as .json or .csv (default: JSON on stdout)')
     .option('--html <file>', 'an HTML review page of the groups with thumbnails')
     .option('--inline', 'inline the HTML thumbnails (a page that stands alone)', false)
-    .option('--move-to <dir>', 'move every non-keeper into DIR (keeping its path below the common folder); a manifest of the moves is written there');
+    .option('--move-to <dir>', 'move every non-keeper into DIR (keeping its path below the common folder; a taken name gets " (1)"); each move is journaled in DIR/moved.jsonl, appended by every run, before it happens');
   // Region features, flip- and crop-averaged by default: the embedding the default threshold was chosen on
   // (DEFAULT_EMBEDDING, docs/collections.md).
   addEmbedOptions(cmd, { pretrained: 'with image folders: the encoder (run dir, .safetensors, .pth, .pth.tar)', featureDefault: DEFAULT_EMBEDDING.feature, flipDefault: DEFAULT_EMBEDDING.flip, cropsDefault: DEFAULT_EMBEDDING.crops })
@@ -113,41 +112,15 @@ export function register(program: Command): void {
           console.error(`moco dedup: wrote ${o.html}`);
         }
         if (o.moveTo) {
-          const moved = moveDuplicates(r.groups.flatMap((g) => g.duplicates.map((d) => d.path)), o.moveTo);
-          if (coll) await coll.deletePaths(moved.map((m) => m.from));
-          console.error(`moco dedup: moved ${moved.length} files into ${o.moveTo} (manifest: ${join(o.moveTo, 'moved.json')})`);
+          const { moveDuplicates } = await import('../../collections/move.js');
+          const mv = moveDuplicates(r.groups, o.moveTo);
+          for (const k of mv.kept) console.error(`moco dedup: not moving ${k.path}: ${k.reason}`);
+          if (coll) await coll.deletePaths(mv.moved.map((m) => m.from));
+          console.error(`moco dedup: moved ${mv.moved.length} files into ${o.moveTo} (journal of the moves, appended: ${mv.journal})`);
         }
         console.log(JSON.stringify(o.out ? summary : { ...summary, groups: r.groups }));
       } finally {
         inp.coll?.close();
       }
     });
-}
-
-/** Moves files under `dir`, keeping their paths below their common folder; a manifest lists every move. */
-function moveDuplicates(paths: string[], dir: string): { from: string; to: string }[] {
-  if (!paths.length) return [];
-  const abs = paths.map((p) => resolve(p));
-  let common = dirname(abs[0]!);
-  for (const p of abs) while (!p.startsWith(`${common}/`) && common !== '/') common = dirname(common);
-  const moves = abs.map((from) => ({ from, to: join(resolve(dir), relative(common, from)) }));
-  for (const m of moves) if (existsSync(m.to)) throw new Error(`--move-to ${dir}: ${m.to} already exists; nothing was moved`);
-  const done: { from: string; to: string }[] = [];
-  try {
-    for (const m of moves) {
-      mkdirSync(dirname(m.to), { recursive: true });
-      try {
-        renameSync(m.from, m.to);
-      } catch (e) {
-        // Across file systems: copy, then remove the original.
-        if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e;
-        copyFileSync(m.from, m.to);
-        unlinkSync(m.from);
-      }
-      done.push(m);
-    }
-  } finally {
-    writeTextAtomic(join(dir, 'moved.json'), `${JSON.stringify({ root: common, moved: done }, null, 1)}\n`);
-  }
-  return done;
 }

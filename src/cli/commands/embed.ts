@@ -1,10 +1,9 @@
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
-import { writeTextAtomic } from '../../io/atomic.js';
 import { addEmbedOptions, embedSettings, progress, type EmbedFlags } from './eval-common.js';
 
 interface EmbedOpts extends EmbedFlags {
-  engine: string; out: string; size: string; resize?: string; batch: string; isolate: boolean; cifar: boolean;
+  engine: string; out: string; size?: string; resize?: string; batch: string; isolate: boolean; cifar: boolean;
 }
 
 export function register(program: Command): void {
@@ -12,11 +11,11 @@ export function register(program: Command): void {
     .command('embed')
     .description('L2-normalised embeddings of images: libtorch with --pretrained (default), or an exported model with --engine onnx')
     .argument('<inputs...>', 'image files or directories (searched recursively); with --engine onnx the first is the .onnx model')
-    .requiredOption('--out <path>', 'output by extension: .npy (float32 [N, D], paths in <name>.paths.txt), .safetensors, or .jsonl ({"path", "embedding"} a line)')
+    .requiredOption('--out <path>', 'output by extension: .npy (float32 [N, D], paths in <name>.paths.jsonl, one JSON string a line), .safetensors, or .jsonl ({"path", "embedding"} a line)')
     .option('--engine <engine>', 'libtorch, onnx, or auto (onnx when the first input is an .onnx file)', 'auto')
-    .option('--size <px>', 'onnx engine: center crop fed to the model', '224')
-    .option('--resize <px>', 'onnx engine: shorter side before the crop (default size·256/224)')
-    .option('--cifar', 'onnx engine: CIFAR normalisation and 32-px input (size 32, resize 32)', false)
+    .option('--size <px>', 'onnx engine: side fed to the model (default: the transform the model records, as `moco serve` uses it)')
+    .option('--resize <px>', 'onnx engine: shorter side before the center crop (default: the model\'s recorded transform)')
+    .option('--cifar', 'onnx engine: CIFAR normalisation and the whole image stretched to 32 px, for a model exported without its transform', false)
     .option('--isolate', 'onnx engine: run onnxruntime in a child process', false);
   addEmbedOptions(cmd, { prefix: 'libtorch engine: ', pretrained: 'libtorch engine: checkpoint (our run dir or .safetensors, official MoCo .pth.tar, torchvision .pth)', batch: '32' })
     .action(async (inputs: string[], o: EmbedOpts) => {
@@ -26,9 +25,11 @@ export function register(program: Command): void {
       if (!o.pretrained) throw new Error('the libtorch engine needs --pretrained <checkpoint> (or give an .onnx model for --engine onnx)');
       const emb = embedSettings(o);
       const feat = emb.feature;
-      const { collectImages, describeEncoder, embedImages, EmbeddingWriter, loadEncoder } = await import('../../eval/index.js');
-      const files = collectImages(inputs);
-      if (!files.length) throw new Error('no image files found');
+      const { describeEncoder, embedImages, EmbeddingWriter, loadEncoder } = await import('../../eval/index.js');
+      const { walkImages } = await import('../../data/walk.js');
+      const walked = walkImages(inputs, { onSkip: (s) => console.error(`moco embed: skipping ${s.path}: ${s.reason}`) });
+      const files = walked.found.map((f) => f.path);
+      if (!files.length) throw new Error(`no image files under ${inputs.join(', ')}`);
       const encoder = loadEncoder(o.pretrained);
       try {
         console.error(`moco embed: ${describeEncoder(encoder)}`);
@@ -43,8 +44,8 @@ export function register(program: Command): void {
             onSkip: (s) => console.error(`moco embed: skipping ${s.path}: ${s.reason}`),
           });
           writer.finish();
-          console.error(`moco embed: ${r.paths.length} images (${r.dim}-d) into ${o.out}${r.skipped.length ? `; ${r.skipped.length} skipped` : ''}`);
-          console.log(JSON.stringify({ command: 'embed', out: o.out, count: r.paths.length, dim: r.dim, feature: feat, skipped: r.skipped }));
+          console.error(`moco embed: ${r.paths.length} images (${r.dim}-d) into ${o.out}${r.skipped.length + walked.skipped.length ? `; ${r.skipped.length + walked.skipped.length} skipped` : ''}`);
+          console.log(JSON.stringify({ command: 'embed', engine: 'libtorch', out: o.out, count: r.paths.length, dim: r.dim, feature: feat, skipped: [...walked.skipped, ...r.skipped] }));
         } catch (e) {
           writer.abort();
           throw e;
@@ -57,19 +58,41 @@ export function register(program: Command): void {
 
 async function embedOnnx(model: string, images: string[], o: EmbedOpts): Promise<void> {
   // Imported lazily so that other commands never load onnxruntime.
-  const { embedFilesOnnx, listImages, toNpy } = await import('../../io/onnx-embed.js');
-  const files = listImages(images);
-  if (!files.length) throw new Error('no image files found');
-  const size = o.cifar ? 32 : Number(o.size);
-  const e = await embedFilesOnnx(model, files, {
-    size, resize: o.resize ? Number(o.resize) : o.cifar ? 32 : undefined, batchSize: Number(o.batch), isolate: o.isolate,
-    ...(o.cifar ? { mean: [0.4914, 0.4822, 0.4465] as const, std: [0.2023, 0.1994, 0.201] as const } : {}),
-  });
-  if (o.out.endsWith('.jsonl')) {
-    const lines = files.map((f, i) => JSON.stringify({ file: f, embedding: Array.from(e.data.subarray(i * e.dim, (i + 1) * e.dim)) }));
-    writeTextAtomic(o.out, `${lines.join('\n')}\n`);
-  } else {
-    writeTextAtomic(o.out, toNpy(e));
+  const { embedFilesOnnx, onnxModelMeta } = await import('../../eval/onnx-embed.js');
+  const { EmbeddingWriter } = await import('../../eval/embedding-file.js');
+  const { stemPreprocessing } = await import('../../data/eval-transform.js');
+  const { walkImages } = await import('../../data/walk.js');
+  const walked = walkImages(images, { onSkip: (s) => console.error(`moco embed: skipping ${s.path}: ${s.reason}`) });
+  const files = walked.found.map((f) => f.path);
+  if (!files.length) throw new Error(`no image files under ${images.join(', ') || '(no inputs after the model)'}`);
+  // The model's recorded transform unless a flag overrides it (for models exported without one).
+  const override = {
+    ...(o.cifar ? stemPreprocessing(true) : {}),
+    ...(o.size !== undefined ? { size: positive('--size', o.size) } : {}),
+    ...(o.resize !== undefined ? { resize: positive('--resize', o.resize) } : {}),
+  };
+  const recorded = onnxModelMeta(model);
+  const pre = { ...recorded.preprocessing, ...override };
+  console.error(`moco embed: ${model} (onnxruntime), input ${pre.size} px (${pre.resize === null ? 'stretched' : `resize ${pre.resize}, center crop`}, preset ${pre.preset}${Object.keys(override).length ? ', flags override the recorded transform' : ''})`);
+  const skipped = [...walked.skipped];
+  const writer = new EmbeddingWriter(o.out, { model: resolve(model), engine: 'onnx', preprocessing: pre, normalized: recorded.normalized });
+  try {
+    const e = await embedFilesOnnx(model, files, {
+      preprocessing: override, batchSize: Number(o.batch), isolate: o.isolate,
+      onSkip: (s) => { skipped.push(s); console.error(`moco embed: skipping ${s.path}: ${s.reason}`); },
+    });
+    writer.add(e.data, e.paths);
+    writer.finish();
+    console.error(`moco embed: ${e.count} images (${e.dim}-d) into ${o.out}${skipped.length ? `; ${skipped.length} skipped` : ''}`);
+    console.log(JSON.stringify({ command: 'embed', engine: 'onnx', out: o.out, count: e.count, dim: e.dim, skipped }));
+  } catch (err) {
+    writer.abort();
+    throw err;
   }
-  console.error(`embedded ${e.count} images (${e.dim}-d) into ${o.out}`);
+}
+
+function positive(flag: string, v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${flag} must be a positive whole number of pixels, got '${v}'`);
+  return n;
 }

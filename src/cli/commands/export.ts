@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { dispose } from '../../torch/index.js';
 import { describeImport } from '../../io/pretrained.js';
-import { loadCheckpointWeights } from '../../eval/encoder.js';
+import { loadCheckpointWeights, loadEncoder } from '../../eval/encoder.js';
 import { saveSafetensors } from '../../io/safetensors.js';
 import { saveTorch } from '../../io/torch-save.js';
 import { exportResNetOnnx } from '../../io/onnx-export.js';
@@ -44,9 +44,14 @@ export function register(program: Command): void {
             break;
           }
           case 'onnx': {
+            // The encoder's evaluation transform goes into the model, so that every ONNX consumer (moco embed,
+            // moco serve, the browser page) feeds it images as the checkpoint's own evaluation does.
+            const enc = loadEncoder(ckpt);
+            const preprocess = JSON.stringify(enc.evalTransform());
+            enc.dispose();
             const bytes = exportResNetOnnx(out, sd, {
               head: o.head, normalize: o.normalize, opset: Number(o.opset), dynamicBatch: o.dynamicBatch, batchSize: Number(o.batch),
-              metadata: { source: ckpt },
+              metadata: { source: ckpt, preprocess },
             });
             console.error(`ONNX opset ${o.opset}, ${(bytes / 2 ** 20).toFixed(1)} MiB`);
             break;
@@ -68,9 +73,9 @@ async function exportWeb(ckpt: string, o: ExportOpts): Promise<void> {
   if (!Number.isInteger(max) || max < 1) throw new Error(`--gallery-max must be a positive integer, got '${o.galleryMax}'`);
   const { checkpointToOnnx } = await import('../../serve/model.js');
   const { writeWebFolder } = await import('../../views/web-export.js');
-  const { collectImages } = await import('../../eval/embed.js');
+  const { walkImages } = await import('../../data/walk.js');
   const { writeTextAtomic } = await import('../../io/atomic.js');
-  const gallery = o.gallery ? collectImages(o.gallery) : [];
+  const gallery = o.gallery ? walkImages(o.gallery, { onSkip: (s) => console.error(`moco export: gallery: skipping ${s.path}: ${s.reason}`) }).found.map((f) => f.path) : [];
   if (o.gallery && !gallery.length) throw new Error(`--gallery ${o.gallery.join(' ')}: no image files found`);
   // Too many: an evenly spaced subset, so that every folder of a sorted ImageFolder keeps its share.
   const picked = gallery.length > max ? Array.from({ length: max }, (_, i) => gallery[Math.floor((i * gallery.length) / max)]!) : gallery;

@@ -1,7 +1,6 @@
 // moco index <images…> --pretrained CKPT --db DIR: embeds a folder into a LanceDB collection, incrementally.
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
-import { statSync } from 'node:fs';
 import { addEmbedOptions, embedSettings, int, progress, type EmbedFlags } from './eval-common.js';
 
 interface IndexCliOpts extends EmbedFlags {
@@ -32,12 +31,11 @@ export function register(program: Command): void {
       const emb = embedSettings({ ...o, threads: o.threads ?? (threadsFromEnv() !== undefined ? String(threadsFromEnv()) : undefined) });
       const feat = emb.feature;
       const minRows = int('--index-min-rows', o.indexMinRows);
-      const { collectImages, describeEncoder, loadEncoder } = await import('../../eval/index.js');
+      const { describeEncoder, loadEncoder } = await import('../../eval/index.js');
+      const { walkImages } = await import('../../data/walk.js');
       const { Collection, INDEX_MIN_ROWS, indexImages } = await import('../../collections/index.js');
-      for (const p of images) {
-        try { statSync(p); } catch { throw new Error(`${p}: no such file or folder`); }
-      }
-      const files = collectImages(images);
+      const walked = walkImages(images, { onSkip: (x) => console.error(`moco index: skipping ${x.path}: ${x.reason}`) });
+      const files = walked.found;
       if (!files.length) throw new Error(`no image files under ${images.join(', ')}`);
       const where = configFromEnv();
       const pg = where && where.worldSize > 1 ? await ProcessGroup.init({ ...where, backend: 'gloo' }) : null;
@@ -60,7 +58,7 @@ export function register(program: Command): void {
         if ((coll.meta.flip ?? false) !== emb.flip) throw new Error(`${o.db} holds vectors made ${coll.meta.flip ? 'with' : 'without'} --flip; ${coll.meta.flip ? 'pass' : 'drop'} --flip`);
         if ((coll.meta.crops ?? 'none') !== (emb.crops?.kind ?? 'none')) throw new Error(`${o.db} holds vectors made with --crops ${coll.meta.crops ?? 'none'}; pass --crops ${coll.meta.crops ?? 'none'}`);
         const s = await indexImages(encoder, files, coll, {
-          ...emb, chunk: int('--chunk', o.chunk), roots: images.filter((p) => statSync(p).isDirectory()),
+          ...emb, chunk: int('--chunk', o.chunk),
           shard: pg ? { rank: pg.rank, worldSize: pg.worldSize } : undefined, onProgress: progress(tag),
           onSkip: (x) => console.error(`${tag}: skipping ${x.path}: ${x.reason}`),
         });
@@ -72,7 +70,7 @@ export function register(program: Command): void {
           const state = await coll.indexState();
           const rows = await coll.count();
           console.error(`${tag}: ${rows} rows; ANN index: ${ix.action === 'built' ? `built (${state.type}, ${state.partitions} partitions) in ${(ix.ms / 1000).toFixed(1)} s` : state.type ? `${state.type}, ${state.indexed} rows indexed` : `none (flat scan below ${minRows ?? INDEX_MIN_ROWS} rows)`}`);
-          console.log(JSON.stringify({ command: 'index', db: o.db, rows, ...s, skipped: s.skipped, index: { ...state, action: ix.action, ms: Math.round(ix.ms) } }));
+          console.log(JSON.stringify({ command: 'index', db: o.db, rows, ...s, skipped: [...walked.skipped, ...s.skipped], index: { ...state, action: ix.action, ms: Math.round(ix.ms) } }));
         }
         await pg?.barrier();
       } finally {

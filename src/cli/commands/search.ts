@@ -8,7 +8,7 @@ export function register(program: Command): void {
   const cmd = program
     .command('search')
     .description('nearest neighbours (cosine) of query images: exactly in an embedding file from `moco embed` (--index), or in a LanceDB collection from `moco index` (--db, ANN when indexed)')
-    .option('--index <file>', 'embedding file (.npy with its .paths.txt, .safetensors, .jsonl): exact search, the reference')
+    .option('--index <file>', 'embedding file (.npy with its .paths.jsonl, .safetensors, .jsonl): exact search, the reference')
     .option('--db <uri>', 'LanceDB collection from `moco index`')
     .option('--where <filter>', "with --db: structured filter, e.g. \"label = 'cat'\", \"label IN ('cat', 'dog') AND bytes > 1000\", \"path LIKE '/data/a/%'\"")
     .option('--exact', 'with --db: flat scan even when the collection has an ANN index', false)
@@ -82,10 +82,11 @@ async function searchDb(o: SearchCliOpts): Promise<void> {
 
 /** The query images embedded with the encoder that made the index (or --pretrained). */
 async function embedQueries(o: SearchCliOpts, ckpt: string | undefined, unrecorded: string, feature: 'backbone' | 'head' | 'regions', flip: boolean, crops?: 'center' | 'five'): Promise<import('../../eval/index.js').Embedded> {
-  const { collectImages, describeEncoder, embedImages, loadEncoder } = await import('../../eval/index.js');
+  const { describeEncoder, embedImages, loadEncoder } = await import('../../eval/index.js');
+  const { walkImages } = await import('../../data/walk.js');
   if (!ckpt) throw new Error(`${unrecorded}; pass --pretrained`);
   if (!existsSync(ckpt)) throw new Error(`the encoder ${ckpt} the vectors were made with is gone; pass --pretrained`);
-  const files = collectImages(o.query);
+  const files = walkImages(o.query, { onSkip: (s) => console.error(`moco search: skipping query ${s.path}: ${s.reason}`) }).found.map((f) => f.path);
   if (!files.length) throw new Error('no query images found');
   const encoder = loadEncoder(ckpt);
   try {

@@ -12,7 +12,7 @@ export function register(program: Command): void {
     .description('HTTP service: /v1/embed, /v1/search, /v1/info, /healthz, /readyz, /openapi.json, and the browser page at /');
   // --batch and --threads mean the service's own (requests a forward, onnxruntime threads); no --flip (per-request pipeline).
   addEmbedOptions(cmd, { required: true, pretrained: 'checkpoint (run dir, .safetensors, .pth, .pth.tar) or an exported .onnx model', prefix: '', batch: false, threads: false, flip: false, crops: false })
-    .option('--index <file>', 'embedding file from `moco embed` (.npy + .paths.txt, .safetensors, .jsonl) for /v1/search (exact search)')
+    .option('--index <file>', 'embedding file from `moco embed` (.npy + .paths.jsonl, .safetensors, .jsonl) for /v1/search (exact search)')
     .option('--db <dir>', 'LanceDB collection of `moco index` for /v1/search (ANN search once it is indexed)')
     .option('--port <n>', 'TCP port (0: any free port)', '8080')
     .option('--host <addr>', 'address to listen on', '127.0.0.1')
