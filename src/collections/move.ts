@@ -34,8 +34,8 @@ function statOrNull(p: string): Stats | null {
 }
 
 /**
- * Moves every duplicate of `groups` under `dir`, keeping its path below the common folder of all the moved
- * files. A duplicate that is the same file (device + inode, whatever the path) as a keeper — or as another
+ * Moves every duplicate of `groups` under `dir`, keeping its path below the common folder of the groups'
+ * members. A duplicate that is the same file (device + inode, whatever the path) as a keeper — or as another
  * duplicate already moved — stays. A name taken at the destination gets a ` (1)`, ` (2)`, … suffix; nothing
  * is overwritten. Each move is journaled to `dir/moved.jsonl` (fsynced) before it happens and confirmed after,
  * so an interrupted run leaves a journal of exactly what moved.
@@ -63,8 +63,11 @@ export function moveDuplicates(groups: readonly DupGroup[], dir: string): MoveRe
   }
   const journal = join(resolve(dir), MOVE_JOURNAL);
   if (!todo.length) return { moved: [], kept, journal };
-  let common = dirname(todo[0]!.path);
-  for (const t of todo) while (!t.path.startsWith(`${common}/`) && common !== '/') common = dirname(common);
+  // Paths are kept below the common folder of every group member, keepers too, so that a duplicate lands at the
+  // same place whatever else moved with it.
+  const members = groups.flatMap((g) => [g.keeper, ...g.duplicates].map((m) => resolve(m.path)));
+  let common = dirname(members[0]!);
+  for (const p of members) while (!p.startsWith(`${common}/`) && common !== '/') common = dirname(common);
   mkdirSync(dir, { recursive: true });
   const run = new Date().toISOString();
   const fd = openSync(journal, 'a');
