@@ -5,6 +5,7 @@
 // or, on request, single linkage (connected components).
 import { searchIndex, type SearchRows } from '../eval/search.js';
 import type { FileRow } from './table.js';
+import { DEFAULT_HASH_DISTANCE, hashDistance as hamming, hashPairs, type PHash } from './phash.js';
 
 /**
  * The embedding {@link DEFAULT_THRESHOLD} was chosen for, and what `moco dedup` on image folders uses: region
@@ -43,11 +44,21 @@ export interface DedupOpts {
    * distinct files; `moco dedup --db` passes the ANN index's.
    */
   candidates?: (rows: readonly number[], k: number) => Promise<number[][]>;
+  /**
+   * Perceptual hashes of the rows (null where a file could not be hashed): two files within `hashDistance`
+   * bits are near-duplicates whatever their cosine — the near-exact copies (brightness, contrast, gamma,
+   * re-encodes, resizes) that an encoder's features may not be invariant to. Default none: cosine only.
+   */
+  hashes?: readonly (PHash | null)[];
+  /** Largest Hamming distance between hashes of near-duplicates; default {@link DEFAULT_HASH_DISTANCE}. */
+  hashDistance?: number;
 }
 
 export interface DupMember extends FileRow {
   /** Cosine to the keeper (1 for exact copies). */
   score: number;
+  /** pHash distance to the keeper (bits), when hashes were compared. */
+  hashDistance?: number;
 }
 
 export interface DupGroup {
@@ -56,7 +67,7 @@ export interface DupGroup {
   keeper: DupMember;
   /** The others, to remove or review. */
   duplicates: DupMember[];
-  /** Lowest cosine between any two members. */
+  /** Lowest cosine between any two members (below the threshold where two members are linked by their pHash). */
   minScore: number;
 }
 
@@ -128,8 +139,8 @@ export function exactCandidates(vectors: Float32Array, dim: number): (rows: read
 }
 
 /**
- * Groups of duplicates among `rows` (with `vectors`, rows × dim, L2-normalised). Each group names its keeper
- * by the keep rule; groups are sorted largest first.
+ * Groups of duplicates among `rows` (with `vectors`, rows × dim, L2-normalised; with `hashes`, their pHashes
+ * too). Each group names its keeper by the keep rule; groups are sorted largest first.
  */
 export async function findDuplicates(rows: readonly FileRow[], vectors: Float32Array, dim: number, o: DedupOpts = {}): Promise<DedupResult> {
   const t = o.threshold ?? DEFAULT_THRESHOLD;
@@ -142,6 +153,14 @@ export async function findDuplicates(rows: readonly FileRow[], vectors: Float32A
   rows.forEach((r, i) => { const g = bySha.get(r.sha256); if (g) g.push(i); else bySha.set(r.sha256, [i]); });
   const reps = [...bySha.values()].map((g) => g.sort((a, b) => (rows[a]!.path < rows[b]!.path ? -1 : 1))[0]!);
   const cand = await (o.candidates ?? exactCandidates(vectors, dim))(reps, k);
+  const H = o.hashDistance ?? DEFAULT_HASH_DISTANCE;
+  const hashes = o.hashes;
+  if (hashes && hashes.length !== rows.length) throw new Error(`findDuplicates: ${hashes.length} hashes for ${rows.length} rows`);
+  const ham = (a: number, b: number): number => (hashes?.[a] && hashes[b] ? hamming(hashes[a]!, hashes[b]!) : Infinity);
+  /** Whether two files are near-duplicates: cosine at or above the threshold, or pHashes within H bits. */
+  const near = (a: number, b: number): boolean => dot(vectors, dim, a, b) >= t || ham(a, b) <= H;
+  // Edges carry a merge priority: pHash matches first (closest first, priority 2 + H − distance, above any
+  // cosine), then cosine pairs, most similar first.
   const edges: [number, number, number][] = [];
   const seen = new Set<string>();
   cand.forEach((ns, qi) => {
@@ -152,9 +171,25 @@ export async function findDuplicates(rows: readonly FileRow[], vectors: Float32A
       if (seen.has(key)) continue;
       seen.add(key);
       const s = dot(vectors, dim, a, b);
-      if (s >= t) edges.push([a, b, s]);
+      const d = ham(a, b);
+      if (d <= H) edges.push([a, b, 2 + H - d]);
+      else if (s >= t) edges.push([a, b, s]);
     }
   });
+  if (hashes) {
+    // Hash neighbours the vectors' neighbour lists missed (a brightened copy can be far in feature space).
+    const isRep = new Uint8Array(rows.length);
+    for (const r of reps) isRep[r] = 1;
+    const repIdx = reps.filter((r) => hashes[r]);
+    for (const [x, y, d] of hashPairs(repIdx.map((r) => hashes[r]!), H)) {
+      const a = repIdx[x]!;
+      const b = repIdx[y]!;
+      const key = a < b ? `${a},${b}` : `${b},${a}`;
+      if (!isRep[a] || !isRep[b] || seen.has(key)) continue;
+      seen.add(key);
+      edges.push([a, b, 2 + H - d]);
+    }
+  }
   edges.sort((x, y) => y[2] - x[2]);
   // Agglomerate, most similar pairs first. Complete linkage merges two groups only when every cross pair is
   // above the threshold (checked on the vectors, so pairs the neighbour lists missed count too).
@@ -164,7 +199,7 @@ export async function findDuplicates(rows: readonly FileRow[], vectors: Float32A
     const ga = get(a);
     const gb = get(b);
     if (ga === gb) continue;
-    if (linkage === 'complete' && !ga.every((x) => gb.every((y) => dot(vectors, dim, x, y) >= t))) continue;
+    if (linkage === 'complete' && !ga.every((x) => gb.every((y) => near(x, y)))) continue;
     const [big, small] = ga.length >= gb.length ? [ga, gb] : [gb, ga];
     for (const x of small) { big.push(x); groupOf.set(x, big); }
   }
@@ -183,7 +218,11 @@ export async function findDuplicates(rows: readonly FileRow[], vectors: Float32A
       const b = members[y]!;
       minScore = Math.min(minScore, rows[a]!.sha256 === rows[b]!.sha256 ? 1 : dot(vectors, dim, a, b));
     }
-    const member = (i: number): DupMember => ({ ...rows[i]!, score: rows[i]!.sha256 === rows[ki]!.sha256 ? 1 : dot(vectors, dim, i, ki) });
+    const member = (i: number): DupMember => {
+      const same = rows[i]!.sha256 === rows[ki]!.sha256;
+      const d = same ? 0 : ham(i, ki);
+      return { ...rows[i]!, score: same ? 1 : dot(vectors, dim, i, ki), ...(hashes && Number.isFinite(d) ? { hashDistance: d } : {}) };
+    };
     groups.push({
       kind: g && g.length > 1 ? 'near' : 'exact',
       keeper: member(ki),

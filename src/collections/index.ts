@@ -8,3 +8,4 @@ export * from './dedup.js';
 export * from './kmeans.js';
 export * from './coreset.js';
 export * from './whiten.js';
+export * from './phash.js';

@@ -144,3 +144,22 @@ export function hashPairs(hashes: readonly PHash[], maxDistance: number): [numbe
   });
   return out;
 }
+
+/**
+ * The pHashes of image files, `concurrency` decoded at once (sharp's threads do the work); null for a file that
+ * cannot be read or decoded (it is then compared by its vector only).
+ */
+export async function hashFiles(paths: readonly string[], o: { concurrency?: number; onProgress?: (done: number, total: number) => void } = {}): Promise<(PHash | null)[]> {
+  const out: (PHash | null)[] = new Array(paths.length).fill(null);
+  let next = 0;
+  let done = 0;
+  const worker = async (): Promise<void> => {
+    while (next < paths.length) {
+      const i = next++;
+      try { out[i] = await phashImage(paths[i]!); } catch { out[i] = null; }
+      if (++done % 1000 === 0) o.onProgress?.(done, paths.length);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(o.concurrency ?? 8, paths.length) }, worker));
+  return out;
+}

@@ -33,18 +33,23 @@ export async function loadInput(cmd: string, images: string[], o: InputOpts): Pr
   if (o.where !== undefined) throw new Error('--where needs --db');
   if (!o.pretrained) throw new Error(`moco ${cmd} on image files needs --pretrained <checkpoint> to embed them (or use --db with a collection)`);
   const emb = embedSettings(o);
-  const { embedImages, loadEncoder } = await import('../../eval/index.js');
   const { walkImages } = await import('../../data/walk.js');
   const found = walkImages(images, { onSkip: (s) => console.error(`moco ${cmd}: skipping ${s.path}: ${s.reason}`) }).found;
   const labels = new Map(found.map((f) => [resolve(f.path), f.label]));
   const files = [...labels.keys()];
   if (!files.length) throw new Error(`no image files under ${images.join(', ')}`);
-  const encoder = loadEncoder(o.pretrained);
+  const e = await embedFiles(cmd, files, o.pretrained, emb);
+  const rows: FileRow[] = [];
+  for (const p of e.paths) rows.push({ id: idOf(p), path: p, label: labels.get(p) ?? null, ...await fileFacts(p) });
+  return { rows, vectors: e.vectors, dim: e.dim, coll: null, source: images.join(' ') };
+}
+
+/** Embeds `files` with the encoder of `pretrained` as `emb` says; unreadable files are named and left out. */
+export async function embedFiles(cmd: string, files: readonly string[], pretrained: string, emb: ReturnType<typeof embedSettings>): Promise<{ paths: string[]; vectors: Float32Array; dim: number }> {
+  const { embedImages, loadEncoder } = await import('../../eval/index.js');
+  const encoder = loadEncoder(pretrained);
   try {
-    const e = await embedImages(encoder, files, { ...emb, onProgress: progress(`moco ${cmd}: embedding`), onSkip: (s) => console.error(`moco ${cmd}: skipping ${s.path}: ${s.reason}`) });
-    const rows: FileRow[] = [];
-    for (const p of e.paths) rows.push({ id: idOf(p), path: p, label: labels.get(p) ?? null, ...await fileFacts(p) });
-    return { rows, vectors: e.vectors, dim: e.dim, coll: null, source: images.join(' ') };
+    return await embedImages(encoder, files, { ...emb, onProgress: progress(`moco ${cmd}: embedding`), onSkip: (s) => console.error(`moco ${cmd}: skipping ${s.path}: ${s.reason}`) });
   } finally {
     encoder.dispose();
   }

@@ -3,14 +3,16 @@
 import type { Command } from 'commander';
 import { parse } from 'node:path';
 import { writeTextAtomic } from '../../io/atomic.js';
-import { addEmbedOptions, int, num } from './eval-common.js';
+import { addEmbedOptions, int, num, progress } from './eval-common.js';
 import { DEFAULT_EMBEDDING } from '../../collections/dedup.js';
 import { DEFAULT_SHRINKAGE } from '../../collections/whiten.js';
-import { csv, loadInput, type InputOpts, outFormat } from './collection-input.js';
+import { DEFAULT_HASH_DISTANCE } from '../../collections/phash.js';
+import { csv, embedFiles, loadInput, type InputOpts, outFormat } from './collection-input.js';
+import { existsSync } from 'node:fs';
 
 interface DedupCliOpts extends InputOpts {
   threshold?: string; linkage: string; keep: string; neighbours: string;
-  out?: string; html?: string; inline: boolean; moveTo?: string; exactCandidates: boolean; whiten: string | false; whitenDims?: string;
+  out?: string; html?: string; inline: boolean; moveTo?: string; exactCandidates: boolean; whiten: string | false; whitenDims?: string; hash: boolean; hashDistance: string; storedVectors: boolean;
 }
 
 export function register(program: Command): void {
@@ -28,6 +30,9 @@ export function register(program: Command): void {
     .option('--no-whiten', 'compare the vectors as stored (then the default --threshold is UNWHITENED_THRESHOLD)')
     .option('--whiten-dims <k>', 'principal components kept by --whiten (default all, or rows / 4 when there are fewer than 4 rows per dimension)')
     .option('--exact-candidates', 'with --db: candidates from an exact search instead of the ANN index', false)
+    .option('--hash-distance <bits>', 'also near-duplicates: files whose perceptual hashes (pHash, either orientation) differ in at most this many of 63 bits, whatever their cosine — brightness, contrast, gamma, re-encodes and resizes (docs/collections.md)', String(DEFAULT_HASH_DISTANCE))
+    .option('--no-hash', 'compare the vectors only (no perceptual hashes)')
+    .option('--stored-vectors', 'with --db: use the collection\'s vectors even when they are not the embedding the default threshold was chosen on (default: re-embed the files with the collection\'s encoder in that embedding, as `moco dedup FOLDER` does)', false)
     .option('--out <file>', 'groups as .json or .csv (default: JSON on stdout)')
     .option('--html <file>', 'an HTML review page of the groups with thumbnails')
     .option('--inline', 'inline the HTML thumbnails (a page that stands alone)', false)
@@ -36,7 +41,9 @@ export function register(program: Command): void {
   // (DEFAULT_EMBEDDING, docs/collections.md).
   addEmbedOptions(cmd, { pretrained: 'with image folders: the encoder (run dir, .safetensors, .pth, .pth.tar)', featureDefault: DEFAULT_EMBEDDING.feature, flipDefault: DEFAULT_EMBEDDING.flip, cropsDefault: DEFAULT_EMBEDDING.crops })
     .action(async (images: string[], o: DedupCliOpts) => {
-      const { findDuplicates, fitWhitening, applyWhitening, DEFAULT_THRESHOLD, UNWHITENED_THRESHOLD, ROWS_PER_DIM } = await import('../../collections/index.js');
+      const { findDuplicates, fitWhitening, applyWhitening, hashFiles, DEFAULT_THRESHOLD, UNWHITENED_THRESHOLD, ROWS_PER_DIM } = await import('../../collections/index.js');
+      const hashDistance = int('--hash-distance', o.hashDistance)!;
+      if (!(hashDistance >= 0 && hashDistance <= 11)) throw new Error(`--hash-distance must be a whole number of bits from 0 to 11, got '${o.hashDistance}' (or --no-hash)`);
       if (o.linkage !== 'complete' && o.linkage !== 'single') throw new Error(`--linkage must be complete or single, got '${o.linkage}'`);
       if (o.keep !== 'largest' && o.keep !== 'oldest' && o.keep !== 'first') throw new Error(`--keep must be largest, oldest or first, got '${o.keep}'`);
       const shrinkage = o.whiten === false ? null : num('--whiten', o.whiten)!;
@@ -48,9 +55,26 @@ export function register(program: Command): void {
       try {
         const m = inp.coll?.meta;
         const made = m ? { feature: m.feature ?? 'backbone', flip: m.flip === true, crops: m.crops ?? 'none' } : null;
-        if (made && o.threshold === undefined && (made.feature !== DEFAULT_EMBEDDING.feature || made.flip !== DEFAULT_EMBEDDING.flip || made.crops !== DEFAULT_EMBEDDING.crops)) {
-          console.error(`moco dedup: ${inp.source} holds ${made.feature} vectors${made.flip ? '' : ' without --flip'} with --crops ${made.crops}; the default threshold was chosen for \`moco index --feature ${DEFAULT_EMBEDDING.feature} --flip --crops ${DEFAULT_EMBEDDING.crops}\` vectors, so expect it to be off (docs/collections.md)`);
+        const otherEmbedding = made && (made.feature !== DEFAULT_EMBEDDING.feature || made.flip !== DEFAULT_EMBEDDING.flip || made.crops !== DEFAULT_EMBEDDING.crops);
+        let reembedded = false;
+        if (otherEmbedding && !o.storedVectors) {
+          // The collection's vectors serve search; dedup's threshold was chosen on another embedding of the same
+          // encoder, so the files are embedded again that way: `index` then `dedup --db` answers as `dedup FOLDER`.
+          const enc = o.pretrained ?? m?.pretrained;
+          if (!enc || !existsSync(enc)) throw new Error(`moco dedup: ${inp.source} holds ${made!.feature} vectors${made!.flip ? '' : ' without --flip'} with --crops ${made!.crops}, not the embedding the default threshold was chosen on, and its encoder ${enc ?? '(unrecorded)'} is not there to embed the files again: pass --pretrained CKPT, or --stored-vectors with a --threshold of your own`);
+          console.error(`moco dedup: ${inp.source} holds ${made!.feature} vectors; embedding its ${inp.rows.length} files again with ${enc} as --feature ${DEFAULT_EMBEDDING.feature} --flip --crops ${DEFAULT_EMBEDDING.crops}, the embedding the default threshold was chosen on (--stored-vectors skips this)`);
+          const e = await embedFiles('dedup', inp.rows.map((r) => r.path), enc, { feature: DEFAULT_EMBEDDING.feature, flip: DEFAULT_EMBEDDING.flip, crops: { kind: DEFAULT_EMBEDDING.crops }, batchSize: int('--batch', o.batch) });
+          const at = new Map(e.paths.map((p, i) => [p, i]));
+          inp.rows = inp.rows.filter((r) => at.has(r.path));
+          inp.vectors = new Float32Array(inp.rows.length * e.dim);
+          inp.rows.forEach((r, i) => inp.vectors.set(e.vectors.subarray(at.get(r.path)! * e.dim, (at.get(r.path)! + 1) * e.dim), i * e.dim));
+          inp.dim = e.dim;
+          reembedded = true; // the stored vectors' ANN index no longer gives this embedding's candidates
+        } else if (otherEmbedding && o.threshold === undefined) {
+          console.error(`moco dedup: ${inp.source} holds ${made!.feature} vectors${made!.flip ? '' : ' without --flip'} with --crops ${made!.crops}; the default threshold was chosen for --feature ${DEFAULT_EMBEDDING.feature} --flip --crops ${DEFAULT_EMBEDDING.crops}, so expect it to be off (docs/collections.md)`);
         }
+        const hashes = o.hash ? await hashFiles(inp.rows.map((r) => r.path), { onProgress: progress('moco dedup: hashing') }) : undefined;
+        if (hashes?.some((h) => h === null)) console.error(`moco dedup: ${hashes.filter((h) => h === null).length} files could not be hashed (gone or unreadable); they are compared by their vectors only`);
         // Whitening is fitted on the rows compared (the collection, or its --where subset); ANN candidates still
         // come from the stored vectors, and every pair is scored on the whitened ones.
         let vectors = inp.vectors;
@@ -68,7 +92,7 @@ export function register(program: Command): void {
         }
         let candidates;
         const coll = inp.coll;
-        if (coll && !o.exactCandidates && (await coll.indexState()).type) {
+        if (coll && !reembedded && !o.exactCandidates && (await coll.indexState()).type) {
           const byId = new Map(inp.rows.map((r, i) => [r.id, i]));
           candidates = async (rows: readonly number[], k: number): Promise<number[][]> => {
             const out: number[][] = [];
@@ -84,11 +108,12 @@ export function register(program: Command): void {
         }
         const r = await findDuplicates(inp.rows, vectors, dim, {
           threshold, linkage: o.linkage as 'complete' | 'single', keep: o.keep as 'largest' | 'oldest' | 'first', neighbours: int('--neighbours', o.neighbours), candidates,
+          ...(hashes ? { hashes, hashDistance } : {}),
         });
         const ms = performance.now() - t0;
         const exact = r.groups.filter((g) => g.kind === 'exact').length;
         console.error(`moco dedup: ${r.files} images: ${r.groups.length} groups (${exact} exact, ${r.groups.length - exact} near) at cosine ≥ ${threshold}, ${r.linkage} linkage; ${r.removable} removable, keeping the ${r.keep} (${(ms / 1000).toFixed(1)} s)`);
-        const summary = { command: 'dedup', source: inp.source, threshold, whiten: shrinkage === null ? null : { shrinkage, dims: dim }, linkage: r.linkage, keep: r.keep, files: r.files, groups: r.groups.length, removable: r.removable, ms: Math.round(ms) };
+        const summary = { command: 'dedup', source: inp.source, threshold, hashDistance: hashes ? hashDistance : null, whiten: shrinkage === null ? null : { shrinkage, dims: dim }, linkage: r.linkage, keep: r.keep, files: r.files, groups: r.groups.length, removable: r.removable, ms: Math.round(ms) };
         if (o.out && fmt === 'csv') {
           const lines = ['group,kind,role,path,label,sha256,bytes,mtime,score'];
           r.groups.forEach((g, gi) => {
