@@ -2,10 +2,14 @@
 // validated before any work so that a bad value is reported by its flag with the valid range.
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { resolve as resolvePath } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { MECHANISMS, isMechanismName, recipe, type BankSampling, type EndToEndLoss, type MechanismName, type Recipe } from '../moco/index.js';
 import { ARCHS } from '../models/index.js';
 import { isPresetName } from '../data/index.js';
+import { flagOf, settingsFromObject } from './config-keys.js';
+
+export { flagOf };
 
 export interface PretrainConfig extends Recipe {
   /** Dataset spec: a folder, `cifar10:DIR`, `cifar100:DIR` or `synthetic[:N]`. */
@@ -55,19 +59,11 @@ export interface PretrainConfig extends Recipe {
 /** Flags as the command line gives them (camelCase of the flag names); undefined = not given. */
 export type ConfigOverrides = Partial<PretrainConfig> & { config?: string; augPlus?: boolean; mlp?: boolean };
 
-const FLAG: Partial<Record<keyof PretrainConfig, string>> = {
-  arch: '-a/--arch', lr: '--lr', batchSize: '--batch-size', epochs: '--epochs', schedule: '--schedule', wd: '--wd',
-  dim: '--moco-dim', K: '--moco-k', m: '--moco-m', T: '--moco-t', seed: '--seed', workers: '--workers', width: '--width',
-  imageSize: '--image-size', bnSplits: '--bn-splits', trainSubset: '--train-subset', maxSteps: '--max-steps',
-  threads: '--threads', device: '--device', knnEvery: '--knn-every', knnK: '--knn-k', knnT: '--knn-t', knnFeature: '--knn-feature',
-  saveEverySteps: '--save-every-steps', keepCheckpoints: '--keep-checkpoints', momentum: '--momentum', augment: '--augment',
-  printFreq: '--print-freq', bankSampling: '--bank-sampling', bankMomentum: '--bank-momentum', lrScaling: '--lr-scaling',
-  amp: '--amp', channelsLast: '--channels-last',
-};
-
-export function flagOf(k: keyof PretrainConfig): string { return FLAG[k] ?? `--${String(k)}`; }
-
-/** Reads a JSON or YAML config file (keys as in config.json, i.e. camelCase). */
+/**
+ * Reads a JSON or YAML config file of settings keyed by `moco pretrain`'s flag names without the dashes
+ * (`batch-size: 64`, `moco-k: 256`, `mlp: true`) or by config.json's camelCase keys, so that a run's config.json
+ * can be passed back. Unknown keys and values a flag would refuse are errors naming the file and the key.
+ */
 export function readConfigFile(path: string): Partial<PretrainConfig> {
   let text: string;
   try {
@@ -77,15 +73,27 @@ export function readConfigFile(path: string): Partial<PretrainConfig> {
   }
   try {
     const v: unknown = /\.ya?ml$/i.test(path) ? parseYaml(text) : JSON.parse(text);
-    if (!v || typeof v !== 'object' || Array.isArray(v)) throw new Error('expected an object of settings');
-    return v as Partial<PretrainConfig>;
+    if (!v || typeof v !== 'object' || Array.isArray(v)) throw new Error('expected an object of settings, e.g. batch-size: 64');
+    return settingsFromObject(v as Record<string, unknown>, `--config ${path}`);
   } catch (e) {
-    throw new Error(`--config ${path}: ${(e as Error).message}`);
+    const m = (e as Error).message;
+    throw new Error(m.startsWith('--config ') ? m : `--config ${path}: ${m}`, { cause: e });
   }
 }
 
-/** Merges recipe ← file ← flags. `base` replaces the recipe (a resumed run's own config). */
+/** Whether two dataset specs name the same data: the same text, or paths that resolve to the same place. */
+function sameData(a: string, b: string): boolean {
+  return a === b || resolvePath(a) === resolvePath(b);
+}
+
+/**
+ * Merges, later winning: the preset's recipe (or `base`, a resumed run's own config) ← the --config file ← flags.
+ * `data` may be '' with a `base`: the resumed run's data; a different `data` is refused, naming both.
+ */
 export function resolveConfig(data: string, flags: ConfigOverrides, base?: PretrainConfig): PretrainConfig {
+  if (base && data && base.data && !sameData(data, base.data)) {
+    throw new Error(`the data argument '${data}' is not the resumed run's data '${base.data}' (recorded in ${base.out || 'its checkpoint'}); leave the data argument out to continue on the run's own data, or start a new run with another --out`);
+  }
   const file = flags.config ? readConfigFile(flags.config) : {};
   const presetName = flags.preset ?? file.preset ?? base?.preset ?? 'mocov1';
   const r = base ?? { ...recipe(presetName), preset: presetName };
@@ -138,6 +146,9 @@ export function validate(c: PretrainConfig, origin: Origin = {}): void {
   const check = (ok: boolean, key: keyof PretrainConfig, valid: string): void => {
     if (!ok) throw new Error(`invalid ${named(c, origin, key)}: ${valid}`);
   };
+  check(c.head === 'fc' || c.head === 'mlp', 'head', "'fc' or 'mlp'");
+  check(typeof c.evalAugment === 'string' && isPresetName(c.evalAugment as string), 'evalAugment', 'an augmentation preset, e.g. eval or cifar-eval');
+  for (const k of ['cos', 'symmetric', 'cifarStem', 'shuffleBn'] as const) check(typeof c[k] === 'boolean', k, 'true or false');
   check(c.arch in ARCHS, 'arch', `one of ${Object.keys(ARCHS).join(', ')}`);
   check(isInt(c.batchSize, 1), 'batchSize', 'a positive integer');
   check(isInt(c.epochs, 1), 'epochs', 'a positive integer');

@@ -11,3 +11,4 @@ export * from './step-rng.js';
 export * from './sweep-grid.js';
 export * from './sweep-report.js';
 export * from './sweep.js';
+export * from './config-keys.js';

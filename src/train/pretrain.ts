@@ -15,6 +15,7 @@ import { restoreCheckpoint, type LoadedCheckpoint, type RunState } from './check
 import type { RunEnd, StepEvent, TrainObserver } from './observer.js';
 import { CheckpointObserver, KnnObserver, ProgressObserver, RunLogObserver, SignalObserver } from './observers/index.js';
 import { stepRng } from './step-rng.js';
+import { readMetrics, type StepMetrics } from './metrics.js';
 import { trainStep, type StepPrecision } from './train-step.js';
 
 export interface PretrainOptions {
@@ -53,6 +54,48 @@ export interface PretrainSummary {
   interrupted?: string;
   /** The process's resident-memory high-water mark so far (MiB; getrusage ru_maxrss). */
   peakRssMB: number;
+  /**
+   * The resumed run had already reached its last step (--epochs, or --max-steps): nothing was trained and nothing
+   * in the run directory was rewritten. imagesPerSec, lastLoss and the kNN figures are then the run's own, read
+   * back from its metrics.jsonl (median images/s over the recorded steps).
+   */
+  alreadyFinished?: true;
+}
+
+/**
+ * What to tell someone who resumed a finished run: the run, where it stopped and how to train it further.
+ * `summary` is the one pretrain returned with alreadyFinished.
+ */
+export function finishedMessage(c: PretrainConfig, summary: PretrainSummary): string {
+  const byMaxSteps = c.maxSteps > 0 && summary.steps >= c.maxSteps;
+  const more = byMaxSteps
+    ? `a larger --max-steps (it stopped at --max-steps ${c.maxSteps}; 0: all --epochs)`
+    : `a larger --epochs, e.g. moco pretrain --resume ${c.out} --epochs ${c.epochs * 2}`;
+  return `${c.out} is already finished: epoch ${Number(summary.epochs.toFixed(2))} of ${c.epochs}, step ${summary.steps} (checkpoint ${summary.checkpoint ?? 'none'}); nothing was trained. To train it further, resume with ${more}`;
+}
+
+/** The summary of a finished run that was resumed: its own recorded figures (see PretrainSummary.alreadyFinished). */
+function finishedSummary(c: PretrainConfig, resumed: LoadedCheckpoint, stepsPerEpoch: number): PretrainSummary {
+  let rows: StepMetrics[] = [];
+  try { rows = readMetrics(c.out); } catch { /* a damaged metrics file: the figures are unknown (NaN) */ }
+  const steps = rows.filter((r) => r.knnTop1 === undefined);
+  const knn = rows.filter((r) => r.knnTop1 !== undefined);
+  const ips = steps.map((r) => r.imagesPerSec).filter((x) => Number.isFinite(x) && x > 0).sort((a, b) => a - b);
+  const init = knn.find((r) => r.step === 0)?.knnTop1;
+  const last = knn.filter((r) => r.step > 0).pop()?.knnTop1;
+  const { epoch, batch, step } = resumed.state;
+  return {
+    epochs: epoch + batch / stepsPerEpoch,
+    steps: step,
+    imagesPerSec: ips.length ? ips[Math.floor(ips.length / 2)]! : NaN,
+    lastLoss: steps.length ? steps[steps.length - 1]!.loss : NaN,
+    ...(last !== undefined ? { knnTop1: last } : {}),
+    ...(init !== undefined ? { knnTop1Init: init } : {}),
+    runDir: c.out,
+    checkpoint: resumed.file,
+    peakRssMB: process.resourceUsage().maxRSS / 1024,
+    alreadyFinished: true,
+  };
 }
 
 const WARMUP_STEPS = 2;
@@ -107,6 +150,16 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
   if (train.length < c.batchSize) {
     throw new Error(`data ${c.data}: ${train.length} images is fewer than --batch-size ${c.batchSize}; lower --batch-size`);
   }
+  const bpe = loader.batchesPerEpoch;
+  const totalSteps = c.maxSteps > 0 ? Math.min(c.maxSteps, c.epochs * bpe) : c.epochs * bpe;
+  if (o.resume && o.resume.state.step >= totalSteps) {
+    // Nothing to train. Running the observers would evaluate again and rewrite run.json and the report as a new
+    // session of zero steps; the run directory stays as the run left it.
+    await loader.close();
+    train.dispose();
+    for (const t of o.resume.tensors.values()) t.dispose();
+    return finishedSummary(c, o.resume, bpe);
+  }
   let knnData: { bank: ImageDataset; queries: ImageDataset } | null = null;
   if (c.knnEvery > 0) {
     let queries: ImageDataset | null = null;
@@ -142,8 +195,6 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
     writeTextAtomic(join(c.out, 'config.json'), `${JSON.stringify(c, null, 2)}\n`);
   }
 
-  const bpe = loader.batchesPerEpoch;
-  const totalSteps = c.maxSteps > 0 ? Math.min(c.maxSteps, c.epochs * bpe) : c.epochs * bpe;
   const warn = (what: string, e: unknown): void => {
     if (!quiet) process.stderr.write(`warning: ${what}: ${(e as Error).message}\n`);
   };

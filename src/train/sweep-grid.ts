@@ -1,8 +1,10 @@
 // The grid of a sweep: `key=v1,v2 key=v1,v2` (flags) or a YAML/JSON file mapping keys to lists; every cell is
-// one combination, the first key varying slowest. Keys are pre-training flag names without the dashes.
+// one combination, the first key varying slowest. Keys are pre-training flag names without the dashes, as in
+// --config files (config-keys.ts), and values are parsed as the flags parse them.
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import type { ConfigOverrides } from './config.js';
+import { SETTINGS, settingOf, settingValue, type Setting } from './config-keys.js';
 
 /** One key of the grid and the values it takes (as written). */
 export interface GridAxis {
@@ -18,56 +20,27 @@ export interface GridCell {
   values: Record<string, string>;
 }
 
-const bool = (key: string, v: string): boolean => {
-  if (v === 'true') return true;
-  if (v === 'false') return false;
-  throw new Error(`--grid ${key}=${v}: expects true or false`);
-};
-const num = (key: string, v: string): number => {
-  const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n)) throw new Error(`--grid ${key}=${v}: expects a number`);
-  return n;
-};
-const int = (key: string, v: string): number => {
-  const n = num(key, v);
-  if (!Number.isInteger(n)) throw new Error(`--grid ${key}=${v}: expects an integer`);
-  return n;
-};
-const str = <T extends string>(field: keyof ConfigOverrides) => (_k: string, v: string): ConfigOverrides => ({ [field]: v as T });
+// Any setting but the ones that say where a sweep's runs live: each cell's run directory is the sweep's.
+const GRID_SETTINGS: readonly Setting[] = SETTINGS.filter((s) => s.field !== 'out' && s.field !== 'data');
+const NOT_IN_GRID = "cannot vary in a grid: every cell trains on the sweep's <data> into --out DIR/cells/<cell>";
 
-/** What each grid key sets in the pre-training config. */
-const KEYS: Record<string, (key: string, v: string) => ConfigOverrides> = {
-  'mlp': (k, v) => ({ head: bool(k, v) ? 'mlp' : 'fc' }),
-  'aug-plus': (k, v) => ({ augment: bool(k, v) ? 'mocov2' : 'mocov1' }),
-  'augment': str('augment'),
-  'cos': (k, v) => ({ cos: bool(k, v) }),
-  'symmetric': (k, v) => ({ symmetric: bool(k, v) }),
-  'moco-t': (k, v) => ({ T: num(k, v) }),
-  'moco-k': (k, v) => ({ K: int(k, v) }),
-  'moco-m': (k, v) => ({ m: num(k, v) }),
-  'moco-dim': (k, v) => ({ dim: int(k, v) }),
-  'mechanism': str('mechanism'),
-  'loss': str('loss'),
-  'bank-sampling': str('bankSampling'),
-  'bank-momentum': (k, v) => ({ bankMomentum: num(k, v) }),
-  'lr-scaling': str('lrScaling'),
-  'lr': (k, v) => ({ lr: num(k, v) }),
-  'wd': (k, v) => ({ wd: num(k, v) }),
-  'epochs': (k, v) => ({ epochs: int(k, v) }),
-  'batch-size': (k, v) => ({ batchSize: int(k, v) }),
-  'width': (k, v) => ({ width: int(k, v) }),
-  'image-size': (k, v) => ({ imageSize: int(k, v) }),
-  'arch': str('arch'),
-  'seed': (k, v) => ({ seed: int(k, v) }),
-};
-
-export const GRID_KEYS: readonly string[] = Object.keys(KEYS);
+/** The grid keys: pre-training flag names without the dashes (config.json's camelCase keys are aliases). */
+export const GRID_KEYS: readonly string[] = GRID_SETTINGS.map((s) => s.key);
 
 function axis(key: string, values: string[], where: string): GridAxis {
-  if (!KEYS[key]) throw new Error(`${where}: unknown grid key '${key}'; valid: ${GRID_KEYS.join(', ')}`);
-  if (values.length === 0 || values.some((v) => v === '')) throw new Error(`${where}: '${key}' needs a comma-separated list of values, e.g. ${key}=a,b`);
-  for (const v of values) KEYS[key]!(key, v);
-  return { key, values };
+  // One cell directory per setting however it is spelt: the key is its flag name.
+  const s = settingOf(key, where, GRID_SETTINGS, NOT_IN_GRID);
+  if (values.length === 0 || values.some((v) => v === '')) throw new Error(`${where}: '${key}' needs a comma-separated list of values, e.g. ${s.key}=a,b`);
+  for (const v of values) cellValue(s, v, where);
+  return { key: s.key, values };
+}
+
+function cellValue(s: Setting, v: string, where: string): ConfigOverrides {
+  try {
+    return settingValue(s, v);
+  } catch (e) {
+    throw new Error(`${where} ${s.key}=${v}: ${(e as Error).message}`);
+  }
 }
 
 function checkAxes(axes: GridAxis[], where: string): GridAxis[] {
@@ -123,5 +96,5 @@ export function gridCells(axes: GridAxis[]): GridCell[] {
 
 /** The config overrides of one cell. */
 export function cellOverrides(cell: GridCell): ConfigOverrides {
-  return Object.assign({}, ...Object.entries(cell.values).map(([k, v]) => KEYS[k]!(k, v))) as ConfigOverrides;
+  return Object.assign({}, ...Object.entries(cell.values).map(([k, v]) => cellValue(settingOf(k, '--grid', GRID_SETTINGS, NOT_IN_GRID), v, '--grid'))) as ConfigOverrides;
 }

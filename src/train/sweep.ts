@@ -1,13 +1,15 @@
 // moco sweep: a grid of pre-training configs run one after another on one dataset and budget, each an ordinary
 // run directory (out/cells/<cell>) trained in a fresh `moco pretrain` process — so its peak memory is its own —
 // then evaluated (kNN monitor at the end; optionally the cached-feature linear probe). A finished cell leaves
-// sweep-cell.json and is never rerun; an interrupted one resumes from its checkpoint.
+// sweep-cell.json and is not rerun; an interrupted one resumes from its checkpoint. Both only while the settings
+// the cell recorded (its config.json) are the ones this sweep resolves for it: a cell is its full config, not its
+// name, so a sweep rerun with other common settings refuses (or, asked to, moves the old cell aside and reruns).
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeTextAtomic } from '../io/atomic.js';
-import { resolveConfig, type ConfigOverrides, type PretrainConfig } from './config.js';
+import { flagOf, resolveConfig, type ConfigOverrides, type PretrainConfig } from './config.js';
 import type { PretrainSummary } from './pretrain.js';
 import { cellOverrides, gridCells, type GridAxis, type GridCell } from './sweep-grid.js';
 import { writeSweepTables, type SweepRow } from './sweep-report.js';
@@ -24,12 +26,19 @@ export interface SweepOptions {
   linearEpochs?: number;
   /** No progress lines on stderr. */
   quiet?: boolean;
+  /**
+   * Cells whose recorded settings differ from this sweep's are moved to `out/replaced/<cell>-<time>` and trained
+   * anew. Without it the sweep refuses before training anything, naming each changed cell and setting.
+   */
+  rerunChanged?: boolean;
 }
 
 export interface SweepResult {
   rows: SweepRow[];
   /** Cells trained (or resumed) by this call; the others were finished before. */
   ran: string[];
+  /** Cells run before with other settings, moved aside (rerunChanged): cell → where the old run now is. */
+  replaced?: Record<string, string>;
   /** Set when a signal stopped the sweep (rerun the same command to continue). */
   interrupted?: string;
   files: { json: string; csv: string; md: string };
@@ -52,6 +61,35 @@ export function sweepConfigs(o: SweepOptions): { cell: GridCell; config: Pretrai
     if (o.base.knnEvery === undefined) config.knnEvery = config.epochs;
     return { cell, config };
   });
+}
+
+/**
+ * Settings that say where and how fast a run goes, not what it computes: a cell that differs from its recorded
+ * run only in these is the same cell (a sweep moved to another folder or machine, or given other --threads).
+ */
+const NOT_RESULTS: readonly (keyof PretrainConfig)[] = ['out', 'threads', 'workers', 'device', 'printFreq', 'keepCheckpoints', 'saveEverySteps'];
+
+/** The settings of `now` that differ from `before` (a run's recorded config.json), as `--epochs 1 → 2`. */
+export function configChanges(before: Partial<PretrainConfig>, now: PretrainConfig): string[] {
+  const keys = new Set([...Object.keys(before), ...Object.keys(now)] as (keyof PretrainConfig)[]);
+  const changes: string[] = [];
+  for (const k of keys) {
+    if (NOT_RESULTS.includes(k)) continue;
+    const [a, b] = [JSON.stringify(before[k]), JSON.stringify(now[k])];
+    if (a !== b) changes.push(`${flagOf(k)} ${a ?? '(unset)'} → ${b ?? '(unset)'}`);
+  }
+  return changes;
+}
+
+/** The settings a cell's run directory recorded (config.json), or null when it has not started. */
+function recordedConfig(dir: string): Partial<PretrainConfig> | null {
+  const file = join(dir, 'config.json');
+  if (!existsSync(file)) return null;
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as Partial<PretrainConfig>;
+  } catch (e) {
+    throw new Error(`${file}: cannot read the cell's recorded settings (${(e as Error).message}); move the cell directory away to train it anew`, { cause: e });
+  }
 }
 
 function hasCheckpoint(dir: string): boolean {
@@ -84,9 +122,27 @@ function lastJson<T>(c: Child, what: string): T {
 /** Runs the cells not finished yet, one after another, and writes the tables (also after each cell). */
 export async function sweep(o: SweepOptions): Promise<SweepResult> {
   const cells = sweepConfigs(o);
+  // Before anything runs: cells started or finished under other settings than these.
+  const changed = cells.flatMap(({ cell, config }) => {
+    const before = recordedConfig(config.out);
+    const diff = before ? configChanges(before, config) : [];
+    return diff.length ? [{ cell, dir: config.out, diff }] : [];
+  });
+  const replaced: Record<string, string> = {};
+  if (changed.length && !o.rerunChanged) {
+    throw new Error(`sweep ${o.out}: ${changed.length} of ${cells.length} cells were run with other settings than this command's, so their results are not this sweep's:\n${changed.map((c) => `  ${c.cell.name}: ${c.diff.join(', ')}`).join('\n')}\nRerun with the earlier settings to continue that sweep, give a new --out for this one, or pass --rerun-changed to move these cells to ${join(o.out, 'replaced')}/ and train them anew`);
+  }
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
+  for (const c of changed) {
+    const to = join(o.out, 'replaced', `${c.cell.name}-${stamp}`);
+    mkdirSync(join(o.out, 'replaced'), { recursive: true });
+    renameSync(c.dir, to);
+    replaced[c.cell.name] = to;
+  }
   mkdirSync(join(o.out, 'cells'), { recursive: true });
   writeTextAtomic(join(o.out, 'sweep-config.json'), `${JSON.stringify({ data: o.data, base: o.base, axes: o.axes, linearEpochs: o.linearEpochs ?? 0 }, null, 2)}\n`);
   const log = (s: string): void => { if (!o.quiet) process.stderr.write(`moco sweep: ${s}\n`); };
+  for (const c of changed) log(`${c.cell.name}: run before with ${c.diff.join(', ')}; moved to ${replaced[c.cell.name]}, training anew`);
   let signal: string | null = null;
   let kill: ((sig: NodeJS.Signals) => void) | null = null;
   // A signal goes to the running cell, which saves a checkpoint and exits; the sweep then stops.
@@ -152,5 +208,5 @@ export async function sweep(o: SweepOptions): Promise<SweepResult> {
   }
   files = writeSweepTables(o.out, o.axes, rows);
   if (signal) log(`${signal}: stopped after ${rows.length} of ${cells.length} cells; rerun the same command to continue`);
-  return { rows, ran, ...(signal ? { interrupted: signal as string } : {}), files };
+  return { rows, ran, ...(changed.length ? { replaced } : {}), ...(signal ? { interrupted: signal as string } : {}), files };
 }

@@ -93,6 +93,42 @@ test('SIGTERM mid-epoch saves a checkpoint; resuming reproduces the uninterrupte
   assert.ok(readdirSync(dir).some((f) => /^checkpoint_0000006\.safetensors$/.test(f)));
 });
 
+test('--resume DIR needs no data argument (the run records it), refuses other data, and says when the run is finished', async () => {
+  const dir = tmpDir();
+  const tiny = ['--preset', 'cifar', '--width', '4', '--image-size', '16', '--batch-size', '32', '--moco-k', '64', '--bn-splits', '4', '--threads', '1', '--quiet'];
+  const r0 = await runCli(['pretrain', 'synthetic:64', ...tiny, '--epochs', '1', '--out', dir]).done;
+  assert.equal(r0.code, 0, r0.err);
+  const metrics = readFileSync(join(dir, 'metrics.jsonl'), 'utf8');
+
+  // Finished: said so on stderr, with the run's own figures (no zeros, no null loss), and nothing rewritten.
+  const r1 = await runCli(['pretrain', '--resume', dir, '--quiet']).done;
+  assert.equal(r1.code, 0, r1.err);
+  const said = `moco pretrain: ${dir} is already finished: epoch 1 of 1, step 2 (checkpoint ${join(dir, 'checkpoint_0000002.safetensors')}); nothing was trained. To train it further, resume with a larger --epochs, e.g. moco pretrain --resume ${dir} --epochs 2`;
+  assert.ok(r1.err.includes(said), r1.err);
+  const s1 = JSON.parse(r1.out.trim().split('\n').pop()!) as { alreadyFinished?: boolean; steps: number; lastLoss: number | null; imagesPerSec: number | null };
+  assert.equal(s1.alreadyFinished, true);
+  assert.equal(s1.steps, 2);
+  assert.ok(typeof s1.lastLoss === 'number' && s1.lastLoss > 0, `lastLoss ${s1.lastLoss}`);
+  assert.ok(typeof s1.imagesPerSec === 'number' && s1.imagesPerSec > 0, `imagesPerSec ${s1.imagesPerSec}`);
+  assert.equal(readFileSync(join(dir, 'metrics.jsonl'), 'utf8'), metrics, 'the finished run is left as it was');
+
+  // Other data than the run's is refused, naming both.
+  const r2 = await runCli(['pretrain', 'synthetic:32', '--resume', dir, '--epochs', '2', '--quiet']).done;
+  assert.equal(r2.code, 1);
+  assert.match(r2.err, /the data argument 'synthetic:32' is not the resumed run's data 'synthetic:64'.*leave the data argument out/);
+  // The same data may be given; a larger --epochs trains on.
+  const r3 = await runCli(['pretrain', 'synthetic:64', '--resume', dir, '--epochs', '2', '--quiet']).done;
+  assert.equal(r3.code, 0, r3.err);
+  const s3 = JSON.parse(r3.out.trim().split('\n').pop()!) as { alreadyFinished?: boolean; steps: number };
+  assert.deepEqual([s3.alreadyFinished, s3.steps], [undefined, 4]);
+
+  // Neither data nor --resume: one line saying both ways, not the whole help.
+  const r4 = await runCli(['pretrain', '--quiet']).done;
+  assert.equal(r4.code, 1);
+  assert.match(r4.err, /missing the data argument: moco pretrain DATA .*; to continue a run, moco pretrain --resume DIR/);
+  assert.ok(!r4.err.includes('Options:'), r4.err);
+});
+
 test('invalid settings are refused before any work, naming the flag', async () => {
   const bad: [ConfigOverrides, RegExp][] = [
     [{ K: 16 }, /invalid --moco-k 16: must be at least the keys enqueued per step \(--batch-size 32 = 32\); pass --moco-k 32 or more/],

@@ -17,7 +17,7 @@ test('grid: key=v1,v2 pairs or a YAML file; cells in order; bad keys and values 
   const dir = tmpDir();
   writeFileSync(join(dir, 'g.yaml'), 'moco-t: [0.07, 0.2]\nmlp: [false, true]\n');
   assert.deepEqual(readGridFile(join(dir, 'g.yaml')), axes);
-  assert.throws(() => parseGrid('tau=0.1'), /--grid: unknown grid key 'tau'; valid: mlp, aug-plus/);
+  assert.throws(() => parseGrid('tau=0.1'), /--grid: unknown key 'tau'; did you mean 'moco-t'\?/);
   assert.throws(() => parseGrid('moco-t=0.1,abc'), /--grid moco-t=abc: expects a number/);
   assert.throws(() => parseGrid('mlp=yes'), /--grid mlp=yes: expects true or false/);
   assert.throws(() => parseGrid('mlp'), /--grid: 'mlp' is not key=v1,v2/);
@@ -67,4 +67,36 @@ test('a 2×2 sweep runs end to end, resumes after SIGTERM without rerunning fini
   assert.match(md, /\| moco-t=0\.2_mlp=true \| moco \| ✓ \|  \| ✓ \| 0\.2 \| \d+\.\d\d \(\d+\.\d\d\) \|/);
   const rows = JSON.parse(readFileSync(join(out, 'sweep.json'), 'utf8')) as { steps: number; peakRssMB: number; knnTop1?: number }[];
   assert.ok(rows.every((r) => r.steps === 6 && r.peakRssMB > 50 && r.knnTop1! > 0), JSON.stringify(rows.map((r) => [r.steps, r.peakRssMB, r.knnTop1])));
+});
+
+test('a sweep rerun with other common settings refuses, naming each changed setting; --rerun-changed moves the old cell aside and retrains', { timeout: 300_000 }, async () => {
+  const out = tmpDir();
+  const common = ['synthetic:64', '--grid', 'moco-t=0.1', '--preset', 'cifar', '--width', '4', '--image-size', '16', '--batch-size', '32',
+    '--moco-k', '64', '--bn-splits', '4', '--threads', '1', '--knn-feature', 'backbone', '--knn-k', '5', '--quiet', '--out', out];
+  const cell = join(out, 'cells', 'moco-t=0.1');
+  const r1 = await sweepCli([...common, '--epochs', '1']).done;
+  assert.equal(r1.code, 0, r1.err);
+  const before = readFileSync(join(cell, 'sweep-cell.json'), 'utf8');
+
+  // The same settings but where and how fast (--threads): the same cell, not rerun.
+  const same = await sweepCli([...common, '--epochs', '1', '--threads', '2']).done;
+  assert.equal(same.code, 0, same.err);
+  assert.deepEqual((JSON.parse(same.out.trim().split('\n').pop()!) as { ran: string[] }).ran, []);
+
+  const r2 = await sweepCli([...common, '--epochs', '2']).done;
+  assert.equal(r2.code, 1, 'refused');
+  assert.match(r2.err, /1 of 1 cells were run with other settings than this command's/);
+  assert.match(r2.err, /moco-t=0\.1: --epochs 1 → 2, --knn-every 1 → 2/);
+  assert.match(r2.err, /give a new --out for this one, or pass --rerun-changed to move these cells to .*replaced\/ and train them anew/);
+  assert.equal(readFileSync(join(cell, 'sweep-cell.json'), 'utf8'), before, 'nothing touched');
+
+  const r3 = await sweepCli([...common, '--epochs', '2', '--rerun-changed']).done;
+  assert.equal(r3.code, 0, r3.err);
+  const s3 = JSON.parse(r3.out.trim().split('\n').pop()!) as { ran: string[]; replaced: Record<string, string> };
+  assert.deepEqual(s3.ran, ['moco-t=0.1']);
+  const old = s3.replaced['moco-t=0.1']!;
+  assert.match(old, /replaced\/moco-t=0\.1-\d{4}-/);
+  assert.equal(readFileSync(join(old, 'sweep-cell.json'), 'utf8'), before, 'the old cell is kept, moved aside');
+  const rows = JSON.parse(readFileSync(join(out, 'sweep.json'), 'utf8')) as { steps: number; epochs: number }[];
+  assert.deepEqual(rows.map((r) => [r.epochs, r.steps]), [[2, 4]]);
 });

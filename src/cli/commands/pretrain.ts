@@ -1,6 +1,6 @@
-// moco pretrain <data>: flags named as main_moco.py's where they exist.
+// moco pretrain [data]: flags named as main_moco.py's where they exist.
 import { Command, Option } from 'commander';
-import { pretrain, readCheckpoint, resolveConfig, type ConfigOverrides } from '../../train/index.js';
+import { finishedMessage, pretrain, readCheckpoint, resolveConfig, type ConfigOverrides } from '../../train/index.js';
 import { addPretrainOptions, int, num, overridesFromFlags } from './pretrain-flags.js';
 import { ProcessGroup, configFromFlags, distributedTraining, launch, processDevice, relaunchArgv, threadsFromEnv, useDevice, type Backend } from '../../dist/index.js';
 import { DOWNLOAD_HELP, downloadData } from './download.js';
@@ -8,9 +8,9 @@ import { DOWNLOAD_HELP, downloadData } from './download.js';
 export function register(program: Command): void {
   addPretrainOptions(program
     .command('pretrain')
-    .description('MoCo v1/v2 self-supervised pre-training (or the end-to-end / memory-bank mechanisms). <data>: a folder in main_moco.py layout (train/, val/ or test/), any folder of images, cifar10:DIR / cifar100:DIR (binary release), or synthetic[:N] (built-in demo data)')
-    .argument('<data>', 'dataset'))
-    .option('--resume <path>', 'continue from a checkpoint file or a run directory (its latest checkpoint)')
+    .description('MoCo v1/v2 self-supervised pre-training (or the end-to-end / memory-bank mechanisms). [data]: a folder in main_moco.py layout (train/, val/ or test/), any folder of images, cifar10:DIR / cifar100:DIR (binary release), or synthetic[:N] (built-in demo data); with --resume it may be left out (the run records its data)')
+    .argument('[data]', 'dataset (required unless --resume)'))
+    .option('--resume <path>', 'continue from a checkpoint file or a run directory (its latest checkpoint), on the run\'s own data and settings; flags given override them (e.g. a larger --epochs trains a finished run further)')
     .option('--download', DOWNLOAD_HELP)
     .option('--quiet', 'no progress output')
     .option('--nproc-per-node <n>', 'start N local processes (Gloo on CPU, NCCL on CUDA), threads split between them', int('--nproc-per-node'))
@@ -22,22 +22,29 @@ export function register(program: Command): void {
     .option('--multiprocessing-distributed', 'main_moco.py style: world = nodes × processes per node')
     .addOption(new Option('--dist-backend <name>', 'collective backend').choices(['gloo', 'nccl']))
     .option('--dist-timeout <s>', 'seconds a collective may wait for the other ranks before failing', num('--dist-timeout'))
-    .action(async (data: string, f: Record<string, unknown>) => {
+    .action(async (dataArg: string | undefined, f: Record<string, unknown>) => {
+      if (!dataArg && !f.resume) throw new Error('pretrain: missing the data argument: moco pretrain DATA … (a folder of images, cifar10:DIR, synthetic[:N]); to continue a run, moco pretrain --resume DIR');
       const flags: ConfigOverrides = overridesFromFlags(f);
+      // Without a data argument a resumed run trains on the data its checkpoint records.
+      const recordedData = (): string => {
+        const ck = readCheckpoint(f.resume as string);
+        for (const t of ck.tensors.values()) t.dispose();
+        return ck.config.data;
+      };
       const nproc = (f.nprocPerNode as number | undefined) ?? 1;
       if (nproc > 1 && process.env.RANK === undefined) {
         // The launcher: this process only starts the ranks (this same command with torchrun's variables).
         // It downloads once for all of them; they are started with --download too and find the data in place.
-        if (f.download) await downloadData(data, 'pretrain');
+        if (f.download) await downloadData(dataArg ?? recordedData(), 'pretrain');
         const r = await launch({ nprocPerNode: nproc, argv: relaunchArgv(), nnodes: f.nnodes as number | undefined, nodeRank: f.nodeRank as number | undefined, threads: flags.threads });
         process.exit(r.code);
       }
       flags.threads ??= threadsFromEnv();
       const resume = f.resume ? readCheckpoint(f.resume as string) : undefined;
       if (resume && !flags.out) flags.out = resume.config.out;
-      const resolved = resolveConfig(data, flags, resume?.config);
+      const resolved = resolveConfig(dataArg ?? '', flags, resume?.config);
       // After the flags are validated. A one-off like --resume, so not part of the config (config.json).
-      if (f.download) await downloadData(data, 'pretrain');
+      if (f.download) await downloadData(resolved.data, 'pretrain');
       const where = configFromFlags(
         { distUrl: f.distUrl as string | undefined, worldSize: f.worldSize as number | undefined, rank: f.rank as number | undefined, multiprocessingDistributed: Boolean(f.multiprocessingDistributed) },
         { localRank: Number(process.env.LOCAL_RANK ?? 0), nprocPerNode: nproc },
@@ -51,7 +58,13 @@ export function register(program: Command): void {
         : null;
       try {
         const summary = await pretrain(config, { resume, quiet: Boolean(f.quiet), dist: pg ? distributedTraining(pg) : undefined });
-        if (!pg || pg.isMain) console.log(JSON.stringify({ ...summary, ...(pg ? { worldSize: pg.worldSize } : {}) }));
+        if (pg && !pg.isMain) return;
+        if (summary.alreadyFinished) {
+          // Not an error (a script that resumes until done lands here), but nothing was trained: say so, --quiet or
+          // not (it is the answer, not progress). The JSON line has alreadyFinished and the run's recorded figures.
+          process.stderr.write(`moco pretrain: ${finishedMessage(config, summary)}\n`);
+        }
+        console.log(JSON.stringify({ ...summary, ...(pg ? { worldSize: pg.worldSize } : {}) }));
       } finally {
         await pg?.close();
       }
