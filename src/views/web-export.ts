@@ -2,6 +2,7 @@
 // wasm files, the model and its recorded preprocessing (model.json), and optionally a small gallery (vectors
 // and thumbnails of a few images, embedded by the same ONNX model through onnxruntime-node) that the page
 // compares against when no server is there.
+import type { Found } from '../data/walk.js';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -27,8 +28,8 @@ export interface GalleryItem {
 }
 
 export interface WebExportOptions {
-  /** Image files to embed into the bundled gallery; default none. */
-  gallery?: string[];
+  /** Image files to embed into the bundled gallery, with their labels (as walkImages finds them); default none. */
+  gallery?: readonly Found[];
   /** Called for a gallery file that cannot be used. */
   onSkip?: (file: string, reason: string) => void;
 }
@@ -55,14 +56,13 @@ export async function writeWebFolder(out: string, bytes: Uint8Array, info: Serve
 }
 
 /** Embeds gallery images with the exported model exactly as `moco serve` does (sharp, then onnxruntime). */
-async function embedGallery(model: string, info: ServeModelInfo, files: string[], onSkip?: (file: string, reason: string) => void): Promise<GalleryItem[]> {
-  const { labelOf } = await import('../serve/search-backend.js');
+async function embedGallery(model: string, info: ServeModelInfo, files: readonly Found[], onSkip?: (file: string, reason: string) => void): Promise<GalleryItem[]> {
   const s = info.preprocessing.size;
   // A child process: the CLI that calls this has libtorch loaded.
   const runner = await OnnxRunner.open(model, { isolate: true });
   try {
     const items: GalleryItem[] = [];
-    for (const f of files) {
+    for (const { path: f, label } of files) {
       const x = new Float32Array(3 * s * s);
       let bytes: Buffer;
       try {
@@ -74,7 +74,7 @@ async function embedGallery(model: string, info: ServeModelInfo, files: string[]
       }
       const y = Object.values(await runner.run(x, [1, 3, s, s]))[0]!;
       const thumb = await sharp(bytes).autoOrient().resize(160, 160, { fit: 'cover' }).jpeg({ quality: 80 }).toBuffer();
-      items.push({ name: f, label: labelOf(f), thumb: `data:image/jpeg;base64,${thumb.toString('base64')}`, vector: Array.from(y.data) });
+      items.push({ name: f, label, thumb: `data:image/jpeg;base64,${thumb.toString('base64')}`, vector: Array.from(y.data) });
     }
     return items;
   } finally {

@@ -75,7 +75,7 @@ async function exportWeb(ckpt: string, o: ExportOpts): Promise<void> {
   const { writeWebFolder } = await import('../../views/web-export.js');
   const { walkImages } = await import('../../data/walk.js');
   const { writeTextAtomic } = await import('../../io/atomic.js');
-  const gallery = o.gallery ? walkImages(o.gallery, { onSkip: (s) => console.error(`moco export: gallery: skipping ${s.path}: ${s.reason}`) }).found.map((f) => f.path) : [];
+  const gallery = o.gallery ? walkImages(o.gallery, { onSkip: (s) => console.error(`moco export: gallery: skipping ${s.path}: ${s.reason}`) }).found : [];
   if (o.gallery && !gallery.length) throw new Error(`--gallery ${o.gallery.join(' ')}: no image files found`);
   // Too many: an evenly spaced subset, so that every folder of a sorted ImageFolder keeps its share.
   const picked = gallery.length > max ? Array.from({ length: max }, (_, i) => gallery[Math.floor((i * gallery.length) / max)]!) : gallery;
