@@ -100,21 +100,28 @@ export async function indexImages(encoder: Encoder, files: readonly (string | Fo
   let rows: ImageRow[] = [];
   let done = 0;
   let committing: Promise<void> = Promise.resolve();
+  // The first failed commit. It is held here rather than left in a pending promise (which Node reports as an
+  // unhandled rejection, killing the process with LanceDB's raw error) and stops the embedding at the next batch.
+  let failed: unknown = null;
   const flush = async (): Promise<void> => {
     const part = rows;
     const at = done;
     rows = [];
     await committing;
+    if (failed) return;
     committing = (async () => {
       const fresh = part.filter((r) => !byPath.get(r.path)!.replace);
       const changed = part.filter((r) => byPath.get(r.path)!.replace);
       // Appends never conflict between ranks; replacements (rare) go through a merge on the path.
       await coll.append(fresh);
-      await coll.upsert(changed);
       added += fresh.length;
+      await coll.upsert(changed);
       updated += changed.length;
       o.onProgress?.(at, todo.length);
-    })();
+    })().catch((e: unknown) => { failed = e; });
+  };
+  const stopIfFailed = (): void => {
+    if (failed) throw commitError(coll.uri, failed, added + updated, todo.length);
   };
   await embedImages(encoder, todo.map((t) => t.path), {
     feature: o.feature, flip: o.flip, crops: o.crops, batchSize: o.batchSize, workers: o.workers,
@@ -122,6 +129,7 @@ export async function indexImages(encoder: Encoder, files: readonly (string | Fo
     onProgress: (n) => { done = n; },
     writer: {
       add: async (vectors, paths) => {
+        stopIfFailed();
         const dim = paths.length ? vectors.length / paths.length : 0;
         paths.forEach((p, j) => {
           const t = byPath.get(p)!;
@@ -135,8 +143,30 @@ export async function indexImages(encoder: Encoder, files: readonly (string | Fo
   });
   const t2 = performance.now();
   done = todo.length;
+  stopIfFailed();
   if (todo.length) await flush();
   await committing;
+  stopIfFailed();
   const t3 = performance.now();
   return { files: mine.length, unchanged, added, updated, skipped, ms: t3 - t0, scanMs: t1 - t0, embedMs: t2 - t1, commitWaitMs: t3 - t2 };
+}
+
+/**
+ * The error of a failed commit (a full disk, a lost mount): it names the collection, what this run committed
+ * and how to go on. A LanceDB commit is atomic (data files first, then the version that points at them), so the
+ * table holds exactly the committed rows, and a rerun embeds only the files not yet in it.
+ */
+export function commitError(uri: string, e: unknown, committed: number, total: number): Error {
+  return new Error(`--db ${uri}: writing to the collection failed (${rootCause(e)}) after this run had committed ${committed} of its ${total} files; ` +
+    `those ${committed} rows and all earlier ones are intact. Free space or fix the cause, then rerun the same \`moco index\` command to resume: it embeds only the files not yet in the collection`, { cause: e });
+}
+
+/**
+ * The innermost reason of a LanceDB error, without its Rust source locations: its messages nest each layer
+ * ("lance error: LanceError(IO): … Caused by: … Caused by: No space left on device (os error 28)").
+ */
+export function rootCause(e: unknown): string {
+  const msg = e instanceof Error ? e.message : String(e);
+  const last = msg.split(/\s*Caused by:\s*/).pop()!.trim();
+  return last.replace(/,\s*\S+\.rs:\d+:\d+/g, '').split('\n')[0]!.trim() || msg.split('\n')[0]!;
 }

@@ -7,7 +7,7 @@ import type { Connection, Table } from '@lancedb/lancedb';
 import type * as Arrow from 'apache-arrow';
 import { createHash } from 'node:crypto';
 import { trimWhile } from './allocator.js';
-import { loadLance, type LanceModules } from './lancedb.js';
+import { lanceUri, loadLance, type LanceModules } from './lancedb.js';
 import { toSql, type Filter } from './filter.js';
 
 /** The ANN index `ensureIndex` builds unless told otherwise. */
@@ -119,7 +119,7 @@ export class Collection {
   /** Whether `uri` holds a collection. */
   static async exists(uri: string): Promise<boolean> {
     const { lancedb } = await loadLance();
-    const db = await lancedb.connect(uri);
+    const db = await lancedb.connect(lanceUri(uri));
     try { return (await db.tableNames()).includes(TABLE); } finally { db.close(); }
   }
 
@@ -129,7 +129,7 @@ export class Collection {
    */
   static async open(uri: string, create?: CollectionMeta): Promise<Collection> {
     const m = await loadLance();
-    const db = await m.lancedb.connect(uri, {}, session(m));
+    const db = await m.lancedb.connect(lanceUri(uri), {}, session(m));
     try {
       let table: Table;
       if ((await db.tableNames()).includes(TABLE)) table = await db.openTable(TABLE);

@@ -33,7 +33,7 @@ export function register(program: Command): void {
       const minRows = int('--index-min-rows', o.indexMinRows);
       const { describeEncoder, loadEncoder } = await import('../../eval/index.js');
       const { walkImages } = await import('../../data/walk.js');
-      const { Collection, INDEX_MIN_ROWS, indexImages } = await import('../../collections/index.js');
+      const { Collection, INDEX_MIN_ROWS, indexImages, rootCause } = await import('../../collections/index.js');
       const walked = walkImages(images, { onSkip: (x) => console.error(`moco index: skipping ${x.path}: ${x.reason}`) });
       const files = walked.found;
       if (!files.length) throw new Error(`no image files under ${images.join(', ')}`);
@@ -66,7 +66,10 @@ export function register(program: Command): void {
         // The index is built once every rank has appended its shard.
         await pg?.barrier();
         if (rank === 0) {
-          const ix = await coll.ensureIndex({ minRows, rebuild: o.reindex });
+          const rowsIn = await coll.count();
+          const ix = await coll.ensureIndex({ minRows, rebuild: o.reindex }).catch((e: unknown) => {
+            throw new Error(`--db ${o.db}: all ${rowsIn} rows are committed, but updating its ANN index failed (${rootCause(e)}); search still works (unindexed rows are scanned). Fix the cause and rerun the same \`moco index\` command to update the index`, { cause: e });
+          });
           const state = await coll.indexState();
           const rows = await coll.count();
           console.error(`${tag}: ${rows} rows; ANN index: ${ix.action === 'built' ? `built (${state.type}, ${state.partitions} partitions) in ${(ix.ms / 1000).toFixed(1)} s` : state.type ? `${state.type}, ${state.indexed} rows indexed` : `none (flat scan below ${minRows ?? INDEX_MIN_ROWS} rows)`}`);
