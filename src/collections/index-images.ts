@@ -4,11 +4,12 @@
 // next one is embedded, so an interrupted run loses at most two chunks and the next run resumes where it
 // stopped. In a multi-process run each rank takes the files whose path hashes to it, so nothing is embedded twice.
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { embedImages, type EmbedOpts, type Encoder, type FeatureKind } from '../eval/index.js';
 import type { Found, Skipped } from '../data/walk.js';
-import { idOf, type Collection, type FileRow, type ImageRow } from './table.js';
+import { Collection, idOf, type CollectionMeta, type FileRow, type ImageRow } from './table.js';
 
 export interface IndexImagesOpts {
   feature?: FeatureKind;
@@ -169,4 +170,68 @@ export function rootCause(e: unknown): string {
   const msg = e instanceof Error ? e.message : String(e);
   const last = msg.split(/\s*Caused by:\s*/).pop()!.trim();
   return last.replace(/,\s*\S+\.rs:\d+:\d+/g, '').split('\n')[0]!.trim() || msg.split('\n')[0]!;
+}
+
+/**
+ * How the vectors `want` describes would differ from those a collection recorded (`have`), one phrase each, with
+ * the flag that matches the collection where there is one; empty when they are comparable. The encoder is
+ * compared by its weights' digest when both record one.
+ */
+export function encodingDifferences(have: CollectionMeta, want: CollectionMeta): string[] {
+  const out: string[] = [];
+  const short = (h: string): string => h.slice(0, 12);
+  if (have.encoderSha256 && want.encoderSha256 && have.encoderSha256 !== want.encoderSha256) {
+    out.push(`its vectors were made by the encoder ${have.pretrained ?? '(path not recorded)'} (weights sha256 ${short(have.encoderSha256)}…), this one is ${want.pretrained ?? '(unknown)'} (weights sha256 ${short(want.encoderSha256)}…)`);
+  }
+  if (have.dim !== want.dim) out.push(`it holds ${have.dim}-d vectors, this encoder gives ${want.dim}-d`);
+  const hf = have.feature ?? 'backbone', wf = want.feature ?? 'backbone';
+  if (have.feature && hf !== wf) out.push(`it holds --feature ${hf} vectors, this run asks for ${wf} (pass --feature ${hf})`);
+  if ((have.flip ?? false) !== (want.flip ?? false)) out.push(`its vectors were made ${have.flip ? 'with' : 'without'} --flip (${have.flip ? 'pass' : 'drop'} --flip)`);
+  if ((have.crops ?? 'none') !== (want.crops ?? 'none')) out.push(`its vectors were made with --crops ${have.crops ?? 'none'} (pass --crops ${have.crops ?? 'none'})`);
+  return out;
+}
+
+/**
+ * Opens (or creates) the collection at `uri` for vectors made as `meta` says. A collection whose vectors were
+ * made otherwise ({@link encodingDifferences}) is refused, naming both and `--reembed`; with `reembed` it is
+ * dropped and created anew (pass the files it held, from {@link heldFiles}, to {@link indexImages} to embed them
+ * again). A collection from before encoders were recorded by their weights gets this encoder's digest recorded,
+ * with a warning through `warn`: from then on a different encoder is refused.
+ */
+export async function openForIndexing(uri: string, meta: CollectionMeta, o: { reembed?: boolean; warn?: (msg: string) => void } = {}): Promise<Collection> {
+  if (await Collection.exists(uri)) {
+    const coll = await Collection.open(uri);
+    const diff = encodingDifferences(coll.meta, meta);
+    if (diff.length && !o.reembed) {
+      const rows = await coll.count();
+      coll.close();
+      throw new Error(`--db ${uri}: ${diff.join('; ')}. Mixing them would make its ${rows} vectors incomparable: pass --reembed to drop them and embed every file it holds again with this encoder, or index into another --db`);
+    }
+    if (!diff.length && !o.reembed) {
+      if (!coll.meta.encoderSha256 && meta.encoderSha256) {
+        o.warn?.(`--db ${uri} does not record which weights made its vectors (it was made by an older moco); taking them to be this encoder's${coll.meta.pretrained && coll.meta.pretrained !== meta.pretrained ? ` (it records ${coll.meta.pretrained}, this is ${meta.pretrained})` : ''} and recording its digest now. If another encoder made them, rerun with --reembed`);
+        await coll.recordMeta({ encoderSha256: meta.encoderSha256 });
+      }
+      return coll;
+    }
+    coll.close();
+    await Collection.drop(uri);
+  }
+  return Collection.open(uri, meta);
+}
+
+/**
+ * The files a collection holds that are still on disk, with their labels (what `--reembed` embeds again besides
+ * the files given), and how many rows name files that are gone (dropped by `--reembed`).
+ */
+export async function heldFiles(uri: string): Promise<{ files: Found[]; gone: number }> {
+  if (!await Collection.exists(uri)) return { files: [], gone: 0 };
+  const coll = await Collection.open(uri);
+  try {
+    const rows = await coll.files();
+    const files = rows.filter((r) => existsSync(r.path)).map((r) => ({ path: r.path, label: r.label }));
+    return { files, gone: rows.length - files.length };
+  } finally {
+    coll.close();
+  }
 }

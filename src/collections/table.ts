@@ -56,6 +56,11 @@ export interface CollectionMeta {
   dim: number;
   /** Checkpoint file the vectors were embedded with. */
   pretrained?: string;
+  /**
+   * SHA-256 of that encoder's weights (`Encoder.weightsSha256`): what `moco index` and `moco search` compare (the file may
+   * have moved or been overwritten). Absent in collections made before it was recorded.
+   */
+  encoderSha256?: string;
   feature?: string;
   /** Vectors are the mean of each image's and its mirror image's features (`--flip`). */
   flip?: boolean;
@@ -142,8 +147,7 @@ export class Collection {
         }
       }
       const schema = await table.schema();
-      const raw = schema.metadata.get('moco');
-      const meta = raw ? JSON.parse(raw) as CollectionMeta : { dim: vectorDim(schema) };
+      const meta = metaOf(schema);
       if (create && create.dim !== meta.dim) throw new Error(`${uri} holds ${meta.dim}-d vectors but this encoder gives ${create.dim}-d: index into another --db, or use the encoder it was made with (${meta.pretrained ?? 'not recorded'})`);
       return new Collection(m, db, table, uri, meta, schema);
     } catch (e) {
@@ -153,6 +157,24 @@ export class Collection {
   }
 
   get dim(): number { return this.meta.dim; }
+
+  /** Drops the collection at `uri` (its table; the directory stays), if there is one. */
+  static async drop(uri: string): Promise<void> {
+    const { lancedb } = await loadLance();
+    const db = await lancedb.connect(lanceUri(uri));
+    try { if ((await db.tableNames()).includes(TABLE)) await db.dropTable(TABLE); } finally { db.close(); }
+  }
+
+  /**
+   * Adds to the recorded {@link CollectionMeta} (for facts a collection made by an older moco lacks). LanceDB
+   * cannot rewrite a table's schema metadata in place, so additions go to the `vector` field's metadata, which
+   * {@link Collection.open} reads over the schema's.
+   */
+  async recordMeta(add: Partial<CollectionMeta>): Promise<void> {
+    const extra = { ...JSON.parse(vectorField(this.schema)?.metadata.get('moco') ?? '{}') as Partial<CollectionMeta>, ...add };
+    await this.table.updateFieldMetadata([{ path: 'vector', metadata: { moco: JSON.stringify(extra) } }]);
+    Object.assign(this.meta, add);
+  }
 
   /** Rows, or rows passing `filter`. */
   async count(filter?: Filter): Promise<number> { return this.table.countRows(toSql(filter)); }
@@ -388,9 +410,19 @@ function schemaFor(arrow: typeof Arrow, meta: CollectionMeta): Arrow.Schema {
   ], new Map([['moco', JSON.stringify(meta)]]));
 }
 
+function vectorField(s: Arrow.Schema): Arrow.Field | undefined {
+  return s.fields.find((x) => x.name === 'vector');
+}
+
 function vectorDim(s: Arrow.Schema): number {
-  const f = s.fields.find((x) => x.name === 'vector');
-  return (f?.type as Arrow.FixedSizeList | undefined)?.listSize ?? 0;
+  return (vectorField(s)?.type as Arrow.FixedSizeList | undefined)?.listSize ?? 0;
+}
+
+/** The recorded {@link CollectionMeta}: the schema's, with the additions of {@link Collection.recordMeta}. */
+function metaOf(s: Arrow.Schema): CollectionMeta {
+  const raw = s.metadata.get('moco');
+  const added = vectorField(s)?.metadata.get('moco');
+  return { ...(raw ? JSON.parse(raw) as CollectionMeta : { dim: vectorDim(s) }), ...(added ? JSON.parse(added) as Partial<CollectionMeta> : {}) };
 }
 
 function fileRow(b: Arrow.RecordBatch, i: number): FileRow {
