@@ -66,7 +66,7 @@ async function searchDb(o: SearchCliOpts): Promise<void> {
     });
     if (q.dim !== coll.dim) throw new Error(`queries are ${q.dim}-d but the collection is ${coll.dim}-d: pass the --pretrained it was made with`);
     const top = int('--top', o.top)!;
-    const state = await coll.indexState();
+    const plan = await coll.searchPlan({ top, filter, exact: o.exact });
     const hits = await coll.search(q.vectors, { top, filter, exact: o.exact });
     const results = hits.map((hs) => hs.map((h) => ({ index: h.id, path: h.path, score: h.score, label: h.label })));
     if (o.html) {
@@ -79,7 +79,7 @@ async function searchDb(o: SearchCliOpts): Promise<void> {
         results[i]!.forEach((n, r) => console.log(`  ${String(r + 1).padStart(3)}  ${n.score.toFixed(4)}  ${n.label ?? ''}  ${n.path}`));
       });
     } else {
-      console.log(JSON.stringify({ command: 'search', db: o.db, where: o.where ?? null, engine: !o.exact && state.type ? state.type : 'flat', top, results: q.paths.map((p, i) => ({ query: p, neighbours: results[i] })), skipped: q.skipped }));
+      console.log(JSON.stringify({ command: 'search', db: o.db, where: o.where ?? null, engine: plan.engine, matching: plan.matching, top, results: q.paths.map((p, i) => ({ query: p, neighbours: results[i] })), skipped: q.skipped }));
     }
   } finally {
     coll.close();
