@@ -3,6 +3,7 @@
 import type * as Lance from '@lancedb/lancedb';
 import type * as Arrow from 'apache-arrow';
 import { createRequire } from 'node:module';
+import { resolve } from 'node:path';
 import { tuneAllocator } from './allocator.js';
 
 /** The command that installs the pinned versions this code is tested with. */
@@ -53,4 +54,14 @@ export function loadLance(): Promise<LanceModules> {
     }
   })();
   return loaded;
+}
+
+/**
+ * What to hand `lancedb.connect` for a `--db` value: a URI with a scheme (`s3://…`, `db://…`, `file://…`) as
+ * is, anything else as the absolute path of a local directory. LanceDB reads any string that starts with `db`
+ * (`db`, `dbfoo`, `db/x`) as a LanceDB Cloud URI and asks for an API key, so a relative path must not reach it
+ * as typed.
+ */
+export function lanceUri(db: string): string {
+  return /^[a-z][a-z0-9+.-]*:\/\//i.test(db) ? db : resolve(db);
 }

@@ -7,7 +7,7 @@ import type { Connection, Table } from '@lancedb/lancedb';
 import type * as Arrow from 'apache-arrow';
 import { createHash } from 'node:crypto';
 import { trimWhile } from './allocator.js';
-import { loadLance, type LanceModules } from './lancedb.js';
+import { lanceUri, loadLance, type LanceModules } from './lancedb.js';
 import { toSql, type Filter } from './filter.js';
 
 /** The ANN index `ensureIndex` builds unless told otherwise. */
@@ -56,6 +56,11 @@ export interface CollectionMeta {
   dim: number;
   /** Checkpoint file the vectors were embedded with. */
   pretrained?: string;
+  /**
+   * SHA-256 of that encoder's weights (`Encoder.weightsSha256`): what `moco index` and `moco search` compare (the file may
+   * have moved or been overwritten). Absent in collections made before it was recorded.
+   */
+  encoderSha256?: string;
   feature?: string;
   /** Vectors are the mean of each image's and its mirror image's features (`--flip`). */
   flip?: boolean;
@@ -85,6 +90,40 @@ export interface SearchOpts {
   refineFactor?: number;
   /** Exact flat scan even when there is an index (the reference). */
   exact?: boolean;
+}
+
+/** How {@link Collection.search} answers a search: the ANN index or an exact scan of the rows the filter keeps. */
+export interface SearchPlan {
+  /** 'flat' (every matching row scored) or the index kind probed. */
+  engine: string;
+  /** Rows the filter keeps (all rows without one). */
+  matching: number;
+  /** IVF partitions probed (null for 'flat'). */
+  nprobes: number | null;
+}
+
+/**
+ * How many times `top` the matching rows in the probed partitions must be, on average, for the index to be used:
+ * partitions are uneven, and a filter's rows cluster in some of them, so an expectation of exactly `top` would
+ * often come up short.
+ */
+export const PROBE_MARGIN = 4;
+
+/**
+ * The one rule for choosing between the ANN index and an exact scan of the matching rows (the CLI's
+ * `search --db` and `/v1/search` both go through it). IVF probes a few partitions, so a filter that keeps few rows,
+ * or a `top` near the rows those partitions hold, would return fewer hits than match (a 300-row label in 3000
+ * rows gave 234 of 300). Exact when there is no index, when the filter keeps at most `INDEX_MIN_ROWS` rows (below
+ * the crossover a flat scan is as fast as the index), or when the probed partitions would hold fewer than
+ * `PROBE_MARGIN × top` matching rows on average.
+ */
+export function planSearch(index: IndexState, matching: number, top: number, nprobes?: number): SearchPlan {
+  if (!index.type) return { engine: 'flat', matching, nprobes: null };
+  const partitions = Math.max(1, index.partitions ?? 1);
+  const probes = nprobes ?? Math.max(20, Math.ceil(partitions * 0.05));
+  const expected = matching * Math.min(1, probes / partitions);
+  if (matching <= INDEX_MIN_ROWS || expected < PROBE_MARGIN * top) return { engine: 'flat', matching, nprobes: null };
+  return { engine: index.type, matching, nprobes: probes };
 }
 
 /** One neighbour: the row and its exact cosine similarity. */
@@ -119,7 +158,7 @@ export class Collection {
   /** Whether `uri` holds a collection. */
   static async exists(uri: string): Promise<boolean> {
     const { lancedb } = await loadLance();
-    const db = await lancedb.connect(uri);
+    const db = await lancedb.connect(lanceUri(uri));
     try { return (await db.tableNames()).includes(TABLE); } finally { db.close(); }
   }
 
@@ -129,7 +168,7 @@ export class Collection {
    */
   static async open(uri: string, create?: CollectionMeta): Promise<Collection> {
     const m = await loadLance();
-    const db = await m.lancedb.connect(uri, {}, session(m));
+    const db = await m.lancedb.connect(lanceUri(uri), {}, session(m));
     try {
       let table: Table;
       if ((await db.tableNames()).includes(TABLE)) table = await db.openTable(TABLE);
@@ -142,8 +181,7 @@ export class Collection {
         }
       }
       const schema = await table.schema();
-      const raw = schema.metadata.get('moco');
-      const meta = raw ? JSON.parse(raw) as CollectionMeta : { dim: vectorDim(schema) };
+      const meta = metaOf(schema);
       if (create && create.dim !== meta.dim) throw new Error(`${uri} holds ${meta.dim}-d vectors but this encoder gives ${create.dim}-d: index into another --db, or use the encoder it was made with (${meta.pretrained ?? 'not recorded'})`);
       return new Collection(m, db, table, uri, meta, schema);
     } catch (e) {
@@ -153,6 +191,24 @@ export class Collection {
   }
 
   get dim(): number { return this.meta.dim; }
+
+  /** Drops the collection at `uri` (its table; the directory stays), if there is one. */
+  static async drop(uri: string): Promise<void> {
+    const { lancedb } = await loadLance();
+    const db = await lancedb.connect(lanceUri(uri));
+    try { if ((await db.tableNames()).includes(TABLE)) await db.dropTable(TABLE); } finally { db.close(); }
+  }
+
+  /**
+   * Adds to the recorded {@link CollectionMeta} (for facts a collection made by an older moco lacks). LanceDB
+   * cannot rewrite a table's schema metadata in place, so additions go to the `vector` field's metadata, which
+   * {@link Collection.open} reads over the schema's.
+   */
+  async recordMeta(add: Partial<CollectionMeta>): Promise<void> {
+    const extra = { ...JSON.parse(vectorField(this.schema)?.metadata.get('moco') ?? '{}') as Partial<CollectionMeta>, ...add };
+    await this.table.updateFieldMetadata([{ path: 'vector', metadata: { moco: JSON.stringify(extra) } }]);
+    Object.assign(this.meta, add);
+  }
 
   /** Rows, or rows passing `filter`. */
   async count(filter?: Filter): Promise<number> { return this.table.countRows(toSql(filter)); }
@@ -225,30 +281,51 @@ export class Collection {
     return out;
   }
 
-  /** The `top` nearest rows of each query (Q × dim, row-major), best first, with exact cosine scores. */
+  /** How {@link Collection.search} would answer a search with these options ({@link planSearch}). */
+  async searchPlan(o: SearchOpts = {}): Promise<SearchPlan> {
+    const matching = await this.count(o.filter);
+    if (o.exact) return { engine: 'flat', matching, nprobes: null };
+    return planSearch(await this.indexState(), matching, o.top ?? 10, o.nprobes);
+  }
+
+  /**
+   * The `top` nearest rows of each query (Q × dim, row-major), best first, with exact cosine scores: from the ANN
+   * index or an exact scan of the matching rows, as {@link planSearch} decides; either way every query gets
+   * min(`top`, matching rows) hits.
+   */
   async search(queries: Float32Array, o: SearchOpts = {}): Promise<CollectionHit[][]> {
     const dim = this.dim;
     const nq = queries.length / dim;
     if (!Number.isInteger(nq)) throw new Error(`search: ${queries.length} query values are not a multiple of the collection's dim ${dim}`);
     const top = o.top ?? 10;
     const sql = toSql(o.filter);
-    const state = o.exact ? null : await this.indexState();
+    const plan = await this.searchPlan(o);
     const out: CollectionHit[][] = [];
-    // Queries go to Lance a few at a time: its multi-vector form costs a scan per vector anyway.
-    const one = async (i: number): Promise<CollectionHit[]> => {
+    const run = async (i: number, exact: boolean): Promise<CollectionHit[]> => {
       let q = this.table.vectorSearch(queries.subarray(i * dim, (i + 1) * dim)).distanceType('cosine').limit(top)
         .select(['id', 'path', 'label', 'sha256', 'bytes', 'mtime', '_distance']);
+      // LanceDB prefilters by default (the filter applies before neighbours are chosen, not to the `top` found);
+      // the index still only sees the matching rows of the partitions it probes, hence the plan.
       if (sql) q = q.where(sql);
-      if (!state?.type) q = q.bypassVectorIndex();
+      if (exact) q = q.bypassVectorIndex();
       else {
-        q = q.nprobes(o.nprobes ?? Math.max(20, Math.ceil((state.partitions ?? 0) * 0.05)));
+        q = q.nprobes(plan.nprobes!);
         // Compressed codes rank candidates; the refine step re-scores them on the stored vectors, so scores are exact cosines.
-        if (state.type !== 'IVF_FLAT') q = q.refineFactor(o.refineFactor ?? REFINE_FACTOR);
+        if (plan.engine !== 'IVF_FLAT') q = q.refineFactor(o.refineFactor ?? REFINE_FACTOR);
       }
       const hits: CollectionHit[] = [];
       for await (const b of q) for (let r = 0; r < b.numRows; r++) hits.push({ ...fileRow(b, r), score: 1 - Number(b.getChild('_distance')!.get(r)) });
       return hits.sort((a, b) => b.score - a.score);
     };
+    // A query whose probed partitions held too few matching rows (the plan goes by the average) is answered again
+    // exactly, so no query comes back short.
+    const want = Math.min(top, plan.matching);
+    const one = async (i: number): Promise<CollectionHit[]> => {
+      if (plan.engine === 'flat') return run(i, true);
+      const hits = await run(i, false);
+      return hits.length < want ? run(i, true) : hits;
+    };
+    // Queries go to Lance a few at a time: its multi-vector form costs a scan per vector anyway.
     const width = 4;
     for (let i = 0; i < nq; i += width) out.push(...await Promise.all(Array.from({ length: Math.min(width, nq - i) }, (_, j) => one(i + j))));
     return out;
@@ -388,9 +465,19 @@ function schemaFor(arrow: typeof Arrow, meta: CollectionMeta): Arrow.Schema {
   ], new Map([['moco', JSON.stringify(meta)]]));
 }
 
+function vectorField(s: Arrow.Schema): Arrow.Field | undefined {
+  return s.fields.find((x) => x.name === 'vector');
+}
+
 function vectorDim(s: Arrow.Schema): number {
-  const f = s.fields.find((x) => x.name === 'vector');
-  return (f?.type as Arrow.FixedSizeList | undefined)?.listSize ?? 0;
+  return (vectorField(s)?.type as Arrow.FixedSizeList | undefined)?.listSize ?? 0;
+}
+
+/** The recorded {@link CollectionMeta}: the schema's, with the additions of {@link Collection.recordMeta}. */
+function metaOf(s: Arrow.Schema): CollectionMeta {
+  const raw = s.metadata.get('moco');
+  const added = vectorField(s)?.metadata.get('moco');
+  return { ...(raw ? JSON.parse(raw) as CollectionMeta : { dim: vectorDim(s) }), ...(added ? JSON.parse(added) as Partial<CollectionMeta> : {}) };
 }
 
 function fileRow(b: Arrow.RecordBatch, i: number): FileRow {

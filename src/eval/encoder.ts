@@ -2,6 +2,7 @@
 // safetensors file or its run directory), official MoCo `.pth.tar`, torchvision `.pth`, and our own
 // linear-classification checkpoints. The architecture comes from the file's metadata when present, else from
 // the weight shapes (as the ONNX exporter infers it).
+import { createHash } from 'node:crypto';
 import { noGrad, tidy, type Tensor } from '../torch/index.js';
 import { Linear, type Module } from '../nn/index.js';
 import { createModel, projectionHead, type ResNet } from '../models/index.js';
@@ -100,6 +101,27 @@ export class Encoder {
     if (p.augment === 'cifar-eval') return { size: p.augmentOpts.size ?? 32, resize: null, mean, std, preset: p.augment };
     return { ...stemPreprocessing(false, p.augmentOpts.size), mean, std };
   }
+
+  /**
+   * SHA-256 (hex) of the weights this encoder computes with: every parameter and buffer by name, dtype, shape and
+   * bytes, in name order. It depends on the weights only, not on the file they came from (a run directory, its
+   * checkpoint file, a conversion to another format), so collections record it to tell whether a query encoder is
+   * the one that made their vectors. Left out: BN's batch counters (unused in eval mode) and, without a head in
+   * the checkpoint, the randomly initialised `fc`.
+   */
+  weightsSha256(): string {
+    if (this.sha256 !== undefined) return this.sha256;
+    const h = createHash('sha256');
+    const entries = [...this.model.stateDict()].filter(([k]) => !k.endsWith('num_batches_tracked') && (this.info.headKind !== 'none' || !k.startsWith('fc.')));
+    for (const [k, t] of entries.sort(([a], [b]) => (a < b ? -1 : 1))) {
+      const d = t.data();
+      h.update(`${k}\0${t.dtype}\0${t.shape.join(',')}\0`).update(new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
+    }
+    this.sha256 = h.digest('hex');
+    return this.sha256;
+  }
+
+  private sha256?: string;
 
   dispose(): void { this.model.dispose(); }
 }

@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { addEmbedOptions, embedSettings, int, progress, type EmbedFlags } from './eval-common.js';
 
 interface IndexCliOpts extends EmbedFlags {
-  pretrained: string; db: string; chunk: string; reindex: boolean; indexMinRows?: string;
+  pretrained: string; db: string; chunk: string; reindex: boolean; reembed: boolean; indexMinRows?: string;
   nprocPerNode?: string; nnodes?: string; nodeRank?: string;
 }
 
@@ -17,6 +17,7 @@ export function register(program: Command): void {
   addEmbedOptions(cmd, { required: true })
     .option('--chunk <n>', 'images embedded per commit (an interruption loses at most two)', '1024')
     .option('--reindex', 'rebuild the ANN index now, whatever the table size', false)
+    .option('--reembed', "drop the collection's vectors and embed every file it holds (and the ones given) again: for a collection made with another encoder, --feature, --flip or --crops, which is refused without it", false)
     .option('--index-min-rows <n>', 'rows from which the ANN index is built (default: the measured crossover, see docs/collections.md)')
     .option('--nproc-per-node <n>', 'embed with N local processes, each its shard of the files')
     .option('--nnodes <n>', 'nodes in a multi-node run (with --nproc-per-node)')
@@ -33,9 +34,9 @@ export function register(program: Command): void {
       const minRows = int('--index-min-rows', o.indexMinRows);
       const { describeEncoder, loadEncoder } = await import('../../eval/index.js');
       const { walkImages } = await import('../../data/walk.js');
-      const { Collection, INDEX_MIN_ROWS, indexImages } = await import('../../collections/index.js');
+      const { heldFiles, INDEX_MIN_ROWS, indexImages, openForIndexing, rootCause } = await import('../../collections/index.js');
       const walked = walkImages(images, { onSkip: (x) => console.error(`moco index: skipping ${x.path}: ${x.reason}`) });
-      const files = walked.found;
+      let files = walked.found;
       if (!files.length) throw new Error(`no image files under ${images.join(', ')}`);
       const where = configFromEnv();
       const pg = where && where.worldSize > 1 ? await ProcessGroup.init({ ...where, backend: 'gloo' }) : null;
@@ -47,16 +48,22 @@ export function register(program: Command): void {
         if (rank === 0) console.error(`${tag}: ${describeEncoder(encoder)}`);
         const pre = encoder.preprocess();
         const meta = {
-          dim: encoder.dim(feat), pretrained: resolve(encoder.info.file), feature: feat, arch: encoder.info.arch,
+          dim: encoder.dim(feat), pretrained: resolve(encoder.info.file), encoderSha256: encoder.weightsSha256(), feature: feat, arch: encoder.info.arch,
           imageSize: encoder.info.imageSize, augment: pre.augment, ...(emb.flip ? { flip: true } : {}), ...(emb.crops ? { crops: emb.crops.kind } : {}),
         };
-        // Rank 0 creates the table before the others open it, so that no two ranks race to create it.
-        if (rank === 0) coll = await Collection.open(o.db, meta);
+        if (o.reembed) {
+          // Every rank reads what the collection holds before rank 0 drops it.
+          const held = await heldFiles(o.db);
+          if (rank === 0 && held.gone) console.error(`${tag}: --reembed: ${held.gone} rows name files that are gone; they are dropped`);
+          const given = new Set(files.map((f) => resolve(f.path)));
+          files = [...held.files.filter((f) => !given.has(f.path)), ...files];
+          await pg?.barrier();
+        }
+        // Rank 0 creates (or with --reembed re-creates) the table before the others open it, so that no two ranks
+        // race to create it.
+        if (rank === 0) coll = await openForIndexing(o.db, meta, { reembed: o.reembed, warn: (m) => console.error(`${tag}: warning: ${m}`) });
         await pg?.barrier();
-        coll ??= await Collection.open(o.db, meta);
-        if (coll.meta.feature && coll.meta.feature !== feat) throw new Error(`${o.db} holds ${coll.meta.feature} features; pass --feature ${coll.meta.feature}`);
-        if ((coll.meta.flip ?? false) !== emb.flip) throw new Error(`${o.db} holds vectors made ${coll.meta.flip ? 'with' : 'without'} --flip; ${coll.meta.flip ? 'pass' : 'drop'} --flip`);
-        if ((coll.meta.crops ?? 'none') !== (emb.crops?.kind ?? 'none')) throw new Error(`${o.db} holds vectors made with --crops ${coll.meta.crops ?? 'none'}; pass --crops ${coll.meta.crops ?? 'none'}`);
+        coll ??= await openForIndexing(o.db, meta);
         const s = await indexImages(encoder, files, coll, {
           ...emb, chunk: int('--chunk', o.chunk),
           shard: pg ? { rank: pg.rank, worldSize: pg.worldSize } : undefined, onProgress: progress(tag),
@@ -66,7 +73,10 @@ export function register(program: Command): void {
         // The index is built once every rank has appended its shard.
         await pg?.barrier();
         if (rank === 0) {
-          const ix = await coll.ensureIndex({ minRows, rebuild: o.reindex });
+          const rowsIn = await coll.count();
+          const ix = await coll.ensureIndex({ minRows, rebuild: o.reindex }).catch((e: unknown) => {
+            throw new Error(`--db ${o.db}: all ${rowsIn} rows are committed, but updating its ANN index failed (${rootCause(e)}); search still works (unindexed rows are scanned). Fix the cause and rerun the same \`moco index\` command to update the index`, { cause: e });
+          });
           const state = await coll.indexState();
           const rows = await coll.count();
           console.error(`${tag}: ${rows} rows; ANN index: ${ix.action === 'built' ? `built (${state.type}, ${state.partitions} partitions) in ${(ix.ms / 1000).toFixed(1)} s` : state.type ? `${state.type}, ${state.indexed} rows indexed` : `none (flat scan below ${minRows ?? INDEX_MIN_ROWS} rows)`}`);

@@ -57,10 +57,16 @@ async function searchDb(o: SearchCliOpts): Promise<void> {
   const filter = o.where !== undefined ? { where: parseWhere(o.where) } : undefined;
   const coll = await Collection.open(o.db!);
   try {
-    const q = await embedQueries(o, o.pretrained ?? coll.meta.pretrained, `${o.db!} does not record its encoder`, coll.meta.feature === 'head' || coll.meta.feature === 'regions' ? coll.meta.feature : 'backbone', coll.meta.flip === true, coll.meta.crops);
+    const q = await embedQueries(o, o.pretrained ?? coll.meta.pretrained, `${o.db!} does not record its encoder`, coll.meta.feature === 'head' || coll.meta.feature === 'regions' ? coll.meta.feature : 'backbone', coll.meta.flip === true, coll.meta.crops, (enc) => {
+      // Another encoder's queries against these vectors would rank by meaningless scores, however alike the dims.
+      const have = coll.meta.encoderSha256;
+      const mine = enc.weightsSha256();
+      if (!have) console.error(`moco search: warning: --db ${o.db!} does not record which weights made its vectors (it was made by an older moco), so the query encoder ${enc.info.file} cannot be checked against them; \`moco index\` on it records them`);
+      else if (have !== mine) throw new Error(`--db ${o.db!}: its vectors were made by the encoder ${coll.meta.pretrained ?? '(path not recorded)'} (weights sha256 ${have.slice(0, 12)}…), but the queries would be embedded with ${enc.info.file} (weights sha256 ${mine.slice(0, 12)}…): drop --pretrained to use the collection's encoder, or re-embed the collection with this one (\`moco index <images…> --pretrained ${o.pretrained ?? enc.info.file} --db ${o.db!} --reembed\`)`);
+    });
     if (q.dim !== coll.dim) throw new Error(`queries are ${q.dim}-d but the collection is ${coll.dim}-d: pass the --pretrained it was made with`);
     const top = int('--top', o.top)!;
-    const state = await coll.indexState();
+    const plan = await coll.searchPlan({ top, filter, exact: o.exact });
     const hits = await coll.search(q.vectors, { top, filter, exact: o.exact });
     const results = hits.map((hs) => hs.map((h) => ({ index: h.id, path: h.path, score: h.score, label: h.label })));
     if (o.html) {
@@ -73,7 +79,7 @@ async function searchDb(o: SearchCliOpts): Promise<void> {
         results[i]!.forEach((n, r) => console.log(`  ${String(r + 1).padStart(3)}  ${n.score.toFixed(4)}  ${n.label ?? ''}  ${n.path}`));
       });
     } else {
-      console.log(JSON.stringify({ command: 'search', db: o.db, where: o.where ?? null, engine: !o.exact && state.type ? state.type : 'flat', top, results: q.paths.map((p, i) => ({ query: p, neighbours: results[i] })), skipped: q.skipped }));
+      console.log(JSON.stringify({ command: 'search', db: o.db, where: o.where ?? null, engine: plan.engine, matching: plan.matching, top, results: q.paths.map((p, i) => ({ query: p, neighbours: results[i] })), skipped: q.skipped }));
     }
   } finally {
     coll.close();
@@ -81,7 +87,7 @@ async function searchDb(o: SearchCliOpts): Promise<void> {
 }
 
 /** The query images embedded with the encoder that made the index (or --pretrained). */
-async function embedQueries(o: SearchCliOpts, ckpt: string | undefined, unrecorded: string, feature: 'backbone' | 'head' | 'regions', flip: boolean, crops?: 'center' | 'five'): Promise<import('../../eval/index.js').Embedded> {
+async function embedQueries(o: SearchCliOpts, ckpt: string | undefined, unrecorded: string, feature: 'backbone' | 'head' | 'regions', flip: boolean, crops?: 'center' | 'five', check?: (e: import('../../eval/index.js').Encoder) => void): Promise<import('../../eval/index.js').Embedded> {
   const { describeEncoder, embedImages, loadEncoder } = await import('../../eval/index.js');
   const { walkImages } = await import('../../data/walk.js');
   if (!ckpt) throw new Error(`${unrecorded}; pass --pretrained`);
@@ -91,6 +97,7 @@ async function embedQueries(o: SearchCliOpts, ckpt: string | undefined, unrecord
   const encoder = loadEncoder(ckpt);
   try {
     console.error(`moco search: ${describeEncoder(encoder)}`);
+    check?.(encoder);
     return await embedImages(encoder, files, {
       feature, flip, ...(crops ? { crops: { kind: crops } } : {}), batchSize: embedSettings(o).batchSize,
       onSkip: (s) => console.error(`moco search: skipping query ${s.path}: ${s.reason}`),
