@@ -43,7 +43,7 @@ test('trainLinearOnFeatures reaches the accuracy of the same protocol in PyTorch
   // A fixed encoder: a width-16 CIFAR ResNet-18; BN statistics calibrated once so that features are O(1).
   const model = createModel('resnet18', { cifarStem: true, width: 16, numClasses: 10 });
   const [train, val] = realOrSynthetic();
-  const enc = new Encoder(model, { file: 'test', arch: 'resnet18', cifarStem: true, width: 16, featureDim: 128, headKind: 'fc', headDim: 10, imageSize: 32, layout: 'torchvision', configFrom: 'weights', preset: null, epoch: null });
+  const enc = new Encoder(model, { file: 'test', arch: 'resnet18', cifarStem: true, width: 16, featureDim: 128, headKind: 'fc', headRole: 'classifier', headDim: 10, imageSize: 32, layout: 'torchvision', configFrom: 'weights', preset: null, epoch: null });
   const pre = enc.preprocess();
   const tf = await extractFeatures((x) => enc.backbone(x), train, { ...pre, normalize: false });
   const vf = await extractFeatures((x) => enc.backbone(x), val, { ...pre, normalize: false });
