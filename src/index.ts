@@ -10,9 +10,9 @@ export {
 export { knnEvaluate, type KnnEvaluateOpts, type KnnEvaluation } from './eval/knn-evaluate.js';
 export { knnClassify, knnScores, type KnnOpts, type KnnResult } from './eval/knn.js';
 export { extractFeatures, type ExtractOpts, type Features } from './eval/features.js';
-export { linearProbe, type LinearProbeOpts, type LinearProbeResult, type LinclsProtocol } from './eval/lincls.js';
+export { linearProbe, linclsDefaultLr, type LinearProbeOpts, type LinearProbeResult, type LinclsProtocol } from './eval/lincls.js';
 export {
-  trainLinearOnFeatures, LinearHead, DivergedError, type LinearSchedule, type LinearFeatureOpts, type LinearFeatureResult, type EpochMetrics, type Accuracy,
+  trainLinearOnFeatures, LinearHead, DivergedError, divergenceLimit, type LrOrigin, type LinearSchedule, type LinearFeatureOpts, type LinearFeatureResult, type EpochMetrics, type Accuracy,
 } from './eval/linear-probe.js';
 export { embedImages, type EmbedOpts, type Embedded } from './eval/embed.js';
 export { EmbeddingWriter, EmbeddingIndex, type EmbeddingMeta, type EmbeddingFormat } from './eval/embedding-file.js';
@@ -29,7 +29,7 @@ export { loadReportRun, type ReportRun, type ReportSummary } from './views/repor
 export * as nn from './nn/index.js';
 export * as models from './models/index.js';
 export * as optim from './optim/index.js';
-export { MoCo, recipe, RECIPES, type MoCoOpts, type MoCoOutput, type Recipe, type RecipeName } from './moco/index.js';
+export { MoCo, recipe, RECIPES, LINCLS_LR, type MoCoOpts, type MoCoOutput, type Recipe, type RecipeName } from './moco/index.js';
 // The mechanisms beside MoCo (issue 14): end-to-end and memory bank, one interface for the loop.
 export {
   EndToEnd, MemoryBank, createMechanism, MECHANISMS, type Mechanism, type MechanismName, type MechanismOutput, type MechanismOpts,

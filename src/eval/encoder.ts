@@ -30,6 +30,12 @@ export interface EncoderInfo {
   /** Size of the pooled backbone features. */
   featureDim: number;
   headKind: HeadKind;
+  /**
+   * What the head is: a trained classifier (a `moco lincls` checkpoint, a torchvision or main_lincls.py model:
+   * an `fc` in a plain state dict) or a pre-training projection head (an MLP, or MoCo v1's `fc` kept under
+   * `encoder_q`, in our pre-training checkpoints or converted from one); null without a head.
+   */
+  headRole: 'classifier' | 'projection' | null;
   /** Output size of the head; null without one. */
   headDim: number | null;
   /** Input side in pixels the encoder was trained on (metadata, else 32 for a CIFAR stem, else 224). */
@@ -205,9 +211,13 @@ export function loadEncoder(path: string, o: LoadEncoderOpts = {}): Encoder {
       throw new Error(`${file}: weights do not fit ${arch}${cifarStem ? ' (CIFAR stem)' : ''} width ${width}: missing ${missing.join(', ') || 'none'}; unexpected ${r.unexpectedKeys.join(', ') || 'none'}`);
     }
     const imageSize = o.imageSize ?? meta?.imageSize ?? (cifarStem ? 32 : 224);
+    // A single fc is either MoCo v1's projection or a classifier; the key layout and our metadata tell which.
+    const fromPretraining = w.layout === 'moco-official' || w.layout === 'moco-encoder' || /^moco-/.test(String(w.meta.layout ?? ''))
+      || (meta !== null && w.meta.lincls === undefined);
+    const headRole = w.headKind === 'none' ? null : w.headKind === 'mlp' || fromPretraining ? 'projection' : 'classifier';
     const epochMeta = meta?.epoch ?? w.meta.epoch;
     return new Encoder(model, {
-      file, arch, cifarStem, width, featureDim: model.featureDim, headKind: w.headKind, headDim, imageSize, layout: w.layout,
+      file, arch, cifarStem, width, featureDim: model.featureDim, headKind: w.headKind, headRole, headDim, imageSize, layout: w.layout,
       configFrom: meta ? 'metadata' : 'weights', preset: meta?.preset ?? null, epoch: typeof epochMeta === 'number' ? epochMeta : epochMeta !== undefined ? Number(epochMeta) : null,
     });
   } finally {

@@ -10,24 +10,31 @@ import { EventWriter } from '../io/tfevents.js';
 import { writeTextAtomic } from '../io/atomic.js';
 import { MOMENTUM_PREFIX, momentumFromTensors, momentumTensors, type SGD } from '../optim/index.js';
 import type { Linear } from '../nn/index.js';
-import { checkBackboneUnchanged, snapshotBackbone, type Encoder } from './encoder.js';
+import { LINCLS_LR, type RecipeName } from '../moco/index.js';
+import { backboneTensors, checkBackboneUnchanged, snapshotBackbone, type Encoder, type EncoderInfo } from './encoder.js';
 import { extractFeatures } from './features.js';
 import { randomPadCrop } from './pad-crop.js';
 import {
   AccuracyMeter, LinearHead, bestOf, linclsOptimizer, resolveSchedule, runLinearEpochs, trainLinearOnFeatures,
-  type Accuracy, type EpochMetrics, type LinearBatch, type LinearSchedule,
+  type Accuracy, type EpochMetrics, type LinearBatch, type LinearSchedule, type LrOrigin,
 } from './linear-probe.js';
 
 /** Which protocol a run followed. */
 export type LinclsProtocol = 'images' | 'cached-features' | 'evaluate';
 
 export interface LinearProbeOpts extends LinearSchedule {
+  /** How the caller names `lr` in messages (the CLI: '--lr'); default 'the lr option'. Unused without `lr`. */
+  lrFrom?: string;
   /**
    * Train on features extracted once with the validation transform (no augmentation): many times faster,
    * usually within a point or two of the image protocol. Default false (the image protocol of main_lincls.py).
    */
   cacheFeatures?: boolean;
-  /** Validation only, with the encoder's own `fc` as the classifier (a checkpoint written by this protocol). */
+  /**
+   * Validation only, with the encoder's own `fc` as the classifier (a checkpoint written by this protocol, or a
+   * torchvision/main_lincls.py classifier); with `resume`, the classifier of that run on this encoder's backbone.
+   * A pre-training checkpoint's projection head is refused, as is a classifier for another number of classes.
+   */
   evaluate?: boolean;
   /**
    * Where `checkpoint.safetensors` (last; with the image protocol rewritten after every epoch, with the
@@ -60,6 +67,9 @@ export interface LinearProbeResult {
   valSamples: number;
   epochs: number;
   steps: number;
+  /** The base lr trained with, and where it came from (null with `evaluate`). */
+  lr: number | null;
+  lrFrom: string | null;
   /** Best validation epoch (null with `evaluate`). */
   best: { epoch: number; top1: number; top5: number } | null;
   /** The last validation. */
@@ -68,6 +78,17 @@ export interface LinearProbeResult {
   checkpoint: string | null;
   bestCheckpoint: string | null;
   seconds: number;
+}
+
+/**
+ * The base lr of the linear protocol when none is given: the encoder's pre-training preset's
+ * ({@link LINCLS_LR}), else the CIFAR recipe's for a CIFAR-stem encoder, else main_lincls.py's 30 (ImageNet
+ * ResNet-50). `from` says which, for messages.
+ */
+export function linclsDefaultLr(info: Pick<EncoderInfo, 'preset' | 'cifarStem'>): { lr: number; from: string } {
+  if (info.preset && info.preset in LINCLS_LR) return { lr: LINCLS_LR[info.preset as RecipeName], from: `the default for the ${info.preset} preset's encoders` };
+  if (info.cifarStem) return { lr: LINCLS_LR.cifar, from: 'the default for CIFAR-stem encoders' };
+  return { lr: LINCLS_LR.mocov2, from: "main_lincls.py's default for ImageNet encoders" };
 }
 
 /** Training transform of the image protocol: pad-crop + flip for 32-px inputs, RandomResizedCrop + flip otherwise. */
@@ -142,10 +163,48 @@ function readResumePoint(path: string, config: Record<string, unknown>): ResumeP
   return { head: new LinearHead(w, b), momentum, epoch: info.history.length, steps: info.steps, history: info.history, file };
 }
 
+/** The encoder's own fc as a classifier, refusing a pre-training projection head. */
+function ownClassifier(encoder: Encoder): LinearHead {
+  const i = encoder.info;
+  if (i.headKind !== 'fc' || i.headRole !== 'classifier') {
+    const what = i.headKind === 'none' ? 'no classifier (no fc)' : `a pre-training projection head (${i.headKind === 'mlp' ? 'MLP' : 'MoCo fc'}, ${i.headDim}-d), not a trained classifier`;
+    throw new Error(`--evaluate: ${i.file} has ${what}. Pass the model_best.safetensors or checkpoint.safetensors that moco lincls --out DIR wrote `
+      + `(--pretrained DIR/model_best.safetensors), or --resume DIR with this --pretrained; to train a classifier on this encoder, drop --evaluate`);
+  }
+  const fc = encoder.model.fc as Linear;
+  return new LinearHead(fc.weight.detach(), (fc.bias ?? tensor(new Float32Array(i.headDim!))).detach());
+}
+
+/**
+ * The fc of a moco lincls run (its checkpoint.safetensors, or the folder holding it), after checking that it
+ * was trained on this encoder's backbone: main_lincls.py's `--resume … --evaluate`.
+ */
+function resumedClassifier(path: string, encoder: Encoder): LinearHead {
+  const file = existsSync(path) && statSync(path).isDirectory() ? join(path, 'checkpoint.safetensors') : path;
+  if (!existsSync(file)) throw new Error(`--resume: ${file} not found (give the checkpoint.safetensors, model_best.safetensors or the --out folder of a moco lincls run)`);
+  const { tensors, metadata } = loadSafetensors(file);
+  const w = tensors.get('fc.weight'), b = tensors.get('fc.bias');
+  try {
+    if (metadata.lincls === undefined || !w || !b) throw new Error(`--resume: ${file} is not a checkpoint of a moco lincls run (no lincls state or fc)`);
+    const mine = backboneTensors(encoder.model);
+    const differ = [...mine].filter(([k, t]) => {
+      const u = tensors.get(k);
+      return !u || !tidy(() => u.shape.length === t.shape.length && u.shape.every((d, j) => d === t.shape[j]) && u.eq(t).all().item() === 1);
+    }).map(([k]) => k);
+    if (differ.length) {
+      throw new Error(`--evaluate --resume: ${file} was trained on another backbone than --pretrained ${encoder.info.file} `
+        + `(${differ.slice(0, 3).join(', ')}${differ.length > 3 ? `, … ${differ.length} in all` : ''} differ); pass the --pretrained that run was trained on`);
+    }
+    return new LinearHead(w.detach(), b.detach());
+  } finally {
+    for (const t of tensors.values()) t.dispose();
+  }
+}
+
 /**
  * Linear classification of a frozen encoder (main_lincls.py): a new fc (N(0, 0.01), bias 0) trained by SGD
- * (lr 30, momentum 0.9, wd 0, batch 256, 100 epochs, ×0.1 at 60 and 80, or `cos`) on the backbone's pooled
- * features, backbone in eval mode (BN running statistics) and never updated — checked after the first epoch.
+ * (lr 30 for ImageNet encoders, momentum 0.9, wd 0, batch 256, 100 epochs, ×0.1 at 60 and 80, or `cos`) on
+ * the backbone's pooled features, backbone in eval mode (BN running statistics) and never updated — checked after the first epoch.
  * Validation top-1/top-5 after every epoch; the best epoch's model is kept in `outDir`.
  *
  * Protocols: the default trains on freshly augmented images each epoch (RandomResizedCrop+flip, or for 32-px
@@ -153,11 +212,14 @@ function readResumePoint(path: string, config: Record<string, unknown>): ResumeP
  * main_lincls.py; `cacheFeatures` trains on un-augmented features extracted once; `evaluate` only validates
  * the encoder's own fc.
  *
- * Throws {@link DivergedError} when the loss becomes NaN/Inf (lower the lr).
+ * The lr defaults to {@link linclsDefaultLr} (30 only for ImageNet encoders). Throws {@link DivergedError}
+ * when the loss becomes NaN/Inf or an epoch's mean exceeds ten times chance level (lower the lr).
  */
 export async function linearProbe(encoder: Encoder, train: ImageDataset, val: ImageDataset, o: LinearProbeOpts = {}): Promise<LinearProbeResult> {
   const t0 = performance.now();
-  const s = resolveSchedule(o);
+  const byDefault = linclsDefaultLr(encoder.info);
+  const s = resolveSchedule({ ...o, lr: o.lr ?? byDefault.lr });
+  const lrOrigin: LrOrigin = o.lr === undefined ? { from: byDefault.from } : { from: o.lrFrom ?? 'the lr option', suggest: byDefault.lr };
   const log = o.onLog ?? (() => undefined);
   const pre = encoder.preprocess();
   const fbs = o.featureBatchSize ?? s.batchSize;
@@ -166,17 +228,21 @@ export async function linearProbe(encoder: Encoder, train: ImageDataset, val: Im
   const featDim = encoder.info.featureDim;
 
   if (o.evaluate) {
-    if (encoder.info.headKind !== 'fc') throw new Error(`--evaluate needs a linear-classification checkpoint (backbone + fc, as written by moco lincls --out); ${encoder.info.file} has head '${encoder.info.headKind}'`);
-    const numClasses = encoder.info.headDim!;
-    const fc = encoder.model.fc as Linear;
-    const head = new LinearHead(fc.weight.detach(), (fc.bias ?? tensor(new Float32Array(numClasses))).detach());
+    const head = o.resume ? resumedClassifier(o.resume, encoder) : ownClassifier(encoder);
     try {
+      const numClasses = head.numClasses;
+      // Without class names, labels above the classifier's outputs are the only sure sign of a mismatch.
+      const classes = val.classes?.length ?? Math.max(...labelled(val, 'validation')) + 1;
+      if (val.classes ? classes !== numClasses : classes > numClasses) {
+        throw new Error(`--evaluate: the classifier of ${o.resume ?? encoder.info.file} has ${numClasses} outputs but the data has ${classes} classes; `
+          + 'evaluate a moco lincls --out checkpoint trained on this data');
+      }
       const vf = await extractFeatures((x) => encoder.backbone(x), val, { ...pre, normalize: false, batchSize: fbs });
       const m = new AccuracyMeter();
       tidy(() => m.add(noGrad(() => head.forward(vf.features)), vf.labels!));
       vf.features.dispose(); vf.labels?.dispose();
       const last = m.result();
-      return { protocol: 'evaluate', arch: encoder.info.arch, numClasses, featureDim: featDim, trainSamples: 0, valSamples: val.length, epochs: 0, steps: 0, best: null, last, history: [], checkpoint: null, bestCheckpoint: null, seconds: (performance.now() - t0) / 1000 };
+      return { protocol: 'evaluate', arch: encoder.info.arch, numClasses, featureDim: featDim, trainSamples: 0, valSamples: val.length, epochs: 0, steps: 0, lr: null, lrFrom: null, best: null, last, history: [], checkpoint: null, bestCheckpoint: null, seconds: (performance.now() - t0) / 1000 };
     } finally {
       head.dispose();
     }
@@ -230,13 +296,13 @@ export async function linearProbe(encoder: Encoder, train: ImageDataset, val: Im
         log(`extracting training features once (${trainDs.length} images, no augmentation)`);
         const tf = await extractFeatures((x) => encoder.backbone(x), trainDs, { ...pre, normalize: false, batchSize: fbs });
         try {
-          ({ head, history, steps } = await trainLinearOnFeatures(tf.features, tf.labels!, vf.features, vf.labels!, { ...s, numClasses, onEpoch: afterEpoch }));
+          ({ head, history, steps } = await trainLinearOnFeatures(tf.features, tf.labels!, vf.features, vf.labels!, { ...s, numClasses, onEpoch: afterEpoch, lrOrigin }));
         } finally {
           tf.features.dispose(); tf.labels?.dispose();
         }
         if (ckptPath) saveClassifier(ckptPath, encoder, head, info(history[history.length - 1]!));
       } else {
-        ({ head, history, steps } = await trainOnImages(encoder, trainDs, vf.features, vf.labels!, numClasses, s, resume, (m, h, opt, all) => {
+        ({ head, history, steps } = await trainOnImages(encoder, trainDs, vf.features, vf.labels!, numClasses, s, resume, lrOrigin, (m, h, opt, all) => {
           afterEpoch(m, h);
           // Every epoch, as main_lincls.py: what --resume continues from.
           if (ckptPath) saveClassifier(ckptPath, encoder, h, info(m, all), opt);
@@ -250,7 +316,7 @@ export async function linearProbe(encoder: Encoder, train: ImageDataset, val: Im
       const b = bestOf(history);
       const result: LinearProbeResult = {
         protocol, arch: encoder.info.arch, numClasses, featureDim: featDim, trainSamples: trainDs.length, valSamples: val.length,
-        epochs: history.length, steps, best: { epoch: b.epoch, top1: b.val.top1, top5: b.val.top5 }, last: last.val, history,
+        epochs: history.length, steps, lr: s.lr, lrFrom: lrOrigin.from, best: { epoch: b.epoch, top1: b.val.top1, top5: b.val.top5 }, last: last.val, history,
         checkpoint: ckptPath, bestCheckpoint: bestPath, seconds: (performance.now() - t0) / 1000,
       };
       // What `moco report` shows as the linear top-1 of the run directory this folder sits in.
@@ -271,7 +337,7 @@ export async function linearProbe(encoder: Encoder, train: ImageDataset, val: Im
  * `history` includes a resumed run's earlier epochs.
  */
 async function trainOnImages(encoder: Encoder, train: ImageDataset, valX: Tensor, valY: Tensor, numClasses: number,
-  s: ReturnType<typeof resolveSchedule>, resume: ResumePoint | null,
+  s: ReturnType<typeof resolveSchedule>, resume: ResumePoint | null, lrOrigin: LrOrigin,
   afterEpoch: (m: EpochMetrics, head: LinearHead, opt: SGD, history: EpochMetrics[]) => void): Promise<{ head: LinearHead; history: EpochMetrics[]; steps: number }> {
   const { spec, padCrop } = trainSpec(encoder);
   // Image files are decoded by worker threads: the backbone's forward pass blocks this thread's event loop.
@@ -298,7 +364,7 @@ async function trainOnImages(encoder: Encoder, train: ImageDataset, valX: Tensor
   }
   try {
     const r = await runLinearEpochs(head, s, batches, valX, valY, {
-      opt, startEpoch: resume?.epoch ?? 0, startSteps: resume?.steps ?? 0,
+      opt, startEpoch: resume?.epoch ?? 0, startSteps: resume?.steps ?? 0, lrOrigin,
       onEpoch: (m, h) => { history.push(m); afterEpoch(m, h, opt, history); },
     });
     if (!history.length) throw new Error('linear classification: no epoch ran (epochs or maxSteps is 0)');

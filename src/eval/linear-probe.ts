@@ -9,7 +9,7 @@ import { Rng } from '../data/rng.js';
 export interface LinearSchedule {
   /** Default 100. */
   epochs?: number;
-  /** Base learning rate; default 30 (main_lincls.py). */
+  /** Base learning rate; default 30 (main_lincls.py's, for ImageNet encoders; `linearProbe` picks it by encoder). */
   lr?: number;
   /** Samples a step; default 256. */
   batchSize?: number;
@@ -95,13 +95,38 @@ export function linclsOptimizer(head: LinearHead, s: ReturnType<typeof resolveSc
   return new SGD([head.weight, head.bias], { lr: s.lr, momentum: s.momentum, weightDecay: s.weightDecay });
 }
 
-/** Thrown when the loss stops being finite: with lr 30 a badly scaled backbone diverges. */
+/** Where the lr of a run came from and what to try instead, for {@link DivergedError}'s message. */
+export interface LrOrigin {
+  /** E.g. '--lr', "the cifar preset's default". */
+  from: string;
+  /** A value to suggest; default a tenth of the lr. */
+  suggest?: number;
+}
+
+/**
+ * Thrown when training diverges: the loss stops being finite, or an epoch's mean training loss exceeds
+ * {@link divergenceLimit}. The run is stopped rather than left to finish at chance accuracy.
+ */
 export class DivergedError extends Error {
-  constructor(epoch: number, step: number, lr: number) {
-    super(`linear classification diverged: loss is NaN/Inf at epoch ${epoch}, step ${step} (lr ${lr}). `
-      + `The backbone's features are probably larger than main_lincls's lr 30 tolerates: lower --lr (e.g. 1 or 0.1), or check the checkpoint.`);
+  constructor(readonly epoch: number, readonly step: number, readonly lr: number, readonly reason: string, origin: LrOrigin = { from: 'the lr option' }) {
+    const suggest = origin.suggest !== undefined && origin.suggest < lr ? origin.suggest : Number((lr / 10).toPrecision(2));
+    super(`linear classification diverged at epoch ${epoch + 1}, step ${step}: ${reason}. `
+      + `The lr is too large for this backbone's features: --lr ${lr} (from ${origin.from}); try --lr ${suggest}.`);
     this.name = 'DivergedError';
   }
+}
+
+/**
+ * The largest epoch-mean training loss a run may have before it counts as diverged: ten times ln(classes),
+ * the loss of the uniform guess the N(0, 0.01) init starts from. Learning takes the loss down from there; an
+ * epoch that averages ten times chance level means steps that overshoot, an lr far too large for the features'
+ * scale. Measured on a 5-epoch cifar-preset encoder (5,000 images, 30 epochs): lr 30 averages 1864 in epoch 1,
+ * lr 3 145 and lr 1 25.5 (the limit at 10 classes is 23.0), and the step drops rescue lr 3 and 1 only to 31% top-1
+ * against 35% for lr 0.1, which stays below 2.1. Stopping there costs nothing worth having and names the fix;
+ * ImageNet's 1000 classes allow 69.
+ */
+export function divergenceLimit(numClasses: number): number {
+  return 10 * Math.log(Math.max(2, numClasses));
 }
 
 /** One SGD step on features x (B × D) and labels y (B, int64); returns [loss, correct top-1 count]. */
@@ -183,12 +208,15 @@ export interface LinearEpochsOpts {
   startSteps?: number;
   /** Called after each epoch with the head being trained (may throw to stop the run). */
   onEpoch?: (m: EpochMetrics, head: LinearHead) => void;
+  /** Where the lr came from, for the divergence message. */
+  lrOrigin?: LrOrigin;
 }
 
 /**
  * main_lincls.py's epoch loop, whatever the batches are made of (augmented images through the frozen
  * backbone, or cached features): lr set once an epoch, one SGD step a batch, validation on fixed features
- * after each epoch, {@link DivergedError} on a non-finite loss. Returns the epochs run and the total steps.
+ * after each epoch, {@link DivergedError} on a non-finite loss or an epoch-mean loss above
+ * {@link divergenceLimit} (checked before the epoch is reported or saved). Returns the epochs run and the total steps.
  */
 export async function runLinearEpochs(head: LinearHead, s: ReturnType<typeof resolveSchedule>,
   batches: (epoch: number) => Iterable<LinearBatch> | AsyncIterable<LinearBatch>, valX: Tensor, valY: Tensor,
@@ -203,12 +231,17 @@ export async function runLinearEpochs(head: LinearHead, s: ReturnType<typeof res
     for await (const b of batches(epoch)) {
       if (steps >= s.maxSteps) break;
       const [l, c] = tidy(() => linclsStep(head, o.opt, b.features(), b.labels));
-      if (!Number.isFinite(l)) throw new DivergedError(epoch, nb, lr);
+      if (!Number.isFinite(l)) throw new DivergedError(epoch, nb, lr, 'the loss is NaN/Inf', o.lrOrigin);
       lossSum += l; correct += c; seen += b.labels.shape[0]!; nb++; steps++;
     }
     const val = evaluateHead(head, valX, valY);
-    if (!Number.isFinite(val.loss) && !Number.isNaN(val.top1)) throw new DivergedError(epoch, nb, lr);
-    const m: EpochMetrics = { epoch, lr, trainLoss: lossSum / Math.max(1, nb), trainTop1: (100 * correct) / Math.max(1, seen), val, seconds: (performance.now() - t0) / 1000, steps };
+    if (!Number.isFinite(val.loss) && !Number.isNaN(val.top1)) throw new DivergedError(epoch, nb, lr, 'the validation loss is NaN/Inf', o.lrOrigin);
+    const trainLoss = lossSum / Math.max(1, nb);
+    const limit = divergenceLimit(head.numClasses);
+    if (nb && trainLoss > limit) {
+      throw new DivergedError(epoch, nb, lr, `the epoch's mean training loss is ${trainLoss.toPrecision(4)}, above ${limit.toPrecision(3)} (10 × ln ${head.numClasses} classes, ten times a uniform guess)`, o.lrOrigin);
+    }
+    const m: EpochMetrics = { epoch, lr, trainLoss, trainTop1: (100 * correct) / Math.max(1, seen), val, seconds: (performance.now() - t0) / 1000, steps };
     history.push(m);
     o.onEpoch?.(m, head);
   }
@@ -222,6 +255,8 @@ export interface LinearFeatureOpts extends LinearSchedule {
   init?: LinearHead;
   /** Called after each epoch with the head being trained (may throw to stop the run). */
   onEpoch?: (m: EpochMetrics, head: LinearHead) => void;
+  /** Where the lr came from, for the divergence message. */
+  lrOrigin?: LrOrigin;
 }
 
 export interface LinearFeatureResult {
@@ -264,7 +299,7 @@ export async function trainLinearOnFeatures(trainX: Tensor, trainY: Tensor, valX
     }
   }
   try {
-    const { history, steps } = await runLinearEpochs(head, s, batches, valX, yVal, { opt, onEpoch: o.onEpoch });
+    const { history, steps } = await runLinearEpochs(head, s, batches, valX, yVal, { opt, onEpoch: o.onEpoch, lrOrigin: o.lrOrigin });
     if (!history.length) throw new Error('trainLinearOnFeatures: no epoch ran (epochs or maxSteps is 0)');
     return { head, history, best: bestOf(history), last: history[history.length - 1]!, steps };
   } catch (e) {

@@ -12,21 +12,26 @@ import { checkBackboneUnchanged, loadEncoder, snapshotBackbone } from '../../src
 import { linearProbe } from '../../src/eval/lincls.js';
 import { randomPadCrop } from '../../src/eval/pad-crop.js';
 import { Rng } from '../../src/data/rng.js';
+import { spawnSync } from 'node:child_process';
 import { interop } from '../helpers/interop.js';
+import { CLI, randomEncoder } from '../collections/fixtures.js';
 import { assertClose, tmpDir } from '../helpers/pytorch.js';
 import { readEventFiles, visibleScalars } from '../helpers/tfevents.js';
 import { eventFiles } from '../../src/train/run-log.js';
 
-/** A run directory as the pre-training loop writes it: checkpoint_0001.safetensors + `last`. */
-function fakeRun(dir: string): void {
-  manualSeed(2);
+/**
+ * A run directory as the pre-training loop writes it: checkpoint_0001.safetensors + `last`; the cifar preset's
+ * MoCo v1 `fc` head, or an MLP.
+ */
+function fakeRun(dir: string, head: 'mlp' | 'fc' = 'mlp', seed = 2): void {
+  manualSeed(seed);
   const m = createModel('resnet18', { cifarStem: true, width: 8 });
-  m.replaceModule('fc', projectionHead('mlp', m.featureDim, 16));
+  m.replaceModule('fc', projectionHead(head, m.featureDim, 16));
   const sd = new Map([...m.stateDict()].map(([k, t]) => [`encoder_q.${k}`, t]));
   const q = randn([16, 32]);
   sd.set('queue', q);
   mkdirSync(dir, { recursive: true });
-  saveSafetensors(join(dir, 'checkpoint_0001.safetensors'), sd, { moco: JSON.stringify({ arch: 'resnet18', cifarStem: true, width: 8, mlp: true, dim: 16, imageSize: 32, preset: 'cifar' }) });
+  saveSafetensors(join(dir, 'checkpoint_0001.safetensors'), sd, { moco: JSON.stringify({ arch: 'resnet18', cifarStem: true, width: 8, mlp: head === 'mlp', dim: 16, imageSize: 32, preset: 'cifar' }) });
   writeFileSync(join(dir, 'last'), 'checkpoint_0001.safetensors\n');
   q.dispose();
   m.dispose();
@@ -162,4 +167,92 @@ test('randomPadCrop: black padding in normalised units, per-sample 32×32 window
   // x holds the integers 0…95; padding holds −mean/std (float error from the shift allowed).
   vals.forEach((v, i) => { const c = Math.floor(i / 16) % 3; assert.ok(Math.abs(v - Math.round(v)) < 1e-4 || Math.abs(v + mean[c]! / std[c]!) < 1e-4, `value ${v}`); });
   dispose([x, y]);
+});
+
+/** `moco lincls ARGS` in a child process: exit status, stdout, stderr. */
+function lincls(...args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [CLI, 'lincls', ...args, '--threads', '1'], { encoding: 'utf8' });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** The JSON summary line a successful `moco lincls` prints. */
+function summary(r: { status: number | null; stdout: string; stderr: string }): { lr: number | null; lrFrom: string | null; numClasses: number; protocol: string; last: { top1: number } } {
+  assert.equal(r.status, 0, r.stderr);
+  return JSON.parse(r.stdout) as ReturnType<typeof summary>;
+}
+
+test('moco lincls: a run whose loss explodes stops, naming --lr, its value, where it came from and a value to try', () => {
+  const dir = tmpDir();
+  try {
+    const enc = randomEncoder(join(dir, 'enc.safetensors'));
+    // Loss 4.6 → 175 in the first epoch on this encoder: finite, so it used to finish at chance accuracy.
+    const r = lincls('synthetic:200', '--pretrained', enc, '--epochs', '3', '--batch-size', '50', '--cache-features', '--lr', '30', '--out', join(dir, 'lin'));
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /diverged at epoch 1, step 4: the epoch's mean training loss is [\d.]+, above 23\.0 .*--lr 30 \(from --lr\); try --lr 0\.1\./);
+    assert.ok(!existsSync(join(dir, 'lin', 'lincls.json')), 'no result is written for a diverged run');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('moco lincls: the default lr follows the encoder — the cifar preset and CIFAR stems get theirs, ImageNet stems main_lincls.py\'s 30', () => {
+  const dir = tmpDir();
+  try {
+    fakeRun(join(dir, 'run'), 'fc');
+    const cifarStem = randomEncoder(join(dir, 'enc.safetensors'));
+    manualSeed(3);
+    const m = createModel('resnet18', { width: 8 });
+    saveSafetensors(join(dir, 'tv.safetensors'), new Map([...m.stateDict()].filter(([k]) => !k.startsWith('fc.'))), { moco: JSON.stringify({ arch: 'resnet18', cifarStem: false, width: 8, imageSize: 32 }) });
+    m.dispose();
+    // One step: the first epoch's loss is the init's, whatever the lr.
+    const run = (ckpt: string): ReturnType<typeof summary> => summary(lincls('synthetic:50', '--pretrained', ckpt, '--epochs', '1', '--max-steps', '1', '--cache-features'));
+    const a = run(join(dir, 'run')), b = run(cifarStem), c = run(join(dir, 'tv.safetensors'));
+    assert.deepEqual([a.lr, a.lrFrom], [0.1, "the default for the cifar preset's encoders"]);
+    assert.deepEqual([b.lr, b.lrFrom], [0.1, 'the default for CIFAR-stem encoders']);
+    assert.deepEqual([c.lr, c.lrFrom], [30, "main_lincls.py's default for ImageNet encoders"]);
+    const given = summary(lincls('synthetic:50', '--pretrained', cifarStem, '--epochs', '1', '--max-steps', '1', '--cache-features', '--lr', '0.5'));
+    assert.deepEqual([given.lr, given.lrFrom], [0.5, '--lr']);
+    assert.match(spawnSync(process.execPath, [CLI, 'lincls', '--help'], { encoding: 'utf8' }).stdout.replace(/\s+/g, ' '), /--lr <lr> base learning rate \(default: 0\.1 for encoders of the cifar preset or with a CIFAR stem; 30, main_lincls\.py's, for ImageNet encoders/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('moco lincls --evaluate refuses a pre-training checkpoint (MoCo fc or MLP head), naming it and what to pass', () => {
+  const dir = tmpDir();
+  try {
+    fakeRun(join(dir, 'v1'), 'fc');
+    fakeRun(join(dir, 'v2'), 'mlp');
+    for (const run of ['v1', 'v2']) {
+      const r = lincls('synthetic:50', '--pretrained', join(dir, run), '--evaluate');
+      assert.notEqual(r.status, 0, `${run}: ${r.stdout}`);
+      assert.match(r.stderr, new RegExp(`--evaluate: ${join(dir, run, 'checkpoint_0001.safetensors')} has a pre-training projection head \\(${run === 'v1' ? 'MoCo fc' : 'MLP'}, 16-d\\), not a trained classifier\\. Pass the model_best\\.safetensors`));
+    }
+    // A plain state dict's fc is taken for a classifier, but not one for another number of classes.
+    manualSeed(5);
+    const m = createModel('resnet18', { cifarStem: true, width: 8, numClasses: 16 });
+    saveSafetensors(join(dir, 'tv16.safetensors'), m.stateDict());
+    m.dispose();
+    const r = lincls('synthetic:50', '--pretrained', join(dir, 'tv16.safetensors'), '--evaluate');
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /has 16 outputs but the data has 10 classes/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('moco lincls --evaluate --resume DIR evaluates that run\'s classifier on --pretrained\'s backbone, and refuses another backbone', () => {
+  const dir = tmpDir();
+  try {
+    fakeRun(join(dir, 'run'), 'fc');
+    fakeRun(join(dir, 'other'), 'fc', 7);
+    const trained = summary(lincls('synthetic:200', '--pretrained', join(dir, 'run'), '--epochs', '2', '--batch-size', '50', '--lr', '0.01', '--out', join(dir, 'lin')));
+    const ev = summary(lincls('synthetic:200', '--pretrained', join(dir, 'run'), '--evaluate', '--resume', join(dir, 'lin')));
+    assert.deepEqual([ev.protocol, ev.numClasses, ev.last.top1], ['evaluate', 10, trained.last.top1]);
+    const r = lincls('synthetic:200', '--pretrained', join(dir, 'other'), '--evaluate', '--resume', join(dir, 'lin'));
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /--evaluate --resume: .*lin\/checkpoint\.safetensors was trained on another backbone than --pretrained .*other\/checkpoint_0001\.safetensors .*pass the --pretrained that run was trained on/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

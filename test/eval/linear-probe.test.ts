@@ -43,7 +43,7 @@ test('trainLinearOnFeatures reaches the accuracy of the same protocol in PyTorch
   // A fixed encoder: a width-16 CIFAR ResNet-18; BN statistics calibrated once so that features are O(1).
   const model = createModel('resnet18', { cifarStem: true, width: 16, numClasses: 10 });
   const [train, val] = realOrSynthetic();
-  const enc = new Encoder(model, { file: 'test', arch: 'resnet18', cifarStem: true, width: 16, featureDim: 128, headKind: 'fc', headDim: 10, imageSize: 32, layout: 'torchvision', configFrom: 'weights', preset: null, epoch: null });
+  const enc = new Encoder(model, { file: 'test', arch: 'resnet18', cifarStem: true, width: 16, featureDim: 128, headKind: 'fc', headRole: 'classifier', headDim: 10, imageSize: 32, layout: 'torchvision', configFrom: 'weights', preset: null, epoch: null });
   const pre = enc.preprocess();
   const tf = await extractFeatures((x) => enc.backbone(x), train, { ...pre, normalize: false });
   const vf = await extractFeatures((x) => enc.backbone(x), val, { ...pre, normalize: false });
@@ -75,9 +75,9 @@ test('trainLinearOnFeatures reaches the accuracy of the same protocol in PyTorch
   enc.dispose();
 });
 
-test('a diverging probe reports NaN with a hint to lower the lr', async () => {
+test('a diverging probe reports NaN with the lr, where it came from and a smaller one to try', async () => {
   const X = tensor(Float32Array.from({ length: 64 * 8 }, (_, i) => ((i * 7919) % 13) * 1e18), { shape: [64, 8] });
   const y = tensor(Int32Array.from({ length: 64 }, (_, i) => i % 4), { dtype: 'int32' }).long();
-  await assert.rejects(trainLinearOnFeatures(X, y, X, y, { epochs: 3, lr: 30 }), (e: unknown) => e instanceof DivergedError && /lower --lr/.test(e.message));
+  await assert.rejects(trainLinearOnFeatures(X, y, X, y, { epochs: 3, lr: 30 }), (e: unknown) => e instanceof DivergedError && /NaN\/Inf.*--lr 30 \(from the lr option\); try --lr 3\./.test(e.message));
   dispose([X, y]);
 });

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { openDataset } from '../../data/index.js';
 import { describeEncoder, linearProbe, loadEncoder } from '../../eval/index.js';
+import { LINCLS_LR } from '../../moco/index.js';
 import { applyThreads, int, num } from './eval-common.js';
 import { DOWNLOAD_HELP, downloadData } from './download.js';
 
@@ -16,7 +17,8 @@ export function register(program: Command): void {
     .argument('<data>', 'labelled data with train and val/test splits (folder in main_moco layout, cifar10:DIR, synthetic[:N])')
     .requiredOption('--pretrained <ckpt>', 'checkpoint: our run dir or .safetensors, official MoCo .pth.tar, torchvision .pth')
     .option('--epochs <n>', 'epochs (default 100)')
-    .option('--lr <lr>', 'base learning rate (default 30)')
+    .option('--lr <lr>', `base learning rate (default: ${LINCLS_LR.cifar} for encoders of the cifar preset or with a CIFAR stem; `
+      + `${LINCLS_LR.mocov2}, main_lincls.py's, for ImageNet encoders (mocov1/mocov2 presets, torchvision stem)); a run whose loss explodes stops naming it`)
     .option('--batch-size <n>', 'batch size (default 256)')
     .option('--wd <wd>', 'weight decay (default 0)')
     .option('--momentum <m>', 'SGD momentum (default 0.9)')
@@ -25,13 +27,14 @@ export function register(program: Command): void {
     .option('--seed <n>', 'seed of the fc init, sample order and augmentation (default 0)')
     .option('--threads <n>', 'libtorch threads')
     .option('--out <dir>', 'write checkpoint.safetensors (last; every epoch with the image protocol) and model_best.safetensors here')
-    .option('--resume <ckpt>', 'continue an image-protocol run from its checkpoint.safetensors (or its --out folder)')
+    .option('--resume <ckpt>', 'continue an image-protocol run from its checkpoint.safetensors (or its --out folder); with --evaluate, evaluate that run\'s classifier')
     .option('--max-steps <n>', 'stop after this many SGD steps (smoke tests)')
     .option('--train-subset <n>', 'train on a seeded random subset of n training images')
     .option('--cache-features', 'protocol "cached features": extract un-augmented backbone features once and train the fc on them '
       + '(many times faster; no train augmentation, so usually a little below the image protocol). Without it: main_lincls.py\'s '
       + 'image protocol, fresh RandomResizedCrop+flip (32-px: pad-4 crop+flip) every epoch', false)
-    .option('--evaluate', 'validation only, with the fc of a checkpoint written by `moco lincls --out`', false)
+    .option('--evaluate', 'validation only, with the classifier of --pretrained (model_best.safetensors or checkpoint.safetensors written by `moco lincls --out`) '
+      + 'or of --resume DIR; a pre-training checkpoint is refused', false)
     .option('--download', DOWNLOAD_HELP)
     .action(async (data: string, o: LinclsCliOpts) => {
       applyThreads(o.threads);
@@ -43,7 +46,7 @@ export function register(program: Command): void {
         const val = openDataset(data, { split: 'test' });
         const schedule = o.schedule?.split(',').filter(Boolean).map((s) => int('--schedule', s.trim(), 0)!);
         const r = await linearProbe(encoder, train, val, {
-          epochs: int('--epochs', o.epochs), lr: num('--lr', o.lr), batchSize: int('--batch-size', o.batchSize), weightDecay: num('--wd', o.wd),
+          epochs: int('--epochs', o.epochs), lr: num('--lr', o.lr), lrFrom: '--lr', batchSize: int('--batch-size', o.batchSize), weightDecay: num('--wd', o.wd),
           momentum: num('--momentum', o.momentum), schedule, cos: o.cos, seed: int('--seed', o.seed, 0), outDir: o.out,
           maxSteps: int('--max-steps', o.maxSteps), trainSubset: int('--train-subset', o.trainSubset), cacheFeatures: o.cacheFeatures,
           evaluate: o.evaluate, resume: o.resume, onLog: (l) => console.error(`moco lincls: ${l}`),
