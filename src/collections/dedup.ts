@@ -18,7 +18,7 @@ export const DEFAULT_EMBEDDING = { feature: 'regions', flip: true, crops: 'five'
  * PCA-whitened on the collection (`fitWhitening` with its default shrinkage): the best-F1 point of the measured
  * curve of a 1-epoch CIFAR encoder on the dedup set (docs/collections.md; P 0.982, R 0.958 there; both ≥ 0.95 from 0.55 to 0.6).
  */
-export const DEFAULT_THRESHOLD = 0.6;
+export const DEFAULT_THRESHOLD = 0.5;
 
 /**
  * The default threshold without whitening (`moco dedup --no-whiten`): the best-F1 point (P 0.838, R 0.815) of

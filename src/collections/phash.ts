@@ -3,14 +3,15 @@
 // frequencies but the DC term are compared with their median, one bit each. A global brightness, contrast or
 // gamma change, a re-encode or a resize barely moves those signs, where a one-epoch encoder's features move a lot
 // (docs/collections.md). The hash of the mirror image comes for free (a horizontal flip negates the DCT
-// coefficients of odd horizontal frequency), so a pair's distance is taken over both orientations.
+// coefficients of odd horizontal frequency), so a pair's distance is taken over both orientations. Uniform
+// borders are trimmed first: a framed copy is otherwise far from its picture.
 import sharp from 'sharp';
 
 /** Bits in a hash (8×8 low frequencies minus the DC term). */
 export const HASH_BITS = 63;
 
 /** Hamming distance at or below which two images are near-exact copies by default (docs/collections.md). */
-export const DEFAULT_HASH_DISTANCE = 10;
+export const DEFAULT_HASH_DISTANCE = 8;
 
 const N = 32;
 const K = 8;
@@ -64,9 +65,19 @@ export function phashOfPixels(px: ArrayLike<number>): PHash {
   return { hash: bits(c), mirror: bits(m) };
 }
 
-/** The pHash of an image file or encoded bytes (EXIF orientation applied). */
+/**
+ * How far from the corner pixel's colour an edge row or column may stray and still be trimmed as a border
+ * (sharp's trim threshold): a frame added around a copy is cut before hashing (docs/collections.md).
+ */
+const TRIM_THRESHOLD = 12;
+
+/**
+ * The pHash of an image file or encoded bytes: EXIF orientation applied, then uniform borders trimmed (so that
+ * a framed copy hashes as its picture), then grey 32×32.
+ */
 export async function phashImage(input: string | Uint8Array): Promise<PHash> {
-  const px = await sharp(input, { failOn: 'error' }).autoOrient().greyscale().resize(N, N, { fit: 'fill', kernel: 'lanczos3' }).raw().toBuffer();
+  const px = await sharp(input, { failOn: 'error' }).autoOrient().trim({ threshold: TRIM_THRESHOLD }).greyscale()
+    .resize(N, N, { fit: 'fill', kernel: 'lanczos3' }).raw().toBuffer();
   if (px.length !== N * N) throw new Error(`pHash: decoded ${px.length} bytes, ${N * N} expected`);
   return phashOfPixels(px);
 }
