@@ -174,3 +174,15 @@ export async function hashFiles(paths: readonly string[], o: { concurrency?: num
   await Promise.all(Array.from({ length: Math.min(o.concurrency ?? 8, paths.length) }, worker));
   return out;
 }
+
+/**
+ * Search hits with the near-exact copies of the query first: hits whose pHash is within `maxDistance` bits of
+ * `query`'s, closest first, then the others in their given order. A brightened or re-encoded copy can sit far
+ * down a one-epoch encoder's ranking; its hash does not (docs/collections.md). `hashOf` gives a hit's hash, or
+ * null when its file cannot be read. Returns a new array; each promoted hit gains `hashDistance`.
+ */
+export async function promoteNearCopies<H extends { path: string }>(query: PHash, hits: readonly H[], hashOf: (path: string) => Promise<PHash | null>, maxDistance = DEFAULT_HASH_DISTANCE): Promise<(H & { hashDistance?: number })[]> {
+  const dist = await Promise.all(hits.map(async (h) => { const x = await hashOf(h.path); return x ? hashDistance(query, x) : Infinity; }));
+  const near = hits.map((h, i) => ({ h, d: dist[i]!, i })).filter((x) => x.d <= maxDistance).sort((x, y) => x.d - y.d || x.i - y.i);
+  return [...near.map((x) => ({ ...x.h, hashDistance: x.d })), ...hits.filter((_, i) => dist[i]! > maxDistance)];
+}

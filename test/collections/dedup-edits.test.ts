@@ -56,3 +56,33 @@ test('moco dedup finds every photometric, codec, resized, mirrored and framed co
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('moco search --db and --index rank a near-exact copy of the query first (a brightened query finds its original)', { timeout: 600_000 }, async () => {
+  const dir = tmpDir();
+  try {
+    const set = join(dir, 'set');
+    mkdirSync(set);
+    const files = readdirSync(join(CIFAR_TEST, 'bird')).sort().slice(0, 40).map((f) => join(CIFAR_TEST, 'bird', f));
+    for (const [i, f] of files.entries()) await sharp(f).resize(96, 96, { kernel: 'lanczos3' }).jpeg({ quality: 95 }).toFile(join(set, `${String(i).padStart(2, '0')}.jpg`));
+    const queries = join(dir, 'q');
+    mkdirSync(queries);
+    for (const [k, i] of [7, 23, 31].entries()) {
+      await sharp(join(set, `${String(i).padStart(2, '0')}.jpg`)).modulate({ brightness: [1.3, 0.75, 1.25][k]! }).png().toFile(join(queries, `${i}.png`));
+    }
+    const ckpt = randomEncoder(join(dir, 'enc.safetensors'));
+    const env = { ...process.env, MOCO_NO_CACHE: '1' };
+    execFileSync(process.execPath, [CLI, 'index', set, '--pretrained', ckpt, '--db', join(dir, 'db')], { stdio: 'pipe', env });
+    execFileSync(process.execPath, [CLI, 'embed', set, '--pretrained', ckpt, '--out', join(dir, 'e.npy')], { stdio: 'pipe', env });
+    for (const where of [['--db', join(dir, 'db')], ['--index', join(dir, 'e.npy')]]) {
+      const r = JSON.parse(execFileSync(process.execPath, [CLI, 'search', ...where, '--query', queries, '--top', '3'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env }).trim().split('\n').pop()!) as { results: { query: string; neighbours: { path: string; hashDistance?: number }[] }[] };
+      for (const q of r.results) {
+        const i = Number(q.query.split('/').pop()!.replace('.png', ''));
+        assert.equal(q.neighbours[0]!.path, join(set, `${String(i).padStart(2, '0')}.jpg`), `${where[0]}: ${q.query} → ${JSON.stringify(q.neighbours)}`);
+        assert.ok(q.neighbours[0]!.hashDistance! <= 8);
+        assert.equal(q.neighbours.length, 3);
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

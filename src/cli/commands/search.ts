@@ -1,8 +1,9 @@
 import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { addEmbedOptions, embedSettings, int, progress, type EmbedFlags } from './eval-common.js';
+import { DEFAULT_HASH_DISTANCE } from '../../collections/phash.js';
 
-interface SearchCliOpts extends EmbedFlags { index?: string; db?: string; where?: string; exact: boolean; query: string[]; top: string; html?: string; inline: boolean; format: string }
+interface SearchCliOpts extends EmbedFlags { index?: string; db?: string; where?: string; exact: boolean; query: string[]; top: string; html?: string; inline: boolean; format: string; nearCopies: string; hashDistance: string }
 
 export function register(program: Command): void {
   const cmd = program
@@ -17,7 +18,8 @@ export function register(program: Command): void {
     .option('--format <f>', 'stdout: json or table', 'json')
     .option('--html <file>', 'also write an HTML grid of each query and its neighbours')
     .option('--inline', 'inline the HTML images as thumbnails (default: paths relative to the page)', false)
-;
+    .option('--near-copies <n>', 'among the top n hits, near-exact copies of the query (pHash within --hash-distance bits: brightness, contrast, gamma, re-encodes, resizes, mirrors, frames) rank first; 0 ranks by cosine alone', '50')
+    .option('--hash-distance <bits>', 'largest pHash distance of a near-exact copy (of 63 bits)', String(DEFAULT_HASH_DISTANCE));
   // The queries' feature and --flip are the index's (recorded when it was made), not flags.
   addEmbedOptions(cmd, { pretrained: 'encoder for the queries (default: the one recorded in the index)', feature: false, flip: false, crops: false, batch: '32' })
     .action(async (o: SearchCliOpts) => {
@@ -32,7 +34,10 @@ export function register(program: Command): void {
       try {
         const q = await embedQueries(o, o.pretrained ?? index.meta.pretrained, `${o.index!} does not record its encoder`, index.meta.feature ?? 'backbone', index.meta.flip === true, index.meta.crops === 'center' || index.meta.crops === 'five' ? index.meta.crops : undefined);
         if (q.dim !== index.dim) throw new Error(`queries are ${q.dim}-d but the index is ${index.dim}-d: pass the --pretrained the index was made with`);
-        const results = searchIndex(index, q.vectors, { top: int('--top', o.top), onProgress: index.count > 1e5 ? progress('moco search') : undefined });
+        const top = int('--top', o.top)!;
+        const near = nearCopyOpts(o);
+        const wide = searchIndex(index, q.vectors, { top: Math.max(top, near.pool), onProgress: index.count > 1e5 ? progress('moco search') : undefined });
+        const results = await Promise.all(wide.map(async (hs, i) => (await promote(q.paths[i]!, hs, near)).slice(0, top)));
         if (o.html) {
           await writeSearchHtml(o.html, q.paths, results, { inline: o.inline, title: `moco search: ${o.index!}` });
           console.error(`moco search: wrote ${o.html}`);
@@ -67,8 +72,9 @@ async function searchDb(o: SearchCliOpts): Promise<void> {
     if (q.dim !== coll.dim) throw new Error(`queries are ${q.dim}-d but the collection is ${coll.dim}-d: pass the --pretrained it was made with`);
     const top = int('--top', o.top)!;
     const plan = await coll.searchPlan({ top, filter, exact: o.exact });
-    const hits = await coll.search(q.vectors, { top, filter, exact: o.exact });
-    const results = hits.map((hs) => hs.map((h) => ({ index: h.id, path: h.path, score: h.score, label: h.label })));
+    const near = nearCopyOpts(o);
+    const hits = await coll.search(q.vectors, { top: Math.max(top, near.pool), filter, exact: o.exact });
+    const results = await Promise.all(hits.map(async (hs, i) => (await promote(q.paths[i]!, hs.map((h) => ({ index: h.id, path: h.path, score: h.score, label: h.label })), near)).slice(0, top)));
     if (o.html) {
       await writeSearchHtml(o.html, q.paths, results, { inline: o.inline, title: `moco search: ${o.db!}${o.where ? ` where ${o.where}` : ''}` });
       console.error(`moco search: wrote ${o.html}`);
@@ -105,4 +111,31 @@ async function embedQueries(o: SearchCliOpts, ckpt: string | undefined, unrecord
   } finally {
     encoder.dispose();
   }
+}
+
+/** `--near-copies` and `--hash-distance`, checked. */
+function nearCopyOpts(o: SearchCliOpts): { pool: number; maxDistance: number } {
+  const pool = int('--near-copies', o.nearCopies)!;
+  const maxDistance = int('--hash-distance', o.hashDistance)!;
+  if (!(pool >= 0)) throw new Error(`--near-copies must be a whole number ≥ 0, got '${o.nearCopies}'`);
+  if (!(maxDistance >= 0 && maxDistance <= 63)) throw new Error(`--hash-distance must be a whole number of bits from 0 to 63, got '${o.hashDistance}'`);
+  return { pool, maxDistance };
+}
+
+/** Hashes of hit files, shared by the queries of one command (the same gallery files come back for similar queries). */
+const hashCache = new Map<string, Promise<import('../../collections/phash.js').PHash | null>>();
+
+/** One query's hits with its near-exact copies first (promoteNearCopies), unless --near-copies 0. */
+async function promote<H extends { path: string }>(query: string, hits: H[], near: { pool: number; maxDistance: number }): Promise<H[]> {
+  if (!near.pool || !hits.length) return hits;
+  const { phashImage, promoteNearCopies } = await import('../../collections/phash.js');
+  let qh;
+  try { qh = await phashImage(query); } catch { return hits; }
+  const hashOf = (p: string): Promise<import('../../collections/phash.js').PHash | null> => {
+    let h = hashCache.get(p);
+    if (!h) { h = phashImage(p).catch(() => null); hashCache.set(p, h); }
+    return h;
+  };
+  return promoteNearCopies(qh, hits.slice(0, near.pool), hashOf, near.maxDistance)
+    .then((front) => [...front, ...hits.slice(near.pool)]);
 }
