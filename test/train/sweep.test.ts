@@ -66,7 +66,9 @@ test('a 2×2 sweep runs end to end, resumes after SIGTERM without rerunning fini
   assert.match(md, /\| cell \| mechanism \| MLP \| aug\+ \| cos \| τ \| kNN top-1 % \(random init\) \|/);
   assert.match(md, /\| moco-t=0\.2_mlp=true \| moco \| ✓ \|  \| ✓ \| 0\.2 \| \d+\.\d\d \(\d+\.\d\d\) \|/);
   const rows = JSON.parse(readFileSync(join(out, 'sweep.json'), 'utf8')) as { steps: number; peakRssMB: number; knnTop1?: number }[];
-  assert.ok(rows.every((r) => r.steps === 6 && r.peakRssMB > 50 && r.knnTop1! > 0), JSON.stringify(rows.map((r) => [r.steps, r.peakRssMB, r.knnTop1])));
+  // Each cell evaluated: a kNN accuracy in [0, 100]. Not > 0: a width-4 encoder after 6 steps scores near chance on
+  // 19 queries, and 0 of 19 at chance (10%) happens 13.5% of the time (0.9^19), as it did on one machine.
+  assert.ok(rows.every((r) => r.steps === 6 && r.peakRssMB > 50 && typeof r.knnTop1 === 'number' && r.knnTop1 >= 0 && r.knnTop1 <= 100), JSON.stringify(rows.map((r) => [r.steps, r.peakRssMB, r.knnTop1])));
 });
 
 test('a sweep rerun with other common settings refuses, naming each changed setting; --rerun-changed moves the old cell aside and retrains', { timeout: 300_000 }, async () => {
