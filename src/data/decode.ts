@@ -2,10 +2,10 @@
 // decode, and whole-dataset decoding into one N×3×H×W uint8 tensor with an on-disk cache.
 import sharp from 'sharp';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readSync, renameSync, writeFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { tensor, tidy, type Tensor } from '../torch/index.js';
+import { empty, tensor, tidy, type Tensor } from '../torch/index.js';
 import type { Skipped } from './walk.js';
 import { cacheDir, cacheMaxBytes, evictCache, touchCacheFile } from './decode-cache.js';
 
@@ -261,16 +261,41 @@ function writeCache(dir: string, file: string, set: DecodedSet): void {
 }
 
 function readCache(file: string): DecodedSet {
-  const b = readFileSync(file);
-  if (b.readUInt32LE(4) !== 0x4f434f4d) throw new Error('bad cache magic');
-  const hl = b.readUInt32LE(0);
-  const header = JSON.parse(b.subarray(8, 8 + hl).toString()) as CacheHeader;
-  const bytes = header.n * 3 * header.height * header.width;
-  if (b.length !== 8 + hl + bytes || statSync(file).size !== b.length) throw new Error('truncated cache file');
-  const data = new Uint8Array(b.buffer, b.byteOffset + 8 + hl, bytes);
-  return {
-    images: tensor(data, { shape: [header.n, 3, header.height, header.width], dtype: 'uint8' }),
-    ok: Int32Array.from(header.ok),
-    skipped: header.skipped,
-  };
+  // Read straight into the tensor, a few MB at a time: a whole-file Buffer would stay resident beside the
+  // tensor until V8 collects it, adding the dataset's size to a run's peak memory (docs/benchmarks.md).
+  const fd = openSync(file, 'r');
+  try {
+    const head = Buffer.alloc(8);
+    if (readSync(fd, head, 0, 8, 0) !== 8 || head.readUInt32LE(4) !== 0x4f434f4d) throw new Error('bad cache magic');
+    const hl = head.readUInt32LE(0);
+    const hb = Buffer.alloc(hl);
+    if (readSync(fd, hb, 0, hl, 8) !== hl) throw new Error('truncated cache file');
+    const header = JSON.parse(hb.toString()) as CacheHeader;
+    const per = 3 * header.height * header.width;
+    if (fstatSync(fd).size !== 8 + hl + header.n * per) throw new Error('truncated cache file');
+    const images = empty([header.n, 3, header.height, header.width], { dtype: 'uint8' });
+    try {
+      const step = Math.max(1, Math.floor((8 << 20) / per));
+      const buf = Buffer.alloc(step * per);
+      for (let i = 0; i < header.n; i += step) {
+        const k = Math.min(step, header.n - i);
+        const want = k * per;
+        let got = 0;
+        while (got < want) {
+          const r = readSync(fd, buf, got, want - got, 8 + hl + i * per + got);
+          if (r === 0) throw new Error('truncated cache file');
+          got += r;
+        }
+        const part = images.narrow(0, i, k);
+        part.copyFromArray(buf.subarray(0, want));
+        part.dispose();
+      }
+    } catch (e) {
+      images.dispose();
+      throw e;
+    }
+    return { images, ok: Int32Array.from(header.ok), skipped: header.skipped };
+  } finally {
+    closeSync(fd);
+  }
 }
