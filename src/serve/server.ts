@@ -2,6 +2,7 @@
 // at once and loads the model in the background (GET /readyz answers 503 until it is ready); images are decoded
 // by sharp in libuv's pool, batched across requests and run by onnxruntime in a child process, so the event loop
 // stays free for health checks while a batch computes. Every bad input is a 4xx with a message saying why.
+import { isIP } from 'node:net';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import multipart from '@fastify/multipart';
 import fastifyStatic from '@fastify/static';
@@ -49,6 +50,12 @@ export interface ServeOptions {
   logLevel?: string | false;
   /** Folder of the browser page; default the package's src/views/web. */
   webRoot?: string;
+  /**
+   * Host names (the `Host` header without its port) the service answers besides IP addresses and `localhost`;
+   * any other gets 403, so that a page on another site that rebinds its DNS name to this address cannot read the
+   * service. Default none.
+   */
+  allowedHosts?: readonly string[];
 }
 
 /** The service's phase, as /readyz reports it. */
@@ -88,7 +95,7 @@ const FILTER = {
   type: 'object', additionalProperties: false,
   description: 'every given field must match; label is the name of the image\'s folder',
   properties: {
-    label: { anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' }, maxItems: 1000 }] },
+    label: { anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' }, minItems: 1, maxItems: 1000 }] },
     pathPrefix: { type: 'string' },
   },
 } as const;
@@ -152,8 +159,18 @@ export function buildServer(opts: ServeOptions): FastifyInstance {
     await backend?.close();
   });
 
+  // DNS rebinding: a foreign page whose name resolves to this address sends its own name as Host.
+  const allowedHosts = new Set(['localhost', ...(opts.allowedHosts ?? []).map((h) => h.toLowerCase())]);
+  app.addHook('onRequest', async (req) => {
+    const host = hostName(req.headers.host ?? '');
+    if (isIP(host) || allowedHosts.has(host) || host.endsWith('.localhost')) return;
+    throw new HttpError(403, 'forbidden_host', `Host '${req.headers.host ?? ''}' is not served here: use an IP address or localhost, or start moco serve with --allowed-hosts ${host || 'NAME'}`);
+  });
+
   // Cross-origin isolation so that onnxruntime-web may use threads (SharedArrayBuffer) on the page.
   app.addHook('onSend', async (_req, reply) => {
+    reply.header('x-content-type-options', 'nosniff');
+    reply.header('content-security-policy', "frame-ancestors 'none'");
     reply.header('cross-origin-opener-policy', 'same-origin');
     reply.header('cross-origin-embedder-policy', 'require-corp');
     reply.header('cross-origin-resource-policy', 'same-origin');
@@ -385,4 +402,12 @@ async function requestImages(req: FastifyRequest): Promise<{ name: string; bytes
     throw new HttpError(415, 'unsupported_type', `Content-Type ${req.headers['content-type'] ?? '(none)'} is not accepted here: ${IMAGE_BODY}`);
   }
   return [{ name: 'body', bytes: body }];
+}
+
+/** The host name of a Host header: lower case, without the port, an IPv6 literal without its brackets. */
+function hostName(header: string): string {
+  const h = header.trim().toLowerCase();
+  if (h.startsWith('[')) return h.slice(1, h.indexOf(']') > 0 ? h.indexOf(']') : undefined);
+  const i = h.lastIndexOf(':');
+  return i >= 0 ? h.slice(0, i) : h;
 }

@@ -92,6 +92,7 @@ test('the bad-input table: each request gets its 4xx and the server serves the n
     { name: 'multipart without boundary', type: 'multipart/form-data', body: 'nothing', status: 400 },
     { name: 'multipart with a text file', type: `multipart/form-data; boundary=${boundary}`, body: `--${boundary}\r\nContent-Disposition: form-data; name="f"; filename="a.txt"\r\nContent-Type: text/plain\r\n\r\nhello\r\n--${boundary}--\r\n`, status: 415 },
     { name: 'unknown route', url: '/v1/embedd', type: 'image/png', body: good, status: 404 },
+    { name: 'filter with an empty label list', url: '/v1/search', type: 'application/json', body: { vector: goodVector, filter: { label: [] } }, status: 400, error: /fewer than 1 items|must NOT have fewer/ },
   ];
   for (const c of cases) {
     const r = await app.inject({
@@ -128,4 +129,17 @@ test('over a real socket: 50 MB body → 413, malformed multipart → 400, then 
   const ok = await post(port, '/v1/embed', 'image/png', good);
   assert.equal(ok.status, 200, ok.body);
   assert.deepEqual((JSON.parse(ok.body) as { vectors: number[][] }).vectors[0], goodVector);
+});
+
+test('browser-facing defaults: nosniff and frame-ancestors on every answer; a foreign Host gets 403, IP addresses and localhost are served', async () => {
+  const ok = await app.inject({ method: 'GET', url: '/healthz', headers: { host: '127.0.0.1:8080' } });
+  assert.equal(ok.statusCode, 200);
+  assert.equal(ok.headers['x-content-type-options'], 'nosniff');
+  assert.match(String(ok.headers['content-security-policy']), /frame-ancestors 'none'/);
+  for (const host of ['localhost:8080', '[::1]:8080', '10.1.2.3']) assert.equal((await app.inject({ method: 'GET', url: '/healthz', headers: { host } })).statusCode, 200, host);
+  const evil = await app.inject({ method: 'GET', url: '/v1/info', headers: { host: 'evil.example' } });
+  assert.equal(evil.statusCode, 403);
+  assert.match(evil.body, /--allowed-hosts evil\.example/);
+  const page = await app.inject({ method: 'GET', url: '/', headers: { host: 'evil.example:8080' } });
+  assert.equal(page.statusCode, 403);
 });

@@ -3,7 +3,7 @@ import { addEmbedOptions, feature, int, type EmbedFlags } from './eval-common.js
 
 interface ServeCliOpts extends EmbedFlags {
   pretrained: string; index?: string; db?: string; port: string; host: string; batch: string; batchDelay: string;
-  queue: string; maxLoopDelay: string; bodyLimit: string; maxPixels: string; threads?: string; log: string;
+  queue: string; maxLoopDelay: string; bodyLimit: string; maxPixels: string; threads?: string; log: string; allowedHosts?: string;
 }
 
 export function register(program: Command): void {
@@ -24,6 +24,7 @@ export function register(program: Command): void {
     .option('--max-pixels <n>', 'most pixels an image may have (checked before decoding)', '50000000')
     .option('--threads <n>', 'onnxruntime intra-op threads (default: all cores)')
     .option('--log <level>', 'request log level (fatal, error, warn, info, debug) or off', 'warn')
+    .option('--allowed-hosts <names>', 'comma-separated host names the service answers besides IP addresses and localhost (others get 403: DNS-rebinding protection)')
     .action(async (o: ServeCliOpts) => {
       const feat = feature(o.feature ?? 'backbone');
       if (feat === 'regions') throw new Error('moco serve: --feature must be backbone or head (the ONNX export has no region descriptor)');
@@ -38,6 +39,7 @@ export function register(program: Command): void {
         pretrained: o.pretrained, index: o.index, db: o.db, feature: feat, maxBatch: int('--batch', o.batch), maxDelayMs: delay,
         maxQueue: int('--queue', o.queue), bodyLimit: Math.round(bodyMb * 2 ** 20), maxPixels: int('--max-pixels', o.maxPixels), maxEventLoopDelayMs: int('--max-loop-delay', o.maxLoopDelay, 0),
         threads: o.threads ? int('--threads', o.threads) : undefined, logLevel: o.log === 'off' ? false : o.log,
+        allowedHosts: [o.host, ...(o.allowedHosts ?? '').split(',').map((h) => h.trim()).filter(Boolean)],
       });
       let stopping = false;
       const stop = (sig: string): void => {
