@@ -1,5 +1,5 @@
 // --amp bf16 and --channels-last on a short run: a finite loss that falls once the queue holds real keys, and the
-// kNN monitor within five points of the fp32 run of the same seed (why not one: see the bound below).
+// kNN monitor clearly above chance (why not within a point of the fp32 run: see the bound below).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pretrain, resolveConfig, type ConfigOverrides } from '../../src/train/index.js';
@@ -18,7 +18,7 @@ async function run(extra: ConfigOverrides): Promise<{ afterFill: number; end: nu
   return { afterFill: mean(losses.slice(8, 16)), end: mean(losses.slice(-8)), knn: s.knnTop1!, losses };
 }
 
-test('bf16 autocast and channels-last train as fp32 does: finite, falling loss; kNN within five points', { timeout: 900_000 }, async () => {
+test('bf16 autocast and channels-last train as fp32 does: finite, falling loss; kNN above chance', { timeout: 900_000 }, async () => {
   const fp32 = await run({});
   const cl = await run({ channelsLast: true });
   const bf16 = await run({ amp: 'bf16', channelsLast: true });
@@ -46,18 +46,20 @@ test('bf16 autocast and channels-last train as fp32 does: finite, falling loss; 
   //   channels-last 20.5. A larger eval set does not shrink the gap, and fp32 alone has it (the --threads 2 run).
   // - lr 0.12/τ 0.2, lr 0.24/τ 0.2 and m 0.9 did not make kNN rise in 120 steps either (2,000 queries: 19.2, 17.8 and
   //   16.7 from 20.3).
-  // So the bound is loose (five points, below); it still
+  // So the bound is chance (below); it still
   // catches a layout or rounding bug that wrecks the features (constant ones, or ones out of order with their
   // labels, score near chance: 10%), and the first-loss and final-loss checks hold the training path. A one-point
   // bound would need a run in which kNN rises well above the random encoder (the MoCo learning test's ~800 steps of
   // 128) and a measured seed spread under that point (not measured): many times this test's budget, with CPU bf16
   // ~7× slower than fp32.
-  // On another machine of the same kind (AMD EPYC, libtorch 1.13) this seed gave fp32 17.5, channels-last 20.5:
-  // the trajectories part on CPUs whose kernels sum in another order too. With 200 queries one accuracy's standard
-  // error is ~2.8 points, so the bound is 5 (under two standard errors of a difference), and each run must score
-  // clearly above what wrecked features give (chance, 10%).
-  assert.ok(Math.abs(cl.knn - fp32.knn) <= 5 && cl.knn >= 13, `channels-last kNN ${cl.knn}% vs fp32 ${fp32.knn}%`);
-  assert.ok(Math.abs(bf16.knn - fp32.knn) <= 5 && bf16.knn >= 13, `bf16 kNN ${bf16.knn}% vs fp32 ${fp32.knn}%`);
+  // On another machine of the same kind (AMD EPYC) this seed gave fp32 17.5, channels-last 20.5 on libtorch 1.13
+  // and fp32 26.5, channels-last 19.5 on 2.13: the trajectories part on CPUs whose kernels sum in another order
+  // too, and kNN after 120 steps measures where a chaotic run ended, not the precision. So no bound between the
+  // runs: each must score clearly above what wrecked features (constant, or out of order with their labels) give,
+  // chance, 10% (17.5–26.5 measured; 200 queries, standard error ~2.8 points).
+  assert.ok(cl.knn >= 14, `channels-last kNN ${cl.knn}% (fp32 ${fp32.knn}%)`);
+  assert.ok(bf16.knn >= 14, `bf16 kNN ${bf16.knn}% (fp32 ${fp32.knn}%)`);
+  assert.ok(fp32.knn >= 14, `fp32 kNN ${fp32.knn}%`);
   // bf16 rounds the forward: the trajectory may differ, but not by much over 120 steps.
   assert.ok(Math.abs(bf16.end - fp32.end) < 0.1, `bf16 final loss ${bf16.end.toFixed(3)} vs fp32 ${fp32.end.toFixed(3)}`);
 });
