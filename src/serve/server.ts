@@ -229,7 +229,7 @@ export function buildServer(opts: ServeOptions): FastifyInstance {
   /** Embeds the images of a request (raw body or multipart files); names for multipart parts. */
   const embedRequest = async (req: FastifyRequest): Promise<{ names: string[]; vectors: Float32Array[] }> => {
     const { model: m, batcher: b } = ready();
-    const images = await requestImages(req);
+    const images = await requestImages(req, bodyLimit);
     if (images.length + b.waiting > b.maxQueue) throw unavailable(`embedding queue is full (${b.waiting} of ${b.maxQueue} images waiting); retry shortly`, 1);
     const s = m.info.preprocessing.size;
     const inputs = await Promise.all(images.map(async (im) => {
@@ -371,10 +371,17 @@ export function buildServer(opts: ServeOptions): FastifyInstance {
   return app;
 }
 
-/** The images of a request: the raw body, or every file of a multipart form. */
-async function requestImages(req: FastifyRequest): Promise<{ name: string; bytes: Buffer }[]> {
+/**
+ * The images of a request: the raw body, or every file of a multipart form. A multipart request is bounded as a
+ * whole by `bodyLimit` (its declared length, or the bytes of its files as they arrive), not only file by file.
+ */
+async function requestImages(req: FastifyRequest, bodyLimit: number): Promise<{ name: string; bytes: Buffer }[]> {
   if (req.isMultipart()) {
+    const declared = Number(req.headers['content-length']);
+    const tooLarge = (n: number): HttpError => new HttpError(413, 'body_too_large', `the request is ${n} bytes; the limit for a whole request is ${bodyLimit} (--body-limit)`);
+    if (declared > bodyLimit) throw tooLarge(declared);
     const out: { name: string; bytes: Buffer }[] = [];
+    let total = 0;
     try {
       for await (const part of req.parts()) {
         if (part.type !== 'file') continue;
@@ -383,6 +390,8 @@ async function requestImages(req: FastifyRequest): Promise<{ name: string; bytes
         }
         const bytes = await part.toBuffer();
         if (!bytes.length) throw new HttpError(400, 'empty_file', `${part.filename || part.fieldname}: empty file`);
+        total += bytes.length;
+        if (total > bodyLimit) throw tooLarge(total);
         out.push({ name: part.filename || part.fieldname, bytes });
       }
     } catch (e) {

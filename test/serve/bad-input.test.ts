@@ -92,6 +92,7 @@ test('the bad-input table: each request gets its 4xx and the server serves the n
     { name: 'multipart without boundary', type: 'multipart/form-data', body: 'nothing', status: 400 },
     { name: 'multipart with a text file', type: `multipart/form-data; boundary=${boundary}`, body: `--${boundary}\r\nContent-Disposition: form-data; name="f"; filename="a.txt"\r\nContent-Type: text/plain\r\n\r\nhello\r\n--${boundary}--\r\n`, status: 415 },
     { name: 'unknown route', url: '/v1/embedd', type: 'image/png', body: good, status: 404 },
+    { name: 'multipart of three 6 MiB files (each under the 16 MiB limit, 18 MiB in all)', type: `multipart/form-data; boundary=${boundary}`, body: Buffer.concat([0, 1, 2].flatMap((i) => [Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="f${i}"; filename="${i}.png"\r\nContent-Type: image/png\r\n\r\n`), Buffer.alloc(6 * 2 ** 20, 9), Buffer.from('\r\n')]).concat(Buffer.from(`--${boundary}--\r\n`))), status: 413, error: /limit for a whole request is 16777216/ },
     { name: 'filter with an empty label list', url: '/v1/search', type: 'application/json', body: { vector: goodVector, filter: { label: [] } }, status: 400, error: /fewer than 1 items|must NOT have fewer/ },
   ];
   for (const c of cases) {

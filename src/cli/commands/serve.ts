@@ -20,7 +20,7 @@ export function register(program: Command): void {
     .option('--batch-delay <ms>', 'longest wait before a partial batch runs', '5')
     .option('--queue <n>', 'most images waiting for the model; beyond, 503 with Retry-After', '256')
     .option('--max-loop-delay <ms>', 'event-loop delay beyond which requests get 503 (0: off)', '1000')
-    .option('--body-limit <mb>', 'largest request body (and multipart file), MiB', '16')
+    .option('--body-limit <mb>', 'largest request body, MiB: a whole multipart request, and each of its files', '16')
     .option('--max-pixels <n>', 'most pixels an image may have (checked before decoding)', '50000000')
     .option('--threads <n>', 'onnxruntime intra-op threads (default: all cores)')
     .option('--log <level>', 'request log level (fatal, error, warn, info, debug) or off', 'warn')
