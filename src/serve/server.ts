@@ -33,7 +33,7 @@ export interface ServeOptions {
   maxDelayMs?: number;
   /** Most images waiting for the model before requests get 503; default 256. */
   maxQueue?: number;
-  /** Largest request body, bytes (413 beyond); default 16 MiB. Also each multipart file's limit. */
+  /** Largest request body, bytes (413 beyond), a whole multipart request included; default 16 MiB. */
   bodyLimit?: number;
   /** Most pixels an image may have, checked from its header before decoding (413 beyond); default 50 M. */
   maxPixels?: number;
@@ -69,8 +69,11 @@ export interface ServeState {
   readonly model: ServeModel | null;
   readonly backend: SearchBackend | null;
   readonly batcher: Batcher | null;
-  /** Graceful shutdown: stop accepting, report not-ready, finish queued work, release the model. */
-  drain(): Promise<void>;
+  /**
+   * Graceful shutdown: stop accepting, report not-ready, finish queued work, release the model. With
+   * `timeoutMs`, connections still open after that long (a slow upload, say) are closed.
+   */
+  drain(o?: { timeoutMs?: number }): Promise<void>;
 }
 
 declare module 'fastify' {
@@ -146,7 +149,16 @@ export function buildServer(opts: ServeOptions): FastifyInstance {
     get model() { return model; },
     get backend() { return backend; },
     get batcher() { return batcher; },
-    drain: () => { if (phase !== 'failed') phase = 'draining'; return app.close(); },
+    drain: (o = {}) => {
+      if (phase !== 'failed') phase = 'draining';
+      const closing = app.close();
+      if (o.timeoutMs === undefined) return closing;
+      // Past the deadline every connection is closed, a request still uploading included: a trickling client
+      // cannot hold the process open.
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<void>((resolve) => { timer = setTimeout(() => { app.server.closeAllConnections(); resolve(); }, o.timeoutMs); });
+      return Promise.race([closing, deadline.then(() => closing)]).finally(() => clearTimeout(timer));
+    },
   };
   app.decorate('moco', state);
 

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { buildServer, type ServeOptions } from '../../src/serve/index.js';
 import { repoRoot, tmpDir } from '../helpers/pytorch.js';
@@ -128,6 +128,35 @@ test('SIGTERM to moco serve: in-flight requests answered, exit 0', async () => {
     assert.match(stderr, /closed/);
     await assert.rejects(fetch(`${url}/healthz`));
   } finally {
+    if (p.exitCode === null) p.kill('SIGKILL');
+  }
+});
+
+test('SIGTERM with a trickling upload: moco serve closes it at --drain-timeout and exits', async () => {
+  const p = spawn(process.execPath, [join(repoRoot(), 'dist', 'src', 'cli', 'main.js'), 'serve', '--pretrained', slowCkpt, '--port', '0', '--drain-timeout', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  p.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  const exited = new Promise<number | null>((r) => p.on('exit', (code) => r(code)));
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await until(() => /ready:/.test(stderr) || p.exitCode !== null, 'moco serve ready', 120_000);
+    const m = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(stderr);
+    assert.ok(m, stderr);
+    const sock = connect(Number(m[1]), '127.0.0.1');
+    sock.on('error', () => undefined);
+    await new Promise<void>((r) => sock.on('connect', () => r()));
+    sock.write('POST /v1/embed HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n');
+    timer = setInterval(() => sock.write('x'), 100);
+    await new Promise((r) => setTimeout(r, 500));
+    const t0 = Date.now();
+    p.kill('SIGTERM');
+    const code = await Promise.race([exited, new Promise<'hung'>((r) => setTimeout(() => r('hung'), 20_000))]);
+    const s = (Date.now() - t0) / 1000;
+    assert.equal(code, 0, `exit ${code} after ${s} s: ${stderr}`);
+    assert.ok(s < 8, `exited ${s.toFixed(1)} s after SIGTERM with --drain-timeout 1`);
+    sock.destroy();
+  } finally {
+    clearInterval(timer);
     if (p.exitCode === null) p.kill('SIGKILL');
   }
 });

@@ -3,7 +3,7 @@ import { addEmbedOptions, feature, int, type EmbedFlags } from './eval-common.js
 
 interface ServeCliOpts extends EmbedFlags {
   pretrained: string; index?: string; db?: string; port: string; host: string; batch: string; batchDelay: string;
-  queue: string; maxLoopDelay: string; bodyLimit: string; maxPixels: string; threads?: string; log: string; allowedHosts?: string;
+  queue: string; maxLoopDelay: string; bodyLimit: string; maxPixels: string; threads?: string; log: string; allowedHosts?: string; drainTimeout: string;
 }
 
 export function register(program: Command): void {
@@ -24,6 +24,7 @@ export function register(program: Command): void {
     .option('--max-pixels <n>', 'most pixels an image may have (checked before decoding)', '50000000')
     .option('--threads <n>', 'onnxruntime intra-op threads (default: all cores)')
     .option('--log <level>', 'request log level (fatal, error, warn, info, debug) or off', 'warn')
+    .option('--drain-timeout <s>', 'on SIGTERM/SIGINT, seconds to let open requests finish before every connection is closed', '10')
     .option('--allowed-hosts <names>', 'comma-separated host names the service answers besides IP addresses and localhost (others get 403: DNS-rebinding protection)')
     .action(async (o: ServeCliOpts) => {
       const feat = feature(o.feature ?? 'backbone');
@@ -34,6 +35,8 @@ export function register(program: Command): void {
       if (!(bodyMb > 0)) throw new Error(`--body-limit must be a positive number of MiB, got '${o.bodyLimit}'`);
       const delay = Number(o.batchDelay);
       if (!Number.isFinite(delay) || delay < 0) throw new Error(`--batch-delay must be a number of milliseconds ≥ 0, got '${o.batchDelay}'`);
+      const drainS = Number(o.drainTimeout);
+      if (!(drainS >= 0)) throw new Error(`--drain-timeout must be a number of seconds ≥ 0, got '${o.drainTimeout}'`);
       const { buildServer } = await import('../../serve/index.js');
       const app = buildServer({
         pretrained: o.pretrained, index: o.index, db: o.db, feature: feat, maxBatch: int('--batch', o.batch), maxDelayMs: delay,
@@ -45,8 +48,8 @@ export function register(program: Command): void {
       const stop = (sig: string): void => {
         if (stopping) return;
         stopping = true;
-        console.error(`moco serve: ${sig}: draining (no new connections, finishing queued work)`);
-        app.moco.drain().then(() => { console.error('moco serve: closed'); process.exit(0); }, (e: unknown) => {
+        console.error(`moco serve: ${sig}: draining (no new connections, finishing queued work; connections still open after ${drainS} s are closed)`);
+        app.moco.drain({ timeoutMs: Math.round(drainS * 1000) }).then(() => { console.error('moco serve: closed'); process.exit(0); }, (e: unknown) => {
           console.error(`moco serve: close failed: ${(e as Error).message}`);
           process.exit(1);
         });
