@@ -56,6 +56,11 @@ export interface ServeOptions {
    * service. Default none.
    */
   allowedHosts?: readonly string[];
+  /**
+   * Longest time a request's body may take to arrive, ms: a slower one gets 408 and its connection is closed, so
+   * trickling clients cannot hold connections and buffers open. Default 30 s.
+   */
+  requestTimeoutMs?: number;
 }
 
 /** The service's phase, as /readyz reports it. */
@@ -177,6 +182,23 @@ export function buildServer(opts: ServeOptions): FastifyInstance {
     const host = hostName(req.headers.host ?? '');
     if (isIP(host) || allowedHosts.has(host) || host.endsWith('.localhost')) return;
     throw new HttpError(403, 'forbidden_host', `Host '${req.headers.host ?? ''}' is not served here: use an IP address or localhost, or start moco serve with --allowed-hosts ${host || 'NAME'}`);
+  });
+
+  // A body that has not arrived by the deadline is answered 408 and its connection closed (Node's own
+  // requestTimeout did not fire for a request whose headers were already handed to the app).
+  const requestTimeoutMs = opts.requestTimeoutMs ?? 30_000;
+  app.addHook('onRequest', (req, reply, done) => {
+    if (req.raw.complete) return done();
+    const timer = setTimeout(() => {
+      if (req.raw.complete || reply.sent) return;
+      reply.raw.once('finish', () => req.raw.socket?.destroy());
+      void reply.code(408).header('connection', 'close').send({ error: 'request_timeout', message: `the request body did not arrive within ${requestTimeoutMs / 1000} s (--request-timeout)` });
+    }, requestTimeoutMs);
+    const clear = (): void => clearTimeout(timer);
+    req.raw.once('end', clear);
+    req.raw.once('close', clear);
+    reply.raw.once('finish', clear);
+    done();
   });
 
   // Cross-origin isolation so that onnxruntime-web may use threads (SharedArrayBuffer) on the page.

@@ -7,7 +7,7 @@ import { request } from 'node:http';
 import { readFileSync, rmSync } from 'node:fs';
 import { deflateSync } from 'node:zlib';
 import { join } from 'node:path';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { buildServer } from '../../src/serve/index.js';
 import { tmpDir } from '../helpers/pytorch.js';
@@ -143,4 +143,33 @@ test('browser-facing defaults: nosniff and frame-ancestors on every answer; a fo
   assert.match(evil.body, /--allowed-hosts evil\.example/);
   const page = await app.inject({ method: 'GET', url: '/', headers: { host: 'evil.example:8080' } });
   assert.equal(page.statusCode, 403);
+});
+
+test('a body that trickles in gets 408 within the request timeout and its connection is closed', async () => {
+  const slow = buildServer({ pretrained: tinyCheckpoint(dir), requestTimeoutMs: 1000 });
+  try {
+    await slow.listen({ port: 0, host: '127.0.0.1' });
+    const port = (slow.server.address() as AddressInfo).port;
+    const t0 = performance.now();
+    const answer = await new Promise<string>((resolve, reject) => {
+      const sock = connect(port, '127.0.0.1');
+      let got = '';
+      let timer: NodeJS.Timeout | undefined;
+      sock.on('connect', () => {
+        sock.write('POST /v1/embed HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n');
+        timer = setInterval(() => sock.write('x'), 200);
+      });
+      sock.on('data', (d: Buffer) => { got += d.toString(); });
+      sock.on('error', (e: NodeJS.ErrnoException) => (e.code === 'ECONNRESET' || e.code === 'EPIPE' ? undefined : reject(e)));
+      const giveUp = setTimeout(() => { clearInterval(timer); sock.destroy(); }, 10_000);
+      sock.on('close', () => { clearInterval(timer); clearTimeout(giveUp); resolve(got); });
+    });
+    const ms = performance.now() - t0;
+    assert.match(answer, /^HTTP\/1\.1 408/, answer.slice(0, 200));
+    assert.match(answer, /--request-timeout/);
+    assert.ok(ms < 4000, `answered and closed after ${ms.toFixed(0)} ms`);
+    assert.equal((await slow.inject({ method: 'GET', url: '/healthz' })).statusCode, 200, 'still serving');
+  } finally {
+    await slow.close();
+  }
 });

@@ -3,7 +3,7 @@ import { addEmbedOptions, feature, int, type EmbedFlags } from './eval-common.js
 
 interface ServeCliOpts extends EmbedFlags {
   pretrained: string; index?: string; db?: string; port: string; host: string; batch: string; batchDelay: string;
-  queue: string; maxLoopDelay: string; bodyLimit: string; maxPixels: string; threads?: string; log: string; allowedHosts?: string; drainTimeout: string;
+  queue: string; maxLoopDelay: string; bodyLimit: string; maxPixels: string; threads?: string; log: string; allowedHosts?: string; drainTimeout: string; requestTimeout: string;
 }
 
 export function register(program: Command): void {
@@ -24,6 +24,7 @@ export function register(program: Command): void {
     .option('--max-pixels <n>', 'most pixels an image may have (checked before decoding)', '50000000')
     .option('--threads <n>', 'onnxruntime intra-op threads (default: all cores)')
     .option('--log <level>', 'request log level (fatal, error, warn, info, debug) or off', 'warn')
+    .option('--request-timeout <s>', 'longest time a request body may take to arrive, seconds (408 and the connection closed beyond)', '30')
     .option('--drain-timeout <s>', 'on SIGTERM/SIGINT, seconds to let open requests finish before every connection is closed', '10')
     .option('--allowed-hosts <names>', 'comma-separated host names the service answers besides IP addresses and localhost (others get 403: DNS-rebinding protection)')
     .action(async (o: ServeCliOpts) => {
@@ -35,6 +36,8 @@ export function register(program: Command): void {
       if (!(bodyMb > 0)) throw new Error(`--body-limit must be a positive number of MiB, got '${o.bodyLimit}'`);
       const delay = Number(o.batchDelay);
       if (!Number.isFinite(delay) || delay < 0) throw new Error(`--batch-delay must be a number of milliseconds ≥ 0, got '${o.batchDelay}'`);
+      const requestS = Number(o.requestTimeout);
+      if (!(requestS > 0)) throw new Error(`--request-timeout must be a positive number of seconds, got '${o.requestTimeout}'`);
       const drainS = Number(o.drainTimeout);
       if (!(drainS >= 0)) throw new Error(`--drain-timeout must be a number of seconds ≥ 0, got '${o.drainTimeout}'`);
       const { buildServer } = await import('../../serve/index.js');
@@ -42,7 +45,7 @@ export function register(program: Command): void {
         pretrained: o.pretrained, index: o.index, db: o.db, feature: feat, maxBatch: int('--batch', o.batch), maxDelayMs: delay,
         maxQueue: int('--queue', o.queue), bodyLimit: Math.round(bodyMb * 2 ** 20), maxPixels: int('--max-pixels', o.maxPixels), maxEventLoopDelayMs: int('--max-loop-delay', o.maxLoopDelay, 0),
         threads: o.threads ? int('--threads', o.threads) : undefined, logLevel: o.log === 'off' ? false : o.log,
-        allowedHosts: [o.host, ...(o.allowedHosts ?? '').split(',').map((h) => h.trim()).filter(Boolean)],
+        requestTimeoutMs: Math.round(requestS * 1000), allowedHosts: [o.host, ...(o.allowedHosts ?? '').split(',').map((h) => h.trim()).filter(Boolean)],
       });
       let stopping = false;
       const stop = (sig: string): void => {
