@@ -384,9 +384,12 @@ export function buildServer(opts: ServeOptions): FastifyInstance {
     });
 
     api.get('/v1/thumbnail/:row', {
-      schema: { summary: 'a JPEG thumbnail (160 px) of an index row\'s image', params: { type: 'object', properties: { row: { type: 'integer', minimum: 0 } } }, response: { 404: ERROR } },
-    }, async (req: FastifyRequest<{ Params: { row: number } }>, reply: FastifyReply) => {
-      const path = await backend?.path(req.params.row);
+      schema: { summary: 'a JPEG thumbnail (160 px) of an index row\'s image', params: { type: 'object', properties: { row: { type: 'string', pattern: '^(0|[1-9][0-9]{0,15})$', description: 'a decimal row number (collection ids reach 2^53)' } } }, response: { 400: ERROR, 404: ERROR } },
+    }, async (req: FastifyRequest<{ Params: { row: string } }>, reply: FastifyReply) => {
+      // A decimal string, not a coerced number: '0x10' or '1e1' is a 400, not row 16 or 10.
+      const row = Number(req.params.row);
+      if (!Number.isSafeInteger(row)) throw new HttpError(400, 'bad_row', `row ${req.params.row} is beyond 2^53`);
+      const path = await backend?.path(row);
       if (path === undefined) throw new HttpError(404, 'no_row', `no index row ${req.params.row}${backend ? ` (the index has ${backend.size})` : ' (no index)'}`);
       let jpg: Buffer;
       try {

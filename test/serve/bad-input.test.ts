@@ -132,6 +132,15 @@ test('over a real socket: 50 MB body → 413, malformed multipart → 400, then 
   assert.deepEqual((JSON.parse(ok.body) as { vectors: number[][] }).vectors[0], goodVector);
 });
 
+test('thumbnail rows are decimal numbers: 0x10 and 1e1 are 400, not rows 16 and 10', async () => {
+  for (const row of ['0x10', '1e1', '-1', '01', '1.5']) {
+    const r = await app.inject({ method: 'GET', url: `/v1/thumbnail/${row}` });
+    assert.equal(r.statusCode, 400, `${row}: ${r.body}`);
+  }
+  assert.equal((await app.inject({ method: 'GET', url: '/v1/thumbnail/1' })).statusCode, 200);
+  assert.equal((await app.inject({ method: 'GET', url: '/v1/thumbnail/999' })).statusCode, 404);
+});
+
 test('browser-facing defaults: nosniff and frame-ancestors on every answer; a foreign Host gets 403, IP addresses and localhost are served', async () => {
   const ok = await app.inject({ method: 'GET', url: '/healthz', headers: { host: '127.0.0.1:8080' } });
   assert.equal(ok.statusCode, 200);
