@@ -61,6 +61,13 @@ function isCallable(v: unknown): v is PickleCallable {
   return typeof v === 'object' && v !== null && typeof (v as PickleCallable).call === 'function' && !(v instanceof PickleGlobal);
 }
 
+/**
+ * Bounds on what one pickle may build, far above any checkpoint's (a state dict nests a few levels deep and
+ * keeps a few items per tensor on the stack) and far below what would exhaust memory: a file of MARK, DUP or
+ * MEMOIZE opcodes is refused in milliseconds instead of allocating gigabytes.
+ */
+export const PICKLE_LIMITS = { markDepth: 10_000, stackItems: 1_000_000, memoEntries: 1_000_000 } as const;
+
 const dec = new TextDecoder('utf-8', { fatal: false });
 const latin1 = new TextDecoder('latin1');
 
@@ -147,6 +154,9 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions, offset = 0): {
 
   for (;;) {
     const at = p;
+    if (metastack.length > PICKLE_LIMITS.markDepth || stack.length > PICKLE_LIMITS.stackItems || memo.size > PICKLE_LIMITS.memoEntries) {
+      throw new PickleError(`pickle refused at byte ${p}: ${metastack.length > PICKLE_LIMITS.markDepth ? `MARKs nested ${metastack.length} deep` : stack.length > PICKLE_LIMITS.stackItems ? `${stack.length} items on the stack` : `${memo.size} memo entries`}, beyond what a checkpoint holds (a pickle bomb?)`);
+    }
     const opc = u8();
     switch (opc) {
       case 0x80: { // PROTO

@@ -297,10 +297,21 @@ export function loadTorchBytes(data: Uint8Array, opts: TorchLoadOptions = {}): P
   return isZip(data) ? loadZip(data, opts) : loadLegacy(data, opts);
 }
 
+/** The most a zip member may inflate: 100× its stored size plus 1 MiB (text compresses ~5–10×; PyTorch stores). */
+const ZIP_MAX_RATIO = 100;
+const ZIP_SLACK = 2 ** 20;
+
 function loadZip(data: Uint8Array, opts: TorchLoadOptions): PyValue {
   let files: Record<string, Uint8Array>;
   try {
-    files = unzipSync(data);
+    // PyTorch stores its records uncompressed; a member that would inflate far beyond its stored size is a zip
+    // bomb and is refused from the directory, before any byte is inflated.
+    files = unzipSync(data, {
+      filter: (f) => {
+        if (f.originalSize > ZIP_MAX_RATIO * f.size + ZIP_SLACK) throw new Error(`member ${f.name} would inflate from ${f.size} to ${f.originalSize} bytes (a zip bomb?)`);
+        return true;
+      },
+    });
   } catch (e) {
     throw new Error(`not a readable zip archive (${(e as Error).message})`);
   }
