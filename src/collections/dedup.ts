@@ -179,14 +179,12 @@ export async function findDuplicates(rows: readonly FileRow[], vectors: Float32A
   });
   if (hashes) {
     // Hash neighbours the vectors' neighbour lists missed (a brightened copy can be far in feature space).
-    const isRep = new Uint8Array(rows.length);
-    for (const r of reps) isRep[r] = 1;
     const repIdx = reps.filter((r) => hashes[r]);
     for (const [x, y, d] of hashPairs(repIdx.map((r) => hashes[r]!), H)) {
       const a = repIdx[x]!;
       const b = repIdx[y]!;
       const key = a < b ? `${a},${b}` : `${b},${a}`;
-      if (!isRep[a] || !isRep[b] || seen.has(key)) continue;
+      if (seen.has(key)) continue;
       seen.add(key);
       edges.push([a, b, 2 + H - d]);
     }

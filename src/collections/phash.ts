@@ -6,6 +6,7 @@
 // coefficients of odd horizontal frequency), so a pair's distance is taken over both orientations. Uniform
 // borders are trimmed first: a framed copy is otherwise far from its picture.
 import sharp from 'sharp';
+import { mapLimit } from '../data/decode.js';
 
 /** Bits in a hash (8×8 low frequencies minus the DC term). */
 export const HASH_BITS = 63;
@@ -162,16 +163,11 @@ export function hashPairs(hashes: readonly PHash[], maxDistance: number): [numbe
  */
 export async function hashFiles(paths: readonly string[], o: { concurrency?: number; onProgress?: (done: number, total: number) => void } = {}): Promise<(PHash | null)[]> {
   const out: (PHash | null)[] = new Array(paths.length).fill(null);
-  let next = 0;
   let done = 0;
-  const worker = async (): Promise<void> => {
-    while (next < paths.length) {
-      const i = next++;
-      try { out[i] = await phashImage(paths[i]!); } catch { out[i] = null; }
-      if (++done % 1000 === 0) o.onProgress?.(done, paths.length);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(o.concurrency ?? 8, paths.length) }, worker));
+  await mapLimit(paths.length, o.concurrency ?? 8, async (i) => {
+    try { out[i] = await phashImage(paths[i]!); } catch { out[i] = null; }
+    if (++done % 1000 === 0) o.onProgress?.(done, paths.length);
+  });
   return out;
 }
 
@@ -185,4 +181,23 @@ export async function promoteNearCopies<H extends { path: string }>(query: PHash
   const dist = await Promise.all(hits.map(async (h) => { const x = await hashOf(h.path); return x ? hashDistance(query, x) : Infinity; }));
   const near = hits.map((h, i) => ({ h, d: dist[i]!, i })).filter((x) => x.d <= maxDistance).sort((x, y) => x.d - y.d || x.i - y.i);
   return [...near.map((x) => ({ ...x.h, hashDistance: x.d })), ...hits.filter((_, i) => dist[i]! > maxDistance)];
+}
+
+/**
+ * {@link promoteNearCopies} for image files: the query file's hash against the hashes of the first `pool` hits'
+ * files (cached in `cache` across calls), the rest of the hits after them in their order. A query or hit that
+ * cannot be hashed keeps its cosine rank. `pool` 0 returns the hits as they are.
+ */
+export async function promoteNearCopyFiles<H extends { path: string }>(query: string, hits: readonly H[], o: { pool: number; maxDistance?: number; cache?: Map<string, Promise<PHash | null>> }): Promise<(H & { hashDistance?: number })[]> {
+  if (!o.pool || !hits.length) return [...hits];
+  const qh = await phashImage(query).catch(() => null);
+  if (!qh) return [...hits];
+  const cache = o.cache ?? new Map<string, Promise<PHash | null>>();
+  const hashOf = (p: string): Promise<PHash | null> => {
+    let h = cache.get(p);
+    if (!h) { h = phashImage(p).catch(() => null); cache.set(p, h); }
+    return h;
+  };
+  const front = await promoteNearCopies(qh, hits.slice(0, o.pool), hashOf, o.maxDistance);
+  return [...front, ...hits.slice(o.pool)];
 }

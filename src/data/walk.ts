@@ -39,11 +39,6 @@ export interface WalkResult {
 export interface WalkOpts {
   /** Called once per entry left out, as it is met. */
   onSkip?: (s: Skipped) => void;
-  /**
-   * A file given directly as an input is taken whatever its extension (the caller asked for it); default true.
-   * Files found inside folders always need an image extension ({@link IMAGE_EXTENSIONS}).
-   */
-  takeNamedFiles?: boolean;
 }
 
 /** The identity of a file or folder: a second path to the same device + inode is the same thing. */
@@ -85,9 +80,10 @@ export function walkImages(inputs: readonly string[], o: WalkOpts = {}): WalkRes
       throw new Error(`${input}: ${code === 'ENOENT' ? 'no such file or folder' : (e as Error).message}`);
     }
     if (!st.isDirectory()) {
+      // A file named directly is taken whatever its extension (the caller asked for it); inside folders only
+      // image extensions are.
       if (!st.isFile()) skip(input, 'not a regular file');
-      else if ((o.takeNamedFiles ?? true) || isImageFile(input)) takeFile(input, st, null);
-      else skip(input, notImage);
+      else takeFile(input, st, null);
       continue;
     }
     // Depth-first with an explicit stack; the files are then put in torchvision's order (make_dataset over a

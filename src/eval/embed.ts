@@ -4,6 +4,7 @@
 import { F, noGrad, tidy, type Tensor } from '../torch/index.js';
 import { FileDataset, Loader, SkipLog, type Skipped } from '../data/index.js';
 import type { Encoder, FeatureKind } from './encoder.js';
+import { pickRows } from './embedding-file.js';
 import type { RegionOpts } from './regions.js';
 
 /** Where streamed rows go: an {@link EmbeddingWriter}, or anything with its `add` (awaited when it returns a promise). */
@@ -101,7 +102,7 @@ export async function embedImages(encoder: Encoder, files: readonly string[], o:
           return (f.data() as Float32Array).slice();
         }) : new Float32Array(0);
         b.dispose();
-        const kept = keepRows.length === batchPaths.length ? rows : pick(rows, keepRows, dim);
+        const kept = keepRows.length === batchPaths.length ? rows : pickRows(rows, keepRows, dim);
         const keptPaths = keepRows.map((i) => batchPaths[i]!);
         if (o.writer) await o.writer.add(kept, keptPaths);
         else parts.push(kept);
@@ -130,8 +131,3 @@ function cropViews(x: Tensor, crops: EmbedOpts['crops']): Tensor[] {
   return crops.kind === 'center' ? [c] : [c, at(0, 0), at(0, w - cw), at(h - ch, 0), at(h - ch, w - cw)];
 }
 
-function pick(rows: Float32Array, idx: number[], dim: number): Float32Array {
-  const out = new Float32Array(idx.length * dim);
-  idx.forEach((r, j) => out.set(rows.subarray(r * dim, (r + 1) * dim), j * dim));
-  return out;
-}

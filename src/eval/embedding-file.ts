@@ -253,3 +253,10 @@ function parsePathLine(file: string, line: string, i: number): string {
   if (typeof p !== 'string') throw new Error(`${file}: line ${i + 1} is not a JSON string (${line.slice(0, 80)})`);
   return p;
 }
+
+/** The rows `idx` of a row-major matrix of `width` columns, packed in that order. */
+export function pickRows(rows: Float32Array, idx: readonly number[], width: number): Float32Array {
+  const out = new Float32Array(idx.length * width);
+  idx.forEach((r, j) => out.set(rows.subarray(r * width, (r + 1) * width), j * width));
+  return out;
+}

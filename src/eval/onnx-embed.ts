@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { preprocessImage, recordedPreprocessing, type Preprocessing } from '../data/eval-transform.js';
 import { decodeModel } from '../io/onnx-proto.js';
 import { OnnxRunner } from '../io/onnx-runtime.js';
-import { npyHeader } from './embedding-file.js';
+import { npyHeader, pickRows } from './embedding-file.js';
 
 export interface OnnxEmbedOptions {
   /**
@@ -32,6 +32,8 @@ export interface Embeddings {
   paths: string[];
   /** The preprocessing applied. */
   preprocessing: Preprocessing;
+  /** The model's output is L2-normalised (its metadata says so). */
+  normalized: boolean;
 }
 
 /** What an `.onnx` file records: its evaluation transform (see {@link recordedPreprocessing}) and whether its output is L2-normalised. */
@@ -43,7 +45,8 @@ export function onnxModelMeta(model: string): { preprocessing: Preprocessing; no
 
 /** Embeds image files with an ONNX model exported by `moco export --format onnx`. */
 export async function embedFilesOnnx(model: string, files: readonly string[], o: OnnxEmbedOptions = {}): Promise<Embeddings> {
-  const pre: Preprocessing = { ...onnxModelMeta(model).preprocessing, ...o.preprocessing };
+  const meta = onnxModelMeta(model);
+  const pre: Preprocessing = { ...meta.preprocessing, ...o.preprocessing };
   const size = pre.size;
   const bs = o.batchSize ?? 32;
   const runner = await OnnxRunner.open(model, { isolate: o.isolate, threads: o.threads });
@@ -66,7 +69,7 @@ export async function embedFilesOnnx(model: string, files: readonly string[], o:
       }));
       const keep = chunk.flatMap((f, j) => (ok[j] ? [j] : []));
       if (!keep.length) continue;
-      const input = keep.length === chunk.length ? x : packRows(x, keep, 3 * size * size);
+      const input = keep.length === chunk.length ? x : pickRows(x, keep, 3 * size * size);
       const out = Object.values(await runner.run(input, [keep.length, 3, size, size]))[0]!;
       dim = out.dims[1]!;
       parts.push(out.data);
@@ -75,16 +78,10 @@ export async function embedFilesOnnx(model: string, files: readonly string[], o:
     const data = new Float32Array(paths.length * dim);
     let off = 0;
     for (const p of parts) { data.set(p, off); off += p.length; }
-    return { data, count: paths.length, dim, paths, preprocessing: pre };
+    return { data, count: paths.length, dim, paths, preprocessing: pre, normalized: meta.normalized };
   } finally {
     await runner.close();
   }
-}
-
-function packRows(x: Float32Array, rows: number[], width: number): Float32Array {
-  const out = new Float32Array(rows.length * width);
-  rows.forEach((r, j) => out.set(x.subarray(r * width, (r + 1) * width), j * width));
-  return out;
 }
 
 /** A NumPy .npy file (format 1.0, little-endian float32) of shape [count, dim]. */

@@ -58,7 +58,7 @@ export function register(program: Command): void {
 
 async function embedOnnx(model: string, images: string[], o: EmbedOpts): Promise<void> {
   // Imported lazily so that other commands never load onnxruntime.
-  const { embedFilesOnnx, onnxModelMeta } = await import('../../eval/onnx-embed.js');
+  const { embedFilesOnnx } = await import('../../eval/onnx-embed.js');
   const { EmbeddingWriter } = await import('../../eval/embedding-file.js');
   const { stemPreprocessing } = await import('../../data/eval-transform.js');
   const { walkImages } = await import('../../data/walk.js');
@@ -71,16 +71,15 @@ async function embedOnnx(model: string, images: string[], o: EmbedOpts): Promise
     ...(o.size !== undefined ? { size: positive('--size', o.size) } : {}),
     ...(o.resize !== undefined ? { resize: positive('--resize', o.resize) } : {}),
   };
-  const recorded = onnxModelMeta(model);
-  const pre = { ...recorded.preprocessing, ...override };
-  console.error(`moco embed: ${model} (onnxruntime), input ${pre.size} px (${pre.resize === null ? 'stretched' : `resize ${pre.resize}, center crop`}, preset ${pre.preset}${Object.keys(override).length ? ', flags override the recorded transform' : ''})`);
   const skipped = [...walked.skipped];
-  const writer = new EmbeddingWriter(o.out, { model: resolve(model), engine: 'onnx', preprocessing: pre, normalized: recorded.normalized });
+  const e = await embedFilesOnnx(model, files, {
+    preprocessing: override, batchSize: Number(o.batch), isolate: o.isolate,
+    onSkip: (s) => { skipped.push(s); console.error(`moco embed: skipping ${s.path}: ${s.reason}`); },
+  });
+  const pre = e.preprocessing;
+  console.error(`moco embed: ${model} (onnxruntime), input ${pre.size} px (${pre.resize === null ? 'stretched' : `resize ${pre.resize}, center crop`}, preset ${pre.preset}${Object.keys(override).length ? ', flags override the recorded transform' : ''})`);
+  const writer = new EmbeddingWriter(o.out, { model: resolve(model), engine: 'onnx', preprocessing: pre, normalized: e.normalized });
   try {
-    const e = await embedFilesOnnx(model, files, {
-      preprocessing: override, batchSize: Number(o.batch), isolate: o.isolate,
-      onSkip: (s) => { skipped.push(s); console.error(`moco embed: skipping ${s.path}: ${s.reason}`); },
-    });
     writer.add(e.data, e.paths);
     writer.finish();
     console.error(`moco embed: ${e.count} images (${e.dim}-d) into ${o.out}${skipped.length ? `; ${skipped.length} skipped` : ''}`);

@@ -125,17 +125,8 @@ function nearCopyOpts(o: SearchCliOpts): { pool: number; maxDistance: number } {
 /** Hashes of hit files, shared by the queries of one command (the same gallery files come back for similar queries). */
 const hashCache = new Map<string, Promise<import('../../collections/phash.js').PHash | null>>();
 
-/** One query's hits with its near-exact copies first (promoteNearCopies), unless --near-copies 0. */
+/** One query's hits with its near-exact copies first, unless --near-copies 0. */
 async function promote<H extends { path: string }>(query: string, hits: H[], near: { pool: number; maxDistance: number }): Promise<H[]> {
-  if (!near.pool || !hits.length) return hits;
-  const { phashImage, promoteNearCopies } = await import('../../collections/phash.js');
-  let qh;
-  try { qh = await phashImage(query); } catch { return hits; }
-  const hashOf = (p: string): Promise<import('../../collections/phash.js').PHash | null> => {
-    let h = hashCache.get(p);
-    if (!h) { h = phashImage(p).catch(() => null); hashCache.set(p, h); }
-    return h;
-  };
-  return promoteNearCopies(qh, hits.slice(0, near.pool), hashOf, near.maxDistance)
-    .then((front) => [...front, ...hits.slice(near.pool)]);
+  const { promoteNearCopyFiles } = await import('../../collections/phash.js');
+  return promoteNearCopyFiles(query, hits, { ...near, cache: hashCache });
 }
