@@ -9,6 +9,7 @@ import { DEFAULT_SHRINKAGE } from '../../collections/whiten.js';
 import { DEFAULT_HASH_DISTANCE } from '../../collections/phash.js';
 import { csv, embedFiles, loadInput, type InputOpts, outFormat } from './collection-input.js';
 import { existsSync } from 'node:fs';
+import { pickRows } from '../../eval/embedding-file.js';
 
 interface DedupCliOpts extends InputOpts {
   threshold?: string; linkage: string; keep: string; neighbours: string;
@@ -66,8 +67,7 @@ export function register(program: Command): void {
           const e = await embedFiles('dedup', inp.rows.map((r) => r.path), enc, { feature: DEFAULT_EMBEDDING.feature, flip: DEFAULT_EMBEDDING.flip, crops: { kind: DEFAULT_EMBEDDING.crops }, batchSize: int('--batch', o.batch) });
           const at = new Map(e.paths.map((p, i) => [p, i]));
           inp.rows = inp.rows.filter((r) => at.has(r.path));
-          inp.vectors = new Float32Array(inp.rows.length * e.dim);
-          inp.rows.forEach((r, i) => inp.vectors.set(e.vectors.subarray(at.get(r.path)! * e.dim, (at.get(r.path)! + 1) * e.dim), i * e.dim));
+          inp.vectors = pickRows(e.vectors, inp.rows.map((r) => at.get(r.path)!), e.dim);
           inp.dim = e.dim;
           reembedded = true; // the stored vectors' ANN index no longer gives this embedding's candidates
         } else if (otherEmbedding && o.threshold === undefined) {
