@@ -559,6 +559,18 @@ Napi::Value CopyInto(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// copyOut(tensor, typedArray): a contiguous CPU tensor's bytes into a caller's array, without allocating.
+Napi::Value CopyOut(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  at::Tensor t = Tensor::Get(env, info[0], "copyTo");
+  Napi::TypedArray ta = info[1].As<Napi::TypedArray>();
+  size_t n = static_cast<size_t>(t.numel()) * t.element_size();
+  if (!t.is_contiguous() || !t.device().is_cpu()) throw Napi::Error::New(env, "copyTo: tensor must be contiguous on the CPU");
+  if (ta.ByteLength() != n) throw Napi::RangeError::New(env, "copyTo: expected " + std::to_string(n) + " bytes, got " + std::to_string(ta.ByteLength()));
+  if (n) std::memcpy(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset(), t.data_ptr(), n);
+  return env.Undefined();
+}
+
 // ---------------------------------------------------------------- autograd
 Napi::Value Backward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -665,6 +677,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("fromBuffer", Napi::Function::New(env, FromBuffer));
   exports.Set("toBuffer", Napi::Function::New(env, ToBuffer));
   exports.Set("copyInto", Napi::Function::New(env, CopyInto));
+  exports.Set("copyOut", Napi::Function::New(env, CopyOut));
   exports.Set("backward", Napi::Function::New(env, Backward));
   exports.Set("grad", Napi::Function::New(env, Grad));
   exports.Set("setGrad", Napi::Function::New(env, SetGrad));

@@ -1,11 +1,14 @@
 // The safetensors format: u64 little-endian header length, a JSON header (dtype, shape, data_offsets and an
 // optional __metadata__ of strings), padded with spaces to 8 bytes, then the tensors' bytes back to back.
 import { createHash } from 'node:crypto';
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { native } from '../torch/native.js';
-import { Tensor } from '../torch/index.js';
+import { Tensor, tidy } from '../torch/index.js';
 import { dtypeCode, elementSize, type DType } from '../torch/dtype.js';
 import { writeAll, writeFileAtomic } from './atomic.js';
+
+/** Bytes copied out of a tensor at a time when writing: the most a save holds beside the tensors themselves. */
+const CHUNK_BYTES = 8 * 2 ** 20;
 
 const TO_ST: Record<DType, string> = {
   float32: 'F32', float64: 'F64', float16: 'F16', bfloat16: 'BF16', int64: 'I64', int32: 'I32', int16: 'I16', int8: 'I8', uint8: 'U8', bool: 'BOOL',
@@ -33,30 +36,54 @@ export interface SafetensorsFile {
 
 /**
  * Writes tensors (CPU copies are taken of others) and string metadata atomically to `path`, with the checksum
- * of the tensor bytes under {@link CHECKSUM_KEY}.
+ * of the tensor bytes under {@link CHECKSUM_KEY}. One tensor's bytes are held at a time: the checksum goes into
+ * a placeholder of its own length at the head of the header once the data are written.
  */
 export function saveSafetensors(path: string, tensors: Map<string, Tensor> | Record<string, Tensor>, metadata: Record<string, string> = {}): void {
   const entries = tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors);
-  const bytes = entries.map(([, t]) => new Uint8Array(native.toBuffer(t.native)));
-  const hash = createHash('sha256');
-  for (const b of bytes) hash.update(b);
-  const header: Record<string, HeaderEntry | Record<string, string>> = {};
-  header.__metadata__ = { ...metadata, [CHECKSUM_KEY]: hash.digest('hex') };
+  const { [CHECKSUM_KEY]: _stale, ...rest } = metadata;
+  // Written out by hand so that the checksum is the header's first value, at a known byte offset.
+  const prefix = `{"__metadata__":{"${CHECKSUM_KEY}":"`;
+  const meta = JSON.stringify(rest);
+  const parts = [`${prefix}${'0'.repeat(64)}"${meta === '{}' ? '}' : `,${meta.slice(1)}`}`];
   let offset = 0;
   for (const [name, t] of entries) {
+    if (name === '__metadata__') throw new Error(`${path}: a tensor cannot be named __metadata__ in a safetensors file`);
     const n = t.numel() * elementSize(t.dtype);
-    header[name] = { dtype: TO_ST[t.dtype], shape: t.shape, data_offsets: [offset, offset + n] };
+    const entry: HeaderEntry = { dtype: TO_ST[t.dtype], shape: t.shape, data_offsets: [offset, offset + n] };
+    parts.push(`${JSON.stringify(name)}:${JSON.stringify(entry)}`);
     offset += n;
   }
-  let json = JSON.stringify(header);
+  let json = `${parts.join(',')}}`;
   json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
   const hbuf = Buffer.from(json);
+  const checksumAt = 8 + Buffer.byteLength(prefix);
   const len = Buffer.alloc(8);
   len.writeBigUInt64LE(BigInt(hbuf.length));
   writeFileAtomic(path, (fd) => {
     writeAll(fd, len);
     writeAll(fd, hbuf);
-    for (const b of bytes) writeAll(fd, b);
+    const hash = createHash('sha256');
+    const scratch = Buffer.allocUnsafe(CHUNK_BYTES);
+    for (const [, t] of entries) {
+      tidy(() => {
+        const flat = t.detach().to('cpu').contiguous().flatten();
+        const per = elementSize(t.dtype);
+        const step = Math.max(1, Math.floor(CHUNK_BYTES / per));
+        for (let at = 0; at < flat.numel(); at += step) {
+          const k = Math.min(step, flat.numel() - at);
+          const part = flat.narrow(0, at, k);
+          const b = scratch.subarray(0, k * per);
+          part.copyToArray(b);
+          part.dispose();
+          hash.update(b);
+          writeAll(fd, b);
+        }
+        return undefined;
+      });
+    }
+    const hex = Buffer.from(hash.digest('hex'));
+    if (writeSync(fd, hex, 0, hex.length, checksumAt) !== hex.length) throw new Error(`${path}: short write of the checksum`);
   });
 }
 

@@ -31,6 +31,7 @@ export interface NativeBinding {
   fromBuffer(data: ArrayBufferView, shape: number[], dtype: number): NativeTensor;
   toBuffer(t: NativeTensor): ArrayBuffer;
   copyInto(t: NativeTensor, data: ArrayBufferView): void;
+  copyOut(t: NativeTensor, data: ArrayBufferView): void;
   backward(t: NativeTensor, grad: NativeTensor | null, retainGraph: boolean, createGraph: boolean): void;
   grad(t: NativeTensor): NativeTensor | null;
   setGrad(t: NativeTensor, g: NativeTensor | null): void;

@@ -124,6 +124,12 @@ export class Tensor implements Disposable {
     native.copyInto(this.native, a);
     return this;
   }
+  /** Copies a contiguous CPU tensor's elements into a typed array of the same byte length (no allocation). */
+  copyToArray(a: ArrayBufferView): ArrayBufferView {
+    settleDeviceCopies(); // a queued copy may still write this memory
+    native.copyOut(this.native, a);
+    return a;
+  }
   toString(): string { return `Tensor(shape=[${this.shape.join(', ')}], dtype=${this.dtype}, device=${this.device})`; }
 
   // ---------------------------------------------------------------- conversion

@@ -18,8 +18,11 @@ test('our file loads in Python; Python\'s file loads here; metadata survives', (
     b: torch.tensor([1, 0, 1], { dtype: 'bool' }),
     scalar: torch.tensor([7], { shape: [] }),
     empty: torch.zeros([0, 3]),
+    // Past the 8 MiB a save copies out at a time, and a name JSON would order first.
+    big: torch.randn([3, 1024, 1024]),
+    0: torch.tensor([5]),
   };
-  saveSafetensors(join(dir, 'a.safetensors'), ours, { epoch: '3', note: 'héllo' });
+  saveSafetensors(join(dir, 'a.safetensors'), ours, { epoch: '3', note: 'héllo', 7: 'seven', tensors_sha256: 'stale' });
   const hlen = Number(readFileSync(join(dir, 'a.safetensors')).readBigUInt64LE(0));
   assert.equal(hlen % 8, 0, 'header padded to 8 bytes');
   const script = `
@@ -32,7 +35,7 @@ import hashlib, struct
 raw = open(sys.argv[1], 'rb').read()
 n = struct.unpack('<Q', raw[:8])[0]
 assert meta.pop('tensors_sha256') == hashlib.sha256(raw[8 + n:]).hexdigest()
-assert meta == {'epoch': '3', 'note': 'h\\u00e9llo'}, meta
+assert meta == {'epoch': '3', 'note': 'h\\u00e9llo', '7': 'seven'}, meta
 out = {k + '_x2': (v * 2 if v.dtype != torch.bool else ~v) for k, v in t.items()}
 save(out, sys.argv[2], {'from': 'python'})
 `;
@@ -47,6 +50,10 @@ save(out, sys.argv[2], {'from': 'python'})
   assert.deepEqual(back.tensors.get('b_x2')!.toArray(), [0, 1, 0]);
   assert.deepEqual(back.tensors.get('scalar_x2')!.shape, []);
   assert.deepEqual(back.tensors.get('empty_x2')!.shape, [0, 3]);
+  assertClose(back.tensors.get('big_x2')!, ours.big.mul(2), 'big');
+  assert.deepEqual(back.tensors.get('0_x2')!.toArray(), [10]);
+  const again = loadSafetensors(join(dir, 'a.safetensors'));
+  assertClose(again.tensors.get('big')!, ours.big, 'big, read back here (checksum checked)');
 });
 
 test('writes are atomic and corrupt files give clear errors', () => {
