@@ -226,10 +226,8 @@ async function augmentStats(n: number, draws = 20000): Promise<Record<string, un
   try {
     const ds = openDataset(a.data!, { split: 'train', seed: 0 });
     const src = await ds.prepare();
-    if (src.kind !== 'memory') throw new Error('--augment-stats: the training images must be decoded into memory (CIFAR-sized)');
-    const pick = torch.tensor(new Rng(0, 'augment-stats').permutation(ds.length).slice(0, n)).long();
-    const images = torch.keep(src.images.indexSelect(0, pick).contiguous());
-    pick.dispose();
+    if (src.kind !== 'decoded') throw new Error('--augment-stats: the training images must be decoded once (CIFAR-sized)');
+    const images = torch.keep(src.images.take(new Rng(0, 'augment-stats').permutation(ds.length).slice(0, n)));
     writeFileSync(join(dir, 'images.u8'), bytes(images));
     const base = preset('cifar', { mean: [0, 0, 0], std: [1, 1, 1] });
     const stages: Record<string, AugmentSpec> = {

@@ -2,12 +2,14 @@
 // decode, and whole-dataset decoding into one N×3×H×W uint8 tensor with an on-disk cache.
 import sharp from 'sharp';
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readSync, renameSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { empty, tensor, tidy, type Tensor } from '../torch/index.js';
+import { tensor, tidy, type Tensor } from '../torch/index.js';
 import type { Skipped } from './walk.js';
 import { cacheDir, cacheMaxBytes, evictCache, touchCacheFile } from './decode-cache.js';
+import { FileImages, TensorImages, type DecodedImages } from './decoded-images.js';
+import { writeAll } from '../io/atomic.js';
 
 export { cacheDir } from './decode-cache.js';
 
@@ -203,24 +205,35 @@ async function cacheKey(paths: readonly string[], size: [number, number] | undef
   return h.digest('hex').slice(0, 32);
 }
 
+/** A decoded dataset whose pixels are read a batch at a time (see {@link decodeAllCached}). */
+export interface DecodedRows {
+  /** N×3×H×W uint8 rows, N = ok.length: the cache file's, or in memory when nothing was cached. */
+  images: DecodedImages;
+  /** Positions (in the input list) of the images kept, ascending. */
+  ok: Int32Array;
+  skipped: Skipped[];
+}
+
 /**
- * {@link decodeAll} with a disk cache: the decoded tensor is stored under {@link cacheDir} in a file named by a
+ * {@link decodeAll} with a disk cache: the decoded pixels are stored under {@link cacheDir} in a file named by a
  * hash of every path with its size and mtime, so the second run over an unchanged dataset (e.g. CIFAR-10's
  * 50,000 JPEGs, ~150 MB decoded) starts in about a second instead of decoding again. A changed, added or removed
  * file changes the key. The cache is bounded (`MOCO_CACHE_MAX`, default 8 GiB; least recently used files go
- * first). Set `cache: false` or `MOCO_NO_CACHE=1` to bypass it.
+ * first). Set `cache: false` or `MOCO_NO_CACHE=1` to bypass it. The rows are read from the cache file when their
+ * batch is built ({@link FileImages}); they are held in memory only when nothing could be cached.
  */
-export async function decodeAllCached(paths: readonly string[], o: DecodeAllOpts = {}): Promise<DecodedSet> {
-  if (o.cache === false || process.env.MOCO_NO_CACHE === '1') return decodeAll(paths, o);
+export async function decodeAllCached(paths: readonly string[], o: DecodeAllOpts = {}): Promise<DecodedRows> {
+  const inMemory = (set: DecodedSet): DecodedRows => ({ images: new TensorImages(set.images, true), ok: set.ok, skipped: set.skipped });
+  if (o.cache === false || process.env.MOCO_NO_CACHE === '1') return inMemory(await decodeAll(paths, o));
   const key = await cacheKey(paths, o.size);
   const dir = cacheDir();
   const file = join(dir, `decoded-${key}.bin`);
   if (existsSync(file)) {
     try {
-      const loaded = readCache(file);
+      const opened = openCache(file);
       touchCacheFile(file);
-      for (const s of loaded.skipped) (o.log ?? skipLog).report(s.path, s.reason);
-      return loaded;
+      for (const s of opened.skipped) (o.log ?? skipLog).report(s.path, s.reason);
+      return opened;
     } catch {
       // A damaged cache file is rebuilt below.
     }
@@ -231,11 +244,14 @@ export async function decodeAllCached(paths: readonly string[], o: DecodeAllOpts
     if (set.images.numel() <= max) {
       writeCache(dir, file, set);
       evictCache(max, file, dir);
+      const opened = openCache(file);
+      set.images.dispose();
+      return opened;
     }
   } catch {
     // The cache is an optimisation: a read-only or full disk must not fail the run.
   }
-  return set;
+  return inMemory(set);
 }
 
 interface CacheHeader {
@@ -254,48 +270,41 @@ function writeCache(dir: string, file: string, set: DecodedSet): void {
   const len = Buffer.alloc(8);
   len.writeUInt32LE(hb.length, 0);
   len.writeUInt32LE(0x4f434f4d, 4); // "MOCO"
-  const data = set.images.data() as Uint8Array;
   const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, Buffer.concat([len, hb, data]));
+  const fd = openSync(tmp, 'w');
+  try {
+    writeAll(fd, len);
+    writeAll(fd, hb);
+    // A few MB at a time: a copy of the whole dataset would add its size to the first run's peak memory.
+    const per = 3 * height * width;
+    const step = Math.max(1, Math.floor((8 << 20) / per));
+    const buf = new Uint8Array(step * per);
+    for (let i = 0; i < n; i += step) {
+      const k = Math.min(step, n - i);
+      tidy(() => set.images.narrow(0, i, k).contiguous().copyToArray(buf.subarray(0, k * per)));
+      writeAll(fd, buf.subarray(0, k * per));
+    }
+  } finally {
+    closeSync(fd);
+  }
   renameSync(tmp, file);
 }
 
-function readCache(file: string): DecodedSet {
-  // Read straight into the tensor, a few MB at a time: a whole-file Buffer would stay resident beside the
-  // tensor until V8 collects it, adding the dataset's size to a run's peak memory (docs/benchmarks.md).
+function openCache(file: string): DecodedRows {
   const fd = openSync(file, 'r');
+  let header: CacheHeader;
+  let offset: number;
   try {
     const head = Buffer.alloc(8);
     if (readSync(fd, head, 0, 8, 0) !== 8 || head.readUInt32LE(4) !== 0x4f434f4d) throw new Error('bad cache magic');
     const hl = head.readUInt32LE(0);
     const hb = Buffer.alloc(hl);
     if (readSync(fd, hb, 0, hl, 8) !== hl) throw new Error('truncated cache file');
-    const header = JSON.parse(hb.toString()) as CacheHeader;
-    const per = 3 * header.height * header.width;
-    if (fstatSync(fd).size !== 8 + hl + header.n * per) throw new Error('truncated cache file');
-    const images = empty([header.n, 3, header.height, header.width], { dtype: 'uint8' });
-    try {
-      const step = Math.max(1, Math.floor((8 << 20) / per));
-      const buf = Buffer.alloc(step * per);
-      for (let i = 0; i < header.n; i += step) {
-        const k = Math.min(step, header.n - i);
-        const want = k * per;
-        let got = 0;
-        while (got < want) {
-          const r = readSync(fd, buf, got, want - got, 8 + hl + i * per + got);
-          if (r === 0) throw new Error('truncated cache file');
-          got += r;
-        }
-        const part = images.narrow(0, i, k);
-        part.copyFromArray(buf.subarray(0, want));
-        part.dispose();
-      }
-    } catch (e) {
-      images.dispose();
-      throw e;
-    }
-    return { images, ok: Int32Array.from(header.ok), skipped: header.skipped };
+    header = JSON.parse(hb.toString()) as CacheHeader;
+    offset = 8 + hl;
+    if (fstatSync(fd).size !== offset + header.n * 3 * header.height * header.width) throw new Error('truncated cache file');
   } finally {
     closeSync(fd);
   }
+  return { images: new FileImages(file, offset, [header.n, 3, header.height, header.width]), ok: Int32Array.from(header.ok), skipped: header.skipped };
 }

@@ -1,6 +1,7 @@
 // Data pipeline: datasets, decoding, batched augmentation, loader.
 export * from './rng.js';
 export * from './decode.js';
+export * from './decoded-images.js';
 export * from './augment-ops.js';
 export * from './augment-params.js';
 export * from './augment.js';

@@ -6,6 +6,7 @@ import type { ImageDataset, ImageSource, PrepareOpts } from './datasets/dataset.
 import { AugmentPool } from './augment-pool.js';
 import type { WorkerResponse } from './augment-worker.js';
 import { skipLog } from './decode.js';
+import { rowsOf } from './decoded-images.js';
 import { Rng } from './rng.js';
 
 const NONE = new Int32Array(0);
@@ -180,8 +181,10 @@ export class Loader {
       views = r.views;
       used = r.used;
       unreadable = r.blank;
-    } else if (src.kind === 'memory') {
-      views = this.aug.fromMemory(src.images, idx, rng, this.views);
+    } else if (src.kind === 'decoded') {
+      const rows = src.images.take(idx);
+      views = this.aug.fromMemory(rows, rowsOf(idx.length), rng, this.views);
+      rows.dispose();
     } else {
       const n = src.paths.length;
       const log = this.opts.prepare?.log;
@@ -210,9 +213,9 @@ export class Loader {
   private async viaPool(pool: AugmentPool, src: ImageSource, idx: Int32Array, rng: Rng): Promise<{ views: Tensor[]; used: Int32Array; blank: Int32Array }> {
     const S = this.aug.spec.size;
     let res: WorkerResponse;
-    if (src.kind === 'memory') {
-      const [, c, h, w] = src.images.shape as [number, number, number, number];
-      const px = tidy(() => src.images.indexSelect(0, tensor(idx, { dtype: 'int32' }).long()).data() as Uint8Array);
+    if (src.kind === 'decoded') {
+      const [, c, h, w] = src.images.shape;
+      const px = src.images.takeBytes(idx);
       res = await pool.memory(this.aug.spec, rng.state(), this.views, px, [idx.length, c, h, w]);
     } else {
       res = await pool.files(this.aug.spec, rng.state(), this.views, src.paths, idx, this.opts.unreadable === 'blank');

@@ -3,6 +3,7 @@ import sharp from 'sharp';
 import { tensor, tidy, type Tensor } from '../torch/index.js';
 import { Augmentation, preset, type PresetName } from './augment.js';
 import { resizedCrop } from './augment-ops.js';
+import { rowsOf } from './decoded-images.js';
 import { decodeImage } from './decode.js';
 import { openDataset } from './datasets/open.js';
 import { Rng } from './rng.js';
@@ -41,18 +42,20 @@ export async function renderAugmentPreview(data: string, o: PreviewOpts): Promis
   const nv = o.views ?? 2;
   const name = o.preset ?? 'mocov2';
   let size = o.size;
-  if (size === undefined && src.kind === 'memory' && src.images.shape[2]! <= 64) size = src.images.shape[2]!;
+  if (size === undefined && src.kind === 'decoded' && src.images.shape[2] <= 64) size = src.images.shape[2];
   const aug = new Augmentation(preset(name, size === undefined ? {} : { size }));
   const S = aug.spec.size;
   const idx = new Rng(o.seed ?? 0, 'preview').permutation(ds.length).slice(0, rows);
   const rng = new Rng(o.seed ?? 0, 'preview-aug');
   let views: Tensor[];
   let originals: Uint8Array;
-  if (src.kind === 'memory') {
-    views = aug.fromMemory(src.images, idx, rng, nv);
-    const [, , H, W] = src.images.shape as [number, number, number, number];
-    originals = tidy(() => resizedCrop(src.images, idx, Array.from(idx, () => ({ left: 0, top: 0, width: W, height: H })), S)
+  if (src.kind === 'decoded') {
+    const rows = src.images.take(idx);
+    views = aug.fromMemory(rows, rowsOf(rows.shape[0]!), rng, nv);
+    const [, , H, W] = src.images.shape;
+    originals = tidy(() => resizedCrop(rows, rowsOf(rows.shape[0]!), Array.from(idx, () => ({ left: 0, top: 0, width: W, height: H })), S)
       .round().clamp(0, 255).to('uint8').permute(0, 2, 3, 1).contiguous().data() as Uint8Array);
+    rows.dispose();
   } else {
     views = (await aug.fromFiles((i) => src.paths[i]!, idx, rng, nv)).views;
     originals = new Uint8Array(rows * S * S * 3);

@@ -1,7 +1,7 @@
 // A PNG grid of kNN retrievals for people to look at: one row a query image, then its nearest bank images,
 // each framed green when its label matches the query's and red when not.
 import sharp from 'sharp';
-import { tensor, tidy } from '../torch/index.js';
+import { tidy } from '../torch/index.js';
 import { decodeImage, type ImageDataset } from '../data/index.js';
 
 export interface NeighbourGridOpts {
@@ -12,10 +12,9 @@ export interface NeighbourGridOpts {
 /** The pixels of dataset samples `idx` at `size`×`size` RGB (uint8 HWC each). */
 async function pixels(ds: ImageDataset, idx: readonly number[], size: number): Promise<Uint8Array[]> {
   const src = await ds.prepare();
-  if (src.kind === 'memory') {
-    const flat = tidy(() => src.images.indexSelect(0, tensor(Int32Array.from(idx)).long())
-      .permute(0, 2, 3, 1).contiguous().data() as Uint8Array);
-    const [, , H, W] = src.images.shape as [number, number, number, number];
+  if (src.kind === 'decoded') {
+    const flat = tidy(() => src.images.take(idx).permute(0, 2, 3, 1).contiguous().data() as Uint8Array);
+    const [, , H, W] = src.images.shape;
     return Promise.all(idx.map(async (_, r) => {
       const raw = flat.subarray(r * H * W * 3, (r + 1) * H * W * 3);
       const b = await sharp(raw, { raw: { width: W, height: H, channels: 3 } }).resize(size, size, { fit: 'fill', kernel: H < size ? 'nearest' : 'lanczos3' }).raw().toBuffer();

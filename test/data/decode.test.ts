@@ -9,6 +9,7 @@ import { Augmentation, jpegHeader, preset } from '../../src/data/augment.js';
 import { Rng } from '../../src/data/rng.js';
 import { ImageFolder } from '../../src/data/datasets/folder.js';
 import { Loader } from '../../src/data/loader.js';
+import { FileImages, TensorImages, rowsOf } from '../../src/data/decoded-images.js';
 import { tmpDir } from '../helpers/pytorch.js';
 
 let dir: string;
@@ -87,10 +88,16 @@ test('the decoded-dataset cache is keyed by path+mtime and returns the same tens
     const a = await decodeAllCached(files, { size: [12, 20] });
     assert.equal(readdirSync(join(dir, 'cache')).length, 1);
     const b = await decodeAllCached(files, { size: [12, 20] });
-    assert.deepEqual(b.images.data(), a.images.data());
+    const all = rowsOf(files.length);
+    assert.deepEqual(b.images.takeBytes(all), a.images.takeBytes(all));
+    // Rows come from the cache file as the uncached decode has them, in any order.
+    const mem = await decodeAllCached(files, { size: [12, 20], cache: false });
+    assert.ok(b.images instanceof FileImages && mem.images instanceof TensorImages);
+    assert.deepEqual(b.images.takeBytes([2, 0, 2]), mem.images.takeBytes([2, 0, 2]));
+    assert.throws(() => b.images.take([3]), /row 3 out of range for 3 images/);
     const c = await decodeAllCached(files.slice(0, 2), { size: [12, 20] });
     assert.equal(readdirSync(join(dir, 'cache')).length, 2);
-    [a, b, c].forEach((s) => s.images.dispose());
+    [a, b, c, mem].forEach((s) => s.images.dispose());
   } finally {
     if (prev === undefined) delete process.env.MOCO_CACHE_DIR; else process.env.MOCO_CACHE_DIR = prev;
   }
@@ -113,7 +120,7 @@ test('a folder with corrupt files trains: batches come out, skipped files are li
   // In memory (default budget): broken files are dropped at decode time.
   const mem = new ImageFolder(join(dir, 'same'));
   const l2 = new Loader(mem, { batchSize: 3, augment: 'cifar', augmentOpts: { size: 8 }, prepare: { log, cache: false } });
-  assert.equal((await l2.prepare()).kind, 'memory');
+  assert.equal((await l2.prepare()).kind, 'decoded');
   assert.equal(mem.length, 5);
   assert.equal(l2.batchesPerEpoch, 2);
   for await (const b of l2.epoch(0)) b.dispose();

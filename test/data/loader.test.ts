@@ -125,3 +125,43 @@ test('worker threads build the same batches as the calling thread', async () => 
   assert.equal(b.length, 3);
   assert.deepEqual(b, a);
 });
+
+test('a cached folder is read from the cache file a batch at a time: not resident, the same batches as in memory', async () => {
+  const dir = tmpDir('moco-loader-cache-');
+  const prev = process.env.MOCO_CACHE_DIR;
+  process.env.MOCO_CACHE_DIR = join(dir, 'cache');
+  try {
+    const root = join(dir, 'imgs');
+    for (const c of ['a', 'b']) {
+      mkdirSync(join(root, c), { recursive: true });
+      for (let i = 0; i < 40; i++) {
+        await sharp({ create: { width: 32, height: 32, channels: 3, background: { r: 6 * i, g: c === 'a' ? 200 : 20, b: 3 * i } } }).png().toFile(join(root, c, `${i}.png`));
+      }
+    }
+    const run = async (cache: boolean, workers: number): Promise<{ q: Float32Array[]; k: Float32Array[]; resident: number }> => {
+      const ds = new ImageFolder(root);
+      const l = new Loader(ds, { batchSize: 16, shuffle: true, dropLast: true, seed: 7, augment: 'cifar', twoCrops: true, workers, prepare: { cache } });
+      const before = memory().bytes;
+      assert.equal((await l.prepare()).kind, 'decoded');
+      const resident = memory().bytes - before;
+      const out = await collect(l, 2);
+      await l.close();
+      ds.dispose();
+      return { q: out.q, k: out.k, resident };
+    };
+    const inMemory = await run(false, 0);
+    const first = await run(true, 0); // writes the cache, then reads from it
+    const again = await run(true, 2); // a cache hit, through the worker threads
+    assert.equal(inMemory.resident, 80 * 3 * 32 * 32, 'uncached: the decoded tensor is held');
+    assert.equal(first.resident, 0, 'cached: no decoded tensor is held');
+    assert.equal(again.resident, 0);
+    assert.equal(first.q.length, 5);
+    assert.deepEqual(first.q, inMemory.q);
+    assert.deepEqual(first.k, inMemory.k);
+    assert.deepEqual(again.q, inMemory.q);
+    assert.deepEqual(again.k, inMemory.k);
+  } finally {
+    if (prev === undefined) delete process.env.MOCO_CACHE_DIR; else process.env.MOCO_CACHE_DIR = prev;
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

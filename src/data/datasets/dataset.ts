@@ -2,11 +2,12 @@
 // memory, or as image files decoded per batch.
 import { imageSize, decodeAllCached, skipLog, type SkipLog } from '../decode.js';
 import { keep, tensor, tidy, type Tensor } from '../../torch/index.js';
+import { FileImages, TensorImages, type DecodedImages } from '../decoded-images.js';
 
 /** Where a prepared dataset's pixels come from. */
 export type ImageSource =
-  /** N×3×H×W uint8, all images one size (CIFAR, synthetic, small folders). */
-  | { kind: 'memory'; images: Tensor }
+  /** Decoded N×3×H×W uint8 rows, all images one size (CIFAR, synthetic, small folders), read a batch at a time. */
+  | { kind: 'decoded'; images: DecodedImages }
   /** One file a sample, decoded (with crop+resize) when its batch is built. */
   | { kind: 'files'; paths: readonly string[] };
 
@@ -21,7 +22,7 @@ export interface PrepareOpts {
    * (in-memory crops are bilinear without it, exact only when upsampling). Default 128 px.
    */
   maxSide?: number;
-  /** Cache the decoded tensor on disk (see decodeAllCached). Default true. */
+  /** Cache the decoded pixels on disk and read batches from there (see decodeAllCached). Default true. */
   cache?: boolean;
   /** Where unreadable files are reported. Default: the process-wide skip log. */
   log?: SkipLog;
@@ -83,7 +84,7 @@ export class MemoryDataset implements ImageDataset {
     const [, , h, w] = this.images.shape;
     return `${this.name}: ${this.length} images ${h}×${w}${this.classes ? `, ${this.classes.length} classes` : ''}`;
   }
-  async prepare(): Promise<ImageSource> { return { kind: 'memory', images: this.images }; }
+  async prepare(): Promise<ImageSource> { return { kind: 'decoded', images: new TensorImages(this.images) }; }
   select(indices: ArrayLike<number>): MemoryDataset {
     checkIndices(indices, this.length);
     const imgs = tidy(() => this.images.indexSelect(0, tensor(Int32Array.from(indices as ArrayLike<number>), { dtype: 'int32' }).long()));
@@ -92,11 +93,11 @@ export class MemoryDataset implements ImageDataset {
   dispose(): void { this.images.dispose(); }
 }
 
-/** Samples as image files; {@link prepare} may decode them into memory when small. */
+/** Samples as image files; {@link prepare} may decode them once (into the decode cache, or memory) when small. */
 export class FileDataset implements ImageDataset {
   private paths_: readonly string[];
   private labels_: Int32Array | null;
-  private memory: Tensor | null = null;
+  private decoded: DecodedImages | null = null;
   private preparing: Promise<ImageSource> | null = null;
 
   constructor(paths: readonly string[], labels: Int32Array | null, readonly classes: readonly string[] | null, readonly name = 'FileDataset') {
@@ -109,7 +110,7 @@ export class FileDataset implements ImageDataset {
   get labels(): Int32Array | null { return this.labels_; }
   get length(): number { return this.paths_.length; }
   get description(): string {
-    return `${this.name}: ${this.length} images${this.classes ? `, ${this.classes.length} classes` : ''}${this.memory ? ' (decoded in memory)' : ''}`;
+    return `${this.name}: ${this.length} images${this.classes ? `, ${this.classes.length} classes` : ''}${this.decoded ? ` (decoded${this.decoded instanceof FileImages ? `, read from ${this.decoded.file}` : ' in memory'})` : ''}`;
   }
 
   prepare(o: PrepareOpts = {}): Promise<ImageSource> {
@@ -137,12 +138,12 @@ export class FileDataset implements ImageDataset {
     const small = size !== null && Math.max(size.width, size.height) <= (o.maxSide ?? 128);
     if (uniform && size && small && n * 3 * size.width * size.height <= budget) {
       const set = await decodeAllCached(this.paths_, { size: [size.height, size.width], cache: o.cache, log });
-      this.memory = keep(set.images);
+      this.decoded = set.images;
       if (set.ok.length < n) {
         this.paths_ = Array.from(set.ok, (i) => this.paths_[i]!);
         this.labels_ = pickLabels(this.labels_, set.ok);
       }
-      return { kind: 'memory', images: this.memory };
+      return { kind: 'decoded', images: set.images };
     }
     return { kind: 'files', paths: this.paths_ };
   }
@@ -154,8 +155,8 @@ export class FileDataset implements ImageDataset {
   }
 
   dispose(): void {
-    this.memory?.dispose();
-    this.memory = null;
+    this.decoded?.dispose();
+    this.decoded = null;
     this.preparing = null;
   }
 }
