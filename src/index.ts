@@ -1,7 +1,7 @@
 // moco-ts public API.
 export * as torch from './torch/index.js';
 
-// Evaluation and use of a learned representation (issue 6): load an encoder from any checkpoint, kNN and
+// Evaluation and use of a learned representation: load an encoder from any checkpoint, kNN and
 // linear-classification accuracy, embeddings of image files, exact cosine search over embedding files.
 export {
   loadEncoder, resolveCheckpoint, describeEncoder, Encoder, type EncoderInfo, type FeatureKind, type LoadEncoderOpts, type EvalPreprocess,
@@ -19,10 +19,13 @@ export { EmbeddingWriter, EmbeddingIndex, type EmbeddingMeta, type EmbeddingForm
 export { searchIndex, type SearchOpts, type Neighbour } from './eval/search.js';
 export { writeSearchHtml, type SearchHtmlOpts } from './views/search-html.js';
 
-// Watching runs (issue 15): TensorBoard event files, run.json, the HTML report of one run or several.
+// Watching runs: TensorBoard event files, run.json, the HTML report of one run or several.
 export { EventWriter, histogramOf, type Histogram, type EventWriterOpts } from './io/tfevents.js';
 export { readRunInfo, eventFiles, type RunInfo, type RunOutcome } from './train/run-log.js';
 export { writeReport, renderReport, type ReportOpts } from './views/report.js';
+// What the CLI adds to a pre-training run: report.html however it ends, and the kNN monitor's neighbour grids.
+export { ReportObserver } from './views/report-observer.js';
+export { renderNeighbourGrid, type NeighbourGridOpts } from './views/neighbour-grid.js';
 export { loadReportRun, type ReportRun, type ReportSummary } from './views/report-data.js';
 
 // Layers, models, optimisation, MoCo and its training loop.
@@ -30,14 +33,14 @@ export * as nn from './nn/index.js';
 export * as models from './models/index.js';
 export * as optim from './optim/index.js';
 export { MoCo, recipe, RECIPES, LINCLS_LR, type MoCoOpts, type MoCoOutput, type Recipe, type RecipeName } from './moco/index.js';
-// The mechanisms beside MoCo (issue 14): end-to-end and memory bank, one interface for the loop.
+// The mechanisms beside MoCo: end-to-end and memory bank, one interface for the loop.
 export {
   EndToEnd, MemoryBank, createMechanism, MECHANISMS, type Mechanism, type MechanismName, type MechanismOutput, type MechanismOpts,
   type EndToEndOpts, type EndToEndLoss, type MemoryBankOpts, type BankSampling, type StepBatch, type StepRandomness, type StepRng,
 } from './moco/index.js';
 export { pretrain, resolveConfig, readCheckpoint, knnMonitor, type PretrainConfig, type PretrainSummary, type PretrainOptions } from './train/index.js';
-// The loop's observers (a new one is one file implementing TrainObserver) and the sweep (issue 14).
-export { trainStep, type TrainObserver, type StepEvent, type EpochEvent, type RunEnd } from './train/index.js';
+// The loop's observers (a new one is one file implementing TrainObserver) and the sweep.
+export { trainStep, type TrainObserver, type StepEvent, type EpochEvent, type RunEnd, type NeighbourGridRenderer } from './train/index.js';
 export { sweep, parseGrid, readGridFile, gridCells, type SweepOptions, type SweepResult, type SweepRow, type GridAxis, type GridCell } from './train/index.js';
 export * as data from './data/index.js';
 export { saveSafetensors, loadSafetensors } from './io/safetensors.js';

@@ -13,7 +13,7 @@ import type { DistributedTraining } from '../dist/index.js';
 import type { PretrainConfig } from './config.js';
 import { restoreCheckpoint, type LoadedCheckpoint, type RunState } from './checkpoint.js';
 import type { RunEnd, StepEvent, TrainObserver } from './observer.js';
-import { CheckpointObserver, KnnObserver, ProgressObserver, RunLogObserver, SignalObserver } from './observers/index.js';
+import { CheckpointObserver, KnnObserver, ProgressObserver, RunLogObserver, SignalObserver, type NeighbourGridRenderer } from './observers/index.js';
 import { stepRng } from './step-rng.js';
 import { readMetrics, type StepMetrics } from './metrics.js';
 import { trainStep, type StepPrecision } from './train-step.js';
@@ -29,8 +29,13 @@ export interface PretrainOptions {
   command?: string[];
   /** Called after each step. */
   onStep?: (s: { epoch: number; step: number; loss: number; lr: number }) => void;
-  /** More observers of the loop, called after the built-in ones (main process and others alike). */
+  /**
+   * More observers of the loop, called after the built-in ones (main process and others alike): e.g. views'
+   * ReportObserver, which writes the run's report.html however the run ends.
+   */
   observers?: TrainObserver[];
+  /** Draws each kNN evaluation's nearest-neighbour grid into the run log (views' renderNeighbourGrid); none by default. */
+  neighbourGrid?: NeighbourGridRenderer;
   /**
    * This process's part in a multi-process run: each rank loads batchSize / worldSize images a step, gradients
    * are averaged, keys gathered before enqueue, ShuffleBN crosses processes, and only rank 0 writes.
@@ -205,7 +210,7 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
   const note = (line: string): void => progress.log(line);
   const signals = new SignalObserver();
   const checkpoints = new CheckpointObserver(c, mech, opt, () => state, o.resume?.file ?? null, isMain, note);
-  const knn = knnData ? new KnnObserver(c, mech, knnData, runLog, note, warn, (e) => epochLr(c, e), elapsed) : null;
+  const knn = knnData ? new KnnObserver(c, mech, knnData, runLog, note, warn, (e) => epochLr(c, e), elapsed, o.neighbourGrid) : null;
   const onStep = o.onStep;
   // In this order: a checkpoint is written before the kNN evaluation of the same epoch, and both before the
   // events are flushed.

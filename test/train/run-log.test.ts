@@ -8,6 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pretrain, readCheckpoint, readMetrics, resolveConfig, type ConfigOverrides, type StepMetrics } from '../../src/train/index.js';
 import { eventFiles, readRunInfo } from '../../src/train/run-log.js';
+import { renderNeighbourGrid } from '../../src/views/neighbour-grid.js';
 import { readEventFiles, visibleScalars, type ReadFile } from '../helpers/tfevents.js';
 import { repoRoot, tmpDir } from '../helpers/pytorch.js';
 
@@ -58,7 +59,7 @@ function checkRun(dir: string, opts: { files: number; resumed?: boolean }): Read
 
 test('a fresh run and a run resumed from an older checkpoint: the event files agree with metrics.jsonl', { timeout: 300_000 }, async () => {
   const dir = tmpDir();
-  const s = await pretrain(resolveConfig('synthetic:128', { ...TINY, out: dir }), { quiet: true });
+  const s = await pretrain(resolveConfig('synthetic:128', { ...TINY, out: dir }), { quiet: true, neighbourGrid: renderNeighbourGrid });
   assert.equal(s.steps, 8);
   checkRun(dir, { files: 1 });
   const info = readRunInfo(dir)!;

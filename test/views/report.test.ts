@@ -10,6 +10,8 @@ import { pathToFileURL } from 'node:url';
 import { pretrain, readMetrics, resolveConfig, type ConfigOverrides } from '../../src/train/index.js';
 import { loadReportRun } from '../../src/views/report-data.js';
 import { renderReport, scriptJson, writeReport } from '../../src/views/report.js';
+import { ReportObserver } from '../../src/views/report-observer.js';
+import { renderNeighbourGrid } from '../../src/views/neighbour-grid.js';
 import { launchBrowser, openGuarded } from '../helpers/browser.js';
 import { tmpDir } from '../helpers/pytorch.js';
 
@@ -26,8 +28,10 @@ test('scriptJson leaves no way out of the <script> element', () => {
 test('a report of two runs renders in chromium: charts drawn, images decoded, nothing fetched', { timeout: 300_000 }, async () => {
   const root = tmpDir();
   const a = join(root, 'lr-0.06'), b = join(root, 'lr-0.03');
-  await pretrain(resolveConfig('synthetic:128', { ...TINY, out: a }), { quiet: true });
-  await pretrain(resolveConfig('synthetic:128', { ...TINY, lr: 0.03, out: b }), { quiet: true });
+  // As the CLI runs it: the report observer, and the neighbour grids.
+  const views = (out: string) => ({ quiet: true, observers: [new ReportObserver(out)], neighbourGrid: renderNeighbourGrid });
+  await pretrain(resolveConfig('synthetic:128', { ...TINY, out: a }), views(a));
+  await pretrain(resolveConfig('synthetic:128', { ...TINY, lr: 0.03, out: b }), views(b));
   // Every run leaves its own report behind.
   for (const d of [a, b]) assert.ok(existsSync(join(d, 'report.html')), `${d}/report.html`);
   // The cards' numbers are the metrics' own.

@@ -4,6 +4,8 @@ import { finishedMessage, pretrain, readCheckpoint, resolveConfig, type ConfigOv
 import { addPretrainOptions, int, num, overridesFromFlags } from './pretrain-flags.js';
 import { ProcessGroup, configFromFlags, distributedTraining, launch, processDevice, relaunchArgv, threadsFromEnv, useDevice, type Backend } from '../../dist/index.js';
 import { DOWNLOAD_HELP, downloadData } from './download.js';
+import { ReportObserver } from '../../views/report-observer.js';
+import { renderNeighbourGrid } from '../../views/neighbour-grid.js';
 
 export function register(program: Command): void {
   addPretrainOptions(program
@@ -57,7 +59,11 @@ export function register(program: Command): void {
         ? await ProcessGroup.init({ ...where, backend: (f.distBackend as Backend | undefined) ?? (config.device.startsWith('cuda') ? 'nccl' : 'gloo'), timeoutMs })
         : null;
       try {
-        const summary = await pretrain(config, { resume, quiet: Boolean(f.quiet), dist: pg ? distributedTraining(pg) : undefined });
+        const warn = (what: string, e: unknown): void => { if (!f.quiet) process.stderr.write(`warning: ${what}: ${(e as Error).message}\n`); };
+        const summary = await pretrain(config, {
+          resume, quiet: Boolean(f.quiet), dist: pg ? distributedTraining(pg) : undefined,
+          observers: !pg || pg.isMain ? [new ReportObserver(config.out, warn)] : [], neighbourGrid: renderNeighbourGrid,
+        });
         if (pg && !pg.isMain) return;
         if (summary.alreadyFinished) {
           // Not an error (a script that resumes until done lands here), but nothing was trained: say so, --quiet or

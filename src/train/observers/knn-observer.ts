@@ -1,14 +1,20 @@
 // The kNN monitor as an observer: the random encoder before the first step, every --knn-every epochs, and at
-// the end of the run; each evaluation is a metrics row and a nearest-neighbour grid image.
+// the end of the run; each evaluation is a metrics row and, given a renderer, a nearest-neighbour grid image.
 import type { ImageDataset } from '../../data/index.js';
 import type { ResNet } from '../../models/index.js';
-import { renderNeighbourGrid } from '../../views/neighbour-grid.js';
 import type { PretrainConfig } from '../config.js';
 import type { RunState } from '../checkpoint.js';
 import type { StepMetrics } from '../metrics.js';
 import { knnMonitorRun, type KnnMonitorResult } from '../knn-monitor.js';
 import type { EpochEvent, TrainObserver } from '../observer.js';
 import type { RunLogObserver } from './run-log-observer.js';
+
+/**
+ * Draws a kNN evaluation's queries and their nearest bank images as one PNG (views' renderNeighbourGrid): a
+ * picture is a view, so the caller that wants one passes it in (the CLI does).
+ */
+export type NeighbourGridRenderer = (queries: ImageDataset, bank: ImageDataset, queryIdx: readonly number[], neighbours: readonly (readonly number[])[]) =>
+  Promise<{ png: Buffer; width: number; height: number }>;
 
 export class KnnObserver implements TrainObserver {
   /** Percent, after the latest evaluation. */
@@ -19,13 +25,14 @@ export class KnnObserver implements TrainObserver {
 
   constructor(private readonly c: PretrainConfig, private readonly model: { encoderQ: ResNet }, private readonly data: { bank: ImageDataset; queries: ImageDataset },
     private readonly log: RunLogObserver | null, private readonly note: (line: string) => void, private readonly warn: (what: string, e: unknown) => void,
-    private readonly epochLr: (epoch: number) => number, private readonly elapsed: () => number) {}
+    private readonly epochLr: (epoch: number) => number, private readonly elapsed: () => number, private readonly renderGrid?: NeighbourGridRenderer) {}
 
   private async record(r: KnnMonitorResult, row: StepMetrics): Promise<void> {
     if (!this.log) return;
     this.log.row(row);
+    if (!this.renderGrid) return;
     try {
-      const g = await renderNeighbourGrid(this.data.queries, this.data.bank, r.queryIdx, r.neighbours);
+      const g = await this.renderGrid(this.data.queries, this.data.bank, r.queryIdx, r.neighbours);
       this.log.log.image('eval/knn_neighbours', 'knn-neighbours.png', g.png, g.width, g.height, row.step);
     } catch (e) { this.warn('nearest-neighbour grid', e); }
   }

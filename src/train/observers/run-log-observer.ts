@@ -1,11 +1,10 @@
 // The run's record as an observer: metrics.jsonl/csv rows, TensorBoard events (scalars, l_pos/l_neg histograms,
-// images), run.json, and report.html however the run ends. Only the main process has one.
+// images) and run.json, however the run ends. Only the main process has one.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { renderAugmentPreview, type PresetName } from '../../data/index.js';
 import { instanceAccuracy, type MechanismOutput } from '../../moco/index.js';
 import { FileWriteError } from '../../io/atomic.js';
-import { writeReport } from '../../views/report.js';
 import type { PretrainConfig } from '../config.js';
 import type { StepMetrics } from '../metrics.js';
 import { RunLog, tensorHistogram } from '../run-log.js';
@@ -73,9 +72,5 @@ export class RunLogObserver implements TrainObserver {
     try {
       this.log.close(end.state, end.reason);
     } catch (e) { this.warn('closing the event file', e); }
-    // The page to look at, however the run ended.
-    try {
-      writeReport([this.c.out], join(this.c.out, 'report.html'));
-    } catch (e) { this.warn('report.html', e); }
   }
 }
