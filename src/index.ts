@@ -38,7 +38,7 @@ export {
   EndToEnd, MemoryBank, createMechanism, MECHANISMS, type Mechanism, type MechanismName, type MechanismOutput, type MechanismOpts,
   type EndToEndOpts, type EndToEndLoss, type MemoryBankOpts, type BankSampling, type StepBatch, type StepRandomness, type StepRng,
 } from './moco/index.js';
-export { pretrain, resolveConfig, readCheckpoint, knnMonitor, type PretrainConfig, type PretrainSummary, type PretrainOptions } from './train/index.js';
+export { pretrain, resolveConfig, readCheckpoint, knnMonitor, type PretrainConfig, type ConfigOverrides, type PretrainSummary, type PretrainOptions } from './train/index.js';
 // The loop's observers (a new one is one file implementing TrainObserver) and the sweep.
 export { trainStep, type TrainObserver, type StepEvent, type EpochEvent, type RunEnd, type NeighbourGridRenderer } from './train/index.js';
 export { sweep, parseGrid, readGridFile, gridCells, type SweepOptions, type SweepResult, type SweepRow, type GridAxis, type GridCell } from './train/index.js';

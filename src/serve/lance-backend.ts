@@ -1,17 +1,22 @@
 // `/v1/search` over a LanceDB collection of `moco index`: the collection's ANN index (refined, exact cosine
 // scores) or its flat scan; hits carry the row's id, which `/v1/thumbnail/:row` looks up.
 import { Collection } from '../collections/table.js';
-import type { SearchBackend, SearchFilter, SearchHit } from './search-backend.js';
+import { commonFolder, type SearchBackend, type SearchFilter, type SearchHit } from './search-backend.js';
 
 export class LanceBackend implements SearchBackend {
   readonly kind = 'lancedb';
 
-  private constructor(private readonly coll: Collection, readonly size: number) {}
+  private constructor(private readonly coll: Collection, readonly size: number, readonly root: string) {}
 
+  /**
+   * Opens the collection at `uri`. Its root folder is found from the paths it holds (absolute, as `moco index`
+   * stores them), so collections indexed before anything else was recorded are served the same way.
+   */
   static async open(uri: string): Promise<LanceBackend> {
     const coll = await Collection.open(uri);
     try {
-      return new LanceBackend(coll, await coll.count());
+      const files = await coll.files();
+      return new LanceBackend(coll, files.length, commonFolder(files.map((f) => f.path)));
     } catch (e) {
       coll.close();
       throw e;

@@ -46,8 +46,9 @@ export async function checkpointToOnnx(path: string, feature: ServeFeature = 'ba
   try {
     const preprocessing = enc.evalTransform();
     const dim = enc.dim(feature);
+    // The bytes are served to browsers (/model.onnx): the checkpoint is named without the server's folders.
     const bytes = encodeModel(buildResNetOnnx(enc.model.stateDict(), {
-      head: feature === 'head', normalize: true, metadata: { source: resolve(enc.info.file), preprocess: JSON.stringify(preprocessing) },
+      head: feature === 'head', normalize: true, metadata: { source: basename(enc.info.file), preprocess: JSON.stringify(preprocessing) },
     }));
     return { bytes, info: { source: resolve(enc.info.file), kind: 'checkpoint', arch: enc.info.arch + (enc.info.cifarStem ? ' (CIFAR stem)' : ''), feature, normalized: true, dim, preprocessing } };
   } finally {

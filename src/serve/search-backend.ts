@@ -1,7 +1,7 @@
 // What `/v1/search` searches, behind one small interface: the exact index of `moco embed` (an embedding file
 // scanned in full, the reference any ANN index is tested against) or a LanceDB collection of `moco index`
 // (`--db`, ANN search once indexed; see lance-backend.ts).
-import { basename, dirname } from 'node:path';
+import { basename, dirname, isAbsolute, resolve, sep } from 'node:path';
 import { EmbeddingIndex } from '../eval/embedding-file.js';
 import { searchIndex, type SearchRows } from '../eval/search.js';
 
@@ -19,6 +19,7 @@ export interface SearchFilter {
 export interface SearchHit {
   /** Row in the index. */
   row: number;
+  /** The image file, absolute. */
   path: string;
   label: string | null;
   /** Cosine similarity in [−1, 1]. */
@@ -35,9 +36,14 @@ export interface SearchBackend {
   readonly dim: number;
   /** What produced the rows (the embedding file's metadata), for consistency checks. */
   readonly meta: Record<string, unknown>;
+  /**
+   * The deepest folder holding every row's image (absolute; '' for an empty index): the folder that was indexed,
+   * which the service reports image paths relative to.
+   */
+  readonly root: string;
   /** The `top` best rows for each query (Q × dim row-major), best first, among the rows the filter keeps. */
   search(queries: Float32Array, top: number, filter?: SearchFilter): Promise<SearchHit[][]>;
-  /** The image path of a row (an embedding file's row number, a collection's id), or undefined when there is none. */
+  /** The absolute image path of a row (an embedding file's row number, a collection's id), or undefined when there is none. */
   path(row: number): Promise<string | undefined>;
   close(): Promise<void>;
 }
@@ -48,13 +54,37 @@ export function labelOf(path: string): string | null {
   return d && d !== '.' && d !== '/' ? d : null;
 }
 
+/**
+ * The deepest folder that holds every one of `paths` (absolute paths of files); '' when there are none. Found in
+ * one pass with no copy of the paths, so that a collection's millions of rows can be streamed through it.
+ */
+export function commonFolder(paths: Iterable<string>): string {
+  let root: string | null = null;
+  for (const p of paths) {
+    const dir = dirname(p);
+    if (root === null) { root = dir; continue; }
+    while (root !== dir && !dir.startsWith(root.endsWith(sep) ? root : root + sep)) {
+      const up = dirname(root);
+      if (up === root) break; // the filesystem root holds everything
+      root = up;
+    }
+  }
+  return root ?? '';
+}
+
 /** Exact cosine search over an embedding file (`.npy` + paths, `.safetensors`, `.jsonl`) from `moco embed`. */
 export class ExactIndexBackend implements SearchBackend {
   readonly kind = 'exact';
   private readonly labels: (string | null)[];
+  /** The index's paths resolved against the working directory (`moco embed` records them as given). */
+  private readonly paths: readonly string[];
+  readonly root: string;
 
   private constructor(private readonly index: EmbeddingIndex) {
+    // Labels from the paths as recorded: a relative 'x.png' has no folder, and must not take the working directory's name.
     this.labels = index.paths.map(labelOf);
+    this.paths = index.paths.every(isAbsolute) ? index.paths : index.paths.map((p) => resolve(p));
+    this.root = commonFolder(this.paths);
   }
 
   static open(file: string): ExactIndexBackend {
@@ -67,12 +97,12 @@ export class ExactIndexBackend implements SearchBackend {
   get meta(): Record<string, unknown> { return this.index.meta; }
 
   async path(row: number): Promise<string | undefined> {
-    return Number.isInteger(row) && row >= 0 && row < this.index.count ? this.index.paths[row] : undefined;
+    return Number.isInteger(row) && row >= 0 && row < this.index.count ? this.paths[row] : undefined;
   }
 
   async search(queries: Float32Array, top: number, filter: SearchFilter = {}): Promise<SearchHit[][]> {
     const rows = this.rowsMatching(filter);
-    const hit = (row: number, score: number): SearchHit => ({ row, path: this.index.paths[row]!, label: this.labels[row]!, score });
+    const hit = (row: number, score: number): SearchHit => ({ row, path: this.paths[row]!, label: this.labels[row]!, score });
     if (rows === null) return searchIndex(this.index, queries, { top }).map((ns) => ns.map((n) => hit(n.index, n.score)));
     if (!rows.length) return Array.from({ length: queries.length / this.dim }, () => []);
     // A view of the kept rows; the search's row numbers are mapped back to the index's.
@@ -96,7 +126,7 @@ export class ExactIndexBackend implements SearchBackend {
     const out: number[] = [];
     for (let r = 0; r < this.index.count; r++) {
       if (labels && !labels.has(this.labels[r] ?? '')) continue;
-      if (f.pathPrefix !== undefined && !this.index.paths[r]!.startsWith(f.pathPrefix)) continue;
+      if (f.pathPrefix !== undefined && !this.paths[r]!.startsWith(f.pathPrefix)) continue;
       out.push(r);
     }
     return out;

@@ -10,7 +10,7 @@ import swagger from '@fastify/swagger';
 import underPressure from '@fastify/under-pressure';
 import sharp from 'sharp';
 import { createRequire } from 'node:module';
-import { dirname } from 'node:path';
+import { basename, dirname, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Batcher } from './batcher.js';
 import { HttpError, unavailable } from './errors.js';
@@ -61,6 +61,12 @@ export interface ServeOptions {
    * trickling clients cannot hold connections and buffers open. Default 30 s.
    */
   requestTimeoutMs?: number;
+  /**
+   * Report absolute server paths (image paths in search hits, the model's and index's files in /v1/info). Default
+   * false: image paths are relative to the index's root folder (the folder that was indexed, {@link SearchBackend.root})
+   * and files are named without their folder, so that clients learn nothing of the server's file system.
+   */
+  absolutePaths?: boolean;
 }
 
 /** The service's phase, as /readyz reports it. */
@@ -119,8 +125,11 @@ export function buildServer(opts: ServeOptions): FastifyInstance {
     logger: opts.logLevel ? { level: opts.logLevel } : false,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
-    // Unknown fields (a filter key we do not have) are refused rather than silently dropped.
-    ajv: { customOptions: { removeAdditional: false } },
+    // Unknown fields (a filter key we do not have) are refused rather than silently dropped, and values are
+    // never coerced: `top: true` or `top: "5"` is a 400, not 1 or 5. Query-string numbers are therefore strings in
+    // the schemas, parsed by decimalInt. `verbose` gives the formatter each failing field's schema and value.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, verbose: true } },
+    schemaErrorFormatter,
   });
 
   let phase: ServePhase = 'loading';
@@ -253,6 +262,15 @@ export function buildServer(opts: ServeOptions): FastifyInstance {
     },
   } as Parameters<typeof swagger>[1]);
 
+  // What clients see of a server path: relative to the index's root folder, or only a file's name, unless the
+  // operator opted into absolute paths.
+  const absolutePaths = opts.absolutePaths ?? false;
+  const shownImage = (path: string): string => (absolutePaths || !backend?.root ? path : relative(backend.root, path));
+  const shownFile = (path: string): string => (absolutePaths ? resolve(path) : basename(path));
+  // A client's path prefix is relative to the root as the paths it is shown are.
+  const filterOf = (f: SearchFilter): SearchFilter => (f.pathPrefix === undefined || absolutePaths || !backend?.root ? f
+    : { ...f, pathPrefix: backend.root.endsWith(sep) ? backend.root + f.pathPrefix : backend.root + sep + f.pathPrefix });
+
   const ready = (): { model: ServeModel; batcher: Batcher } => {
     if (phase === 'loading') throw unavailable('the model is still loading; retry shortly', 2);
     if (phase === 'draining') throw unavailable('the server is shutting down', 5);
@@ -307,10 +325,10 @@ export function buildServer(opts: ServeOptions): FastifyInstance {
       const { model: m, batcher: b } = ready();
       const mi: ServeModelInfo = m.info;
       return {
-        model: { source: mi.source, kind: mi.kind, arch: mi.arch, feature: mi.feature, normalized: mi.normalized, onnx: 'model.onnx' },
+        model: { source: shownFile(mi.source), kind: mi.kind, arch: mi.arch, feature: mi.feature, normalized: mi.normalized, onnx: 'model.onnx' },
         dim: mi.dim,
         preprocessing: mi.preprocessing,
-        index: backend ? { kind: backend.kind, source: backend.source, size: backend.size, dim: backend.dim } : null,
+        index: backend ? { kind: backend.kind, source: shownFile(backend.source), size: backend.size, dim: backend.dim } : null,
         batching: { maxBatch: b.maxBatch, maxDelayMs: b.maxDelayMs, maxQueue: b.maxQueue, ...b.stats },
         limits: { bodyBytes: bodyLimit, pixels: maxPixels, files: maxFiles },
         server: true,
@@ -337,19 +355,19 @@ export function buildServer(opts: ServeOptions): FastifyInstance {
       return { dim: model!.info.dim, names: r.names, vectors: r.vectors.map((v) => Array.from(v)) };
     });
 
-    const thumb = (h: SearchHit): SearchHit & { thumbnail: string } => ({ ...h, thumbnail: `/v1/thumbnail/${h.row}` });
+    const thumb = (h: SearchHit): SearchHit & { thumbnail: string } => ({ ...h, path: shownImage(h.path), thumbnail: `/v1/thumbnail/${h.row}` });
     api.post('/v1/search', {
       schema: {
         summary: 'nearest neighbours of images or of a vector',
         description: `${IMAGE_BODY} (top and label in the query string), or JSON {vector, top, filter}`,
         consumes: ['application/json', 'image/*', 'application/octet-stream', 'multipart/form-data'],
-        querystring: { type: 'object', properties: { top: { type: 'integer', minimum: 1, maximum: 1000 }, label: { type: 'string' } } },
+        querystring: { type: 'object', properties: { top: { type: 'string', description: `a decimal integer in ${TOP_MIN}…${TOP_MAX}; default 10` }, label: { type: 'string' } } },
         body: {
           content: {
             'application/json': {
               schema: {
                 type: 'object', required: ['vector'], additionalProperties: false,
-                properties: { vector: { ...VECTOR, minItems: 1, maxItems: 65536 }, top: { type: 'integer', minimum: 1, maximum: 1000, default: 10 }, filter: FILTER },
+                properties: { vector: { ...VECTOR, minItems: 1, maxItems: 65536 }, top: { type: 'integer', minimum: TOP_MIN, maximum: TOP_MAX, default: 10 }, filter: FILTER },
               },
             },
           },
@@ -362,7 +380,7 @@ export function buildServer(opts: ServeOptions): FastifyInstance {
           400: ERROR, 404: ERROR, 413: ERROR, 415: ERROR, 422: ERROR, 503: ERROR,
         },
       },
-    }, async (req: FastifyRequest<{ Querystring: { top?: number; label?: string }; Body: unknown }>) => {
+    }, async (req: FastifyRequest<{ Querystring: { top?: string; label?: string }; Body: unknown }>) => {
       const { model: m } = ready();
       if (!backend) throw new HttpError(404, 'no_index', 'this server has no index to search: start moco serve with --index FILE (an embedding file from `moco embed`) or --db URI (a collection from `moco index`)');
       const b = backend;
@@ -372,10 +390,10 @@ export function buildServer(opts: ServeOptions): FastifyInstance {
         if (body.vector.length !== m.info.dim) throw new HttpError(400, 'wrong_dim', `vector has ${body.vector.length} values; this model and index are ${m.info.dim}-d`);
         if (!body.vector.every(Number.isFinite)) throw new HttpError(400, 'bad_vector', 'vector values must be finite numbers');
         const top = body.top ?? 10;
-        const hits = await b.search(Float32Array.from(body.vector), top, body.filter ?? {});
+        const hits = await b.search(Float32Array.from(body.vector), top, filterOf(body.filter ?? {}));
         return { top, results: [{ query: 'vector', neighbours: hits[0]!.map(thumb) }] };
       }
-      const top = req.query.top ?? 10;
+      const top = req.query.top === undefined ? 10 : decimalInt('querystring/top', req.query.top, TOP_MIN, TOP_MAX);
       const r = await embedRequest(req);
       const q = new Float32Array(r.vectors.length * m.info.dim);
       r.vectors.forEach((v, i) => q.set(v, i * m.info.dim));
@@ -395,7 +413,7 @@ export function buildServer(opts: ServeOptions): FastifyInstance {
       try {
         jpg = await sharp(path, { limitInputPixels: maxPixels }).autoOrient().resize(160, 160, { fit: 'cover' }).jpeg({ quality: 80 }).toBuffer();
       } catch (e) {
-        throw new HttpError(404, 'image_unavailable', `row ${req.params.row}: ${path} cannot be read: ${(e as Error).message.split('\n')[0]}`);
+        throw new HttpError(404, 'image_unavailable', `row ${req.params.row}: ${shownImage(path)} cannot be read: ${(e as Error).message.split('\n')[0]}`);
       }
       return reply.type('image/jpeg').header('cache-control', 'max-age=3600').send(jpg);
     });
@@ -406,6 +424,35 @@ export function buildServer(opts: ServeOptions): FastifyInstance {
   void app.register(fastifyStatic, { root: opts.webRoot ?? WEB_ROOT, prefix: '/', index: ['index.html'] });
   void app.register(fastifyStatic, { root: ortWebDist(), prefix: '/ort/', decorateReply: false });
   return app;
+}
+
+/** Neighbours a search may ask for. */
+const TOP_MIN = 1;
+const TOP_MAX = 1000;
+
+/** The 400 of an integer field out of its range or not an integer: it names the field, the range and the value. */
+function badInteger(field: string, min: number, max: number, got: unknown): HttpError {
+  return new HttpError(400, 'invalid_request', `${field} must be a decimal integer in ${min}…${max}; got ${JSON.stringify(got)}`);
+}
+
+/** A query-string integer: decimal digits only (no sign, exponent, hex or leading zero) within min…max. */
+function decimalInt(field: string, raw: string, min: number, max: number): number {
+  const n = /^(0|[1-9][0-9]{0,15})$/.test(raw) ? Number(raw) : NaN;
+  if (!(n >= min && n <= max)) throw badInteger(field, min, max, raw);
+  return n;
+}
+
+/**
+ * Schema failures as one 400 naming the field: an integer field's failure (wrong type, out of range) also says
+ * its valid range, from the field's schema.
+ */
+function schemaErrorFormatter(errors: readonly { instancePath: string; message?: string; parentSchema?: Record<string, unknown>; data?: unknown }[], dataVar: string): Error {
+  const int = errors.find((e) => e.parentSchema?.type === 'integer');
+  if (int) {
+    const ps = int.parentSchema!;
+    return badInteger(`${dataVar}${int.instancePath}`, Number(ps.minimum ?? Number.MIN_SAFE_INTEGER), Number(ps.maximum ?? Number.MAX_SAFE_INTEGER), int.data);
+  }
+  return new HttpError(400, 'invalid_request', errors.map((e) => `${dataVar}${e.instancePath} ${e.message ?? 'is invalid'}`).join(', '));
 }
 
 /**

@@ -1,5 +1,7 @@
 // Bad requests get their 4xx with a message, never a 500, and the server keeps serving: after each bad request
-// of the table a good one still returns the right embedding. The 50 MB body and the malformed multipart also
+// of the table a good one still returns the right embedding. The table runs against both search backends (an
+// exact index and a LanceDB collection); numbers are never coerced (`top: true` is not 1) and no answer names an
+// absolute server path unless the server was started with absolutePaths. The 50 MB body and the malformed multipart also
 // go over a real socket (127.0.0.1), where the server must answer before reading all of a too-large upload.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,10 +13,13 @@ import { connect, type AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { buildServer } from '../../src/serve/index.js';
 import { tmpDir } from '../helpers/pytorch.js';
-import { buildIndex, labelledImages, patternImage, tinyCheckpoint } from './fixtures.js';
+import { buildCollection, buildIndex, labelledImages, patternImage, tinyCheckpoint } from './fixtures.js';
 
 let dir = '';
+let ckpt = '';
 let app: FastifyInstance;
+/** The exact-index server (`app`) and the same images and model served from a LanceDB collection (`--db`). */
+const servers = {} as Record<'index' | 'db', FastifyInstance>;
 let good: Buffer;
 let goodVector: number[];
 
@@ -49,10 +54,13 @@ function bombPng(width: number, height: number): Buffer {
 
 before(async () => {
   dir = tmpDir('moco-serve-bad-');
-  const ckpt = tinyCheckpoint(dir);
+  ckpt = tinyCheckpoint(dir);
   const files = await labelledImages(dir, ['a', 'b'], 2);
   app = buildServer({ pretrained: ckpt, index: await buildIndex(ckpt, files, join(dir, 'e.npy')) });
   await app.moco.loaded;
+  servers.index = app;
+  servers.db = buildServer({ pretrained: ckpt, db: await buildCollection(ckpt, files, join(dir, 'db')) });
+  await servers.db.moco.loaded;
   await app.listen({ port: 0, host: '127.0.0.1' });
   good = readFileSync(files[1]!);
   const r = await app.inject({ method: 'POST', url: '/v1/embed', headers: { 'content-type': 'image/png' }, payload: good });
@@ -60,16 +68,23 @@ before(async () => {
 });
 after(async () => {
   await app?.close();
+  await servers.db?.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function stillServes(): Promise<void> {
+async function stillServes(app: FastifyInstance): Promise<void> {
   const r = await app.inject({ method: 'POST', url: '/v1/embed', headers: { 'content-type': 'image/png' }, payload: good });
   assert.equal(r.statusCode, 200, r.body);
   assert.deepEqual((r.json() as { vectors: number[][] }).vectors[0], goodVector);
 }
 
-test('the bad-input table: each request gets its 4xx and the server serves the next good request', async () => {
+/** Fails when an answer names the test's folder (every server path here is under it). */
+function noAbsolutePath(what: string, body: string): void {
+  assert.ok(!body.includes(dir), `${what}: the answer names a server path: ${body.slice(0, 300)}`);
+}
+
+for (const backend of ['index', 'db'] as const) test(`the bad-input table (--${backend}): each request gets its 4xx and the server serves the next good request`, async () => {
+  const app = servers[backend];
   const jpeg = await patternImage(1, { width: 64, height: 64, format: 'jpeg' });
   const bomb = bombPng(20000, 20000);
   assert.ok(bomb.length < 100_000, `the 20000×20000 PNG is ${bomb.length} bytes`);
@@ -87,7 +102,21 @@ test('the bad-input table: each request gets its 4xx and the server serves the n
     { name: 'wrong vector length', url: '/v1/search', type: 'application/json', body: { vector: [0.1, 0.2, 0.3] }, status: 400, error: /3 values; this model and index are 64-d/ },
     { name: 'vector of strings', url: '/v1/search', type: 'application/json', body: { vector: ['a'] }, status: 400 },
     { name: 'bad JSON', url: '/v1/search', type: 'application/json', body: '{"vector": [1, 2', status: 400 },
-    { name: 'top out of range', url: '/v1/search', type: 'application/json', body: { vector: goodVector, top: 0 }, status: 400 },
+    { name: 'top out of range', url: '/v1/search', type: 'application/json', body: { vector: goodVector, top: 0 }, status: 400, error: /^body\/top must be a decimal integer in 1…1000; got 0$/ },
+    // Numbers are JSON numbers holding integers, never coerced from other types.
+    { name: 'top: true', url: '/v1/search', type: 'application/json', body: { vector: goodVector, top: true }, status: 400, error: /^body\/top must be a decimal integer in 1…1000; got true$/ },
+    { name: 'top: "5"', url: '/v1/search', type: 'application/json', body: { vector: goodVector, top: '5' }, status: 400, error: /^body\/top must be a decimal integer in 1…1000; got "5"$/ },
+    { name: 'top: 1.5', url: '/v1/search', type: 'application/json', body: { vector: goodVector, top: 1.5 }, status: 400, error: /body\/top must be a decimal integer in 1…1000; got 1\.5/ },
+    { name: 'top: -3', url: '/v1/search', type: 'application/json', body: { vector: goodVector, top: -3 }, status: 400, error: /body\/top must be a decimal integer in 1…1000; got -3/ },
+    { name: 'top: 1001', url: '/v1/search', type: 'application/json', body: { vector: goodVector, top: 1001 }, status: 400, error: /body\/top must be a decimal integer in 1…1000; got 1001/ },
+    { name: 'top: 1e300', url: '/v1/search', type: 'application/json', body: '{"vector": ' + JSON.stringify(goodVector) + ', "top": 1e300}', status: 400, error: /body\/top must be a decimal integer in 1…1000/ },
+    { name: 'top: null', url: '/v1/search', type: 'application/json', body: { vector: goodVector, top: null }, status: 400, error: /body\/top must be a decimal integer in 1…1000; got null/ },
+    { name: 'filter label: a number', url: '/v1/search', type: 'application/json', body: { vector: goodVector, filter: { label: 5 } }, status: 400, error: /body\/filter\/label/ },
+    ...['0', '-1', '1.5', '1e1', '0x10', '05', '+5', ' 5', '1001', '99999999999999999999', 'true', ''].map((top) => ({
+      name: `query top=${JSON.stringify(top)}`, url: `/v1/search?top=${encodeURIComponent(top)}`, type: 'image/png', body: good, status: 400,
+      error: new RegExp(`^querystring/top must be a decimal integer in 1…1000; got ${JSON.stringify(top).replace(/[+.]/g, '\\$&')}$`),
+    })),
+    { name: 'query top given twice', url: '/v1/search?top=1&top=2', type: 'image/png', body: good, status: 400, error: /querystring\/top/ },
     { name: 'malformed multipart (cut off)', type: `multipart/form-data; boundary=${boundary}`, body: `--${boundary}\r\nContent-Disposition: form-data; name="f"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n\x89PNG`, status: 400, error: /multipart/ },
     { name: 'multipart without boundary', type: 'multipart/form-data', body: 'nothing', status: 400 },
     { name: 'multipart with a text file', type: `multipart/form-data; boundary=${boundary}`, body: `--${boundary}\r\nContent-Disposition: form-data; name="f"; filename="a.txt"\r\nContent-Type: text/plain\r\n\r\nhello\r\n--${boundary}--\r\n`, status: 415 },
@@ -104,7 +133,33 @@ test('the bad-input table: each request gets its 4xx and the server serves the n
     const j = r.json() as { error: string; message: string };
     assert.ok(j.error && j.message, `${c.name}: an error code and a message`);
     if (c.error) assert.match(j.message, c.error, c.name);
-    await stillServes();
+    noAbsolutePath(c.name, r.body);
+    await stillServes(app);
+  }
+  // The good answers name no server path either: image paths are relative to the indexed folder, files by name.
+  const q = await app.inject({ method: 'POST', url: '/v1/search?top=4', headers: { 'content-type': 'image/png' }, payload: good });
+  assert.equal(q.statusCode, 200, q.body);
+  assert.deepEqual((q.json() as { results: { neighbours: { path: string }[] }[] }).results[0]!.neighbours.map((n) => n.path).sort(), ['a/0.png', 'a/1.png', 'b/0.png', 'b/1.png']);
+  const v = await app.inject({ method: 'POST', url: '/v1/search', payload: { vector: goodVector, top: 2, filter: { pathPrefix: 'b/' } } });
+  assert.deepEqual((v.json() as { results: { neighbours: { path: string }[] }[] }).results[0]!.neighbours.map((n) => n.path).sort(), ['b/0.png', 'b/1.png'], 'a path prefix is relative to the indexed folder too');
+  for (const url of ['/v1/info', '/model.json', '/model.onnx', '/openapi.json', '/readyz', '/v1/thumbnail/123456789']) {
+    const r = await app.inject(url);
+    assert.ok(r.statusCode < 500, `${url}: ${r.statusCode}`);
+    noAbsolutePath(url, r.rawPayload.toString('latin1'));
+  }
+});
+
+test('absolutePaths (--absolute-paths) reports the absolute paths of the images, the model and the index', async () => {
+  const s = buildServer({ pretrained: ckpt, index: join(dir, 'e.npy'), absolutePaths: true });
+  try {
+    await s.moco.loaded;
+    const info = (await s.inject('/v1/info')).json() as { model: { source: string }; index: { source: string } };
+    assert.equal(info.model.source, ckpt);
+    assert.equal(info.index.source, join(dir, 'e.npy'));
+    const q = await s.inject({ method: 'POST', url: '/v1/search?top=1', headers: { 'content-type': 'image/png' }, payload: good });
+    assert.equal((q.json() as { results: { neighbours: { path: string }[] }[] }).results[0]!.neighbours[0]!.path, join(dir, 'images', 'a', '1.png'));
+  } finally {
+    await s.close();
   }
 });
 

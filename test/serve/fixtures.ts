@@ -64,3 +64,16 @@ export async function buildIndex(ckpt: string, files: string[], out: string): Pr
     enc.dispose();
   }
 }
+
+/** A LanceDB collection (`moco index`'s code path) of `files` at `db`. */
+export async function buildCollection(ckpt: string, files: string[], db: string): Promise<string> {
+  const { Collection, indexImages } = await import('../../src/collections/index.js');
+  const enc = loadEncoder(ckpt);
+  try {
+    const coll = await Collection.open(db, { dim: enc.dim('backbone'), pretrained: ckpt, feature: 'backbone' });
+    try { await indexImages(enc, files, coll); } finally { coll.close(); }
+    return db;
+  } finally {
+    enc.dispose();
+  }
+}

@@ -3,7 +3,7 @@ import { addEmbedOptions, feature, int, type EmbedFlags } from './eval-common.js
 
 interface ServeCliOpts extends EmbedFlags {
   pretrained: string; index?: string; db?: string; port: string; host: string; batch: string; batchDelay: string;
-  queue: string; maxLoopDelay: string; bodyLimit: string; maxPixels: string; threads?: string; log: string; allowedHosts?: string; drainTimeout: string; requestTimeout: string;
+  queue: string; maxLoopDelay: string; bodyLimit: string; maxPixels: string; threads?: string; log: string; allowedHosts?: string; drainTimeout: string; requestTimeout: string; absolutePaths: boolean;
 }
 
 export function register(program: Command): void {
@@ -26,6 +26,7 @@ export function register(program: Command): void {
     .option('--log <level>', 'request log level (fatal, error, warn, info, debug) or off', 'warn')
     .option('--request-timeout <s>', 'longest time a request body may take to arrive, seconds (408 and the connection closed beyond)', '30')
     .option('--drain-timeout <s>', 'on SIGTERM/SIGINT, seconds to let open requests finish before every connection is closed', '10')
+    .option('--absolute-paths', "report the server's absolute paths (search hits, /v1/info); default: image paths relative to the indexed folder, files by name", false)
     .option('--allowed-hosts <names>', 'comma-separated host names the service answers besides IP addresses and localhost (others get 403: DNS-rebinding protection)')
     .action(async (o: ServeCliOpts) => {
       const feat = feature(o.feature ?? 'backbone');
@@ -45,7 +46,7 @@ export function register(program: Command): void {
         pretrained: o.pretrained, index: o.index, db: o.db, feature: feat, maxBatch: int('--batch', o.batch), maxDelayMs: delay,
         maxQueue: int('--queue', o.queue), bodyLimit: Math.round(bodyMb * 2 ** 20), maxPixels: int('--max-pixels', o.maxPixels), maxEventLoopDelayMs: int('--max-loop-delay', o.maxLoopDelay, 0),
         threads: o.threads ? int('--threads', o.threads) : undefined, logLevel: o.log === 'off' ? false : o.log,
-        requestTimeoutMs: Math.round(requestS * 1000), allowedHosts: [o.host, ...(o.allowedHosts ?? '').split(',').map((h) => h.trim()).filter(Boolean)],
+        requestTimeoutMs: Math.round(requestS * 1000), absolutePaths: o.absolutePaths, allowedHosts: [o.host, ...(o.allowedHosts ?? '').split(',').map((h) => h.trim()).filter(Boolean)],
       });
       let stopping = false;
       const stop = (sig: string): void => {
