@@ -1,9 +1,10 @@
 // What `/v1/search` searches, behind one small interface: the exact index of `moco embed` (an embedding file
 // scanned in full, the reference any ANN index is tested against) or a LanceDB collection of `moco index`
 // (`--db`, ANN search once indexed; see lance-backend.ts).
-import { basename, dirname, isAbsolute, resolve, sep } from 'node:path';
+import { basename, dirname, isAbsolute, resolve } from 'node:path';
 import { EmbeddingIndex } from '../eval/embedding-file.js';
 import { searchIndex, type SearchRows } from '../eval/search.js';
+import { commonFolder } from './common-folder.js';
 
 /**
  * A structured filter, matched field by field (never spliced into a query string): every given field must
@@ -52,24 +53,6 @@ export interface SearchBackend {
 export function labelOf(path: string): string | null {
   const d = basename(dirname(path));
   return d && d !== '.' && d !== '/' ? d : null;
-}
-
-/**
- * The deepest folder that holds every one of `paths` (absolute paths of files); '' when there are none. Found in
- * one pass with no copy of the paths, so that a collection's millions of rows can be streamed through it.
- */
-export function commonFolder(paths: Iterable<string>): string {
-  let root: string | null = null;
-  for (const p of paths) {
-    const dir = dirname(p);
-    if (root === null) { root = dir; continue; }
-    while (root !== dir && !dir.startsWith(root.endsWith(sep) ? root : root + sep)) {
-      const up = dirname(root);
-      if (up === root) break; // the filesystem root holds everything
-      root = up;
-    }
-  }
-  return root ?? '';
 }
 
 /** Exact cosine search over an embedding file (`.npy` + paths, `.safetensors`, `.jsonl`) from `moco embed`. */
