@@ -13,6 +13,7 @@ export function register(program: Command): void {
     .option('--resume <path>', 'continue from a checkpoint file or a run directory (its latest checkpoint), on the run\'s own data and settings; flags given override them (e.g. a larger --epochs trains a finished run further)')
     .option('--download', DOWNLOAD_HELP)
     .option('--quiet', 'no progress output')
+    .option('--no-memory-check', 'start even when the estimated peak memory exceeds the memory available (by default such a run is refused before its first step; docs/memory.md)')
     .option('--nproc-per-node <n>', 'start N local processes (Gloo on CPU, NCCL on CUDA), threads split between them', int('--nproc-per-node'))
     .option('--nnodes <n>', 'nodes in a multi-node run (with --nproc-per-node)', int('--nnodes'))
     .option('--node-rank <n>', "this node's index in a multi-node run", int('--node-rank'))
@@ -57,7 +58,7 @@ export function register(program: Command): void {
         ? await ProcessGroup.init({ ...where, backend: (f.distBackend as Backend | undefined) ?? (config.device.startsWith('cuda') ? 'nccl' : 'gloo'), timeoutMs })
         : null;
       try {
-        const summary = await pretrain(config, { resume, quiet: Boolean(f.quiet), dist: pg ? distributedTraining(pg) : undefined });
+        const summary = await pretrain(config, { resume, quiet: Boolean(f.quiet), memoryCheck: f.memoryCheck !== false, dist: pg ? distributedTraining(pg) : undefined });
         if (pg && !pg.isMain) return;
         if (summary.alreadyFinished) {
           // Not an error (a script that resumes until done lands here), but nothing was trained: say so, --quiet or
