@@ -14,10 +14,11 @@ import type { PretrainConfig } from './config.js';
 export const ESTIMATE_FACTOR = 1.25;
 
 /**
- * Backward's working memory on top of what the forward saved, as a fraction of the saved activations: the
- * activation gradients in flight and the convolutions' scratch space (fitted on the runs of docs/memory.md).
+ * Backward's working memory (the activation gradients in flight, the convolutions' scratch space), in units of one
+ * image's saved activations: one backward a step, whether one forward or two kept activations for it. Fitted on
+ * the per-image slopes of docs/memory.md (ResNet-50 at 64 and 224 px, MoCo and end-to-end).
  */
-const BACKWARD_OVERHEAD = 0.5;
+const BACKWARD_OVERHEAD = 0.4;
 
 /** The parts of a run's estimated peak host memory, in bytes. */
 export interface MemoryEstimate {
@@ -121,7 +122,7 @@ export function estimatePeakMemory(c: PretrainConfig, ctx: MemoryContext): Memor
   let negatives = 0;
   let logits = 0;
   if (!cuda) {
-    activations = n * gradForwards * perImage * (1 + BACKWARD_OVERHEAD);
+    activations = n * perImage * (gradForwards + BACKWARD_OVERHEAD);
     // Weights (MoCo: of both encoders), gradients, SGD's momentum buffers, and its weight-decayed gradients, which
     // live until the update ends.
     const encoders = mechanism === 'moco' ? 2 : 1;
