@@ -28,6 +28,9 @@ export interface Recipe {
 
 export type RecipeName = 'mocov1' | 'mocov2' | 'cifar';
 
+/** The recipe of a run that names none: main_moco.py's own defaults (ResNet-50, 224 px, batch 256, K 65536). */
+export const DEFAULT_PRESET: RecipeName = 'mocov1';
+
 const IMAGENET = {
   arch: 'resnet50', cifarStem: false, width: 64, imageSize: 224, dim: 128, K: 65536, m: 0.999,
   lr: 0.03, wd: 1e-4, momentum: 0.9, batchSize: 256, epochs: 200, schedule: [120, 160],

@@ -4,7 +4,7 @@ export { type DType, isFloating, elementSize } from './dtype.js';
 export * from './creation.js';
 export * from './ops.js';
 export { noGrad, enableGrad, isGradEnabled, setGradEnabled } from './autograd.js';
-export { tidy, keep, dispose, memory, type Disposable } from './scope.js';
+export { tidy, keep, dispose, memory, createdBytes, type Disposable } from './scope.js';
 export { manualSeed, getRngState, setRngState, getGeneratorState, setGeneratorState, setNumThreads, getNumThreads, defaultThreads, cuda, buildInfo, version, type CudaMemory } from './runtime.js';
 export * as F from './functional.js';
 export { photometricInto, PhotometricOp, cropResizeInto, type PixelBox } from './image.js';

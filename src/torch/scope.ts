@@ -75,3 +75,33 @@ export function dispose(v: unknown): void {
 export function memory(): { tensors: number; bytes: number; cudaBytes: number } {
   return native.memory();
 }
+
+/**
+ * Runs `fn` in a tidy scope and returns the bytes of the distinct storages held by the tensors it created (views
+ * and in-place results of one storage counted once, at their largest extent), then disposes them. A forward pass
+ * under grad keeps every output alive until its scope ends, so this is what a step's forward holds for backward.
+ */
+export function createdBytes(fn: () => void): number {
+  const scope = new Set<Disposable>();
+  scopes.push(scope);
+  try {
+    fn();
+  } catch (e) {
+    scopes.pop();
+    for (const t of scope) t.dispose();
+    throw e;
+  }
+  scopes.pop();
+  const byStorage = new Map<bigint, number>();
+  for (const t of scope) {
+    const tensor = t as unknown as { native?: { dataPtr(): bigint }; nbytes?: number };
+    if (!t.isDisposed && tensor.native && tensor.nbytes) {
+      const p = tensor.native.dataPtr();
+      byStorage.set(p, Math.max(byStorage.get(p) ?? 0, tensor.nbytes));
+    }
+    t.dispose();
+  }
+  let total = 0;
+  for (const b of byStorage.values()) total += b;
+  return total;
+}

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { resolve as resolvePath } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { MECHANISMS, isMechanismName, recipe, type BankSampling, type EndToEndLoss, type MechanismName, type Recipe } from '../moco/index.js';
+import { DEFAULT_PRESET, MECHANISMS, isMechanismName, recipe, type BankSampling, type EndToEndLoss, type MechanismName, type Recipe } from '../moco/index.js';
 import { ARCHS } from '../models/index.js';
 import { isPresetName } from '../data/index.js';
 import { flagOf, settingsFromObject } from './config-keys.js';
@@ -56,6 +56,17 @@ export interface PretrainConfig extends Recipe {
   channelsLast: boolean;
 }
 
+/**
+ * The defaults of the settings that are not the recipe's (a preset sets those), as a run gets them when neither
+ * a --config file nor a flag gives them. `threads` is the machine's core count and `lrScaling` follows the
+ * mechanism (see PretrainConfig), so neither is here; `out` '' is runs/<preset>-<time>.
+ */
+export const RUN_DEFAULTS = {
+  out: '', seed: 0, device: 'cpu', workers: 2, trainSubset: 0, maxSteps: 0, saveEverySteps: 0, keepCheckpoints: 3,
+  knnEvery: 0, knnK: 200, knnT: 0.1, knnFeature: 'head', printFreq: 10, shuffleBn: true, mechanism: 'moco', loss: 'infonce',
+  bankSampling: 'shared', bankMomentum: 0.5, amp: 'off', channelsLast: false,
+} as const satisfies Partial<PretrainConfig>;
+
 /** Flags as the command line gives them (camelCase of the flag names); undefined = not given. */
 export type ConfigOverrides = Partial<PretrainConfig> & { config?: string; augPlus?: boolean; mlp?: boolean };
 
@@ -95,12 +106,10 @@ export function resolveConfig(data: string, flags: ConfigOverrides, base?: Pretr
     throw new Error(`the data argument '${data}' is not the resumed run's data '${base.data}' (recorded in ${base.out || 'its checkpoint'}); leave the data argument out to continue on the run's own data, or start a new run with another --out`);
   }
   const file = flags.config ? readConfigFile(flags.config) : {};
-  const presetName = flags.preset ?? file.preset ?? base?.preset ?? 'mocov1';
+  const presetName = flags.preset ?? file.preset ?? base?.preset ?? DEFAULT_PRESET;
   const r = base ?? { ...recipe(presetName), preset: presetName };
   const defaults: PretrainConfig = {
-    ...r, data, preset: presetName, out: '', seed: 0, threads: availableParallelism(), device: 'cpu', workers: 2,
-    trainSubset: 0, maxSteps: 0, saveEverySteps: 0, keepCheckpoints: 3, knnEvery: 0, knnK: 200, knnT: 0.1, knnFeature: 'head', printFreq: 10,
-    shuffleBn: true, mechanism: 'moco', loss: 'infonce', bankSampling: 'shared', bankMomentum: 0.5, amp: 'off', channelsLast: false,
+    ...r, data, preset: presetName, ...RUN_DEFAULTS, threads: availableParallelism(),
     lrScaling: undefined as unknown as PretrainConfig['lrScaling'],
   };
   const merged: PretrainConfig = { ...defaults, ...(base ?? {}), ...file };

@@ -12,3 +12,4 @@ export * from './sweep-grid.js';
 export * from './sweep-report.js';
 export * from './sweep.js';
 export * from './config-keys.js';
+export * from './memory.js';

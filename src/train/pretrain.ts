@@ -17,6 +17,7 @@ import { CheckpointObserver, KnnObserver, ProgressObserver, RunLogObserver, Sign
 import { stepRng } from './step-rng.js';
 import { readMetrics, type StepMetrics } from './metrics.js';
 import { trainStep, type StepPrecision } from './train-step.js';
+import { availableMemory, checkMemory, estimatePeakMemory } from './memory.js';
 
 export interface PretrainOptions {
   /** A checkpoint to continue from (see readCheckpoint). */
@@ -41,6 +42,11 @@ export interface PretrainOptions {
    * are averaged, keys gathered before enqueue, ShuffleBN crosses processes, and only rank 0 writes.
    */
   dist?: DistributedTraining;
+  /**
+   * Refuse, before any step, a run whose estimated peak memory exceeds the memory available (see
+   * estimatePeakMemory, availableMemory). Default true; false is `--no-memory-check`.
+   */
+  memoryCheck?: boolean;
 }
 
 export interface PretrainSummary {
@@ -59,6 +65,8 @@ export interface PretrainSummary {
   interrupted?: string;
   /** The process's resident-memory high-water mark so far (MiB; getrusage ru_maxrss). */
   peakRssMB: number;
+  /** The peak memory estimated before the first step (MiB; estimatePeakMemory), to compare with peakRssMB. */
+  peakEstimateMB?: number;
   /**
    * The resumed run had already reached its last step (--epochs, or --max-steps): nothing was trained and nothing
    * in the run directory was rewritten. imagesPerSec, lastLoss and the kNN figures are then the run's own, read
@@ -151,7 +159,18 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
     augment: new Augmentation(c.augment as PresetName, { size: c.imageSize, threads: null }), twoCrops: twoViews, prefetch: Math.max(2, c.workers),
     fileWorkers: c.workers, device: c.device === 'cpu' ? undefined : c.device, rank, worldSize: world,
   });
-  await loader.prepare();
+  const source = await loader.prepare();
+  // Before the model is built or a step runs: a run that cannot fit is refused while that is cheap.
+  const estimate = estimatePeakMemory(c, { trainImages: train.length, files: source.kind === 'files', worldSize: world });
+  if (o.memoryCheck ?? true) {
+    try {
+      checkMemory(c, estimate, availableMemory(), world);
+    } catch (e) {
+      await loader.close();
+      train.dispose();
+      throw e;
+    }
+  }
   if (train.length < c.batchSize) {
     throw new Error(`data ${c.data}: ${train.length} images is fewer than --batch-size ${c.batchSize}; lower --batch-size`);
   }
@@ -316,5 +335,6 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
     checkpoint: checkpoints.last,
     ...(stopSignal ? { interrupted: stopSignal } : {}),
     peakRssMB: process.resourceUsage().maxRSS / 1024,
+    peakEstimateMB: estimate.peakBytes / 2 ** 20,
   };
 }

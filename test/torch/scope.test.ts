@@ -74,3 +74,15 @@ test('noGrad stops recording and restores the mode', () => {
   assert.equal(torch.isGradEnabled(), true);
   assert.equal(w.mul(2).requiresGrad, true);
 });
+
+test('createdBytes counts each storage a function created once (in-place results and views share it) and frees them', () => {
+  const before = torch.memory();
+  const bytes = torch.createdBytes(() => {
+    const a = torch.rand([1000]);
+    const b = torch.F.relu(a, true); // the same storage as a
+    b.view(10, 100);
+    a.mul(2); // a second storage
+  });
+  assert.equal(bytes, 2 * 1000 * 4);
+  assert.deepEqual(torch.memory(), before);
+});

@@ -1,7 +1,8 @@
 // The pre-training settings as flags, named as main_moco.py's where they exist: shared by `moco pretrain` and
 // `moco sweep` (whose grid cells are pre-training runs).
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import type { ConfigOverrides } from '../../train/index.js';
+import { RUN_DEFAULTS, SETTINGS, type ConfigOverrides, type PretrainConfig } from '../../train/index.js';
+import { DEFAULT_PRESET, recipe } from '../../moco/index.js';
 
 export const int = (flag: string) => (v: string): number => {
   const n = Number(v);
@@ -17,7 +18,7 @@ export const intList = (flag: string) => (v: string): number[] => v.split(',').m
 
 /** Adds the flags of a pre-training config (everything config.json holds) to `cmd`. */
 export function addPretrainOptions(cmd: Command): Command {
-  return cmd
+  cmd
     .option('--preset <name>', 'recipe: mocov1 (main_moco.py defaults), mocov2 (--mlp --moco-t 0.2 --aug-plus --cos), cifar (the official CIFAR-10 demo)')
     .option('--config <file>', 'JSON or YAML file of settings (flags override it)')
     .option('-a, --arch <name>', 'resnet18 | resnet34 | resnet50 | resnet101')
@@ -44,17 +45,17 @@ export function addPretrainOptions(cmd: Command): Command {
     .addOption(new Option('--mechanism <name>', 'where the negatives come from (MoCo v1 Fig. 3): moco (key encoder + queue), end-to-end (the batch, gradients through both views), memory-bank (one stored vector per image)').choices(['moco', 'end-to-end', 'memory-bank']))
     .addOption(new Option('--loss <name>', "end-to-end's loss: infonce (N×N logits, MoCo v1) or ntxent (SimCLR's symmetric NT-Xent, 2N−2 negatives)").choices(['infonce', 'ntxent']))
     .addOption(new Option('--bank-sampling <how>', 'memory bank: --moco-k negatives drawn once per batch (shared) or for each sample (per-sample)').choices(['shared', 'per-sample']))
-    .option('--bank-momentum <x>', 'memory bank: m of v ← normalize(m·v + (1−m)·q) (default 0.5)', num('--bank-momentum'))
-    .addOption(new Option('--lr-scaling <rule>', 'linear: use --lr × batch / 256 (main_moco.py\'s rule; default for end-to-end), none').choices(['none', 'linear']))
+    .option('--bank-momentum <x>', 'memory bank: m of v ← normalize(m·v + (1−m)·q)', num('--bank-momentum'))
+    .addOption(new Option('--lr-scaling <rule>', 'linear: use --lr × batch / 256 (main_moco.py\'s rule), none').choices(['none', 'linear']))
     .option('--train-subset <n>', 'train on a seeded random subset of N images', int('--train-subset'))
     .option('--max-steps <n>', 'stop after N optimizer steps in total', int('--max-steps'))
     .option('--seed <n>', 'seed of everything random', int('--seed'))
-    .option('-j, --workers <n>', 'worker threads that decode and augment image files while the model trains (default 2; images small enough to hold in memory are augmented between steps instead)', int('--workers'))
-    .option('--threads <n>', 'libtorch threads (default: all cores)', int('--threads'))
+    .option('-j, --workers <n>', 'worker threads that decode and augment image files while the model trains (images small enough to hold in memory are augmented between steps instead)', int('--workers'))
+    .option('--threads <n>', 'libtorch threads', int('--threads'))
     .addOption(new Option('--device <dev>', 'cpu or cuda[:N]'))
     .addOption(new Option('--amp <mode>', 'mixed precision: bf16 = forward under autocast in bfloat16, fp32 master weights (CUDA; CPUs with AVX-512 BF16/AMX, others emulate it slowly)').choices(['off', 'bf16']))
     .option('--channels-last', 'weights and views in channels-last (NHWC) memory')
-    .option('--out <dir>', 'run directory (default runs/<preset>-<time>)')
+    .option('--out <dir>', 'run directory')
     .option('--knn-every <epochs>', 'kNN monitor every E epochs on the labelled test/val split (0 = off)', int('--knn-every'))
     .option('--knn-k <n>', 'kNN neighbours', int('--knn-k'))
     .option('--knn-t <x>', 'kNN temperature', num('--knn-t'))
@@ -62,6 +63,40 @@ export function addPretrainOptions(cmd: Command): Command {
     .option('--save-every-steps <n>', 'also checkpoint every N steps', int('--save-every-steps'))
     .option('--keep-checkpoints <n>', 'checkpoints kept in the run directory', int('--keep-checkpoints'))
     .option('--print-freq <n>', 'log a line every N steps when not on a terminal', int('--print-freq'));
+  return showDefaults(cmd);
+}
+
+/** Defaults that are not a value of the config as such: the machine's, the mechanism's, or a pattern. */
+const DEFAULT_TEXT: Partial<Record<keyof PretrainConfig, string>> = {
+  preset: DEFAULT_PRESET,
+  threads: 'all cores',
+  out: 'runs/<preset>-<time>',
+  lrScaling: 'linear for --mechanism end-to-end, else none',
+};
+
+const camel = (key: string): string => key.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+const shown = (v: unknown): string => (typeof v === 'boolean' ? (v ? 'on' : 'off') : Array.isArray(v) ? v.join(',') : String(v));
+
+/**
+ * Appends each config flag's default to its help: the default preset's value (and that it is the preset's), or
+ * the run default of RUN_DEFAULTS; --config's is none. The values come from the definitions resolveConfig uses.
+ */
+function showDefaults(cmd: Command): Command {
+  const r = recipe(DEFAULT_PRESET);
+  const defaults: Record<string, unknown> = { ...r, ...RUN_DEFAULTS };
+  for (const opt of cmd.options) {
+    const name = opt.attributeName();
+    const s = SETTINGS.find((x) => camel(x.key) === name);
+    let text: string | undefined;
+    if (name === 'config') text = 'none';
+    else if (s) {
+      const value = defaults[s.field];
+      const on = s.to ? s.to(true) === value : opt.negate ? value === false : value;
+      text = DEFAULT_TEXT[s.field] ?? `${shown(s.kind === 'bool' ? on : value)}${s.field in r ? `, preset ${DEFAULT_PRESET}'s` : ''}`;
+    }
+    if (text !== undefined) opt.description = `${opt.description} (default: ${text})`;
+  }
+  return cmd;
 }
 
 /** The config overrides the flags of {@link addPretrainOptions} gave (undefined: not given). */

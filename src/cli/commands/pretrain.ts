@@ -2,28 +2,32 @@
 import { Command, Option } from 'commander';
 import { finishedMessage, pretrain, readCheckpoint, resolveConfig, type ConfigOverrides } from '../../train/index.js';
 import { addPretrainOptions, int, num, overridesFromFlags } from './pretrain-flags.js';
-import { ProcessGroup, configFromFlags, distributedTraining, launch, processDevice, relaunchArgv, threadsFromEnv, useDevice, type Backend } from '../../dist/index.js';
+import { DEFAULT_TIMEOUT_MS, ProcessGroup, configFromFlags, distributedTraining, launch, processDevice, relaunchArgv, threadsFromEnv, useDevice, type Backend } from '../../dist/index.js';
 import { DOWNLOAD_HELP, downloadData } from './download.js';
 import { ReportObserver } from '../../views/report-observer.js';
 import { renderNeighbourGrid } from '../../views/neighbour-grid.js';
+import { DEFAULT_PRESET, recipe } from '../../moco/index.js';
+
+const r = recipe(DEFAULT_PRESET);
 
 export function register(program: Command): void {
   addPretrainOptions(program
     .command('pretrain')
-    .description('MoCo v1/v2 self-supervised pre-training (or the end-to-end / memory-bank mechanisms). [data]: a folder in main_moco.py layout (train/, val/ or test/), any folder of images, cifar10:DIR / cifar100:DIR (binary release), or synthetic[:N] (built-in demo data); with --resume it may be left out (the run records its data)')
+    .description(`MoCo v1/v2 self-supervised pre-training (or the end-to-end / memory-bank mechanisms). [data]: a folder in main_moco.py layout (train/, val/ or test/), any folder of images, cifar10:DIR / cifar100:DIR (binary release), or synthetic[:N] (built-in demo data); with --resume it may be left out (the run records its data). Without --preset the recipe is ${DEFAULT_PRESET} (main_moco.py\'s defaults: ${r.arch}, ${r.imageSize} px, batch ${r.batchSize}, K ${r.K}), which needs a large machine (docs/memory.md: a run that cannot fit is refused before its first step); --preset cifar trains on a small one`)
     .argument('[data]', 'dataset (required unless --resume)'))
-    .option('--resume <path>', 'continue from a checkpoint file or a run directory (its latest checkpoint), on the run\'s own data and settings; flags given override them (e.g. a larger --epochs trains a finished run further)')
-    .option('--download', DOWNLOAD_HELP)
-    .option('--quiet', 'no progress output')
-    .option('--nproc-per-node <n>', 'start N local processes (Gloo on CPU, NCCL on CUDA), threads split between them', int('--nproc-per-node'))
-    .option('--nnodes <n>', 'nodes in a multi-node run (with --nproc-per-node)', int('--nnodes'))
-    .option('--node-rank <n>', "this node's index in a multi-node run", int('--node-rank'))
-    .option('--dist-url <url>', "tcp://host:port of rank 0's rendezvous (default env://: torchrun's MASTER_ADDR/MASTER_PORT/RANK/WORLD_SIZE)")
-    .option('--world-size <n>', 'main_moco.py style: nodes (with --multiprocessing-distributed) or processes', int('--world-size'))
-    .option('--rank <n>', 'main_moco.py style: node rank (with --multiprocessing-distributed) or process rank', int('--rank'))
-    .option('--multiprocessing-distributed', 'main_moco.py style: world = nodes × processes per node')
-    .addOption(new Option('--dist-backend <name>', 'collective backend').choices(['gloo', 'nccl']))
-    .option('--dist-timeout <s>', 'seconds a collective may wait for the other ranks before failing', num('--dist-timeout'))
+    .option('--resume <path>', 'continue from a checkpoint file or a run directory (its latest checkpoint), on the run\'s own data and settings; flags given override them (e.g. a larger --epochs trains a finished run further) (default: a new run)')
+    .option('--download', `${DOWNLOAD_HELP} (default: off)`)
+    .option('--quiet', 'no progress output (default: off)')
+    .option('--no-memory-check', 'start even when the estimated peak memory exceeds the memory available (docs/memory.md) (default: off: such a run is refused before its first step)')
+    .option('--nproc-per-node <n>', 'start N local processes (Gloo on CPU, NCCL on CUDA), threads split between them (default: 1)', int('--nproc-per-node'))
+    .option('--nnodes <n>', 'nodes in a multi-node run (with --nproc-per-node) (default: 1)', int('--nnodes'))
+    .option('--node-rank <n>', "this node's index in a multi-node run (default: 0)", int('--node-rank'))
+    .option('--dist-url <url>', "tcp://host:port of rank 0's rendezvous (default: env://, torchrun's MASTER_ADDR/MASTER_PORT/RANK/WORLD_SIZE)")
+    .option('--world-size <n>', 'main_moco.py style: nodes (with --multiprocessing-distributed) or processes (default: WORLD_SIZE from the environment, else one process)', int('--world-size'))
+    .option('--rank <n>', 'main_moco.py style: node rank (with --multiprocessing-distributed) or process rank (default: RANK from the environment, else 0)', int('--rank'))
+    .option('--multiprocessing-distributed', 'main_moco.py style: world = nodes × processes per node (default: off)')
+    .addOption(new Option('--dist-backend <name>', 'collective backend (default: gloo on CPU, nccl on CUDA)').choices(['gloo', 'nccl']))
+    .option('--dist-timeout <s>', `seconds a collective may wait for the other ranks before failing (default: ${DEFAULT_TIMEOUT_MS / 1000})`, num('--dist-timeout'))
     .action(async (dataArg: string | undefined, f: Record<string, unknown>) => {
       if (!dataArg && !f.resume) throw new Error('pretrain: missing the data argument: moco pretrain DATA … (a folder of images, cifar10:DIR, synthetic[:N]); to continue a run, moco pretrain --resume DIR');
       const flags: ConfigOverrides = overridesFromFlags(f);
@@ -61,7 +65,7 @@ export function register(program: Command): void {
       try {
         const warn = (what: string, e: unknown): void => { if (!f.quiet) process.stderr.write(`warning: ${what}: ${(e as Error).message}\n`); };
         const summary = await pretrain(config, {
-          resume, quiet: Boolean(f.quiet), dist: pg ? distributedTraining(pg) : undefined,
+          resume, quiet: Boolean(f.quiet), memoryCheck: f.memoryCheck !== false, dist: pg ? distributedTraining(pg) : undefined,
           observers: !pg || pg.isMain ? [new ReportObserver(config.out, warn)] : [], neighbourGrid: renderNeighbourGrid,
         });
         if (pg && !pg.isMain) return;
