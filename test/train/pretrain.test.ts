@@ -1,11 +1,11 @@
 // The pre-training loop: resume equivalence, SIGTERM then resume, guards, and that MoCo learns.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { pretrain, readCheckpoint, resolveConfig, type ConfigOverrides } from '../../src/train/index.js';
-import { repoRoot, tmpDir } from '../helpers/pytorch.js';
+import { tmpDir } from '../helpers/pytorch.js';
+import { runCli } from '../helpers/cli.js';
 import { CHECKSUM_KEY } from '../../src/io/safetensors.js';
 import { checkpointName } from '../../src/train/checkpoint.js';
 
@@ -53,16 +53,6 @@ test('a seeded run is bit-reproducible: the same config twice gives identical lo
   await pretrain(resolveConfig('synthetic:128', { ...TINY, seed: 4, maxSteps: 5, out: other }), { quiet: true });
   assert.notDeepEqual(losses(other), losses(runs[0]!));
 });
-
-function runCli(args: string[]): { proc: ReturnType<typeof spawn>; done: Promise<{ code: number | null; out: string; err: string }> } {
-  const proc = spawn(process.execPath, [join(repoRoot(), 'dist', 'src', 'cli', 'main.js'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  proc.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-  proc.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
-  const done = new Promise<{ code: number | null; out: string; err: string }>((resolve) => proc.on('close', (code) => resolve({ code, out, err })));
-  return { proc, done };
-}
 
 const CLI_TINY = ['--preset', 'cifar', '--width', '8', '--batch-size', '32', '--moco-k', '256', '--bn-splits', '4', '--epochs', '2', '--threads', '2', '--seed', '5', '--quiet'];
 
