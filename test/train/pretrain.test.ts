@@ -56,7 +56,7 @@ test('a seeded run is bit-reproducible: the same config twice gives identical lo
 
 const CLI_TINY = ['--preset', 'cifar', '--width', '8', '--batch-size', '32', '--moco-k', '256', '--bn-splits', '4', '--epochs', '2', '--threads', '2', '--seed', '5', '--quiet'];
 
-test('SIGTERM mid-epoch saves a checkpoint; resuming reproduces the uninterrupted losses', async () => {
+test('SIGTERM mid-epoch saves a checkpoint and exits 143; resuming reproduces the uninterrupted losses', async () => {
   const ref = tmpDir();
   const r0 = await runCli(['pretrain', 'synthetic:256', ...CLI_TINY, '--max-steps', '6', '--out', ref]).done;
   assert.equal(r0.code, 0, r0.err);
@@ -73,7 +73,8 @@ test('SIGTERM mid-epoch saves a checkpoint; resuming reproduces the uninterrupte
     }, 20);
   });
   const r1 = await run.done;
-  assert.equal(r1.code, 0, r1.err);
+  // The shell's status of a SIGTERM (128 + 15), after the checkpoint was saved.
+  assert.equal(r1.code, 143, r1.err);
   const summary = JSON.parse(r1.out.trim().split('\n').pop()!) as { interrupted?: string; steps: number };
   assert.equal(summary.interrupted, 'SIGTERM');
   assert.ok(summary.steps >= 2 && summary.steps < 6, `stopped after ${summary.steps} steps`);

@@ -4,7 +4,7 @@ import { FileWriteError } from '../../io/atomic.js';
 import type { SGD } from '../../optim/index.js';
 import type { Mechanism } from '../../moco/index.js';
 import type { PretrainConfig } from '../config.js';
-import { saveCheckpoint, type RunState } from '../checkpoint.js';
+import { resumeCommand, saveCheckpoint, type RunState } from '../checkpoint.js';
 import type { StepEvent, TrainObserver } from '../observer.js';
 
 export class CheckpointObserver implements TrainObserver {
@@ -24,7 +24,7 @@ export class CheckpointObserver implements TrainObserver {
     } catch (e) {
       if (!(e instanceof FileWriteError)) throw e;
       const last = this.last ? `the last good checkpoint ${this.last} is intact` : 'no checkpoint was saved before';
-      throw new Error(`${e.message} (run directory ${this.c.out}, step ${state.step}); ${last}. Free space, then continue with: moco pretrain --resume ${this.c.out}`, { cause: e });
+      throw new Error(`${e.message} (run directory ${this.c.out}, step ${state.step}); ${last}. Free space, then continue with: ${resumeCommand(this.c.out)}`, { cause: e });
     }
   }
 
@@ -36,6 +36,6 @@ export class CheckpointObserver implements TrainObserver {
 
   stopped(reason: string): void {
     this.save();
-    this.note(`${reason}: saved ${this.last}; continue with --resume ${this.c.out}`);
+    this.note(`${reason}: saved ${this.last}; continue with: ${resumeCommand(this.c.out)}`);
   }
 }
