@@ -4,10 +4,10 @@ import sharp from 'sharp';
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readSync, renameSync, writeFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve, sep } from 'node:path';
 import { empty, tensor, tidy, type Tensor } from '../torch/index.js';
 import type { Skipped } from './walk.js';
-import { cacheDir, cacheMaxBytes, evictCache, touchCacheFile } from './decode-cache.js';
+import { cacheDir, cacheMaxBytes, evictCache, listCache, touchCacheFile, type CacheEntry } from './decode-cache.js';
 
 export { cacheDir } from './decode-cache.js';
 
@@ -229,7 +229,7 @@ export async function decodeAllCached(paths: readonly string[], o: DecodeAllOpts
   try {
     const max = cacheMaxBytes();
     if (set.images.numel() <= max) {
-      writeCache(dir, file, set);
+      writeCache(dir, file, set, { dir: commonFolder(paths), files: paths.length });
       evictCache(max, file, dir);
     }
   } catch {
@@ -238,18 +238,41 @@ export async function decodeAllCached(paths: readonly string[], o: DecodeAllOpts
   return set;
 }
 
+/** What a cached dataset was decoded from, so that `moco cache ls` can say more than a hash. */
+export interface CacheSource {
+  /** The deepest folder holding every file (absolute). */
+  dir: string;
+  /** Image files given to the decoder (those that failed to decode included). */
+  files: number;
+}
+
 interface CacheHeader {
   n: number;
   height: number;
   width: number;
   ok: number[];
   skipped: Skipped[];
+  /** Absent in files written before it was recorded; readers ignore it. */
+  source?: CacheSource;
 }
 
-function writeCache(dir: string, file: string, set: DecodedSet): void {
+/** The deepest folder that holds every one of `paths` (absolute). */
+function commonFolder(paths: readonly string[]): string {
+  if (!paths.length) return '';
+  let parts = dirname(resolve(paths[0]!)).split(sep);
+  for (const p of paths) {
+    const q = dirname(resolve(p)).split(sep);
+    let i = 0;
+    while (i < parts.length && i < q.length && parts[i] === q[i]) i++;
+    parts = parts.slice(0, i);
+  }
+  return parts.join(sep) || sep;
+}
+
+function writeCache(dir: string, file: string, set: DecodedSet, source: CacheSource): void {
   mkdirSync(dir, { recursive: true });
   const [n, , height, width] = set.images.shape as [number, number, number, number];
-  const header: CacheHeader = { n, height, width, ok: Array.from(set.ok), skipped: set.skipped };
+  const header: CacheHeader = { n, height, width, ok: Array.from(set.ok), skipped: set.skipped, source };
   const hb = Buffer.from(JSON.stringify(header));
   const len = Buffer.alloc(8);
   len.writeUInt32LE(hb.length, 0);
@@ -260,17 +283,37 @@ function writeCache(dir: string, file: string, set: DecodedSet): void {
   renameSync(tmp, file);
 }
 
+/** A cache file's JSON header and its length in bytes (the image data starts at 8 + length). */
+function readCacheHeader(fd: number): { header: CacheHeader; hl: number } {
+  const head = Buffer.alloc(8);
+  if (readSync(fd, head, 0, 8, 0) !== 8 || head.readUInt32LE(4) !== 0x4f434f4d) throw new Error('bad cache magic');
+  const hl = head.readUInt32LE(0);
+  const hb = Buffer.alloc(hl);
+  if (readSync(fd, hb, 0, hl, 8) !== hl) throw new Error('truncated cache file');
+  return { header: JSON.parse(hb.toString()) as CacheHeader, hl };
+}
+
+/**
+ * The cache's files as {@link listCache} lists them, each with what it was decoded from: `source` is null for a
+ * file written before sources were recorded, or one that cannot be read.
+ */
+export function listCacheSources(dir = cacheDir()): (CacheEntry & { source: CacheSource | null })[] {
+  return listCache(dir).map((e) => {
+    let source: CacheSource | null = null;
+    try {
+      const fd = openSync(e.file, 'r');
+      try { source = readCacheHeader(fd).header.source ?? null; } finally { closeSync(fd); }
+    } catch { /* removed meanwhile, or damaged: listed without a source */ }
+    return { ...e, source };
+  });
+}
+
 function readCache(file: string): DecodedSet {
   // Read straight into the tensor, a few MB at a time: a whole-file Buffer would stay resident beside the
   // tensor until V8 collects it, adding the dataset's size to a run's peak memory (docs/benchmarks.md).
   const fd = openSync(file, 'r');
   try {
-    const head = Buffer.alloc(8);
-    if (readSync(fd, head, 0, 8, 0) !== 8 || head.readUInt32LE(4) !== 0x4f434f4d) throw new Error('bad cache magic');
-    const hl = head.readUInt32LE(0);
-    const hb = Buffer.alloc(hl);
-    if (readSync(fd, hb, 0, hl, 8) !== hl) throw new Error('truncated cache file');
-    const header = JSON.parse(hb.toString()) as CacheHeader;
+    const { header, hl } = readCacheHeader(fd);
     const per = 3 * header.height * header.width;
     if (fstatSync(fd).size !== 8 + hl + header.n * per) throw new Error('truncated cache file');
     const images = empty([header.n, 3, header.height, header.width], { dtype: 'uint8' });
