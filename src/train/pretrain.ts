@@ -281,7 +281,7 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
         windowImages += images;
         const ips = (1000 * windowImages) / Math.max(1, now - windowStart);
         if (state.step % c.printFreq === 0) { windowStart = now; windowImages = 0; }
-        const ev: StepEvent = { epoch, step: state.step, batchIndex: batch.index, loss, lr, imagesPerSec: ips, elapsed: (now - t0) / 1000, dataMs, stepMs };
+        const ev: StepEvent = { epoch, step: state.step, batchIndex: batch.index, lastOfEpoch: batch.index + 1 === bpe, loss, lr, imagesPerSec: ips, elapsed: (now - t0) / 1000, dataMs, stepMs };
         for (const ob of observers) ob.step?.(ev);
         if (state.step >= totalSteps) { done = true; break; }
         // In-memory batches resolve without a trip through the event loop; give signals a chance to land.

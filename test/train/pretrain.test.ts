@@ -1,7 +1,7 @@
 // The pre-training loop: resume equivalence, SIGTERM then resume, guards, and that MoCo learns.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { pretrain, readCheckpoint, resolveConfig, type ConfigOverrides } from '../../src/train/index.js';
 import { tmpDir } from '../helpers/pytorch.js';
@@ -32,6 +32,28 @@ test('2 steps + resume + 2 steps gives the same losses as 4 steps', async () => 
   assert.deepEqual(losses(b), losses(a));
   // The epoch boundary (4 batches of 32 in 128 images) was crossed by both runs at the same step.
   assert.deepEqual(readCheckpoint(a).state, { epoch: 1, batch: 0, step: 4 });
+});
+
+test('a step that ends an epoch and is a --save-every-steps step is checkpointed once', async () => {
+  // 128 images in batches of 32: 4 steps an epoch; --save-every-steps 2 saves steps 2, 4 and 6, and step 4 ends
+  // the first epoch. Its file is written by the epoch end only (not by the step save first and again after).
+  const out = tmpDir();
+  const ck4 = join(out, checkpointName(4));
+  let atStep: number | null | undefined;
+  let atEpochEnd: number | undefined;
+  const watch = {
+    between: (e: { step: number }): void => { if (e.step === 4) atStep = existsSync(ck4) ? statSync(ck4).ino : null; },
+    epochEnd: (e: { epoch: number }): void => { if (e.epoch === 0) atEpochEnd = statSync(ck4).ino; },
+  };
+  const s = await pretrain(resolveConfig('synthetic:128', { ...TINY, epochs: 2, saveEverySteps: 2, keepCheckpoints: 5, out }), { quiet: true, observers: [watch] });
+  assert.equal(s.steps, 8);
+  assert.notEqual(atStep, undefined, 'the loop went on after step 4');
+  assert.ok(atStep === null || atStep === atEpochEnd, 'step 4 was written twice (the step save, then the epoch end)');
+  assert.deepEqual(readdirSync(out).filter((f) => f.startsWith('checkpoint_')).sort(), [2, 4, 6, 8].map(checkpointName));
+  // The one file of step 4 records the epoch as done.
+  const ck = readCheckpoint(ck4);
+  for (const t of ck.tensors.values()) t.dispose();
+  assert.deepEqual(ck.state, { epoch: 1, batch: 0, step: 4 });
 });
 
 test('a seeded run is bit-reproducible: the same config twice gives identical losses and weights', async () => {

@@ -29,7 +29,8 @@ export class CheckpointObserver implements TrainObserver {
   }
 
   between(e: StepEvent): void {
-    if (this.c.saveEverySteps > 0 && e.step % this.c.saveEverySteps === 0) this.save();
+    // A step that ends its epoch is saved once, by epochEnd (its state then points at the next epoch).
+    if (this.c.saveEverySteps > 0 && e.step % this.c.saveEverySteps === 0 && !e.lastOfEpoch) this.save();
   }
 
   epochEnd(): void { this.save(); }
