@@ -7,7 +7,8 @@ import { stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { tensor, tidy, type Tensor } from '../torch/index.js';
 import type { Skipped } from './walk.js';
-import { cacheDir, cacheMaxBytes, evictCache, touchCacheFile } from './decode-cache.js';
+import { commonFolder } from './common-folder.js';
+import { cacheDir, cacheMaxBytes, evictCache, listCache, touchCacheFile, type CacheEntry } from './decode-cache.js';
 import { FileImages, TensorImages, type DecodedImages } from './decoded-images.js';
 import { writeAll } from '../io/atomic.js';
 
@@ -242,7 +243,7 @@ export async function decodeAllCached(paths: readonly string[], o: DecodeAllOpts
   try {
     const max = cacheMaxBytes();
     if (set.images.numel() <= max) {
-      writeCache(dir, file, set);
+      writeCache(dir, file, set, { dir: commonFolder(paths.map((p) => resolve(p))), files: paths.length });
       evictCache(max, file, dir);
       const opened = openCache(file);
       set.images.dispose();
@@ -254,18 +255,28 @@ export async function decodeAllCached(paths: readonly string[], o: DecodeAllOpts
   return inMemory(set);
 }
 
+/** What a cached dataset was decoded from, so that `moco cache ls` can say more than a hash. */
+export interface CacheSource {
+  /** The deepest folder holding every file (absolute). */
+  dir: string;
+  /** Image files given to the decoder (those that failed to decode included). */
+  files: number;
+}
+
 interface CacheHeader {
   n: number;
   height: number;
   width: number;
   ok: number[];
   skipped: Skipped[];
+  /** Absent in files written before it was recorded; readers ignore it. */
+  source?: CacheSource;
 }
 
-function writeCache(dir: string, file: string, set: DecodedSet): void {
+function writeCache(dir: string, file: string, set: DecodedSet, source: CacheSource): void {
   mkdirSync(dir, { recursive: true });
   const [n, , height, width] = set.images.shape as [number, number, number, number];
-  const header: CacheHeader = { n, height, width, ok: Array.from(set.ok), skipped: set.skipped };
+  const header: CacheHeader = { n, height, width, ok: Array.from(set.ok), skipped: set.skipped, source };
   const hb = Buffer.from(JSON.stringify(header));
   const len = Buffer.alloc(8);
   len.writeUInt32LE(hb.length, 0);
@@ -290,18 +301,39 @@ function writeCache(dir: string, file: string, set: DecodedSet): void {
   renameSync(tmp, file);
 }
 
+/** A cache file's JSON header and its length in bytes (the image data starts at 8 + length). */
+function readCacheHeader(fd: number): { header: CacheHeader; hl: number } {
+  const head = Buffer.alloc(8);
+  if (readSync(fd, head, 0, 8, 0) !== 8 || head.readUInt32LE(4) !== 0x4f434f4d) throw new Error('bad cache magic');
+  const hl = head.readUInt32LE(0);
+  const hb = Buffer.alloc(hl);
+  if (readSync(fd, hb, 0, hl, 8) !== hl) throw new Error('truncated cache file');
+  return { header: JSON.parse(hb.toString()) as CacheHeader, hl };
+}
+
+/**
+ * The cache's files as {@link listCache} lists them, each with what it was decoded from: `source` is null for a
+ * file written before sources were recorded, or one that cannot be read.
+ */
+export function listCacheSources(dir = cacheDir()): (CacheEntry & { source: CacheSource | null })[] {
+  return listCache(dir).map((e) => {
+    let source: CacheSource | null = null;
+    try {
+      const fd = openSync(e.file, 'r');
+      try { source = readCacheHeader(fd).header.source ?? null; } finally { closeSync(fd); }
+    } catch { /* removed meanwhile, or damaged: listed without a source */ }
+    return { ...e, source };
+  });
+}
+
 function openCache(file: string): DecodedRows {
   const fd = openSync(file, 'r');
   let header: CacheHeader;
   let offset: number;
   try {
-    const head = Buffer.alloc(8);
-    if (readSync(fd, head, 0, 8, 0) !== 8 || head.readUInt32LE(4) !== 0x4f434f4d) throw new Error('bad cache magic');
-    const hl = head.readUInt32LE(0);
-    const hb = Buffer.alloc(hl);
-    if (readSync(fd, hb, 0, hl, 8) !== hl) throw new Error('truncated cache file');
-    header = JSON.parse(hb.toString()) as CacheHeader;
-    offset = 8 + hl;
+    const read = readCacheHeader(fd);
+    header = read.header;
+    offset = 8 + read.hl;
     if (fstatSync(fd).size !== offset + header.n * 3 * header.height * header.width) throw new Error('truncated cache file');
   } finally {
     closeSync(fd);

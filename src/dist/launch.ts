@@ -2,7 +2,7 @@
 // CPU threads between them, and ends the run when one of them fails.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, constants as osConstants } from 'node:os';
 import { envFor } from './config.js';
 
 export interface LaunchOptions {
@@ -114,13 +114,13 @@ export async function launch(o: LaunchOptions): Promise<{ code: number; exits: R
     process.off('SIGTERM', onSignal);
   }
   const f = firstFailure as RankExit | null;
-  const code = !f ? 0 : f.signal ? 128 + signalNumber(f.signal) : f.code ?? 1;
+  const code = !f ? 0 : f.signal ? signalExitCode(f.signal) : f.code ?? 1;
   return { code, exits };
 }
 
-function signalNumber(s: NodeJS.Signals): number {
-  const table: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGTERM: 15 };
-  return table[s] ?? 1;
+/** The shell's exit status of a process ended by `signal`: 128 + its number (SIGINT 130, SIGTERM 143). */
+export function signalExitCode(signal: string): number {
+  return 128 + (osConstants.signals[signal as NodeJS.Signals] ?? 1);
 }
 
 /**

@@ -1,7 +1,7 @@
 // `/v1/search` over a LanceDB collection of `moco index`: the collection's ANN index (refined, exact cosine
 // scores) or its flat scan; hits carry the row's id, which `/v1/thumbnail/:row` looks up.
 import { Collection } from '../collections/table.js';
-import { commonFolder } from './common-folder.js';
+import { commonFolder } from '../data/common-folder.js';
 import type { SearchBackend, SearchFilter, SearchHit } from './search-backend.js';
 
 export class LanceBackend implements SearchBackend {

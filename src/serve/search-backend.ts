@@ -4,7 +4,7 @@
 import { basename, dirname, isAbsolute, resolve } from 'node:path';
 import { EmbeddingIndex } from '../eval/embedding-file.js';
 import { searchIndex, type SearchRows } from '../eval/search.js';
-import { commonFolder } from './common-folder.js';
+import { commonFolder } from '../data/common-folder.js';
 
 /**
  * A structured filter, matched field by field (never spliced into a query string): every given field must

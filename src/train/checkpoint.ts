@@ -9,6 +9,7 @@ import { loadCheckpointFrom } from '../io/run-dir.js';
 import type { Mechanism } from '../moco/index.js';
 import { MOMENTUM_PREFIX, momentumFromTensors, momentumTensors, type SGD } from '../optim/index.js';
 import type { PretrainConfig } from './config.js';
+import { packageVersion } from './run-log.js';
 
 export const CHECKPOINT_FORMAT = 'moco-ts/1';
 
@@ -27,6 +28,15 @@ export function checkpointName(step: number): string {
   return `checkpoint_${String(step).padStart(7, '0')}.safetensors`;
 }
 
+/**
+ * The command that continues the run in `runDir`, as it can be pasted into a shell: `moco pretrain --resume DIR`
+ * (the run records its data and settings, so no data argument), the directory quoted when it needs it, then `extra`.
+ */
+export function resumeCommand(runDir: string, extra = ''): string {
+  const dir = /^[\w@%+=:,./-]+$/.test(runDir) ? runDir : `'${runDir.replace(/'/g, `'\\''`)}'`;
+  return `moco pretrain --resume ${dir}${extra ? ` ${extra}` : ''}`;
+}
+
 /** Saves model, queue, optimizer and RNG state, then points `last` at it and prunes old checkpoints. */
 export function saveCheckpoint(dir: string, moco: Mechanism, opt: SGD, state: RunState, config: PretrainConfig, keep = 3): string {
   const file = join(dir, checkpointName(state.step));
@@ -43,7 +53,7 @@ export function saveCheckpoint(dir: string, moco: Mechanism, opt: SGD, state: Ru
     moco: JSON.stringify(config),
     state: JSON.stringify(state),
     optimizer: JSON.stringify(opt.stateDict().groups),
-    versions: JSON.stringify({ 'moco-ts': '0.1.0', torch: torchVersion, node: process.version }),
+    versions: JSON.stringify({ 'moco-ts': packageVersion(), torch: torchVersion, node: process.version }),
   });
   if (cpu !== tensors) for (const t of cpu.values()) t.dispose();
   rng.dispose();

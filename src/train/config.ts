@@ -148,6 +148,9 @@ export function divisorsText(n: number): string {
   return shown.length > 1 ? `${shown.slice(0, -1).join(', ')} or ${shown[shown.length - 1]}` : String(shown[0]);
 }
 
+/** Keys a MoCo step enqueues: the batch, twice with --symmetric (both view orders); the queue holds at least this many. */
+export function keysPerStep(c: Pick<PretrainConfig, 'batchSize' | 'symmetric'>): number { return c.batchSize * (c.symmetric ? 2 : 1); }
+
 function isInt(v: unknown, min: number): boolean { return typeof v === 'number' && Number.isInteger(v) && v >= min; }
 
 /** Rejects values no run could use, naming the flag, where its value came from, and the valid range. */
@@ -173,8 +176,8 @@ export function validate(c: PretrainConfig, origin: Origin = {}): void {
   check(c.bankSampling === 'shared' || c.bankSampling === 'per-sample', 'bankSampling', "'shared' or 'per-sample'");
   check(typeof c.bankMomentum === 'number' && c.bankMomentum >= 0 && c.bankMomentum < 1, 'bankMomentum', 'a number in [0, 1)');
   check(c.lrScaling === 'none' || c.lrScaling === 'linear', 'lrScaling', "'none' or 'linear'");
-  const keysPerStep = c.batchSize * (c.symmetric ? 2 : 1);
-  check(c.mechanism !== 'moco' || c.K >= keysPerStep, 'K', `must be at least the keys enqueued per step (${named(c, origin, 'batchSize')}${c.symmetric ? ' × 2 for --symmetric' : ''} = ${keysPerStep}); pass --moco-k ${keysPerStep} or more, or a smaller --batch-size`);
+  const perStep = keysPerStep(c);
+  check(c.mechanism !== 'moco' || c.K >= perStep, 'K', `must be at least the keys enqueued per step (${named(c, origin, 'batchSize')}${c.symmetric ? ' × 2 for --symmetric' : ''} = ${perStep}); pass --moco-k ${perStep} or more, or a smaller --batch-size`);
   check(typeof c.m === 'number' && c.m >= 0 && c.m < 1, 'm', 'a number in [0, 1)');
   check(typeof c.T === 'number' && c.T > 0, 'T', 'a number > 0');
   check(isInt(c.width, 1), 'width', 'a positive integer (64 = torchvision)');

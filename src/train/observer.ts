@@ -10,6 +10,8 @@ export interface StepEvent {
   step: number;
   /** The batch just trained on, within its epoch. */
   batchIndex: number;
+  /** The batch was its epoch's last: the epoch's end (epochEnd, with the state at the next epoch) follows. */
+  lastOfEpoch: boolean;
   loss: number;
   lr: number;
   /** Images a second over the current logging window. */

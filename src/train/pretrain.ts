@@ -10,8 +10,8 @@ import { MoCo, createMechanism, type Mechanism } from '../moco/index.js';
 import { SGD, cosineLr, linearScaledLr, stepLr } from '../optim/index.js';
 import { writeTextAtomic } from '../io/atomic.js';
 import type { DistributedTraining } from '../dist/index.js';
-import type { PretrainConfig } from './config.js';
-import { restoreCheckpoint, type LoadedCheckpoint, type RunState } from './checkpoint.js';
+import { keysPerStep, type PretrainConfig } from './config.js';
+import { restoreCheckpoint, resumeCommand, type LoadedCheckpoint, type RunState } from './checkpoint.js';
 import type { RunEnd, StepEvent, TrainObserver } from './observer.js';
 import { CheckpointObserver, KnnObserver, ProgressObserver, RunLogObserver, SignalObserver, type NeighbourGridRenderer } from './observers/index.js';
 import { stepRng } from './step-rng.js';
@@ -83,8 +83,16 @@ export function finishedMessage(c: PretrainConfig, summary: PretrainSummary): st
   const byMaxSteps = c.maxSteps > 0 && summary.steps >= c.maxSteps;
   const more = byMaxSteps
     ? `a larger --max-steps (it stopped at --max-steps ${c.maxSteps}; 0: all --epochs)`
-    : `a larger --epochs, e.g. moco pretrain --resume ${c.out} --epochs ${c.epochs * 2}`;
+    : `a larger --epochs, e.g. ${resumeCommand(c.out, `--epochs ${c.epochs * 2}`)}`;
   return `${c.out} is already finished: epoch ${Number(summary.epochs.toFixed(2))} of ${c.epochs}, step ${summary.steps} (checkpoint ${summary.checkpoint ?? 'none'}); nothing was trained. To train it further, resume with ${more}`;
+}
+
+/**
+ * The summary as the one JSON line `moco pretrain` prints: fractions rounded to `significant` digits (default 4;
+ * `epochs` 1.4285714285714286 → 1.429), integers kept as they are, `extra` fields (e.g. worldSize) appended.
+ */
+export function summaryLine(summary: PretrainSummary, extra: Record<string, unknown> = {}, significant = 4): string {
+  return JSON.stringify({ ...summary, ...extra }, (_k, v: unknown) => (typeof v === 'number' && Number.isFinite(v) && !Number.isInteger(v) ? Number(v.toPrecision(significant)) : v));
 }
 
 /** The summary of a finished run that was resumed: its own recorded figures (see PretrainSummary.alreadyFinished). */
@@ -173,6 +181,12 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
   }
   if (train.length < c.batchSize) {
     throw new Error(`data ${c.data}: ${train.length} images is fewer than --batch-size ${c.batchSize}; lower --batch-size`);
+  }
+  const perStep = keysPerStep(c);
+  if ((c.mechanism ?? 'moco') === 'moco' && c.K > train.length && !quiet) {
+    // Not an error (it trains), but the queue then holds several keys of each image: an image's own earlier keys
+    // become its negatives, and the contrast is weaker than the queue size suggests.
+    process.stderr.write(`warning: --moco-k ${c.K} is larger than the dataset ${c.data} (${train.length} training images): the queue holds several keys of each image, so images are contrasted with their own earlier keys; ${perStep <= train.length ? `pass --moco-k ${train.length} or less` : `the queue cannot be smaller than the ${perStep} keys a step enqueues, so pass a smaller --batch-size`}\n`);
   }
   const bpe = loader.batchesPerEpoch;
   const totalSteps = c.maxSteps > 0 ? Math.min(c.maxSteps, c.epochs * bpe) : c.epochs * bpe;
@@ -291,7 +305,7 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
         windowImages += images;
         const ips = (1000 * windowImages) / Math.max(1, now - windowStart);
         if (state.step % c.printFreq === 0) { windowStart = now; windowImages = 0; }
-        const ev: StepEvent = { epoch, step: state.step, batchIndex: batch.index, loss, lr, imagesPerSec: ips, elapsed: (now - t0) / 1000, dataMs, stepMs };
+        const ev: StepEvent = { epoch, step: state.step, batchIndex: batch.index, lastOfEpoch: batch.index + 1 === bpe, loss, lr, imagesPerSec: ips, elapsed: (now - t0) / 1000, dataMs, stepMs };
         for (const ob of observers) ob.step?.(ev);
         if (state.step >= totalSteps) { done = true; break; }
         // In-memory batches resolve without a trip through the event loop; give signals a chance to land.

@@ -12,6 +12,9 @@ export class Progress {
   private bar: cliProgress.SingleBar | null = null;
   private lastLog = 0;
   private current: number;
+  // What the bar's {epoch} {loss} {lr} {ips} show: restarting the bar (after a line written above it) without them
+  // would print the placeholders literally. Blanks until the first step.
+  private payload: Record<string, string | number> = { epoch: '-', loss: '-', lr: '-', ips: '-' };
 
   constructor(private readonly total: number, start: number, private readonly printFreq: number, private readonly enabled = true) {
     this.current = start;
@@ -23,7 +26,7 @@ export class Progress {
         hideCursor: true,
         etaBuffer: 20,
       }, cliProgress.Presets.shades_classic);
-      this.bar.start(total, start, { epoch: 0, loss: '-', lr: '-', ips: '-' });
+      this.bar.start(total, start, this.payload);
     }
   }
 
@@ -31,6 +34,7 @@ export class Progress {
     if (!this.enabled) return;
     this.current = step;
     const payload = { epoch: v.epoch, loss: v.loss.toFixed(4), lr: v.lr.toPrecision(3), ips: v.imagesPerSec.toFixed(1) };
+    this.payload = payload;
     if (this.bar) {
       this.bar.update(step, payload);
     } else if (step - this.lastLog >= this.printFreq || step === this.total) {
@@ -44,7 +48,7 @@ export class Progress {
     if (this.bar) {
       this.bar.stop();
       process.stderr.write(`${line}\n`);
-      this.bar.start(this.total, this.current);
+      this.bar.start(this.total, this.current, this.payload);
     } else {
       process.stderr.write(`${line}\n`);
     }

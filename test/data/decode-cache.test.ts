@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync, utimesSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { decodeAllCached } from '../../src/data/decode.js';
@@ -77,4 +77,39 @@ test('MOCO_CACHE_MAX sizes: units and a clear error', () => {
   assert.equal(parseBytes('1.5k', 'x'), 1536);
   assert.equal(parseBytes('123', 'x'), 123);
   assert.throws(() => parseBytes('lots', 'MOCO_CACHE_MAX'), /MOCO_CACHE_MAX 'lots': expected a size such as 8G, 500M or a number of bytes/);
+});
+
+test('cache ls names the folder each cached dataset was decoded from; files written before that still list', async () => {
+  const root = tmpDir();
+  const dir = join(root, 'cache');
+  const env = { ...process.env, MOCO_CACHE_DIR: dir, MOCO_CACHE_MAX: '8G' };
+  const saved = process.env.MOCO_CACHE_DIR;
+  process.env.MOCO_CACHE_DIR = dir;
+  try {
+    const paths = [...await folder(join(root, 'photos'), 'cats', 2, 16), ...await folder(join(root, 'photos'), 'dogs', 1, 16)];
+    (await decodeAllCached(paths)).images.dispose();
+    // A file in the layout of before: the same magic and header, without `source`.
+    const header = Buffer.from(JSON.stringify({ n: 0, height: 16, width: 16, ok: [], skipped: [] }));
+    const head = Buffer.alloc(8);
+    head.writeUInt32LE(header.length, 0);
+    head.writeUInt32LE(0x4f434f4d, 4);
+    const old = join(dir, `decoded-${'0'.repeat(32)}.bin`);
+    writeFileSync(old, Buffer.concat([head, header]));
+    utimesSync(old, new Date(Date.now() - 60_000), new Date(Date.now() - 60_000));
+
+    const cli = join(repoRoot(), 'dist', 'src', 'cli', 'main.js');
+    const text = execFileSync(process.execPath, [cli, 'cache', 'ls'], { env, encoding: 'utf8' }).trim().split('\n');
+    assert.equal(text.length, 3, text.join('\n'));
+    assert.ok(text[0]!.includes(`${join(root, 'photos')} (3 files)`), text[0]);
+    assert.ok(text[1]!.includes('(source not recorded)') && text[1]!.includes(old), text[1]);
+    const ls = JSON.parse(execFileSync(process.execPath, [cli, 'cache', 'ls', '--json'], { env, encoding: 'utf8' })) as { entries: { file: string; source: unknown }[] };
+    assert.deepEqual(ls.entries.map((e) => e.source), [{ dir: join(root, 'photos'), files: 3 }, null]);
+    // The recorded source changes nothing about reading the file back.
+    const again = await decodeAllCached(paths);
+    assert.deepEqual(again.images.shape, [3, 3, 16, 16]);
+    again.images.dispose();
+  } finally {
+    if (saved === undefined) delete process.env.MOCO_CACHE_DIR; else process.env.MOCO_CACHE_DIR = saved;
+    rmSync(root, { recursive: true, force: true });
+  }
 });

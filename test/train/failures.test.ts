@@ -2,11 +2,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { closeSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { pretrain, readCheckpoint, resolveConfig, type ConfigOverrides } from '../../src/train/index.js';
 import { loadEncoder } from '../../src/eval/encoder.js';
 import { tmpDir } from '../helpers/pytorch.js';
+import { runCli } from '../helpers/cli.js';
 
 const TINY: ConfigOverrides = {
   preset: 'cifar', width: 8, batchSize: 32, K: 256, bnSplits: 4, epochs: 3, printFreq: 1000, threads: 2, seed: 3,
@@ -58,6 +59,26 @@ test('a full disk during a save names the file, the run directory, the intact la
     execFileSync('umount', [mnt]);
     rmSync(mnt, { recursive: true, force: true });
   }
+});
+
+test('a failed save prints a resume command that works as printed: no data argument, the run directory quoted for the shell', async () => {
+  // A directory where the second checkpoint goes makes its save fail (rename onto a non-empty directory) on any
+  // disk, as a full one would; the run directory has a space, so an unquoted path would not paste into a shell.
+  const out = join(tmpDir(), 'my run');
+  mkdirSync(join(out, 'checkpoint_0000002.safetensors', 'blocked'), { recursive: true });
+  await assert.rejects(
+    pretrain(resolveConfig('synthetic:64', { ...TINY, maxSteps: 3, saveEverySteps: 1, out }), { quiet: true }),
+    (e: Error) => {
+      assert.match(e.message, /cannot write .*checkpoint_0000002\.safetensors/);
+      assert.ok(e.message.endsWith(`Free space, then continue with: moco pretrain --resume '${out}'`), e.message);
+      return true;
+    },
+  );
+  // Pasted as printed (the quotes stripped by the shell), it continues the run on its recorded data.
+  rmSync(join(out, 'checkpoint_0000002.safetensors'), { recursive: true });
+  const r = await runCli(['pretrain', '--resume', out, '--quiet']).done;
+  assert.equal(r.code, 0, r.err);
+  assert.equal((JSON.parse(r.out.trim().split('\n').pop()!) as { steps: number }).steps, 3);
 });
 
 test('a damaged newest checkpoint: resume and --pretrained fall back to the newest intact one with a warning; none intact names each', async () => {

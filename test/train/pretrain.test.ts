@@ -1,11 +1,11 @@
 // The pre-training loop: resume equivalence, SIGTERM then resume, guards, and that MoCo learns.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { pretrain, readCheckpoint, resolveConfig, type ConfigOverrides } from '../../src/train/index.js';
-import { repoRoot, tmpDir } from '../helpers/pytorch.js';
+import { tmpDir } from '../helpers/pytorch.js';
+import { runCli } from '../helpers/cli.js';
 import { CHECKSUM_KEY } from '../../src/io/safetensors.js';
 import { checkpointName } from '../../src/train/checkpoint.js';
 
@@ -34,6 +34,28 @@ test('2 steps + resume + 2 steps gives the same losses as 4 steps', async () => 
   assert.deepEqual(readCheckpoint(a).state, { epoch: 1, batch: 0, step: 4 });
 });
 
+test('a step that ends an epoch and is a --save-every-steps step is checkpointed once', async () => {
+  // 128 images in batches of 32: 4 steps an epoch; --save-every-steps 2 saves steps 2, 4 and 6, and step 4 ends
+  // the first epoch. Its file is written by the epoch end only (not by the step save first and again after).
+  const out = tmpDir();
+  const ck4 = join(out, checkpointName(4));
+  let atStep: number | null | undefined;
+  let atEpochEnd: number | undefined;
+  const watch = {
+    between: (e: { step: number }): void => { if (e.step === 4) atStep = existsSync(ck4) ? statSync(ck4).ino : null; },
+    epochEnd: (e: { epoch: number }): void => { if (e.epoch === 0) atEpochEnd = statSync(ck4).ino; },
+  };
+  const s = await pretrain(resolveConfig('synthetic:128', { ...TINY, epochs: 2, saveEverySteps: 2, keepCheckpoints: 5, out }), { quiet: true, observers: [watch] });
+  assert.equal(s.steps, 8);
+  assert.notEqual(atStep, undefined, 'the loop went on after step 4');
+  assert.ok(atStep === null || atStep === atEpochEnd, 'step 4 was written twice (the step save, then the epoch end)');
+  assert.deepEqual(readdirSync(out).filter((f) => f.startsWith('checkpoint_')).sort(), [2, 4, 6, 8].map(checkpointName));
+  // The one file of step 4 records the epoch as done.
+  const ck = readCheckpoint(ck4);
+  for (const t of ck.tensors.values()) t.dispose();
+  assert.deepEqual(ck.state, { epoch: 1, batch: 0, step: 4 });
+});
+
 test('a seeded run is bit-reproducible: the same config twice gives identical losses and weights', async () => {
   // What README promises: on one machine, with the same --seed and --threads, every loss and every tensor of the
   // checkpoint (model, queue, momentum buffers, RNG) is identical, bit for bit.
@@ -54,19 +76,9 @@ test('a seeded run is bit-reproducible: the same config twice gives identical lo
   assert.notDeepEqual(losses(other), losses(runs[0]!));
 });
 
-function runCli(args: string[]): { proc: ReturnType<typeof spawn>; done: Promise<{ code: number | null; out: string; err: string }> } {
-  const proc = spawn(process.execPath, [join(repoRoot(), 'dist', 'src', 'cli', 'main.js'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  proc.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-  proc.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
-  const done = new Promise<{ code: number | null; out: string; err: string }>((resolve) => proc.on('close', (code) => resolve({ code, out, err })));
-  return { proc, done };
-}
-
 const CLI_TINY = ['--preset', 'cifar', '--width', '8', '--batch-size', '32', '--moco-k', '256', '--bn-splits', '4', '--epochs', '2', '--threads', '2', '--seed', '5', '--quiet'];
 
-test('SIGTERM mid-epoch saves a checkpoint; resuming reproduces the uninterrupted losses', async () => {
+test('SIGTERM mid-epoch saves a checkpoint and exits 143; resuming reproduces the uninterrupted losses', async () => {
   const ref = tmpDir();
   const r0 = await runCli(['pretrain', 'synthetic:256', ...CLI_TINY, '--max-steps', '6', '--out', ref]).done;
   assert.equal(r0.code, 0, r0.err);
@@ -83,7 +95,8 @@ test('SIGTERM mid-epoch saves a checkpoint; resuming reproduces the uninterrupte
     }, 20);
   });
   const r1 = await run.done;
-  assert.equal(r1.code, 0, r1.err);
+  // The shell's status of a SIGTERM (128 + 15), after the checkpoint was saved.
+  assert.equal(r1.code, 143, r1.err);
   const summary = JSON.parse(r1.out.trim().split('\n').pop()!) as { interrupted?: string; steps: number };
   assert.equal(summary.interrupted, 'SIGTERM');
   assert.ok(summary.steps >= 2 && summary.steps < 6, `stopped after ${summary.steps} steps`);

@@ -92,7 +92,7 @@ test('a run stopped by SIGTERM flushes its events; its resumption continues them
       if (existsSync(p) && readFileSync(p, 'utf8').split('\n').filter(Boolean).length >= 3) { clearInterval(timer); proc.kill('SIGTERM'); resolve(); }
     }, 20);
   });
-  assert.equal(await done, 0, err);
+  assert.equal(await done, 143, err);
   const info = readRunInfo(dir)!;
   assert.deepEqual([info.state, info.reason], ['interrupted', 'SIGTERM']);
   assert.ok(info.steps >= 2 && info.steps < 16, `stopped at ${info.steps}`);

@@ -1,8 +1,8 @@
 // moco pretrain [data]: flags named as main_moco.py's where they exist.
 import { Command, Option } from 'commander';
-import { finishedMessage, pretrain, readCheckpoint, resolveConfig, type ConfigOverrides } from '../../train/index.js';
+import { finishedMessage, pretrain, summaryLine, readCheckpoint, resolveConfig, type ConfigOverrides } from '../../train/index.js';
 import { addPretrainOptions, int, num, overridesFromFlags } from './pretrain-flags.js';
-import { DEFAULT_TIMEOUT_MS, ProcessGroup, configFromFlags, distributedTraining, launch, processDevice, relaunchArgv, threadsFromEnv, useDevice, type Backend } from '../../dist/index.js';
+import { DEFAULT_TIMEOUT_MS, ProcessGroup, configFromFlags, distributedTraining, launch, processDevice, relaunchArgv, signalExitCode, threadsFromEnv, useDevice, type Backend } from '../../dist/index.js';
 import { DOWNLOAD_HELP, downloadData } from './download.js';
 import { ReportObserver } from '../../views/report-observer.js';
 import { renderNeighbourGrid } from '../../views/neighbour-grid.js';
@@ -68,13 +68,16 @@ export function register(program: Command): void {
           resume, quiet: Boolean(f.quiet), memoryCheck: f.memoryCheck !== false, dist: pg ? distributedTraining(pg) : undefined,
           observers: !pg || pg.isMain ? [new ReportObserver(config.out, warn)] : [], neighbourGrid: renderNeighbourGrid,
         });
+        // Stopped by a signal, after its checkpoint was saved: exit as the signal would have (130, 143) so that
+        // a script or scheduler sees an interrupted run, not a finished one.
+        if (summary.interrupted) process.exitCode = signalExitCode(summary.interrupted);
         if (pg && !pg.isMain) return;
         if (summary.alreadyFinished) {
           // Not an error (a script that resumes until done lands here), but nothing was trained: say so, --quiet or
           // not (it is the answer, not progress). The JSON line has alreadyFinished and the run's recorded figures.
           process.stderr.write(`moco pretrain: ${finishedMessage(config, summary)}\n`);
         }
-        console.log(JSON.stringify({ ...summary, ...(pg ? { worldSize: pg.worldSize } : {}) }));
+        console.log(summaryLine(summary, pg ? { worldSize: pg.worldSize } : {}));
       } finally {
         await pg?.close();
       }

@@ -4,7 +4,7 @@ import { FileWriteError } from '../../io/atomic.js';
 import type { SGD } from '../../optim/index.js';
 import type { Mechanism } from '../../moco/index.js';
 import type { PretrainConfig } from '../config.js';
-import { saveCheckpoint, type RunState } from '../checkpoint.js';
+import { resumeCommand, saveCheckpoint, type RunState } from '../checkpoint.js';
 import type { StepEvent, TrainObserver } from '../observer.js';
 
 export class CheckpointObserver implements TrainObserver {
@@ -24,18 +24,19 @@ export class CheckpointObserver implements TrainObserver {
     } catch (e) {
       if (!(e instanceof FileWriteError)) throw e;
       const last = this.last ? `the last good checkpoint ${this.last} is intact` : 'no checkpoint was saved before';
-      throw new Error(`${e.message} (run directory ${this.c.out}, step ${state.step}); ${last}. Free space, then continue with: moco pretrain --resume ${this.c.out}`, { cause: e });
+      throw new Error(`${e.message} (run directory ${this.c.out}, step ${state.step}); ${last}. Free space, then continue with: ${resumeCommand(this.c.out)}`, { cause: e });
     }
   }
 
   between(e: StepEvent): void {
-    if (this.c.saveEverySteps > 0 && e.step % this.c.saveEverySteps === 0) this.save();
+    // A step that ends its epoch is saved once, by epochEnd (its state then points at the next epoch).
+    if (this.c.saveEverySteps > 0 && e.step % this.c.saveEverySteps === 0 && !e.lastOfEpoch) this.save();
   }
 
   epochEnd(): void { this.save(); }
 
   stopped(reason: string): void {
     this.save();
-    this.note(`${reason}: saved ${this.last}; continue with --resume ${this.c.out}`);
+    this.note(`${reason}: saved ${this.last}; continue with: ${resumeCommand(this.c.out)}`);
   }
 }

@@ -63,7 +63,8 @@ export class RunLogObserver implements TrainObserver {
   row(m: StepMetrics): void { this.log.row(m); }
 
   between(e: StepEvent): void {
-    if (this.c.saveEverySteps > 0 && e.step % this.c.saveEverySteps === 0) this.flush();
+    // With the checkpoints: not at an epoch's last step, which epochEnd flushes.
+    if (this.c.saveEverySteps > 0 && e.step % this.c.saveEverySteps === 0 && !e.lastOfEpoch) this.flush();
   }
 
   epochEnd(_e: EpochEvent): void { this.flush(); }

@@ -1,4 +1,5 @@
-// The folder a search backend's paths are reported relative to (the server shows no absolute paths by default).
+// The deepest folder holding a set of files: what a search server reports paths relative to, and what the decode
+// cache names as a dataset's source.
 import { dirname, sep } from 'node:path';
 
 /**
