@@ -3,7 +3,7 @@
 // reach before any step runs. Measured against real runs in docs/memory.md.
 import { readFileSync } from 'node:fs';
 import { freemem } from 'node:os';
-import { autocast, createdBytes, enableGrad, rand, tidy } from '../torch/index.js';
+import { autocast, createdBytes, enableGrad, getRngState, rand, setRngState, tidy } from '../torch/index.js';
 import { contrastiveEncoder, memoryBankBytes, recipe } from '../moco/index.js';
 import type { PretrainConfig } from './config.js';
 
@@ -76,6 +76,9 @@ export function traceEncoder(c: Pick<PretrainConfig, 'arch' | 'width' | 'cifarSt
   const key = JSON.stringify([c.arch, c.width, c.cifarStem, c.head, c.dim, c.imageSize, c.amp, c.channelsLast]);
   const hit = traced.get(key);
   if (hit) return hit;
+  // The trace's init and input draw from the global generator: put its state back, so that a run's stream (and a
+  // resumed run's) does not depend on whether this process traced the encoder before.
+  const rng = getRngState();
   const enc = contrastiveEncoder({ arch: c.arch, dim: c.dim, head: c.head, cifarStem: c.cifarStem, width: c.width, bnSplits: 1 }).eval();
   try {
     if (c.channelsLast) enc.toMemoryFormat('channelsLast');
@@ -93,6 +96,8 @@ export function traceEncoder(c: Pick<PretrainConfig, 'arch' | 'width' | 'cifarSt
     return t;
   } finally {
     enc.dispose();
+    setRngState(rng);
+    rng.dispose();
   }
 }
 
