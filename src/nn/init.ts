@@ -41,3 +41,11 @@ export function kaimingUniform_(t: Tensor, o: KaimingOpts = {}): Tensor {
   const bound = Math.sqrt(3) * kaimingStd(t, o);
   return uniform_(t, -bound, bound);
 }
+
+/** U(±gain·√(6 / (fan_in + fan_out))), as torch.nn.init.xavier_uniform_. */
+export function xavierUniform_(t: Tensor, gain = 1): Tensor {
+  const { fanIn, fanOut } = fans(t);
+  // √3·std with std = gain·√(2 / (fan_in + fan_out)), in PyTorch's order of operations: the same bound to the bit.
+  const bound = Math.sqrt(3) * (gain * Math.sqrt(2 / (fanIn + fanOut)));
+  return uniform_(t, -bound, bound);
+}

@@ -119,6 +119,36 @@ export class SplitBatchNorm2d extends BatchNorm2d {
   }
 }
 
+export interface LayerNormOpts {
+  /** Default 1e-5 (timm's ViT passes 1e-6). */
+  eps?: number;
+  /** Learnable per-element weight (ones) and bias (zeros). Default true. */
+  elementwiseAffine?: boolean;
+}
+
+/** nn.LayerNorm over the trailing `normalizedShape` dimensions; weight 1, bias 0. */
+export class LayerNorm extends Module {
+  readonly normalizedShape: number[];
+  readonly eps: number;
+  constructor(normalizedShape: number | number[], opts: LayerNormOpts = {}) {
+    super();
+    this.normalizedShape = Array.isArray(normalizedShape) ? [...normalizedShape] : [normalizedShape];
+    this.eps = opts.eps ?? 1e-5;
+    const affine = opts.elementwiseAffine ?? true;
+    this.registerParameter('weight', affine ? ones(this.normalizedShape) : null);
+    this.registerParameter('bias', affine ? zeros(this.normalizedShape) : null);
+  }
+  get weight(): Tensor | null { return this.tensor('weight'); }
+  get bias(): Tensor | null { return this.tensor('bias'); }
+  forward(x: Tensor): Tensor { return F.layerNorm(x, this.normalizedShape, this.weight, this.bias, this.eps); }
+}
+
+/** nn.GELU: exact (erf) by default, as timm's ViT MLP uses it. */
+export class GELU extends Module {
+  constructor(readonly approximate: 'none' | 'tanh' = 'none') { super(); }
+  forward(x: Tensor): Tensor { return F.gelu(x, this.approximate); }
+}
+
 export class ReLU extends Module {
   constructor(readonly inplace = false) { super(); }
   forward(x: Tensor): Tensor { return F.relu(x, this.inplace); }

@@ -36,6 +36,16 @@ export function linear(input: Tensor, weight: Tensor, bias: Tensor | null = null
   return op('aten::linear', '', [input, weight, bias]);
 }
 
+/** F.layer_norm over the trailing `normalizedShape` dimensions (default eps 1e-5, as nn.LayerNorm). */
+export function layerNorm(input: Tensor, normalizedShape: number[], weight: Tensor | null = null, bias: Tensor | null = null, eps = 1e-5): Tensor {
+  return op('aten::layer_norm', '', [input, normalizedShape, weight, bias, eps]);
+}
+
+/** F.gelu: x·Φ(x), exact (erf) by default; 'tanh' is the approximation. */
+export function gelu(x: Tensor, approximate: 'none' | 'tanh' = 'none'): Tensor {
+  return op('aten::gelu', '', [x], { approximate });
+}
+
 export function relu(x: Tensor, inplace = false): Tensor {
   return inplace ? op('aten::relu_', '', [x]) : op('aten::relu', '', [x]);
 }

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as torch from '../../src/torch/index.js';
-import { BatchNorm2d, Linear, ReLU, Sequential, SplitBatchNorm2d } from '../../src/nn/index.js';
+import { BatchNorm2d, GELU, LayerNorm, Linear, ReLU, Sequential, SplitBatchNorm2d } from '../../src/nn/index.js';
 import { PY_SPLIT_BN, assertClose, pytorch } from '../helpers/pytorch.js';
 
 test('SplitBatchNorm2d matches the split-BN formula (official CIFAR demo) in train and eval', () => {
@@ -66,4 +66,32 @@ test('Module: parameters require grad, zeroGrad, requiresGrad_, train/eval propa
   let count = 0;
   m.apply(() => { count++; });
   assert.equal(count, 3);
+});
+
+test('LayerNorm (eps 1e-6, over one and two trailing dims) and GELU (exact and tanh) match PyTorch with their gradients', () => {
+  torch.manualSeed(4);
+  const ln = new LayerNorm(6, { eps: 1e-6 });
+  const ln2 = new LayerNorm([3, 6]);
+  torch.noGrad(() => { for (const p of [...ln.parameters(), ...ln2.parameters()]) p.uniform_(0.5, 1.5); });
+  const x = torch.randn([2, 3, 6]).mul(3).add(1).requiresGrad_(true);
+  const inputs = { x: x.detach(), w: ln.weight!.clone(), b: ln.bias!.clone(), w2: ln2.weight!.clone(), b2: ln2.bias!.clone() };
+  const ref = pytorch(`
+x.requires_grad_(True)
+c = torch.arange(36, dtype=x.dtype).reshape(2, 3, 6).cos()
+ys = {'ln': F.layer_norm(x, (6,), w, b, 1e-6), 'ln2': F.layer_norm(x, (3, 6), w2, b2), 'gelu': F.gelu(x), 'tanh': F.gelu(x, approximate='tanh')}
+for k, y in ys.items():
+    O[k] = y.detach()
+    O['gx.' + k], = torch.autograd.grad((y * c).sum(), x)
+`, inputs);
+  const c = torch.arange(0, 36, 1, { dtype: 'float32' }).reshape(2, 3, 6).cos();
+  const mods: Record<string, { forward(t: torch.Tensor): torch.Tensor }> = { ln, ln2, gelu: new GELU(), tanh: new GELU('tanh') };
+  for (const [k, m] of Object.entries(mods)) {
+    x.grad = null;
+    const y = m.forward(x);
+    assertClose(y.detach(), ref[k]!, k, { rtol: 1e-5, atol: 1e-5 });
+    y.mul(c).sum().backward();
+    assertClose(x.grad!, ref[`gx.${k}`]!, `${k} grad`, { rtol: 1e-4, atol: 1e-5 });
+  }
+  assert.deepEqual([...ln.stateDict().keys()], ['weight', 'bias']);
+  assert.equal(new LayerNorm(4, { elementwiseAffine: false }).parameters().length, 0);
 });
