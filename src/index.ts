@@ -33,9 +33,10 @@ export * as nn from './nn/index.js';
 export * as models from './models/index.js';
 export * as optim from './optim/index.js';
 export { MoCo, recipe, RECIPES, LINCLS_LR, type MoCoOpts, type MoCoOutput, type Recipe, type RecipeName } from './moco/index.js';
-// The mechanisms beside MoCo: end-to-end and memory bank, one interface for the loop.
+// The mechanisms beside MoCo: end-to-end, memory bank and MoCo v3, one interface for the loop.
 export {
-  EndToEnd, MemoryBank, createMechanism, MECHANISMS, type Mechanism, type MechanismName, type MechanismOutput, type MechanismOpts,
+  EndToEnd, MemoryBank, MoCoV3, createMechanism, MECHANISMS, type Mechanism, type MechanismName, type AnyMechanismName, type MechanismOutput, type MechanismOpts,
+  type MoCoV3Opts, type MoCoV3Output, type MoCoV3DistHooks,
   type EndToEndOpts, type EndToEndLoss, type MemoryBankOpts, type BankSampling, type StepBatch, type StepRandomness, type StepRng,
 } from './moco/index.js';
 export { pretrain, resolveConfig, readCheckpoint, knnMonitor, type PretrainConfig, type ConfigOverrides, type PretrainSummary, type PretrainOptions } from './train/index.js';

@@ -1,12 +1,15 @@
-// One constructor for the three mechanisms, from the settings a run has.
+// One constructor for the mechanisms, from the settings a run has.
 import { MoCo, type MoCoOpts } from './moco.js';
+import { MoCoV3 } from './mocov3.js';
 import { EndToEnd, type EndToEndLoss } from './end-to-end.js';
 import { MemoryBank, type BankSampling } from './memory-bank.js';
-import type { Mechanism, MechanismName } from './mechanism.js';
+import type { AnyMechanismName, Mechanism } from './mechanism.js';
 
 export interface MechanismOpts extends MoCoOpts {
   /** Default 'moco'. */
-  mechanism?: MechanismName;
+  mechanism?: AnyMechanismName;
+  /** MoCo v3: hidden dimension of the projector and predictor MLPs. Default 4096. */
+  mlpDim?: number;
   /** End-to-end: 'infonce' (default) or 'ntxent'. */
   loss?: EndToEndLoss;
   /** Memory bank: training images (rows of the bank). */
@@ -17,9 +20,13 @@ export interface MechanismOpts extends MoCoOpts {
   bankSampling?: BankSampling;
 }
 
-/** The mechanism named by `o.mechanism`; `K` is the queue size (MoCo) or the negatives a query (memory bank). */
+/**
+ * The mechanism named by `o.mechanism`; `K` is the queue size (MoCo) or the negatives a query (memory bank).
+ * 'mocov3' takes arch, dim, mlpDim, m, T, cifarStem and width (MoCoV3's defaults where absent: dim 256, m 0.99,
+ * T 1.0); its LARS/AdamW and per-iteration lr and momentum are the caller's (see MoCoV3.m).
+ */
 export function createMechanism(o: MechanismOpts): Mechanism {
-  const { mechanism = 'moco', loss, bankSize, bankMomentum, bankSampling, ...common } = o;
+  const { mechanism = 'moco', loss, bankSize, bankMomentum, bankSampling, mlpDim, ...common } = o;
   const enc = { arch: common.arch, dim: common.dim, T: common.T, head: common.head, cifarStem: common.cifarStem, width: common.width, bnSplits: common.bnSplits };
   switch (mechanism) {
     case 'moco': return new MoCo(common);
@@ -27,6 +34,7 @@ export function createMechanism(o: MechanismOpts): Mechanism {
     case 'memory-bank':
       if (bankSize === undefined) throw new Error('createMechanism: the memory bank needs bankSize (the number of training images)');
       return new MemoryBank({ ...enc, size: bankSize, K: common.K, momentum: bankMomentum, sampling: bankSampling });
-    default: throw new Error(`unknown mechanism '${String(mechanism)}'; valid: moco, end-to-end, memory-bank`);
+    case 'mocov3': return new MoCoV3({ arch: common.arch, dim: common.dim, mlpDim, m: common.m, T: common.T, cifarStem: common.cifarStem, width: common.width });
+    default: throw new Error(`unknown mechanism '${String(mechanism)}'; valid: moco, end-to-end, memory-bank, mocov3`);
   }
 }

@@ -85,6 +85,43 @@ export class BatchNorm2d extends Module {
   }
 }
 
+export interface BatchNorm1dOpts extends BatchNormOpts {
+  /** Learnable weight (γ) and bias (β). Default true; MoCo v3's last projector BN has none. */
+  affine?: boolean;
+}
+
+/**
+ * nn.BatchNorm1d over N×C (or N×C×L) inputs: running statistics as BatchNorm2d's; with `affine` false no
+ * weight/bias parameters are registered, so the state dict has only the buffers, as PyTorch's.
+ */
+export class BatchNorm1d extends Module {
+  readonly eps: number;
+  readonly momentum: number;
+  readonly affine: boolean;
+  constructor(readonly numFeatures: number, opts: BatchNorm1dOpts = {}) {
+    super();
+    this.eps = opts.eps ?? 1e-5;
+    this.momentum = opts.momentum ?? 0.1;
+    this.affine = opts.affine ?? true;
+    this.registerParameter('weight', this.affine ? ones([numFeatures]) : null);
+    this.registerParameter('bias', this.affine ? zeros([numFeatures]) : null);
+    this.registerBuffer('running_mean', zeros([numFeatures]));
+    this.registerBuffer('running_var', ones([numFeatures]));
+    this.registerBuffer('num_batches_tracked', tensor([0], { dtype: 'int64', shape: [] }));
+  }
+  get weight(): Tensor | null { return this.tensor('weight'); }
+  get bias(): Tensor | null { return this.tensor('bias'); }
+  get runningMean(): Tensor { return this.tensor('running_mean')!; }
+  get runningVar(): Tensor { return this.tensor('running_var')!; }
+  get numBatchesTracked(): Tensor { return this.tensor('num_batches_tracked')!; }
+
+  forward(x: Tensor): Tensor {
+    if (x.dim() !== 2 && x.dim() !== 3) throw new Error(`BatchNorm1d: expected a 2-D or 3-D input, got [${x.shape.join(', ')}]`);
+    if (this.training) this.numBatchesTracked.add_(1);
+    return F.batchNorm(x, this.runningMean, this.runningVar, this.weight, this.bias, { training: this.training, momentum: this.momentum, eps: this.eps });
+  }
+}
+
 /**
  * BatchNorm whose training statistics come from `numSplits` equal sub-batches (MoCo's one-process ShuffleBN
  * emulation, as the official CIFAR demo's SplitBatchNorm): the batch is viewed as numSplits groups of channels,

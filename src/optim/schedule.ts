@@ -35,3 +35,20 @@ export function lrAt(c: ScheduleConfig, epoch: number): number {
   if (w > 0 && epoch < w) return (c.baseLr * (epoch + 1e-9)) / w;
   return c.cos ? cosineLr(c.baseLr, epoch, c.epochs) : stepLr(c.baseLr, epoch, c.milestones);
 }
+
+/**
+ * MoCo v3's learning rate (main_moco.py's adjust_learning_rate), set every iteration at a fractional `epoch`:
+ * linear warm-up from 0 over `warmupEpochs`, then a half-cosine from `baseLr` to 0 over the remaining epochs.
+ */
+export function warmupCosineLr(baseLr: number, epoch: number, warmupEpochs: number, epochs: number): number {
+  if (epoch < warmupEpochs) return (baseLr * epoch) / warmupEpochs;
+  return baseLr * 0.5 * (1 + Math.cos((Math.PI * (epoch - warmupEpochs)) / (epochs - warmupEpochs)));
+}
+
+/**
+ * MoCo v3's `--moco-m-cos` momentum (main_moco.py's adjust_moco_momentum), set every iteration at a fractional
+ * `epoch`: m = 1 − ½(1 + cos(π·epoch/epochs))·(1 − m0), rising from m0 at epoch 0 to 1 at the last.
+ */
+export function cosineMomentum(m0: number, epoch: number, epochs: number): number {
+  return 1 - 0.5 * (1 + Math.cos((Math.PI * epoch) / epochs)) * (1 - m0);
+}

@@ -1,0 +1,138 @@
+// AdamW (Loshchilov & Hutter 2019) as torch.optim.AdamW (amsgrad off): the decay is decoupled — the weight
+// shrinks by lr·wd before the Adam update, instead of entering the moments — and both moments are bias-corrected:
+//   w ← w·(1 − lr·wd); m ← β1·m + (1−β1)·g; v ← β2·v + (1−β2)·g²;
+//   w ← w − lr/(1−β1ᵗ) · m / (√v/√(1−β2ᵗ) + ε).
+// MoCo v3 trains its ViTs with it, decaying every parameter (main_moco.py passes model.parameters()).
+import { Tensor, keep, noGrad, tidy, zerosLike } from '../torch/index.js';
+
+export interface AdamWOpts {
+  /** Learning rate. */
+  lr: number;
+  /** (β1, β2); default [0.9, 0.999]. */
+  betas?: [number, number];
+  /** Added to √v̂; default 1e-8. */
+  eps?: number;
+  /** Decoupled decay: w ← w·(1 − lr·weightDecay) each step; default 0.01 (torch's). */
+  weightDecay?: number;
+}
+
+export interface AdamWParamGroup extends Required<AdamWOpts> {
+  params: Tensor[];
+}
+
+/**
+ * What stateDict() returns, by parameter index (over all groups): the first and second moments (torch's exp_avg,
+ * exp_avg_sq), the steps each parameter has taken (its bias correction), and the groups' settings.
+ */
+export interface AdamWState {
+  expAvg: Map<number, Tensor>;
+  expAvgSq: Map<number, Tensor>;
+  steps: Map<number, number>;
+  groups: Omit<AdamWParamGroup, 'params'>[];
+}
+
+interface Moments { expAvg: Tensor; expAvgSq: Tensor; step: number }
+
+export class AdamW {
+  readonly paramGroups: AdamWParamGroup[];
+  private readonly state = new Map<Tensor, Moments>();
+
+  /** `params` is a list of tensors, or of groups `{ params, ...overrides }`. */
+  constructor(params: Tensor[] | (Partial<AdamWOpts> & { params: Tensor[] })[], defaults: AdamWOpts) {
+    const groups = params.length && !(params[0] instanceof Tensor) ? (params as (Partial<AdamWOpts> & { params: Tensor[] })[]) : [{ params: params as Tensor[] }];
+    this.paramGroups = groups.map((g) => {
+      const group: AdamWParamGroup = {
+        params: g.params,
+        lr: g.lr ?? defaults.lr,
+        betas: [...(g.betas ?? defaults.betas ?? [0.9, 0.999])],
+        eps: g.eps ?? defaults.eps ?? 1e-8,
+        weightDecay: g.weightDecay ?? defaults.weightDecay ?? 0.01,
+      };
+      if (!(group.lr >= 0)) throw new RangeError(`AdamW: lr must be ≥ 0, got ${group.lr}`);
+      for (const b of group.betas) if (!(b >= 0 && b < 1)) throw new RangeError(`AdamW: betas must be in [0, 1), got [${group.betas}]`);
+      if (!(group.eps >= 0)) throw new RangeError(`AdamW: eps must be ≥ 0, got ${group.eps}`);
+      if (!(group.weightDecay >= 0)) throw new RangeError(`AdamW: weightDecay must be ≥ 0, got ${group.weightDecay}`);
+      return group;
+    });
+  }
+
+  /** Sets every group's learning rate (MoCo v3's schedule calls this every iteration). */
+  setLr(lr: number): void {
+    for (const g of this.paramGroups) g.lr = lr;
+  }
+
+  /** Drops all gradients (zero_grad(set_to_none=True)). */
+  zeroGrad(): void {
+    for (const g of this.paramGroups) for (const p of g.params) p.grad = null;
+  }
+
+  /** One update of every parameter that has a gradient. */
+  step(): void {
+    noGrad(() => tidy(() => {
+      for (const g of this.paramGroups) {
+        const [beta1, beta2] = g.betas;
+        for (const p of g.params) {
+          const grad = p.grad;
+          if (!grad) continue;
+          let s = this.state.get(p);
+          if (!s) {
+            s = { expAvg: keep(zerosLike(p)), expAvgSq: keep(zerosLike(p)), step: 0 };
+            this.state.set(p, s);
+          }
+          s.step += 1;
+          p.mul_(1 - g.lr * g.weightDecay);
+          s.expAvg.mul_(beta1).add_(grad, 1 - beta1);
+          s.expAvgSq.mul_(beta2).addcmul_(grad, grad, 1 - beta2);
+          const biasCorrection1 = 1 - beta1 ** s.step;
+          const biasCorrection2 = 1 - beta2 ** s.step;
+          const stepSize = g.lr / biasCorrection1;
+          const denom = s.expAvgSq.sqrt().div_(Math.sqrt(biasCorrection2)).add_(g.eps);
+          p.addcdiv_(s.expAvg, denom, -stepSize);
+        }
+      }
+      return undefined;
+    }));
+  }
+
+  stateDict(): AdamWState {
+    const out: AdamWState = { expAvg: new Map(), expAvgSq: new Map(), steps: new Map(), groups: this.paramGroups.map(({ params: _p, betas, ...rest }) => ({ ...rest, betas: [...betas] as [number, number] })) };
+    let i = 0;
+    for (const g of this.paramGroups) {
+      for (const p of g.params) {
+        const s = this.state.get(p);
+        if (s) { out.expAvg.set(i, s.expAvg); out.expAvgSq.set(i, s.expAvgSq); out.steps.set(i, s.step); }
+        i++;
+      }
+    }
+    return out;
+  }
+
+  /** Restores the moments (copied), step counts and group settings saved by stateDict(). */
+  loadStateDict(st: AdamWState): void {
+    if (st.groups.length !== this.paramGroups.length) throw new Error(`AdamW.loadStateDict: ${st.groups.length} groups saved, optimizer has ${this.paramGroups.length}`);
+    st.groups.forEach((g, i) => Object.assign(this.paramGroups[i]!, { ...g, betas: [...g.betas] }));
+    let i = 0;
+    for (const g of this.paramGroups) {
+      for (const p of g.params) {
+        const old = this.state.get(p);
+        if (old) { old.expAvg.dispose(); old.expAvgSq.dispose(); this.state.delete(p); }
+        const m = st.expAvg.get(i);
+        const v = st.expAvgSq.get(i);
+        const step = st.steps.get(i);
+        if (m || v || step !== undefined) {
+          if (!m || !v || step === undefined) throw new Error(`AdamW.loadStateDict: parameter ${i} has only part of its state (exp_avg, exp_avg_sq, step)`);
+          for (const [name, t] of [['exp_avg', m], ['exp_avg_sq', v]] as const) {
+            if (t.shape.join() !== p.shape.join()) throw new Error(`AdamW.loadStateDict: ${name} ${i} has shape [${t.shape}] but parameter has [${p.shape}]`);
+          }
+          this.state.set(p, { expAvg: keep(m.clone()), expAvgSq: keep(v.clone()), step });
+        }
+        i++;
+      }
+    }
+  }
+
+  dispose(): void {
+    for (const s of this.state.values()) { s.expAvg.dispose(); s.expAvgSq.dispose(); }
+    this.state.clear();
+  }
+}

@@ -1,0 +1,130 @@
+// LARS (You et al. 2017) exactly as MoCo v3's optimizer.py: for a weight (ndim > 1) the decay is added to the
+// gradient first, then the update is scaled by the trust ratio η·‖w‖/‖dw‖; biases and BN parameters (ndim ≤ 1)
+// get neither decay nor scaling. Then heavy-ball momentum without dampening: μ ← momentum·μ + dw; w ← w − lr·μ.
+import { Tensor, keep, noGrad, onesLike, tidy, where } from '../torch/index.js';
+
+export interface LARSOpts {
+  /** Learning rate (MoCo v3 sets it every iteration from its schedule). */
+  lr: number;
+  /** Decay added to the gradient of weights with ndim > 1, before the trust ratio; default 0. */
+  weightDecay?: number;
+  /** Default 0.9. */
+  momentum?: number;
+  /** η of the trust ratio η·‖w‖/‖dw‖; default 0.001. */
+  trustCoefficient?: number;
+}
+
+export interface LARSParamGroup extends Required<LARSOpts> {
+  params: Tensor[];
+}
+
+/** What stateDict() returns: the momentum buffers μ by parameter index (over all groups), and the groups' settings. */
+export interface LARSState {
+  buffers: Map<number, Tensor>;
+  groups: Omit<LARSParamGroup, 'params'>[];
+}
+
+export class LARS {
+  readonly paramGroups: LARSParamGroup[];
+  private readonly mu = new Map<Tensor, Tensor>();
+
+  /** `params` is a list of tensors, or of groups `{ params, ...overrides }`. */
+  constructor(params: Tensor[] | (Partial<LARSOpts> & { params: Tensor[] })[], defaults: LARSOpts) {
+    const groups = params.length && !(params[0] instanceof Tensor) ? (params as (Partial<LARSOpts> & { params: Tensor[] })[]) : [{ params: params as Tensor[] }];
+    this.paramGroups = groups.map((g) => {
+      const group: LARSParamGroup = {
+        params: g.params,
+        lr: g.lr ?? defaults.lr,
+        weightDecay: g.weightDecay ?? defaults.weightDecay ?? 0,
+        momentum: g.momentum ?? defaults.momentum ?? 0.9,
+        trustCoefficient: g.trustCoefficient ?? defaults.trustCoefficient ?? 0.001,
+      };
+      if (!(group.lr >= 0)) throw new RangeError(`LARS: lr must be ≥ 0, got ${group.lr}`);
+      if (!(group.weightDecay >= 0)) throw new RangeError(`LARS: weightDecay must be ≥ 0, got ${group.weightDecay}`);
+      if (!(group.momentum >= 0)) throw new RangeError(`LARS: momentum must be ≥ 0, got ${group.momentum}`);
+      if (!(group.trustCoefficient > 0)) throw new RangeError(`LARS: trustCoefficient must be > 0, got ${group.trustCoefficient}`);
+      return group;
+    });
+  }
+
+  /** Sets every group's learning rate (MoCo v3's schedule calls this every iteration). */
+  setLr(lr: number): void {
+    for (const g of this.paramGroups) g.lr = lr;
+  }
+
+  /** Drops all gradients (zero_grad(set_to_none=True)). */
+  zeroGrad(): void {
+    for (const g of this.paramGroups) for (const p of g.params) p.grad = null;
+  }
+
+  /** One update of every parameter that has a gradient. */
+  step(): void {
+    noGrad(() => tidy(() => {
+      for (const g of this.paramGroups) {
+        for (const p of g.params) {
+          let dp = p.grad;
+          if (!dp) continue;
+          if (p.dim() > 1) {
+            dp = dp.add(p, g.weightDecay);
+            const paramNorm = p.norm();
+            const updateNorm = dp.norm();
+            const one = onesLike(paramNorm);
+            // On-device selects, not item(): no host sync per parameter; a zero norm (a zero-initialised weight,
+            // a zero gradient) leaves the update unscaled instead of dividing by 0.
+            const q = where(paramNorm.gt(0), where(updateNorm.gt(0), paramNorm.mul(g.trustCoefficient).div(updateNorm), one), one);
+            dp = dp.mul(q);
+          }
+          let mu = this.mu.get(p);
+          if (!mu) {
+            // μ starts at zero (optimizer.py), so the first step is μ = dw, as SGD's first clone.
+            mu = keep(dp.clone());
+            this.mu.set(p, mu);
+          } else {
+            mu.mul_(g.momentum).add_(dp);
+          }
+          p.add_(mu, -g.lr);
+        }
+      }
+      return undefined;
+    }));
+  }
+
+  stateDict(): LARSState {
+    const buffers = new Map<number, Tensor>();
+    let i = 0;
+    for (const g of this.paramGroups) {
+      for (const p of g.params) {
+        const b = this.mu.get(p);
+        if (b) buffers.set(i, b);
+        i++;
+      }
+    }
+    return { buffers, groups: this.paramGroups.map(({ params: _p, ...rest }) => rest) };
+  }
+
+  /** Restores momentum buffers (copied) and group settings saved by stateDict(). */
+  loadStateDict(s: LARSState): void {
+    if (s.groups.length !== this.paramGroups.length) throw new Error(`LARS.loadStateDict: ${s.groups.length} groups saved, optimizer has ${this.paramGroups.length}`);
+    s.groups.forEach((g, i) => Object.assign(this.paramGroups[i]!, g));
+    let i = 0;
+    for (const g of this.paramGroups) {
+      for (const p of g.params) {
+        const b = s.buffers.get(i);
+        const old = this.mu.get(p);
+        if (old) old.dispose();
+        if (b) {
+          if (b.shape.join() !== p.shape.join()) throw new Error(`LARS.loadStateDict: momentum buffer ${i} has shape [${b.shape}] but parameter has [${p.shape}]`);
+          this.mu.set(p, keep(b.clone()));
+        } else {
+          this.mu.delete(p);
+        }
+        i++;
+      }
+    }
+  }
+
+  dispose(): void {
+    for (const b of this.mu.values()) b.dispose();
+    this.mu.clear();
+  }
+}
