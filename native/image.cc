@@ -1,6 +1,7 @@
 // moco-ts native binding, image part. Two CPU kernels: PIL's bilinear crop+resize of decoded pixels (below), and
 // one that runs a per-sample list of photometric image operations
-// (torchvision's tensor definitions of brightness, contrast, saturation, hue, grayscale and Gaussian blur) and
+// (torchvision's tensor definitions of brightness, contrast, saturation, hue, grayscale and Gaussian blur; PIL's
+// solarize on the 8-bit image) and
 // the final normalisation, in one visit of each image.
 //
 // Why native: composed from ATen ops, the same list costs ~30 passes over each image with a fresh allocation per
@@ -28,7 +29,7 @@
 namespace moco {
 namespace {
 
-enum Opcode : int { kNoop = 0, kBrightness = 1, kContrast = 2, kSaturation = 3, kHue = 4, kGrayscale = 5, kBlur = 6 };
+enum Opcode : int { kNoop = 0, kBrightness = 1, kContrast = 2, kSaturation = 3, kHue = 4, kGrayscale = 5, kBlur = 6, kSolarize = 7 };
 
 // ITU-R 601-2 luma, as torchvision's rgb_to_grayscale.
 inline float Luma(float r, float g, float b) { return 0.2989f * r + 0.587f * g + 0.114f * b; }
@@ -108,6 +109,17 @@ void Grayscale(float* __restrict r, float* __restrict g, float* __restrict b, in
   for (int64_t i = 0; i < n; i++) r[i] = g[i] = b[i] = Luma(r[i], g[i], b[i]);
 }
 
+// PIL's ImageOps.solarize(img, threshold) at this point of a PIL pipeline, where the image is 8-bit: each value
+// is quantised to v = round(255·x) (half up, as PIL stores its ops' results), and v ≥ threshold becomes 255 − v;
+// the result is v / 255 (so an image read from uint8 gives PIL's values exactly). Truncation of a non-negative
+// value is the floor, inlined so that the loop vectorises.
+void Solarize(float* __restrict p, int64_t n, float threshold) {
+  for (int64_t i = 0; i < n; i++) {
+    const float v = static_cast<float>(static_cast<int32_t>(Clamp01(p[i]) * 255.f + 0.5f));
+    p[i] = Select(v >= threshold, 255.f - v, v) / 255.f;
+  }
+}
+
 // torchvision _get_gaussian_kernel1d, in float32 as torch computes it.
 std::vector<float> GaussianKernel(int k, float sigma) {
   std::vector<float> w(k);
@@ -155,7 +167,8 @@ void BlurPlane(float* __restrict p, int64_t H, int64_t W, const std::vector<floa
 //   input: uint8 N×H×W×3 (decoded pixels, channels last) or float32 N×3×H×W, contiguous, CPU; pixels × scale
 //          must be in [0, 1].
 //   program: Float32Array of N·steps·3 numbers, per sample `steps` triples (opcode, a, b):
-//          1 brightness(a) 2 contrast(a) 3 saturation(a) 4 hue(a) 5 grayscale 6 blur(σ = a, kernel size b), 0 none.
+//          1 brightness(a) 2 contrast(a) 3 saturation(a) 4 hue(a) 5 grayscale 6 blur(σ = a, kernel size b)
+//          7 solarize(threshold a, in 0..255 units), 0 none.
 //   out: float32 N×3×H×W contiguous CPU (may be the input): ((x − mean) / std) after the ops.
 Napi::Value Photometric(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -191,9 +204,11 @@ Napi::Value Photometric(const Napi::CallbackInfo& info) {
   const float* P = prog.Data();
   for (int64_t i = 0; i < N * steps; i++) {
     const int opc = static_cast<int>(P[i * 3]);
-    if (opc < kNoop || opc > kBlur) throw Napi::Error::New(env, "photometric: unknown opcode " + std::to_string(opc));
+    if (opc < kNoop || opc > kSolarize) throw Napi::Error::New(env, "photometric: unknown opcode " + std::to_string(opc));
     if (opc == kHue && !(std::fabs(P[i * 3 + 1]) <= 0.5f))
       throw Napi::Error::New(env, "photometric: hue factor must be in [-0.5, 0.5], got " + std::to_string(P[i * 3 + 1]));
+    if (opc == kSolarize && !std::isfinite(P[i * 3 + 1]))
+      throw Napi::Error::New(env, "photometric: solarize threshold must be finite, got " + std::to_string(P[i * 3 + 1]));
     if (opc == kBlur) {
       const int k = static_cast<int>(P[i * 3 + 2]);
       if (k < 1 || k % 2 == 0 || (k - 1) / 2 >= std::min(H, W) || !(P[i * 3 + 1] > 0.f))
@@ -234,6 +249,7 @@ Napi::Value Photometric(const Napi::CallbackInfo& info) {
             for (int c = 0; c < 3; c++) BlurPlane(img.data() + c * plane, H, W, w, row.data(), tmp.data());
             break;
           }
+          case kSolarize: Solarize(img.data(), 3 * plane, o[1]); break;
           default: break;
         }
       }

@@ -105,6 +105,24 @@ export function grayscale_(x: Tensor): Tensor {
 export function grayscale3(x: Tensor): Tensor { return tidy(() => rgbToGray(x).expandAs(x).contiguous()); }
 
 /**
+ * In place: PIL's ImageOps.solarize(img, threshold) where the pipeline's image would be 8-bit (torchvision's PIL
+ * order: after jitter, grayscale and blur, before ToTensor): every value is quantised to v = round(255·x) (half
+ * up, as PIL stores its ops' results), v ≥ threshold becomes 255 − v, and the result is v / 255. On an image
+ * read from uint8 this is PIL's output exactly. `thresholds` per sample (0..255 units; PIL's default 128).
+ */
+export function solarize_(x: Tensor, thresholds: ArrayLike<number>): Tensor {
+  tidy(() => {
+    const v = x.clamp(0, 1).mul(255).add_(0.5).floor();
+    const inv = v.neg().add_(255);
+    x.copy_(where(v.ge(perSample(thresholds, x.device)), inv, v).div_(255));
+  });
+  return x;
+}
+
+/** {@link solarize_} on a copy. */
+export function solarize(x: Tensor, thresholds: ArrayLike<number>): Tensor { return solarize_(x.clone(), thresholds); }
+
+/**
  * Gaussian kernel size for σ (pixels): 2·⌈3σ⌉+1, covering ±3σ, capped so that reflect padding fits the image
  * (≤ 2·min(H, W) − 1). torchvision takes the size as an argument; aug+ only fixes σ ∈ [0.1, 2].
  */

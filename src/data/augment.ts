@@ -1,9 +1,9 @@
-// Batched augmentation pipelines (MoCo v2 aug+, v1, the CIFAR demo, eval, linear-classification training) with
-// per-sample random parameters from the run's seeded Rng.
+// Batched augmentation pipelines (MoCo v2 aug+, v1, v3's asymmetric pair, the CIFAR demo, eval,
+// linear-classification training) with per-sample random parameters from the run's seeded Rng.
 import { readFile, stat } from 'node:fs/promises';
 import { cropResizeInto, empty, getNumThreads, photometricInto, PhotometricOp, setNumThreads, tensor, tidy, type Tensor } from '../torch/index.js';
 import { op } from '../torch/tensor.js';
-import { blurKernelSize, hue_, brightness_, contrast_, gaussianBlur, grayscale_, normalize_, normalizeInto, resizedCrop, saturation_ } from './augment-ops.js';
+import { blurKernelSize, hue_, brightness_, contrast_, gaussianBlur, grayscale_, normalize_, normalizeInto, resizedCrop, saturation_, solarize_ } from './augment-ops.js';
 import { centerCropBox, sampleCropBox, sampleJitter, type JitterParams, type JitterSpec } from './augment-params.js';
 import { decodeImage, decodeStack, imageSize, skipLog, type Box, type DecodedImage, type DecodeOpts, type SkipLog } from './decode.js';
 import type { Rng } from './rng.js';
@@ -11,7 +11,7 @@ import type { Rng } from './rng.js';
 export type { JitterSpec, JitterParams } from './augment-params.js';
 
 /** A photometric stage; stages run in the order listed. Flip is folded into the crop (every stage commutes with it). */
-export type Stage = 'jitter' | 'gray' | 'blur';
+export type Stage = 'jitter' | 'gray' | 'blur' | 'solarize';
 
 /** A complete augmentation: geometry, colour, blur, flip, normalisation. */
 export interface AugmentSpec {
@@ -27,6 +27,11 @@ export interface AugmentSpec {
   grayscale: number;
   /** Gaussian blur with σ ~ U[sigma] pixels, applied with probability p; null: none. */
   blur: { p: number; sigma: [number, number] } | null;
+  /**
+   * PIL's ImageOps.solarize (values ≥ threshold, in 0..255 units, inverted on the image quantised to 8 bits)
+   * with probability p, at the 'solarize' stage of `order`; absent or null: none.
+   */
+  solarize?: { p: number; threshold: number } | null;
   /** Horizontal flip probability. */
   flip: number;
   /** Order of the photometric stages. */
@@ -34,6 +39,22 @@ export interface AugmentSpec {
   /** Per-channel mean and std of the normalisation (of [0, 1] pixels). */
   mean: [number, number, number];
   std: [number, number, number];
+  /**
+   * An asymmetric pair (MoCo v3 / BYOL): the second view of a sample, and any later one, is drawn and built
+   * with this spec's fields replaced by these; absent or null: every view alike. Output size and normalisation
+   * are shared by all views.
+   */
+  view2?: ViewOverride | null;
+}
+
+/** The fields a later view may change (see {@link AugmentSpec.view2}). */
+export type ViewOverride = Partial<Pick<AugmentSpec, 'crop' | 'resize' | 'jitter' | 'grayscale' | 'blur' | 'solarize' | 'flip' | 'order'>>;
+
+/** The spec view `view` (0-based) of a sample is built with: `spec` for view 0, with `spec.view2` applied after. */
+export function specForView(spec: AugmentSpec, view: number): AugmentSpec {
+  if (view === 0 || !spec.view2) return spec;
+  const over = Object.fromEntries(Object.entries(spec.view2).filter(([, v]) => v !== undefined)) as ViewOverride;
+  return { ...spec, ...over, view2: null };
 }
 
 export const IMAGENET_MEAN: [number, number, number] = [0.485, 0.456, 0.406];
@@ -41,14 +62,16 @@ export const IMAGENET_STD: [number, number, number] = [0.229, 0.224, 0.225];
 export const CIFAR_MEAN: [number, number, number] = [0.4914, 0.4822, 0.4465];
 export const CIFAR_STD: [number, number, number] = [0.2023, 0.1994, 0.201];
 
-export type PresetName = 'mocov2' | 'mocov1' | 'cifar' | 'eval' | 'cifar-eval' | 'lincls-train';
-export const PRESET_NAMES: readonly PresetName[] = ['mocov2', 'mocov1', 'cifar', 'eval', 'cifar-eval', 'lincls-train'];
+export type PresetName = 'mocov2' | 'mocov1' | 'cifar' | 'eval' | 'cifar-eval' | 'lincls-train' | 'mocov3' | 'mocov3-cifar';
+export const PRESET_NAMES: readonly PresetName[] = ['mocov2', 'mocov1', 'cifar', 'eval', 'cifar-eval', 'lincls-train', 'mocov3', 'mocov3-cifar'];
 
 export interface PresetOpts {
-  /** Output side; default 224 (32 for `cifar`, `cifar-eval`). */
+  /** Output side; default 224 (32 for `cifar`, `cifar-eval`, `mocov3-cifar`). */
   size?: number;
   mean?: [number, number, number];
   std?: [number, number, number];
+  /** Smallest area fraction of RandomResizedCrop (MoCo v3's --crop-min), for presets that crop; default the preset's. */
+  cropMin?: number;
 }
 
 const RATIO: [number, number] = [3 / 4, 4 / 3];
@@ -62,10 +85,27 @@ const RATIO: [number, number] = [3 / 4, 4 / 3];
  *   flip, CIFAR mean/std;
  * - `eval`: Resize(256)+CenterCrop(224) (scaled with size), ImageNet mean/std;
  * - `cifar-eval`: no geometry (32×32 as is), CIFAR mean/std;
- * - `lincls-train`: RandomResizedCrop(224, 0.08–1), flip, ImageNet mean/std.
+ * - `lincls-train`: RandomResizedCrop(224, 0.08–1), flip, ImageNet mean/std;
+ * - `mocov3` (BYOL's asymmetric pair, MoCo v3's main_moco.py): both views RandomResizedCrop(224, 0.08–1),
+ *   ColorJitter(0.4, 0.4, 0.2, 0.1) p 0.8, grayscale p 0.2, flip, ImageNet mean/std; view 1 blur σ ∈ [0.1, 2]
+ *   p 1.0; view 2 blur p 0.1 then solarize (threshold 128) p 0.2;
+ * - `mocov3-cifar`: `mocov3` at 32 px with CIFAR mean/std and no blur in either view (the v3 peer's CIFAR
+ *   recipe, `--no-blur`: σ ≥ 0.1 px on a 32-px image is a large part of it); view 2 keeps solarize p 0.2.
+ * `cropMin` replaces the lower crop scale of any preset that crops.
  */
 export function preset(name: PresetName, o: PresetOpts = {}): AugmentSpec {
-  const small = name === 'cifar' || name === 'cifar-eval';
+  const spec = presetSpec(name, o);
+  if (o.cropMin !== undefined) {
+    if (!(o.cropMin > 0 && o.cropMin <= 1)) throw new RangeError(`cropMin must be in (0, 1], got ${o.cropMin}`);
+    if (spec.crop) spec.crop = { ...spec.crop, scale: [o.cropMin, spec.crop.scale[1]] };
+  }
+  return spec;
+}
+
+const SOLARIZE_V3 = { p: 0.2, threshold: 128 };
+
+function presetSpec(name: PresetName, o: PresetOpts): AugmentSpec {
+  const small = name === 'cifar' || name === 'cifar-eval' || name === 'mocov3-cifar';
   const size = o.size ?? (small ? 32 : 224);
   const mean = o.mean ?? (small ? CIFAR_MEAN : IMAGENET_MEAN);
   const std = o.std ?? (small ? CIFAR_STD : IMAGENET_STD);
@@ -83,6 +123,12 @@ export function preset(name: PresetName, o: PresetOpts = {}): AugmentSpec {
       return { ...base, crop: null };
     case 'lincls-train':
       return { ...base, crop: { scale: [0.08, 1], ratio: RATIO }, flip: 0.5 };
+    case 'mocov3':
+    case 'mocov3-cifar': {
+      const v1: AugmentSpec = { ...base, crop: { scale: [0.08, 1], ratio: RATIO }, jitter: { brightness: 0.4, contrast: 0.4, saturation: 0.2, hue: 0.1, p: 0.8 }, grayscale: 0.2, flip: 0.5 };
+      if (name === 'mocov3-cifar') return { ...v1, order: ['jitter', 'gray'], view2: { solarize: SOLARIZE_V3, order: ['jitter', 'gray', 'solarize'] } };
+      return { ...v1, blur: { p: 1, sigma: [0.1, 2] }, order: ['jitter', 'gray', 'blur'], view2: { blur: { p: 0.1, sigma: [0.1, 2] }, solarize: SOLARIZE_V3, order: ['jitter', 'gray', 'blur', 'solarize'] } };
+    }
     default:
       throw new Error(`unknown augmentation preset '${String(name)}'; valid: ${PRESET_NAMES.join(', ')}`);
   }
@@ -100,9 +146,14 @@ export interface ViewParams {
   gray: boolean;
   /** Blur σ in output pixels; 0: no blur. */
   sigma: number;
+  /** Threshold (0..255 units) of the solarize this view gets; absent: none. */
+  solarize?: number;
 }
 
-/** Draws one view's parameters for a width×height source, in a fixed order (crop, flip, jitter, gray, blur). */
+/**
+ * Draws one view's parameters for a width×height source, in a fixed order (crop, flip, jitter, gray, blur,
+ * solarize); a stage the spec lacks draws nothing. For view v of a sample pass {@link specForView}(spec, v).
+ */
 export function drawViewParams(spec: AugmentSpec, rng: Rng, width: number, height: number): ViewParams {
   let box: Box;
   if (spec.crop) box = sampleCropBox(rng, width, height, spec.crop.scale, spec.crop.ratio);
@@ -112,6 +163,7 @@ export function drawViewParams(spec: AugmentSpec, rng: Rng, width: number, heigh
   const jitter = spec.jitter && rng.bernoulli(spec.jitter.p ?? 1) ? sampleJitter(rng, spec.jitter) : null;
   const gray = spec.grayscale > 0 && rng.bernoulli(spec.grayscale);
   const sigma = spec.blur && rng.bernoulli(spec.blur.p) ? rng.uniform(spec.blur.sigma[0], spec.blur.sigma[1]) : 0;
+  if (spec.solarize && rng.bernoulli(spec.solarize.p)) return { box, flip, jitter, gray, sigma, solarize: spec.solarize.threshold };
   return { box, flip, jitter, gray, sigma };
 }
 
@@ -135,20 +187,33 @@ function tensorLong(a: Int32Array): Tensor { return tidy(() => tensor(a, { dtype
 const JITTER_OPS = [brightness_, contrast_, saturation_, hue_];
 
 const JITTER_OPCODES = [PhotometricOp.brightness, PhotometricOp.contrast, PhotometricOp.saturation, PhotometricOp.hue];
-/** Most ops one view can get: the four jitter ops, grayscale, blur. */
-const MAX_STEPS = 6;
+/** Most ops one view can get: the four jitter ops, grayscale, blur, solarize. */
+const MAX_STEPS = 7;
+
+/** The spec of each of `n` samples: `spec` for all, or one a sample. Mean and std are taken from the first. */
+export type SampleSpecs = AugmentSpec | readonly AugmentSpec[];
+
+function specOf(specs: SampleSpecs, i: number): AugmentSpec {
+  return Array.isArray(specs) ? (specs as readonly AugmentSpec[])[i]! : (specs as AugmentSpec);
+}
+
+function normOf(specs: SampleSpecs): AugmentSpec {
+  const s = Array.isArray(specs) ? (specs as readonly AugmentSpec[])[0] : (specs as AugmentSpec);
+  if (!s) throw new Error('photometric: no spec');
+  return s;
+}
 
 /**
  * The photometric ops of each view as a program for the native kernel ({@link photometricInto}): `steps`
- * triples (opcode, a, b) a view, in the spec's stage order and each view's jitter order; identities are left out.
+ * triples (opcode, a, b) a view, in its spec's stage order and its jitter order; identities are left out.
  */
-export function photometricProgram(params: readonly ViewParams[], spec: AugmentSpec, height: number, width: number): { program: Float32Array; steps: number } {
+export function photometricProgram(params: readonly ViewParams[], spec: SampleSpecs, height: number, width: number): { program: Float32Array; steps: number } {
   const steps = MAX_STEPS;
   const program = new Float32Array(params.length * steps * 3);
   params.forEach((p, i) => {
     let at = i * steps * 3;
     const emit = (opc: number, a = 0, b = 0): void => { program[at++] = opc; program[at++] = a; program[at++] = b; };
-    for (const stage of spec.order) {
+    for (const stage of specOf(spec, i).order) {
       if (stage === 'jitter' && p.jitter) {
         const j = p.jitter;
         for (const opId of j.order) {
@@ -160,6 +225,8 @@ export function photometricProgram(params: readonly ViewParams[], spec: AugmentS
       } else if (stage === 'blur' && p.sigma > 0) {
         const k = blurKernelSize(p.sigma, height, width);
         if (k > 1) emit(PhotometricOp.blur, p.sigma, k);
+      } else if (stage === 'solarize' && p.solarize !== undefined) {
+        emit(PhotometricOp.solarize, p.solarize);
       }
     }
   });
@@ -172,18 +239,39 @@ export function photometricProgram(params: readonly ViewParams[], spec: AugmentS
  * ColorJitter's per-sample random order is batched: at each of its four steps, the samples whose op at that
  * step is brightness (contrast, …) go through that op together. Both follow torchvision's definitions.
  */
-export function photometric_(x: Tensor, params: readonly ViewParams[], spec: AugmentSpec, out?: Tensor): Tensor {
+export function photometric_(x: Tensor, params: readonly ViewParams[], spec: SampleSpecs, out?: Tensor): Tensor {
   if (x.device === 'cpu' && x.dtype === 'float32' && x.isContiguous() && (!out || out.isContiguous())) {
     const [, , h, w] = x.shape as [number, number, number, number];
     const { program, steps } = photometricProgram(params, spec, h, w);
-    return photometricInto(x, 1, program, steps, spec.mean, spec.std, out ?? x);
+    const s = normOf(spec);
+    return photometricInto(x, 1, program, steps, s.mean, s.std, out ?? x);
   }
   return photometricAten_(x, params, spec, out);
 }
 
-/** {@link photometric_} composed from ATen ops (any device). */
-export function photometricAten_(x: Tensor, params: readonly ViewParams[], spec: AugmentSpec, out?: Tensor): Tensor {
-  for (const stage of spec.order) {
+/**
+ * {@link photometric_} composed from ATen ops (any device). Samples whose specs order the stages differently
+ * (the views of an asymmetric pair) are run as separate groups.
+ */
+export function photometricAten_(x: Tensor, params: readonly ViewParams[], spec: SampleSpecs, out?: Tensor): Tensor {
+  const groups = new Map<string, number[]>();
+  params.forEach((_, i) => {
+    const k = specOf(spec, i).order.join();
+    const g = groups.get(k);
+    if (g) g.push(i); else groups.set(k, [i]);
+  });
+  if (groups.size <= 1) {
+    if (params.length) stagesAten_(x, params, specOf(spec, 0).order);
+  } else {
+    for (const pos of groups.values()) onSubset(x, pos, (sub) => stagesAten_(sub, pos.map((i) => params[i]!), specOf(spec, pos[0]!).order));
+  }
+  const s = normOf(spec);
+  return out ? normalizeInto(x, s.mean, s.std, out) : normalize_(x, s.mean, s.std);
+}
+
+/** The photometric stages of every sample of x, in `order` (in place; returns x). */
+function stagesAten_(x: Tensor, params: readonly ViewParams[], order: readonly Stage[]): Tensor {
+  for (const stage of order) {
     if (stage === 'jitter') {
       for (let step = 0; step < 4; step++) {
         for (let opId = 0; opId < 4; opId++) {
@@ -202,13 +290,17 @@ export function photometricAten_(x: Tensor, params: readonly ViewParams[], spec:
       }
     } else if (stage === 'gray') {
       onSubset(x, params.flatMap((p, i) => (p.gray ? [i] : [])), grayscale_);
-    } else {
+    } else if (stage === 'blur') {
       const pos = params.flatMap((p, i) => (p.sigma > 0 ? [i] : []));
       const sig = pos.map((i) => params[i]!.sigma);
       onSubset(x, pos, (sub) => gaussianBlur(sub, sig));
+    } else {
+      const pos = params.flatMap((p, i) => (p.solarize !== undefined ? [i] : []));
+      const thr = pos.map((i) => params[i]!.solarize!);
+      onSubset(x, pos, (sub) => solarize_(sub, thr));
     }
   }
-  return out ? normalizeInto(x, spec.mean, spec.std, out) : normalize_(x, spec.mean, spec.std);
+  return x;
 }
 
 /**
@@ -251,6 +343,10 @@ export class Augmentation {
    */
   constructor(spec: AugmentSpec | PresetName, o: PresetOpts & { threads?: number | null } = {}) {
     this.spec = typeof spec === 'string' ? preset(spec, o) : spec;
+    const over = this.spec.view2 as Record<string, unknown> | null | undefined;
+    for (const k of ['size', 'mean', 'std', 'view2']) {
+      if (over && over[k] !== undefined) throw new Error(`augmentation: view2 cannot change '${k}' (all views share the output size and normalisation)`);
+    }
     const env = Number(process.env.MOCO_AUG_THREADS);
     this.threads = o.threads !== undefined ? o.threads : env > 0 ? env : 1;
   }
@@ -263,9 +359,13 @@ export class Augmentation {
     try { return fn(); } finally { setNumThreads(before); }
   }
 
+  /** The spec of each of `views` views (0-based): {@link specForView}. */
+  viewSpecs(views: number): AugmentSpec[] { return Array.from({ length: views }, (_, v) => specForView(this.spec, v)); }
+
   /**
    * `views` independently augmented views of images[indices] (N×3×H×W uint8): float32 N×3×S×S each,
-   * normalised. Parameters come from `rng` (view-major: all of view 0, then view 1).
+   * normalised. Parameters come from `rng` (view-major: all of view 0, then view 1), each view's from its
+   * own spec (view 2 onwards with {@link AugmentSpec.view2} applied).
    */
   fromMemory(images: Tensor, indices: ArrayLike<number>, rng: Rng, views = 1): Tensor[] {
     return tidy(() => {
@@ -279,9 +379,11 @@ export class Augmentation {
     const [, , H, W] = images.shape as [number, number, number, number];
     const n = indices.length;
     const params: ViewParams[] = [];
+    const specs: AugmentSpec[] = [];
     const src: number[] = [];
+    const vs = this.viewSpecs(views);
     for (let v = 0; v < views; v++) {
-      for (let i = 0; i < n; i++) { params.push(drawViewParams(this.spec, rng, W, H)); src.push(indices[i]!); }
+      for (let i = 0; i < n; i++) { params.push(drawViewParams(vs[v]!, rng, W, H)); specs.push(vs[v]!); src.push(indices[i]!); }
     }
     const S = this.spec.size;
     const identity = !this.spec.crop && H === S && W === S;
@@ -303,7 +405,7 @@ export class Augmentation {
           } else {
             x = resizedCrop(images, ss, ps.map((p) => p.box), S, ps.map((p) => p.flip)).div_(255);
           }
-          photometric_(x, ps, this.spec, out.narrow(0, s0, len));
+          photometric_(x, ps, this.spec.view2 ? specs.slice(s0, s0 + len) : this.spec, out.narrow(0, s0, len));
         });
       }
       return out;
@@ -388,7 +490,8 @@ export class Augmentation {
       await Promise.all(calls);
     } else {
       await Promise.all(Array.from({ length: n }, async (_, i) => readHeader(i)));
-      for (let v = 0; v < views; v++) for (let i = 0; i < n; i++) params[i]!.push(drawViewParams(this.spec, rng, sizes[i]!.width, sizes[i]!.height));
+      const vs = this.viewSpecs(views);
+      for (let v = 0; v < views; v++) for (let i = 0; i < n; i++) params[i]!.push(drawViewParams(vs[v]!, rng, sizes[i]!.width, sizes[i]!.height));
       await Promise.all(Array.from({ length: n }, async (_, i) => decodeOne(i)));
     }
     async function decodeJoined(idx: number[]): Promise<void> {
@@ -428,7 +531,8 @@ export class Augmentation {
     const ordered: ViewParams[] = [];
     for (let v = 0; v < views; v++) for (let i = 0; i < n; i++) ordered.push(params[i]![v]!);
     // Straight from the decoded bytes (channels last) to normalised planes: every view in one native call.
-    const { program, steps } = photometricProgram(ordered, this.spec, S, S);
+    const vs = this.viewSpecs(views);
+    const { program, steps } = photometricProgram(ordered, this.spec.view2 ? ordered.map((_, k) => vs[Math.floor(k / n)]!) : this.spec, S, S);
     const out = this.withThreads(() => tidy(() => {
       const res = empty([views * n, 3, S, S]);
       return photometricInto(tensor(buf, { shape: [views * n, S, S, 3], dtype: 'uint8' }), 1 / 255, program, steps, this.spec.mean, this.spec.std, res);

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { sampleCropBox, sampleJitter, roundHalfEven, centerCropBox } from '../../src/data/augment-params.js';
-import { drawViewParams, preset } from '../../src/data/augment.js';
+import { drawViewParams, preset, specForView } from '../../src/data/augment.js';
 import { Rng } from '../../src/data/rng.js';
 import { PYTHON } from '../helpers/pytorch.js';
 import { execFileSync } from 'node:child_process';
@@ -123,4 +123,63 @@ test('application probabilities of aug+ (jitter 0.8, gray 0.2, blur 0.5, flip 0.
   prop('flip', fl, N, 0.5);
   assert.ok(Math.min(...sig) >= 0.1 && Math.max(...sig) <= 2);
   within3('blur sigma', sig, 1.05, 1.9 / Math.sqrt(12));
+});
+
+test('MoCo v3 pair: view 1 blur p 1.0 and no solarize, view 2 blur p 0.1 and solarize (128) p 0.2; shared jitter, gray, flip, crop', () => {
+  for (const name of ['mocov3', 'mocov3-cifar'] as const) {
+    const spec = preset(name);
+    const rng = new Rng(6, name);
+    const count = [0, 1].map(() => ({ j: 0, g: 0, bl: 0, so: 0, fl: 0, sig: [] as number[], sat: [] as number[], area: [] as number[] }));
+    for (let i = 0; i < N; i++) {
+      for (const v of [0, 1]) {
+        const p = drawViewParams(specForView(spec, v), rng, 500, 375);
+        const c = count[v]!;
+        if (p.jitter) { c.j++; c.sat.push(p.jitter.saturation); }
+        if (p.gray) c.g++;
+        if (p.flip) c.fl++;
+        if (p.sigma > 0) { c.bl++; c.sig.push(p.sigma); }
+        if (p.solarize !== undefined) { c.so++; assert.equal(p.solarize, 128); }
+        c.area.push((p.box.width * p.box.height) / (500 * 375));
+      }
+    }
+    const blur = name === 'mocov3' ? [1, 0.1] : [0, 0];
+    count.forEach((c, v) => {
+      const label = `${name} view ${v + 1}`;
+      prop(`${label} jitter`, c.j, N, 0.8);
+      prop(`${label} grayscale`, c.g, N, 0.2);
+      prop(`${label} flip`, c.fl, N, 0.5);
+      if (blur[v] === 1 || blur[v] === 0) assert.equal(c.bl, blur[v]! * N, `${label} blur`);
+      else prop(`${label} blur`, c.bl, N, blur[v]!);
+      if (v === 0) assert.equal(c.so, 0, `${label} solarize`);
+      else prop(`${label} solarize`, c.so, N, 0.2);
+      // ColorJitter(0.4, 0.4, 0.2, 0.1): saturation in [0.8, 1.2].
+      assert.ok(Math.min(...c.sat) >= 0.8 && Math.max(...c.sat) <= 1.2, `${label} saturation range`);
+      within3(`${label} saturation`, c.sat, 1, 0.4 / Math.sqrt(12));
+      if (c.sig.length) assert.ok(Math.min(...c.sig) >= 0.1 && Math.max(...c.sig) <= 2, `${label} σ range`);
+      // crop-min 0.08: areas below 0.2 (impossible for aug+'s 0.2) occur.
+      assert.ok(Math.min(...c.area) < 0.1 && Math.min(...c.area) >= 0.075, `${label} crop area min ${Math.min(...c.area)}`);
+    });
+  }
+});
+
+test('MoCo v3 presets: sizes, normalisation, cropMin; existing presets carry no solarize or view2', () => {
+  const v3 = preset('mocov3');
+  assert.equal(v3.size, 224);
+  assert.deepEqual(v3.mean, [0.485, 0.456, 0.406]);
+  assert.deepEqual(v3.crop!.scale, [0.08, 1]);
+  assert.deepEqual(specForView(v3, 1).order, ['jitter', 'gray', 'blur', 'solarize']);
+  assert.equal(specForView(v3, 0), v3);
+  const c = preset('mocov3-cifar');
+  assert.equal(c.size, 32);
+  assert.deepEqual(c.std, [0.2023, 0.1994, 0.201]);
+  assert.equal(c.blur, null);
+  assert.equal(specForView(c, 1).blur, null);
+  assert.deepEqual(preset('mocov3', { cropMin: 0.2 }).crop!.scale, [0.2, 1]);
+  assert.deepEqual(preset('mocov3', { cropMin: 0.2 }).crop!.ratio, [3 / 4, 4 / 3]);
+  assert.throws(() => preset('mocov3', { cropMin: 0 }), /cropMin/);
+  for (const name of ['mocov2', 'mocov1', 'cifar', 'eval', 'cifar-eval', 'lincls-train'] as const) {
+    const s = preset(name);
+    assert.ok(!('solarize' in s) && !('view2' in s), `${name} unchanged`);
+    assert.equal(specForView(s, 1), s);
+  }
 });

@@ -8,6 +8,8 @@ import sharp from 'sharp';
 import { memory } from '../../src/torch/index.js';
 import { Synthetic, ImageFolder } from '../../src/data/datasets/index.js';
 import { Loader, type Batch } from '../../src/data/loader.js';
+import { Augmentation } from '../../src/data/augment.js';
+import { Rng } from '../../src/data/rng.js';
 import { tmpDir } from '../helpers/pytorch.js';
 
 async function collect(l: Loader, epoch: number, startBatch = 0): Promise<{ idx: number[][]; q: Float32Array[]; k: Float32Array[] }> {
@@ -163,5 +165,29 @@ test('a cached folder is read from the cache file a batch at a time: not residen
   } finally {
     if (prev === undefined) delete process.env.MOCO_CACHE_DIR; else process.env.MOCO_CACHE_DIR = prev;
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('twoCrops with an asymmetric pair (mocov3-cifar): view 1 by pipeline 1, view 2 by pipeline 2, keyed by (seed, epoch, batch); workers agree', async () => {
+  const run = async (workers: number): Promise<{ idx: number[][]; q: Float32Array[]; k: Float32Array[] }> => {
+    const l = new Loader(ds, { batchSize: 16, shuffle: true, dropLast: true, seed: 9, augment: 'mocov3-cifar', twoCrops: true, workers });
+    const out = await collect(l, 1);
+    await l.close();
+    return out;
+  };
+  const a = await run(0);
+  assert.deepEqual(await run(2), a);
+  const aug = new Augmentation('mocov3-cifar');
+  const sym = new Augmentation({ ...aug.spec, view2: null });
+  for (const b of [0, 3]) {
+    const idx = Int32Array.from(a.idx[b]!);
+    const [q, k] = aug.fromMemory(ds.images, idx, new Rng(9, 'aug', 1, b, 0), 2);
+    assert.deepEqual(q!.data(), a.q[b]);
+    assert.deepEqual(k!.data(), a.k[b]);
+    // The symmetric pipeline shares view 1 and not view 2.
+    const [q2, k2] = sym.fromMemory(ds.images, idx, new Rng(9, 'aug', 1, b, 0), 2);
+    assert.deepEqual(q2!.data(), a.q[b]);
+    assert.notDeepEqual(k2!.data(), a.k[b]);
+    for (const t of [q, k, q2, k2]) t!.dispose();
   }
 });
