@@ -1,10 +1,11 @@
-// The model behind `moco serve`, run off the server's event loop: a checkpoint by libtorch in a worker thread
-// (the encoder `moco embed` uses), an exported ONNX file by onnxruntime in a child process (onnxruntime-node where
-// installed, else onnxruntime-web's WebAssembly; never in the process that holds libtorch). A checkpoint is also
-// exported to ONNX in memory (the graph `moco export --format onnx` writes): the browser page runs that model with
-// onnxruntime-web, and `engine: 'onnxruntime'` serves it as an .onnx file is served.
+// The model behind `moco serve`, run off the server's event loop: a checkpoint on onnxruntime-node (its ONNX export,
+// in a child process) where that is installed, else on libtorch in a worker thread (the encoder `moco embed` uses);
+// an exported ONNX file on onnxruntime in a child process (onnxruntime-node where installed, else onnxruntime-web's
+// WebAssembly; never in the process that holds libtorch). A checkpoint's ONNX export is kept either way: the
+// browser page runs that model with onnxruntime-web.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { decodeModel, encodeModel } from '../io/onnx-proto.js';
@@ -22,14 +23,27 @@ export interface ServeModelOptions {
   /** Intra-op threads of the engine; default the engine's (libtorch: the physical cores; onnxruntime: all cores). */
   threads?: number;
   /**
-   * What runs a checkpoint: libtorch in a worker thread (default) or onnxruntime on its ONNX export, as an
-   * `.onnx` file is run. An `.onnx` file always runs on onnxruntime.
+   * What runs a checkpoint: libtorch in a worker thread, or onnxruntime-node on its ONNX export in a child
+   * process (as an `.onnx` file is run), or 'auto' (default): onnxruntime-node where it is installed, else
+   * libtorch. An `.onnx` file always runs on onnxruntime. On the shared 2-core machine (ResNet-18, 224 px,
+   * Debian's libtorch 1.13) onnxruntime-node answered one client at 20–24 requests/s against libtorch's 16–18,
+   * with 5–10% more memory (docs/benchmarks.md); onnxruntime-node is not a dependency (a consumer's npm drops it).
    */
   engine?: ServeEngine;
 }
 
 /** What computes the embeddings (see {@link ServeModelOptions.engine}). */
-export type ServeEngine = 'libtorch' | 'onnxruntime';
+export type ServeEngine = 'libtorch' | 'onnxruntime' | 'auto';
+
+/** onnxruntime-node can be imported from here (resolved, not loaded: this process holds libtorch). */
+function hasOrtNode(): boolean {
+  try {
+    createRequire(import.meta.url).resolve('onnxruntime-node');
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /** Something that embeds preprocessed batches. */
 interface Runner {
@@ -173,7 +187,8 @@ export class ServeModel {
     }
     // A checkpoint: libtorch loads it (any format the project reads) and the exporter writes its graph.
     const { bytes, info } = await checkpointToOnnx(path, feature);
-    if ((o.engine ?? 'libtorch') === 'libtorch') return new ServeModel(info, bytes, await TorchRunner.open(path, feature, o.threads), null);
+    const engine = o.engine === undefined || o.engine === 'auto' ? (hasOrtNode() ? 'onnxruntime' : 'libtorch') : o.engine;
+    if (engine === 'libtorch') return new ServeModel(info, bytes, await TorchRunner.open(path, feature, o.threads), null);
     const tmp = mkdtempSync(join(tmpdir(), 'moco-serve-'));
     try {
       const file = join(tmp, 'model.onnx');

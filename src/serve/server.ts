@@ -27,7 +27,7 @@ export interface ServeOptions {
   db?: string;
   /** Backbone (default) or head features, for checkpoints. */
   feature?: ServeFeature;
-  /** What runs a checkpoint: libtorch in a worker thread (default) or onnxruntime on its ONNX export. */
+  /** What runs a checkpoint: libtorch in a worker thread, onnxruntime on its ONNX export, or 'auto' (default: onnxruntime-node where installed, else libtorch). */
   engine?: ServeEngine;
   /** Most images a forward pass; 1 turns batching off. Default 32. */
   maxBatch?: number;

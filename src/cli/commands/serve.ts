@@ -23,7 +23,7 @@ export function register(program: Command): void {
     .option('--body-limit <mb>', 'largest request body, MiB: a whole multipart request, and each of its files', '16')
     .option('--max-pixels <n>', 'most pixels an image may have (checked before decoding)', '50000000')
     .option('--threads <n>', "the engine's intra-op threads (default: libtorch's, the physical cores; onnxruntime's, all cores)")
-    .option('--engine <engine>', 'what runs a checkpoint: libtorch (in a worker thread) or onnxruntime (its ONNX export; onnxruntime-node where installed, else onnxruntime-web); an .onnx model always runs on onnxruntime', 'libtorch')
+    .option('--engine <engine>', 'what runs a checkpoint: libtorch (in a worker thread), onnxruntime (its ONNX export; onnxruntime-node where installed, else onnxruntime-web), or auto: onnxruntime-node where installed, else libtorch; an .onnx model always runs on onnxruntime', 'auto')
     .option('--log <level>', 'request log level (fatal, error, warn, info, debug) or off', 'warn')
     .option('--request-timeout <s>', 'longest time a request body may take to arrive, seconds (408 and the connection closed beyond)', '30')
     .option('--drain-timeout <s>', 'on SIGTERM/SIGINT, seconds to let open requests finish before every connection is closed', '10')
@@ -42,11 +42,11 @@ export function register(program: Command): void {
       if (!(requestS > 0)) throw new Error(`--request-timeout must be a positive number of seconds, got '${o.requestTimeout}'`);
       const drainS = Number(o.drainTimeout);
       if (!(drainS >= 0)) throw new Error(`--drain-timeout must be a number of seconds ≥ 0, got '${o.drainTimeout}'`);
-      if (o.engine !== 'libtorch' && o.engine !== 'onnxruntime') throw new Error(`--engine must be libtorch or onnxruntime, got '${o.engine}'`);
+      if (o.engine !== 'libtorch' && o.engine !== 'onnxruntime' && o.engine !== 'auto') throw new Error(`--engine must be auto, libtorch or onnxruntime, got '${o.engine}'`);
       const isOnnx = o.pretrained.toLowerCase().endsWith('.onnx');
       const { buildServer } = await import('../../serve/index.js');
       const app = buildServer({
-        pretrained: o.pretrained, index: o.index, db: o.db, feature: feat, engine: isOnnx ? undefined : o.engine, maxBatch: int('--batch', o.batch), maxDelayMs: delay,
+        pretrained: o.pretrained, index: o.index, db: o.db, feature: feat, engine: isOnnx ? undefined : (o.engine as 'auto' | 'libtorch' | 'onnxruntime'), maxBatch: int('--batch', o.batch), maxDelayMs: delay,
         maxQueue: int('--queue', o.queue), bodyLimit: Math.round(bodyMb * 2 ** 20), maxPixels: int('--max-pixels', o.maxPixels), maxEventLoopDelayMs: int('--max-loop-delay', o.maxLoopDelay, 0),
         threads: o.threads ? int('--threads', o.threads) : undefined, logLevel: o.log === 'off' ? false : o.log,
         requestTimeoutMs: Math.round(requestS * 1000), absolutePaths: o.absolutePaths, allowedHosts: [o.host, ...(o.allowedHosts ?? '').split(',').map((h) => h.trim()).filter(Boolean)],
