@@ -6,10 +6,14 @@
 //
 //   npm run bench:serve -- --requests 200 --clients 1,8,32
 //
+// --engines libtorch,onnxruntime serves the checkpoint both ways (`moco serve --engine`): libtorch in a worker
+// thread (the default) and onnxruntime on its ONNX export in a child process; each side also reports the server's
+// memory (VmRSS once warm and VmHWM at the end, its child processes included).
+//
 // The model is a random-init ResNet-18 (width 64, as torchvision's, so PyTorch loads it unchanged) written once
 // as a torchvision .pth; --cifar uses the 32-px CIFAR stem instead of 224-px ImageNet inputs.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -35,6 +39,7 @@ const { values: a } = parseArgs({
     threads: { type: 'string', default: String(availableParallelism()) },
     python: { type: 'string', default: PYTHON },
     'no-peer': { type: 'boolean', default: false },
+    engines: { type: 'string', default: 'libtorch' },
   },
 });
 const requests = pos('requests', a.requests!);
@@ -93,6 +98,25 @@ async function load(url: string, images: Buffer[], c: number): Promise<Load> {
   return { clients: c, requests, rps: round(requests / wall, 2), p50Ms: round(median(s), 1), p99Ms: round(s[Math.min(s.length - 1, Math.ceil(0.99 * s.length) - 1)]!, 1), errors };
 }
 
+/** MiB of a process and its child processes: resident now, and peak resident (Linux /proc). */
+function memoryOf(pid: number): { rssMiB: number; peakMiB: number } {
+  const pids = [pid];
+  for (let i = 0; i < pids.length; i++) {
+    try {
+      for (const t of readdirSync(`/proc/${pids[i]}/task`)) pids.push(...readFileSync(`/proc/${pids[i]}/task/${t}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number));
+    } catch { /* exited */ }
+  }
+  let rss = 0, peak = 0;
+  for (const p of pids) {
+    try {
+      const st = readFileSync(`/proc/${p}/status`, 'utf8');
+      rss += Number(/VmRSS:\s+(\d+)/.exec(st)?.[1] ?? 0);
+      peak += Number(/VmHWM:\s+(\d+)/.exec(st)?.[1] ?? 0);
+    } catch { /* exited */ }
+  }
+  return { rssMiB: round(rss / 1024, 1), peakMiB: round(peak / 1024, 1) };
+}
+
 async function vectorOf(url: string, img: Buffer): Promise<number[]> {
   const r = await fetch(`${url}/v1/embed`, { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: new Uint8Array(img) });
   return ((await r.json()) as { vectors: number[][] }).vectors[0]!;
@@ -119,14 +143,23 @@ try {
   const result: Record<string, unknown> = { bench: 'serve', model: `resnet18${a.cifar ? ' (CIFAR stem)' : ''}, random init`, inputPx: size, requests, clients, threads, cores: availableParallelism() };
   const sides: Record<string, Load[]> = {};
   const vectors: Record<string, number[]> = {};
-  for (const [name, batch] of [['batched', a.batch!], ['unbatched', '1']] as const) {
-    const { proc, url } = await start(process.execPath, [cli, 'serve', '--pretrained', ckpt, '--port', '0', '--batch', batch, '--batch-delay', a['batch-delay']!, '--threads', String(threads), '--log', 'off', '--max-loop-delay', '0', '--queue', '4096'], /ready: .* page at (http:\/\/127\.0\.0\.1:\d+)\//, 'stderr');
-    try {
-      vectors[name] = await vectorOf(url, images[0]!); // also warms up
-      sides[name] = [];
-      for (const c of clients) sides[name]!.push(await load(url, images, c));
-    } finally {
-      await stop(proc);
+  const memory: Record<string, { warm: { rssMiB: number; peakMiB: number }; end: { rssMiB: number; peakMiB: number } }> = {};
+  const engines = a.engines!.split(',');
+  // The first engine's sides keep the plain names (batched, unbatched); the others are prefixed (onnxruntime-batched).
+  const sideName = (engine: string, name: string): string => (engine === engines[0] ? name : `${engine}-${name}`);
+  for (const engine of engines) {
+    for (const [plain, batch] of [['batched', a.batch!], ['unbatched', '1']] as const) {
+      const name = sideName(engine, plain);
+      const { proc, url } = await start(process.execPath, [cli, 'serve', '--pretrained', ckpt, '--engine', engine, '--port', '0', '--batch', batch, '--batch-delay', a['batch-delay']!, '--threads', String(threads), '--log', 'off', '--max-loop-delay', '0', '--queue', '4096'], /ready: .* page at (http:\/\/127\.0\.0\.1:\d+)\//, 'stderr');
+      try {
+        vectors[name] = await vectorOf(url, images[0]!); // also warms up
+        const warm = memoryOf(proc.pid!);
+        sides[name] = [];
+        for (const c of clients) sides[name]!.push(await load(url, images, c));
+        memory[name] = { warm, end: memoryOf(proc.pid!) };
+      } finally {
+        await stop(proc);
+      }
     }
   }
   if (!a['no-peer']) {
@@ -140,6 +173,7 @@ try {
     }
   }
   result.results = sides;
+  result.memory = memory;
   const at = (side: string, c: number): number | undefined => sides[side]?.find((l) => l.clients === c)?.rps;
   const top = Math.max(...clients);
   result.batchingGain = round((at('batched', top) ?? NaN) / (at('unbatched', top) ?? NaN), 3);

@@ -1,7 +1,11 @@
-// Inference through onnxruntime-node, for services that run an exported model without libtorch. This file
-// imports nothing from src/torch. onnxruntime is loaded lazily (an optional dependency) and can run in a
-// child process: loading it next to libtorch has conflicted on some builds (protobuf, oneDNN symbols).
+// Inference through onnxruntime, for services that run an exported model without libtorch. This file imports
+// nothing from src/torch. onnxruntime is loaded lazily and can run in a child process: loading it next to
+// libtorch has conflicted on some builds (protobuf, oneDNN symbols). onnxruntime-node (native) is used where it is
+// installed; it is not a dependency of the package (its install script downloads CUDA libraries, and where that
+// fails npm silently drops it), so otherwise onnxruntime-web (WebAssembly, a dependency: the browser page's
+// runtime) runs the model in Node, with the same results and slower.
 import { fork, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 export interface OnnxRunnerOptions {
@@ -17,24 +21,36 @@ export interface OnnxOutput {
   dims: number[];
 }
 
-type Ort = typeof import('onnxruntime-node');
-type Session = import('onnxruntime-node').InferenceSession;
+// onnxruntime-common's API, as both runtimes export it; typed through onnxruntime-web (a dependency; onnxruntime-node
+// is not, so the published declarations do not name it).
+type Ort = typeof import('onnxruntime-web');
+type Session = import('onnxruntime-web').InferenceSession;
 
-/** Loads onnxruntime-node, explaining how to get it when it is missing. */
-export async function loadOrt(): Promise<Ort> {
+/** Which onnxruntime runs the models: the native one (onnxruntime-node) or WebAssembly (onnxruntime-web). */
+export type OrtBackend = 'onnxruntime-node' | 'onnxruntime-web';
+
+/** Loads onnxruntime-node where it is installed, else onnxruntime-web (a dependency). */
+export async function loadOrt(): Promise<{ ort: Ort; backend: OrtBackend }> {
   try {
-    return await import('onnxruntime-node');
+    return { ort: (await import('onnxruntime-node')) as unknown as Ort, backend: 'onnxruntime-node' };
   } catch (e) {
-    throw new Error(`onnxruntime-node is not installed (an optional dependency): npm install onnxruntime-node (${(e as Error).message})`);
+    const code = (e as { code?: string }).code;
+    if (code !== 'ERR_MODULE_NOT_FOUND' && code !== 'MODULE_NOT_FOUND') throw e;
+    return { ort: await import('onnxruntime-web'), backend: 'onnxruntime-web' };
   }
 }
 
 /** Opens a session in this process. */
-export async function openSession(path: string, threads?: number): Promise<{ ort: Ort; session: Session }> {
-  const ort = await loadOrt();
+export async function openSession(path: string, threads?: number): Promise<{ ort: Ort; session: Session; backend: OrtBackend }> {
+  const { ort, backend } = await loadOrt();
+  if (backend === 'onnxruntime-web') {
+    if (threads) ort.env.wasm.numThreads = threads;
+    // onnxruntime-web takes the model's bytes (a string would be fetched as a URL).
+    return { ort, backend, session: await ort.InferenceSession.create(new Uint8Array(readFileSync(path)), { graphOptimizationLevel: 'all' }) };
+  }
   // onnxruntime rejects an explicit undefined: leave the key out for its default.
   const session = await ort.InferenceSession.create(path, { graphOptimizationLevel: 'all', ...(threads ? { intraOpNumThreads: threads } : {}) });
-  return { ort, session };
+  return { ort, session, backend };
 }
 
 /** Runs a single-input model on float32 `data` of `dims`; returns every output. */
@@ -50,21 +66,25 @@ export async function runSession(ort: Ort, session: Session, data: Float32Array,
   return out;
 }
 
-interface Reply { id: number; ok: boolean; outputs?: Record<string, OnnxOutput>; error?: string }
+interface Reply { id: number; ok: boolean; outputs?: Record<string, OnnxOutput>; backend?: OrtBackend; error?: string }
 
 /** A model ready to run, in this process or a child process. */
 export class OnnxRunner {
   private next = 0;
   private readonly pending = new Map<number, { resolve: (o: Record<string, OnnxOutput>) => void; reject: (e: Error) => void }>();
+  /** The onnxruntime that runs the model. */
+  backend: OrtBackend = 'onnxruntime-node';
 
   private constructor(
-    private readonly local: { ort: Ort; session: Session } | null,
+    private readonly local: { ort: Ort; session: Session; backend: OrtBackend } | null,
     private readonly child: ChildProcess | null,
   ) {
+    if (local) this.backend = local.backend;
     child?.on('message', (m: Reply) => {
       const p = this.pending.get(m.id);
       if (!p) return;
       this.pending.delete(m.id);
+      if (m.backend) this.backend = m.backend;
       if (m.ok) p.resolve(m.outputs!);
       else p.reject(new Error(m.error));
     });

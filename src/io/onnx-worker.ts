@@ -10,9 +10,9 @@ opened.catch(() => undefined); // reported per request below
 process.on('message', (m: { id: number; data: Float32Array; dims: number[] }) => {
   void (async () => {
     try {
-      const { ort, session } = await opened;
+      const { ort, session, backend } = await opened;
       const outputs = m.dims.length ? await runSession(ort, session, m.data, m.dims) : {};
-      process.send!({ id: m.id, ok: true, outputs });
+      process.send!({ id: m.id, ok: true, outputs, ...(m.dims.length ? {} : { backend }) });
     } catch (e) {
       process.send!({ id: m.id, ok: false, error: (e as Error).message });
     }

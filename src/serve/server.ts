@@ -1,7 +1,7 @@
 // `moco serve`: the encoder (and an index) behind a fastify HTTP API, and the browser page. The app is built
 // at once and loads the model in the background (GET /readyz answers 503 until it is ready); images are decoded
-// by sharp in libuv's pool, batched across requests and run by onnxruntime in a child process, so the event loop
-// stays free for health checks while a batch computes. Every bad input is a 4xx with a message saying why.
+// by sharp in libuv's pool, batched across requests and run off the event loop (a checkpoint by libtorch in a
+// worker thread, an .onnx model by onnxruntime in a child process: serve/model.ts), so the event loop stays free for health checks while a batch computes. Every bad input is a 4xx with a message saying why.
 import { isIP } from 'node:net';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import multipart from '@fastify/multipart';
@@ -14,7 +14,7 @@ import { basename, dirname, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Batcher } from './batcher.js';
 import { HttpError, unavailable } from './errors.js';
-import { ServeModel, type ServeFeature, type ServeModelInfo } from './model.js';
+import { ServeModel, type ServeEngine, type ServeFeature, type ServeModelInfo } from './model.js';
 import { preprocessImage } from './preprocess.js';
 import { openSearchBackend, type SearchBackend, type SearchFilter, type SearchHit } from './search-backend.js';
 
@@ -27,6 +27,8 @@ export interface ServeOptions {
   db?: string;
   /** Backbone (default) or head features, for checkpoints. */
   feature?: ServeFeature;
+  /** What runs a checkpoint: libtorch in a worker thread, onnxruntime on its ONNX export, or 'auto' (default: onnxruntime-node where installed, else libtorch). */
+  engine?: ServeEngine;
   /** Most images a forward pass; 1 turns batching off. Default 32. */
   maxBatch?: number;
   /** Longest wait before a partial batch is flushed, ms; default 5. */
@@ -44,7 +46,7 @@ export interface ServeOptions {
    * (off): the bounded queue is the back-pressure for embedding work, which never runs on the loop.
    */
   maxEventLoopDelayMs?: number;
-  /** onnxruntime intra-op threads; default onnxruntime's. */
+  /** The engine's intra-op threads; default the engine's. */
   threads?: number;
   /** fastify's logger (pino) level, or false (default) for none. */
   logLevel?: string | false;
@@ -140,7 +142,7 @@ export function buildServer(opts: ServeOptions): FastifyInstance {
   const loaded = (async () => {
     try {
       backend = await openSearchBackend({ index: opts.index, db: opts.db });
-      model = await ServeModel.open(opts.pretrained, { feature: opts.feature, threads: opts.threads });
+      model = await ServeModel.open(opts.pretrained, { feature: opts.feature, threads: opts.threads, engine: opts.engine });
       if (backend && backend.dim !== model.info.dim) {
         throw new Error(`${backend.source} holds ${backend.dim}-d vectors but the model ${opts.pretrained} gives ${model.info.dim}-d: serve the index with the model it was embedded with`);
       }
@@ -325,7 +327,7 @@ export function buildServer(opts: ServeOptions): FastifyInstance {
       const { model: m, batcher: b } = ready();
       const mi: ServeModelInfo = m.info;
       return {
-        model: { source: shownFile(mi.source), kind: mi.kind, arch: mi.arch, feature: mi.feature, normalized: mi.normalized, onnx: 'model.onnx' },
+        model: { source: shownFile(mi.source), kind: mi.kind, arch: mi.arch, feature: mi.feature, normalized: mi.normalized, engine: mi.engine, onnx: 'model.onnx' },
         dim: mi.dim,
         preprocessing: mi.preprocessing,
         index: backend ? { kind: backend.kind, source: shownFile(backend.source), size: backend.size, dim: backend.dim } : null,

@@ -1,6 +1,6 @@
 // `moco export --format onnx --web OUT/`: the browser page as a static folder — the page, onnxruntime-web's
 // wasm files, the model and its recorded preprocessing (model.json), and optionally a small gallery (vectors
-// and thumbnails of a few images, embedded by the same ONNX model through onnxruntime-node) that the page
+// and thumbnails of a few images, embedded by the same ONNX model through onnxruntime: onnxruntime-node where installed, else onnxruntime-web) that the page
 // compares against when no server is there.
 import type { Found } from '../data/walk.js';
 import { mkdirSync, readFileSync } from 'node:fs';
