@@ -10,7 +10,7 @@ import { EventWriter } from '../io/tfevents.js';
 import { writeTextAtomic } from '../io/atomic.js';
 import { MOMENTUM_PREFIX, momentumFromTensors, momentumTensors, type SGD } from '../optim/index.js';
 import type { Linear } from '../nn/index.js';
-import { LINCLS_LR, type RecipeName } from '../moco/index.js';
+import { LINCLS_LR } from '../moco/index.js';
 import { backboneTensors, checkBackboneUnchanged, snapshotBackbone, type Encoder, type EncoderInfo } from './encoder.js';
 import { extractFeatures } from './features.js';
 import { randomPadCrop } from './pad-crop.js';
@@ -86,7 +86,7 @@ export interface LinearProbeResult {
  * ResNet-50). `from` says which, for messages.
  */
 export function linclsDefaultLr(info: Pick<EncoderInfo, 'preset' | 'cifarStem'>): { lr: number; from: string } {
-  if (info.preset && info.preset in LINCLS_LR) return { lr: LINCLS_LR[info.preset as RecipeName], from: `the default for the ${info.preset} preset's encoders` };
+  if (info.preset && info.preset in LINCLS_LR) return { lr: LINCLS_LR[info.preset as keyof typeof LINCLS_LR], from: `the default for the ${info.preset} preset's encoders` };
   if (info.cifarStem) return { lr: LINCLS_LR.cifar, from: 'the default for CIFAR-stem encoders' };
   return { lr: LINCLS_LR.mocov2, from: "main_lincls.py's default for ImageNet encoders" };
 }

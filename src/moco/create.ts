@@ -10,6 +10,11 @@ export interface MechanismOpts extends MoCoOpts {
   mechanism?: AnyMechanismName;
   /** MoCo v3: hidden dimension of the projector and predictor MLPs. Default 4096. */
   mlpDim?: number;
+  /** MoCo v3 with a ViT arch: input size, patch size, blocks (0: the arch's), frozen patch projection. */
+  imageSize?: number;
+  patchSize?: number;
+  vitDepth?: number;
+  stopGradConv1?: boolean;
   /** End-to-end: 'infonce' (default) or 'ntxent'. */
   loss?: EndToEndLoss;
   /** Memory bank: training images (rows of the bank). */
@@ -22,11 +27,12 @@ export interface MechanismOpts extends MoCoOpts {
 
 /**
  * The mechanism named by `o.mechanism`; `K` is the queue size (MoCo) or the negatives a query (memory bank).
- * 'mocov3' takes arch, dim, mlpDim, m, T, cifarStem and width (MoCoV3's defaults where absent: dim 256, m 0.99,
+ * 'mocov3' takes arch (a ResNet or a ViT), dim, mlpDim, m, T, cifarStem, width and the ViT's imageSize, patchSize,
+ * vitDepth and stopGradConv1 (MoCoV3's defaults where absent: dim 256, m 0.99,
  * T 1.0); its LARS/AdamW and per-iteration lr and momentum are the caller's (see MoCoV3.m).
  */
 export function createMechanism(o: MechanismOpts): Mechanism {
-  const { mechanism = 'moco', loss, bankSize, bankMomentum, bankSampling, mlpDim, ...common } = o;
+  const { mechanism = 'moco', loss, bankSize, bankMomentum, bankSampling, mlpDim, imageSize, patchSize, vitDepth, stopGradConv1, ...common } = o;
   const enc = { arch: common.arch, dim: common.dim, T: common.T, head: common.head, cifarStem: common.cifarStem, width: common.width, bnSplits: common.bnSplits };
   switch (mechanism) {
     case 'moco': return new MoCo(common);
@@ -34,7 +40,7 @@ export function createMechanism(o: MechanismOpts): Mechanism {
     case 'memory-bank':
       if (bankSize === undefined) throw new Error('createMechanism: the memory bank needs bankSize (the number of training images)');
       return new MemoryBank({ ...enc, size: bankSize, K: common.K, momentum: bankMomentum, sampling: bankSampling });
-    case 'mocov3': return new MoCoV3({ arch: common.arch, dim: common.dim, mlpDim, m: common.m, T: common.T, cifarStem: common.cifarStem, width: common.width });
+    case 'mocov3': return new MoCoV3({ arch: common.arch, dim: common.dim, mlpDim, m: common.m, T: common.T, cifarStem: common.cifarStem, width: common.width, imageSize, patchSize, vitDepth, stopGradConv1 });
     default: throw new Error(`unknown mechanism '${String(mechanism)}'; valid: moco, end-to-end, memory-bank, mocov3`);
   }
 }

@@ -4,18 +4,17 @@
 // keys of the same batch, both directions). One file a mechanism beside this.
 import type { Tensor } from '../torch/index.js';
 import type { Module } from '../nn/index.js';
-import type { ResNet } from '../models/index.js';
-
-/** The three mechanisms of MoCo v1's Fig. 3: those `moco pretrain --mechanism` runs. */
-export type MechanismName = 'moco' | 'end-to-end' | 'memory-bank';
-export const MECHANISMS: readonly MechanismName[] = ['moco', 'end-to-end', 'memory-bank'];
+import type { Backbone } from '../models/index.js';
 
 /**
- * Every mechanism the library builds: Fig. 3's three and MoCo v3's (no queue; a predictor, LARS/AdamW and
- * per-iteration schedules). MoCo v3 is not a pre-training --mechanism yet: its optimizers and schedules are
- * still to be wired into the loop, so MECHANISMS (what the command line accepts) leaves it out.
+ * The mechanisms `moco pretrain --mechanism` runs: the three of MoCo v1's Fig. 3 and MoCo v3's (no queue; a
+ * predictor, LARS/AdamW and per-iteration lr and momentum schedules).
  */
-export type AnyMechanismName = MechanismName | 'mocov3';
+export type MechanismName = 'moco' | 'end-to-end' | 'memory-bank' | 'mocov3';
+export const MECHANISMS: readonly MechanismName[] = ['moco', 'end-to-end', 'memory-bank', 'mocov3'];
+
+/** Every mechanism the library builds (= MechanismName, now that MoCo v3 is a --mechanism; kept for callers). */
+export type AnyMechanismName = MechanismName;
 
 export function isMechanismName(s: unknown): s is MechanismName {
   return typeof s === 'string' && (MECHANISMS as readonly string[]).includes(s);
@@ -73,8 +72,8 @@ export interface Mechanism extends Module {
   readonly viewsPerImage: 1 | 2;
   /** Softmax temperature τ. */
   readonly T: number;
-  /** The query encoder f_q: what SGD trains, what the kNN monitor and exports use. */
-  readonly encoderQ: ResNet;
+  /** The query encoder f_q (backbone + head): what the optimizer trains, what the kNN monitor and exports use. */
+  readonly encoderQ: Backbone;
   /** The parameters the optimizer trains. */
   trainableParameters(): Tensor[];
   /** This step's random draws of N images. */

@@ -1,4 +1,4 @@
-// MoCo v3 (Chen, Xie, He 2021, Algorithm 1; facebookresearch/moco-v3 builder.py), ResNet backbone:
+// MoCo v3 (Chen, Xie, He 2021, Algorithm 1; facebookresearch/moco-v3 builder.py), ResNet or ViT backbone:
 //   q1, q2 = predictor(base_encoder(x1)), predictor(base_encoder(x2))      base_encoder = backbone + projector
 //   θk ← m·θk + (1−m)·θq (parameters only), then k1, k2 = momentum_encoder(x1), momentum_encoder(x2), no grad
 //   loss = ctr(q1, k2) + ctr(q2, k1);  ctr(q, k) = CE(norm(q)·norm(k)ᵀ / τ, arange(N)) · 2τ
@@ -7,7 +7,7 @@
 // The ×2τ undoes the 1/τ scale of the gradient, so the loss magnitude does not depend on τ (builder.py's comment).
 import { F, Tensor, arange, foreachAdd_, foreachMul_, noGrad } from '../torch/index.js';
 import { Module, type Sequential } from '../nn/index.js';
-import { createModel, mlpHead, type ResNet } from '../models/index.js';
+import { VIT_ARCHS, createModel, createViT, mlpHead, type Backbone } from '../models/index.js';
 import type { Mechanism, MechanismOutput, StepBatch, StepRandomness } from './mechanism.js';
 
 export interface MoCoV3Opts {
@@ -25,6 +25,19 @@ export interface MoCoV3Opts {
   cifarStem?: boolean;
   /** First-stage channels of the ResNet. Default 64. */
   width?: number;
+  /** ViT: input size (the views' crop size). Default 224. */
+  imageSize?: number;
+  /** ViT: patch size. Default 16. */
+  patchSize?: number;
+  /** ViT: transformer blocks; 0 (default) the arch's own (12). */
+  vitDepth?: number;
+  /** ViT: MoCo v3's --stop-grad-conv1, a frozen random patch projection. Default false. */
+  stopGradConv1?: boolean;
+}
+
+/** Whether `arch` names a Vision Transformer (vit_tiny, vit_small, vit_base) rather than a ResNet. */
+export function isViTArch(arch: string): boolean {
+  return arch in VIT_ARCHS;
 }
 
 /** Hooks for multi-process training (builder.py's concat_all_gather and the rank's labels). */
@@ -47,9 +60,10 @@ export interface MoCoV3Output {
 }
 
 /**
- * The MoCo v3 model with a ResNet backbone: base and momentum encoders (ResNet whose `fc` is the 2-layer projector,
- * zero-init residual) and the 2-layer predictor without the last BN. State-dict keys match the official code's
- * (base_encoder.*, momentum_encoder.*, predictor.*).
+ * The MoCo v3 model: base and momentum encoders and the predictor. ResNet backbone (MoCo_ResNet): `fc` is the
+ * 2-layer projector (zero-init residual), the predictor 2 layers without the last BN. ViT backbone (MoCo_ViT):
+ * `head` is the 3-layer projector, the predictor 2 layers with the last BN. State-dict keys match the official
+ * code's (base_encoder.*, momentum_encoder.*, predictor.*).
  */
 export class MoCoV3 extends Module implements Mechanism {
   readonly mechanism = 'mocov3' as const;
@@ -64,7 +78,8 @@ export class MoCoV3 extends Module implements Mechanism {
     super();
     this.opts = {
       arch: o.arch ?? 'resnet50', dim: o.dim ?? 256, mlpDim: o.mlpDim ?? 4096, m: o.m ?? 0.99, T: o.T ?? 1.0,
-      cifarStem: o.cifarStem ?? false, width: o.width ?? 64,
+      cifarStem: o.cifarStem ?? false, width: o.width ?? 64, imageSize: o.imageSize ?? 224, patchSize: o.patchSize ?? 16,
+      vitDepth: o.vitDepth ?? 0, stopGradConv1: o.stopGradConv1 ?? false,
     };
     const { dim, mlpDim, T } = this.opts;
     if (!Number.isInteger(dim) || dim < 1) throw new RangeError(`MoCoV3: dim must be a positive integer, got ${dim}`);
@@ -74,7 +89,7 @@ export class MoCoV3 extends Module implements Mechanism {
 
     this.registerModule('base_encoder', this.buildEncoder());
     this.registerModule('momentum_encoder', this.buildEncoder());
-    this.registerModule('predictor', mlpHead(2, dim, mlpDim, dim, false));
+    this.registerModule('predictor', mlpHead(2, dim, mlpDim, dim, this.isViT));
     // The momentum encoder starts as a copy of the base encoder's parameters and is never trained by gradient;
     // its buffers (BN running statistics) are its own, as builder.py copies parameters only.
     noGrad(() => {
@@ -83,13 +98,10 @@ export class MoCoV3 extends Module implements Mechanism {
     this.refreshParamLists();
   }
 
-  /** ResNet (zero-init residual, as main_moco.py builds it) whose `fc` is the projector: 2 layers with the last BN. */
-  private buildEncoder(): ResNet {
-    const { arch, dim, mlpDim, cifarStem, width } = this.opts;
-    const enc = createModel(arch, { numClasses: mlpDim, zeroInitResidual: true, cifarStem, width });
-    enc.replaceModule('fc', mlpHead(2, enc.featureDim, mlpDim, dim, true));
-    return enc;
-  }
+  /** Whether the backbone is a Vision Transformer. */
+  get isViT(): boolean { return isViTArch(this.opts.arch); }
+
+  private buildEncoder(): Backbone { return mocov3Encoder(this.opts); }
 
   get T(): number { return this.opts.T; }
   get dim(): number { return this.opts.dim; }
@@ -100,11 +112,11 @@ export class MoCoV3 extends Module implements Mechanism {
   get m(): number { return this.momentum; }
   set m(m: number) { this.momentum = checkMomentum(m); }
 
-  get baseEncoder(): ResNet { return this.child<ResNet>('base_encoder'); }
-  get momentumEncoder(): ResNet { return this.child<ResNet>('momentum_encoder'); }
+  get baseEncoder(): Backbone { return this.child<Backbone>('base_encoder'); }
+  get momentumEncoder(): Backbone { return this.child<Backbone>('momentum_encoder'); }
   get predictor(): Sequential { return this.child<Sequential>('predictor'); }
   /** The base encoder (backbone + projector): what the kNN monitor and exports use. */
-  get encoderQ(): ResNet { return this.baseEncoder; }
+  get encoderQ(): Backbone { return this.baseEncoder; }
 
   /** θk ← m·θk + (1−m)·θq for every parameter of the momentum encoder (its buffers are its own). */
   momentumUpdate(m: number = this.m): void {
@@ -187,6 +199,23 @@ export class MoCoV3 extends Module implements Mechanism {
     this.baseParams = this.baseEncoder.parameters();
     this.momentumParams = this.momentumEncoder.parameters();
   }
+}
+
+/**
+ * One MoCo v3 encoder (backbone + projector): a ResNet (zero-init residual, as main_moco.py builds it) whose `fc`
+ * is the projector, 2 layers with the last BN; or a ViT whose `head` is the projector, 3 layers with the last BN.
+ */
+export function mocov3Encoder(o: MoCoV3Opts): Backbone {
+  const { arch = 'resnet50', dim = 256, mlpDim = 4096, cifarStem = false, width = 64, imageSize = 224, patchSize = 16, vitDepth = 0, stopGradConv1 = false } = o;
+  if (isViTArch(arch)) {
+    const vit = createViT(arch, { imgSize: imageSize, patchSize, stopGradConv1, ...(vitDepth > 0 ? { depth: vitDepth } : {}) });
+    vit.replaceModule('head', mlpHead(3, vit.featureDim, mlpDim, dim, true));
+    return vit;
+  }
+  if (stopGradConv1) throw new RangeError(`MoCoV3: stopGradConv1 freezes a ViT's patch projection; ${arch} is not a ViT`);
+  const enc = createModel(arch, { numClasses: mlpDim, zeroInitResidual: true, cifarStem, width });
+  enc.replaceModule('fc', mlpHead(2, enc.featureDim, mlpDim, dim, true));
+  return enc;
 }
 
 function checkMomentum(m: number): number {

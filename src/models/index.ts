@@ -1,3 +1,4 @@
+export * from './backbone.js';
 export * from './resnet.js';
 export * from './vit.js';
 export * from './heads.js';

@@ -4,6 +4,7 @@
 //   w ← w − lr/(1−β1ᵗ) · m / (√v/√(1−β2ᵗ) + ε).
 // MoCo v3 trains its ViTs with it, decaying every parameter (main_moco.py passes model.parameters()).
 import { Tensor, keep, noGrad, tidy, zerosLike } from '../torch/index.js';
+import { indexedTensors, tensorsByIndex, type Optimizer, type OptimizerFileState } from './optimizer.js';
 
 export interface AdamWOpts {
   /** Learning rate. */
@@ -33,7 +34,8 @@ export interface AdamWState {
 
 interface Moments { expAvg: Tensor; expAvgSq: Tensor; step: number }
 
-export class AdamW {
+export class AdamW implements Optimizer<AdamWState> {
+  readonly name = 'adamw' as const;
   readonly paramGroups: AdamWParamGroup[];
   private readonly state = new Map<Tensor, Moments>();
 
@@ -129,6 +131,19 @@ export class AdamW {
         i++;
       }
     }
+  }
+
+  /** The moments as `optimizer.exp_avg.<i>` and `optimizer.exp_avg_sq.<i>` (torch's names); steps in `extra`. */
+  stateTensors(): OptimizerFileState {
+    const s = this.stateDict();
+    const tensors = new Map([...indexedTensors('exp_avg', s.expAvg), ...indexedTensors('exp_avg_sq', s.expAvgSq)]);
+    return { tensors, groups: s.groups as unknown as Record<string, unknown>[], extra: { steps: Object.fromEntries(s.steps) } };
+  }
+
+  loadStateTensors(s: OptimizerFileState): void {
+    const raw = (s.extra?.steps ?? {}) as Record<string, number>;
+    const steps = new Map(Object.entries(raw).map(([i, n]) => [Number(i), n]));
+    this.loadStateDict({ expAvg: tensorsByIndex('exp_avg', s.tensors), expAvgSq: tensorsByIndex('exp_avg_sq', s.tensors), steps, groups: s.groups as unknown as AdamWState['groups'] });
   }
 
   dispose(): void {

@@ -2,6 +2,7 @@
 // gradient first, then the update is scaled by the trust ratio η·‖w‖/‖dw‖; biases and BN parameters (ndim ≤ 1)
 // get neither decay nor scaling. Then heavy-ball momentum without dampening: μ ← momentum·μ + dw; w ← w − lr·μ.
 import { Tensor, keep, noGrad, onesLike, tidy, where } from '../torch/index.js';
+import { indexedTensors, tensorsByIndex, type Optimizer, type OptimizerFileState } from './optimizer.js';
 
 export interface LARSOpts {
   /** Learning rate (MoCo v3 sets it every iteration from its schedule). */
@@ -24,7 +25,8 @@ export interface LARSState {
   groups: Omit<LARSParamGroup, 'params'>[];
 }
 
-export class LARS {
+export class LARS implements Optimizer<LARSState> {
+  readonly name = 'lars' as const;
   readonly paramGroups: LARSParamGroup[];
   private readonly mu = new Map<Tensor, Tensor>();
 
@@ -121,6 +123,16 @@ export class LARS {
         i++;
       }
     }
+  }
+
+  /** The momentum buffers μ as `optimizer.mu.<i>` (optimizer.py's state name). */
+  stateTensors(): OptimizerFileState {
+    const s = this.stateDict();
+    return { tensors: indexedTensors('mu', s.buffers), groups: s.groups };
+  }
+
+  loadStateTensors(s: OptimizerFileState): void {
+    this.loadStateDict({ buffers: tensorsByIndex('mu', s.tensors), groups: s.groups as LARSState['groups'] });
   }
 
   dispose(): void {

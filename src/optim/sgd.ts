@@ -1,5 +1,6 @@
 // SGD with momentum, dampening, weight decay and Nesterov: torch.optim.SGD's update, step for step.
 import { Tensor, keep, noGrad, tidy } from '../torch/index.js';
+import { indexedTensors, tensorsByIndex, type Optimizer, type OptimizerFileState } from './optimizer.js';
 
 export interface SGDOpts {
   /** Learning rate. */
@@ -24,7 +25,8 @@ export interface SGDState {
   groups: Omit<ParamGroup, 'params'>[];
 }
 
-export class SGD {
+export class SGD implements Optimizer<SGDState> {
+  readonly name = 'sgd' as const;
   readonly paramGroups: ParamGroup[];
   private readonly momentumBuffers = new Map<Tensor, Tensor>();
 
@@ -115,6 +117,16 @@ export class SGD {
         i++;
       }
     }
+  }
+
+  /** The momentum buffers as `optimizer.momentum_buffer.<i>` (the keys of every moco-ts checkpoint so far). */
+  stateTensors(): OptimizerFileState {
+    const s = this.stateDict();
+    return { tensors: indexedTensors('momentum_buffer', s.buffers), groups: s.groups };
+  }
+
+  loadStateTensors(s: OptimizerFileState): void {
+    this.loadStateDict({ buffers: tensorsByIndex('momentum_buffer', s.tensors), groups: s.groups as SGDState['groups'] });
   }
 
   dispose(): void {

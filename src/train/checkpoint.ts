@@ -7,7 +7,7 @@ import { loadSafetensors, saveSafetensors } from '../io/safetensors.js';
 import { writeTextAtomic } from '../io/atomic.js';
 import { loadCheckpointFrom } from '../io/run-dir.js';
 import type { Mechanism } from '../moco/index.js';
-import { MOMENTUM_PREFIX, momentumFromTensors, momentumTensors, type SGD } from '../optim/index.js';
+import { OPTIMIZER_PREFIX, type Optimizer, type OptimizerName } from '../optim/index.js';
 import type { PretrainConfig } from './config.js';
 import { packageVersion } from './run-log.js';
 
@@ -37,11 +37,17 @@ export function resumeCommand(runDir: string, extra = ''): string {
   return `moco pretrain --resume ${dir}${extra ? ` ${extra}` : ''}`;
 }
 
-/** Saves model, queue, optimizer and RNG state, then points `last` at it and prunes old checkpoints. */
-export function saveCheckpoint(dir: string, moco: Mechanism, opt: SGD, state: RunState, config: PretrainConfig, keep = 3): string {
+/**
+ * Saves model, queue, optimizer and RNG state, then points `last` at it and prunes old checkpoints. The optimizer's
+ * tensors are `optimizer.<state>.<i>` (SGD's `optimizer.momentum_buffer.<i>`, as every checkpoint before LARS and
+ * AdamW; LARS's `optimizer.mu.<i>`; AdamW's `optimizer.exp_avg.<i>`, `optimizer.exp_avg_sq.<i>`); the metadata
+ * names the optimizer (`optimizer_name`; absent: sgd) and holds its groups and other state.
+ */
+export function saveCheckpoint(dir: string, moco: Mechanism, opt: Optimizer, state: RunState, config: PretrainConfig, keep = 3): string {
   const file = join(dir, checkpointName(state.step));
   const tensors = new Map<string, Tensor>(moco.stateDict());
-  for (const [k, b] of momentumTensors(opt)) tensors.set(k, b);
+  const optState = opt.stateTensors();
+  for (const [k, b] of optState.tensors) tensors.set(k, b);
   const rng = getRngState();
   tensors.set(RNG_KEY, rng);
   const device = moco.trainableParameters()[0]!.device;
@@ -52,7 +58,9 @@ export function saveCheckpoint(dir: string, moco: Mechanism, opt: SGD, state: Ru
     format: CHECKPOINT_FORMAT,
     moco: JSON.stringify(config),
     state: JSON.stringify(state),
-    optimizer: JSON.stringify(opt.stateDict().groups),
+    optimizer: JSON.stringify(optState.groups),
+    optimizer_name: opt.name,
+    ...(optState.extra ? { optimizer_extra: JSON.stringify(optState.extra) } : {}),
     versions: JSON.stringify({ 'moco-ts': packageVersion(), torch: torchVersion, node: process.version }),
   });
   if (cpu !== tensors) for (const t of cpu.values()) t.dispose();
@@ -74,6 +82,10 @@ export interface LoadedCheckpoint {
   state: RunState;
   tensors: Map<string, Tensor>;
   optimizerGroups: unknown;
+  /** The optimizer that wrote it (checkpoints from before LARS and AdamW: sgd). */
+  optimizerName: OptimizerName;
+  /** Its state that is not a tensor (AdamW's step counts), or null. */
+  optimizerExtra: Record<string, unknown> | null;
 }
 
 /**
@@ -93,6 +105,8 @@ export function readCheckpoint(path: string, warn?: (message: string) => void): 
       state: JSON.parse(metadata.state) as RunState,
       tensors,
       optimizerGroups: metadata.optimizer ? JSON.parse(metadata.optimizer) : null,
+      optimizerName: (metadata.optimizer_name ?? 'sgd') as OptimizerName,
+      optimizerExtra: metadata.optimizer_extra ? JSON.parse(metadata.optimizer_extra) as Record<string, unknown> : null,
     };
   };
   try {
@@ -102,14 +116,25 @@ export function readCheckpoint(path: string, warn?: (message: string) => void): 
   }
 }
 
-/** Restores model, queue, optimizer buffers and RNG from a loaded checkpoint, then frees its tensors. */
-export function restoreCheckpoint(ck: LoadedCheckpoint, moco: Mechanism, opt: SGD): void {
-  const buffers = momentumFromTensors(ck.tensors);
+/**
+ * Restores model, queue, optimizer state and RNG from a loaded checkpoint, then frees its tensors. A checkpoint of
+ * another optimizer than `opt` is refused (its state means nothing to this one).
+ */
+export function restoreCheckpoint(ck: LoadedCheckpoint, moco: Mechanism, opt: Optimizer): void {
+  const ckOpt = ck.optimizerName ?? 'sgd';
+  if (ckOpt !== opt.name) {
+    for (const t of ck.tensors.values()) t.dispose();
+    throw new Error(`--resume ${ck.file}: the run was trained with --optimizer ${ckOpt}, this one is set to --optimizer ${opt.name}; drop --optimizer to continue with ${ckOpt}, or start a new run with another --out`);
+  }
+  const optTensors = new Map<string, Tensor>();
   const model = new Map<string, Tensor>();
-  for (const [k, v] of ck.tensors) if (!k.startsWith(MOMENTUM_PREFIX) && k !== RNG_KEY && k !== CUDA_RNG_KEY) model.set(k, v);
+  for (const [k, v] of ck.tensors) {
+    if (k.startsWith(OPTIMIZER_PREFIX)) optTensors.set(k, v);
+    else if (k !== RNG_KEY && k !== CUDA_RNG_KEY) model.set(k, v);
+  }
   moco.loadStateDict(model);
-  const groups = Array.isArray(ck.optimizerGroups) ? (ck.optimizerGroups as ReturnType<SGD['stateDict']>['groups']) : opt.stateDict().groups;
-  opt.loadStateDict({ buffers, groups });
+  const groups = Array.isArray(ck.optimizerGroups) ? (ck.optimizerGroups as Record<string, unknown>[]) : opt.stateTensors().groups;
+  opt.loadStateTensors({ tensors: optTensors, groups, ...(ck.optimizerExtra ? { extra: ck.optimizerExtra } : {}) });
   const rng = ck.tensors.get(RNG_KEY);
   if (rng) setRngState(rng);
   // Only onto a CUDA run: a GPU checkpoint resumed on the CPU keeps the CPU stream exact and has no device stream.

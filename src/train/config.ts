@@ -4,8 +4,9 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { resolve as resolvePath } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { DEFAULT_PRESET, MECHANISMS, isMechanismName, recipe, type BankSampling, type EndToEndLoss, type MechanismName, type Recipe } from '../moco/index.js';
-import { ARCHS } from '../models/index.js';
+import { DEFAULT_PRESET, MECHANISMS, RECIPE_FALLBACKS, isMechanismName, isViTArch, recipe, type BankSampling, type EndToEndLoss, type Recipe } from '../moco/index.js';
+import { ARCHS, VIT_ARCHS } from '../models/index.js';
+import { OPTIMIZERS } from '../optim/index.js';
 import { isPresetName } from '../data/index.js';
 import { flagOf, settingsFromObject } from './config-keys.js';
 
@@ -40,15 +41,13 @@ export interface PretrainConfig extends Recipe {
   printFreq: number;
   /** Key-batch shuffle (ShuffleBN). */
   shuffleBn: boolean;
-  /** How the InfoNCE negatives are obtained (MoCo v1 Fig. 3). Default 'moco'. */
-  mechanism: MechanismName;
   /** End-to-end only: 'infonce' (N×N logits) or 'ntxent' (SimCLR's, 2N−2 negatives). Default 'infonce'. */
   loss: EndToEndLoss;
   /** Memory bank only: negatives drawn once per batch ('shared') or per sample. Default 'shared'. */
   bankSampling: BankSampling;
   /** Memory bank only: m of v ← normalize(m·v + (1−m)·q). Default 0.5. */
   bankMomentum: number;
-  /** 'linear': the lr used is --lr × batch / 256 (main_moco.py's rule). Default 'linear' for end-to-end, else 'none'. */
+  /** 'linear': the lr used is --lr × batch / 256 (main_moco.py's rule). Default 'linear' for end-to-end and mocov3, else 'none'. */
   lrScaling: 'none' | 'linear';
   /** Mixed precision: 'bf16' runs each step's forward under autocast in bfloat16 (fp32 master weights, loss and optimizer); default 'off'. */
   amp: 'off' | 'bf16';
@@ -63,7 +62,7 @@ export interface PretrainConfig extends Recipe {
  */
 export const RUN_DEFAULTS = {
   out: '', seed: 0, device: 'cpu', workers: 2, trainSubset: 0, maxSteps: 0, saveEverySteps: 0, keepCheckpoints: 3,
-  knnEvery: 0, knnK: 200, knnT: 0.1, knnFeature: 'head', printFreq: 10, shuffleBn: true, mechanism: 'moco', loss: 'infonce',
+  knnEvery: 0, knnK: 200, knnT: 0.1, knnFeature: 'head', printFreq: 10, shuffleBn: true, loss: 'infonce',
   bankSampling: 'shared', bankMomentum: 0.5, amp: 'off', channelsLast: false,
 } as const satisfies Partial<PretrainConfig>;
 
@@ -107,9 +106,10 @@ export function resolveConfig(data: string, flags: ConfigOverrides, base?: Pretr
   }
   const file = flags.config ? readConfigFile(flags.config) : {};
   const presetName = flags.preset ?? file.preset ?? base?.preset ?? DEFAULT_PRESET;
-  const r = base ?? { ...recipe(presetName), preset: presetName };
+  // A resumed run's config from before a setting existed reads that setting as v1/v2 runs had it.
+  const r = base ? { ...RECIPE_FALLBACKS, ...base } : { ...recipe(presetName), preset: presetName };
   const defaults: PretrainConfig = {
-    ...r, data, preset: presetName, ...RUN_DEFAULTS, threads: availableParallelism(),
+    ...RUN_DEFAULTS, ...r, data, preset: presetName, threads: availableParallelism(),
     lrScaling: undefined as unknown as PretrainConfig['lrScaling'],
   };
   const merged: PretrainConfig = { ...defaults, ...(base ?? {}), ...file };
@@ -125,7 +125,7 @@ export function resolveConfig(data: string, flags: ConfigOverrides, base?: Pretr
   }
   if (mlp) { merged.head = 'mlp'; delete origin.head; }
   if (augPlus) { merged.augment = 'mocov2'; delete origin.augment; }
-  merged.lrScaling ??= merged.mechanism === 'end-to-end' ? 'linear' : 'none';
+  merged.lrScaling ??= merged.mechanism === 'end-to-end' || merged.mechanism === 'mocov3' ? 'linear' : 'none';
   merged.data = data || merged.data;
   if (!merged.out) merged.out = `runs/${merged.preset}-${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}`;
   validate(merged, origin);
@@ -161,7 +161,7 @@ export function validate(c: PretrainConfig, origin: Origin = {}): void {
   check(c.head === 'fc' || c.head === 'mlp', 'head', "'fc' or 'mlp'");
   check(typeof c.evalAugment === 'string' && isPresetName(c.evalAugment as string), 'evalAugment', 'an augmentation preset, e.g. eval or cifar-eval');
   for (const k of ['cos', 'symmetric', 'cifarStem', 'shuffleBn'] as const) check(typeof c[k] === 'boolean', k, 'true or false');
-  check(c.arch in ARCHS, 'arch', `one of ${Object.keys(ARCHS).join(', ')}`);
+  check(c.arch in ARCHS || c.arch in VIT_ARCHS, 'arch', `one of ${[...Object.keys(ARCHS), ...Object.keys(VIT_ARCHS)].join(', ')}`);
   check(isInt(c.batchSize, 1), 'batchSize', 'a positive integer');
   check(isInt(c.epochs, 1), 'epochs', 'a positive integer');
   check(typeof c.lr === 'number' && c.lr > 0 && Number.isFinite(c.lr), 'lr', 'a number > 0');
@@ -176,6 +176,7 @@ export function validate(c: PretrainConfig, origin: Origin = {}): void {
   check(c.bankSampling === 'shared' || c.bankSampling === 'per-sample', 'bankSampling', "'shared' or 'per-sample'");
   check(typeof c.bankMomentum === 'number' && c.bankMomentum >= 0 && c.bankMomentum < 1, 'bankMomentum', 'a number in [0, 1)');
   check(c.lrScaling === 'none' || c.lrScaling === 'linear', 'lrScaling', "'none' or 'linear'");
+  validateV3(c, origin, named);
   const perStep = keysPerStep(c);
   check(c.mechanism !== 'moco' || c.K >= perStep, 'K', `must be at least the keys enqueued per step (${named(c, origin, 'batchSize')}${c.symmetric ? ' × 2 for --symmetric' : ''} = ${perStep}); pass --moco-k ${perStep} or more, or a smaller --batch-size`);
   check(typeof c.m === 'number' && c.m >= 0 && c.m < 1, 'm', 'a number in [0, 1)');
@@ -185,7 +186,7 @@ export function validate(c: PretrainConfig, origin: Origin = {}): void {
   check(isInt(c.bnSplits, 1), 'bnSplits', 'a positive integer');
   check(c.batchSize % c.bnSplits === 0, 'bnSplits', `must divide ${named(c, origin, 'batchSize')}; pass --bn-splits ${divisorsText(c.batchSize)}`);
   check(Array.isArray(c.schedule) && c.schedule.every((x) => isInt(x, 0)), 'schedule', 'a list of epochs, e.g. 120,160');
-  check(typeof c.augment === 'string' && isPresetName(c.augment as string), 'augment', 'mocov2, mocov1, cifar, eval, lincls-train');
+  check(typeof c.augment === 'string' && isPresetName(c.augment as string), 'augment', 'mocov2, mocov1, cifar, mocov3, mocov3-cifar, eval, lincls-train');
   check(isInt(c.seed, 0), 'seed', 'a non-negative integer');
   check(isInt(c.threads, 1), 'threads', 'a positive integer');
   check(c.device === 'cpu' || /^cuda(:\d+)?$/.test(c.device), 'device', "'cpu' or 'cuda[:N]'");
@@ -198,4 +199,36 @@ export function validate(c: PretrainConfig, origin: Origin = {}): void {
   check(isInt(c.printFreq, 1), 'printFreq', 'a positive integer');
   check(c.amp === 'off' || c.amp === 'bf16', 'amp', "'off' or 'bf16'");
   check(typeof c.channelsLast === 'boolean', 'channelsLast', 'true or false');
+}
+
+/**
+ * MoCo v3's settings and the combinations that make no run. Decided: LARS and AdamW (and the per-iteration
+ * warm-up and momentum schedules that come with them) are MoCo v3's: with --mechanism moco, end-to-end or
+ * memory-bank they are refused, as are ViT archs (their encoders build a ResNet and swap its fc). MoCo v3 runs
+ * with any of sgd, lars, adamw, always on the per-iteration warm-up + half-cosine lr.
+ */
+function validateV3(c: PretrainConfig, origin: Origin, named: (c: PretrainConfig, origin: Origin, key: keyof PretrainConfig) => string): void {
+  const check = (ok: boolean, key: keyof PretrainConfig, valid: string): void => {
+    if (!ok) throw new Error(`invalid ${named(c, origin, key)}: ${valid}`);
+  };
+  const v3 = c.mechanism === 'mocov3';
+  const mech = named(c, origin, 'mechanism');
+  check((OPTIMIZERS as readonly string[]).includes(c.optimizer as string), 'optimizer', `one of ${OPTIMIZERS.join(', ')}`);
+  check(v3 || c.optimizer === 'sgd', 'optimizer', `LARS and AdamW are MoCo v3's optimizers (here ${mech}); pass --mechanism mocov3 (or a mocov3 preset), or --optimizer sgd`);
+  check(typeof c.warmupEpochs === 'number' && c.warmupEpochs >= 0 && Number.isFinite(c.warmupEpochs), 'warmupEpochs', 'a number ≥ 0');
+  check(c.warmupEpochs <= c.epochs, 'warmupEpochs', `at most ${named(c, origin, 'epochs')}`);
+  check(v3 || c.warmupEpochs === 0, 'warmupEpochs', `the per-iteration warm-up is MoCo v3's schedule (here ${mech}); pass --mechanism mocov3, or --warmup-epochs 0`);
+  check(typeof c.mocoMCos === 'boolean', 'mocoMCos', 'true or false');
+  check(v3 || !c.mocoMCos, 'mocoMCos', `the cosine momentum schedule is MoCo v3's (here ${mech}); pass --mechanism mocov3, or drop --moco-m-cos`);
+  check(isInt(c.mlpDim, 1), 'mlpDim', 'a positive integer');
+  check(typeof c.cropMin === 'number' && c.cropMin >= 0 && c.cropMin <= 1, 'cropMin', "a number in (0, 1], or 0 for the augmentation preset's own");
+  check(isInt(c.patchSize, 1), 'patchSize', 'a positive integer');
+  check(isInt(c.vitDepth, 0), 'vitDepth', "an integer ≥ 0 (0: the arch's own, 12)");
+  check(typeof c.stopGradConv1 === 'boolean', 'stopGradConv1', 'true or false');
+  const vit = isViTArch(c.arch);
+  check(!vit || v3, 'arch', `a Vision Transformer is a MoCo v3 backbone (here ${mech}); pass --mechanism mocov3, or a ResNet arch`);
+  check(!c.stopGradConv1 || vit, 'stopGradConv1', `freezes a ViT's patch projection; ${named(c, origin, 'arch')} is not a ViT: pass -a vit_small|vit_base|vit_tiny, or drop --stop-grad-conv1`);
+  check(!vit || !c.cifarStem, 'cifarStem', `is a ResNet stem; ${named(c, origin, 'arch')} is a ViT: drop --cifar-stem (use --patch-size for small images)`);
+  check(!vit || c.imageSize % c.patchSize === 0, 'patchSize', `must divide ${named(c, origin, 'imageSize')} (the ViT's patch grid)`);
+  check(!v3 || c.bnSplits === 1, 'bnSplits', `MoCo v3 uses plain BN over the batch (no key shuffle, no split BN); pass --bn-splits 1 with ${mech}`);
 }

@@ -2,12 +2,12 @@
 // labelled test split as queries), with the nearest neighbours of a few fixed queries to look at.
 import { Tensor, tensor, tidy } from '../torch/index.js';
 import { Rng, type ImageDataset } from '../data/index.js';
-import type { ResNet } from '../models/index.js';
+import type { Backbone } from '../models/index.js';
 import { extractFeatures, knnClassify } from '../eval/index.js';
 import type { PretrainConfig } from './config.js';
 
 /** The weighted kNN monitor: query-encoder features (head or backbone) of the train set as the bank, the test split as queries. */
-export async function knnMonitor(model: { encoderQ: ResNet }, bank: ImageDataset, queries: ImageDataset, c: PretrainConfig): Promise<number> {
+export async function knnMonitor(model: { encoderQ: Backbone }, bank: ImageDataset, queries: ImageDataset, c: PretrainConfig): Promise<number> {
   return (await knnMonitorRun(model, bank, queries, c)).top1;
 }
 
@@ -22,7 +22,7 @@ export interface KnnMonitorResult {
 }
 
 /** {@link knnMonitor}, also returning the nearest bank images of `examples` (default 8) fixed queries, 5 each. */
-export async function knnMonitorRun(model: { encoderQ: ResNet }, bank: ImageDataset, queries: ImageDataset, c: PretrainConfig, examples = 8): Promise<KnnMonitorResult> {
+export async function knnMonitorRun(model: { encoderQ: Backbone }, bank: ImageDataset, queries: ImageDataset, c: PretrainConfig, examples = 8): Promise<KnnMonitorResult> {
   const enc = model.encoderQ;
   const was = enc.training;
   enc.eval();

@@ -4,7 +4,8 @@
 import { readFileSync } from 'node:fs';
 import { freemem } from 'node:os';
 import { autocast, createdBytes, enableGrad, getRngState, rand, setRngState, tidy } from '../torch/index.js';
-import { contrastiveEncoder, memoryBankBytes, recipe } from '../moco/index.js';
+import { contrastiveEncoder, memoryBankBytes, mocov3Encoder, recipe } from '../moco/index.js';
+import type { Backbone } from '../models/index.js';
 import type { PretrainConfig } from './config.js';
 
 /**
@@ -72,14 +73,19 @@ const traced = new Map<string, EncoderTrace>();
  * head, image size and precision in this process. The trace encoder uses plain BN in eval mode (the split BN of
  * ShuffleBN emulation produces outputs of the same sizes).
  */
-export function traceEncoder(c: Pick<PretrainConfig, 'arch' | 'width' | 'cifarStem' | 'head' | 'dim' | 'imageSize' | 'amp' | 'channelsLast'>): EncoderTrace {
-  const key = JSON.stringify([c.arch, c.width, c.cifarStem, c.head, c.dim, c.imageSize, c.amp, c.channelsLast]);
+export function traceEncoder(c: Pick<PretrainConfig, 'arch' | 'width' | 'cifarStem' | 'head' | 'dim' | 'imageSize' | 'amp' | 'channelsLast'>
+  & Partial<Pick<PretrainConfig, 'mechanism' | 'mlpDim' | 'patchSize' | 'vitDepth' | 'stopGradConv1'>>): EncoderTrace {
+  const v3 = c.mechanism === 'mocov3';
+  const key = JSON.stringify([c.arch, c.width, c.cifarStem, c.head, c.dim, c.imageSize, c.amp, c.channelsLast, v3, v3 ? [c.mlpDim, c.patchSize, c.vitDepth, c.stopGradConv1] : null]);
   const hit = traced.get(key);
   if (hit) return hit;
   // The trace's init and input draw from the global generator: put its state back, so that a run's stream (and a
   // resumed run's) does not depend on whether this process traced the encoder before.
   const rng = getRngState();
-  const enc = contrastiveEncoder({ arch: c.arch, dim: c.dim, head: c.head, cifarStem: c.cifarStem, width: c.width, bnSplits: 1 }).eval();
+  // MoCo v3: its base encoder (a ResNet with the 2-layer projector, or a ViT with the 3-layer one).
+  const enc: Backbone = (v3
+    ? mocov3Encoder({ arch: c.arch, dim: c.dim, mlpDim: c.mlpDim, cifarStem: c.cifarStem, width: c.width, imageSize: c.imageSize, patchSize: c.patchSize, vitDepth: c.vitDepth, stopGradConv1: c.stopGradConv1 })
+    : contrastiveEncoder({ arch: c.arch, dim: c.dim, head: c.head, cifarStem: c.cifarStem, width: c.width, bnSplits: 1 })).eval();
   try {
     if (c.channelsLast) enc.toMemoryFormat('channelsLast');
     let parameterBytes = 0;
@@ -116,7 +122,8 @@ export function estimatePeakMemory(c: PretrainConfig, ctx: MemoryContext): Memor
   const n = c.batchSize / world;
   const mechanism = c.mechanism ?? 'moco';
   const viewsPerImage = mechanism === 'memory-bank' ? 1 : 2;
-  const gradForwards = mechanism === 'end-to-end' || (mechanism === 'moco' && c.symmetric) ? 2 : 1;
+  // MoCo v3: both views' queries carry gradients (its predictor is small next to the encoder and left out).
+  const gradForwards = mechanism === 'end-to-end' || mechanism === 'mocov3' || (mechanism === 'moco' && c.symmetric) ? 2 : 1;
   const cuda = c.device !== 'cpu';
   const trace = traceEncoder(c);
   const perImage = trace.activationBytesPerImage;
@@ -130,10 +137,11 @@ export function estimatePeakMemory(c: PretrainConfig, ctx: MemoryContext): Memor
     activations = n * perImage * (gradForwards + BACKWARD_OVERHEAD);
     // Weights (MoCo: of both encoders), gradients, SGD's momentum buffers, and its weight-decayed gradients, which
     // live until the update ends.
-    const encoders = mechanism === 'moco' ? 2 : 1;
+    const encoders = mechanism === 'moco' || mechanism === 'mocov3' ? 2 : 1;
     parameters = (encoders + 2 + (c.wd !== 0 ? 1 : 0)) * trace.parameterBytes;
     // Each logits row: the positive and the negatives (MoCo: K queued keys; memory bank: K drawn; end-to-end: the batch).
-    const columns = mechanism === 'end-to-end' ? c.batchSize * (c.loss === 'ntxent' ? 2 : 1) : 1 + c.K;
+    // MoCo v3: the keys of the batch.
+    const columns = mechanism === 'end-to-end' ? c.batchSize * (c.loss === 'ntxent' ? 2 : 1) : mechanism === 'mocov3' ? c.batchSize : 1 + c.K;
     logits = 3 * gradForwards * n * columns * 4;
     if (mechanism === 'moco') negatives = 2 * c.dim * c.K * 4;
     else if (mechanism === 'memory-bank') negatives = memoryBankBytes(ctx.trainImages, c.dim) + (c.bankSampling === 'per-sample' ? n : 1) * c.K * c.dim * 4;

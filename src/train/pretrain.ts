@@ -1,4 +1,5 @@
-// The pre-training loop: data → views → a mechanism's step (MoCo, end-to-end, memory bank) → SGD, and a list
+// The pre-training loop: data → views → a mechanism's step (MoCo, end-to-end, memory bank, MoCo v3) → the
+// optimizer (SGD; LARS or AdamW for MoCo v3, whose lr and momentum are set every iteration), and a list
 // of observers (metrics and events, progress, checkpoints, kNN monitor, signals) called at fixed points.
 // Resumable step for step: everything random in a step is keyed by (seed, epoch, batch) or restored from the
 // checkpoint, so an interrupted and resumed run computes the same losses as an uninterrupted one.
@@ -6,8 +7,8 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { cpuBf16Features, manualSeed, setNumThreads, tidy } from '../torch/index.js';
 import { Augmentation, Loader, openDataset, subset, type ImageDataset, type PresetName } from '../data/index.js';
-import { MoCo, createMechanism, type Mechanism } from '../moco/index.js';
-import { SGD, cosineLr, linearScaledLr, stepLr } from '../optim/index.js';
+import { MoCo, MoCoV3, createMechanism, type Mechanism } from '../moco/index.js';
+import { cosineLr, cosineMomentum, createOptimizer, linearScaledLr, stepLr, warmupCosineLr } from '../optim/index.js';
 import { writeTextAtomic } from '../io/atomic.js';
 import type { DistributedTraining } from '../dist/index.js';
 import { keysPerStep, type PretrainConfig } from './config.js';
@@ -121,10 +122,25 @@ function finishedSummary(c: PretrainConfig, resumed: LoadedCheckpoint, stepsPerE
 
 const WARMUP_STEPS = 2;
 
-/** The learning rate of an epoch under the config's schedule (set once per epoch, as main_moco.py). */
+/**
+ * The learning rate of an epoch under the config's schedule: set once per epoch (main_moco.py of v1/v2); MoCo v3
+ * sets it every iteration at the fractional epoch (see iterationSchedule), which this gives for a whole `epoch`.
+ */
 export function epochLr(c: PretrainConfig, epoch: number): number {
   const lr = c.lrScaling === 'linear' ? linearScaledLr(c.lr, c.batchSize) : c.lr;
+  if (c.mechanism === 'mocov3') return warmupCosineLr(lr, epoch, c.warmupEpochs, c.epochs);
   return c.cos ? cosineLr(lr, epoch, c.epochs) : stepLr(lr, epoch, c.schedule);
+}
+
+/**
+ * MoCo v3's per-iteration schedule (moco-v3 main_moco.py's adjust_learning_rate and adjust_moco_momentum), at
+ * batch `batch` of `epoch` with `batchesPerEpoch` batches: lr = warmupCosineLr(base·batch/256) and, with
+ * --moco-m-cos, m = cosineMomentum(--moco-m); else m is --moco-m. Other mechanisms: null (lr per epoch).
+ */
+export function iterationSchedule(c: PretrainConfig, epoch: number, batch: number, batchesPerEpoch: number): { lr: number; m: number } | null {
+  if (c.mechanism !== 'mocov3') return null;
+  const e = epoch + batch / batchesPerEpoch;
+  return { lr: epochLr(c, e), m: c.mocoMCos ? cosineMomentum(c.m, e, c.epochs) : c.m };
 }
 
 function openTrain(c: PretrainConfig): ImageDataset {
@@ -137,6 +153,7 @@ export function mechanismOf(c: PretrainConfig, bankSize: number): Mechanism {
   return createMechanism({
     mechanism: c.mechanism ?? 'moco', arch: c.arch, dim: c.dim, K: c.K, m: c.m, T: c.T, head: c.head, cifarStem: c.cifarStem, width: c.width,
     bnSplits: c.bnSplits, symmetric: c.symmetric, shuffle: c.shuffleBn, loss: c.loss, bankSize, bankMomentum: c.bankMomentum, bankSampling: c.bankSampling,
+    mlpDim: c.mlpDim, imageSize: c.imageSize, patchSize: c.patchSize, vitDepth: c.vitDepth, stopGradConv1: c.stopGradConv1,
   });
 }
 
@@ -153,6 +170,9 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
   if (dist && (c.mechanism ?? 'moco') !== 'moco') {
     throw new Error(`--mechanism ${c.mechanism} runs in one process; multi-process training is MoCo's (--mechanism moco)`);
   }
+  if (o.resume && (o.resume.optimizerName ?? 'sgd') !== (c.optimizer ?? 'sgd')) {
+    throw new Error(`--resume ${o.resume.file}: the run was trained with --optimizer ${o.resume.optimizerName ?? 'sgd'}, this one is set to --optimizer ${c.optimizer}; drop --optimizer to continue with ${o.resume.optimizerName ?? 'sgd'}, or start a new run with another --out`);
+  }
   const train = openTrain(c);
   if (c.batchSize % world || (c.batchSize / world) % c.bnSplits) {
     throw new Error(`invalid --batch-size ${c.batchSize}: each of the ${world} processes takes an equal share that --bn-splits ${c.bnSplits} divides, so it must be a multiple of ${world * c.bnSplits}; pass --batch-size ${Math.max(1, Math.round(c.batchSize / (world * c.bnSplits))) * world * c.bnSplits}, or another --bn-splits or process count`);
@@ -164,7 +184,7 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
   // --workers worker threads: their event loops keep decoding while this thread is inside a training step.
   const loader = new Loader(train, {
     batchSize: c.batchSize / world, shuffle: true, dropLast: true, seed: c.seed,
-    augment: new Augmentation(c.augment as PresetName, { size: c.imageSize, threads: null }), twoCrops: twoViews, prefetch: Math.max(2, c.workers),
+    augment: new Augmentation(c.augment as PresetName, { size: c.imageSize, threads: null, ...(c.cropMin > 0 ? { cropMin: c.cropMin } : {}) }), twoCrops: twoViews, prefetch: Math.max(2, c.workers),
     fileWorkers: c.workers, device: c.device === 'cpu' ? undefined : c.device, rank, worldSize: world,
   });
   const source = await loader.prepare();
@@ -216,7 +236,7 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
   if (c.amp === 'bf16' && !c.device.startsWith('cuda') && cpuBf16Features().length === 0 && !quiet) {
     process.stderr.write('warning: --amp bf16 on a CPU without native bfloat16 (no AVX-512 BF16 or AMX in /proc/cpuinfo): results are correct but the step is slower than fp32; drop --amp here\n');
   }
-  const opt = new SGD(mech.trainableParameters(), { lr: c.lr, momentum: c.momentum, weightDecay: c.wd });
+  const opt = createOptimizer(c.optimizer ?? 'sgd', mech.trainableParameters(), { lr: c.lr, momentum: c.momentum, weightDecay: c.wd });
   let state: RunState = { epoch: 0, batch: 0, step: 0 };
   if (o.resume) {
     restoreCheckpoint(o.resume, mech, opt);
@@ -272,7 +292,7 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
   try {
     for (const ob of observers) await ob.start?.(state);
     for (let epoch = state.epoch; epoch < c.epochs && !done; epoch++) {
-      const lr = epochLr(c, epoch);
+      let lr = epochLr(c, epoch);
       opt.setLr(lr);
       const startBatch = epoch === state.epoch ? state.batch : 0;
       let waitFrom = performance.now();
@@ -282,6 +302,12 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
         const n = batch.views[0]!.shape[0]!;
         const stepNo = state.step + 1;
         const lastOfEpoch = batch.index + 1 === bpe || stepNo === totalSteps;
+        const sched = iterationSchedule(c, epoch, batch.index, bpe);
+        if (sched) {
+          lr = sched.lr;
+          opt.setLr(lr);
+          if (mech instanceof MoCoV3) mech.m = sched.m;
+        }
         const loss = tidy(() => {
           const rnd = mech.randomness(stepRng(c.seed, epoch, batch.index), n);
           const out = trainStep(mech, opt, { views: batch.views, indices: batch.indices }, rnd, dist ? (p) => dist.afterBackward(p) : undefined, precision);

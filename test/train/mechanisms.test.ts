@@ -36,8 +36,8 @@ test('memory bank: 2 steps + resume + 2 steps gives the same losses and bank as 
 });
 
 test('mechanism flags: invalid combinations are refused naming the flag', () => {
-  assert.throws(() => resolveConfig('synthetic', { ...TINY, mechanism: 'simclr' as never }), /invalid --mechanism "simclr": one of moco, end-to-end, memory-bank/);
-  assert.throws(() => resolveConfig('synthetic', { ...TINY, loss: 'ntxent' }), /invalid --loss "ntxent": NT-Xent is a loss of --mechanism end-to-end \(here --mechanism "moco"\)/);
+  assert.throws(() => resolveConfig('synthetic', { ...TINY, mechanism: 'simclr' as never }), /invalid --mechanism "simclr": one of moco, end-to-end, memory-bank, mocov3/);
+  assert.throws(() => resolveConfig('synthetic', { ...TINY, loss: 'ntxent' }), /invalid --loss "ntxent": NT-Xent is a loss of --mechanism end-to-end \(here --mechanism "moco" \(from preset cifar\)\)/);
   assert.throws(() => resolveConfig('synthetic', { ...TINY, mechanism: 'memory-bank', symmetric: true }), /invalid --symmetric true: the symmetric loss is MoCo's/);
   assert.throws(() => resolveConfig('synthetic', { ...TINY, mechanism: 'memory-bank', bankMomentum: 1 }), /invalid --bank-momentum 1: a number in \[0, 1\)/);
   // End-to-end has no queue: K does not bound the batch; its lr follows main_moco.py's linear scaling by default.

@@ -19,9 +19,9 @@ export const intList = (flag: string) => (v: string): number[] => v.split(',').m
 /** Adds the flags of a pre-training config (everything config.json holds) to `cmd`. */
 export function addPretrainOptions(cmd: Command): Command {
   cmd
-    .option('--preset <name>', 'recipe: mocov1 (main_moco.py defaults), mocov2 (--mlp --moco-t 0.2 --aug-plus --cos), cifar (the official CIFAR-10 demo)')
+    .option('--preset <name>', 'recipe: mocov1 (main_moco.py defaults), mocov2 (--mlp --moco-t 0.2 --aug-plus --cos), cifar (the official CIFAR-10 demo), mocov3 (ResNet-50, LARS), mocov3-vit-small, mocov3-vit-base (AdamW), mocov3-cifar (ResNet-18 CIFAR stem, LARS), mocov3-vit-cifar (ViT-Tiny 6 blocks, patch 4, AdamW)')
     .option('--config <file>', 'JSON or YAML file of settings (flags override it)')
-    .option('-a, --arch <name>', 'resnet18 | resnet34 | resnet50 | resnet101')
+    .option('-a, --arch <name>', 'resnet18 | resnet34 | resnet50 | resnet101 | vit_tiny | vit_small | vit_base (ViTs: --mechanism mocov3)')
     .option('--lr <x>', 'initial learning rate', num('--lr'))
     .option('-b, --batch-size <n>', 'total batch size (all processes)', int('--batch-size'))
     .option('--epochs <n>', 'epochs to train', int('--epochs'))
@@ -42,7 +42,15 @@ export function addPretrainOptions(cmd: Command): Command {
     .option('--bn-splits <n>', 'BN sub-batches (one-process ShuffleBN emulation); 1 = plain BN', int('--bn-splits'))
     .option('--no-shuffle-bn', 'do not shuffle the key batch')
     .option('--symmetric', 'symmetric loss (both view orders), as the CIFAR demo option')
-    .addOption(new Option('--mechanism <name>', 'where the negatives come from (MoCo v1 Fig. 3): moco (key encoder + queue), end-to-end (the batch, gradients through both views), memory-bank (one stored vector per image)').choices(['moco', 'end-to-end', 'memory-bank']))
+    .addOption(new Option('--mechanism <name>', 'where the negatives come from (MoCo v1 Fig. 3): moco (key encoder + queue), end-to-end (the batch, gradients through both views), memory-bank (one stored vector per image); mocov3 (momentum encoder keys of the batch, predictor, both directions)').choices(['moco', 'end-to-end', 'memory-bank', 'mocov3']))
+    .addOption(new Option('--optimizer <name>', 'sgd, or lars / adamw (--mechanism mocov3 only)').choices(['sgd', 'lars', 'adamw']))
+    .option('--warmup-epochs <n>', 'MoCo v3: linear lr warm-up epochs, then a half-cosine; lr set every iteration', num('--warmup-epochs'))
+    .option('--moco-m-cos', 'MoCo v3: momentum rises from --moco-m to 1 on a half-cosine, set every iteration')
+    .option('--moco-mlp-dim <n>', 'MoCo v3: hidden width of the projector and predictor MLPs', int('--moco-mlp-dim'))
+    .option('--stop-grad-conv1', 'MoCo v3 ViT: frozen random patch projection')
+    .option('--crop-min <x>', "lower scale of the random resized crop (0: the augmentation preset's own)", num('--crop-min'))
+    .option('--patch-size <n>', 'ViT patch size', int('--patch-size'))
+    .option('--vit-depth <n>', "ViT transformer blocks (0: the arch's own, 12)", int('--vit-depth'))
     .addOption(new Option('--loss <name>', "end-to-end's loss: infonce (N×N logits, MoCo v1) or ntxent (SimCLR's symmetric NT-Xent, 2N−2 negatives)").choices(['infonce', 'ntxent']))
     .addOption(new Option('--bank-sampling <how>', 'memory bank: --moco-k negatives drawn once per batch (shared) or for each sample (per-sample)').choices(['shared', 'per-sample']))
     .option('--bank-momentum <x>', 'memory bank: m of v ← normalize(m·v + (1−m)·q)', num('--bank-momentum'))
@@ -71,7 +79,7 @@ const DEFAULT_TEXT: Partial<Record<keyof PretrainConfig, string>> = {
   preset: DEFAULT_PRESET,
   threads: 'all cores',
   out: 'runs/<preset>-<time>',
-  lrScaling: 'linear for --mechanism end-to-end, else none',
+  lrScaling: 'linear for --mechanism end-to-end and mocov3, else none',
 };
 
 const camel = (key: string): string => key.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
@@ -118,6 +126,9 @@ export function overridesFromFlags(f: Record<string, unknown>): ConfigOverrides 
     amp: f.amp as 'off' | 'bf16' | undefined, channelsLast: f.channelsLast as boolean | undefined,
     mechanism: f.mechanism as ConfigOverrides['mechanism'], loss: f.loss as ConfigOverrides['loss'],
     bankSampling: f.bankSampling as ConfigOverrides['bankSampling'], bankMomentum: f.bankMomentum as number | undefined,
-    lrScaling: f.lrScaling as ConfigOverrides['lrScaling'],
+    lrScaling: f.lrScaling as ConfigOverrides['lrScaling'], optimizer: f.optimizer as ConfigOverrides['optimizer'],
+    warmupEpochs: f.warmupEpochs as number | undefined, mocoMCos: f.mocoMCos as boolean | undefined, mlpDim: f.mocoMlpDim as number | undefined,
+    stopGradConv1: f.stopGradConv1 as boolean | undefined, cropMin: f.cropMin as number | undefined,
+    patchSize: f.patchSize as number | undefined, vitDepth: f.vitDepth as number | undefined,
   };
 }

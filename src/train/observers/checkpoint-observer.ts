@@ -1,7 +1,7 @@
 // Checkpoints as an observer: every --save-every-steps, at every epoch end and on a stop request; a failed save
 // stops the run naming the file, the run directory and the intact last checkpoint.
 import { FileWriteError } from '../../io/atomic.js';
-import type { SGD } from '../../optim/index.js';
+import type { Optimizer } from '../../optim/index.js';
 import type { Mechanism } from '../../moco/index.js';
 import type { PretrainConfig } from '../config.js';
 import { resumeCommand, saveCheckpoint, type RunState } from '../checkpoint.js';
@@ -11,7 +11,7 @@ export class CheckpointObserver implements TrainObserver {
   /** The newest checkpoint of the run (the resumed one until the first save). */
   last: string | null;
 
-  constructor(private readonly c: PretrainConfig, private readonly mech: Mechanism, private readonly opt: SGD,
+  constructor(private readonly c: PretrainConfig, private readonly mech: Mechanism, private readonly opt: Optimizer,
     private readonly state: () => RunState, resumedFrom: string | null, private readonly enabled: boolean, private readonly note: (line: string) => void) {
     this.last = resumedFrom;
   }

@@ -1,7 +1,7 @@
 // The kNN monitor as an observer: the random encoder before the first step, every --knn-every epochs, and at
 // the end of the run; each evaluation is a metrics row and, given a renderer, a nearest-neighbour grid image.
 import type { ImageDataset } from '../../data/index.js';
-import type { ResNet } from '../../models/index.js';
+import type { Backbone } from '../../models/index.js';
 import type { PretrainConfig } from '../config.js';
 import type { RunState } from '../checkpoint.js';
 import type { StepMetrics } from '../metrics.js';
@@ -23,7 +23,7 @@ export class KnnObserver implements TrainObserver {
   top1Init?: number;
   private lastStep = -1;
 
-  constructor(private readonly c: PretrainConfig, private readonly model: { encoderQ: ResNet }, private readonly data: { bank: ImageDataset; queries: ImageDataset },
+  constructor(private readonly c: PretrainConfig, private readonly model: { encoderQ: Backbone }, private readonly data: { bank: ImageDataset; queries: ImageDataset },
     private readonly log: RunLogObserver | null, private readonly note: (line: string) => void, private readonly warn: (what: string, e: unknown) => void,
     private readonly epochLr: (epoch: number) => number, private readonly elapsed: () => number, private readonly renderGrid?: NeighbourGridRenderer) {}
 

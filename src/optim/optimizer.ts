@@ -1,0 +1,63 @@
+// What the training loop needs from an optimizer (SGD, LARS, AdamW): a step over the gradients, the learning rate
+// of each parameter group (schedules set it per epoch or per iteration), and its state as a checkpoint holds it —
+// named tensors under `optimizer.` plus JSON-able settings — so that a resumed run continues step for step.
+import type { Tensor } from '../torch/index.js';
+
+export type OptimizerName = 'sgd' | 'lars' | 'adamw';
+export const OPTIMIZERS: readonly OptimizerName[] = ['sgd', 'lars', 'adamw'];
+
+/** Prefix of every optimizer tensor in a flat tensor file (our checkpoints); model keys never start with it. */
+export const OPTIMIZER_PREFIX = 'optimizer.';
+
+/** An optimizer's state as a flat file holds it: tensors by file name (the optimizer's own, not copies) and JSON. */
+export interface OptimizerFileState {
+  /** Tensors keyed `optimizer.<state>.<parameter index over all groups>`. */
+  tensors: Map<string, Tensor>;
+  /** The groups' settings (lr, decay, …), params left out. */
+  groups: Record<string, unknown>[];
+  /** Other state that is not a tensor (AdamW's per-parameter step counts). */
+  extra?: Record<string, unknown>;
+}
+
+export interface Optimizer<S = unknown> {
+  /** Which optimizer this is (`--optimizer`); a checkpoint records it. */
+  readonly name: OptimizerName;
+  readonly paramGroups: readonly { lr: number; params: Tensor[] }[];
+  /** Sets every group's learning rate. */
+  setLr(lr: number): void;
+  /** Drops all gradients (zero_grad(set_to_none=True)). */
+  zeroGrad(): void;
+  /** One update of every parameter that has a gradient. */
+  step(): void;
+  /** The state by parameter index (buffers are the optimizer's own tensors) and the groups' settings. */
+  stateDict(): S;
+  /** Restores (copies) a state saved by stateDict(). */
+  loadStateDict(s: S): void;
+  /** The state as named tensors and JSON (see OptimizerFileState). */
+  stateTensors(): OptimizerFileState;
+  /** Restores a state saved by stateTensors(), from a file's tensors (other keys are ignored; copied). */
+  loadStateTensors(s: OptimizerFileState): void;
+  dispose(): void;
+}
+
+/** The learning rate of each parameter group. */
+export function groupLrs(opt: Pick<Optimizer, 'paramGroups'>): number[] {
+  return opt.paramGroups.map((g) => g.lr);
+}
+
+/** `by index → tensor` as file names `optimizer.<state>.<i>`. */
+export function indexedTensors(state: string, byIndex: Map<number, Tensor>): Map<string, Tensor> {
+  return new Map([...byIndex].map(([i, t]) => [`${OPTIMIZER_PREFIX}${state}.${i}`, t]));
+}
+
+/** The tensors of one state among a file's (`optimizer.<state>.<i>`), by parameter index. */
+export function tensorsByIndex(state: string, tensors: Map<string, Tensor>): Map<number, Tensor> {
+  const prefix = `${OPTIMIZER_PREFIX}${state}.`;
+  const out = new Map<number, Tensor>();
+  for (const [k, t] of tensors) {
+    if (!k.startsWith(prefix)) continue;
+    const i = Number(k.slice(prefix.length));
+    if (Number.isInteger(i) && i >= 0) out.set(i, t);
+  }
+  return out;
+}
