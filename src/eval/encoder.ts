@@ -212,7 +212,7 @@ export function loadEncoder(path: string, o: LoadEncoderOpts = {}): Encoder {
     }
     const imageSize = o.imageSize ?? meta?.imageSize ?? (cifarStem ? 32 : 224);
     // A single fc is either MoCo v1's projection or a classifier; the key layout and our metadata tell which.
-    const fromPretraining = w.layout === 'moco-official' || w.layout === 'moco-encoder' || /^moco-/.test(String(w.meta.layout ?? ''))
+    const fromPretraining = w.layout.startsWith('moco') || /^moco-/.test(String(w.meta.layout ?? ''))
       || (meta !== null && w.meta.lincls === undefined);
     const headRole = w.headKind === 'none' ? null : w.headKind === 'mlp' || fromPretraining ? 'projection' : 'classifier';
     const epochMeta = meta?.epoch ?? w.meta.epoch;

@@ -10,7 +10,7 @@ import { loadTorch, PickleObject, type PyValue } from './torch-pickle.js';
 export type HeadKind = 'none' | 'fc' | 'mlp';
 
 /** Where the weights came from, as recognised by their key names. */
-export type WeightsLayout = 'moco-official' | 'moco-encoder' | 'data-parallel' | 'torchvision';
+export type WeightsLayout = 'moco-official' | 'moco-encoder' | 'mocov3-official' | 'mocov3-encoder' | 'data-parallel' | 'torchvision';
 
 export interface ImportedWeights {
   /** Backbone tensors under torchvision names (`conv1.weight`, `layer1.0.bn1.running_mean`, …), no `fc.*`. */
@@ -31,6 +31,9 @@ export interface ImportedWeights {
 const PREFIXES: [string, WeightsLayout][] = [
   ['module.encoder_q.', 'moco-official'],
   ['encoder_q.', 'moco-encoder'],
+  // MoCo v3's base encoder (backbone + projector); its momentum encoder and predictor are left out.
+  ['module.base_encoder.', 'mocov3-official'],
+  ['base_encoder.', 'mocov3-encoder'],
   ['module.', 'data-parallel'],
 ];
 
@@ -82,6 +85,8 @@ export function importStateDict(tensors: Map<string, Tensor>, meta: Record<strin
       continue;
     }
     const name = k.slice(prefix.length);
+    // v3's projector (Linear, BN1d, ReLU, Linear, BN1d) is not a head we rebuild: its features are the backbone's.
+    if (name.startsWith('fc.') && layout.startsWith('mocov3-')) { ignored.push(k); t.dispose(); continue; }
     if (name.startsWith('fc.')) head.set(name, t);
     else backbone.set(name, t);
   }
@@ -90,6 +95,7 @@ export function importStateDict(tensors: Map<string, Tensor>, meta: Record<strin
     for (const t of backbone.values()) t.dispose();
     for (const t of head.values()) t.dispose();
     const sample = [...tensors.keys()].slice(0, 5).join(', ');
+    if (backbone.has('patch_embed.proj.weight')) throw new Error(`a Vision Transformer (${prefix || 'no prefix'}): embed, knn, lincls, index and serve read ResNet encoders only so far (keys: ${sample}, …)`);
     throw new Error(`not a ResNet state dict: no conv1.weight after stripping '${prefix}' (keys: ${sample}, …)`);
   }
   return { backbone, head, headKind, layout, prefix, ignored, meta };

@@ -3,7 +3,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import sharp from 'sharp';
 import { join } from 'node:path';
 import { describeImport, loadPretrained, type ImportedWeights } from '../../src/io/pretrained.js';
 import { loadSafetensors, saveSafetensors } from '../../src/io/safetensors.js';
@@ -91,4 +92,34 @@ test('an official-MoCo-shaped ResNet-50 checkpoint: encoder_q kept, encoder_k/qu
   for (const [k, t] of w.backbone) assert.ok(c.backbone.get(k)!.allclose(t, 0, 0), k);
   checkFeatures(c, ref, 'converted');
   dispose([w.backbone, w.head, c.backbone, c.head, ref]);
+});
+
+test('an official-MoCo-v3-shaped ResNet-50 checkpoint: base_encoder kept without its projector, momentum encoder and predictor ignored, PyTorch\'s backbone features; moco embed reads it', async () => {
+  const ckpt = join(dir, 'r-50-100ep.pth.tar');
+  interop('save-mocov3', 'resnet50', ckpt);
+  const w = loadPretrained(ckpt);
+  assert.equal(w.layout, 'mocov3-official');
+  assert.equal(w.prefix, 'module.base_encoder.');
+  assert.equal(w.headKind, 'none');
+  assert.ok(w.ignored.some((k) => k.startsWith('module.momentum_encoder.')) && w.ignored.some((k) => k.startsWith('module.predictor.')));
+  assert.ok(w.ignored.includes('module.base_encoder.fc.0.weight'));
+  const ref = pytorchFeatures(ckpt, 'resnet50');
+  checkFeatures(w, ref, 'moco v3');
+  dispose([w.backbone, w.head, ref]);
+
+  // The command a user runs, with no other flag: 2048-d backbone features, one unit vector an image.
+  const images = join(dir, 'v3-images', 'a');
+  mkdirSync(images, { recursive: true });
+  for (let i = 0; i < 2; i++) {
+    await sharp({ create: { width: 80, height: 64, channels: 3, background: { r: 60 * i, g: 120, b: 200 - 50 * i } } }).png().toFile(join(images, `${i}.png`));
+  }
+  const out = join(dir, 'v3.jsonl');
+  execFileSync(process.execPath, [join(repoRoot(), 'dist', 'src', 'cli', 'main.js'), 'embed', join(dir, 'v3-images'), '--pretrained', ckpt, '--out', out], { stdio: 'pipe' });
+  const rows = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { vector?: number[]; embedding?: number[] });
+  assert.equal(rows.length, 2);
+  for (const r of rows) {
+    const v = r.vector ?? r.embedding!;
+    assert.equal(v.length, 2048);
+    assert.ok(Math.abs(Math.hypot(...v) - 1) < 1e-4);
+  }
 });

@@ -3,6 +3,7 @@
 usage:
   interop.py save-tv ARCH OUT zip|legacy [cifar]   seeded torchvision ResNet with non-trivial BN statistics
   interop.py save-moco ARCH OUT [zip|legacy]       a checkpoint shaped like the official MoCo v2 ones
+  interop.py save-mocov3 ARCH OUT                   a checkpoint shaped like the official MoCo v3 ones (builder.py names)
   interop.py features CKPT IN OUT [cifar] [mlp]    features of IN's 'x' from a state dict (strict load)
   interop.py evil OUT MARKER                       a torch zip whose pickle calls os.system (touch MARKER)
 """
@@ -73,11 +74,44 @@ def main():
         opt.step()
         ckpt = {"epoch": 200, "arch": arch, "state_dict": sd, "optimizer": opt.state_dict()}
         torch.save(ckpt, out, _use_new_zipfile_serialization=(fmt == "zip"))
+    elif cmd == "save-mocov3":
+        # builder.py's MoCo_ResNet: base_encoder = ResNet whose fc is the 2-layer projector (Linear without bias,
+        # BN1d, ReLU, Linear without bias, BN1d without affine); momentum_encoder its copy; predictor on the query side.
+        arch, out = sys.argv[2:4]
+        torch.manual_seed(0)
+
+        def mlp(layers, din, dhid, dout, last_bn):
+            mods = []
+            for i in range(layers):
+                d1 = din if i == 0 else dhid
+                d2 = dout if i == layers - 1 else dhid
+                mods.append(nn.Linear(d1, d2, bias=False))
+                if i < layers - 1:
+                    mods += [nn.BatchNorm1d(d2), nn.ReLU(inplace=True)]
+                elif last_bn:
+                    mods.append(nn.BatchNorm1d(d2, affine=False))
+            return nn.Sequential(*mods)
+
+        base = randomise(resnet(arch, num_classes=64), 4)
+        d = base.fc.weight.shape[1]
+        base.fc = mlp(2, d, 512, 64, True)
+        momentum = randomise(resnet(arch, num_classes=64), 5)
+        momentum.fc = mlp(2, d, 512, 64, True)
+        predictor = mlp(2, 64, 512, 64, False)
+        sd = {}
+        for prefix, m in (("module.base_encoder.", base), ("module.momentum_encoder.", momentum), ("module.predictor.", predictor)):
+            for n, t in m.state_dict().items():
+                sd[prefix + n] = t
+        torch.save({"epoch": 100, "arch": arch, "state_dict": sd, "optimizer": {}}, out)
     elif cmd == "features":
         ckpt, inp, out = sys.argv[2:5]
         flags = sys.argv[5:]
         sd = torch.load(ckpt, map_location="cpu")
-        if "state_dict" in sd:
+        if "state_dict" in sd and any(k.startswith("module.base_encoder.") for k in sd["state_dict"]):
+            # MoCo v3: the backbone of the base encoder; the projector is not part of the features.
+            p = "module.base_encoder."
+            sd = {k[len(p):]: v for k, v in sd["state_dict"].items() if k.startswith(p) and not k.startswith(p + "fc.")}
+        elif "state_dict" in sd:
             sd = {k[len("module.encoder_q."):]: v for k, v in sd["state_dict"].items() if k.startswith("module.encoder_q.")}
         arch = next(a for a in flags if a.startswith("resnet"))
         fc = sd.get("fc.weight", sd.get("fc.2.weight"))
