@@ -69,7 +69,7 @@ export function sweepConfigs(o: SweepOptions): { cell: GridCell; config: Pretrai
  */
 const NOT_RESULTS: readonly (keyof PretrainConfig)[] = ['out', 'threads', 'workers', 'device', 'printFreq', 'keepCheckpoints', 'saveEverySteps'];
 
-/** The settings of `now` that differ from `before` (a run's recorded config.json), as `--epochs 1 → 2`. */
+/** The settings of `now` that differ from `before` (a run's recorded config.json), as `--epochs 1 → 2`, by flag name. */
 export function configChanges(before: Partial<PretrainConfig>, now: PretrainConfig): string[] {
   const keys = new Set([...Object.keys(before), ...Object.keys(now)] as (keyof PretrainConfig)[]);
   const changes: string[] = [];
@@ -78,7 +78,8 @@ export function configChanges(before: Partial<PretrainConfig>, now: PretrainConf
     const [a, b] = [JSON.stringify(before[k]), JSON.stringify(now[k])];
     if (a !== b) changes.push(`${flagOf(k)} ${a ?? '(unset)'} → ${b ?? '(unset)'}`);
   }
-  return changes;
+  // By flag name: the same list whatever order the config's keys were written in.
+  return changes.sort();
 }
 
 /** The settings a cell's run directory recorded (config.json), or null when it has not started. */
