@@ -84,5 +84,7 @@ test('createdBytes counts each storage a function created once (in-place results
     a.mul(2); // a second storage
   });
   assert.equal(bytes, 2 * 1000 * 4);
-  assert.deepEqual(torch.memory(), before);
+  // Nothing it created is left: no growth (other tests' tensors may be collected meanwhile, so not equality).
+  const after = torch.memory();
+  assert.ok(after.bytes <= before.bytes && after.tensors <= before.tensors, `live tensors ${before.tensors} → ${after.tensors}, bytes ${before.bytes} → ${after.bytes}`);
 });
