@@ -2,7 +2,7 @@
 // gradient first, then the update is scaled by the trust ratio η·‖w‖/‖dw‖; biases and BN parameters (ndim ≤ 1)
 // get neither decay nor scaling. Then heavy-ball momentum without dampening: μ ← momentum·μ + dw; w ← w − lr·μ.
 import { Tensor, keep, noGrad, onesLike, tidy, where } from '../torch/index.js';
-import { indexedTensors, tensorsByIndex, type Optimizer, type OptimizerFileState } from './optimizer.js';
+import { buffersByIndex, indexedTensors, loadBuffersByIndex, tensorsByIndex, type Optimizer, type OptimizerFileState } from './optimizer.js';
 
 export interface LARSOpts {
   /** Learning rate (MoCo v3 sets it every iteration from its schedule). */
@@ -92,15 +92,7 @@ export class LARS implements Optimizer<LARSState> {
   }
 
   stateDict(): LARSState {
-    const buffers = new Map<number, Tensor>();
-    let i = 0;
-    for (const g of this.paramGroups) {
-      for (const p of g.params) {
-        const b = this.mu.get(p);
-        if (b) buffers.set(i, b);
-        i++;
-      }
-    }
+    const buffers = buffersByIndex(this.paramGroups, this.mu);
     return { buffers, groups: this.paramGroups.map(({ params: _p, ...rest }) => rest) };
   }
 
@@ -108,21 +100,7 @@ export class LARS implements Optimizer<LARSState> {
   loadStateDict(s: LARSState): void {
     if (s.groups.length !== this.paramGroups.length) throw new Error(`LARS.loadStateDict: ${s.groups.length} groups saved, optimizer has ${this.paramGroups.length}`);
     s.groups.forEach((g, i) => Object.assign(this.paramGroups[i]!, g));
-    let i = 0;
-    for (const g of this.paramGroups) {
-      for (const p of g.params) {
-        const b = s.buffers.get(i);
-        const old = this.mu.get(p);
-        if (old) old.dispose();
-        if (b) {
-          if (b.shape.join() !== p.shape.join()) throw new Error(`LARS.loadStateDict: momentum buffer ${i} has shape [${b.shape}] but parameter has [${p.shape}]`);
-          this.mu.set(p, keep(b.clone()));
-        } else {
-          this.mu.delete(p);
-        }
-        i++;
-      }
-    }
+    loadBuffersByIndex('LARS', this.paramGroups, this.mu, s.buffers);
   }
 
   /** The momentum buffers μ as `optimizer.mu.<i>` (optimizer.py's state name). */

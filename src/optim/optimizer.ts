@@ -1,7 +1,7 @@
 // What the training loop needs from an optimizer (SGD, LARS, AdamW): a step over the gradients, the learning rate
 // of each parameter group (schedules set it per epoch or per iteration), and its state as a checkpoint holds it —
 // named tensors under `optimizer.` plus JSON-able settings — so that a resumed run continues step for step.
-import type { Tensor } from '../torch/index.js';
+import { keep, type Tensor } from '../torch/index.js';
 
 export type OptimizerName = 'sgd' | 'lars' | 'adamw';
 export const OPTIMIZERS: readonly OptimizerName[] = ['sgd', 'lars', 'adamw'];
@@ -60,4 +60,39 @@ export function tensorsByIndex(state: string, tensors: Map<string, Tensor>): Map
     if (Number.isInteger(i) && i >= 0) out.set(i, t);
   }
   return out;
+}
+
+/** A per-parameter buffer (momentum, μ) by the parameter's index over all groups: what stateDict() saves. */
+export function buffersByIndex(groups: readonly { params: Tensor[] }[], buffers: Map<Tensor, Tensor>): Map<number, Tensor> {
+  const out = new Map<number, Tensor>();
+  let i = 0;
+  for (const g of groups) {
+    for (const p of g.params) {
+      const b = buffers.get(p);
+      if (b) out.set(i, b);
+      i++;
+    }
+  }
+  return out;
+}
+
+/**
+ * Replaces `buffers` with copies of `saved` (by parameter index, as {@link buffersByIndex} gives them); a buffer
+ * whose shape is not its parameter's is refused, naming `optimizer` (e.g. `SGD`).
+ */
+export function loadBuffersByIndex(optimizer: string, groups: readonly { params: Tensor[] }[], buffers: Map<Tensor, Tensor>, saved: Map<number, Tensor>): void {
+  let i = 0;
+  for (const g of groups) {
+    for (const p of g.params) {
+      const b = saved.get(i);
+      buffers.get(p)?.dispose();
+      if (b) {
+        if (b.shape.join() !== p.shape.join()) throw new Error(`${optimizer}.loadStateDict: momentum buffer ${i} has shape [${b.shape}] but parameter has [${p.shape}]`);
+        buffers.set(p, keep(b.clone()));
+      } else {
+        buffers.delete(p);
+      }
+      i++;
+    }
+  }
 }

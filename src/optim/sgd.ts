@@ -1,6 +1,6 @@
 // SGD with momentum, dampening, weight decay and Nesterov: torch.optim.SGD's update, step for step.
 import { Tensor, keep, noGrad, tidy } from '../torch/index.js';
-import { indexedTensors, tensorsByIndex, type Optimizer, type OptimizerFileState } from './optimizer.js';
+import { buffersByIndex, indexedTensors, loadBuffersByIndex, tensorsByIndex, type Optimizer, type OptimizerFileState } from './optimizer.js';
 
 export interface SGDOpts {
   /** Learning rate. */
@@ -86,15 +86,7 @@ export class SGD implements Optimizer<SGDState> {
   }
 
   stateDict(): SGDState {
-    const buffers = new Map<number, Tensor>();
-    let i = 0;
-    for (const g of this.paramGroups) {
-      for (const p of g.params) {
-        const b = this.momentumBuffers.get(p);
-        if (b) buffers.set(i, b);
-        i++;
-      }
-    }
+    const buffers = buffersByIndex(this.paramGroups, this.momentumBuffers);
     return { buffers, groups: this.paramGroups.map(({ params: _p, ...rest }) => rest) };
   }
 
@@ -102,21 +94,7 @@ export class SGD implements Optimizer<SGDState> {
   loadStateDict(s: SGDState): void {
     if (s.groups.length !== this.paramGroups.length) throw new Error(`SGD.loadStateDict: ${s.groups.length} groups saved, optimizer has ${this.paramGroups.length}`);
     s.groups.forEach((g, i) => Object.assign(this.paramGroups[i]!, g));
-    let i = 0;
-    for (const g of this.paramGroups) {
-      for (const p of g.params) {
-        const b = s.buffers.get(i);
-        const old = this.momentumBuffers.get(p);
-        if (old) old.dispose();
-        if (b) {
-          if (b.shape.join() !== p.shape.join()) throw new Error(`SGD.loadStateDict: momentum buffer ${i} has shape [${b.shape}] but parameter has [${p.shape}]`);
-          this.momentumBuffers.set(p, keep(b.clone()));
-        } else {
-          this.momentumBuffers.delete(p);
-        }
-        i++;
-      }
-    }
+    loadBuffersByIndex('SGD', this.paramGroups, this.momentumBuffers, s.buffers);
   }
 
   /** The momentum buffers as `optimizer.momentum_buffer.<i>` (the keys of every moco-ts checkpoint so far). */
@@ -140,12 +118,10 @@ export const MOMENTUM_PREFIX = 'optimizer.momentum_buffer.';
 
 /** The momentum buffers of `opt` under their file names (the buffers themselves, not copies). */
 export function momentumTensors(opt: SGD): Map<string, Tensor> {
-  return new Map([...opt.stateDict().buffers].map(([i, b]) => [`${MOMENTUM_PREFIX}${i}`, b]));
+  return indexedTensors('momentum_buffer', opt.stateDict().buffers);
 }
 
 /** The momentum buffers among a file's tensors, by parameter index (the same tensors; see {@link SGD.loadStateDict}). */
 export function momentumFromTensors(tensors: Map<string, Tensor>): Map<number, Tensor> {
-  const out = new Map<number, Tensor>();
-  for (const [k, t] of tensors) if (k.startsWith(MOMENTUM_PREFIX)) out.set(Number(k.slice(MOMENTUM_PREFIX.length)), t);
-  return out;
+  return tensorsByIndex('momentum_buffer', tensors);
 }
