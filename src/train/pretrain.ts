@@ -157,6 +157,11 @@ export function mechanismOf(c: PretrainConfig, bankSize: number): Mechanism {
   });
 }
 
+/** How the config's steps compute: memory format and autocast (the model's weights follow c.channelsLast too). */
+export function stepPrecisionOf(c: PretrainConfig): StepPrecision {
+  return { channelsLast: c.channelsLast, ...(c.amp === 'bf16' ? { amp: { deviceType: c.device.startsWith('cuda') ? 'cuda' as const : 'cpu' as const } } : {}) };
+}
+
 /** Runs (or resumes) pre-training as configured. */
 export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Promise<PretrainSummary> {
   const dist = o.dist;
@@ -232,7 +237,7 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
   const mech = mechanismOf(c, train.length);
   if (c.device !== 'cpu') mech.to(c.device);
   if (c.channelsLast) mech.toMemoryFormat('channelsLast');
-  const precision: StepPrecision = { channelsLast: c.channelsLast, ...(c.amp === 'bf16' ? { amp: { deviceType: c.device.startsWith('cuda') ? 'cuda' as const : 'cpu' as const } } : {}) };
+  const precision = stepPrecisionOf(c);
   if (c.amp === 'bf16' && !c.device.startsWith('cuda') && cpuBf16Features().length === 0 && !quiet) {
     process.stderr.write('warning: --amp bf16 on a CPU without native bfloat16 (no AVX-512 BF16 or AMX in /proc/cpuinfo): results are correct but the step is slower than fp32; drop --amp here\n');
   }
