@@ -3,7 +3,7 @@
 // many paths reach it, and every entry met is either used or named with the reason it was not.
 // No libtorch here: the ONNX path (eval/onnx-embed.ts) walks folders with it too.
 import { lstatSync, readdirSync, readlinkSync, statSync, type Stats } from 'node:fs';
-import { basename, dirname, extname, join, relative, sep } from 'node:path';
+import { basename, dirname, extname, isAbsolute, join, relative, sep } from 'node:path';
 
 /** A file that could not be used, and why. */
 export interface Skipped {
@@ -34,6 +34,8 @@ export interface WalkResult {
   found: Found[];
   /** Entries met and not used: dangling or looping links, folders and files reached again, unreadable folders, names that are not UTF-8, files without an image extension. */
   skipped: Skipped[];
+  /** The inputs that are folders, as given: the roots the labels are taken below (see {@link labelUnder}). */
+  roots: string[];
 }
 
 export interface WalkOpts {
@@ -57,6 +59,7 @@ const byCodePoint = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 
 export function walkImages(inputs: readonly string[], o: WalkOpts = {}): WalkResult {
   const found: Found[] = [];
   const skipped: Skipped[] = [];
+  const roots: string[] = [];
   const seenDirs = new Map<string, string>();
   const seenFiles = new Map<string, string>();
   const skip = (path: string, reason: string): void => {
@@ -89,6 +92,7 @@ export function walkImages(inputs: readonly string[], o: WalkOpts = {}): WalkRes
     // Depth-first with an explicit stack; the files are then put in torchvision's order (make_dataset over a
     // sorted os.walk: by folder path as a string, then by name), so that sample indices match a PyTorch peer's.
     const from = found.length;
+    roots.push(input);
     const stack: { dir: string; st: Stats; label: string | null }[] = [{ dir: input, st, label: null }];
     while (stack.length) {
       const { dir, st: dst, label } = stack.pop()!;
@@ -135,7 +139,25 @@ export function walkImages(inputs: readonly string[], o: WalkOpts = {}): WalkRes
     mine.sort((a, b) => byCodePoint(a.dir, b.dir) || byCodePoint(a.name, b.name));
     found.push(...mine.map((m) => m.f));
   }
-  return { found, skipped };
+  return { found, skipped, roots };
+}
+
+/**
+ * The label {@link walkImages} gives a file found under the folders `roots`: the name of the first folder below
+ * the deepest root that holds `path`; null when it lies directly in that root or under none of them. `path` and
+ * `roots` must be alike relative or alike absolute.
+ */
+export function labelUnder(roots: readonly string[], path: string): string | null {
+  let best: string | null = null;
+  let depth = -1;
+  for (const root of roots) {
+    const r = relative(root, path);
+    if (r === '' || r.startsWith('..') || isAbsolute(r)) continue;
+    const parts = r.split(sep);
+    const d = root.split(sep).length;
+    if (d > depth) { depth = d; best = parts.length > 1 ? parts[0]! : null; }
+  }
+  return best;
 }
 
 const notImage = `not an image file (extensions read: ${IMAGE_EXTENSIONS.join(' ')})`;

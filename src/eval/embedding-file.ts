@@ -18,6 +18,8 @@ export interface EmbeddingMeta {
   augment?: string;
   /** Rows are L2-normalised. */
   normalized?: boolean;
+  /** The folders walked, absolute: a row's label is the first folder below them (data/walk.ts labelUnder). */
+  roots?: string[];
   [key: string]: unknown;
 }
 

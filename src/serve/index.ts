@@ -2,6 +2,6 @@
 export { buildServer, WEB_ROOT, ortWebDist, type ServeOptions, type ServeState, type ServePhase } from './server.js';
 export { ServeModel, stemPreprocessing, type ServeEngine, type ServeFeature, type ServeModelInfo, type ServeModelOptions } from './model.js';
 export { Batcher, type BatcherOptions, type BatcherStats } from './batcher.js';
-export { ExactIndexBackend, openSearchBackend, labelOf, type SearchBackend, type SearchFilter, type SearchHit } from './search-backend.js';
+export { ExactIndexBackend, openSearchBackend, type SearchBackend, type SearchFilter, type SearchHit } from './search-backend.js';
 export { preprocessImage, sourceBox, type Preprocessing, type DecodeLimits } from './preprocess.js';
 export { HttpError, unavailable } from './errors.js';

@@ -1,14 +1,15 @@
 // What `/v1/search` searches, behind one small interface: the exact index of `moco embed` (an embedding file
 // scanned in full, the reference any ANN index is tested against) or a LanceDB collection of `moco index`
 // (`--db`, ANN search once indexed; see lance-backend.ts).
-import { basename, dirname, isAbsolute, resolve } from 'node:path';
+import { isAbsolute, resolve } from 'node:path';
 import { EmbeddingIndex } from '../eval/embedding-file.js';
 import { searchIndex, type SearchRows } from '../eval/search.js';
 import { commonFolder } from '../data/common-folder.js';
+import { labelUnder } from '../data/walk.js';
 
 /**
  * A structured filter, matched field by field (never spliced into a query string): every given field must
- * hold. `label` is the name of the image's folder (the ImageFolder convention of `moco embed`).
+ * hold. `label` is the name of the first folder below the folder that was embedded (ImageFolder's class).
  */
 export interface SearchFilter {
   /** One label or any of several. */
@@ -49,12 +50,6 @@ export interface SearchBackend {
   close(): Promise<void>;
 }
 
-/** The label of a path: its folder's name (null at the root). */
-export function labelOf(path: string): string | null {
-  const d = basename(dirname(path));
-  return d && d !== '.' && d !== '/' ? d : null;
-}
-
 /** Exact cosine search over an embedding file (`.npy` + paths, `.safetensors`, `.jsonl`) from `moco embed`. */
 export class ExactIndexBackend implements SearchBackend {
   readonly kind = 'exact';
@@ -64,10 +59,13 @@ export class ExactIndexBackend implements SearchBackend {
   readonly root: string;
 
   private constructor(private readonly index: EmbeddingIndex) {
-    // Labels from the paths as recorded: a relative 'x.png' has no folder, and must not take the working directory's name.
-    this.labels = index.paths.map(labelOf);
     this.paths = index.paths.every(isAbsolute) ? index.paths : index.paths.map((p) => resolve(p));
     this.root = commonFolder(this.paths);
+    // The walk's label rule, below the folders `moco embed` walked (recorded as `roots`); a file without them is
+    // taken to have been embedded from the deepest folder holding all its images.
+    const recorded = index.meta.roots;
+    const roots = Array.isArray(recorded) && recorded.every((r) => typeof r === 'string') ? recorded.map((r) => resolve(r)) : [this.root];
+    this.labels = this.paths.map((p) => labelUnder(roots, p));
   }
 
   static open(file: string): ExactIndexBackend {

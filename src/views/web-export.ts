@@ -20,7 +20,7 @@ const ORT_FILES = ['ort.wasm.min.mjs', 'ort-wasm-simd-threaded.mjs', 'ort-wasm-s
 export interface GalleryItem {
   /** The file's path as given. */
   name: string;
-  /** Its folder's name (ImageFolder label), if any. */
+  /** The first folder below the folder walked (ImageFolder's class), if any. */
   label: string | null;
   /** A 160-px JPEG thumbnail as a data: URL. */
   thumb: string;

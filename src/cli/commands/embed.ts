@@ -36,7 +36,7 @@ export function register(program: Command): void {
         const pre = encoder.preprocess();
         const writer = new EmbeddingWriter(o.out, {
           pretrained: resolve(encoder.info.file), feature: feat, arch: encoder.info.arch,
-          imageSize: encoder.info.imageSize, augment: pre.augment, normalized: true, ...(emb.flip ? { flip: true } : {}), ...(emb.crops ? { crops: emb.crops.kind } : {}),
+          imageSize: encoder.info.imageSize, augment: pre.augment, normalized: true, roots: walked.roots.map((r) => resolve(r)), ...(emb.flip ? { flip: true } : {}), ...(emb.crops ? { crops: emb.crops.kind } : {}),
         });
         try {
           const r = await embedImages(encoder, files, {
@@ -78,7 +78,7 @@ async function embedOnnx(model: string, images: string[], o: EmbedOpts): Promise
   });
   const pre = e.preprocessing;
   console.error(`moco embed: ${model} (onnxruntime), input ${pre.size} px (${pre.resize === null ? 'stretched' : `resize ${pre.resize}, center crop`}, preset ${pre.preset}${Object.keys(override).length ? ', flags override the recorded transform' : ''})`);
-  const writer = new EmbeddingWriter(o.out, { model: resolve(model), engine: 'onnx', preprocessing: pre, normalized: e.normalized });
+  const writer = new EmbeddingWriter(o.out, { model: resolve(model), engine: 'onnx', preprocessing: pre, normalized: e.normalized, roots: walked.roots.map((r) => resolve(r)) });
   try {
     writer.add(e.data, e.paths);
     writer.finish();
