@@ -59,46 +59,15 @@ export interface BatchNormOpts {
   momentum?: number;
 }
 
-/** nn.BatchNorm2d with affine weight/bias and running statistics (running_mean, running_var, num_batches_tracked). */
-export class BatchNorm2d extends Module {
-  readonly eps: number;
-  readonly momentum: number;
-  constructor(readonly numFeatures: number, opts: BatchNormOpts = {}) {
-    super();
-    this.eps = opts.eps ?? 1e-5;
-    this.momentum = opts.momentum ?? 0.1;
-    this.registerParameter('weight', ones([numFeatures]));
-    this.registerParameter('bias', zeros([numFeatures]));
-    this.registerBuffer('running_mean', zeros([numFeatures]));
-    this.registerBuffer('running_var', ones([numFeatures]));
-    this.registerBuffer('num_batches_tracked', tensor([0], { dtype: 'int64', shape: [] }));
-  }
-  get weight(): Tensor { return this.tensor('weight')!; }
-  get bias(): Tensor { return this.tensor('bias')!; }
-  get runningMean(): Tensor { return this.tensor('running_mean')!; }
-  get runningVar(): Tensor { return this.tensor('running_var')!; }
-  get numBatchesTracked(): Tensor { return this.tensor('num_batches_tracked')!; }
-
-  forward(x: Tensor): Tensor {
-    if (this.training) this.numBatchesTracked.add_(1);
-    return F.batchNorm(x, this.runningMean, this.runningVar, this.weight, this.bias, { training: this.training, momentum: this.momentum, eps: this.eps });
-  }
-}
-
-export interface BatchNorm1dOpts extends BatchNormOpts {
-  /** Learnable weight (γ) and bias (β). Default true; MoCo v3's last projector BN has none. */
-  affine?: boolean;
-}
-
 /**
- * nn.BatchNorm1d over N×C (or N×C×L) inputs: running statistics as BatchNorm2d's; with `affine` false no
- * weight/bias parameters are registered, so the state dict has only the buffers, as PyTorch's.
+ * What nn.BatchNorm1d and nn.BatchNorm2d share (PyTorch's `_BatchNorm`): optional affine weight/bias, running
+ * statistics (running_mean, running_var, num_batches_tracked) and the forward; subclasses check the input's rank.
  */
-export class BatchNorm1d extends Module {
+export abstract class BatchNormBase extends Module {
   readonly eps: number;
   readonly momentum: number;
   readonly affine: boolean;
-  constructor(readonly numFeatures: number, opts: BatchNorm1dOpts = {}) {
+  constructor(readonly numFeatures: number, opts: BatchNormOpts & { affine?: boolean } = {}) {
     super();
     this.eps = opts.eps ?? 1e-5;
     this.momentum = opts.momentum ?? 0.1;
@@ -115,10 +84,43 @@ export class BatchNorm1d extends Module {
   get runningVar(): Tensor { return this.tensor('running_var')!; }
   get numBatchesTracked(): Tensor { return this.tensor('num_batches_tracked')!; }
 
+  /** Throws when `x` is not of a rank this norm takes. */
+  protected abstract checkInput(x: Tensor): void;
+
   forward(x: Tensor): Tensor {
-    if (x.dim() !== 2 && x.dim() !== 3) throw new Error(`BatchNorm1d: expected a 2-D or 3-D input, got [${x.shape.join(', ')}]`);
+    this.checkInput(x);
     if (this.training) this.numBatchesTracked.add_(1);
     return F.batchNorm(x, this.runningMean, this.runningVar, this.weight, this.bias, { training: this.training, momentum: this.momentum, eps: this.eps });
+  }
+}
+
+/** nn.BatchNorm2d over N×C×H×W inputs, always affine (every use in the models is). */
+export class BatchNorm2d extends BatchNormBase {
+  constructor(numFeatures: number, opts: BatchNormOpts = {}) {
+    super(numFeatures, { ...opts, affine: true });
+  }
+  override get weight(): Tensor { return this.tensor('weight')!; }
+  override get bias(): Tensor { return this.tensor('bias')!; }
+  protected checkInput(x: Tensor): void {
+    if (x.dim() !== 4) throw new Error(`BatchNorm2d: expected a 4-D input, got [${x.shape.join(', ')}]`);
+  }
+}
+
+export interface BatchNorm1dOpts extends BatchNormOpts {
+  /** Learnable weight (γ) and bias (β). Default true; MoCo v3's last projector BN has none. */
+  affine?: boolean;
+}
+
+/**
+ * nn.BatchNorm1d over N×C (or N×C×L) inputs; with `affine` false no weight/bias parameters are registered, so
+ * the state dict has only the buffers, as PyTorch's.
+ */
+export class BatchNorm1d extends BatchNormBase {
+  constructor(numFeatures: number, opts: BatchNorm1dOpts = {}) {
+    super(numFeatures, opts);
+  }
+  protected checkInput(x: Tensor): void {
+    if (x.dim() !== 2 && x.dim() !== 3) throw new Error(`BatchNorm1d: expected a 2-D or 3-D input, got [${x.shape.join(', ')}]`);
   }
 }
 
