@@ -118,7 +118,7 @@ export function recipe(name: string): Recipe {
 /**
  * Base lr of the linear protocol (`moco lincls`) on each recipe's encoders. main_lincls.py's 30 belongs to
  * ImageNet ResNet-50 features; on the CIFAR recipe's ResNet-18 (CIFAR stem) it overshoots until the loss
- * explodes and the classifier ends at chance. The CIFAR value is measured (README, `moco lincls`'s lr): the
+ * explodes and the classifier ends at chance. The CIFAR value is measured (docs/benchmarks.md, `moco lincls`'s learning rate): the
  * official demo evaluates with a kNN monitor only and names no linear lr.
  */
 export const LINCLS_LR: Record<'mocov1' | 'mocov2' | 'cifar', number> = { mocov1: 30, mocov2: 30, cifar: 0.1 };

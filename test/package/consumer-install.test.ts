@@ -4,7 +4,7 @@
 // width-8 CIFAR-stem ResNet-18), `npx moco --version`, and `npx moco serve` on that checkpoint answering one
 // POST /v1/embed with a unit vector. Also what the install must not do: warn EBADENGINE, or need
 // onnxruntime-node; and what the tarball must hold: LICENSE, and the sources its source maps name.
-// README's "Install as a package" section describes exactly this.
+// README's "Install as a package" section and docs/install.md describe exactly this.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';

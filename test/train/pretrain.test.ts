@@ -57,7 +57,7 @@ test('a step that ends an epoch and is a --save-every-steps step is checkpointed
 });
 
 test('a seeded run is bit-reproducible: the same config twice gives identical losses and weights', async () => {
-  // What README promises: on one machine, with the same --seed and --threads, every loss and every tensor of the
+  // What README and docs/runs.md promise: on one machine, with the same --seed and --threads, every loss and every tensor of the
   // checkpoint (model, queue, momentum buffers, RNG) is identical, bit for bit.
   const runs = [tmpDir(), tmpDir()];
   for (const out of runs) await pretrain(resolveConfig('synthetic:128', { ...TINY, maxSteps: 5, out }), { quiet: true });
