@@ -39,6 +39,20 @@ function collect(v: unknown, out: Set<Disposable>, seen: Set<unknown>): void {
  * `fn` must be synchronous: an async body would let other work's tensors into this scope.
  */
 export function tidy<T>(fn: () => T): T {
+  const { result, scope } = inScope(fn);
+  if (result instanceof Promise) throw new Error('tidy(): the function must be synchronous, it returned a Promise');
+  const kept = new Set<Disposable>();
+  collect(result, kept, new Set());
+  const parent = scopes[scopes.length - 1];
+  for (const t of scope) {
+    if (kept.has(t)) parent?.add(t);
+    else t.dispose();
+  }
+  return result;
+}
+
+/** Runs `fn` with a new innermost scope and returns that scope with the result; on a throw, disposes the scope's tensors. */
+function inScope<T>(fn: () => T): { result: T; scope: Set<Disposable> } {
   const scope = new Set<Disposable>();
   scopes.push(scope);
   let result: T;
@@ -50,15 +64,7 @@ export function tidy<T>(fn: () => T): T {
     throw e;
   }
   scopes.pop();
-  if (result instanceof Promise) throw new Error('tidy(): the function must be synchronous, it returned a Promise');
-  const kept = new Set<Disposable>();
-  collect(result, kept, new Set());
-  const parent = scopes[scopes.length - 1];
-  for (const t of scope) {
-    if (kept.has(t)) parent?.add(t);
-    else t.dispose();
-  }
-  return result;
+  return { result, scope };
 }
 
 /** Disposes every tensor found in `v` (a tensor, arrays / objects / Maps of them). */
@@ -82,16 +88,7 @@ export function memory(): { tensors: number; bytes: number; cudaBytes: number } 
  * under grad keeps every output alive until its scope ends, so this is what a step's forward holds for backward.
  */
 export function createdBytes(fn: () => void): number {
-  const scope = new Set<Disposable>();
-  scopes.push(scope);
-  try {
-    fn();
-  } catch (e) {
-    scopes.pop();
-    for (const t of scope) t.dispose();
-    throw e;
-  }
-  scopes.pop();
+  const { scope } = inScope(fn);
   const byStorage = new Map<bigint, number>();
   for (const t of scope) {
     const tensor = t as unknown as { native?: { dataPtr(): bigint }; nbytes?: number };
