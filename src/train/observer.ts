@@ -61,3 +61,13 @@ export interface TrainObserver {
   /** Why the run should stop after the current step (a signal), or null. */
   stopRequest?(): string | null;
 }
+
+/** How the loop and its observers report a failure that does not stop the run. */
+export type Warn = (what: string, e: unknown) => void;
+
+/** A {@link Warn} that writes `warning: <what>: <message>` to stderr, or nothing when `quiet`. */
+export function stderrWarner(quiet: boolean): Warn {
+  return (what, e) => {
+    if (!quiet) process.stderr.write(`warning: ${what}: ${(e as Error).message}\n`);
+  };
+}

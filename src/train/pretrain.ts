@@ -13,7 +13,7 @@ import { writeTextAtomic } from '../io/atomic.js';
 import type { DistributedTraining } from '../dist/index.js';
 import { keysPerStep, type PretrainConfig } from './config.js';
 import { restoreCheckpoint, resumeCommand, type LoadedCheckpoint, type RunState } from './checkpoint.js';
-import type { RunEnd, StepEvent, TrainObserver } from './observer.js';
+import { stderrWarner, type RunEnd, type StepEvent, type TrainObserver } from './observer.js';
 import { CheckpointObserver, KnnObserver, ProgressObserver, RunLogObserver, SignalObserver, type NeighbourGridRenderer } from './observers/index.js';
 import { stepRng } from './step-rng.js';
 import { readMetrics, type StepMetrics } from './metrics.js';
@@ -258,9 +258,7 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
     writeTextAtomic(join(c.out, 'config.json'), `${JSON.stringify(c, null, 2)}\n`);
   }
 
-  const warn = (what: string, e: unknown): void => {
-    if (!quiet) process.stderr.write(`warning: ${what}: ${(e as Error).message}\n`);
-  };
+  const warn = stderrWarner(quiet);
   const t0 = performance.now();
   const elapsed = (): number => (performance.now() - t0) / 1000;
   const runLog = isMain ? await RunLogObserver.open(c, { fromStep: state.step, stepsPerEpoch: bpe, totalSteps, command: o.command, warn }) : null;

@@ -1,6 +1,6 @@
 // moco pretrain [data]: flags named as main_moco.py's where they exist.
 import { Command, Option } from 'commander';
-import { finishedMessage, pretrain, summaryLine, readCheckpoint, resolveConfig, type ConfigOverrides } from '../../train/index.js';
+import { finishedMessage, pretrain, stderrWarner, summaryLine, readCheckpoint, resolveConfig, type ConfigOverrides } from '../../train/index.js';
 import { addPretrainOptions, int, num, overridesFromFlags } from './pretrain-flags.js';
 import { DEFAULT_TIMEOUT_MS, ProcessGroup, configFromFlags, distributedTraining, launch, processDevice, relaunchArgv, signalExitCode, threadsFromEnv, useDevice, type Backend } from '../../dist/index.js';
 import { DOWNLOAD_HELP, downloadData } from './download.js';
@@ -63,7 +63,7 @@ export function register(program: Command): void {
         ? await ProcessGroup.init({ ...where, backend: (f.distBackend as Backend | undefined) ?? (config.device.startsWith('cuda') ? 'nccl' : 'gloo'), timeoutMs })
         : null;
       try {
-        const warn = (what: string, e: unknown): void => { if (!f.quiet) process.stderr.write(`warning: ${what}: ${(e as Error).message}\n`); };
+        const warn = stderrWarner(Boolean(f.quiet));
         const summary = await pretrain(config, {
           resume, quiet: Boolean(f.quiet), memoryCheck: f.memoryCheck !== false, dist: pg ? distributedTraining(pg) : undefined,
           observers: !pg || pg.isMain ? [new ReportObserver(config.out, warn)] : [], neighbourGrid: renderNeighbourGrid,

@@ -6,7 +6,7 @@ import type { PretrainConfig } from '../config.js';
 import type { RunState } from '../checkpoint.js';
 import type { StepMetrics } from '../metrics.js';
 import { knnMonitorRun, type KnnMonitorResult } from '../knn-monitor.js';
-import type { EpochEvent, TrainObserver } from '../observer.js';
+import type { EpochEvent, TrainObserver, Warn } from '../observer.js';
 import type { RunLogObserver } from './run-log-observer.js';
 
 /**
@@ -24,7 +24,7 @@ export class KnnObserver implements TrainObserver {
   private lastStep = -1;
 
   constructor(private readonly c: PretrainConfig, private readonly model: { encoderQ: Backbone }, private readonly data: { bank: ImageDataset; queries: ImageDataset },
-    private readonly log: RunLogObserver | null, private readonly note: (line: string) => void, private readonly warn: (what: string, e: unknown) => void,
+    private readonly log: RunLogObserver | null, private readonly note: (line: string) => void, private readonly warn: Warn,
     private readonly epochLr: (epoch: number) => number, private readonly elapsed: () => number, private readonly renderGrid?: NeighbourGridRenderer) {}
 
   private async record(r: KnnMonitorResult, row: StepMetrics): Promise<void> {

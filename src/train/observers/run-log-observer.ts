@@ -8,17 +8,17 @@ import { FileWriteError } from '../../io/atomic.js';
 import type { PretrainConfig } from '../config.js';
 import type { StepMetrics } from '../metrics.js';
 import { RunLog, tensorHistogram } from '../run-log.js';
-import type { EpochEvent, RunEnd, StepEvent, TrainObserver } from '../observer.js';
+import type { EpochEvent, RunEnd, StepEvent, TrainObserver, Warn } from '../observer.js';
 
 type Watch = { acc1: number; acc5: number; embedStd: number };
 
 export class RunLogObserver implements TrainObserver {
   private watch: Watch | null = null;
 
-  private constructor(readonly log: RunLog, private readonly c: PretrainConfig, private readonly warn: (what: string, e: unknown) => void) {}
+  private constructor(readonly log: RunLog, private readonly c: PretrainConfig, private readonly warn: Warn) {}
 
   /** Opens the run's log; a new run also records its config and an augmentation preview (never fatal). */
-  static async open(c: PretrainConfig, o: { fromStep: number; stepsPerEpoch: number; totalSteps: number; command?: string[]; warn: (what: string, e: unknown) => void }): Promise<RunLogObserver> {
+  static async open(c: PretrainConfig, o: { fromStep: number; stepsPerEpoch: number; totalSteps: number; command?: string[]; warn: Warn }): Promise<RunLogObserver> {
     const log = new RunLog(c.out, { fromStep: o.fromStep, device: c.device, stepsPerEpoch: o.stepsPerEpoch, totalSteps: o.totalSteps, command: o.command });
     if (o.fromStep === 0) {
       log.text('config', `\`\`\`json\n${JSON.stringify(c, null, 2)}\n\`\`\``, 0);
