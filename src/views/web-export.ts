@@ -5,16 +5,13 @@
 import type { Found } from '../data/walk.js';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import sharp from 'sharp';
 import { writeTextAtomic } from '../io/atomic.js';
 import { OnnxRunner } from '../io/onnx-runtime.js';
 import { preprocessImage } from '../serve/preprocess.js';
-import { ortWebDist, WEB_ROOT } from '../serve/server.js';
+import {
+  MANIFEST_FILE, MODEL_FILE, modelManifest, ORT_FILES, ortWebDist, PAGE_FILES, thumbnailJpeg, WEB_ROOT,
+} from '../serve/page.js';
 import type { ServeModelInfo } from '../serve/model.js';
-
-/** The page's files, and the onnxruntime-web files `ort.wasm.min.mjs` loads. */
-const PAGE_FILES = ['index.html', 'app.js', 'style.css'];
-const ORT_FILES = ['ort.wasm.min.mjs', 'ort-wasm-simd-threaded.mjs', 'ort-wasm-simd-threaded.wasm'];
 
 /** One gallery image as the page reads it from gallery.json. */
 export interface GalleryItem {
@@ -44,13 +41,12 @@ export async function writeWebFolder(out: string, bytes: Uint8Array, info: Serve
   const put = (name: string, data: string | Uint8Array): void => { writeTextAtomic(join(out, name), data); written.push(join(out, name)); };
   for (const f of PAGE_FILES) put(f, readFileSync(join(WEB_ROOT, f)));
   for (const f of ORT_FILES) put(join('ort', f), readFileSync(join(ortWebDist(), f)));
-  put('model.onnx', bytes);
-  const items = o.gallery?.length ? await embedGallery(join(out, 'model.onnx'), info, o.gallery, o.onSkip) : [];
+  put(MODEL_FILE, bytes);
+  const items = o.gallery?.length ? await embedGallery(join(out, MODEL_FILE), info, o.gallery, o.onSkip) : [];
   if (items.length) put('gallery.json', JSON.stringify({ dim: info.dim, items }));
-  put('model.json', JSON.stringify({
-    model: { source: info.source, kind: info.kind, arch: info.arch, feature: info.feature, normalized: info.normalized, onnx: 'model.onnx' },
-    dim: info.dim, preprocessing: info.preprocessing, index: null, server: false,
-    gallery: items.length ? 'gallery.json' : null, gallerySize: items.length,
+  put(MANIFEST_FILE, JSON.stringify({
+    ...modelManifest(info, { source: info.source, index: null }),
+    server: false, gallery: items.length ? 'gallery.json' : null, gallerySize: items.length,
   }, null, 1) + '\n');
   return written;
 }
@@ -73,7 +69,7 @@ async function embedGallery(model: string, info: ServeModelInfo, files: readonly
         continue;
       }
       const y = Object.values(await runner.run(x, [1, 3, s, s]))[0]!;
-      const thumb = await sharp(bytes).autoOrient().resize(160, 160, { fit: 'cover' }).jpeg({ quality: 80 }).toBuffer();
+      const thumb = await thumbnailJpeg(bytes);
       items.push({ name: f, label, thumb: `data:image/jpeg;base64,${thumb.toString('base64')}`, vector: Array.from(y.data) });
     }
     return items;
