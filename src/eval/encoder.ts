@@ -1,11 +1,11 @@
 // A frozen, inference-only encoder loaded from any checkpoint this project meets: our pre-training runs (a
-// safetensors file or its run directory), official MoCo `.pth.tar`, torchvision `.pth`, and our own
-// linear-classification checkpoints. The architecture comes from the file's metadata when present, else from
-// the weight shapes (as the ONNX exporter infers it).
+// safetensors file or its run directory), official MoCo v1/v2/v3 `.pth.tar` (ResNet or ViT), torchvision `.pth`,
+// and our own linear-classification checkpoints. The architecture comes from the file's metadata when present,
+// else from the weight shapes (as the ONNX exporter infers it).
 import { createHash } from 'node:crypto';
 import { noGrad, tidy, type Tensor } from '../torch/index.js';
 import { Linear, type Module } from '../nn/index.js';
-import { createModel, projectionHead, type ResNet } from '../models/index.js';
+import { ResNet, VisionTransformer, createModel, createViT, projectionHead } from '../models/index.js';
 import { loadPretrained, type HeadKind, type ImportedWeights, type WeightsLayout } from '../io/pretrained.js';
 import { loadCheckpointFrom } from '../io/run-dir.js';
 import { inferResNet } from '../io/onnx-export.js';
@@ -57,9 +57,22 @@ export interface EvalPreprocess {
 
 /** A loaded encoder in eval mode with frozen weights. Call {@link Encoder.dispose} when done. */
 export class Encoder {
-  constructor(readonly model: ResNet, readonly info: EncoderInfo) {
+  constructor(readonly model: ResNet | VisionTransformer, readonly info: EncoderInfo) {
     model.eval();
     model.requiresGrad_(false);
+  }
+
+  /** The model as a ResNet, for what only a ResNet has (`what` names the caller in the error a ViT gets). */
+  resnet(what: string): ResNet {
+    if (this.model instanceof ResNet) return this.model;
+    throw new Error(`${what} needs a ResNet encoder; ${this.info.file} is a Vision Transformer (${this.info.arch}): use --feature backbone or head`);
+  }
+
+  /** The head module when it is one Linear (ResNet's `fc`, a ViT's `head`): what a classifier checkpoint trained. */
+  headLinear(): Linear {
+    const m = this.model instanceof ResNet ? this.model.fc : this.model.head;
+    if (!(m instanceof Linear)) throw new Error(`${this.info.file}: the head is not one Linear layer`);
+    return m;
   }
 
   /** Pooled backbone features, N × featureDim (no grad, eval-mode BN). */
@@ -73,12 +86,12 @@ export class Encoder {
 
   /** `backbone`, `head` or `regions` output (`regions` with `o`), not normalised. */
   encode(x: Tensor, feature: FeatureKind = 'backbone', o: RegionOpts = {}): Tensor {
-    return feature === 'head' ? this.head(x) : feature === 'regions' ? regionFeatures(this.model, x, o) : this.backbone(x);
+    return feature === 'head' ? this.head(x) : feature === 'regions' ? regionFeatures(this.resnet('--feature regions'), x, o) : this.backbone(x);
   }
 
   /** Output size of `feature` (`regions` with `o`). */
   dim(feature: FeatureKind = 'backbone', o: RegionOpts = {}): number {
-    if (feature === 'regions') return regionDim(this.model, o);
+    if (feature === 'regions') return regionDim(this.resnet('--feature regions'), o);
     if (feature === 'head') {
       if (this.info.headDim === null) throw new Error(`${this.info.file}: no projection head in this checkpoint`);
       return this.info.headDim;
@@ -91,7 +104,8 @@ export class Encoder {
    * ('cifar-eval'); otherwise Resize(size·256/224) + CenterCrop(size) with ImageNet mean/std ('eval').
    */
   preprocess(): EvalPreprocess {
-    const small = this.info.cifarStem || this.info.preset === 'cifar';
+    // CIFAR-trained (a CIFAR stem, or a CIFAR preset: cifar, mocov3-cifar, mocov3-vit-cifar): the 32-px image as is.
+    const small = this.info.cifarStem || /(^|-)cifar$/.test(this.info.preset ?? '');
     if (small) return { augment: 'cifar-eval', augmentOpts: { size: this.info.imageSize, mean: CIFAR_MEAN, std: CIFAR_STD } };
     return { augment: 'eval', augmentOpts: { size: this.info.imageSize, mean: IMAGENET_MEAN, std: IMAGENET_STD } };
   }
@@ -118,7 +132,7 @@ export class Encoder {
   weightsSha256(): string {
     if (this.sha256 !== undefined) return this.sha256;
     const h = createHash('sha256');
-    const entries = [...this.model.stateDict()].filter(([k]) => !k.endsWith('num_batches_tracked') && (this.info.headKind !== 'none' || !k.startsWith('fc.')));
+    const entries = [...this.model.stateDict()].filter(([k]) => !k.endsWith('num_batches_tracked') && (this.info.headKind !== 'none' || !/^(fc|head)\./.test(k)));
     for (const [k, t] of entries.sort(([a], [b]) => (a < b ? -1 : 1))) {
       const d = t.data();
       h.update(`${k}\0${t.dtype}\0${t.shape.join(',')}\0`).update(new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
@@ -184,6 +198,7 @@ export function loadEncoder(path: string, o: LoadEncoderOpts = {}): Encoder {
   const { file, weights: w } = loadCheckpointWeights(path);
   try {
     const meta = mocoMeta(w.meta);
+    if (w.family === 'vit') return vitEncoder(file, w, meta, o);
     const shape = inferResNet(w.backbone);
     const inferredArch = ARCH_OF[`${shape.block}:${shape.layers.join(',')}`];
     const conv1 = w.backbone.get('conv1.weight')!;
@@ -226,10 +241,56 @@ export function loadEncoder(path: string, o: LoadEncoderOpts = {}): Encoder {
   }
 }
 
+/** ViT widths → MoCo v3's named ViTs (vits.py), for checkpoints that do not name their arch. */
+const VIT_OF_DIM: Record<number, string> = { 192: 'vit_tiny', 384: 'vit_small', 768: 'vit_base' };
+
+/**
+ * A Vision Transformer encoder: width and patch from the patch projection, depth from the blocks, input side
+ * from the position embedding's tokens (1 + (side/patch)²), head count from the arch (metadata, the
+ * checkpoint's `arch`, else the width's named ViT).
+ */
+function vitEncoder(file: string, w: ImportedWeights, meta: MocoMeta | null, o: LoadEncoderOpts): Encoder {
+  const proj = w.backbone.get('patch_embed.proj.weight')!;
+  const dim = proj.shape[0]!;
+  const patch = proj.shape[2]!;
+  let depth = 0;
+  while (w.backbone.has(`blocks.${depth}.norm1.weight`)) depth++;
+  const tokens = w.backbone.get('pos_embed')?.shape[1];
+  const side = tokens !== undefined ? Math.round(Math.sqrt(tokens - 1)) * patch : (meta?.imageSize ?? 224);
+  if (o.imageSize !== undefined && o.imageSize !== side) {
+    throw new Error(`${file}: a Vision Transformer for ${side}-px inputs (its position embedding has ${tokens ?? '?'} tokens of ${patch}-px patches); it cannot take ${o.imageSize} px`);
+  }
+  const arch = meta?.arch ?? (typeof w.meta.arch === 'string' ? w.meta.arch : undefined) ?? VIT_OF_DIM[dim];
+  if (!arch) throw new Error(`${file}: cannot tell which Vision Transformer this is (${dim}-d tokens, ${depth} blocks); valid widths: ${Object.keys(VIT_OF_DIM).join(', ')}`);
+  const model = createViT(arch, { imgSize: side, patchSize: patch, depth });
+  let headDim: number | null = null;
+  if (w.headKind === 'fc') {
+    headDim = w.head.get('head.weight')!.shape[0]!;
+    model.replaceModule('head', new Linear(dim, headDim, w.head.has('head.bias')));
+  } else if (w.headKind === 'mlp') {
+    model.dispose();
+    throw new Error(`${file}: a Vision Transformer with an MLP head outside MoCo v3's layout is not a format this reads`);
+  }
+  const r = model.loadStateDict(new Map([...w.backbone, ...w.head]), { strict: false });
+  if (r.missingKeys.length || r.unexpectedKeys.length) {
+    model.dispose();
+    throw new Error(`${file}: weights do not fit ${arch} (${dim}-d, ${depth} blocks, patch ${patch}, ${side} px): missing ${r.missingKeys.join(', ') || 'none'}; unexpected ${r.unexpectedKeys.join(', ') || 'none'}`);
+  }
+  const fromPretraining = w.layout.startsWith('moco') || (meta !== null && w.meta.lincls === undefined);
+  const epochMeta = meta?.epoch ?? w.meta.epoch;
+  return new Encoder(model, {
+    file, arch, cifarStem: false, width: dim, featureDim: model.featureDim, headKind: w.headKind,
+    headRole: w.headKind === 'none' ? null : fromPretraining ? 'projection' : 'classifier', headDim, imageSize: side, layout: w.layout,
+    configFrom: meta ? 'metadata' : 'weights', preset: meta?.preset ?? null,
+    epoch: typeof epochMeta === 'number' ? epochMeta : epochMeta !== undefined ? Number(epochMeta) : null,
+  });
+}
+
 /** One line describing a loaded encoder, for stderr logs. */
 export function describeEncoder(e: Encoder): string {
   const i = e.info;
-  return `${i.file}: ${i.arch}${i.cifarStem ? ' (CIFAR stem)' : ''}${i.width !== 64 ? ` width ${i.width}` : ''}, features ${i.featureDim}-d, head ${i.headKind}${i.headDim ? ` (${i.headDim}-d)` : ''}, ${i.imageSize}px input, config from ${i.configFrom}${i.epoch !== null ? `, epoch ${i.epoch}` : ''}`;
+  const width = e.model instanceof VisionTransformer ? '' : i.width !== 64 ? ` width ${i.width}` : '';
+  return `${i.file}: ${i.arch}${i.cifarStem ? ' (CIFAR stem)' : ''}${width}, features ${i.featureDim}-d, head ${i.headKind}${i.headDim ? ` (${i.headDim}-d)` : ''}, ${i.imageSize}px input, config from ${i.configFrom}${i.epoch !== null ? `, epoch ${i.epoch}` : ''}`;
 }
 
 /** Backbone parameters and buffers (everything but `fc.*`) of a model, by name. */

@@ -171,7 +171,7 @@ function ownClassifier(encoder: Encoder): LinearHead {
     throw new Error(`--evaluate: ${i.file} has ${what}. Pass the model_best.safetensors or checkpoint.safetensors that moco lincls --out DIR wrote `
       + `(--pretrained DIR/model_best.safetensors), or --resume DIR with this --pretrained; to train a classifier on this encoder, drop --evaluate`);
   }
-  const fc = encoder.model.fc as Linear;
+  const fc = encoder.headLinear();
   return new LinearHead(fc.weight.detach(), (fc.bias ?? tensor(new Float32Array(i.headDim!))).detach());
 }
 

@@ -1,21 +1,27 @@
-// Recognises the layouts pre-trained ResNet weights arrive in and reduces them to torchvision names:
-// official MoCo (`state_dict` with `module.encoder_q.*`, `module.encoder_k.*`, `module.queue`), DataParallel
-// (`module.*`), bare `encoder_q.*`, and plain torchvision state dicts; the projection head is kept apart.
+// Recognises the layouts pre-trained weights arrive in and reduces them to torchvision (ResNet) or timm (ViT)
+// names: official MoCo v1/v2 (`state_dict` with `module.encoder_q.*`, `module.encoder_k.*`, `module.queue`), MoCo
+// v3 (`module.base_encoder.*`), DataParallel (`module.*`), bare `encoder_q.*`, and plain torchvision/timm state
+// dicts; the head (ResNet's `fc`, a ViT's `head`) is kept apart.
 import { extname } from 'node:path';
 import { Tensor } from '../torch/index.js';
 import { loadSafetensors } from './safetensors.js';
 import { loadTorch, PickleObject, type PyValue } from './torch-pickle.js';
 
-/** The projection head found: none, MoCo v1's `fc` (one Linear), or MoCo v2's MLP (`fc.0`, ReLU, `fc.2`). */
+/**
+ * The head found: none, one Linear (MoCo v1's or a classifier's `fc`; a ViT's `head`), or MoCo v2's MLP (`fc.0`,
+ * ReLU, `fc.2`).
+ */
 export type HeadKind = 'none' | 'fc' | 'mlp';
 
 /** Where the weights came from, as recognised by their key names. */
 export type WeightsLayout = 'moco-official' | 'moco-encoder' | 'mocov3-official' | 'mocov3-encoder' | 'data-parallel' | 'torchvision';
 
 export interface ImportedWeights {
-  /** Backbone tensors under torchvision names (`conv1.weight`, `layer1.0.bn1.running_mean`, …), no `fc.*`. */
+  /** What the backbone is: a ResNet (`conv1.weight`…) or a Vision Transformer (`patch_embed.proj.weight`…). */
+  family: 'resnet' | 'vit';
+  /** Backbone tensors under torchvision/timm names (`conv1.weight`, `blocks.0.attn.qkv.weight`, …), no head. */
   backbone: Map<string, Tensor>;
-  /** Head tensors under torchvision names (`fc.weight` or `fc.0.weight`, `fc.2.bias`…). */
+  /** Head tensors (`fc.weight` or `fc.0.weight`, `fc.2.bias`…; a ViT's `head.weight`, `head.bias`). */
   head: Map<string, Tensor>;
   headKind: HeadKind;
   layout: WeightsLayout;
@@ -61,7 +67,7 @@ export function findStateDict(root: PyValue): { tensors: Map<string, Tensor>; me
 }
 
 /**
- * Splits a state dict into backbone and head under torchvision names. Tensors not returned (key encoder,
+ * Splits a state dict into backbone and head under torchvision (ResNet) or timm (ViT) names. Tensors not returned (key encoder,
  * queue, other prefixes) are disposed and listed in `ignored`. The input Map is not modified.
  */
 export function importStateDict(tensors: Map<string, Tensor>, meta: Record<string, string | number> = {}): ImportedWeights {
@@ -74,6 +80,8 @@ export function importStateDict(tensors: Map<string, Tensor>, meta: Record<strin
       break;
     }
   }
+  const family = tensors.has(`${prefix}patch_embed.proj.weight`) ? 'vit' : 'resnet';
+  const headPrefix = family === 'vit' ? 'head.' : 'fc.';
   const backbone = new Map<string, Tensor>();
   const head = new Map<string, Tensor>();
   const ignored: string[] = [];
@@ -85,20 +93,19 @@ export function importStateDict(tensors: Map<string, Tensor>, meta: Record<strin
       continue;
     }
     const name = k.slice(prefix.length);
-    // v3's projector (Linear, BN1d, ReLU, Linear, BN1d) is not a head we rebuild: its features are the backbone's.
-    if (name.startsWith('fc.') && layout.startsWith('mocov3-')) { ignored.push(k); t.dispose(); continue; }
-    if (name.startsWith('fc.')) head.set(name, t);
+    // v3's projector (Linear, BN1d, ReLU, …, BN1d) is not a head we rebuild: its features are the backbone's.
+    if (name.startsWith(headPrefix) && layout.startsWith('mocov3-')) { ignored.push(k); t.dispose(); continue; }
+    if (name.startsWith(headPrefix)) head.set(name, t);
     else backbone.set(name, t);
   }
-  const headKind: HeadKind = head.has('fc.0.weight') ? 'mlp' : head.has('fc.weight') ? 'fc' : 'none';
-  if (!backbone.has('conv1.weight')) {
+  const headKind: HeadKind = head.has(`${headPrefix}0.weight`) ? 'mlp' : head.has(`${headPrefix}weight`) ? 'fc' : 'none';
+  if (family === 'resnet' && !backbone.has('conv1.weight')) {
     for (const t of backbone.values()) t.dispose();
     for (const t of head.values()) t.dispose();
     const sample = [...tensors.keys()].slice(0, 5).join(', ');
-    if (backbone.has('patch_embed.proj.weight')) throw new Error(`a Vision Transformer (${prefix || 'no prefix'}): embed, knn, lincls, index and serve read ResNet encoders only so far (keys: ${sample}, …)`);
-    throw new Error(`not a ResNet state dict: no conv1.weight after stripping '${prefix}' (keys: ${sample}, …)`);
+    throw new Error(`not a ResNet or Vision Transformer state dict: no conv1.weight or patch_embed.proj.weight after stripping '${prefix}' (keys: ${sample}, …)`);
   }
-  return { backbone, head, headKind, layout, prefix, ignored, meta };
+  return { family, backbone, head, headKind, layout, prefix, ignored, meta };
 }
 
 /**

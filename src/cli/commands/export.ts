@@ -44,6 +44,7 @@ export function register(program: Command): void {
             break;
           }
           case 'onnx': {
+            if (w.family === 'vit') throw new Error(`--format onnx: ${ckpt} is a Vision Transformer, and the ONNX exporter writes ResNets only so far; --format safetensors or torchvision export its weights under timm's names`);
             // The encoder's evaluation transform goes into the model, so that every ONNX consumer (moco embed,
             // moco serve, the browser page) feeds it images as the checkpoint's own evaluation does.
             const enc = loadEncoder(ckpt);
