@@ -6,6 +6,12 @@
 //
 //   npm run bench:learning -- --epochs 1 --width 16 --seeds 2
 //
+// --method mocov3 runs MoCo v3 instead, ResNet-18 CIFAR stem (preset mocov3-cifar: LARS lr 0.3 wd 1e-6, T 0.2,
+// projector 2048→256, 1 warm-up epoch, cosine momentum from 0.99, asymmetric views without blur), against
+// ../shared/peer/torch_mocov3.py with the same settings; --method mocov3-vit the small ViT (preset mocov3-vit-cifar:
+// ViT-Tiny widths, 6 blocks, patch 4, AdamW lr 1.5e-4 wd 0.1, frozen patch projection). Both report the random
+// encoder's kNN too (ours, before the first step): learning is the rise above it.
+//
 // --augment-stats N compares the augmentation itself, stage by stage (crop+flip, + colour jitter, + grayscale), on N
 // training images as moco-ts decoded them: per-channel mean/std of the views, the fractions at 0 and 1, a 16-bin
 // histogram, the correlation between an image's two views, and the distributions of the crop area, the crop
@@ -40,6 +46,7 @@ const { values: a } = parseArgs({
     'batch-size': { type: 'string', default: '512' },
     'train-subset': { type: 'string', default: '0' },
     threads: { type: 'string', default: String(availableParallelism()) },
+    method: { type: 'string', default: 'moco' },
     data: { type: 'string', default: process.env.BENCH_DATA ?? resolve(root, '..', 'shared', 'datasets', 'cifar10') },
     peer: { type: 'string', default: process.env.BENCH_PEER ?? resolve(root, '..', 'shared', 'peer', 'torch_moco.py') },
     python: { type: 'string', default: PYTHON },
@@ -57,8 +64,15 @@ const threads = intArg('threads', 1);
 const replaySteps = intArg('replay', 0);
 const statsImages = intArg('augment-stats', 0);
 if (!existsSync(a.data!)) throw new Error(`bench/learning: --data ${a.data} not found (a CIFAR-10 folder with train/ and test/)`);
+const METHODS = { moco: 'cifar', mocov3: 'mocov3-cifar', 'mocov3-vit': 'mocov3-vit-cifar' } as const;
+const method = a.method as keyof typeof METHODS;
+if (!(method in METHODS)) throw new Error(`bench/learning: --method ${a.method}: valid: ${Object.keys(METHODS).join(', ')}`);
+const presetName = METHODS[method];
+const v3 = method !== 'moco';
+if (v3 && process.env.BENCH_PEER === undefined && a.peer === resolve(root, '..', 'shared', 'peer', 'torch_moco.py')) a.peer = resolve(root, '..', 'shared', 'peer', 'torch_mocov3.py');
 if (!existsSync(a.peer!)) throw new Error(`bench/learning: --peer ${a.peer} not found`);
-const r = recipe('cifar');
+if (v3 && (replaySteps > 0 || statsImages > 0)) throw new Error('bench/learning: --replay and --augment-stats compare MoCo v2 (--method moco)');
+const r = recipe(presetName);
 
 function bytes(t: torch.Tensor): Buffer {
   const d = t.contiguous().data();
@@ -71,29 +85,44 @@ function intArg(name: keyof typeof a, min: number): number {
   return v;
 }
 
-interface Run { knnTop1: number; wallS: number; imagesPerSec: number; lastLoss: number }
+interface Run { knnTop1: number; wallS: number; imagesPerSec: number; lastLoss: number; knnTop1Init?: number }
 
 async function ours(seed: number): Promise<Run> {
   const out = mkdtempSync(join(tmpdir(), 'moco-learning-'));
   try {
     const t0 = performance.now();
     const p = await runMeasured(process.execPath, [
-      join(root, 'dist', 'src', 'cli', 'main.js'), 'pretrain', a.data!, '--preset', 'cifar', '--width', String(width),
+      join(root, 'dist', 'src', 'cli', 'main.js'), 'pretrain', a.data!, '--preset', presetName, ...(method === 'mocov3-vit' ? [] : ['--width', String(width)]),
       '--batch-size', String(batch), '--epochs', String(epochs), '--knn-every', String(epochs), '--knn-feature', 'backbone',
       '--seed', String(seed), '--threads', String(threads), '--train-subset', String(subset), '--quiet', '--out', out,
     ]);
     const wallS = (performance.now() - t0) / 1000;
     if (p.code !== 0) throw new Error(`moco pretrain failed: ${p.stderr.slice(-2000)}`);
-    const s = lastJson<{ knnTop1: number; imagesPerSec: number; lastLoss: number }>(p.stdout, 'moco pretrain');
-    return { knnTop1: s.knnTop1, wallS, imagesPerSec: s.imagesPerSec, lastLoss: s.lastLoss };
+    const s = lastJson<{ knnTop1: number; knnTop1Init?: number; imagesPerSec: number; lastLoss: number }>(p.stdout, 'moco pretrain');
+    return { knnTop1: s.knnTop1, wallS, imagesPerSec: s.imagesPerSec, lastLoss: s.lastLoss, ...(s.knnTop1Init !== undefined ? { knnTop1Init: s.knnTop1Init } : {}) };
   } finally {
     rmSync(out, { recursive: true, force: true });
   }
 }
 
+/** torch_mocov3.py's flags for the recipe `r` (the preset's, as ours runs it). */
+function v3PeerFlags(): string[] {
+  const arch = method === 'mocov3-vit'
+    ? ['--arch', r.arch, '--vit-depth', String(r.vitDepth), '--patch-size', String(r.patchSize), ...(r.stopGradConv1 ? ['--stop-grad-conv1'] : [])]
+    : ['--arch', r.arch, '--cifar-stem', '--width', String(width)];
+  return [
+    ...arch, '--image-size', String(r.imageSize), '--optimizer', r.optimizer!, '--lr', String(r.lr), '--wd', String(r.wd), '--T', String(r.T),
+    '--dim', String(r.dim), '--mlp-dim', String(r.mlpDim), '--moco-m', String(r.m), ...(r.mocoMCos ? ['--moco-m-cos'] : []),
+    '--warmup-epochs', String(r.warmupEpochs), '--crop-min', String(r.cropMin > 0 ? r.cropMin : 0.08), '--no-blur',
+  ];
+}
+
 async function peer(seed: number): Promise<Run> {
   const t0 = performance.now();
-  const p = await runMeasured(a.python!, [
+  const p = await runMeasured(a.python!, v3 ? [
+    a.peer!, a.data!, ...v3PeerFlags(), '--batch-size', String(batch), '--epochs', String(epochs), '--knn', '--seed', String(seed),
+    '--threads', String(threads), '--workers', '2', ...(subset > 0 ? ['--train-subset', String(subset)] : []),
+  ] : [
     a.peer!, a.data!, '--cifar-stem', '--width', String(width), '--no-mlp', '--T', String(r.T), '--K', String(r.K), '--m', String(r.m),
     '--crop-min', '0.08', '--lr', String(r.lr), '--wd', String(r.wd), '--batch-size', String(batch), '--bn-splits', String(r.bnSplits),
     '--epochs', String(epochs), '--knn', '--seed', String(seed), '--threads', String(threads), '--workers', '2',
@@ -111,6 +140,7 @@ function summary(runs: Run[]): Record<string, unknown> {
   const std = acc.length > 1 ? Math.sqrt(acc.reduce((s, x) => s + (x - mean) ** 2, 0) / (acc.length - 1)) : 0;
   return {
     knn_top1: acc.map((x) => round(x, 2)), mean: round(mean, 2), std: round(std, 2),
+    ...(runs.every((x) => x.knnTop1Init !== undefined) ? { knn_top1_random_encoder: runs.map((x) => round(x.knnTop1Init!, 2)) } : {}),
     wall_s: runs.map((x) => round(x.wallS, 1)), images_per_s: runs.map((x) => round(x.imagesPerSec, 1)),
     last_loss: runs.map((x) => round(x.lastLoss, 4)),
   };
@@ -282,8 +312,10 @@ for (const seed of seeds) {
 }
 const med = (xs: number[]): number => [...xs].sort((x, y) => x - y)[xs.length >> 1]!;
 const result: Record<string, unknown> = {
-  bench: 'learning', data: a.data, epochs, width, batch, train_subset: subset, seeds, threads, torch: torch.version,
-  recipe: { K: r.K, m: r.m, T: r.T, lr: r.lr, wd: r.wd, bn_splits: r.bnSplits, crop_min: 0.08, head: r.head },
+  bench: 'learning', method, preset: presetName, data: a.data, epochs, width, batch, train_subset: subset, seeds, threads, torch: torch.version,
+  recipe: v3
+    ? { arch: r.arch, optimizer: r.optimizer, lr: r.lr, wd: r.wd, T: r.T, dim: r.dim, mlp_dim: r.mlpDim, m: r.m, m_cos: r.mocoMCos, warmup_epochs: r.warmupEpochs, augment: r.augment }
+    : { K: r.K, m: r.m, T: r.T, lr: r.lr, wd: r.wd, bn_splits: r.bnSplits, crop_min: 0.08, head: r.head },
 };
 if (seeds.length) {
   const o = summary(oursRuns);
@@ -294,6 +326,10 @@ if (seeds.length) {
   // Standard error of the difference of the two means.
   diff_se: round(Math.sqrt(((o.std as number) ** 2 + (p.std as number) ** 2) / seeds.length), 2),
   within_1_point: (o.mean as number) >= (p.mean as number) - 1,
+  // Learning, not just equality: both sides end ≥ 5 points above the random encoder (ours before its first step).
+  ...(oursRuns.every((x) => x.knnTop1Init !== undefined) ? {
+    above_random_plus_5: Math.min(...oursRuns.map((x) => x.knnTop1 - x.knnTop1Init!), ...peerRuns.map((x, i) => x.knnTop1 - oursRuns[i]!.knnTop1Init!)) >= 5,
+  } : {}),
   speed_ratio_vs_pytorch: round(med(oursRuns.map((x) => x.imagesPerSec)) / med(peerRuns.map((x) => x.imagesPerSec))),
   wall_ratio_vs_pytorch: round(med(oursRuns.map((x) => x.wallS)) / med(peerRuns.map((x) => x.wallS))),
   });
