@@ -3,8 +3,8 @@
 //   w ← w·(1 − lr·wd); m ← β1·m + (1−β1)·g; v ← β2·v + (1−β2)·g²;
 //   w ← w − lr/(1−β1ᵗ) · m / (√v/√(1−β2ᵗ) + ε).
 // MoCo v3 trains its ViTs with it, decaying every parameter (main_moco.py passes model.parameters()).
-import { Tensor, keep, noGrad, tidy, zerosLike } from '../torch/index.js';
-import { indexedTensors, tensorsByIndex, type Optimizer, type OptimizerFileState } from './optimizer.js';
+import { keep, noGrad, tidy, zerosLike, type Tensor } from '../torch/index.js';
+import { OptimizerBase, groupsOf, indexedTensors, tensorsByIndex, type OptimizerFileState, type ParamsArg } from './optimizer.js';
 
 export interface AdamWOpts {
   /** Learning rate. */
@@ -34,15 +34,13 @@ export interface AdamWState {
 
 interface Moments { expAvg: Tensor; expAvgSq: Tensor; step: number }
 
-export class AdamW implements Optimizer<AdamWState> {
+export class AdamW extends OptimizerBase<AdamWParamGroup, AdamWState> {
   readonly name = 'adamw' as const;
-  readonly paramGroups: AdamWParamGroup[];
   private readonly state = new Map<Tensor, Moments>();
 
   /** `params` is a list of tensors, or of groups `{ params, ...overrides }`. */
-  constructor(params: Tensor[] | (Partial<AdamWOpts> & { params: Tensor[] })[], defaults: AdamWOpts) {
-    const groups = params.length && !(params[0] instanceof Tensor) ? (params as (Partial<AdamWOpts> & { params: Tensor[] })[]) : [{ params: params as Tensor[] }];
-    this.paramGroups = groups.map((g) => {
+  constructor(params: ParamsArg<AdamWOpts>, defaults: AdamWOpts) {
+    super(groupsOf(params).map((g) => {
       const group: AdamWParamGroup = {
         params: g.params,
         lr: g.lr ?? defaults.lr,
@@ -55,17 +53,7 @@ export class AdamW implements Optimizer<AdamWState> {
       if (!(group.eps >= 0)) throw new RangeError(`AdamW: eps must be ≥ 0, got ${group.eps}`);
       if (!(group.weightDecay >= 0)) throw new RangeError(`AdamW: weightDecay must be ≥ 0, got ${group.weightDecay}`);
       return group;
-    });
-  }
-
-  /** Sets every group's learning rate (MoCo v3's schedule calls this every iteration). */
-  setLr(lr: number): void {
-    for (const g of this.paramGroups) g.lr = lr;
-  }
-
-  /** Drops all gradients (zero_grad(set_to_none=True)). */
-  zeroGrad(): void {
-    for (const g of this.paramGroups) for (const p of g.params) p.grad = null;
+    }));
   }
 
   /** One update of every parameter that has a gradient. */

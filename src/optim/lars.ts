@@ -1,8 +1,8 @@
 // LARS (You et al. 2017) exactly as MoCo v3's optimizer.py: for a weight (ndim > 1) the decay is added to the
 // gradient first, then the update is scaled by the trust ratio η·‖w‖/‖dw‖; biases and BN parameters (ndim ≤ 1)
 // get neither decay nor scaling. Then heavy-ball momentum without dampening: μ ← momentum·μ + dw; w ← w − lr·μ.
-import { Tensor, keep, noGrad, onesLike, tidy, where } from '../torch/index.js';
-import { buffersByIndex, indexedTensors, loadBuffersByIndex, tensorsByIndex, type Optimizer, type OptimizerFileState } from './optimizer.js';
+import { keep, noGrad, onesLike, tidy, where, type Tensor } from '../torch/index.js';
+import { MomentumOptimizer, groupsOf, type MomentumState, type ParamsArg } from './optimizer.js';
 
 export interface LARSOpts {
   /** Learning rate (MoCo v3 sets it every iteration from its schedule). */
@@ -20,20 +20,17 @@ export interface LARSParamGroup extends Required<LARSOpts> {
 }
 
 /** What stateDict() returns: the momentum buffers μ by parameter index (over all groups), and the groups' settings. */
-export interface LARSState {
-  buffers: Map<number, Tensor>;
-  groups: Omit<LARSParamGroup, 'params'>[];
-}
+export type LARSState = MomentumState<LARSParamGroup>;
 
-export class LARS implements Optimizer<LARSState> {
+export class LARS extends MomentumOptimizer<LARSParamGroup> {
   readonly name = 'lars' as const;
-  readonly paramGroups: LARSParamGroup[];
-  private readonly mu = new Map<Tensor, Tensor>();
+  /** optimizer.py's state name: `optimizer.mu.<i>`. */
+  protected readonly bufferName = 'mu';
+  protected readonly label = 'LARS';
 
   /** `params` is a list of tensors, or of groups `{ params, ...overrides }`. */
-  constructor(params: Tensor[] | (Partial<LARSOpts> & { params: Tensor[] })[], defaults: LARSOpts) {
-    const groups = params.length && !(params[0] instanceof Tensor) ? (params as (Partial<LARSOpts> & { params: Tensor[] })[]) : [{ params: params as Tensor[] }];
-    this.paramGroups = groups.map((g) => {
+  constructor(params: ParamsArg<LARSOpts>, defaults: LARSOpts) {
+    super(groupsOf(params).map((g) => {
       const group: LARSParamGroup = {
         params: g.params,
         lr: g.lr ?? defaults.lr,
@@ -46,17 +43,7 @@ export class LARS implements Optimizer<LARSState> {
       if (!(group.momentum >= 0)) throw new RangeError(`LARS: momentum must be ≥ 0, got ${group.momentum}`);
       if (!(group.trustCoefficient > 0)) throw new RangeError(`LARS: trustCoefficient must be > 0, got ${group.trustCoefficient}`);
       return group;
-    });
-  }
-
-  /** Sets every group's learning rate (MoCo v3's schedule calls this every iteration). */
-  setLr(lr: number): void {
-    for (const g of this.paramGroups) g.lr = lr;
-  }
-
-  /** Drops all gradients (zero_grad(set_to_none=True)). */
-  zeroGrad(): void {
-    for (const g of this.paramGroups) for (const p of g.params) p.grad = null;
+    }));
   }
 
   /** One update of every parameter that has a gradient. */
@@ -76,11 +63,11 @@ export class LARS implements Optimizer<LARSState> {
             const q = where(paramNorm.gt(0), where(updateNorm.gt(0), paramNorm.mul(g.trustCoefficient).div(updateNorm), one), one);
             dp = dp.mul(q);
           }
-          let mu = this.mu.get(p);
+          let mu = this.buffers.get(p);
           if (!mu) {
             // μ starts at zero (optimizer.py), so the first step is μ = dw, as SGD's first clone.
             mu = keep(dp.clone());
-            this.mu.set(p, mu);
+            this.buffers.set(p, mu);
           } else {
             mu.mul_(g.momentum).add_(dp);
           }
@@ -89,32 +76,5 @@ export class LARS implements Optimizer<LARSState> {
       }
       return undefined;
     }));
-  }
-
-  stateDict(): LARSState {
-    const buffers = buffersByIndex(this.paramGroups, this.mu);
-    return { buffers, groups: this.paramGroups.map(({ params: _p, ...rest }) => rest) };
-  }
-
-  /** Restores momentum buffers (copied) and group settings saved by stateDict(). */
-  loadStateDict(s: LARSState): void {
-    if (s.groups.length !== this.paramGroups.length) throw new Error(`LARS.loadStateDict: ${s.groups.length} groups saved, optimizer has ${this.paramGroups.length}`);
-    s.groups.forEach((g, i) => Object.assign(this.paramGroups[i]!, g));
-    loadBuffersByIndex('LARS', this.paramGroups, this.mu, s.buffers);
-  }
-
-  /** The momentum buffers μ as `optimizer.mu.<i>` (optimizer.py's state name). */
-  stateTensors(): OptimizerFileState {
-    const s = this.stateDict();
-    return { tensors: indexedTensors('mu', s.buffers), groups: s.groups };
-  }
-
-  loadStateTensors(s: OptimizerFileState): void {
-    this.loadStateDict({ buffers: tensorsByIndex('mu', s.tensors), groups: s.groups as LARSState['groups'] });
-  }
-
-  dispose(): void {
-    for (const b of this.mu.values()) b.dispose();
-    this.mu.clear();
   }
 }

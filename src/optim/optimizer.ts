@@ -1,7 +1,7 @@
 // What the training loop needs from an optimizer (SGD, LARS, AdamW): a step over the gradients, the learning rate
 // of each parameter group (schedules set it per epoch or per iteration), and its state as a checkpoint holds it —
 // named tensors under `optimizer.` plus JSON-able settings — so that a resumed run continues step for step.
-import { keep, type Tensor } from '../torch/index.js';
+import { Tensor, keep } from '../torch/index.js';
 
 export type OptimizerName = 'sgd' | 'lars' | 'adamw';
 export const OPTIMIZERS: readonly OptimizerName[] = ['sgd', 'lars', 'adamw'];
@@ -94,5 +94,80 @@ export function loadBuffersByIndex(optimizer: string, groups: readonly { params:
       }
       i++;
     }
+  }
+}
+
+/** The parameters an optimizer takes: a list of tensors (one group), or groups `{ params, ...overrides }`. */
+export type ParamsArg<O> = Tensor[] | (Partial<O> & { params: Tensor[] })[];
+
+/** The groups of `params` (a plain list of tensors is one group), each with its overrides of the defaults. */
+export function groupsOf<O>(params: ParamsArg<O>): (Partial<O> & { params: Tensor[] })[] {
+  return params.length && !(params[0] instanceof Tensor) ? (params as (Partial<O> & { params: Tensor[] })[]) : [{ params: params as Tensor[] } as Partial<O> & { params: Tensor[] }];
+}
+
+/** What every optimizer here shares: parameter groups with a learning rate, and dropping the gradients. */
+export abstract class OptimizerBase<G extends { lr: number; params: Tensor[] }, S> implements Optimizer<S> {
+  abstract readonly name: OptimizerName;
+  constructor(readonly paramGroups: G[]) {}
+
+  /** Sets every group's learning rate (schedules call this once per epoch, or every iteration for MoCo v3). */
+  setLr(lr: number): void {
+    for (const g of this.paramGroups) g.lr = lr;
+  }
+
+  /** Drops all gradients (zero_grad(set_to_none=True)). */
+  zeroGrad(): void {
+    for (const g of this.paramGroups) for (const p of g.params) p.grad = null;
+  }
+
+  abstract step(): void;
+  abstract stateDict(): S;
+  abstract loadStateDict(s: S): void;
+  abstract stateTensors(): OptimizerFileState;
+  abstract loadStateTensors(s: OptimizerFileState): void;
+  abstract dispose(): void;
+}
+
+/** The state of an optimizer with one buffer a parameter (SGD's momentum, LARS's μ), by parameter index. */
+export interface MomentumState<G> {
+  buffers: Map<number, Tensor>;
+  groups: Omit<G, 'params'>[];
+}
+
+/**
+ * SGD's and LARS's shared state handling: one buffer a parameter, saved in checkpoints as
+ * `optimizer.<bufferName>.<i>` beside the groups' settings.
+ */
+export abstract class MomentumOptimizer<G extends { lr: number; params: Tensor[] }> extends OptimizerBase<G, MomentumState<G>> {
+  /** The buffer of each parameter that has taken a step. */
+  protected readonly buffers = new Map<Tensor, Tensor>();
+  /** The buffers' name in a checkpoint (`momentum_buffer`, `mu`). */
+  protected abstract readonly bufferName: string;
+  /** How errors name the optimizer (`SGD`, `LARS`). */
+  protected abstract readonly label: string;
+
+  stateDict(): MomentumState<G> {
+    return { buffers: buffersByIndex(this.paramGroups, this.buffers), groups: this.paramGroups.map(({ params: _p, ...rest }) => rest) };
+  }
+
+  /** Restores the buffers (copied) and group settings saved by stateDict(). */
+  loadStateDict(s: MomentumState<G>): void {
+    if (s.groups.length !== this.paramGroups.length) throw new Error(`${this.label}.loadStateDict: ${s.groups.length} groups saved, optimizer has ${this.paramGroups.length}`);
+    s.groups.forEach((g, i) => Object.assign(this.paramGroups[i]!, g));
+    loadBuffersByIndex(this.label, this.paramGroups, this.buffers, s.buffers);
+  }
+
+  stateTensors(): OptimizerFileState {
+    const s = this.stateDict();
+    return { tensors: indexedTensors(this.bufferName, s.buffers), groups: s.groups };
+  }
+
+  loadStateTensors(s: OptimizerFileState): void {
+    this.loadStateDict({ buffers: tensorsByIndex(this.bufferName, s.tensors), groups: s.groups as MomentumState<G>['groups'] });
+  }
+
+  dispose(): void {
+    for (const b of this.buffers.values()) b.dispose();
+    this.buffers.clear();
   }
 }

@@ -1,6 +1,6 @@
 // SGD with momentum, dampening, weight decay and Nesterov: torch.optim.SGD's update, step for step.
-import { Tensor, keep, noGrad, tidy } from '../torch/index.js';
-import { buffersByIndex, indexedTensors, loadBuffersByIndex, tensorsByIndex, type Optimizer, type OptimizerFileState } from './optimizer.js';
+import { keep, noGrad, tidy, type Tensor } from '../torch/index.js';
+import { MomentumOptimizer, groupsOf, indexedTensors, tensorsByIndex, type MomentumState, type ParamsArg } from './optimizer.js';
 
 export interface SGDOpts {
   /** Learning rate. */
@@ -20,20 +20,17 @@ export interface ParamGroup extends Required<SGDOpts> {
 }
 
 /** What stateDict() returns: momentum buffers by parameter index (over all groups), and the groups' settings. */
-export interface SGDState {
-  buffers: Map<number, Tensor>;
-  groups: Omit<ParamGroup, 'params'>[];
-}
+export type SGDState = MomentumState<ParamGroup>;
 
-export class SGD implements Optimizer<SGDState> {
+export class SGD extends MomentumOptimizer<ParamGroup> {
   readonly name = 'sgd' as const;
-  readonly paramGroups: ParamGroup[];
-  private readonly momentumBuffers = new Map<Tensor, Tensor>();
+  /** The keys of every moco-ts checkpoint's momentum: `optimizer.momentum_buffer.<i>`. */
+  protected readonly bufferName = 'momentum_buffer';
+  protected readonly label = 'SGD';
 
   /** `params` is a list of tensors, or of groups `{ params, ...overrides }`. */
-  constructor(params: Tensor[] | (Partial<SGDOpts> & { params: Tensor[] })[], defaults: SGDOpts) {
-    const groups = params.length && !(params[0] instanceof Tensor) ? (params as (Partial<SGDOpts> & { params: Tensor[] })[]) : [{ params: params as Tensor[] }];
-    this.paramGroups = groups.map((g) => {
+  constructor(params: ParamsArg<SGDOpts>, defaults: SGDOpts) {
+    super(groupsOf(params).map((g) => {
       const group: ParamGroup = {
         params: g.params,
         lr: g.lr ?? defaults.lr,
@@ -47,17 +44,7 @@ export class SGD implements Optimizer<SGDState> {
       if (!(group.weightDecay >= 0)) throw new RangeError(`SGD: weightDecay must be ≥ 0, got ${group.weightDecay}`);
       if (group.nesterov && (group.momentum <= 0 || group.dampening !== 0)) throw new RangeError('SGD: nesterov needs momentum > 0 and dampening 0');
       return group;
-    });
-  }
-
-  /** Sets every group's learning rate (schedules call this once per epoch or step). */
-  setLr(lr: number): void {
-    for (const g of this.paramGroups) g.lr = lr;
-  }
-
-  /** Drops all gradients (zero_grad(set_to_none=True)). */
-  zeroGrad(): void {
-    for (const g of this.paramGroups) for (const p of g.params) p.grad = null;
+    }));
   }
 
   /** One update of every parameter that has a gradient. */
@@ -69,10 +56,10 @@ export class SGD implements Optimizer<SGDState> {
           if (!grad) continue;
           let d = g.weightDecay !== 0 ? grad.add(p, g.weightDecay) : grad;
           if (g.momentum !== 0) {
-            let buf = this.momentumBuffers.get(p);
+            let buf = this.buffers.get(p);
             if (!buf) {
               buf = keep(d.clone());
-              this.momentumBuffers.set(p, buf);
+              this.buffers.set(p, buf);
             } else {
               buf.mul_(g.momentum).add_(d, 1 - g.dampening);
             }
@@ -83,33 +70,6 @@ export class SGD implements Optimizer<SGDState> {
       }
       return undefined;
     }));
-  }
-
-  stateDict(): SGDState {
-    const buffers = buffersByIndex(this.paramGroups, this.momentumBuffers);
-    return { buffers, groups: this.paramGroups.map(({ params: _p, ...rest }) => rest) };
-  }
-
-  /** Restores momentum buffers (copied) and group settings saved by stateDict(). */
-  loadStateDict(s: SGDState): void {
-    if (s.groups.length !== this.paramGroups.length) throw new Error(`SGD.loadStateDict: ${s.groups.length} groups saved, optimizer has ${this.paramGroups.length}`);
-    s.groups.forEach((g, i) => Object.assign(this.paramGroups[i]!, g));
-    loadBuffersByIndex('SGD', this.paramGroups, this.momentumBuffers, s.buffers);
-  }
-
-  /** The momentum buffers as `optimizer.momentum_buffer.<i>` (the keys of every moco-ts checkpoint so far). */
-  stateTensors(): OptimizerFileState {
-    const s = this.stateDict();
-    return { tensors: indexedTensors('momentum_buffer', s.buffers), groups: s.groups };
-  }
-
-  loadStateTensors(s: OptimizerFileState): void {
-    this.loadStateDict({ buffers: tensorsByIndex('momentum_buffer', s.tensors), groups: s.groups as SGDState['groups'] });
-  }
-
-  dispose(): void {
-    for (const b of this.momentumBuffers.values()) b.dispose();
-    this.momentumBuffers.clear();
   }
 }
 
