@@ -5,6 +5,7 @@ import { loadCheckpointWeights, loadEncoder } from '../../eval/encoder.js';
 import { saveSafetensors } from '../../io/safetensors.js';
 import { saveTorch } from '../../io/torch-save.js';
 import { exportResNetOnnx } from '../../io/onnx-export.js';
+import { saveDetectron2, saveMmdet } from '../../io/detection.js';
 
 interface ExportOpts { format: string; out?: string; web?: string; gallery?: string[]; galleryMax: string; head: boolean; opset: string; dynamicBatch: boolean; batch: string; normalize: boolean }
 
@@ -14,7 +15,7 @@ export function register(program: Command): void {
     .description('export the query encoder of a checkpoint (ours, official MoCo, torchvision) for other frameworks')
     .argument('<ckpt>', 'a checkpoint (.safetensors, .pth, .pth.tar) or a run directory (its latest checkpoint)')
     .option('--out <path>', 'output file (optional with --web)')
-    .option('--format <fmt>', 'torchvision (.pth state dict for torch.load / Detectron2), safetensors, or onnx', 'torchvision')
+    .option('--format <fmt>', 'torchvision (.pth state dict for torch.load), safetensors, onnx, detectron2 (.pkl), or mmdet (.pth)', 'torchvision')
     .option('--head', 'include the projection head (fc or MLP); for onnx also the L2 normalisation', false)
     .option('--opset <n>', 'ONNX opset', '17')
     .option('--dynamic-batch', 'ONNX: symbolic batch dimension (default)', true)
@@ -57,8 +58,14 @@ export function register(program: Command): void {
             console.error(`ONNX opset ${o.opset}, ${(bytes / 2 ** 20).toFixed(1)} MiB`);
             break;
           }
+          case 'detectron2': // the head too (as stem.fc.*), as the official converter writes it
+            saveDetectron2(out, new Map([...w.backbone, ...w.head]));
+            break;
+          case 'mmdet':
+            saveMmdet(out, sd, { ...w.meta, source: ckpt, layout: w.layout });
+            break;
           default:
-            throw new Error(`unknown --format '${o.format}' (torchvision, safetensors, onnx)`);
+            throw new Error(`unknown --format '${o.format}' (torchvision, safetensors, onnx, detectron2, mmdet)`);
         }
         console.error(`wrote ${out}`);
       } finally {
