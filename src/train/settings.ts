@@ -191,10 +191,10 @@ export type SettingsOfWrongKind = None<
       ? PretrainConfig[F] extends KindType[K] ? never : F : never : never>;
 /** Entries whose default or choices are not values of the field. */
 export type SettingsWithForeignValues = None<
-  Entry extends infer E
-    ? E extends { field: infer F extends keyof PretrainConfig; value: infer V } ? [V] extends [PretrainConfig[F]] ? never : F
-    : E extends { field: infer F extends keyof PretrainConfig; choices: readonly (infer C)[]; to?: undefined }
-      ? [C] extends [PretrainConfig[F]] ? never : F : never : never>;
+  | (Entry extends infer E ? E extends { field: infer F extends keyof PretrainConfig; value: infer V }
+    ? [V] extends [PretrainConfig[F]] ? never : F : never : never)
+  | (Entry extends infer E ? E extends { field: infer F extends keyof PretrainConfig; choices: readonly (infer C)[] }
+    ? [C] extends [PretrainConfig[F]] ? never : F : never : never)>;
 /** Defaults from a preset that no recipe has, and recipe settings given a run default (the preset would win). */
 export type SettingsWithMisplacedDefaults = None<
   | Exclude<Exclude<Entry, { to: unknown } | { value: unknown } | { computed: string }>['field'], keyof Recipe>

@@ -43,22 +43,24 @@ export function addPretrainOptions(cmd: Command): Command {
 const shown = (v: unknown): string => (typeof v === 'boolean' ? (v ? 'on' : 'off') : Array.isArray(v) ? v.join(',') : String(v));
 
 /**
- * Appends each config flag's default to its help: the default preset's value (and that it is the preset's), the
- * run default, or how the default is worked out; --config's is none. The values are the ones resolveConfig uses.
+ * How help shows a setting's default: the default preset's value (and that it is the preset's), the run default,
+ * or how the default is worked out. The values are the ones resolveConfig uses. A flag that turns a setting on
+ * (--mlp) or off (--no-shuffle-bn) shows whether it is in effect by default.
  */
-function showDefaults(cmd: Command): Command {
+export function defaultText(s: Setting): string {
+  if (s.computed !== undefined) return s.computed;
   const r = recipe(DEFAULT_PRESET);
-  const defaults: Record<string, unknown> = { ...r, ...RUN_DEFAULTS };
+  const value = ({ ...r, ...RUN_DEFAULTS } as Record<string, unknown>)[s.field];
+  const on = s.to ? s.to(true) === value : s.negate ? value === false : value;
+  return `${shown(s.kind === 'bool' ? on : value)}${s.field in r ? `, preset ${DEFAULT_PRESET}'s` : ''}`;
+}
+
+/** Appends each config flag's default to its help; --config's is none. */
+function showDefaults(cmd: Command): Command {
   for (const opt of cmd.options) {
     const name = opt.attributeName();
     const s = SETTINGS.find((x) => camelKey(x.key) === name);
-    let text: string | undefined;
-    if (name === 'config') text = 'none';
-    else if (s) {
-      const value = defaults[s.field];
-      const on = s.to ? s.to(true) === value : opt.negate ? value === false : value;
-      text = s.computed ?? `${shown(s.kind === 'bool' ? on : value)}${s.field in r ? `, preset ${DEFAULT_PRESET}'s` : ''}`;
-    }
+    const text = name === 'config' ? 'none' : s ? defaultText(s) : undefined;
     if (text !== undefined) opt.description = `${opt.description} (default: ${text})`;
   }
   return cmd;
