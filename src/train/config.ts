@@ -4,7 +4,9 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { resolve as resolvePath } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { DEFAULT_PRESET, RECIPE_FALLBACKS, isViTArch, recipe, type BankSampling, type EndToEndLoss, type Recipe } from '../moco/index.js';
+import {
+  DEFAULT_PRESET, RECIPE_FALLBACKS, isViTArch, recipe, type BankSampling, type EndToEndLoss, type Recipe,
+} from '../moco/index.js';
 import { flagOf, settingsFromObject } from './config-keys.js';
 import { SETTINGS, camelKey, validOf, type AliasFlags } from './settings.js';
 
@@ -57,8 +59,8 @@ export interface PretrainConfig extends Recipe {
 // as runs have always written them, so that a run is byte for byte the same. Run defaults not listed follow in
 // table order.
 const RECORDED_ORDER: readonly (keyof PretrainConfig)[] = [
-  'out', 'seed', 'device', 'workers', 'trainSubset', 'maxSteps', 'saveEverySteps', 'keepCheckpoints', 'knnEvery', 'knnK',
-  'knnT', 'knnFeature', 'printFreq', 'shuffleBn', 'loss', 'bankSampling', 'bankMomentum', 'amp', 'channelsLast',
+  'out', 'seed', 'device', 'workers', 'trainSubset', 'maxSteps', 'saveEverySteps', 'keepCheckpoints', 'knnEvery',
+  'knnK', 'knnT', 'knnFeature', 'printFreq', 'shuffleBn', 'loss', 'bankSampling', 'bankMomentum', 'amp', 'channelsLast',
 ];
 
 /**
@@ -134,7 +136,8 @@ export function resolveConfig(data: string, flags: ConfigOverrides, base?: Pretr
     delete origin[field];
   };
   for (const [k, v] of Object.entries(rest)) if (v !== undefined && !ALIASES.has(k)) set(k as keyof PretrainConfig, v);
-  // After the fields themselves, so --mlp wins over a head given beside it; as flags only turn them on, false sets nothing.
+  // After the fields themselves, so --mlp wins over a head given beside it; as the flags only turn them on,
+  // false sets nothing.
   for (const [k, s] of ALIASES) if (rest[k]) set(s.field, s.to!(true));
   merged.lrScaling ??= merged.mechanism === 'end-to-end' || merged.mechanism === 'mocov3' ? 'linear' : 'none';
   merged.data = data || merged.data;

@@ -52,7 +52,8 @@ export interface Setting {
 
 const isInt = (v: unknown, min: number): boolean => typeof v === 'number' && Number.isInteger(v) && v >= min;
 const intFrom = (min: number, text: string): Valid => ({ ok: (v) => isInt(v, min), text });
-const number = (ok: (n: number) => boolean, text: string): Valid => ({ ok: (v) => typeof v === 'number' && ok(v), text });
+const number = (ok: (n: number) => boolean, text: string): Valid =>
+  ({ ok: (v) => typeof v === 'number' && ok(v), text });
 const POSITIVE = intFrom(1, 'a positive integer');
 const NATURAL = intFrom(0, 'an integer ≥ 0');
 const FRACTION = number((n) => n >= 0 && n < 1, 'a number in [0, 1)');
@@ -64,7 +65,9 @@ const TABLE = [
   { key: 'data', field: 'data', kind: 'str', cli: false, flag: '<data>', computed: 'the data argument',
     help: 'dataset: a folder, cifar10:DIR, cifar100:DIR or synthetic[:N] (the argument of moco pretrain)' },
   { key: 'preset', field: 'preset', kind: 'str', computed: DEFAULT_PRESET,
-    help: 'recipe: mocov1 (main_moco.py defaults), mocov2 (--mlp --moco-t 0.2 --aug-plus --cos), cifar (the official CIFAR-10 demo), mocov3 (ResNet-50, LARS), mocov3-vit-small, mocov3-vit-base (AdamW), mocov3-cifar (ResNet-18 CIFAR stem, LARS), mocov3-vit-cifar (ViT-Tiny 6 blocks, patch 4, AdamW)' },
+    help: 'recipe: mocov1 (main_moco.py defaults), mocov2 (--mlp --moco-t 0.2 --aug-plus --cos), cifar (the ' +
+      'official CIFAR-10 demo), mocov3 (ResNet-50, LARS), mocov3-vit-small, mocov3-vit-base (AdamW), ' +
+      'mocov3-cifar (ResNet-18 CIFAR stem, LARS), mocov3-vit-cifar (ViT-Tiny 6 blocks, patch 4, AdamW)' },
   { key: 'arch', field: 'arch', kind: 'str', short: '-a', flag: '-a/--arch',
     valid: { ok: (v) => typeof v === 'string' && ALL_ARCHS.includes(v), text: `one of ${ALL_ARCHS.join(', ')}` },
     help: 'resnet18 | resnet34 | resnet50 | resnet101 | vit_tiny | vit_small | vit_base (ViTs: --mechanism mocov3)' },
@@ -85,7 +88,8 @@ const TABLE = [
   { key: 'moco-t', field: 'T', kind: 'num', valid: number((n) => n > 0, 'a number > 0'), help: 'softmax temperature' },
   { key: 'head', field: 'head', kind: 'str', cli: false, flag: 'head (fc, or mlp as --mlp)', choices: ['fc', 'mlp'],
     help: 'projection head: fc, or mlp (MoCo v2; the flag is --mlp)' },
-  { key: 'mlp', field: 'head', kind: 'bool', to: (v: boolean) => (v ? 'mlp' : 'fc'), help: 'MLP projection head (MoCo v2)' },
+  { key: 'mlp', field: 'head', kind: 'bool', to: (v: boolean) => (v ? 'mlp' : 'fc'),
+    help: 'MLP projection head (MoCo v2)' },
   { key: 'aug-plus', field: 'augment', kind: 'bool', to: (v: boolean) => (v ? 'mocov2' : 'mocov1'),
     help: 'MoCo v2 augmentation (blur added)' },
   { key: 'augment', field: 'augment', kind: 'str', arg: '<preset>',
@@ -101,10 +105,14 @@ const TABLE = [
     help: 'crop size of the views' },
   { key: 'bn-splits', field: 'bnSplits', kind: 'int', valid: POSITIVE,
     help: 'BN sub-batches (one-process ShuffleBN emulation); 1 = plain BN' },
-  { key: 'shuffle-bn', field: 'shuffleBn', kind: 'bool', negate: true, value: true, help: 'do not shuffle the key batch' },
-  { key: 'symmetric', field: 'symmetric', kind: 'bool', help: 'symmetric loss (both view orders), as the CIFAR demo option' },
+  { key: 'shuffle-bn', field: 'shuffleBn', kind: 'bool', negate: true, value: true,
+    help: 'do not shuffle the key batch' },
+  { key: 'symmetric', field: 'symmetric', kind: 'bool',
+    help: 'symmetric loss (both view orders), as the CIFAR demo option' },
   { key: 'mechanism', field: 'mechanism', kind: 'str', choices: MECHANISMS,
-    help: 'where the negatives come from (MoCo v1 Fig. 3): moco (key encoder + queue), end-to-end (the batch, gradients through both views), memory-bank (one stored vector per image); mocov3 (momentum encoder keys of the batch, predictor, both directions)' },
+    help: 'where the negatives come from (MoCo v1 Fig. 3): moco (key encoder + queue), end-to-end (the batch, ' +
+      'gradients through both views), memory-bank (one stored vector per image); mocov3 (momentum encoder ' +
+      'keys of the batch, predictor, both directions)' },
   { key: 'optimizer', field: 'optimizer', kind: 'str', choices: OPTIMIZERS,
     help: 'sgd, or lars / adamw (--mechanism mocov3 only)' },
   { key: 'warmup-epochs', field: 'warmupEpochs', kind: 'num', arg: '<n>',
@@ -122,9 +130,11 @@ const TABLE = [
   { key: 'vit-depth', field: 'vitDepth', kind: 'int', valid: intFrom(0, "an integer ≥ 0 (0: the arch's own, 12)"),
     help: "ViT transformer blocks (0: the arch's own, 12)" },
   { key: 'loss', field: 'loss', kind: 'str', choices: ['infonce', 'ntxent'], value: 'infonce',
-    help: "end-to-end's loss: infonce (N×N logits, MoCo v1) or ntxent (SimCLR's symmetric NT-Xent, 2N−2 negatives)" },
+    help: "end-to-end's loss: infonce (N×N logits, MoCo v1) or ntxent (SimCLR's symmetric NT-Xent, " +
+      '2N−2 negatives)' },
   { key: 'bank-sampling', field: 'bankSampling', kind: 'str', arg: '<how>', choices: ['shared', 'per-sample'],
-    value: 'shared', help: 'memory bank: --moco-k negatives drawn once per batch (shared) or for each sample (per-sample)' },
+    value: 'shared',
+    help: 'memory bank: --moco-k negatives drawn once per batch (shared) or for each sample (per-sample)' },
   { key: 'bank-momentum', field: 'bankMomentum', kind: 'num', valid: FRACTION, value: 0.5,
     help: 'memory bank: m of v ← normalize(m·v + (1−m)·q)' },
   { key: 'lr-scaling', field: 'lrScaling', kind: 'str', arg: '<rule>', choices: ['none', 'linear'],
@@ -137,16 +147,19 @@ const TABLE = [
   { key: 'seed', field: 'seed', kind: 'int', valid: intFrom(0, 'a non-negative integer'), value: 0,
     help: 'seed of everything random' },
   { key: 'workers', field: 'workers', kind: 'int', short: '-j', valid: NATURAL, value: 2,
-    help: 'worker threads that decode and augment image files while the model trains (images small enough to hold in memory are augmented between steps instead)' },
+    help: 'worker threads that decode and augment image files while the model trains (images small enough to hold ' +
+      'in memory are augmented between steps instead)' },
   { key: 'threads', field: 'threads', kind: 'int', valid: POSITIVE, computed: 'all cores', help: 'libtorch threads' },
   { key: 'device', field: 'device', kind: 'str', arg: '<dev>', value: 'cpu',
-    valid: { ok: (v) => v === 'cpu' || (typeof v === 'string' && /^cuda(:\d+)?$/.test(v)), text: "'cpu' or 'cuda[:N]'" },
+    valid: { ok: (v) => typeof v === 'string' && /^(cpu|cuda(:\d+)?)$/.test(v), text: "'cpu' or 'cuda[:N]'" },
     help: 'cpu or cuda[:N]' },
   { key: 'amp', field: 'amp', kind: 'str', arg: '<mode>', choices: ['off', 'bf16'], value: 'off',
-    help: 'mixed precision: bf16 = forward under autocast in bfloat16, fp32 master weights (CUDA; CPUs with AVX-512 BF16/AMX, others emulate it slowly)' },
+    help: 'mixed precision: bf16 = forward under autocast in bfloat16, fp32 master weights (CUDA; CPUs with ' +
+      'AVX-512 BF16/AMX, others emulate it slowly)' },
   { key: 'channels-last', field: 'channelsLast', kind: 'bool', value: false,
     help: 'weights and views in channels-last (NHWC) memory' },
-  { key: 'out', field: 'out', kind: 'str', arg: '<dir>', value: '', computed: 'runs/<preset>-<time>', help: 'run directory' },
+  { key: 'out', field: 'out', kind: 'str', arg: '<dir>', value: '', computed: 'runs/<preset>-<time>',
+    help: 'run directory' },
   { key: 'knn-every', field: 'knnEvery', kind: 'int', arg: '<epochs>', valid: NATURAL, value: 0,
     help: 'kNN monitor every E epochs on the labelled test/val split (0 = off)' },
   { key: 'knn-k', field: 'knnK', kind: 'int', valid: POSITIVE, value: 200, help: 'kNN neighbours' },
@@ -204,7 +217,10 @@ export type SettingsWithMisplacedDefaults = None<
 export function validOf(s: Setting): Valid | undefined {
   if (s.valid) return s.valid;
   const c = s.choices;
-  if (c) return { ok: (v) => typeof v === 'string' && c.includes(v), text: c.length === 2 ? `'${c[0]}' or '${c[1]}'` : `one of ${c.join(', ')}` };
+  if (c) {
+    const text = c.length === 2 ? `'${c[0]}' or '${c[1]}'` : `one of ${c.join(', ')}`;
+    return { ok: (v) => typeof v === 'string' && c.includes(v), text };
+  }
   if (s.kind === 'bool') return { ok: (v) => typeof v === 'boolean', text: 'true or false' };
   return undefined;
 }

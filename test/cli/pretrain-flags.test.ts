@@ -13,10 +13,13 @@ test('each setting with a flag is one option of moco pretrain, and its value rea
     if (s.cli === false) assert.ok(!flags.includes(`--${s.key}`), s.key);
     else assert.ok(flags.includes(`--${s.negate ? 'no-' : ''}${s.key}`), s.key);
   }
-  cmd.parse(['--preset', 'cifar', '--moco-k', '128', '-b', '32', '--mlp', '--no-shuffle-bn', '--schedule', '3,4', '--amp', 'bf16'], { from: 'user' });
+  const argv = ['--preset', 'cifar', '--moco-k', '128', '-b', '32', '--mlp', '--no-shuffle-bn', '--schedule', '3,4'];
+  cmd.parse([...argv, '--amp', 'bf16'], { from: 'user' });
   const c = resolveConfig('synthetic', overridesFromFlags(cmd.opts()));
-  assert.deepEqual([c.K, c.batchSize, c.head, c.shuffleBn, c.schedule, c.amp, c.augment], [128, 32, 'mlp', false, [3, 4], 'bf16', 'cifar']);
+  assert.deepEqual([c.K, c.batchSize, c.head, c.shuffleBn, c.schedule, c.amp, c.augment],
+    [128, 32, 'mlp', false, [3, 4], 'bf16', 'cifar']);
   const none = addPretrainOptions(new Command('pretrain'));
   none.parse([], { from: 'user' });
-  assert.deepEqual(Object.entries(overridesFromFlags(none.opts())).filter(([, v]) => v !== undefined), [], 'no flag, no override');
+  const given = Object.entries(overridesFromFlags(none.opts())).filter(([, v]) => v !== undefined);
+  assert.deepEqual(given, [], 'no flag, no override');
 });

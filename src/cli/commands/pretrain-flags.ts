@@ -1,7 +1,9 @@
 // The pre-training settings as flags, named as main_moco.py's where they exist: shared by `moco pretrain` and
 // `moco sweep` (whose grid cells are pre-training runs).
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import { RUN_DEFAULTS, SETTINGS, camelKey, type ConfigOverrides, type Setting, type SettingKind } from '../../train/index.js';
+import {
+  RUN_DEFAULTS, SETTINGS, camelKey, type ConfigOverrides, type Setting, type SettingKind,
+} from '../../train/index.js';
 import { DEFAULT_PRESET, recipe } from '../../moco/index.js';
 
 export const int = (flag: string) => (v: string): number => {
