@@ -3,82 +3,8 @@
 // `mlp`), with the camelCase keys of a run's config.json (`batchSize`, `K`) accepted as aliases so that a
 // config.json can be passed back as --config. Values are parsed as the flags parse them, then validated with them.
 import type { PretrainConfig } from './config.js';
+import { SETTINGS, camelKey, type Setting, type SettingKind } from './settings.js';
 
-/** How a setting's value is written: as the flag's argument, or its YAML/JSON equivalent. */
-export type SettingKind = 'int' | 'num' | 'bool' | 'str' | 'ints';
-
-/** One pre-training setting as a key of config files and grids. */
-export interface Setting {
-  /** The flag without its dashes (the canonical key). */
-  key: string;
-  /** The field of PretrainConfig it sets. */
-  field: keyof PretrainConfig;
-  kind: SettingKind;
-  /** How messages name it when that is not `--key` (e.g. `-a/--arch`; a key without a flag has no dashes). */
-  flag?: string;
-  /** For flags that set another field's value: --mlp sets head, --aug-plus sets augment. */
-  to?: (v: boolean) => unknown;
-}
-
-/** Every setting, in `moco pretrain --help` order. */
-export const SETTINGS: readonly Setting[] = [
-  { key: 'data', field: 'data', kind: 'str', flag: '<data>' },
-  { key: 'preset', field: 'preset', kind: 'str' },
-  { key: 'arch', field: 'arch', kind: 'str', flag: '-a/--arch' },
-  { key: 'lr', field: 'lr', kind: 'num' },
-  { key: 'batch-size', field: 'batchSize', kind: 'int' },
-  { key: 'epochs', field: 'epochs', kind: 'int' },
-  { key: 'schedule', field: 'schedule', kind: 'ints' },
-  { key: 'cos', field: 'cos', kind: 'bool' },
-  { key: 'momentum', field: 'momentum', kind: 'num' },
-  { key: 'wd', field: 'wd', kind: 'num' },
-  { key: 'moco-dim', field: 'dim', kind: 'int' },
-  { key: 'moco-k', field: 'K', kind: 'int' },
-  { key: 'moco-m', field: 'm', kind: 'num' },
-  { key: 'moco-t', field: 'T', kind: 'num' },
-  { key: 'head', field: 'head', kind: 'str', flag: 'head (fc, or mlp as --mlp)' },
-  { key: 'mlp', field: 'head', kind: 'bool', to: (v) => (v ? 'mlp' : 'fc') },
-  { key: 'augment', field: 'augment', kind: 'str' },
-  { key: 'aug-plus', field: 'augment', kind: 'bool', to: (v) => (v ? 'mocov2' : 'mocov1') },
-  { key: 'eval-augment', field: 'evalAugment', kind: 'str', flag: 'eval-augment' },
-  { key: 'cifar-stem', field: 'cifarStem', kind: 'bool' },
-  { key: 'width', field: 'width', kind: 'int' },
-  { key: 'image-size', field: 'imageSize', kind: 'int' },
-  { key: 'bn-splits', field: 'bnSplits', kind: 'int' },
-  { key: 'shuffle-bn', field: 'shuffleBn', kind: 'bool', flag: '--no-shuffle-bn' },
-  { key: 'symmetric', field: 'symmetric', kind: 'bool' },
-  { key: 'mechanism', field: 'mechanism', kind: 'str' },
-  { key: 'loss', field: 'loss', kind: 'str' },
-  { key: 'bank-sampling', field: 'bankSampling', kind: 'str' },
-  { key: 'bank-momentum', field: 'bankMomentum', kind: 'num' },
-  { key: 'lr-scaling', field: 'lrScaling', kind: 'str' },
-  { key: 'optimizer', field: 'optimizer', kind: 'str' },
-  { key: 'warmup-epochs', field: 'warmupEpochs', kind: 'num' },
-  { key: 'moco-m-cos', field: 'mocoMCos', kind: 'bool' },
-  { key: 'moco-mlp-dim', field: 'mlpDim', kind: 'int' },
-  { key: 'stop-grad-conv1', field: 'stopGradConv1', kind: 'bool' },
-  { key: 'crop-min', field: 'cropMin', kind: 'num' },
-  { key: 'patch-size', field: 'patchSize', kind: 'int' },
-  { key: 'vit-depth', field: 'vitDepth', kind: 'int' },
-  { key: 'train-subset', field: 'trainSubset', kind: 'int' },
-  { key: 'max-steps', field: 'maxSteps', kind: 'int' },
-  { key: 'seed', field: 'seed', kind: 'int' },
-  { key: 'workers', field: 'workers', kind: 'int' },
-  { key: 'threads', field: 'threads', kind: 'int' },
-  { key: 'device', field: 'device', kind: 'str' },
-  { key: 'amp', field: 'amp', kind: 'str' },
-  { key: 'channels-last', field: 'channelsLast', kind: 'bool' },
-  { key: 'out', field: 'out', kind: 'str' },
-  { key: 'knn-every', field: 'knnEvery', kind: 'int' },
-  { key: 'knn-k', field: 'knnK', kind: 'int' },
-  { key: 'knn-t', field: 'knnT', kind: 'num' },
-  { key: 'knn-feature', field: 'knnFeature', kind: 'str' },
-  { key: 'save-every-steps', field: 'saveEverySteps', kind: 'int' },
-  { key: 'keep-checkpoints', field: 'keepCheckpoints', kind: 'int' },
-  { key: 'print-freq', field: 'printFreq', kind: 'int' },
-];
-
-const camel = (key: string): string => key.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 /** Spelling-insensitive form, for suggestions: `batch_size`, `BatchSize` and `batch-size` all read `batchsize`. */
 const loose = (key: string): string => key.toLowerCase().replace(/[-_]/g, '');
 
@@ -86,14 +12,14 @@ const loose = (key: string): string => key.toLowerCase().replace(/[-_]/g, '');
 const BY_NAME = new Map<string, Setting>();
 for (const s of SETTINGS) {
   BY_NAME.set(s.key, s);
-  BY_NAME.set(camel(s.key), s);
+  BY_NAME.set(camelKey(s.key), s);
   if (!s.to && !BY_NAME.has(s.field)) BY_NAME.set(s.field, s);
 }
 
 /** How messages name the setting of a config field: its flag (`--moco-k`), or its key where it has no flag. */
 export function flagOf(field: keyof PretrainConfig): string {
   const s = SETTINGS.find((x) => x.field === field && !x.to);
-  return s ? (s.flag ?? `--${s.key}`) : `--${String(field)}`;
+  return s ? (s.flag ?? `--${s.negate ? 'no-' : ''}${s.key}`) : `--${String(field)}`;
 }
 
 function distance(a: string, b: string): number {

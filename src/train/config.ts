@@ -4,11 +4,11 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { resolve as resolvePath } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { DEFAULT_PRESET, MECHANISMS, RECIPE_FALLBACKS, isMechanismName, isViTArch, recipe, type BankSampling, type EndToEndLoss, type Recipe } from '../moco/index.js';
-import { ARCHS, VIT_ARCHS } from '../models/index.js';
-import { OPTIMIZERS } from '../optim/index.js';
-import { isPresetName } from '../data/index.js';
+import {
+  DEFAULT_PRESET, RECIPE_FALLBACKS, isViTArch, recipe, type BankSampling, type EndToEndLoss, type Recipe,
+} from '../moco/index.js';
 import { flagOf, settingsFromObject } from './config-keys.js';
+import { SETTINGS, camelKey, validOf, type AliasFlags } from './settings.js';
 
 export { flagOf };
 
@@ -55,19 +55,29 @@ export interface PretrainConfig extends Recipe {
   channelsLast: boolean;
 }
 
+// The order of config.json's first keys (and of the config in each checkpoint's metadata, which its SHA-256 covers):
+// as runs have always written them, so that a run is byte for byte the same. Run defaults not listed follow in
+// table order.
+const RECORDED_ORDER: readonly (keyof PretrainConfig)[] = [
+  'out', 'seed', 'device', 'workers', 'trainSubset', 'maxSteps', 'saveEverySteps', 'keepCheckpoints', 'knnEvery',
+  'knnK', 'knnT', 'knnFeature', 'printFreq', 'shuffleBn', 'loss', 'bankSampling', 'bankMomentum', 'amp', 'channelsLast',
+];
+
 /**
  * The defaults of the settings that are not the recipe's (a preset sets those), as a run gets them when neither
- * a --config file nor a flag gives them. `threads` is the machine's core count and `lrScaling` follows the
- * mechanism (see PretrainConfig), so neither is here; `out` '' is runs/<preset>-<time>.
+ * a --config file nor a flag gives them: the `value`s of the settings table. `threads` is the machine's core count
+ * and `lrScaling` follows the mechanism (see PretrainConfig), so neither is here; `out` '' is runs/<preset>-<time>.
  */
-export const RUN_DEFAULTS = {
-  out: '', seed: 0, device: 'cpu', workers: 2, trainSubset: 0, maxSteps: 0, saveEverySteps: 0, keepCheckpoints: 3,
-  knnEvery: 0, knnK: 200, knnT: 0.1, knnFeature: 'head', printFreq: 10, shuffleBn: true, loss: 'infonce',
-  bankSampling: 'shared', bankMomentum: 0.5, amp: 'off', channelsLast: false,
-} as const satisfies Partial<PretrainConfig>;
+export const RUN_DEFAULTS: Readonly<Partial<PretrainConfig>> = Object.fromEntries([
+  ...RECORDED_ORDER.map((field) => [field, SETTINGS.find((s) => s.field === field && !s.to)!.value]),
+  ...SETTINGS.filter((s) => 'value' in s && !RECORDED_ORDER.includes(s.field)).map((s) => [s.field, s.value]),
+]) as Partial<PretrainConfig>;
 
-/** Flags as the command line gives them (camelCase of the flag names); undefined = not given. */
-export type ConfigOverrides = Partial<PretrainConfig> & { config?: string; augPlus?: boolean; mlp?: boolean };
+/**
+ * Flags as the command line gives them (camelCase of the flag names, as PretrainConfig's fields where they set
+ * one; --mlp and --aug-plus as `mlp` and `augPlus`); undefined = not given.
+ */
+export type ConfigOverrides = Partial<PretrainConfig> & { config?: string } & AliasFlags;
 
 /**
  * Reads a JSON or YAML config file of settings keyed by `moco pretrain`'s flag names without the dashes
@@ -91,6 +101,9 @@ export function readConfigFile(path: string): Partial<PretrainConfig> {
   }
 }
 
+// The flags that set another setting's field (`mlp` sets head), by their ConfigOverrides names.
+const ALIASES = new Map(SETTINGS.filter((s) => s.to).map((s) => [camelKey(s.key), s]));
+
 /** Whether two dataset specs name the same data: the same text, or paths that resolve to the same place. */
 function sameData(a: string, b: string): boolean {
   return a === b || resolvePath(a) === resolvePath(b);
@@ -108,23 +121,24 @@ export function resolveConfig(data: string, flags: ConfigOverrides, base?: Pretr
   const presetName = flags.preset ?? file.preset ?? base?.preset ?? DEFAULT_PRESET;
   // A resumed run's config from before a setting existed reads that setting as v1/v2 runs had it.
   const r = base ? { ...RECIPE_FALLBACKS, ...base } : { ...recipe(presetName), preset: presetName };
-  const defaults: PretrainConfig = {
+  const defaults = {
     ...RUN_DEFAULTS, ...r, data, preset: presetName, threads: availableParallelism(),
     lrScaling: undefined as unknown as PretrainConfig['lrScaling'],
-  };
+  } as PretrainConfig;
   const merged: PretrainConfig = { ...defaults, ...(base ?? {}), ...file };
   // Where each value came from, so that an error about a value the user never typed says whose it is.
   const origin: Origin = {};
   for (const k of Object.keys(r) as (keyof PretrainConfig)[]) origin[k] = base ? `the resumed run's config` : `preset ${presetName}`;
   for (const k of Object.keys(file) as (keyof PretrainConfig)[]) origin[k] = `--config ${flags.config}`;
-  const { config: _c, augPlus, mlp, ...rest } = flags;
-  for (const [k, v] of Object.entries(rest)) {
-    if (v === undefined) continue;
-    (merged as unknown as Record<string, unknown>)[k] = v;
-    delete origin[k as keyof PretrainConfig];
-  }
-  if (mlp) { merged.head = 'mlp'; delete origin.head; }
-  if (augPlus) { merged.augment = 'mocov2'; delete origin.augment; }
+  const { config: _c, ...rest } = flags as Record<string, unknown>;
+  const set = (field: keyof PretrainConfig, v: unknown): void => {
+    (merged as unknown as Record<string, unknown>)[field] = v;
+    delete origin[field];
+  };
+  for (const [k, v] of Object.entries(rest)) if (v !== undefined && !ALIASES.has(k)) set(k as keyof PretrainConfig, v);
+  // After the fields themselves, so --mlp wins over a head given beside it; as the flags only turn them on,
+  // false sets nothing.
+  for (const [k, s] of ALIASES) if (rest[k]) set(s.field, s.to!(true));
   merged.lrScaling ??= merged.mechanism === 'end-to-end' || merged.mechanism === 'mocov3' ? 'linear' : 'none';
   merged.data = data || merged.data;
   if (!merged.out) merged.out = `runs/${merged.preset}-${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}`;
@@ -151,58 +165,28 @@ export function divisorsText(n: number): string {
 /** Keys a MoCo step enqueues: the batch, twice with --symmetric (both view orders); the queue holds at least this many. */
 export function keysPerStep(c: Pick<PretrainConfig, 'batchSize' | 'symmetric'>): number { return c.batchSize * (c.symmetric ? 2 : 1); }
 
-function isInt(v: unknown, min: number): boolean { return typeof v === 'number' && Number.isInteger(v) && v >= min; }
-
-/** Rejects values no run could use, naming the flag, where its value came from, and the valid range. */
+/**
+ * Rejects values no run could use, naming the flag, where its value came from, and the valid range: first each
+ * setting on its own (the settings table's valid values), then the combinations that make no run.
+ */
 export function validate(c: PretrainConfig, origin: Origin = {}): void {
   const check = (ok: boolean, key: keyof PretrainConfig, valid: string): void => {
     if (!ok) throw new Error(`invalid ${named(c, origin, key)}: ${valid}`);
   };
-  check(c.head === 'fc' || c.head === 'mlp', 'head', "'fc' or 'mlp'");
-  check(typeof c.evalAugment === 'string' && isPresetName(c.evalAugment as string), 'evalAugment', 'an augmentation preset, e.g. eval or cifar-eval');
-  for (const k of ['cos', 'symmetric', 'cifarStem', 'shuffleBn'] as const) check(typeof c[k] === 'boolean', k, 'true or false');
-  check(c.arch in ARCHS || c.arch in VIT_ARCHS, 'arch', `one of ${[...Object.keys(ARCHS), ...Object.keys(VIT_ARCHS)].join(', ')}`);
-  check(isInt(c.batchSize, 1), 'batchSize', 'a positive integer');
-  check(isInt(c.epochs, 1), 'epochs', 'a positive integer');
-  check(typeof c.lr === 'number' && c.lr > 0 && Number.isFinite(c.lr), 'lr', 'a number > 0');
-  check(typeof c.wd === 'number' && c.wd >= 0, 'wd', 'a number ≥ 0');
-  check(typeof c.momentum === 'number' && c.momentum >= 0 && c.momentum < 1, 'momentum', 'a number in [0, 1)');
-  check(isInt(c.dim, 1), 'dim', 'a positive integer');
-  check(isInt(c.K, 1), 'K', 'a positive integer');
-  check(isMechanismName(c.mechanism), 'mechanism', `one of ${MECHANISMS.join(', ')}`);
-  check(c.loss === 'infonce' || c.loss === 'ntxent', 'loss', "'infonce' or 'ntxent'");
+  for (const s of SETTINGS) {
+    const valid = s.to ? undefined : validOf(s);
+    if (valid) check(valid.ok(c[s.field]), s.field, valid.text);
+  }
   check(c.loss === 'infonce' || c.mechanism === 'end-to-end', 'loss', `NT-Xent is a loss of --mechanism end-to-end (here ${named(c, origin, 'mechanism')}); drop --loss or pass --mechanism end-to-end`);
   check(!c.symmetric || c.mechanism === 'moco', 'symmetric', `the symmetric loss is MoCo's (here ${named(c, origin, 'mechanism')}); for a symmetric end-to-end loss pass --loss ntxent`);
-  check(c.bankSampling === 'shared' || c.bankSampling === 'per-sample', 'bankSampling', "'shared' or 'per-sample'");
-  check(typeof c.bankMomentum === 'number' && c.bankMomentum >= 0 && c.bankMomentum < 1, 'bankMomentum', 'a number in [0, 1)');
-  check(c.lrScaling === 'none' || c.lrScaling === 'linear', 'lrScaling', "'none' or 'linear'");
   validateV3(c, origin, named);
   const perStep = keysPerStep(c);
   check(c.mechanism !== 'moco' || c.K >= perStep, 'K', `must be at least the keys enqueued per step (${named(c, origin, 'batchSize')}${c.symmetric ? ' × 2 for --symmetric' : ''} = ${perStep}); pass --moco-k ${perStep} or more, or a smaller --batch-size`);
-  check(typeof c.m === 'number' && c.m >= 0 && c.m < 1, 'm', 'a number in [0, 1)');
-  check(typeof c.T === 'number' && c.T > 0, 'T', 'a number > 0');
-  check(isInt(c.width, 1), 'width', 'a positive integer (64 = torchvision)');
-  check(isInt(c.imageSize, 8), 'imageSize', 'an integer ≥ 8 (pixels)');
-  check(isInt(c.bnSplits, 1), 'bnSplits', 'a positive integer');
   check(c.batchSize % c.bnSplits === 0, 'bnSplits', `must divide ${named(c, origin, 'batchSize')}; pass --bn-splits ${divisorsText(c.batchSize)}`);
-  check(Array.isArray(c.schedule) && c.schedule.every((x) => isInt(x, 0)), 'schedule', 'a list of epochs, e.g. 120,160');
-  check(typeof c.augment === 'string' && isPresetName(c.augment as string), 'augment', 'mocov2, mocov1, cifar, mocov3, mocov3-cifar, eval, lincls-train');
-  check(isInt(c.seed, 0), 'seed', 'a non-negative integer');
-  check(isInt(c.threads, 1), 'threads', 'a positive integer');
-  check(c.device === 'cpu' || /^cuda(:\d+)?$/.test(c.device), 'device', "'cpu' or 'cuda[:N]'");
-  check(isInt(c.workers, 0), 'workers', 'an integer ≥ 0');
-  for (const k of ['trainSubset', 'maxSteps', 'saveEverySteps', 'knnEvery'] as const) check(isInt(c[k], 0), k, 'an integer ≥ 0');
-  check(isInt(c.keepCheckpoints, 1), 'keepCheckpoints', 'a positive integer');
-  check(isInt(c.knnK, 1), 'knnK', 'a positive integer');
-  check(typeof c.knnT === 'number' && c.knnT > 0, 'knnT', 'a number > 0');
-  check(c.knnFeature === 'head' || c.knnFeature === 'backbone', 'knnFeature', "'head' or 'backbone'");
-  check(isInt(c.printFreq, 1), 'printFreq', 'a positive integer');
-  check(c.amp === 'off' || c.amp === 'bf16', 'amp', "'off' or 'bf16'");
-  check(typeof c.channelsLast === 'boolean', 'channelsLast', 'true or false');
 }
 
 /**
- * MoCo v3's settings and the combinations that make no run. Decided: LARS and AdamW (and the per-iteration
+ * The combinations of MoCo v3's settings that make no run. Decided: LARS and AdamW (and the per-iteration
  * warm-up and momentum schedules that come with them) are MoCo v3's: with --mechanism moco, end-to-end or
  * memory-bank they are refused, as are ViT archs (their encoders build a ResNet and swap its fc). MoCo v3 runs
  * with any of sgd, lars, adamw, always on the per-iteration warm-up + half-cosine lr.
@@ -213,18 +197,10 @@ function validateV3(c: PretrainConfig, origin: Origin, named: (c: PretrainConfig
   };
   const v3 = c.mechanism === 'mocov3';
   const mech = named(c, origin, 'mechanism');
-  check((OPTIMIZERS as readonly string[]).includes(c.optimizer as string), 'optimizer', `one of ${OPTIMIZERS.join(', ')}`);
   check(v3 || c.optimizer === 'sgd', 'optimizer', `LARS and AdamW are MoCo v3's optimizers (here ${mech}); pass --mechanism mocov3 (or a mocov3 preset), or --optimizer sgd`);
-  check(typeof c.warmupEpochs === 'number' && c.warmupEpochs >= 0 && Number.isFinite(c.warmupEpochs), 'warmupEpochs', 'a number ≥ 0');
   check(c.warmupEpochs <= c.epochs, 'warmupEpochs', `at most ${named(c, origin, 'epochs')}`);
   check(v3 || c.warmupEpochs === 0, 'warmupEpochs', `the per-iteration warm-up is MoCo v3's schedule (here ${mech}); pass --mechanism mocov3, or --warmup-epochs 0`);
-  check(typeof c.mocoMCos === 'boolean', 'mocoMCos', 'true or false');
   check(v3 || !c.mocoMCos, 'mocoMCos', `the cosine momentum schedule is MoCo v3's (here ${mech}); pass --mechanism mocov3, or drop --moco-m-cos`);
-  check(isInt(c.mlpDim, 1), 'mlpDim', 'a positive integer');
-  check(typeof c.cropMin === 'number' && c.cropMin >= 0 && c.cropMin <= 1, 'cropMin', "a number in (0, 1], or 0 for the augmentation preset's own");
-  check(isInt(c.patchSize, 1), 'patchSize', 'a positive integer');
-  check(isInt(c.vitDepth, 0), 'vitDepth', "an integer ≥ 0 (0: the arch's own, 12)");
-  check(typeof c.stopGradConv1 === 'boolean', 'stopGradConv1', 'true or false');
   const vit = isViTArch(c.arch);
   check(!vit || v3, 'arch', `a Vision Transformer is a MoCo v3 backbone (here ${mech}); pass --mechanism mocov3, or a ResNet arch`);
   check(!c.stopGradConv1 || vit, 'stopGradConv1', `freezes a ViT's patch projection; ${named(c, origin, 'arch')} is not a ViT: pass -a vit_small|vit_base|vit_tiny, or drop --stop-grad-conv1`);

@@ -12,4 +12,5 @@ export * from './sweep-grid.js';
 export * from './sweep-report.js';
 export * from './sweep.js';
 export * from './config-keys.js';
+export * from './settings.js';
 export * from './memory.js';

@@ -4,7 +4,8 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import type { ConfigOverrides } from './config.js';
-import { SETTINGS, settingOf, settingValue, type Setting } from './config-keys.js';
+import { settingOf, settingValue } from './config-keys.js';
+import { SETTINGS, type Setting } from './settings.js';
 
 /** One key of the grid and the values it takes (as written). */
 export interface GridAxis {
