@@ -6,8 +6,11 @@ import { Tensor } from '../torch/index.js';
 import { loadSafetensors } from './safetensors.js';
 import { loadTorch, PickleObject, type PyValue } from './torch-pickle.js';
 
-/** The projection head found: none, MoCo v1's `fc` (one Linear), or MoCo v2's MLP (`fc.0`, ReLU, `fc.2`). */
-export type HeadKind = 'none' | 'fc' | 'mlp';
+/**
+ * The projection head a checkpoint holds: none, MoCo v1's `fc` (one Linear), or MoCo v2's MLP (`fc.0`, ReLU,
+ * `fc.2`); models' `HeadKind` names the two a model is built with.
+ */
+export type CheckpointHead = 'none' | 'fc' | 'mlp';
 
 /** Where the weights came from, as recognised by their key names. */
 export type WeightsLayout = 'moco-official' | 'moco-encoder' | 'mocov3-official' | 'mocov3-encoder' | 'data-parallel' | 'torchvision';
@@ -17,7 +20,7 @@ export interface ImportedWeights {
   backbone: Map<string, Tensor>;
   /** Head tensors under torchvision names (`fc.weight` or `fc.0.weight`, `fc.2.bias`…). */
   head: Map<string, Tensor>;
-  headKind: HeadKind;
+  headKind: CheckpointHead;
   layout: WeightsLayout;
   /** The prefix stripped from the kept keys ('' when none). */
   prefix: string;
@@ -90,7 +93,7 @@ export function importStateDict(tensors: Map<string, Tensor>, meta: Record<strin
     if (name.startsWith('fc.')) head.set(name, t);
     else backbone.set(name, t);
   }
-  const headKind: HeadKind = head.has('fc.0.weight') ? 'mlp' : head.has('fc.weight') ? 'fc' : 'none';
+  const headKind: CheckpointHead = head.has('fc.0.weight') ? 'mlp' : head.has('fc.weight') ? 'fc' : 'none';
   if (!backbone.has('conv1.weight')) {
     for (const t of backbone.values()) t.dispose();
     for (const t of head.values()) t.dispose();
