@@ -154,3 +154,23 @@ export function describeImport(w: ImportedWeights): string {
   if (w.ignored.length) lines.push(`ignored: ${summarise(w.ignored)}`);
   return lines.join('\n');
 }
+
+/**
+ * The tensors a conversion or export writes: the backbone's and, with `head`, the head's under their torchvision
+ * names (the same tensors, not copies: disposing `w` disposes them).
+ */
+export function exportTensors(w: ImportedWeights, head: boolean): Map<string, Tensor> {
+  const tensors = new Map(w.backbone);
+  if (head) for (const [k, t] of w.head) tensors.set(k, t);
+  return tensors;
+}
+
+/**
+ * The safetensors metadata of converted weights: `source` (the file or run read), the layout recognised, the head
+ * kept ('none' without `head`), then the checkpoint's own metadata as strings.
+ */
+export function exportMetadata(w: ImportedWeights, source: string, head: boolean): Record<string, string> {
+  const meta: Record<string, string> = { source, layout: w.layout, head: head ? w.headKind : 'none' };
+  for (const [k, v] of Object.entries(w.meta)) meta[k] = String(v);
+  return meta;
+}
