@@ -1,9 +1,8 @@
 // glibc's allocator, tuned for a process that holds LanceDB (native/allocator.c says why). Loaded from
 // lancedb.ts before LanceDB itself, so that its threads start under the arena cap.
-import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+// The file itself, not torch/index.js: looking for this addon must not load libtorch.
+import { findBuiltAddon } from '../torch/addon-file.js';
 
 interface AllocatorBinding {
   glibc(): boolean;
@@ -48,15 +47,9 @@ let binding: AllocatorBinding | null | undefined;
 
 function load(): AllocatorBinding | null {
   if (binding !== undefined) return binding;
-  // dist/src/collections/allocator.js → the package root is three levels up; src/collections (ts) two.
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 5 && binding === undefined; i++) {
-    const p = join(dir, 'build', 'Release', 'moco_allocator.node');
-    if (existsSync(p)) binding = createRequire(import.meta.url)(p) as AllocatorBinding;
-    dir = dirname(dir);
-  }
   // Built by `npm run build:native` with the libtorch addon; without it nothing is tuned, nothing breaks.
-  binding ??= null;
+  const p = findBuiltAddon('moco_allocator.node');
+  binding = p ? (createRequire(import.meta.url)(p) as AllocatorBinding) : null;
   return binding;
 }
 

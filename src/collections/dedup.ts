@@ -4,7 +4,8 @@
 // Groups form by complete linkage (every pair in a group is above the threshold: no A~B~C chains when A≁C)
 // or, on request, single linkage (connected components).
 import { searchIndex, type SearchRows } from '../eval/search.js';
-import type { FileRow } from './table.js';
+import { csvText } from '../io/csv.js';
+import type { Collection, CollectionMeta, FileRow } from './table.js';
 import { DEFAULT_HASH_DISTANCE, hashDistance as hamming, hashPairs, type PHash } from './phash.js';
 
 /**
@@ -137,6 +138,63 @@ export function exactCandidates(vectors: Float32Array, dim: number): (rows: read
     }
     return out;
   };
+}
+
+/** The embedding of a collection's vectors: feature, flip-averaging and crop-averaging as `moco index` made them. */
+export interface EmbeddingKind {
+  feature: string;
+  flip: boolean;
+  crops: string;
+}
+
+/** The embedding a collection records; what it leaves out is the default (backbone, no flip, no crops). */
+export function recordedEmbedding(meta: CollectionMeta): EmbeddingKind {
+  return { feature: meta.feature ?? 'backbone', flip: meta.flip === true, crops: meta.crops ?? 'none' };
+}
+
+/** Whether `e` is {@link DEFAULT_EMBEDDING}, the one the default thresholds were chosen on. */
+export function isDefaultEmbedding(e: EmbeddingKind): boolean {
+  const d = DEFAULT_EMBEDDING;
+  return e.feature === d.feature && e.flip === d.flip && e.crops === d.crops;
+}
+
+/**
+ * Candidate neighbours from a collection's ANN index, as {@link DedupOpts.candidates} takes them: each row's
+ * stored vector (`vectors`, rows × dim, in the order of `rows`) is searched for its k + 1 nearest, 256 queries
+ * at a time, and the hits are mapped back to indices into `rows` (hits outside them, e.g. filtered out by a
+ * `where`, are dropped). Only meaningful while `vectors` are the ones the index was built on.
+ */
+export function collectionCandidates(coll: Collection, rows: readonly FileRow[], vectors: Float32Array, dim: number):
+  (rows: readonly number[], k: number) => Promise<number[][]> {
+  const byId = new Map(rows.map((r, i) => [r.id, i]));
+  return async (picked, k) => {
+    const out: number[][] = [];
+    const step = 256;
+    for (let i = 0; i < picked.length; i += step) {
+      const part = picked.slice(i, i + step);
+      const q = new Float32Array(part.length * dim);
+      part.forEach((r, j) => q.set(vectors.subarray(r * dim, (r + 1) * dim), j * dim));
+      for (const hs of await coll.search(q, { top: k + 1 })) {
+        out.push(hs.flatMap((h) => (byId.has(h.id) ? [byId.get(h.id)!] : [])));
+      }
+    }
+    return out;
+  };
+}
+
+/**
+ * The groups as CSV, one line a file: group (0-based), kind, role (keep or duplicate), path, label, sha256,
+ * bytes, mtime (ISO 8601), score (cosine to the keeper, 6 decimals); each group's keeper first.
+ */
+export function groupsCsv(groups: readonly DupGroup[]): string {
+  const rows: (string | number | null)[][] = [];
+  groups.forEach((g, gi) => {
+    for (const [role, m] of [['keep', g.keeper], ...g.duplicates.map((d) => ['duplicate', d] as const)] as const) {
+      const mtime = new Date(m.mtime).toISOString();
+      rows.push([gi, g.kind, role, m.path, m.label, m.sha256, m.bytes, mtime, m.score.toFixed(6)]);
+    }
+  });
+  return csvText(['group', 'kind', 'role', 'path', 'label', 'sha256', 'bytes', 'mtime', 'score'], rows);
 }
 
 /**

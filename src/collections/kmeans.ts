@@ -177,3 +177,36 @@ export function purity(assign: Int32Array, labels: readonly (string | null)[]): 
   for (const m of byCluster.values()) hit += Math.max(...m.values());
   return assign.length ? hit / assign.length : 0;
 }
+
+/** One k tried by {@link chooseK}. */
+export interface KTried {
+  k: number;
+  /** Mean cosine silhouette of that k's clustering (see {@link silhouette}). */
+  silhouette: number;
+}
+
+/**
+ * The k of 2, 4, 8, … up to `kMax` (and at most rows − 1) whose clustering by {@link sphericalKMeans} (with `o`,
+ * silhouette sampled with `o.seed`) has the highest mean silhouette; ties go to the smaller k. Needs at least 3
+ * rows. `onTry` sees each k as it is scored.
+ */
+export function chooseK(vectors: Float32Array, dim: number, kMax: number, o: Omit<KMeansOpts, 'k'> = {},
+  onTry?: (t: KTried) => void): { k: number; tried: KTried[] } {
+  const n = vectors.length / dim;
+  const tried: KTried[] = [];
+  for (let c = 2; c <= Math.min(kMax, n - 1); c *= 2) {
+    const r = sphericalKMeans(vectors, dim, { ...o, k: c });
+    tried.push({ k: c, silhouette: silhouette(vectors, dim, r.assign, c, { seed: o.seed }) });
+    onTry?.(tried[tried.length - 1]!);
+  }
+  if (!tried.length) throw new Error(`k auto needs at least 3 rows, got ${n}`);
+  return { k: tried.reduce((a, b) => (b.silhouette > a.silhouette ? b : a)).k, tried };
+}
+
+/** The rows of each of `k` clusters, most central first (by `score`, the cosine to the centroid). */
+export function clusterMembers(r: Pick<KMeansResult, 'assign' | 'score'>, k: number): number[][] {
+  const members: number[][] = Array.from({ length: k }, () => []);
+  r.assign.forEach((a, i) => members[a]!.push(i));
+  for (const m of members) m.sort((a, b) => r.score[b]! - r.score[a]!);
+  return members;
+}

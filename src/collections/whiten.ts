@@ -29,6 +29,22 @@ export const DEFAULT_SHRINKAGE = 0;
 /** Rows per kept component below which `moco dedup` reduces the components (rows / ROWS_PER_DIM kept). */
 export const ROWS_PER_DIM = 4;
 
+/**
+ * Components to keep when whitening `rows` vectors of `dim`: undefined (the default, all) with at least
+ * {@link ROWS_PER_DIM} rows per dimension, else rows / ROWS_PER_DIM (at least 1), since a whitening fitted on too
+ * few rows spreads them at equal distances. The default dedup threshold is not calibrated for the reduced case.
+ */
+export function whitenDims(rows: number, dim: number): number | undefined {
+  return rows < ROWS_PER_DIM * dim ? Math.max(1, Math.floor(rows / ROWS_PER_DIM)) : undefined;
+}
+
+/** {@link fitWhitening} on `vectors` then {@link applyWhitening} to them: the whitened rows and their size. */
+export function whitenVectors(vectors: Float32Array, dim: number, o: WhitenOpts = {}):
+  { vectors: Float32Array; dim: number } {
+  const w = fitWhitening(vectors, dim, o);
+  return { vectors: applyWhitening(w, vectors), dim: w.outDim };
+}
+
 /** A fitted whitening: y = P·(x − mean), P = diag(λ'^−½)·Uᵀ over the kept components. */
 export interface Whitening {
   /** Input size. */

@@ -3,7 +3,7 @@
 // left out rather than failing the run.
 import { F, noGrad, tidy, type Tensor } from '../torch/index.js';
 import { FileDataset, Loader, SkipLog, type Skipped } from '../data/index.js';
-import type { Encoder, FeatureKind } from './encoder.js';
+import { loadEncoder, type Encoder, type FeatureKind } from './encoder.js';
 import { pickRows } from './embedding-file.js';
 import type { RegionOpts } from './regions.js';
 
@@ -131,3 +131,17 @@ function cropViews(x: Tensor, crops: EmbedOpts['crops']): Tensor[] {
   return crops.kind === 'center' ? [c] : [c, at(0, 0), at(0, w - cw), at(h - ch, 0), at(h - ch, w - cw)];
 }
 
+
+/**
+ * {@link embedImages} with the encoder of a checkpoint (anything {@link loadEncoder} reads), loaded for this call
+ * and disposed after it.
+ */
+export async function embedImagesWith(checkpoint: string, files: readonly string[], o: EmbedOpts = {}):
+  Promise<Embedded> {
+  const encoder = loadEncoder(checkpoint);
+  try {
+    return await embedImages(encoder, files, o);
+  } finally {
+    encoder.dispose();
+  }
+}

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { noGrad, tidy, type Tensor } from '../torch/index.js';
 import { Linear, type Module } from '../nn/index.js';
 import { ResNet, VisionTransformer, createModel, createViT, projectionHead } from '../models/index.js';
-import { loadPretrained, type HeadKind, type ImportedWeights, type WeightsLayout } from '../io/pretrained.js';
+import { loadPretrained, type CheckpointHead, type ImportedWeights, type WeightsLayout } from '../io/pretrained.js';
 import { loadCheckpointFrom } from '../io/run-dir.js';
 import { inferResNet } from '../io/onnx-export.js';
 import { regionDim, regionFeatures, type RegionOpts } from './regions.js';
@@ -29,7 +29,7 @@ export interface EncoderInfo {
   width: number;
   /** Size of the pooled backbone features. */
   featureDim: number;
-  headKind: HeadKind;
+  headKind: CheckpointHead;
   /**
    * What the head is: a trained classifier (a `moco lincls` checkpoint, a torchvision or main_lincls.py model:
    * an `fc` in a plain state dict) or a pre-training projection head (an MLP, or MoCo v1's `fc` kept under

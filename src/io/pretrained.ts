@@ -8,10 +8,10 @@ import { loadSafetensors } from './safetensors.js';
 import { loadTorch, PickleObject, type PyValue } from './torch-pickle.js';
 
 /**
- * The head found: none, one Linear (MoCo v1's or a classifier's `fc`; a ViT's `head`), or MoCo v2's MLP (`fc.0`,
- * ReLU, `fc.2`).
+ * The head a checkpoint holds: none, one Linear (MoCo v1's or a classifier's `fc`; a ViT's `head`), or MoCo v2's
+ * MLP (`fc.0`, ReLU, `fc.2`); models' `HeadKind` names the two a model is built with.
  */
-export type HeadKind = 'none' | 'fc' | 'mlp';
+export type CheckpointHead = 'none' | 'fc' | 'mlp';
 
 /** Where the weights came from, as recognised by their key names. */
 export type WeightsLayout = 'moco-official' | 'moco-encoder' | 'mocov3-official' | 'mocov3-encoder' | 'data-parallel' | 'torchvision';
@@ -23,7 +23,7 @@ export interface ImportedWeights {
   backbone: Map<string, Tensor>;
   /** Head tensors (`fc.weight` or `fc.0.weight`, `fc.2.bias`…; a ViT's `head.weight`, `head.bias`). */
   head: Map<string, Tensor>;
-  headKind: HeadKind;
+  headKind: CheckpointHead;
   layout: WeightsLayout;
   /** The prefix stripped from the kept keys ('' when none). */
   prefix: string;
@@ -98,7 +98,7 @@ export function importStateDict(tensors: Map<string, Tensor>, meta: Record<strin
     if (name.startsWith(headPrefix)) head.set(name, t);
     else backbone.set(name, t);
   }
-  const headKind: HeadKind = head.has(`${headPrefix}0.weight`) ? 'mlp' : head.has(`${headPrefix}weight`) ? 'fc' : 'none';
+  const headKind: CheckpointHead = head.has(`${headPrefix}0.weight`) ? 'mlp' : head.has(`${headPrefix}weight`) ? 'fc' : 'none';
   if (family === 'resnet' && !backbone.has('conv1.weight')) {
     for (const t of backbone.values()) t.dispose();
     for (const t of head.values()) t.dispose();
@@ -157,4 +157,24 @@ export function describeImport(w: ImportedWeights): string {
   ];
   if (w.ignored.length) lines.push(`ignored: ${summarise(w.ignored)}`);
   return lines.join('\n');
+}
+
+/**
+ * The tensors a conversion or export writes: the backbone's and, with `head`, the head's under their torchvision
+ * names (the same tensors, not copies: disposing `w` disposes them).
+ */
+export function exportTensors(w: ImportedWeights, head: boolean): Map<string, Tensor> {
+  const tensors = new Map(w.backbone);
+  if (head) for (const [k, t] of w.head) tensors.set(k, t);
+  return tensors;
+}
+
+/**
+ * The safetensors metadata of converted weights: `source` (the file or run read), the layout recognised, the head
+ * kept ('none' without `head`), then the checkpoint's own metadata as strings.
+ */
+export function exportMetadata(w: ImportedWeights, source: string, head: boolean): Record<string, string> {
+  const meta: Record<string, string> = { source, layout: w.layout, head: head ? w.headKind : 'none' };
+  for (const [k, v] of Object.entries(w.meta)) meta[k] = String(v);
+  return meta;
 }

@@ -1,8 +1,7 @@
 // Loads the compiled addon and describes its surface. Only src/torch/ imports this file.
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { findBuiltAddon } from './addon-file.js';
 
 /** A libtorch tensor as the addon exposes it; wrapped by {@link Tensor} everywhere else. */
 export interface NativeTensor {
@@ -63,13 +62,8 @@ function findAddon(): string {
     if (!existsSync(override)) throw new Error(`moco-ts: MOCO_ADDON=${override} does not exist; point it at a built moco_native.node or unset it`);
     return override;
   }
-  // dist/src/torch/native.js → package root is three levels up; src/torch/native.ts (ts-node) two.
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 5; i++) {
-    const p = join(dir, 'build', 'Release', 'moco_native.node');
-    if (existsSync(p)) return p;
-    dir = dirname(dir);
-  }
+  const built = findBuiltAddon('moco_native.node');
+  if (built) return built;
   throw new Error('moco-ts: the native addon build/Release/moco_native.node is missing; run `npm run build:native` (needs libtorch, see README)');
 }
 

@@ -4,7 +4,9 @@ import type { Command } from 'commander';
 import { parse } from 'node:path';
 import { writeTextAtomic } from '../../io/atomic.js';
 import { addEmbedOptions, int } from './eval-common.js';
-import { csv, loadInput, type InputOpts } from './collection-input.js';
+import { csvText } from '../../io/csv.js';
+import { loadInput, type InputOpts } from './collection-input.js';
+import type { KTried } from '../../collections/index.js';
 
 interface ClusterCliOpts extends InputOpts {
   k: string; kMax: string; seed: string; batchSize: string; epochs: string;
@@ -31,7 +33,7 @@ export function register(program: Command): void {
     .option('--inline', 'inline the HTML thumbnails', false);
   addEmbedOptions(cmd, { pretrained: 'with image folders: the encoder (run dir, .safetensors, .pth, .pth.tar)' })
     .action(async (images: string[], o: ClusterCliOpts) => {
-      const { sphericalKMeans, silhouette, purity } = await import('../../collections/index.js');
+      const { sphericalKMeans, chooseK, clusterMembers, purity } = await import('../../collections/index.js');
       if (o.out && !o.out.endsWith('.csv')) throw new Error(`--out ${o.out}: expected a .csv file`);
       const seed = int('--seed', o.seed, 0)!;
       const common = { seed, batchSize: int('--batch-size', o.batchSize)!, epochs: int('--epochs', o.epochs)!, device: o.device };
@@ -39,16 +41,12 @@ export function register(program: Command): void {
       try {
         const n = inp.rows.length;
         let k: number;
-        const tried: { k: number; silhouette: number }[] = [];
+        let tried: KTried[] = [];
         if (o.k === 'auto') {
-          const kMax = Math.min(int('--k-max', o.kMax, 2)!, n - 1);
-          for (let c = 2; c <= kMax; c *= 2) {
-            const r = sphericalKMeans(inp.vectors, inp.dim, { ...common, k: c });
-            tried.push({ k: c, silhouette: silhouette(inp.vectors, inp.dim, r.assign, c, { seed }) });
-            console.error(`moco cluster: k ${c}: silhouette ${tried[tried.length - 1]!.silhouette.toFixed(4)}`);
-          }
-          if (!tried.length) throw new Error(`--k auto needs at least 3 rows, got ${n}`);
-          k = tried.reduce((a, b) => (b.silhouette > a.silhouette ? b : a)).k;
+          const kMax = int('--k-max', o.kMax, 2)!;
+          if (n < 3) throw new Error(`--k auto needs at least 3 rows, got ${n}`);
+          const say = (t: KTried): void => console.error(`moco cluster: k ${t.k}: silhouette ${t.silhouette.toFixed(4)}`);
+          ({ k, tried } = chooseK(inp.vectors, inp.dim, kMax, common, say));
         } else {
           k = int('--k', o.k)!;
           if (k > n) throw new Error(`--k ${k} is more than the ${n} rows`);
@@ -56,8 +54,8 @@ export function register(program: Command): void {
         const t0 = performance.now();
         const r = sphericalKMeans(inp.vectors, inp.dim, { ...common, k });
         const ms = performance.now() - t0;
-        const sizes = new Array<number>(k).fill(0);
-        for (const a of r.assign) sizes[a]!++;
+        const members = clusterMembers(r, k);
+        const sizes = members.map((m) => m.length);
         const labels = inp.rows.map((x) => x.label);
         const pur = labels.some((l) => l !== null) ? purity(r.assign, labels) : null;
         console.error(`moco cluster: ${n} rows in ${k} clusters (${(ms / 1000).toFixed(1)} s), mean cosine to centroid ${r.meanCos.toFixed(4)}${pur !== null ? `, purity against the folder labels ${(100 * pur).toFixed(1)}%` : ''}`);
@@ -66,16 +64,14 @@ export function register(program: Command): void {
           console.error(`moco cluster: wrote column cluster of ${inp.source}`);
         }
         if (o.out) {
-          const lines = ['path,label,cluster,cosine', ...inp.rows.map((x, i) => [x.path, x.label, r.assign[i]!, r.score[i]!.toFixed(6)].map((v) => csv(v)).join(','))];
-          writeTextAtomic(o.out, `${lines.join('\n')}\n`);
+          const lines = inp.rows.map((x, i) => [x.path, x.label, r.assign[i]!, r.score[i]!.toFixed(6)]);
+          writeTextAtomic(o.out, csvText(['path', 'label', 'cluster', 'cosine'], lines));
         }
         if (o.html) {
           const per = int('--per-cluster', o.perCluster)!;
-          const members: number[][] = Array.from({ length: k }, () => []);
-          r.assign.forEach((a, i) => members[a]!.push(i));
           const { writeGroupsHtml } = await import('../../views/groups-html.js');
           await writeGroupsHtml(o.html, members.map((m, c) => {
-            const top = m.sort((a, b) => r.score[b]! - r.score[a]!).slice(0, per);
+            const top = m.slice(0, per);
             return { title: `cluster ${c}: ${m.length} images`, images: top.map((i) => ({ path: inp.rows[i]!.path, caption: `${r.score[i]!.toFixed(3)} ${inp.rows[i]!.label ?? ''} ${parse(inp.rows[i]!.path).base}` })) };
           }), { inline: o.inline, title: `moco cluster: ${inp.source}`, summary: `${n} images, k ${k}${o.k === 'auto' ? ' (auto: highest silhouette)' : ''}, seed ${seed}; images nearest each centroid first, captioned with their cosine to it` });
           console.error(`moco cluster: wrote ${o.html}`);

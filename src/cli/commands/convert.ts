@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { extname } from 'node:path';
 import { dispose } from '../../torch/index.js';
-import { describeImport } from '../../io/pretrained.js';
+import { describeImport, exportMetadata, exportTensors } from '../../io/pretrained.js';
 import { loadCheckpointWeights } from '../../eval/encoder.js';
 import { saveSafetensors } from '../../io/safetensors.js';
 import { saveTorch } from '../../io/torch-save.js';
@@ -17,15 +17,9 @@ export function register(program: Command): void {
       const { weights: w } = loadCheckpointWeights(input);
       try {
         console.error(describeImport(w));
-        const tensors = new Map(w.backbone);
-        if (o.head) for (const [k, t] of w.head) tensors.set(k, t);
-        if (extname(out) === '.pth' || extname(out) === '.pt') {
-          saveTorch(out, tensors);
-        } else {
-          const meta: Record<string, string> = { source: input, layout: w.layout, head: o.head ? w.headKind : 'none' };
-          for (const [k, v] of Object.entries(w.meta)) meta[k] = String(v);
-          saveSafetensors(out, tensors, meta);
-        }
+        const tensors = exportTensors(w, o.head);
+        if (extname(out) === '.pth' || extname(out) === '.pt') saveTorch(out, tensors);
+        else saveSafetensors(out, tensors, exportMetadata(w, input, o.head));
         console.error(`wrote ${tensors.size} tensors to ${out}`);
       } finally {
         dispose([...w.backbone.values(), ...w.head.values()]);

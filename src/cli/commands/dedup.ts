@@ -7,9 +7,8 @@ import { addEmbedOptions, int, num, progress } from './eval-common.js';
 import { DEFAULT_EMBEDDING } from '../../collections/dedup.js';
 import { DEFAULT_SHRINKAGE } from '../../collections/whiten.js';
 import { DEFAULT_HASH_DISTANCE } from '../../collections/phash.js';
-import { csv, embedFiles, loadInput, type InputOpts, outFormat } from './collection-input.js';
+import { embedHooks, loadInput, type InputOpts, outFormat } from './collection-input.js';
 import { existsSync } from 'node:fs';
-import { pickRows } from '../../eval/embedding-file.js';
 
 interface DedupCliOpts extends InputOpts {
   threshold?: string; linkage: string; keep: string; neighbours: string;
@@ -42,7 +41,10 @@ export function register(program: Command): void {
   // (DEFAULT_EMBEDDING, docs/collections.md).
   addEmbedOptions(cmd, { pretrained: 'with image folders: the encoder (run dir, .safetensors, .pth, .pth.tar)', featureDefault: DEFAULT_EMBEDDING.feature, flipDefault: DEFAULT_EMBEDDING.flip, cropsDefault: DEFAULT_EMBEDDING.crops })
     .action(async (images: string[], o: DedupCliOpts) => {
-      const { findDuplicates, fitWhitening, applyWhitening, hashFiles, DEFAULT_THRESHOLD, UNWHITENED_THRESHOLD, ROWS_PER_DIM } = await import('../../collections/index.js');
+      const {
+        findDuplicates, hashFiles, whitenDims, whitenVectors, recordedEmbedding, isDefaultEmbedding, reembedRows,
+        collectionCandidates, groupsCsv, moveDuplicates, DEFAULT_THRESHOLD, UNWHITENED_THRESHOLD, ROWS_PER_DIM,
+      } = await import('../../collections/index.js');
       const hashDistance = int('--hash-distance', o.hashDistance)!;
       if (!(hashDistance >= 0 && hashDistance <= 11)) throw new Error(`--hash-distance must be a whole number of bits from 0 to 11, got '${o.hashDistance}' (or --no-hash)`);
       if (o.linkage !== 'complete' && o.linkage !== 'single') throw new Error(`--linkage must be complete or single, got '${o.linkage}'`);
@@ -52,11 +54,11 @@ export function register(program: Command): void {
       if (!(threshold > -1 && threshold <= 1)) throw new Error(`--threshold must be a cosine in (−1, 1], got '${o.threshold}'`);
       const fmt = o.out ? outFormat('--out', o.out) : 'json';
       const t0 = performance.now();
-      const inp = await loadInput('dedup', images, o);
+      let inp = await loadInput('dedup', images, o);
       try {
         const m = inp.coll?.meta;
-        const made = m ? { feature: m.feature ?? 'backbone', flip: m.flip === true, crops: m.crops ?? 'none' } : null;
-        const otherEmbedding = made && (made.feature !== DEFAULT_EMBEDDING.feature || made.flip !== DEFAULT_EMBEDDING.flip || made.crops !== DEFAULT_EMBEDDING.crops);
+        const made = m ? recordedEmbedding(m) : null;
+        const otherEmbedding = made && !isDefaultEmbedding(made);
         let reembedded = false;
         if (otherEmbedding && !o.storedVectors) {
           // The collection's vectors serve search; dedup's threshold was chosen on another embedding of the same
@@ -64,11 +66,10 @@ export function register(program: Command): void {
           const enc = o.pretrained ?? m?.pretrained;
           if (!enc || !existsSync(enc)) throw new Error(`moco dedup: ${inp.source} holds ${made!.feature} vectors${made!.flip ? '' : ' without --flip'} with --crops ${made!.crops}, not the embedding the default threshold was chosen on, and its encoder ${enc ?? '(unrecorded)'} is not there to embed the files again: pass --pretrained CKPT, or --stored-vectors with a --threshold of your own`);
           console.error(`moco dedup: ${inp.source} holds ${made!.feature} vectors; embedding its ${inp.rows.length} files again with ${enc} as --feature ${DEFAULT_EMBEDDING.feature} --flip --crops ${DEFAULT_EMBEDDING.crops}, the embedding the default threshold was chosen on (--stored-vectors skips this)`);
-          const e = await embedFiles('dedup', inp.rows.map((r) => r.path), enc, { feature: DEFAULT_EMBEDDING.feature, flip: DEFAULT_EMBEDDING.flip, crops: { kind: DEFAULT_EMBEDDING.crops }, batchSize: int('--batch', o.batch) });
-          const at = new Map(e.paths.map((p, i) => [p, i]));
-          inp.rows = inp.rows.filter((r) => at.has(r.path));
-          inp.vectors = pickRows(e.vectors, inp.rows.map((r) => at.get(r.path)!), e.dim);
-          inp.dim = e.dim;
+          inp = await reembedRows(inp, enc, {
+            feature: DEFAULT_EMBEDDING.feature, flip: DEFAULT_EMBEDDING.flip, crops: { kind: DEFAULT_EMBEDDING.crops },
+            batchSize: int('--batch', o.batch), ...embedHooks('dedup'),
+          });
           reembedded = true; // the stored vectors' ANN index no longer gives this embedding's candidates
         } else if (otherEmbedding && o.threshold === undefined) {
           console.error(`moco dedup: ${inp.source} holds ${made!.feature} vectors${made!.flip ? '' : ' without --flip'} with --crops ${made!.crops}; the default threshold was chosen for --feature ${DEFAULT_EMBEDDING.feature} --flip --crops ${DEFAULT_EMBEDDING.crops}, so expect it to be off (docs/collections.md)`);
@@ -77,35 +78,19 @@ export function register(program: Command): void {
         if (hashes?.some((h) => h === null)) console.error(`moco dedup: ${hashes.filter((h) => h === null).length} files could not be hashed (gone or unreadable); they are compared by their vectors only`);
         // Whitening is fitted on the rows compared (the collection, or its --where subset); ANN candidates still
         // come from the stored vectors, and every pair is scored on the whitened ones.
-        let vectors = inp.vectors;
-        let dim = inp.dim;
+        let { vectors, dim } = inp;
         if (shrinkage !== null) {
-          let dims = int('--whiten-dims', o.whitenDims);
           const rows = inp.vectors.length / inp.dim;
-          if (dims === undefined && rows < ROWS_PER_DIM * inp.dim) {
-            dims = Math.max(1, Math.floor(rows / ROWS_PER_DIM));
+          const asked = int('--whiten-dims', o.whitenDims);
+          const dims = asked ?? whitenDims(rows, inp.dim);
+          if (asked === undefined && dims !== undefined) {
             console.error(`moco dedup: ${rows} rows are few to whiten ${inp.dim}-d vectors on; keeping ${dims} components (rows / ${ROWS_PER_DIM}). The default threshold was measured on 4000 images (~9 rows per dimension) and is not calibrated here: check the groups (--html) and pass --threshold, or --no-whiten (docs/collections.md)`);
           }
-          const w = fitWhitening(inp.vectors, inp.dim, { shrinkage, dims });
-          vectors = applyWhitening(w, inp.vectors);
-          dim = w.outDim;
+          ({ vectors, dim } = whitenVectors(inp.vectors, inp.dim, { shrinkage, dims }));
         }
-        let candidates;
         const coll = inp.coll;
-        if (coll && !reembedded && !o.exactCandidates && (await coll.indexState()).type) {
-          const byId = new Map(inp.rows.map((r, i) => [r.id, i]));
-          candidates = async (rows: readonly number[], k: number): Promise<number[][]> => {
-            const out: number[][] = [];
-            const step = 256;
-            for (let i = 0; i < rows.length; i += step) {
-              const part = rows.slice(i, i + step);
-              const q = new Float32Array(part.length * inp.dim);
-              part.forEach((r, j) => q.set(inp.vectors.subarray(r * inp.dim, (r + 1) * inp.dim), j * inp.dim));
-              for (const hs of await coll.search(q, { top: k + 1 })) out.push(hs.flatMap((h) => (byId.has(h.id) ? [byId.get(h.id)!] : [])));
-            }
-            return out;
-          };
-        }
+        const candidates = coll && !reembedded && !o.exactCandidates && (await coll.indexState()).type
+          ? collectionCandidates(coll, inp.rows, inp.vectors, inp.dim) : undefined;
         const r = await findDuplicates(inp.rows, vectors, dim, {
           threshold, linkage: o.linkage as 'complete' | 'single', keep: o.keep as 'largest' | 'oldest' | 'first', neighbours: int('--neighbours', o.neighbours), candidates,
           ...(hashes ? { hashes, hashDistance } : {}),
@@ -114,17 +99,8 @@ export function register(program: Command): void {
         const exact = r.groups.filter((g) => g.kind === 'exact').length;
         console.error(`moco dedup: ${r.files} images: ${r.groups.length} groups (${exact} exact, ${r.groups.length - exact} near) at cosine ≥ ${threshold}, ${r.linkage} linkage; ${r.removable} removable, keeping the ${r.keep} (${(ms / 1000).toFixed(1)} s)`);
         const summary = { command: 'dedup', source: inp.source, threshold, hashDistance: hashes ? hashDistance : null, whiten: shrinkage === null ? null : { shrinkage, dims: dim }, linkage: r.linkage, keep: r.keep, files: r.files, groups: r.groups.length, removable: r.removable, ms: Math.round(ms) };
-        if (o.out && fmt === 'csv') {
-          const lines = ['group,kind,role,path,label,sha256,bytes,mtime,score'];
-          r.groups.forEach((g, gi) => {
-            for (const [role, m] of [['keep', g.keeper], ...g.duplicates.map((d) => ['duplicate', d] as const)] as const) {
-              lines.push([gi, g.kind, role, m.path, m.label, m.sha256, m.bytes, new Date(m.mtime).toISOString(), m.score.toFixed(6)].map((v) => csv(v)).join(','));
-            }
-          });
-          writeTextAtomic(o.out, `${lines.join('\n')}\n`);
-        } else if (o.out) {
-          writeTextAtomic(o.out, `${JSON.stringify({ ...summary, groups: r.groups }, null, 1)}\n`);
-        }
+        if (o.out && fmt === 'csv') writeTextAtomic(o.out, groupsCsv(r.groups));
+        else if (o.out) writeTextAtomic(o.out, `${JSON.stringify({ ...summary, groups: r.groups }, null, 1)}\n`);
         if (o.html) {
           const { writeGroupsHtml } = await import('../../views/groups-html.js');
           await writeGroupsHtml(o.html, r.groups.map((g, gi) => ({
@@ -137,7 +113,6 @@ export function register(program: Command): void {
           console.error(`moco dedup: wrote ${o.html}`);
         }
         if (o.moveTo) {
-          const { moveDuplicates } = await import('../../collections/move.js');
           const mv = moveDuplicates(r.groups, o.moveTo);
           for (const k of mv.kept) console.error(`moco dedup: not moving ${k.path}: ${k.reason}`);
           if (coll) await coll.deletePaths(mv.moved.map((m) => m.from));

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { dispose } from '../../torch/index.js';
-import { describeImport } from '../../io/pretrained.js';
+import { describeImport, exportMetadata, exportTensors } from '../../io/pretrained.js';
 import { loadCheckpointWeights, loadEncoder } from '../../eval/encoder.js';
 import { saveSafetensors } from '../../io/safetensors.js';
 import { saveTorch } from '../../io/torch-save.js';
@@ -32,18 +32,14 @@ export function register(program: Command): void {
       const { weights: w } = loadCheckpointWeights(ckpt);
       try {
         console.error(describeImport(w));
-        const sd = new Map(w.backbone);
-        if (o.head || o.format === 'onnx') for (const [k, t] of w.head) sd.set(k, t);
+        const sd = exportTensors(w, o.head || o.format === 'onnx');
         switch (o.format) {
           case 'torchvision':
             saveTorch(out, sd);
             break;
-          case 'safetensors': {
-            const meta: Record<string, string> = { source: ckpt, layout: w.layout, head: o.head ? w.headKind : 'none' };
-            for (const [k, v] of Object.entries(w.meta)) meta[k] = String(v);
-            saveSafetensors(out, sd, meta);
+          case 'safetensors':
+            saveSafetensors(out, sd, exportMetadata(w, ckpt, o.head));
             break;
-          }
           case 'onnx': {
             if (w.family === 'vit') throw new Error(`--format onnx: ${ckpt} is a Vision Transformer, and the ONNX exporter writes ResNets only so far; --format safetensors or torchvision export its weights under timm's names`);
             // The encoder's evaluation transform goes into the model, so that every ONNX consumer (moco embed,

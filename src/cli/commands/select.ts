@@ -2,7 +2,8 @@
 import type { Command } from 'commander';
 import { writeTextAtomic } from '../../io/atomic.js';
 import { addEmbedOptions, int } from './eval-common.js';
-import { csv, loadInput, type InputOpts, outFormat } from './collection-input.js';
+import { csvText } from '../../io/csv.js';
+import { loadInput, type InputOpts, outFormat } from './collection-input.js';
 
 interface SelectCliOpts extends InputOpts {
   n: string; seed: string; device: string; out?: string }
@@ -32,7 +33,8 @@ export function register(program: Command): void {
         const picks = Array.from(c.picks, (i, r) => ({ rank: r + 1, path: inp.rows[i]!.path, label: inp.rows[i]!.label, distance: Number.isFinite(c.gain[r]!) ? c.gain[r]! : null }));
         console.error(`moco select: ${count} of ${inp.rows.length} images; every image within cosine distance ${c.radius.toFixed(4)} of a pick (${(ms / 1000).toFixed(1)} s)`);
         const summary = { command: 'select', source: inp.source, rows: inp.rows.length, n: count, radius: c.radius, ms: Math.round(ms) };
-        if (o.out && fmt === 'csv') writeTextAtomic(o.out, `${['rank,path,label,distance', ...picks.map((p) => [p.rank, p.path, p.label, p.distance === null ? '' : p.distance.toFixed(6)].map((v) => csv(v)).join(','))].join('\n')}\n`);
+        const lines = picks.map((p) => [p.rank, p.path, p.label, p.distance === null ? '' : p.distance.toFixed(6)]);
+        if (o.out && fmt === 'csv') writeTextAtomic(o.out, csvText(['rank', 'path', 'label', 'distance'], lines));
         else if (o.out) writeTextAtomic(o.out, `${JSON.stringify({ ...summary, picks }, null, 1)}\n`);
         console.log(JSON.stringify(o.out ? summary : { ...summary, picks }));
       } finally {
