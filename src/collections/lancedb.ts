@@ -50,7 +50,7 @@ export function loadLance(): Promise<LanceModules> {
     } catch (e) {
       loaded = null;
       const why = (e as Error).message.split('\n')[0];
-      throw new Error(`collections need the optional packages @lancedb/lancedb and apache-arrow, which did not load (${why}): install them with \`${LANCE_INSTALL}\``);
+      throw new Error(`collections need the optional packages @lancedb/lancedb and apache-arrow, which did not load (${why}): install them with \`${LANCE_INSTALL}\``, { cause: e });
     }
   })();
   return loaded;

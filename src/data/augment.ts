@@ -454,7 +454,7 @@ export class Augmentation {
         } catch (e) {
           log.report(p, e instanceof Error ? e.message.split('\n')[0]! : String(e));
           if (o.blank) { bytes[i] = undefined; sizes[i] = { width: 1, height: 1 }; return; }
-          if (!o.substitute || tries >= 100) throw new Error(`cannot read ${p} and no replacement found`);
+          if (!o.substitute || tries >= 100) throw new Error(`cannot read ${p} and no replacement found`, { cause: e });
           used[i] = o.substitute(used[i]!);
         }
       }

@@ -79,8 +79,8 @@ export function walkImages(inputs: readonly string[], o: WalkOpts = {}): WalkRes
       st = statSync(input);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      if (isLink(input)) throw new Error(`${input}: ${code === 'ELOOP' ? 'a symbolic link that loops' : `a dangling symbolic link (to ${linkTarget(input)})`}`);
-      throw new Error(`${input}: ${code === 'ENOENT' ? 'no such file or folder' : (e as Error).message}`);
+      if (isLink(input)) throw new Error(`${input}: ${code === 'ELOOP' ? 'a symbolic link that loops' : `a dangling symbolic link (to ${linkTarget(input)})`}`, { cause: e });
+      throw new Error(`${input}: ${code === 'ENOENT' ? 'no such file or folder' : (e as Error).message}`, { cause: e });
     }
     if (!st.isDirectory()) {
       // A file named directly is taken whatever its extension (the caller asked for it); inside folders only

@@ -62,7 +62,7 @@ export async function embedFilesOnnx(model: string, files: readonly string[], o:
           await preprocessImage(f, pre, x, j * 3 * size * size);
           return true;
         } catch (e) {
-          if (!o.onSkip) throw new Error(`${f}: ${(e as Error).message}`);
+          if (!o.onSkip) throw new Error(`${f}: ${(e as Error).message}`, { cause: e });
           o.onSkip({ path: f, reason: (e as Error).message });
           return false;
         }

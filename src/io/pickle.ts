@@ -2,9 +2,12 @@
 // goes through a caller-supplied resolver, which either returns a handler for an allowed name or refuses it.
 // We write the VM ourselves because no maintained npm pickle parser lets us vet globals before use.
 
+// Interfaces rather than type aliases: PyValue refers to them and they to PyValue.
 /** A Python dict (insertion-ordered, keys of any pickled type). */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
 export interface PyDict extends Map<PyValue, PyValue> {}
 /** A Python list or tuple. */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
 export interface PyList extends Array<PyValue> {}
 
 /**

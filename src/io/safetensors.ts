@@ -110,7 +110,7 @@ export function loadSafetensors(path: string): SafetensorsFile {
     try {
       header = JSON.parse(readExact(fd, hlen, 8, path).toString('utf8')) as Record<string, unknown>;
     } catch (e) {
-      throw new Error(`${path}: safetensors header is not valid JSON (${(e as Error).message})`);
+      throw new Error(`${path}: safetensors header is not valid JSON (${(e as Error).message})`, { cause: e });
     }
     const base = 8 + hlen;
     const metadata = (header.__metadata__ ?? {}) as Record<string, string>;

@@ -7,7 +7,7 @@ import { unzipSync } from 'fflate';
 import { Tensor, tensor, type DType } from '../torch/index.js';
 import { MemoryFormat, op } from '../torch/tensor.js';
 import { elementSize } from '../torch/dtype.js';
-import { PickleError, PickleGlobal, PickleObject, unpickle, type PickleCallable, type PyDict, type PyValue } from './pickle.js';
+import { PickleError, PickleGlobal, PickleObject, unpickle, type PickleCallable, type PyValue } from './pickle.js';
 
 export { PickleError, PickleGlobal, PickleObject, type PyDict, type PyList, type PyValue } from './pickle.js';
 
@@ -283,7 +283,7 @@ export function loadTorch(path: string, opts: TorchLoadOptions = {}): PyValue {
   try {
     data = readFileSync(path);
   } catch (e) {
-    throw new Error(`${path}: cannot read (${(e as Error).message})`);
+    throw new Error(`${path}: cannot read (${(e as Error).message})`, { cause: e });
   }
   try {
     return loadTorchBytes(data, opts);
@@ -313,7 +313,7 @@ function loadZip(data: Uint8Array, opts: TorchLoadOptions): PyValue {
       },
     });
   } catch (e) {
-    throw new Error(`not a readable zip archive (${(e as Error).message})`);
+    throw new Error(`not a readable zip archive (${(e as Error).message})`, { cause: e });
   }
   if (Object.keys(files).some((n) => n.endsWith('constants.pkl'))) {
     throw new Error('this is a TorchScript archive (torch.jit.save); save a state_dict with torch.save instead');

@@ -1,7 +1,7 @@
 // The Vision Transformer of MoCo v3 (moco-v3's vits.py: VisionTransformerMoCo on timm's VisionTransformer), laid
 // out with timm's module names (patch_embed.proj, cls_token, pos_embed, blocks.N.{norm1, attn.qkv, attn.proj,
 // norm2, mlp.fc1, mlp.fc2}, norm, head) so that timm and official MoCo v3 state dicts load by name.
-import { F, Tensor, arange, cat, noGrad, tidy, zeros } from '../torch/index.js';
+import { Tensor, arange, cat, noGrad, tidy, zeros } from '../torch/index.js';
 import { Conv2d, GELU, Identity, LayerNorm, Linear, Module, Sequential } from '../nn/index.js';
 import { normal_, uniform_, xavierUniform_, zeros_ } from '../nn/init.js';
 

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { decodeModel, encodeModel } from '../io/onnx-proto.js';
 import { OnnxRunner } from '../io/onnx-runtime.js';
-import { recordedPreprocessing, stemPreprocessing, type Preprocessing } from '../data/eval-transform.js';
+import { recordedPreprocessing, type Preprocessing } from '../data/eval-transform.js';
 
 export { stemPreprocessing } from '../data/eval-transform.js';
 

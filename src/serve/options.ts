@@ -1,6 +1,5 @@
 // What `buildServer` is given, and the request limits its defaults resolve to.
 import type { ServeEngine, ServeFeature } from './model.js';
-import type { SearchBackend } from './search-backend.js';
 
 export interface ServeOptions {
   /** Checkpoint (file or run directory, any format `moco embed` reads) or an exported `.onnx` model. */

@@ -34,7 +34,7 @@ let bf16Flags: string[] | null = null;
  */
 export function cpuBf16Features(): string[] {
   if (bf16Flags) return bf16Flags;
-  let flags = '';
+  let flags: string;
   try {
     flags = readFileSync('/proc/cpuinfo', 'utf8').match(/^flags\s*:(.*)$/m)?.[1] ?? '';
   } catch {

@@ -111,7 +111,7 @@ export function settingsFromObject(obj: Record<string, unknown>, where: string):
     try {
       Object.assign(out, settingValue(s, v));
     } catch (e) {
-      throw new Error(`${where}: ${key}: ${(e as Error).message}`);
+      throw new Error(`${where}: ${key}: ${(e as Error).message}`, { cause: e });
     }
   }
   return out;

@@ -89,7 +89,7 @@ export function readConfigFile(path: string): Partial<PretrainConfig> {
   try {
     text = readFileSync(path, 'utf8');
   } catch (e) {
-    throw new Error(`--config ${path}: cannot read (${(e as Error).message})`);
+    throw new Error(`--config ${path}: cannot read (${(e as Error).message})`, { cause: e });
   }
   try {
     const v: unknown = /\.ya?ml$/i.test(path) ? parseYaml(text) : JSON.parse(text);

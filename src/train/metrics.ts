@@ -36,7 +36,7 @@ export function readMetrics(dir: string): StepMetrics[] {
     try {
       return JSON.parse(l) as StepMetrics;
     } catch (e) {
-      throw new Error(`${p}:${i + 1}: not a JSON line (${(e as Error).message})`);
+      throw new Error(`${p}:${i + 1}: not a JSON line (${(e as Error).message})`, { cause: e });
     }
   });
 }

@@ -40,7 +40,7 @@ function cellValue(s: Setting, v: string, where: string): ConfigOverrides {
   try {
     return settingValue(s, v);
   } catch (e) {
-    throw new Error(`${where} ${s.key}=${v}: ${(e as Error).message}`);
+    throw new Error(`${where} ${s.key}=${v}: ${(e as Error).message}`, { cause: e });
   }
 }
 
@@ -71,13 +71,13 @@ export function readGridFile(path: string): GridAxis[] {
   try {
     text = readFileSync(path, 'utf8');
   } catch (e) {
-    throw new Error(`${where}: cannot read (${(e as Error).message})`);
+    throw new Error(`${where}: cannot read (${(e as Error).message})`, { cause: e });
   }
   let v: unknown;
   try {
     v = /\.json$/i.test(path) ? JSON.parse(text) : parseYaml(text);
   } catch (e) {
-    throw new Error(`${where}: ${(e as Error).message}`);
+    throw new Error(`${where}: ${(e as Error).message}`, { cause: e });
   }
   if (!v || typeof v !== 'object' || Array.isArray(v)) throw new Error(`${where}: expected an object of key: [values]`);
   const axes = Object.entries(v as Record<string, unknown>).map(([k, vals]) => {

@@ -153,7 +153,8 @@ export async function sweep(o: SweepOptions): Promise<SweepResult> {
   process.on('SIGTERM', handlers.SIGTERM);
   const rows: SweepRow[] = [];
   const ran: string[] = [];
-  let files = writeSweepTables(o.out, o.axes, rows);
+  // The tables exist (empty) from the start, so that a sweep stopped before its first cell still has them.
+  writeSweepTables(o.out, o.axes, rows);
   try {
     for (const [i, { cell, config }] of cells.entries()) {
       const dir = config.out;
@@ -200,14 +201,14 @@ export async function sweep(o: SweepOptions): Promise<SweepResult> {
       };
       writeTextAtomic(done, `${JSON.stringify(row, null, 2)}\n`);
       rows.push(row);
-      files = writeSweepTables(o.out, o.axes, rows);
+      writeSweepTables(o.out, o.axes, rows);
       log(`[${i + 1}/${cells.length}] ${cell.name}: kNN ${row.knnTop1?.toFixed(2) ?? '–'}%${linearTop1 !== undefined ? `, linear ${linearTop1.toFixed(2)}%` : ''}, ${row.imagesPerSec.toFixed(1)} images/s, peak ${row.peakRssMB.toFixed(0)} MiB`);
     }
   } finally {
     process.off('SIGINT', handlers.SIGINT);
     process.off('SIGTERM', handlers.SIGTERM);
   }
-  files = writeSweepTables(o.out, o.axes, rows);
+  const files = writeSweepTables(o.out, o.axes, rows);
   if (signal) log(`${signal}: stopped after ${rows.length} of ${cells.length} cells; rerun the same command to continue`);
   return { rows, ran, ...(changed.length ? { replaced } : {}), ...(signal ? { interrupted: signal as string } : {}), files };
 }

@@ -99,7 +99,7 @@ function readLincls(dir: string): ReportLincls[] {
       const r = JSON.parse(readFileSync(p, 'utf8')) as { protocol: string; epochs: number; best: { top1: number } | null; last: { top1: number; top5: number } };
       out.push({ folder: f === dir ? '.' : basename(f), protocol: r.protocol, epochs: r.epochs, bestTop1: r.best?.top1 ?? null, lastTop1: r.last.top1, lastTop5: r.last.top5 });
     } catch (e) {
-      throw new Error(`${p}: not a lincls result (${(e as Error).message})`);
+      throw new Error(`${p}: not a lincls result (${(e as Error).message})`, { cause: e });
     }
   }
   return out;
@@ -117,7 +117,7 @@ export function loadReportRun(dir: string): ReportRun {
   try {
     config = JSON.parse(readFileSync(cfgPath, 'utf8')) as Record<string, unknown>;
   } catch (e) {
-    throw new Error(`${cfgPath}: not JSON (${(e as Error).message})`);
+    throw new Error(`${cfgPath}: not JSON (${(e as Error).message})`, { cause: e });
   }
   const info = readRunInfo(d);
   const rows = readMetrics(d);

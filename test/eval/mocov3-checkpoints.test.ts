@@ -14,7 +14,7 @@ import { zeros, type Tensor } from '../../src/torch/index.js';
 
 let dir = '';
 let images = '';
-let paths: string[] = [];
+const paths: string[] = [];
 
 before(async () => {
   dir = tmpDir('moco-v3-ckpt-');

@@ -9,7 +9,7 @@ export function interop(...args: string[]): void {
     execFileSync(PYTHON, [join(repoRoot(), 'test', 'py', 'interop.py'), ...args], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 300_000 });
   } catch (e) {
     const err = e as { stderr?: Buffer; message: string };
-    throw new Error(`interop.py ${args.join(' ')} failed: ${err.stderr?.toString() ?? err.message}`);
+    throw new Error(`interop.py ${args.join(' ')} failed: ${err.stderr?.toString() ?? err.message}`, { cause: e });
   }
 }
 

@@ -49,7 +49,7 @@ export function pytorch(code: string, inputs: Record<string, Tensor> = {}, opts:
     return Object.fromEntries(loadSafetensors(join(dir, 'out.safetensors')).tensors);
   } catch (e) {
     const err = e as { stderr?: Buffer; message: string };
-    throw new Error(`PyTorch oracle failed: ${err.stderr?.toString() ?? err.message}`);
+    throw new Error(`PyTorch oracle failed: ${err.stderr?.toString() ?? err.message}`, { cause: e });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -34,7 +34,7 @@ export function readEventFiles(files: string[]): ReadFile[] {
     return (JSON.parse(out.toString()) as { files: ReadFile[] }).files;
   } catch (e) {
     const err = e as { stderr?: Buffer; message: string };
-    throw new Error(`event file reader failed: ${err.stderr?.toString() || err.message}`);
+    throw new Error(`event file reader failed: ${err.stderr?.toString() || err.message}`, { cause: e });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import sharp from 'sharp';
 import { repoRoot, tmpDir } from '../helpers/pytorch.js';
@@ -21,14 +21,6 @@ function userEnv(): NodeJS.ProcessEnv {
 function run(cmd: string, args: string[], cwd: string, timeoutMs: number): { code: number | null; out: string } {
   const r = spawnSync(cmd, args, { cwd, env: userEnv(), encoding: 'utf8', timeout: timeoutMs, maxBuffer: 64 * 2 ** 20 });
   return { code: r.status, out: `${r.stdout ?? ''}${r.stderr ?? ''}${r.error ? `\n${r.error.message}` : ''}` };
-}
-
-/** Every file under `dir`, relative paths. */
-function walk(dir: string, base = dir): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
-    const p = join(dir, e.name);
-    return e.isDirectory() ? walk(p, base) : [p.slice(base.length + 1)];
-  });
 }
 
 test('npm pack, npm i the tarball in a new project: the library, npx moco --version, npx moco serve + POST /v1/embed', { timeout: 10 * 60_000 }, async (t) => {

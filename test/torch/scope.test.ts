@@ -30,7 +30,7 @@ test('nested tidy moves returned tensors to the parent scope', () => {
 test('keep() lets a tensor outlive its scope; errors still clean up', () => {
   const before = torch.memory().tensors;
   const kept = torch.tidy(() => {
-    const k = torch.keep(torch.zeros([4]));
+    torch.keep(torch.zeros([4]));
     torch.ones([4]);
     return undefined;
   }) ?? null;

@@ -64,7 +64,7 @@ test('a 2×2 sweep runs end to end, resumes after SIGTERM without rerunning fini
   assert.match(csv[0]!, /^cell,grid.moco-t,grid.mlp,mechanism,mlp,augPlus,cos,T,/);
   const md = readFileSync(s2.md, 'utf8');
   assert.match(md, /\| cell \| mechanism \| MLP \| aug\+ \| cos \| τ \| kNN top-1 % \(random init\) \|/);
-  assert.match(md, /\| moco-t=0\.2_mlp=true \| moco \| ✓ \|  \| ✓ \| 0\.2 \| \d+\.\d\d \(\d+\.\d\d\) \|/);
+  assert.match(md, /\| moco-t=0\.2_mlp=true \| moco \| ✓ \| {2}\| ✓ \| 0\.2 \| \d+\.\d\d \(\d+\.\d\d\) \|/);
   const rows = JSON.parse(readFileSync(join(out, 'sweep.json'), 'utf8')) as { steps: number; peakRssMB: number; knnTop1?: number }[];
   // Each cell evaluated: a kNN accuracy in [0, 100]. Not > 0: a width-4 encoder after 6 steps scores near chance on
   // 19 queries, and 0 of 19 at chance (10%) happens 13.5% of the time (0.9^19), as it did on one machine.

@@ -99,7 +99,7 @@ export async function downloadCifar(root: string, variant: 10 | 100, o: Download
       const raced = findCifarDir(root, variant);
       if (raced) return raced;
       throw new Error(`CIFAR-${variant}: cannot move the extracted release to ${dest} (${(e as Error).message}); `
-        + `if ${dest} is an incomplete earlier copy, remove it and run again`);
+        + `if ${dest} is an incomplete earlier copy, remove it and run again`, { cause: e });
     }
     return dest;
   } finally {
