@@ -5,15 +5,16 @@
 // checkpoint, so an interrupted and resumed run computes the same losses as an uninterrupted one.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { cpuBf16Features, manualSeed, setNumThreads, tidy } from '../torch/index.js';
-import { Augmentation, Loader, openDataset, subset, type ImageDataset, type PresetName } from '../data/index.js';
+import { cpuBf16Features, manualSeed, setNumThreads, type Tensor } from '../torch/index.js';
+import { Augmentation, Loader, openDataset, subset, type Batch, type ImageDataset, type PresetName } from '../data/index.js';
 import { MoCo, MoCoV3, createMechanism, type Mechanism } from '../moco/index.js';
 import { cosineLr, cosineMomentum, createOptimizer, linearScaledLr, stepLr, warmupCosineLr } from '../optim/index.js';
 import { writeTextAtomic } from '../io/atomic.js';
 import type { DistributedTraining } from '../dist/index.js';
 import { keysPerStep, type PretrainConfig } from './config.js';
 import { restoreCheckpoint, resumeCommand, type LoadedCheckpoint, type RunState } from './checkpoint.js';
-import { stderrWarner, type RunEnd, type StepEvent, type TrainObserver } from './observer.js';
+import { Loop, type LoopResult, type LoopStep } from '../loop/index.js';
+import { stderrWarner, type PretrainLoop, type StepEvent, type TrainObserver } from './observer.js';
 import { CheckpointObserver, KnnObserver, ProgressObserver, RunLogObserver, SignalObserver, type NeighbourGridRenderer } from './observers/index.js';
 import { stepRng } from './step-rng.js';
 import { readMetrics, type StepMetrics } from './metrics.js';
@@ -48,6 +49,11 @@ export interface PretrainOptions {
    * estimatePeakMemory, availableMemory). Default true; false is `--no-memory-check`.
    */
   memoryCheck?: boolean;
+  /**
+   * SIGINT and SIGTERM stop the run after the current step, with a checkpoint (PretrainSummary.interrupted).
+   * Default false: a library caller keeps its process's own signal handling; the CLI turns it on.
+   */
+  handleSignals?: boolean;
 }
 
 export interface PretrainSummary {
@@ -259,125 +265,73 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
   }
 
   const warn = stderrWarner(quiet);
-  const t0 = performance.now();
-  const elapsed = (): number => (performance.now() - t0) / 1000;
+  const startedAt = performance.now();
   const runLog = isMain ? await RunLogObserver.open(c, { fromStep: state.step, stepsPerEpoch: bpe, totalSteps, command: o.command, warn }) : null;
-  const progress = new ProgressObserver(totalSteps, state.step, c.printFreq, !quiet);
-  const note = (line: string): void => progress.log(line);
-  const signals = new SignalObserver();
-  const checkpoints = new CheckpointObserver(c, mech, opt, () => state, o.resume?.file ?? null, isMain, note);
-  const knn = knnData ? new KnnObserver(c, mech, knnData, runLog, note, warn, (e) => epochLr(c, e), elapsed, o.neighbourGrid) : null;
+  const progress = new ProgressObserver({ totalSteps, fromStep: state.step, printFreq: c.printFreq, enabled: !quiet });
+  const signals = o.handleSignals ? new SignalObserver() : null;
+  const checkpoints = new CheckpointObserver({ resumedFrom: o.resume?.file ?? null, enabled: isMain });
+  const knn = knnData ? new KnnObserver({ data: knnData, runLog, renderGrid: o.neighbourGrid }) : null;
   const onStep = o.onStep;
   // In this order: a checkpoint is written before the kNN evaluation of the same epoch, and both before the
   // events are flushed.
   const observers: TrainObserver[] = [
     checkpoints, ...(knn ? [knn] : []), ...(runLog ? [runLog] : []), progress,
-    ...(onStep ? [{ step: (e: StepEvent): void => onStep({ epoch: e.epoch, step: e.step, loss: e.loss, lr: e.lr }) }] : []),
-    signals, ...(o.observers ?? []),
+    ...(onStep ? [{ step: (_ctx: unknown, e: StepEvent): void => onStep({ epoch: e.epoch, step: e.step, loss: e.loss, lr: e.lr }) }] : []),
+    ...(signals ? [signals] : []), ...(o.observers ?? []),
   ];
-  const stopRequest = (): string | null => {
-    for (const ob of observers) { const r = ob.stopRequest?.(); if (r) return r; }
-    return null;
-  };
-
-  let lastLoss = NaN;
-  // Throughput counts wall time from the end of the warm-up steps, data loading included.
-  let timedImages = 0;
-  let timedFrom = 0;
-  let timedTo = 0;
-  let windowStart = performance.now();
-  let windowImages = 0;
-  let stepsThisRun = 0;
-  let done = state.step >= totalSteps;
-  let stopSignal: string | null = null;
-  let outcome: RunEnd = { state: 'finished' };
-
+  const step = pretrainStep(c, bpe, precision, dist, () => checkpoints.last);
+  let r: LoopResult;
   try {
-    for (const ob of observers) await ob.start?.(state);
-    for (let epoch = state.epoch; epoch < c.epochs && !done; epoch++) {
-      let lr = epochLr(c, epoch);
-      opt.setLr(lr);
-      const startBatch = epoch === state.epoch ? state.batch : 0;
-      let waitFrom = performance.now();
-      for await (const batch of loader.epoch(epoch, { startBatch })) {
-        const stepFrom = performance.now();
-        const dataMs = stepFrom - waitFrom;
-        const n = batch.views[0]!.shape[0]!;
-        const stepNo = state.step + 1;
-        const lastOfEpoch = batch.index + 1 === bpe || stepNo === totalSteps;
-        const sched = iterationSchedule(c, epoch, batch.index, bpe);
-        if (sched) {
-          lr = sched.lr;
-          opt.setLr(lr);
-          if (mech instanceof MoCoV3) mech.m = sched.m;
-        }
-        const loss = tidy(() => {
-          const rnd = mech.randomness(stepRng(c.seed, epoch, batch.index), n);
-          const out = trainStep(mech, opt, { views: batch.views, indices: batch.indices }, rnd, dist ? (p) => dist.afterBackward(p) : undefined, precision);
-          for (const ob of observers) ob.output?.(out, stepNo, lastOfEpoch);
-          return out.loss.item();
-        });
-        const stepMs = performance.now() - stepFrom;
-        batch.dispose();
-        if (!Number.isFinite(loss)) {
-          const msg = `loss is ${loss} at step ${state.step + 1} (epoch ${epoch}); stopping. Last good checkpoint: ${checkpoints.last ?? 'none'}. Try a lower --lr.`;
-          outcome = { state: 'diverged', reason: `loss is ${loss} at step ${state.step + 1}` };
-          throw new Error(msg);
-        }
-        lastLoss = loss;
-        state = { epoch, batch: batch.index + 1, step: state.step + 1 };
-        stepsThisRun++;
-        const images = n * world;
-        const now = performance.now();
-        if (stepsThisRun === WARMUP_STEPS) timedFrom = now;
-        if (stepsThisRun > WARMUP_STEPS) { timedImages += images; timedTo = now; }
-        windowImages += images;
-        const ips = (1000 * windowImages) / Math.max(1, now - windowStart);
-        if (state.step % c.printFreq === 0) { windowStart = now; windowImages = 0; }
-        const ev: StepEvent = { epoch, step: state.step, batchIndex: batch.index, lastOfEpoch: batch.index + 1 === bpe, loss, lr, imagesPerSec: ips, elapsed: (now - t0) / 1000, dataMs, stepMs };
-        for (const ob of observers) ob.step?.(ev);
-        if (state.step >= totalSteps) { done = true; break; }
-        // In-memory batches resolve without a trip through the event loop; give signals a chance to land.
-        await new Promise<void>((resolve) => setImmediate(resolve));
-        stopSignal = stopRequest();
-        if (stopSignal) break;
-        for (const ob of observers) await ob.between?.(ev);
-        waitFrom = performance.now();
-      }
-      if (state.batch >= bpe) state = { epoch: epoch + 1, batch: 0, step: state.step };
-      if (stopSignal) break;
-      for (const ob of observers) await ob.epochEnd?.({ epoch, state, lastLoss, lr });
-    }
-    if (stopSignal) {
-      for (const ob of observers) await ob.stopped?.(stopSignal, state);
-      outcome = { state: 'interrupted', reason: stopSignal };
-    } else {
-      for (const ob of observers) await ob.finished?.(state, lastLoss);
-    }
-  } catch (e) {
-    if (outcome.state === 'finished') outcome = { state: 'interrupted', reason: (e as Error).message };
-    throw e;
+    r = await new Loop(step, observers).run((epoch, startBatch) => loader.epoch(epoch, { startBatch }), {
+      config: c, model: mech, optimizer: opt, epochs: c.epochs, batchesPerEpoch: bpe, totalSteps, state, lr: (e) => epochLr(c, e),
+      log: (line) => progress.log(line), warn, worldSize: world, throughputWindow: c.printFreq, warmupSteps: WARMUP_STEPS, startedAt,
+    });
   } finally {
-    for (const ob of observers) {
-      try { await ob.close?.(outcome); } catch (e) { warn('closing an observer', e); }
-    }
     await loader.close();
     opt.dispose();
     mech.dispose();
     train.dispose();
     knnData?.queries.dispose();
   }
+  const end = r.state;
   return {
-    epochs: state.epoch + (state.batch > 0 ? state.batch / bpe : 0),
-    steps: state.step,
-    imagesPerSec: timedTo > timedFrom ? (1000 * timedImages) / (timedTo - timedFrom) : 0,
-    lastLoss,
+    epochs: end.epoch + (end.batch > 0 ? end.batch / bpe : 0),
+    steps: end.step,
+    imagesPerSec: r.imagesPerSec,
+    lastLoss: r.lastLoss,
     ...(knn?.top1 !== undefined ? { knnTop1: knn.top1 } : {}),
     ...(knn?.top1Init !== undefined ? { knnTop1Init: knn.top1Init } : {}),
     runDir: c.out,
     checkpoint: checkpoints.last,
-    ...(stopSignal ? { interrupted: stopSignal } : {}),
+    ...(r.stopped ? { interrupted: r.stopped } : {}),
     peakRssMB: process.resourceUsage().maxRSS / 1024,
     peakEstimateMB: estimate.peakBytes / 2 ** 20,
+  };
+}
+
+/**
+ * Pre-training's step: the batch's randomness keyed by (seed, epoch, batch), MoCo v3's per-iteration lr and
+ * momentum, then forward, backward, gradient averaging and the optimizer (trainStep). `lastCheckpoint` names
+ * the checkpoint a diverged run can continue from.
+ */
+function pretrainStep(c: PretrainConfig, bpe: number, precision: StepPrecision, dist: DistributedTraining | undefined,
+  lastCheckpoint: () => string | null): LoopStep<PretrainLoop, Batch> {
+  const afterBackward = dist ? (p: Tensor[]): void => dist.afterBackward(p) : undefined;
+  return {
+    train(ctx, batch, at) {
+      const mech = ctx.model;
+      const sched = iterationSchedule(c, at.epoch, at.batchIndex, bpe);
+      if (sched) {
+        ctx.optimizer.setLr(sched.lr);
+        if (mech instanceof MoCoV3) mech.m = sched.m;
+      }
+      const n = batch.views[0]!.shape[0]!;
+      const rnd = mech.randomness(stepRng(c.seed, at.epoch, at.batchIndex), n);
+      const out = trainStep(mech, ctx.optimizer, { views: batch.views, indices: batch.indices }, rnd, afterBackward, precision);
+      return { loss: out.loss.item(), samples: n, output: out, ...(sched ? { lr: sched.lr } : {}) };
+    },
+    diverged(_ctx, loss, at) {
+      return new Error(`loss is ${loss} at step ${at.step} (epoch ${at.epoch}); stopping. Last good checkpoint: ${lastCheckpoint() ?? 'none'}. Try a lower --lr.`);
+    },
   };
 }
