@@ -7,7 +7,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { cpuBf16Features, manualSeed, setNumThreads, type Tensor } from '../torch/index.js';
 import { Augmentation, Loader, openDataset, subset, type Batch, type ImageDataset, type PresetName } from '../data/index.js';
-import { MoCo, MoCoV3, createMechanism, type Mechanism } from '../moco/index.js';
+import { createMechanism, type Mechanism, type MoCoDistHooks } from '../moco/index.js';
 import { cosineLr, cosineMomentum, createOptimizer, linearScaledLr, stepLr, warmupCosineLr } from '../optim/index.js';
 import { writeTextAtomic } from '../io/atomic.js';
 import type { DistributedTraining } from '../dist/index.js';
@@ -154,12 +154,16 @@ function openTrain(c: PretrainConfig): ImageDataset {
   return c.trainSubset > 0 && c.trainSubset < ds.length ? subset(ds, c.trainSubset, c.seed) : ds;
 }
 
-/** The mechanism a config asks for, on `bankSize` training images (the memory bank's rows). */
-export function mechanismOf(c: PretrainConfig, bankSize: number): Mechanism {
+/**
+ * The mechanism a config asks for, on `bankSize` training images (the memory bank's rows); `dist`: MoCo's
+ * multi-process hooks (see DistributedTraining.hooks).
+ */
+export function mechanismOf(c: PretrainConfig, bankSize: number, dist?: MoCoDistHooks): Mechanism {
   return createMechanism({
     mechanism: c.mechanism ?? 'moco', arch: c.arch, dim: c.dim, K: c.K, m: c.m, T: c.T, head: c.head, cifarStem: c.cifarStem, width: c.width,
     bnSplits: c.bnSplits, symmetric: c.symmetric, shuffle: c.shuffleBn, loss: c.loss, bankSize, bankMomentum: c.bankMomentum, bankSampling: c.bankSampling,
     mlpDim: c.mlpDim, imageSize: c.imageSize, patchSize: c.patchSize, vitDepth: c.vitDepth, stopGradConv1: c.stopGradConv1,
+    ...(dist ? { dist } : {}),
   });
 }
 
@@ -240,7 +244,8 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
     }
   }
 
-  const mech = mechanismOf(c, train.length);
+  // Only MoCo runs in several processes (refused above for the others): its hooks gather keys and shuffle BN.
+  const mech = mechanismOf(c, train.length, dist?.hooks(c.shuffleBn));
   if (c.device !== 'cpu') mech.to(c.device);
   if (c.channelsLast) mech.toMemoryFormat('channelsLast');
   const precision = stepPrecisionOf(c);
@@ -253,10 +258,9 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
     restoreCheckpoint(o.resume, mech, opt);
     state = { ...o.resume.state };
   }
-  if (dist && mech instanceof MoCo) {
+  if (dist) {
     // Every rank starts from rank 0's weights, queue and counters (also after a resume on another world size).
     await dist.syncState([...mech.stateDict().values()]);
-    mech.dist = dist.hooks(c.shuffleBn);
   }
 
   if (isMain) {
@@ -323,7 +327,7 @@ function pretrainStep(c: PretrainConfig, bpe: number, precision: StepPrecision, 
       const sched = iterationSchedule(c, at.epoch, at.batchIndex, bpe);
       if (sched) {
         ctx.optimizer.setLr(sched.lr);
-        if (mech instanceof MoCoV3) mech.m = sched.m;
+        mech.setMomentum?.(sched.m);
       }
       const n = batch.views[0]!.shape[0]!;
       const rnd = mech.randomness(stepRng(c.seed, at.epoch, at.batchIndex), n);
