@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { cpuBf16Features, manualSeed, setNumThreads, type Tensor } from '../torch/index.js';
 import { Augmentation, Loader, openDataset, subset, type Batch, type ImageDataset, type PresetName } from '../data/index.js';
 import { createMechanism, type Mechanism, type MoCoDistHooks } from '../moco/index.js';
-import { cosineLr, cosineMomentum, createOptimizer, linearScaledLr, stepLr, warmupCosineLr } from '../optim/index.js';
+import { cosineLr, cosineMomentum, createOptimizer, linearScaledLr, stepLr, warmupCosineLr, type Optimizer } from '../optim/index.js';
 import { writeTextAtomic } from '../io/atomic.js';
 import type { DistributedTraining } from '../dist/index.js';
 import { keysPerStep, type PretrainConfig } from './config.js';
@@ -172,22 +172,36 @@ export function stepPrecisionOf(c: PretrainConfig): StepPrecision {
   return { channelsLast: c.channelsLast, ...(c.amp === 'bf16' ? { amp: { deviceType: c.device.startsWith('cuda') ? 'cuda' as const : 'cpu' as const } } : {}) };
 }
 
-/** Runs (or resumes) pre-training as configured. */
-export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Promise<PretrainSummary> {
-  const dist = o.dist;
-  const isMain = dist ? dist.isMain : (o.isMain ?? true);
-  const world = dist?.worldSize ?? 1;
-  const rank = dist?.rank ?? 0;
-  const quiet = o.quiet || !isMain;
-  setNumThreads(c.threads);
-  manualSeed(c.seed);
+/** This process's part in the run. */
+interface Process {
+  dist?: DistributedTraining;
+  isMain: boolean;
+  world: number;
+  rank: number;
+  quiet: boolean;
+}
 
-  if (dist && (c.mechanism ?? 'moco') !== 'moco') {
+/** The training data, its loader and the run's length, after every check that is cheap before the model exists. */
+interface Prepared {
+  train: ImageDataset;
+  loader: Loader;
+  estimate: ReturnType<typeof estimatePeakMemory>;
+  bpe: number;
+  totalSteps: number;
+}
+
+/**
+ * Refuses what cannot run (settings, memory, too little data) before the model is built, warns about what runs
+ * poorly, and opens the data. Whatever it opened is closed when it refuses.
+ */
+async function prepare(c: PretrainConfig, o: PretrainOptions, p: Process): Promise<Prepared> {
+  if (p.dist && (c.mechanism ?? 'moco') !== 'moco') {
     throw new Error(`--mechanism ${c.mechanism} runs in one process; multi-process training is MoCo's (--mechanism moco)`);
   }
   if (o.resume && (o.resume.optimizerName ?? 'sgd') !== (c.optimizer ?? 'sgd')) {
     throw new Error(`--resume ${o.resume.file}: the run was trained with --optimizer ${o.resume.optimizerName ?? 'sgd'}, this one is set to --optimizer ${c.optimizer}; drop --optimizer to continue with ${o.resume.optimizerName ?? 'sgd'}, or start a new run with another --out`);
   }
+  const { world, rank } = p;
   const train = openTrain(c);
   if (c.batchSize % world || (c.batchSize / world) % c.bnSplits) {
     throw new Error(`invalid --batch-size ${c.batchSize}: each of the ${world} processes takes an equal share that --bn-splits ${c.bnSplits} divides, so it must be a multiple of ${world * c.bnSplits}; pass --batch-size ${Math.max(1, Math.round(c.batchSize / (world * c.bnSplits))) * world * c.bnSplits}, or another --bn-splits or process count`);
@@ -218,38 +232,35 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
     throw new Error(`data ${c.data}: ${train.length} images is fewer than --batch-size ${c.batchSize}; lower --batch-size`);
   }
   const perStep = keysPerStep(c);
-  if ((c.mechanism ?? 'moco') === 'moco' && c.K > train.length && !quiet) {
+  if ((c.mechanism ?? 'moco') === 'moco' && c.K > train.length && !p.quiet) {
     // Not an error (it trains), but the queue then holds several keys of each image: an image's own earlier keys
     // become its negatives, and the contrast is weaker than the queue size suggests.
     process.stderr.write(`warning: --moco-k ${c.K} is larger than the dataset ${c.data} (${train.length} training images): the queue holds several keys of each image, so images are contrasted with their own earlier keys; ${perStep <= train.length ? `pass --moco-k ${train.length} or less` : `the queue cannot be smaller than the ${perStep} keys a step enqueues, so pass a smaller --batch-size`}\n`);
   }
   const bpe = loader.batchesPerEpoch;
   const totalSteps = c.maxSteps > 0 ? Math.min(c.maxSteps, c.epochs * bpe) : c.epochs * bpe;
-  if (o.resume && o.resume.state.step >= totalSteps) {
-    // Nothing to train. Running the observers would evaluate again and rewrite run.json and the report as a new
-    // session of zero steps; the run directory stays as the run left it.
-    await loader.close();
-    train.dispose();
-    for (const t of o.resume.tensors.values()) t.dispose();
-    return finishedSummary(c, o.resume, bpe);
-  }
-  let knnData: { bank: ImageDataset; queries: ImageDataset } | null = null;
-  if (c.knnEvery > 0) {
-    let queries: ImageDataset | null = null;
-    try { queries = openDataset(c.data, { split: 'test', seed: c.seed }); } catch { queries = null; }
-    if (!train.labels || !queries?.labels) {
-      if (!quiet) process.stderr.write(`--knn-every ${c.knnEvery}: ${c.data} has no labelled test/val split; the kNN monitor is off\n`);
-    } else {
-      knnData = { bank: train, queries };
-    }
-  }
+  return { train, loader, estimate, bpe, totalSteps };
+}
 
-  // Only MoCo runs in several processes (refused above for the others): its hooks gather keys and shuffle BN.
-  const mech = mechanismOf(c, train.length, dist?.hooks(c.shuffleBn));
+/** The kNN monitor's bank (the training set) and queries (the test split), or null when it is off or cannot run. */
+function knnDataOf(c: PretrainConfig, train: ImageDataset, quiet: boolean): { bank: ImageDataset; queries: ImageDataset } | null {
+  if (c.knnEvery <= 0) return null;
+  let queries: ImageDataset | null = null;
+  try { queries = openDataset(c.data, { split: 'test', seed: c.seed }); } catch { queries = null; }
+  if (!train.labels || !queries?.labels) {
+    if (!quiet) process.stderr.write(`--knn-every ${c.knnEvery}: ${c.data} has no labelled test/val split; the kNN monitor is off\n`);
+    return null;
+  }
+  return { bank: train, queries };
+}
+
+/** The mechanism and its optimizer on the run's device, restored from the resumed checkpoint, the same on every rank. */
+async function buildModel(c: PretrainConfig, o: PretrainOptions, p: Process, bankSize: number): Promise<{ mech: Mechanism; opt: Optimizer; state: RunState }> {
+  // Only MoCo runs in several processes (refused before for the others): its hooks gather keys and shuffle BN.
+  const mech = mechanismOf(c, bankSize, p.dist?.hooks(c.shuffleBn));
   if (c.device !== 'cpu') mech.to(c.device);
   if (c.channelsLast) mech.toMemoryFormat('channelsLast');
-  const precision = stepPrecisionOf(c);
-  if (c.amp === 'bf16' && !c.device.startsWith('cuda') && cpuBf16Features().length === 0 && !quiet) {
+  if (c.amp === 'bf16' && !c.device.startsWith('cuda') && cpuBf16Features().length === 0 && !p.quiet) {
     process.stderr.write('warning: --amp bf16 on a CPU without native bfloat16 (no AVX-512 BF16 or AMX in /proc/cpuinfo): results are correct but the step is slower than fp32; drop --amp here\n');
   }
   const opt = createOptimizer(c.optimizer ?? 'sgd', mech.trainableParameters(), { lr: c.lr, momentum: c.momentum, weightDecay: c.wd });
@@ -258,11 +269,31 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
     restoreCheckpoint(o.resume, mech, opt);
     state = { ...o.resume.state };
   }
-  if (dist) {
-    // Every rank starts from rank 0's weights, queue and counters (also after a resume on another world size).
-    await dist.syncState([...mech.stateDict().values()]);
-  }
+  // Every rank starts from rank 0's weights, queue and counters (also after a resume on another world size).
+  if (p.dist) await p.dist.syncState([...mech.stateDict().values()]);
+  return { mech, opt, state };
+}
 
+/** Runs (or resumes) pre-training as configured: the setup above, then one run of the training loop. */
+export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Promise<PretrainSummary> {
+  const dist = o.dist;
+  const isMain = dist ? dist.isMain : (o.isMain ?? true);
+  const p: Process = { dist, isMain, world: dist?.worldSize ?? 1, rank: dist?.rank ?? 0, quiet: Boolean(o.quiet) || !isMain };
+  const quiet = p.quiet;
+  setNumThreads(c.threads);
+  manualSeed(c.seed);
+
+  const { train, loader, estimate, bpe, totalSteps } = await prepare(c, o, p);
+  if (o.resume && o.resume.state.step >= totalSteps) {
+    // Nothing to train. Running the observers would evaluate again and rewrite run.json and the report as a new
+    // session of zero steps; the run directory stays as the run left it.
+    await loader.close();
+    train.dispose();
+    for (const t of o.resume.tensors.values()) t.dispose();
+    return finishedSummary(c, o.resume, bpe);
+  }
+  const knnData = knnDataOf(c, train, quiet);
+  const { mech, opt, state } = await buildModel(c, o, p, train.length);
   if (isMain) {
     mkdirSync(c.out, { recursive: true });
     writeTextAtomic(join(c.out, 'config.json'), `${JSON.stringify(c, null, 2)}\n`);
@@ -283,12 +314,12 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
     ...(onStep ? [{ step: (_ctx: unknown, e: StepEvent): void => onStep({ epoch: e.epoch, step: e.step, loss: e.loss, lr: e.lr }) }] : []),
     ...(signals ? [signals] : []), ...(o.observers ?? []),
   ];
-  const step = pretrainStep(c, bpe, precision, dist, () => checkpoints.last);
+  const step = pretrainStep(c, bpe, stepPrecisionOf(c), dist, () => checkpoints.last);
   let r: LoopResult;
   try {
     r = await new Loop(step, observers).run((epoch, startBatch) => loader.epoch(epoch, { startBatch }), {
       config: c, model: mech, optimizer: opt, epochs: c.epochs, batchesPerEpoch: bpe, totalSteps, state, lr: (e) => epochLr(c, e),
-      log: (line) => progress.log(line), warn, worldSize: world, throughputWindow: c.printFreq, warmupSteps: WARMUP_STEPS, startedAt,
+      log: (line) => progress.log(line), warn, worldSize: p.world, throughputWindow: c.printFreq, warmupSteps: WARMUP_STEPS, startedAt,
     });
   } finally {
     await loader.close();
