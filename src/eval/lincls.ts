@@ -252,7 +252,9 @@ export async function linearProbe(encoder: Encoder, train: ImageDataset, val: Im
   // caller hears of it.
   const observers: LinearObserver[] = [
     check, new EpochLogObserver(),
-    new ClassifierCheckpointObserver({ encoder, bestPath, lastPath: ckptPath, lastEvery: o.cacheFeatures ? 'end' : 'epoch', info, history: resume?.history }),
+    new ClassifierCheckpointObserver({
+      encoder, bestPath, lastPath: ckptPath, lastEvery: o.cacheFeatures ? 'end' : 'epoch', info, history: resume?.history,
+    }),
     ...(events ? [events] : []),
     ...(o.onEpoch ? [{ epochEnd: (_ctx: unknown, e: EpochEvent<EpochMetrics>): void => o.onEpoch!(e.metrics) }] : []),
   ];
@@ -305,8 +307,9 @@ export async function linearProbe(encoder: Encoder, train: ImageDataset, val: Im
  * The image protocol's training: augmented batches through the frozen backbone, one SGD step each, run by
  * runLinearEpochs; `history` includes a resumed run's earlier epochs.
  */
-async function trainOnImages(encoder: Encoder, train: ImageDataset, valX: Tensor, valY: Tensor, numClasses: number, s: ResolvedSchedule,
-  resume: ResumePoint | null, lrOrigin: LrOrigin, observers: LinearObserver[], log: (line: string) => void): Promise<{ head: LinearHead; history: EpochMetrics[]; steps: number }> {
+async function trainOnImages(encoder: Encoder, train: ImageDataset, valX: Tensor, valY: Tensor, numClasses: number,
+  s: ResolvedSchedule, resume: ResumePoint | null, lrOrigin: LrOrigin, observers: LinearObserver[],
+  log: (line: string) => void): Promise<{ head: LinearHead; history: EpochMetrics[]; steps: number }> {
   const { spec, padCrop } = trainSpec(encoder);
   // Image files are decoded by worker threads: the backbone's forward pass blocks this thread's event loop.
   const loader = new Loader(train, { batchSize: s.batchSize, shuffle: true, dropLast: false, seed: s.seed, augment: spec, twoCrops: false, fileWorkers: 2 });
@@ -331,7 +334,8 @@ async function trainOnImages(encoder: Encoder, train: ImageDataset, valX: Tensor
   }
   try {
     const r = await runLinearEpochs(head, s, batches, valX, valY, {
-      opt, batchesPerEpoch: Math.ceil(train.length / s.batchSize), startEpoch: resume?.epoch ?? 0, startSteps: resume?.steps ?? 0, lrOrigin, observers, log,
+      opt, batchesPerEpoch: Math.ceil(train.length / s.batchSize), startEpoch: resume?.epoch ?? 0, startSteps: resume?.steps ?? 0,
+      lrOrigin, observers, log,
     });
     if (!r.history.length) throw new Error('linear classification: no epoch ran (epochs or maxSteps is 0)');
     return { head, history: [...(resume?.history ?? []), ...r.history], steps: r.steps };

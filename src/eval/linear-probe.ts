@@ -4,7 +4,9 @@
 import { F, Tensor, empty, keep, noGrad, tensor, tidy, zeros } from '../torch/index.js';
 import { SGD, lrAt } from '../optim/index.js';
 import { Rng } from '../data/rng.js';
-import { Loop, type EpochEvent, type LoopContext, type LoopObserver, type LoopStep, type StepAt, type StepOutput } from '../loop/index.js';
+import {
+  Loop, type EpochEvent, type LoopContext, type LoopObserver, type LoopStep, type StepAt, type StepOutput,
+} from '../loop/index.js';
 
 /** The schedule and optimiser of the linear protocol. */
 export interface LinearSchedule {
@@ -293,8 +295,9 @@ export async function runLinearEpochs(head: LinearHead, s: ResolvedSchedule,
   const step = new LinearStep(valX, valY, o.lrOrigin);
   const bpe = o.batchesPerEpoch;
   const r = await new Loop(step, o.observers ?? []).run((epoch) => batches(epoch), {
-    config: s, model: head, optimizer: o.opt, epochs: s.epochs, batchesPerEpoch: bpe, totalSteps: Math.min(s.maxSteps, s.epochs * bpe),
-    state: { epoch: o.startEpoch ?? 0, batch: 0, step: o.startSteps ?? 0 }, lr: (epoch) => linclsLr(s, epoch), ...(o.log ? { log: o.log } : {}),
+    config: s, model: head, optimizer: o.opt, epochs: s.epochs, batchesPerEpoch: bpe,
+    totalSteps: Math.min(s.maxSteps, s.epochs * bpe), state: { epoch: o.startEpoch ?? 0, batch: 0, step: o.startSteps ?? 0 },
+    lr: (epoch) => linclsLr(s, epoch), ...(o.log ? { log: o.log } : {}),
   });
   return { history: step.history, steps: r.state.step };
 }
@@ -355,8 +358,11 @@ export async function trainLinearOnFeatures(trainX: Tensor, trainY: Tensor, valX
   }
   try {
     const onEpoch = o.onEpoch;
-    const observers: LinearObserver[] = [...(onEpoch ? [{ epochEnd: (c: LoopContext<LinearLoop>, e: EpochEvent<EpochMetrics>): void => onEpoch(e.metrics, c.model) }] : []), ...(o.observers ?? [])];
-    const { history, steps } = await runLinearEpochs(head, s, batches, valX, yVal, { opt, batchesPerEpoch: Math.ceil(n / s.batchSize), observers, lrOrigin: o.lrOrigin, log: o.log });
+    const each: LinearObserver = { epochEnd: (c: LoopContext<LinearLoop>, e: EpochEvent<EpochMetrics>) => onEpoch?.(e.metrics, c.model) };
+    const observers = [...(onEpoch ? [each] : []), ...(o.observers ?? [])];
+    const { history, steps } = await runLinearEpochs(head, s, batches, valX, yVal, {
+      opt, batchesPerEpoch: Math.ceil(n / s.batchSize), observers, lrOrigin: o.lrOrigin, log: o.log,
+    });
     if (!history.length) throw new Error('trainLinearOnFeatures: no epoch ran (epochs or maxSteps is 0)');
     return { head, history, best: bestOf(history), last: history[history.length - 1]!, steps };
   } catch (e) {

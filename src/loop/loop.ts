@@ -255,7 +255,8 @@ export class Loop<T extends LoopTypes, B extends object> {
         for await (const batch of batches(epoch, startBatch)) {
           const stepFrom = performance.now();
           const dataMs = stepFrom - waitFrom;
-          const at: StepAt = { epoch, batchIndex: index, step: state.step + 1, lastOfEpoch: index + 1 === bpe || state.step + 1 === totalSteps };
+          const stepNo = state.step + 1;
+          const at: StepAt = { epoch, batchIndex: index, step: stepNo, lastOfEpoch: index + 1 === bpe || stepNo === totalSteps };
           let r: { loss: number; samples: number; lr?: number };
           try {
             r = tidy(() => {
@@ -270,7 +271,8 @@ export class Loop<T extends LoopTypes, B extends object> {
           if (r.lr !== undefined) lr = r.lr;
           if (!Number.isFinite(r.loss)) {
             outcome = { state: 'diverged', reason: `loss is ${r.loss} at step ${at.step}` };
-            throw this.step.diverged?.(ctx, r.loss, at, lr) ?? new Error(`loss is ${r.loss} at step ${at.step} (epoch ${epoch}); stopping`);
+            throw this.step.diverged?.(ctx, r.loss, at, lr)
+              ?? new Error(`loss is ${r.loss} at step ${at.step} (epoch ${epoch}); stopping`);
           }
           lastLoss = r.loss;
           state = { epoch, batch: index + 1, step: at.step };
@@ -284,7 +286,8 @@ export class Loop<T extends LoopTypes, B extends object> {
           const ips = (1000 * windowImages) / Math.max(1, now - windowStart);
           if (state.step % window === 0) { windowStart = now; windowImages = 0; }
           const ev: StepEvent = {
-            epoch, step: state.step, batchIndex: at.batchIndex, lastOfEpoch: at.batchIndex + 1 === bpe, loss: r.loss, lr,
+            epoch, step: state.step, batchIndex: at.batchIndex, lastOfEpoch: at.batchIndex + 1 === bpe,
+            loss: r.loss, lr,
             imagesPerSec: ips, elapsed: (now - t0) / 1000, dataMs, stepMs,
           };
           for (const ob of observers) ob.step?.(ctx, ev);

@@ -15,7 +15,10 @@ import { keysPerStep, type PretrainConfig } from './config.js';
 import { restoreCheckpoint, resumeCommand, type LoadedCheckpoint, type RunState } from './checkpoint.js';
 import { Loop, type LoopResult, type LoopStep } from '../loop/index.js';
 import { stderrWarner, type PretrainLoop, type StepEvent, type TrainObserver } from './observer.js';
-import { CheckpointObserver, KnnObserver, ProgressObserver, RunLogObserver, SignalObserver, type NeighbourGridRenderer } from './observers/index.js';
+import {
+  CheckpointObserver, KnnObserver, ProgressObserver, RunLogObserver, SignalObserver, type KnnObserverOptions,
+  type NeighbourGridRenderer,
+} from './observers/index.js';
 import { stepRng } from './step-rng.js';
 import { readMetrics, type StepMetrics } from './metrics.js';
 import { trainStep, type StepPrecision } from './train-step.js';
@@ -243,7 +246,7 @@ async function prepare(c: PretrainConfig, o: PretrainOptions, p: Process): Promi
 }
 
 /** The kNN monitor's bank (the training set) and queries (the test split), or null when it is off or cannot run. */
-function knnDataOf(c: PretrainConfig, train: ImageDataset, quiet: boolean): { bank: ImageDataset; queries: ImageDataset } | null {
+function knnDataOf(c: PretrainConfig, train: ImageDataset, quiet: boolean): KnnObserverOptions['data'] | null {
   if (c.knnEvery <= 0) return null;
   let queries: ImageDataset | null = null;
   try { queries = openDataset(c.data, { split: 'test', seed: c.seed }); } catch { queries = null; }
@@ -254,8 +257,9 @@ function knnDataOf(c: PretrainConfig, train: ImageDataset, quiet: boolean): { ba
   return { bank: train, queries };
 }
 
-/** The mechanism and its optimizer on the run's device, restored from the resumed checkpoint, the same on every rank. */
-async function buildModel(c: PretrainConfig, o: PretrainOptions, p: Process, bankSize: number): Promise<{ mech: Mechanism; opt: Optimizer; state: RunState }> {
+/** The mechanism and its optimizer on the run's device, restored from a resumed checkpoint, the same on every rank. */
+async function buildModel(c: PretrainConfig, o: PretrainOptions, p: Process,
+  bankSize: number): Promise<{ mech: Mechanism; opt: Optimizer; state: RunState }> {
   // Only MoCo runs in several processes (refused before for the others): its hooks gather keys and shuffle BN.
   const mech = mechanismOf(c, bankSize, p.dist?.hooks(c.shuffleBn));
   if (c.device !== 'cpu') mech.to(c.device);
@@ -278,8 +282,8 @@ async function buildModel(c: PretrainConfig, o: PretrainOptions, p: Process, ban
 export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Promise<PretrainSummary> {
   const dist = o.dist;
   const isMain = dist ? dist.isMain : (o.isMain ?? true);
-  const p: Process = { dist, isMain, world: dist?.worldSize ?? 1, rank: dist?.rank ?? 0, quiet: Boolean(o.quiet) || !isMain };
-  const quiet = p.quiet;
+  const quiet = Boolean(o.quiet) || !isMain;
+  const p: Process = { dist, isMain, world: dist?.worldSize ?? 1, rank: dist?.rank ?? 0, quiet };
   setNumThreads(c.threads);
   manualSeed(c.seed);
 
@@ -301,7 +305,9 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
 
   const warn = stderrWarner(quiet);
   const startedAt = performance.now();
-  const runLog = isMain ? await RunLogObserver.open(c, { fromStep: state.step, stepsPerEpoch: bpe, totalSteps, command: o.command, warn }) : null;
+  const runLog = isMain
+    ? await RunLogObserver.open(c, { fromStep: state.step, stepsPerEpoch: bpe, totalSteps, command: o.command, warn })
+    : null;
   const progress = new ProgressObserver({ totalSteps, fromStep: state.step, printFreq: c.printFreq, enabled: !quiet });
   const signals = o.handleSignals ? new SignalObserver() : null;
   const checkpoints = new CheckpointObserver({ resumedFrom: o.resume?.file ?? null, enabled: isMain });
@@ -311,15 +317,16 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
   // events are flushed.
   const observers: TrainObserver[] = [
     checkpoints, ...(knn ? [knn] : []), ...(runLog ? [runLog] : []), progress,
-    ...(onStep ? [{ step: (_ctx: unknown, e: StepEvent): void => onStep({ epoch: e.epoch, step: e.step, loss: e.loss, lr: e.lr }) }] : []),
+    ...(onStep ? [{ step: (_ctx: unknown, e: StepEvent) => onStep({ epoch: e.epoch, step: e.step, loss: e.loss, lr: e.lr }) }] : []),
     ...(signals ? [signals] : []), ...(o.observers ?? []),
   ];
   const step = pretrainStep(c, bpe, stepPrecisionOf(c), dist, () => checkpoints.last);
   let r: LoopResult;
   try {
     r = await new Loop(step, observers).run((epoch, startBatch) => loader.epoch(epoch, { startBatch }), {
-      config: c, model: mech, optimizer: opt, epochs: c.epochs, batchesPerEpoch: bpe, totalSteps, state, lr: (e) => epochLr(c, e),
-      log: (line) => progress.log(line), warn, worldSize: p.world, throughputWindow: c.printFreq, warmupSteps: WARMUP_STEPS, startedAt,
+      config: c, model: mech, optimizer: opt, epochs: c.epochs, batchesPerEpoch: bpe, totalSteps, state,
+      lr: (e) => epochLr(c, e), log: (line) => progress.log(line), warn, worldSize: p.world,
+      throughputWindow: c.printFreq, warmupSteps: WARMUP_STEPS, startedAt,
     });
   } finally {
     await loader.close();
@@ -362,11 +369,13 @@ function pretrainStep(c: PretrainConfig, bpe: number, precision: StepPrecision, 
       }
       const n = batch.views[0]!.shape[0]!;
       const rnd = mech.randomness(stepRng(c.seed, at.epoch, at.batchIndex), n);
-      const out = trainStep(mech, ctx.optimizer, { views: batch.views, indices: batch.indices }, rnd, afterBackward, precision);
+      const views = { views: batch.views, indices: batch.indices };
+      const out = trainStep(mech, ctx.optimizer, views, rnd, afterBackward, precision);
       return { loss: out.loss.item(), samples: n, output: out, ...(sched ? { lr: sched.lr } : {}) };
     },
     diverged(_ctx, loss, at) {
-      return new Error(`loss is ${loss} at step ${at.step} (epoch ${at.epoch}); stopping. Last good checkpoint: ${lastCheckpoint() ?? 'none'}. Try a lower --lr.`);
+      return new Error(`loss is ${loss} at step ${at.step} (epoch ${at.epoch}); stopping. `
+        + `Last good checkpoint: ${lastCheckpoint() ?? 'none'}. Try a lower --lr.`);
     },
   };
 }

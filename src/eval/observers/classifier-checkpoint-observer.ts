@@ -12,7 +12,8 @@ import { bestOf, type EpochMetrics, type LinearHead, type LinearLoop, type Linea
  * Writes backbone + classifier in torchvision layout (loadable by loadEncoder and torchvision), atomically;
  * with `opt`, also its momentum buffers (under a prefix torchvision's loader ignores) for resuming.
  */
-export function saveClassifier(path: string, encoder: Encoder, head: LinearHead, info: Record<string, unknown>, opt?: SGD): void {
+export function saveClassifier(path: string, encoder: Encoder, head: LinearHead, info: Record<string, unknown>,
+  opt?: SGD): void {
   const sd = new Map<string, Tensor>();
   for (const [k, t] of encoder.model.stateDict()) if (!k.startsWith('fc.')) sd.set(k, t);
   const w = head.weight.detach(), b = head.bias.detach();
@@ -55,11 +56,14 @@ export class ClassifierCheckpointObserver implements LinearObserver {
     this.history.push(m);
     if (bestPath && m.val.top1 > this.bestTop1) saveClassifier(bestPath, encoder, ctx.model, info(m));
     this.bestTop1 = Math.max(this.bestTop1, m.val.top1);
-    if (lastPath && this.o.lastEvery === 'epoch') saveClassifier(lastPath, encoder, ctx.model, info(m, this.history), ctx.optimizer);
+    if (lastPath && this.o.lastEvery === 'epoch') {
+      saveClassifier(lastPath, encoder, ctx.model, info(m, this.history), ctx.optimizer);
+    }
   }
 
   finished(ctx: LoopContext<LinearLoop>): void {
+    const { encoder, lastPath, lastEvery, info } = this.o;
     const last = this.history[this.history.length - 1];
-    if (this.o.lastPath && this.o.lastEvery === 'end' && last) saveClassifier(this.o.lastPath, this.o.encoder, ctx.model, this.o.info(last));
+    if (lastPath && lastEvery === 'end' && last) saveClassifier(lastPath, encoder, ctx.model, info(last));
   }
 }

@@ -60,7 +60,8 @@ export class KnnObserver implements TrainObserver {
     this.top1 = r.top1;
     this.lastStep = e.state.step;
     ctx.log(`epoch ${e.epoch}: kNN top-1 ${r.top1.toFixed(2)}%`);
-    await this.record(ctx, r, { epoch: e.epoch, step: e.state.step, loss: e.lastLoss, lr: e.lr, imagesPerSec: 0, elapsed: ctx.elapsed(), knnTop1: r.top1 });
+    const row = { epoch: e.epoch, step: e.state.step, loss: e.lastLoss, lr: e.lr, imagesPerSec: 0, elapsed: ctx.elapsed() };
+    await this.record(ctx, r, { ...row, knnTop1: r.top1 });
   }
 
   async finished(ctx: PretrainContext): Promise<void> {
@@ -69,6 +70,7 @@ export class KnnObserver implements TrainObserver {
     const r = await this.run(ctx);
     this.top1 = r.top1;
     const lr = ctx.lr(Math.min(state.epoch, c.epochs - 1));
-    await this.record(ctx, r, { epoch: state.epoch, step: state.step, loss: ctx.lastLoss, lr, imagesPerSec: 0, elapsed: ctx.elapsed(), knnTop1: r.top1 });
+    const row = { epoch: state.epoch, step: state.step, loss: ctx.lastLoss, lr, imagesPerSec: 0, elapsed: ctx.elapsed() };
+    await this.record(ctx, r, { ...row, knnTop1: r.top1 });
   }
 }
