@@ -197,14 +197,19 @@ export interface LoopResult {
 }
 
 /**
- * The training loop: `new Loop(step, observers).run(batches, options)`. Hooks run in this order: start; per
- * step output, step, then (the run going on, no stop requested) between; per epoch the step's epochEnd and the
- * observers' epochEnd; then stopped or finished; close however the run ended. Nothing is disposed by the loop
- * except the batches: model, optimizer and data stay the caller's.
+ * The training loop: `new Loop(step, observers).run(batches, options)`. Hooks run in this order: start; at each
+ * epoch's start the lr (`options.lr`) and the step's epochStart; per step output, step, then (the run going on,
+ * no stop requested) between; at each epoch's end the step's epochEnd, then the observers' epochEnd; then stopped
+ * or finished; close however the run ended. Nothing is disposed by the loop except the batches: model, optimizer
+ * and data stay the caller's.
  */
 export class Loop<T extends LoopTypes, B extends object> {
   constructor(readonly step: LoopStep<T, B>, readonly observers: readonly LoopObserver<T>[]) {}
 
+  /**
+   * Trains from `o.state` (default the start) until `o.totalSteps` steps or `o.epochs` epochs are done, or a stop
+   * is requested; throws what the step or a hook throws (after the observers' close).
+   */
   async run(batches: BatchSource<B>, o: LoopRunOptions<T>): Promise<LoopResult> {
     const observers = this.observers;
     const bpe = o.batchesPerEpoch;

@@ -4,8 +4,7 @@ import type { Tensor } from '../../torch/index.js';
 import type { Module } from '../../nn/index.js';
 import type { EpochEvent, LoopContext } from '../../loop/index.js';
 import { checkBackboneUnchanged, snapshotBackbone } from '../encoder.js';
-import type { LinearLoop, LinearObserver } from '../linear-probe.js';
-import type { EpochMetrics } from '../linear-probe.js';
+import type { EpochMetrics, LinearLoop, LinearObserver } from '../linear-probe.js';
 
 export class BackboneCheckObserver implements LinearObserver {
   private snapshot: Map<string, Tensor> | null;
