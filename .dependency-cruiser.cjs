@@ -5,6 +5,7 @@ const LAYERS = [
   ['nn', 'io'],
   ['models', 'optim', 'data', 'dist'],
   ['moco'],
+  ['loop'],
   ['eval'],
   ['train'],
   ['collections'],

@@ -47,7 +47,7 @@ async function interleaved(width: number, rep: number): Promise<{ e2e: number; m
   let modelMs = 0;
   let lastOut = 0;
   const twinStep: TrainObserver = {
-    step(e) {
+    step(_ctx, e) {
       const tIn = performance.now();
       torch.tidy(() => {
         const rnd = twin.randomness(stepRng(c.seed + 1, e.epoch, e.batchIndex), batch);

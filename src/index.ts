@@ -40,8 +40,9 @@ export {
   type EndToEndOpts, type EndToEndLoss, type MemoryBankOpts, type BankSampling, type StepBatch, type StepRandomness, type StepRng,
 } from './moco/index.js';
 export { pretrain, resolveConfig, readCheckpoint, knnMonitor, type PretrainConfig, type ConfigOverrides, type PretrainSummary, type PretrainOptions } from './train/index.js';
-// The loop's observers (a new one is one file implementing TrainObserver) and the sweep.
-export { trainStep, type TrainObserver, type StepEvent, type EpochEvent, type RunEnd, type NeighbourGridRenderer } from './train/index.js';
+// The one training loop, pre-training's observers (a new one is one file implementing TrainObserver) and the sweep.
+export { Loop, type LoopContext, type LoopObserver, type LoopStep, type LoopRunOptions, type LoopResult, type LoopState, type StepAt } from './loop/index.js';
+export { trainStep, type TrainObserver, type PretrainContext, type StepEvent, type EpochEvent, type RunEnd, type NeighbourGridRenderer } from './train/index.js';
 export { sweep, parseGrid, readGridFile, gridCells, type SweepOptions, type SweepResult, type SweepRow, type GridAxis, type GridCell } from './train/index.js';
 export * as data from './data/index.js';
 export { saveSafetensors, loadSafetensors } from './io/safetensors.js';

@@ -5,19 +5,20 @@ import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tensor, noGrad, tensor, tidy } from '../torch/index.js';
 import { Loader, Rng, preset, type AugmentSpec, type ImageDataset } from '../data/index.js';
-import { loadSafetensors, saveSafetensors } from '../io/safetensors.js';
-import { EventWriter } from '../io/tfevents.js';
+import { loadSafetensors } from '../io/safetensors.js';
 import { writeTextAtomic } from '../io/atomic.js';
-import { MOMENTUM_PREFIX, momentumFromTensors, momentumTensors, type SGD } from '../optim/index.js';
+import { MOMENTUM_PREFIX, momentumFromTensors } from '../optim/index.js';
 import type { Linear } from '../nn/index.js';
 import { LINCLS_LR } from '../moco/index.js';
-import { backboneTensors, checkBackboneUnchanged, snapshotBackbone, type Encoder, type EncoderInfo } from './encoder.js';
+import { backboneTensors, type Encoder, type EncoderInfo } from './encoder.js';
 import { extractFeatures } from './features.js';
 import { randomPadCrop } from './pad-crop.js';
+import type { EpochEvent } from '../loop/index.js';
 import {
   AccuracyMeter, LinearHead, bestOf, linclsOptimizer, resolveSchedule, runLinearEpochs, trainLinearOnFeatures,
-  type Accuracy, type EpochMetrics, type LinearBatch, type LinearSchedule, type LrOrigin,
+  type Accuracy, type EpochMetrics, type LinearBatch, type LinearObserver, type LinearSchedule, type LrOrigin, type ResolvedSchedule,
 } from './linear-probe.js';
+import { BackboneCheckObserver, ClassifierCheckpointObserver, EpochLogObserver, LinclsEventsObserver } from './observers/index.js';
 
 /** Which protocol a run followed. */
 export type LinclsProtocol = 'images' | 'cached-features' | 'evaluate';
@@ -109,24 +110,6 @@ function subset(ds: ImageDataset, n: number | undefined, seed: number): ImageDat
   if (!(n >= 1)) throw new RangeError(`trainSubset must be ≥ 1, got ${n}`);
   const idx = new Rng(seed, 'lincls-subset').permutation(ds.length).slice(0, n).sort();
   return ds.select(idx);
-}
-
-/**
- * Writes backbone + classifier in torchvision layout (loadable by loadEncoder and torchvision), atomically;
- * with `opt`, also its momentum buffers (under a prefix torchvision's loader ignores) for resuming.
- */
-function saveClassifier(path: string, encoder: Encoder, head: LinearHead, info: Record<string, unknown>, opt?: SGD): void {
-  const sd = new Map<string, Tensor>();
-  for (const [k, t] of encoder.model.stateDict()) if (!k.startsWith('fc.')) sd.set(k, t);
-  const w = head.weight.detach(), b = head.bias.detach();
-  sd.set('fc.weight', w);
-  sd.set('fc.bias', b);
-  if (opt) for (const [k, buf] of momentumTensors(opt)) sd.set(k, buf);
-  const i = encoder.info;
-  const moco = { arch: i.arch, cifarStem: i.cifarStem, width: i.width, imageSize: i.imageSize, preset: i.preset };
-  saveSafetensors(path, sd, { moco: JSON.stringify(moco), lincls: JSON.stringify(info) });
-  w.dispose();
-  b.dispose();
 }
 
 /** Where an image-protocol run stood at its last checkpoint. */
@@ -260,29 +243,21 @@ export async function linearProbe(encoder: Encoder, train: ImageDataset, val: Im
   const config = { protocol, epochs: s.epochs, lr: s.lr, batchSize: s.batchSize, momentum: s.momentum, weightDecay: s.weightDecay, schedule: s.schedule, cos: s.cos, seed: s.seed, trainSamples: trainDs.length, source: encoder.info.file };
   const resume = o.resume ? readResumePoint(o.resume, config) : null;
   if (resume) log(`resuming from ${resume.file}: epoch ${resume.epoch + 1}, ${resume.steps} steps done`);
-  const events = o.outDir ? new EventWriter(o.outDir) : null;
-  // As pretrain: TensorBoard drops an earlier file's epochs after the one resumed from.
-  if (resume && events) events.sessionStart(resume.steps + 1);
-  const firstEpoch = resume?.epoch ?? 0;
-  let bestTop1 = resume?.history.length ? bestOf(resume.history).val.top1 : -Infinity;
-  const snapshot = snapshotBackbone(encoder.model);
   const info = (m: EpochMetrics, history?: EpochMetrics[]): Record<string, unknown> => ({
     epoch: m.epoch, top1: m.val.top1, top5: m.val.top5, classes: train.classes, config, steps: m.steps, ...(history ? { history } : {}),
   });
-  // The protocol's per-epoch bookkeeping: sanity check after the first epoch, best checkpoint, log line.
-  const afterEpoch = (m: EpochMetrics, head: LinearHead): void => {
-    if (m.epoch === firstEpoch) { checkBackboneUnchanged(encoder.model, snapshot); log(`sanity check passed: backbone unchanged after epoch ${m.epoch + 1}`); }
-    log(`epoch ${m.epoch + 1}/${s.epochs}: lr ${m.lr.toPrecision(3)}, train loss ${m.trainLoss.toFixed(4)}, train top-1 ${m.trainTop1.toFixed(2)}, val top-1 ${m.val.top1.toFixed(2)}, top-5 ${m.val.top5.toFixed(2)} (${m.seconds.toFixed(1)} s)`);
-    if (bestPath && m.val.top1 > bestTop1) saveClassifier(bestPath, encoder, head, info(m));
-    bestTop1 = Math.max(bestTop1, m.val.top1);
-    if (events) {
-      const put = (tag: string, v: number): void => events.scalar(`lincls/${tag}`, v, m.steps);
-      put('train_loss', m.trainLoss); put('train_acc1', m.trainTop1); put('val_loss', m.val.loss);
-      put('val_acc1', m.val.top1); put('val_acc5', m.val.top5); put('lr', m.lr);
-      events.flush();
-    }
-    o.onEpoch?.(m);
-  };
+  const check = new BackboneCheckObserver(encoder.model);
+  const events = o.outDir ? new LinclsEventsObserver(o.outDir, resume?.steps) : null;
+  // In this order: the sanity check before anything reports or saves the epoch, the best checkpoint before the
+  // caller hears of it.
+  const observers: LinearObserver[] = [
+    check, new EpochLogObserver(),
+    new ClassifierCheckpointObserver({
+      encoder, bestPath, lastPath: ckptPath, lastEvery: o.cacheFeatures ? 'end' : 'epoch', info, history: resume?.history,
+    }),
+    ...(events ? [events] : []),
+    ...(o.onEpoch ? [{ epochEnd: (_ctx: unknown, e: EpochEvent<EpochMetrics>): void => o.onEpoch!(e.metrics) }] : []),
+  ];
 
   try {
     log(`extracting validation features (${val.length} images)`);
@@ -296,17 +271,12 @@ export async function linearProbe(encoder: Encoder, train: ImageDataset, val: Im
         log(`extracting training features once (${trainDs.length} images, no augmentation)`);
         const tf = await extractFeatures((x) => encoder.backbone(x), trainDs, { ...pre, normalize: false, batchSize: fbs });
         try {
-          ({ head, history, steps } = await trainLinearOnFeatures(tf.features, tf.labels!, vf.features, vf.labels!, { ...s, numClasses, onEpoch: afterEpoch, lrOrigin }));
+          ({ head, history, steps } = await trainLinearOnFeatures(tf.features, tf.labels!, vf.features, vf.labels!, { ...s, numClasses, observers, lrOrigin, log }));
         } finally {
           tf.features.dispose(); tf.labels?.dispose();
         }
-        if (ckptPath) saveClassifier(ckptPath, encoder, head, info(history[history.length - 1]!));
       } else {
-        ({ head, history, steps } = await trainOnImages(encoder, trainDs, vf.features, vf.labels!, numClasses, s, resume, lrOrigin, (m, h, opt, all) => {
-          afterEpoch(m, h);
-          // Every epoch, as main_lincls.py: what --resume continues from.
-          if (ckptPath) saveClassifier(ckptPath, encoder, h, info(m, all), opt);
-        }));
+        ({ head, history, steps } = await trainOnImages(encoder, trainDs, vf.features, vf.labels!, numClasses, s, resume, lrOrigin, observers, log));
       }
     } finally {
       vf.features.dispose(); vf.labels?.dispose();
@@ -326,19 +296,20 @@ export async function linearProbe(encoder: Encoder, train: ImageDataset, val: Im
       head.dispose();
     }
   } finally {
+    // The loop closes them; a run that failed before it started has them closed here (a second close is a no-op).
+    check.release();
     events?.close();
-    for (const t of snapshot.values()) t.dispose();
     if (trainDs !== train) trainDs.dispose();
   }
 }
 
 /**
- * The image protocol's training loop: augmented batches through the frozen backbone, one SGD step each;
- * `history` includes a resumed run's earlier epochs.
+ * The image protocol's training: augmented batches through the frozen backbone, one SGD step each, run by
+ * runLinearEpochs; `history` includes a resumed run's earlier epochs.
  */
 async function trainOnImages(encoder: Encoder, train: ImageDataset, valX: Tensor, valY: Tensor, numClasses: number,
-  s: ReturnType<typeof resolveSchedule>, resume: ResumePoint | null, lrOrigin: LrOrigin,
-  afterEpoch: (m: EpochMetrics, head: LinearHead, opt: SGD, history: EpochMetrics[]) => void): Promise<{ head: LinearHead; history: EpochMetrics[]; steps: number }> {
+  s: ResolvedSchedule, resume: ResumePoint | null, lrOrigin: LrOrigin, observers: LinearObserver[],
+  log: (line: string) => void): Promise<{ head: LinearHead; history: EpochMetrics[]; steps: number }> {
   const { spec, padCrop } = trainSpec(encoder);
   // Image files are decoded by worker threads: the backbone's forward pass blocks this thread's event loop.
   const loader = new Loader(train, { batchSize: s.batchSize, shuffle: true, dropLast: false, seed: s.seed, augment: spec, twoCrops: false, fileWorkers: 2 });
@@ -348,7 +319,6 @@ async function trainOnImages(encoder: Encoder, train: ImageDataset, valX: Tensor
     opt.loadStateDict({ buffers: resume.momentum, groups: opt.stateDict().groups });
     for (const t of resume.momentum.values()) t.dispose();
   }
-  const history: EpochMetrics[] = [...(resume?.history ?? [])];
   async function* batches(epoch: number): AsyncIterable<LinearBatch> {
     for await (const b of loader.epoch(epoch)) {
       try {
@@ -364,11 +334,11 @@ async function trainOnImages(encoder: Encoder, train: ImageDataset, valX: Tensor
   }
   try {
     const r = await runLinearEpochs(head, s, batches, valX, valY, {
-      opt, startEpoch: resume?.epoch ?? 0, startSteps: resume?.steps ?? 0, lrOrigin,
-      onEpoch: (m, h) => { history.push(m); afterEpoch(m, h, opt, history); },
+      opt, batchesPerEpoch: Math.ceil(train.length / s.batchSize), startEpoch: resume?.epoch ?? 0, startSteps: resume?.steps ?? 0,
+      lrOrigin, observers, log,
     });
-    if (!history.length) throw new Error('linear classification: no epoch ran (epochs or maxSteps is 0)');
-    return { head, history, steps: r.steps };
+    if (!r.history.length) throw new Error('linear classification: no epoch ran (epochs or maxSteps is 0)');
+    return { head, history: [...(resume?.history ?? []), ...r.history], steps: r.steps };
   } catch (e) {
     head.dispose();
     throw e;

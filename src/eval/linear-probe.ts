@@ -4,6 +4,9 @@
 import { F, Tensor, empty, keep, noGrad, tensor, tidy, zeros } from '../torch/index.js';
 import { SGD, lrAt } from '../optim/index.js';
 import { Rng } from '../data/rng.js';
+import {
+  Loop, type EpochEvent, type LoopContext, type LoopObserver, type LoopStep, type StepAt, type StepOutput,
+} from '../loop/index.js';
 
 /** The schedule and optimiser of the linear protocol. */
 export interface LinearSchedule {
@@ -86,12 +89,12 @@ export function resolveSchedule(s: LinearSchedule): Required<Omit<LinearSchedule
 }
 
 /** The lr of an epoch (main_lincls's adjust_learning_rate: set once at the start of each epoch). */
-export function linclsLr(s: ReturnType<typeof resolveSchedule>, epoch: number): number {
+export function linclsLr(s: ResolvedSchedule, epoch: number): number {
   return lrAt({ baseLr: s.lr, epochs: s.epochs, cos: s.cos, milestones: s.schedule }, epoch);
 }
 
 /** The SGD of the protocol over the head's two tensors. */
-export function linclsOptimizer(head: LinearHead, s: ReturnType<typeof resolveSchedule>): SGD {
+export function linclsOptimizer(head: LinearHead, s: ResolvedSchedule): SGD {
   return new SGD([head.weight, head.bias], { lr: s.lr, momentum: s.momentum, weightDecay: s.weightDecay });
 }
 
@@ -199,53 +202,104 @@ export interface LinearBatch {
   labels: Tensor;
 }
 
+/** The linear protocol's part of the loop: the head is the model, each epoch's result its metrics. */
+export interface LinearLoop {
+  config: ResolvedSchedule;
+  model: LinearHead;
+  optimizer: SGD;
+  output: undefined;
+  metrics: EpochMetrics;
+}
+
+/** An observer of the linear protocol (epochEnd's `metrics` is the epoch's {@link EpochMetrics}). */
+export type LinearObserver = LoopObserver<LinearLoop>;
+
+/** The schedule with main_lincls.py's defaults filled in (see {@link resolveSchedule}). */
+export type ResolvedSchedule = ReturnType<typeof resolveSchedule>;
+
+/**
+ * The linear protocol's step: one SGD step a batch, the epoch's training loss and top-1 counted as it goes; at
+ * the epoch's end validation on fixed features and the divergence checks, before any observer reports or saves.
+ */
+class LinearStep implements LoopStep<LinearLoop, LinearBatch> {
+  readonly history: EpochMetrics[] = [];
+  private lossSum = 0;
+  private correct = 0;
+  private seen = 0;
+  private batches = 0;
+  private from = 0;
+
+  constructor(private readonly valX: Tensor, private readonly valY: Tensor, private readonly lrOrigin?: LrOrigin) {}
+
+  epochStart(): void {
+    this.lossSum = 0; this.correct = 0; this.seen = 0; this.batches = 0;
+    this.from = performance.now();
+  }
+
+  train(ctx: LoopContext<LinearLoop>, b: LinearBatch): StepOutput<undefined> {
+    const [loss, correct] = linclsStep(ctx.model, ctx.optimizer, b.features(), b.labels);
+    const n = b.labels.shape[0]!;
+    this.lossSum += loss; this.correct += correct; this.seen += n; this.batches++;
+    return { loss, samples: n };
+  }
+
+  diverged(_ctx: LoopContext<LinearLoop>, _loss: number, at: StepAt, lr: number): Error {
+    return new DivergedError(at.epoch, at.batchIndex, lr, 'the loss is NaN/Inf', this.lrOrigin);
+  }
+
+  epochEnd(ctx: LoopContext<LinearLoop>, epoch: number, lr: number): EpochMetrics {
+    const head = ctx.model;
+    const nb = this.batches;
+    const val = evaluateHead(head, this.valX, this.valY);
+    if (!Number.isFinite(val.loss) && !Number.isNaN(val.top1)) throw new DivergedError(epoch, nb, lr, 'the validation loss is NaN/Inf', this.lrOrigin);
+    const trainLoss = this.lossSum / Math.max(1, nb);
+    const limit = divergenceLimit(head.numClasses);
+    if (nb && trainLoss > limit) {
+      throw new DivergedError(epoch, nb, lr, `the epoch's mean training loss is ${trainLoss.toPrecision(4)}, above ${limit.toPrecision(3)} (10 × ln ${head.numClasses} classes, ten times a uniform guess)`, this.lrOrigin);
+    }
+    const m: EpochMetrics = {
+      epoch, lr, trainLoss, trainTop1: (100 * this.correct) / Math.max(1, this.seen), val, seconds: (performance.now() - this.from) / 1000, steps: ctx.state.step,
+    };
+    this.history.push(m);
+    return m;
+  }
+}
+
 export interface LinearEpochsOpts {
   /** The optimiser over `head` (its lr is set at the start of every epoch). */
   opt: SGD;
+  /** Batches an epoch (the last may be smaller). */
+  batchesPerEpoch: number;
   /** The epoch to start from (a resumed run); default 0. */
   startEpoch?: number;
   /** Optimiser steps already taken (a resumed run); counts towards `maxSteps`. Default 0. */
   startSteps?: number;
-  /** Called after each epoch with the head being trained (may throw to stop the run). */
-  onEpoch?: (m: EpochMetrics, head: LinearHead) => void;
+  /** Called in order at the loop's fixed points; epochEnd gets each epoch's metrics (may throw to stop the run). */
+  observers?: LinearObserver[];
   /** Where the lr came from, for the divergence message. */
   lrOrigin?: LrOrigin;
+  /** Lines for the person watching (the context's `log`). */
+  log?: (line: string) => void;
 }
 
 /**
  * main_lincls.py's epoch loop, whatever the batches are made of (augmented images through the frozen
- * backbone, or cached features): lr set once an epoch, one SGD step a batch, validation on fixed features
- * after each epoch, {@link DivergedError} on a non-finite loss or an epoch-mean loss above
- * {@link divergenceLimit} (checked before the epoch is reported or saved). Returns the epochs run and the total steps.
+ * backbone, or cached features), run by the training {@link Loop}: lr set once an epoch, one SGD step a batch,
+ * validation on fixed features after each epoch, {@link DivergedError} on a non-finite loss or an epoch-mean
+ * loss above {@link divergenceLimit} (checked before the observers report or save the epoch). Returns the
+ * epochs this call ran and the total steps.
  */
-export async function runLinearEpochs(head: LinearHead, s: ReturnType<typeof resolveSchedule>,
+export async function runLinearEpochs(head: LinearHead, s: ResolvedSchedule,
   batches: (epoch: number) => Iterable<LinearBatch> | AsyncIterable<LinearBatch>, valX: Tensor, valY: Tensor,
   o: LinearEpochsOpts): Promise<{ history: EpochMetrics[]; steps: number }> {
-  const history: EpochMetrics[] = [];
-  let steps = o.startSteps ?? 0;
-  for (let epoch = o.startEpoch ?? 0; epoch < s.epochs && steps < s.maxSteps; epoch++) {
-    const t0 = performance.now();
-    const lr = linclsLr(s, epoch);
-    o.opt.setLr(lr);
-    let lossSum = 0, correct = 0, seen = 0, nb = 0;
-    for await (const b of batches(epoch)) {
-      if (steps >= s.maxSteps) break;
-      const [l, c] = tidy(() => linclsStep(head, o.opt, b.features(), b.labels));
-      if (!Number.isFinite(l)) throw new DivergedError(epoch, nb, lr, 'the loss is NaN/Inf', o.lrOrigin);
-      lossSum += l; correct += c; seen += b.labels.shape[0]!; nb++; steps++;
-    }
-    const val = evaluateHead(head, valX, valY);
-    if (!Number.isFinite(val.loss) && !Number.isNaN(val.top1)) throw new DivergedError(epoch, nb, lr, 'the validation loss is NaN/Inf', o.lrOrigin);
-    const trainLoss = lossSum / Math.max(1, nb);
-    const limit = divergenceLimit(head.numClasses);
-    if (nb && trainLoss > limit) {
-      throw new DivergedError(epoch, nb, lr, `the epoch's mean training loss is ${trainLoss.toPrecision(4)}, above ${limit.toPrecision(3)} (10 × ln ${head.numClasses} classes, ten times a uniform guess)`, o.lrOrigin);
-    }
-    const m: EpochMetrics = { epoch, lr, trainLoss, trainTop1: (100 * correct) / Math.max(1, seen), val, seconds: (performance.now() - t0) / 1000, steps };
-    history.push(m);
-    o.onEpoch?.(m, head);
-  }
-  return { history, steps };
+  const step = new LinearStep(valX, valY, o.lrOrigin);
+  const bpe = o.batchesPerEpoch;
+  const r = await new Loop(step, o.observers ?? []).run((epoch) => batches(epoch), {
+    config: s, model: head, optimizer: o.opt, epochs: s.epochs, batchesPerEpoch: bpe,
+    totalSteps: Math.min(s.maxSteps, s.epochs * bpe), state: { epoch: o.startEpoch ?? 0, batch: 0, step: o.startSteps ?? 0 },
+    lr: (epoch) => linclsLr(s, epoch), ...(o.log ? { log: o.log } : {}),
+  });
+  return { history: step.history, steps: r.state.step };
 }
 
 export interface LinearFeatureOpts extends LinearSchedule {
@@ -255,8 +309,12 @@ export interface LinearFeatureOpts extends LinearSchedule {
   init?: LinearHead;
   /** Called after each epoch with the head being trained (may throw to stop the run). */
   onEpoch?: (m: EpochMetrics, head: LinearHead) => void;
+  /** More observers of the loop, after `onEpoch` (e.g. the classifier's checkpoints). */
+  observers?: LinearObserver[];
   /** Where the lr came from, for the divergence message. */
   lrOrigin?: LrOrigin;
+  /** Lines for the person watching (the loop context's `log`); default none. */
+  log?: (line: string) => void;
 }
 
 export interface LinearFeatureResult {
@@ -299,7 +357,12 @@ export async function trainLinearOnFeatures(trainX: Tensor, trainY: Tensor, valX
     }
   }
   try {
-    const { history, steps } = await runLinearEpochs(head, s, batches, valX, yVal, { opt, onEpoch: o.onEpoch, lrOrigin: o.lrOrigin });
+    const onEpoch = o.onEpoch;
+    const each: LinearObserver = { epochEnd: (c: LoopContext<LinearLoop>, e: EpochEvent<EpochMetrics>) => onEpoch?.(e.metrics, c.model) };
+    const observers = [...(onEpoch ? [each] : []), ...(o.observers ?? [])];
+    const { history, steps } = await runLinearEpochs(head, s, batches, valX, yVal, {
+      opt, batchesPerEpoch: Math.ceil(n / s.batchSize), observers, lrOrigin: o.lrOrigin, log: o.log,
+    });
     if (!history.length) throw new Error('trainLinearOnFeatures: no epoch ran (epochs or maxSteps is 0)');
     return { head, history, best: bestOf(history), last: history[history.length - 1]!, steps };
   } catch (e) {

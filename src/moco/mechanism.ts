@@ -79,6 +79,11 @@ export interface Mechanism extends Module {
   /** This step's random draws of N images. */
   randomness(rng: StepRng, n: number): StepRandomness;
   /**
+   * Sets the key encoder's momentum for the next steps, where the recipe schedules it per iteration (MoCo v3's
+   * cosine momentum); absent where it is fixed.
+   */
+  setMomentum?(m: number): void;
+  /**
    * The forward of one training step: the loss, and the mechanism's own updates (momentum update, enqueue,
    * bank update) — so call it once per optimizer step.
    */

@@ -31,6 +31,8 @@ export interface MoCoOpts {
   symmetric?: boolean;
   /** Shuffle the key batch before f_k and unshuffle after (ShuffleBN). Default true. */
   shuffle?: boolean;
+  /** Multi-process training's hooks (key all-gather, cross-process ShuffleBN); default none (one process). */
+  dist?: MoCoDistHooks;
 }
 
 /**
@@ -74,13 +76,14 @@ export function instanceAccuracy(logits: Tensor, ks: readonly number[] = [1, 5],
 export class MoCo extends Module implements Mechanism {
   readonly mechanism = 'moco' as const;
   readonly viewsPerImage = 2 as const;
-  readonly opts: Required<MoCoOpts>;
-  dist: MoCoDistHooks = {};
+  readonly opts: Required<Omit<MoCoOpts, 'dist'>>;
+  dist: MoCoDistHooks;
   private qParams: Tensor[] = [];
   private kParams: Tensor[] = [];
 
   constructor(o: MoCoOpts = {}) {
     super();
+    this.dist = o.dist ?? {};
     this.opts = {
       arch: o.arch ?? 'resnet50', dim: o.dim ?? 128, K: o.K ?? 65536, m: o.m ?? 0.999, T: o.T ?? 0.07, head: o.head ?? 'fc',
       cifarStem: o.cifarStem ?? false, width: o.width ?? 64, bnSplits: o.bnSplits ?? 1, symmetric: o.symmetric ?? false, shuffle: o.shuffle ?? true,

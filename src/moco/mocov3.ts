@@ -111,6 +111,7 @@ export class MoCoV3 extends Module implements Mechanism {
    */
   get m(): number { return this.momentum; }
   set m(m: number) { this.momentum = checkMomentum(m); }
+  setMomentum(m: number): void { this.m = m; }
 
   get baseEncoder(): Backbone { return this.child<Backbone>('base_encoder'); }
   get momentumEncoder(): Backbone { return this.child<Backbone>('momentum_encoder'); }

@@ -5,16 +5,20 @@
 // checkpoint, so an interrupted and resumed run computes the same losses as an uninterrupted one.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { cpuBf16Features, manualSeed, setNumThreads, tidy } from '../torch/index.js';
-import { Augmentation, Loader, openDataset, subset, type ImageDataset, type PresetName } from '../data/index.js';
-import { MoCo, MoCoV3, createMechanism, type Mechanism } from '../moco/index.js';
-import { cosineLr, cosineMomentum, createOptimizer, linearScaledLr, stepLr, warmupCosineLr } from '../optim/index.js';
+import { cpuBf16Features, manualSeed, setNumThreads, type Tensor } from '../torch/index.js';
+import { Augmentation, Loader, openDataset, subset, type Batch, type ImageDataset, type PresetName } from '../data/index.js';
+import { createMechanism, type Mechanism, type MoCoDistHooks } from '../moco/index.js';
+import { cosineLr, cosineMomentum, createOptimizer, linearScaledLr, stepLr, warmupCosineLr, type Optimizer } from '../optim/index.js';
 import { writeTextAtomic } from '../io/atomic.js';
 import type { DistributedTraining } from '../dist/index.js';
 import { keysPerStep, type PretrainConfig } from './config.js';
 import { restoreCheckpoint, resumeCommand, type LoadedCheckpoint, type RunState } from './checkpoint.js';
-import { stderrWarner, type RunEnd, type StepEvent, type TrainObserver } from './observer.js';
-import { CheckpointObserver, KnnObserver, ProgressObserver, RunLogObserver, SignalObserver, type NeighbourGridRenderer } from './observers/index.js';
+import { Loop, type LoopResult, type LoopStep } from '../loop/index.js';
+import { stderrWarner, type PretrainLoop, type StepEvent, type TrainObserver } from './observer.js';
+import {
+  CheckpointObserver, KnnObserver, ProgressObserver, RunLogObserver, SignalObserver, type KnnObserverOptions,
+  type NeighbourGridRenderer,
+} from './observers/index.js';
 import { stepRng } from './step-rng.js';
 import { readMetrics, type StepMetrics } from './metrics.js';
 import { trainStep, type StepPrecision } from './train-step.js';
@@ -48,6 +52,11 @@ export interface PretrainOptions {
    * estimatePeakMemory, availableMemory). Default true; false is `--no-memory-check`.
    */
   memoryCheck?: boolean;
+  /**
+   * SIGINT and SIGTERM stop the run after the current step, with a checkpoint (PretrainSummary.interrupted).
+   * Default false: a library caller keeps its process's own signal handling; the CLI turns it on.
+   */
+  handleSignals?: boolean;
 }
 
 export interface PretrainSummary {
@@ -148,12 +157,16 @@ function openTrain(c: PretrainConfig): ImageDataset {
   return c.trainSubset > 0 && c.trainSubset < ds.length ? subset(ds, c.trainSubset, c.seed) : ds;
 }
 
-/** The mechanism a config asks for, on `bankSize` training images (the memory bank's rows). */
-export function mechanismOf(c: PretrainConfig, bankSize: number): Mechanism {
+/**
+ * The mechanism a config asks for, on `bankSize` training images (the memory bank's rows); `dist`: MoCo's
+ * multi-process hooks (see DistributedTraining.hooks).
+ */
+export function mechanismOf(c: PretrainConfig, bankSize: number, dist?: MoCoDistHooks): Mechanism {
   return createMechanism({
     mechanism: c.mechanism ?? 'moco', arch: c.arch, dim: c.dim, K: c.K, m: c.m, T: c.T, head: c.head, cifarStem: c.cifarStem, width: c.width,
     bnSplits: c.bnSplits, symmetric: c.symmetric, shuffle: c.shuffleBn, loss: c.loss, bankSize, bankMomentum: c.bankMomentum, bankSampling: c.bankSampling,
     mlpDim: c.mlpDim, imageSize: c.imageSize, patchSize: c.patchSize, vitDepth: c.vitDepth, stopGradConv1: c.stopGradConv1,
+    ...(dist ? { dist } : {}),
   });
 }
 
@@ -162,22 +175,36 @@ export function stepPrecisionOf(c: PretrainConfig): StepPrecision {
   return { channelsLast: c.channelsLast, ...(c.amp === 'bf16' ? { amp: { deviceType: c.device.startsWith('cuda') ? 'cuda' as const : 'cpu' as const } } : {}) };
 }
 
-/** Runs (or resumes) pre-training as configured. */
-export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Promise<PretrainSummary> {
-  const dist = o.dist;
-  const isMain = dist ? dist.isMain : (o.isMain ?? true);
-  const world = dist?.worldSize ?? 1;
-  const rank = dist?.rank ?? 0;
-  const quiet = o.quiet || !isMain;
-  setNumThreads(c.threads);
-  manualSeed(c.seed);
+/** This process's part in the run. */
+interface Process {
+  dist?: DistributedTraining;
+  isMain: boolean;
+  world: number;
+  rank: number;
+  quiet: boolean;
+}
 
-  if (dist && (c.mechanism ?? 'moco') !== 'moco') {
+/** The training data, its loader and the run's length, after every check that is cheap before the model exists. */
+interface Prepared {
+  train: ImageDataset;
+  loader: Loader;
+  estimate: ReturnType<typeof estimatePeakMemory>;
+  bpe: number;
+  totalSteps: number;
+}
+
+/**
+ * Refuses what cannot run (settings, memory, too little data) before the model is built, warns about what runs
+ * poorly, and opens the data. Whatever it opened is closed when it refuses.
+ */
+async function prepare(c: PretrainConfig, o: PretrainOptions, p: Process): Promise<Prepared> {
+  if (p.dist && (c.mechanism ?? 'moco') !== 'moco') {
     throw new Error(`--mechanism ${c.mechanism} runs in one process; multi-process training is MoCo's (--mechanism moco)`);
   }
   if (o.resume && (o.resume.optimizerName ?? 'sgd') !== (c.optimizer ?? 'sgd')) {
     throw new Error(`--resume ${o.resume.file}: the run was trained with --optimizer ${o.resume.optimizerName ?? 'sgd'}, this one is set to --optimizer ${c.optimizer}; drop --optimizer to continue with ${o.resume.optimizerName ?? 'sgd'}, or start a new run with another --out`);
   }
+  const { world, rank } = p;
   const train = openTrain(c);
   if (c.batchSize % world || (c.batchSize / world) % c.bnSplits) {
     throw new Error(`invalid --batch-size ${c.batchSize}: each of the ${world} processes takes an equal share that --bn-splits ${c.bnSplits} divides, so it must be a multiple of ${world * c.bnSplits}; pass --batch-size ${Math.max(1, Math.round(c.batchSize / (world * c.bnSplits))) * world * c.bnSplits}, or another --bn-splits or process count`);
@@ -208,37 +235,36 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
     throw new Error(`data ${c.data}: ${train.length} images is fewer than --batch-size ${c.batchSize}; lower --batch-size`);
   }
   const perStep = keysPerStep(c);
-  if ((c.mechanism ?? 'moco') === 'moco' && c.K > train.length && !quiet) {
+  if ((c.mechanism ?? 'moco') === 'moco' && c.K > train.length && !p.quiet) {
     // Not an error (it trains), but the queue then holds several keys of each image: an image's own earlier keys
     // become its negatives, and the contrast is weaker than the queue size suggests.
     process.stderr.write(`warning: --moco-k ${c.K} is larger than the dataset ${c.data} (${train.length} training images): the queue holds several keys of each image, so images are contrasted with their own earlier keys; ${perStep <= train.length ? `pass --moco-k ${train.length} or less` : `the queue cannot be smaller than the ${perStep} keys a step enqueues, so pass a smaller --batch-size`}\n`);
   }
   const bpe = loader.batchesPerEpoch;
   const totalSteps = c.maxSteps > 0 ? Math.min(c.maxSteps, c.epochs * bpe) : c.epochs * bpe;
-  if (o.resume && o.resume.state.step >= totalSteps) {
-    // Nothing to train. Running the observers would evaluate again and rewrite run.json and the report as a new
-    // session of zero steps; the run directory stays as the run left it.
-    await loader.close();
-    train.dispose();
-    for (const t of o.resume.tensors.values()) t.dispose();
-    return finishedSummary(c, o.resume, bpe);
-  }
-  let knnData: { bank: ImageDataset; queries: ImageDataset } | null = null;
-  if (c.knnEvery > 0) {
-    let queries: ImageDataset | null = null;
-    try { queries = openDataset(c.data, { split: 'test', seed: c.seed }); } catch { queries = null; }
-    if (!train.labels || !queries?.labels) {
-      if (!quiet) process.stderr.write(`--knn-every ${c.knnEvery}: ${c.data} has no labelled test/val split; the kNN monitor is off\n`);
-    } else {
-      knnData = { bank: train, queries };
-    }
-  }
+  return { train, loader, estimate, bpe, totalSteps };
+}
 
-  const mech = mechanismOf(c, train.length);
+/** The kNN monitor's bank (the training set) and queries (the test split), or null when it is off or cannot run. */
+function knnDataOf(c: PretrainConfig, train: ImageDataset, quiet: boolean): KnnObserverOptions['data'] | null {
+  if (c.knnEvery <= 0) return null;
+  let queries: ImageDataset | null = null;
+  try { queries = openDataset(c.data, { split: 'test', seed: c.seed }); } catch { queries = null; }
+  if (!train.labels || !queries?.labels) {
+    if (!quiet) process.stderr.write(`--knn-every ${c.knnEvery}: ${c.data} has no labelled test/val split; the kNN monitor is off\n`);
+    return null;
+  }
+  return { bank: train, queries };
+}
+
+/** The mechanism and its optimizer on the run's device, restored from a resumed checkpoint, the same on every rank. */
+async function buildModel(c: PretrainConfig, o: PretrainOptions, p: Process,
+  bankSize: number): Promise<{ mech: Mechanism; opt: Optimizer; state: RunState }> {
+  // Only MoCo runs in several processes (refused before for the others): its hooks gather keys and shuffle BN.
+  const mech = mechanismOf(c, bankSize, p.dist?.hooks(c.shuffleBn));
   if (c.device !== 'cpu') mech.to(c.device);
   if (c.channelsLast) mech.toMemoryFormat('channelsLast');
-  const precision = stepPrecisionOf(c);
-  if (c.amp === 'bf16' && !c.device.startsWith('cuda') && cpuBf16Features().length === 0 && !quiet) {
+  if (c.amp === 'bf16' && !c.device.startsWith('cuda') && cpuBf16Features().length === 0 && !p.quiet) {
     process.stderr.write('warning: --amp bf16 on a CPU without native bfloat16 (no AVX-512 BF16 or AMX in /proc/cpuinfo): results are correct but the step is slower than fp32; drop --amp here\n');
   }
   const opt = createOptimizer(c.optimizer ?? 'sgd', mech.trainableParameters(), { lr: c.lr, momentum: c.momentum, weightDecay: c.wd });
@@ -247,137 +273,109 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
     restoreCheckpoint(o.resume, mech, opt);
     state = { ...o.resume.state };
   }
-  if (dist && mech instanceof MoCo) {
-    // Every rank starts from rank 0's weights, queue and counters (also after a resume on another world size).
-    await dist.syncState([...mech.stateDict().values()]);
-    mech.dist = dist.hooks(c.shuffleBn);
-  }
+  // Every rank starts from rank 0's weights, queue and counters (also after a resume on another world size).
+  if (p.dist) await p.dist.syncState([...mech.stateDict().values()]);
+  return { mech, opt, state };
+}
 
+/** Runs (or resumes) pre-training as configured: the setup above, then one run of the training loop. */
+export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Promise<PretrainSummary> {
+  const dist = o.dist;
+  const isMain = dist ? dist.isMain : (o.isMain ?? true);
+  const quiet = Boolean(o.quiet) || !isMain;
+  const p: Process = { dist, isMain, world: dist?.worldSize ?? 1, rank: dist?.rank ?? 0, quiet };
+  setNumThreads(c.threads);
+  manualSeed(c.seed);
+
+  const { train, loader, estimate, bpe, totalSteps } = await prepare(c, o, p);
+  if (o.resume && o.resume.state.step >= totalSteps) {
+    // Nothing to train. Running the observers would evaluate again and rewrite run.json and the report as a new
+    // session of zero steps; the run directory stays as the run left it.
+    await loader.close();
+    train.dispose();
+    for (const t of o.resume.tensors.values()) t.dispose();
+    return finishedSummary(c, o.resume, bpe);
+  }
+  const knnData = knnDataOf(c, train, quiet);
+  const { mech, opt, state } = await buildModel(c, o, p, train.length);
   if (isMain) {
     mkdirSync(c.out, { recursive: true });
     writeTextAtomic(join(c.out, 'config.json'), `${JSON.stringify(c, null, 2)}\n`);
   }
 
   const warn = stderrWarner(quiet);
-  const t0 = performance.now();
-  const elapsed = (): number => (performance.now() - t0) / 1000;
-  const runLog = isMain ? await RunLogObserver.open(c, { fromStep: state.step, stepsPerEpoch: bpe, totalSteps, command: o.command, warn }) : null;
-  const progress = new ProgressObserver(totalSteps, state.step, c.printFreq, !quiet);
-  const note = (line: string): void => progress.log(line);
-  const signals = new SignalObserver();
-  const checkpoints = new CheckpointObserver(c, mech, opt, () => state, o.resume?.file ?? null, isMain, note);
-  const knn = knnData ? new KnnObserver(c, mech, knnData, runLog, note, warn, (e) => epochLr(c, e), elapsed, o.neighbourGrid) : null;
+  const startedAt = performance.now();
+  const runLog = isMain
+    ? await RunLogObserver.open(c, { fromStep: state.step, stepsPerEpoch: bpe, totalSteps, command: o.command, warn })
+    : null;
+  const progress = new ProgressObserver({ totalSteps, fromStep: state.step, printFreq: c.printFreq, enabled: !quiet });
+  const signals = o.handleSignals ? new SignalObserver() : null;
+  const checkpoints = new CheckpointObserver({ resumedFrom: o.resume?.file ?? null, enabled: isMain });
+  const knn = knnData ? new KnnObserver({ data: knnData, runLog, renderGrid: o.neighbourGrid }) : null;
   const onStep = o.onStep;
   // In this order: a checkpoint is written before the kNN evaluation of the same epoch, and both before the
   // events are flushed.
   const observers: TrainObserver[] = [
     checkpoints, ...(knn ? [knn] : []), ...(runLog ? [runLog] : []), progress,
-    ...(onStep ? [{ step: (e: StepEvent): void => onStep({ epoch: e.epoch, step: e.step, loss: e.loss, lr: e.lr }) }] : []),
-    signals, ...(o.observers ?? []),
+    ...(onStep ? [{ step: (_ctx: unknown, e: StepEvent) => onStep({ epoch: e.epoch, step: e.step, loss: e.loss, lr: e.lr }) }] : []),
+    ...(signals ? [signals] : []), ...(o.observers ?? []),
   ];
-  const stopRequest = (): string | null => {
-    for (const ob of observers) { const r = ob.stopRequest?.(); if (r) return r; }
-    return null;
-  };
-
-  let lastLoss = NaN;
-  // Throughput counts wall time from the end of the warm-up steps, data loading included.
-  let timedImages = 0;
-  let timedFrom = 0;
-  let timedTo = 0;
-  let windowStart = performance.now();
-  let windowImages = 0;
-  let stepsThisRun = 0;
-  let done = state.step >= totalSteps;
-  let stopSignal: string | null = null;
-  let outcome: RunEnd = { state: 'finished' };
-
+  const step = pretrainStep(c, bpe, stepPrecisionOf(c), dist, () => checkpoints.last);
+  let r: LoopResult;
   try {
-    for (const ob of observers) await ob.start?.(state);
-    for (let epoch = state.epoch; epoch < c.epochs && !done; epoch++) {
-      let lr = epochLr(c, epoch);
-      opt.setLr(lr);
-      const startBatch = epoch === state.epoch ? state.batch : 0;
-      let waitFrom = performance.now();
-      for await (const batch of loader.epoch(epoch, { startBatch })) {
-        const stepFrom = performance.now();
-        const dataMs = stepFrom - waitFrom;
-        const n = batch.views[0]!.shape[0]!;
-        const stepNo = state.step + 1;
-        const lastOfEpoch = batch.index + 1 === bpe || stepNo === totalSteps;
-        const sched = iterationSchedule(c, epoch, batch.index, bpe);
-        if (sched) {
-          lr = sched.lr;
-          opt.setLr(lr);
-          if (mech instanceof MoCoV3) mech.m = sched.m;
-        }
-        const loss = tidy(() => {
-          const rnd = mech.randomness(stepRng(c.seed, epoch, batch.index), n);
-          const out = trainStep(mech, opt, { views: batch.views, indices: batch.indices }, rnd, dist ? (p) => dist.afterBackward(p) : undefined, precision);
-          for (const ob of observers) ob.output?.(out, stepNo, lastOfEpoch);
-          return out.loss.item();
-        });
-        const stepMs = performance.now() - stepFrom;
-        batch.dispose();
-        if (!Number.isFinite(loss)) {
-          const msg = `loss is ${loss} at step ${state.step + 1} (epoch ${epoch}); stopping. Last good checkpoint: ${checkpoints.last ?? 'none'}. Try a lower --lr.`;
-          outcome = { state: 'diverged', reason: `loss is ${loss} at step ${state.step + 1}` };
-          throw new Error(msg);
-        }
-        lastLoss = loss;
-        state = { epoch, batch: batch.index + 1, step: state.step + 1 };
-        stepsThisRun++;
-        const images = n * world;
-        const now = performance.now();
-        if (stepsThisRun === WARMUP_STEPS) timedFrom = now;
-        if (stepsThisRun > WARMUP_STEPS) { timedImages += images; timedTo = now; }
-        windowImages += images;
-        const ips = (1000 * windowImages) / Math.max(1, now - windowStart);
-        if (state.step % c.printFreq === 0) { windowStart = now; windowImages = 0; }
-        const ev: StepEvent = { epoch, step: state.step, batchIndex: batch.index, lastOfEpoch: batch.index + 1 === bpe, loss, lr, imagesPerSec: ips, elapsed: (now - t0) / 1000, dataMs, stepMs };
-        for (const ob of observers) ob.step?.(ev);
-        if (state.step >= totalSteps) { done = true; break; }
-        // In-memory batches resolve without a trip through the event loop; give signals a chance to land.
-        await new Promise<void>((resolve) => setImmediate(resolve));
-        stopSignal = stopRequest();
-        if (stopSignal) break;
-        for (const ob of observers) await ob.between?.(ev);
-        waitFrom = performance.now();
-      }
-      if (state.batch >= bpe) state = { epoch: epoch + 1, batch: 0, step: state.step };
-      if (stopSignal) break;
-      for (const ob of observers) await ob.epochEnd?.({ epoch, state, lastLoss, lr });
-    }
-    if (stopSignal) {
-      for (const ob of observers) await ob.stopped?.(stopSignal, state);
-      outcome = { state: 'interrupted', reason: stopSignal };
-    } else {
-      for (const ob of observers) await ob.finished?.(state, lastLoss);
-    }
-  } catch (e) {
-    if (outcome.state === 'finished') outcome = { state: 'interrupted', reason: (e as Error).message };
-    throw e;
+    r = await new Loop(step, observers).run((epoch, startBatch) => loader.epoch(epoch, { startBatch }), {
+      config: c, model: mech, optimizer: opt, epochs: c.epochs, batchesPerEpoch: bpe, totalSteps, state,
+      lr: (e) => epochLr(c, e), log: (line) => progress.log(line), warn, worldSize: p.world,
+      throughputWindow: c.printFreq, warmupSteps: WARMUP_STEPS, startedAt,
+    });
   } finally {
-    for (const ob of observers) {
-      try { await ob.close?.(outcome); } catch (e) { warn('closing an observer', e); }
-    }
     await loader.close();
     opt.dispose();
     mech.dispose();
     train.dispose();
     knnData?.queries.dispose();
   }
+  const end = r.state;
   return {
-    epochs: state.epoch + (state.batch > 0 ? state.batch / bpe : 0),
-    steps: state.step,
-    imagesPerSec: timedTo > timedFrom ? (1000 * timedImages) / (timedTo - timedFrom) : 0,
-    lastLoss,
+    epochs: end.epoch + (end.batch > 0 ? end.batch / bpe : 0),
+    steps: end.step,
+    imagesPerSec: r.imagesPerSec,
+    lastLoss: r.lastLoss,
     ...(knn?.top1 !== undefined ? { knnTop1: knn.top1 } : {}),
     ...(knn?.top1Init !== undefined ? { knnTop1Init: knn.top1Init } : {}),
     runDir: c.out,
     checkpoint: checkpoints.last,
-    ...(stopSignal ? { interrupted: stopSignal } : {}),
+    ...(r.stopped ? { interrupted: r.stopped } : {}),
     peakRssMB: process.resourceUsage().maxRSS / 1024,
     peakEstimateMB: estimate.peakBytes / 2 ** 20,
+  };
+}
+
+/**
+ * Pre-training's step: the batch's randomness keyed by (seed, epoch, batch), MoCo v3's per-iteration lr and
+ * momentum, then forward, backward, gradient averaging and the optimizer (trainStep). `lastCheckpoint` names
+ * the checkpoint a diverged run can continue from.
+ */
+function pretrainStep(c: PretrainConfig, bpe: number, precision: StepPrecision, dist: DistributedTraining | undefined,
+  lastCheckpoint: () => string | null): LoopStep<PretrainLoop, Batch> {
+  const afterBackward = dist ? (p: Tensor[]): void => dist.afterBackward(p) : undefined;
+  return {
+    train(ctx, batch, at) {
+      const mech = ctx.model;
+      const sched = iterationSchedule(c, at.epoch, at.batchIndex, bpe);
+      if (sched) {
+        ctx.optimizer.setLr(sched.lr);
+        mech.setMomentum?.(sched.m);
+      }
+      const n = batch.views[0]!.shape[0]!;
+      const rnd = mech.randomness(stepRng(c.seed, at.epoch, at.batchIndex), n);
+      const views = { views: batch.views, indices: batch.indices };
+      const out = trainStep(mech, ctx.optimizer, views, rnd, afterBackward, precision);
+      return { loss: out.loss.item(), samples: n, output: out, ...(sched ? { lr: sched.lr } : {}) };
+    },
+    diverged(_ctx, loss, at) {
+      return new Error(`loss is ${loss} at step ${at.step} (epoch ${at.epoch}); stopping. `
+        + `Last good checkpoint: ${lastCheckpoint() ?? 'none'}. Try a lower --lr.`);
+    },
   };
 }

@@ -11,7 +11,7 @@ export class ReportObserver implements TrainObserver {
    */
   constructor(private readonly out: string, private readonly warn: Warn = () => undefined) {}
 
-  close(_end: RunEnd): void {
+  close(_ctx: unknown, _end: RunEnd): void {
     try {
       writeReport([this.out], join(this.out, 'report.html'));
     } catch (e) { this.warn('report.html', e); }

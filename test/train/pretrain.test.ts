@@ -42,8 +42,8 @@ test('a step that ends an epoch and is a --save-every-steps step is checkpointed
   let atStep: number | null | undefined;
   let atEpochEnd: number | undefined;
   const watch = {
-    between: (e: { step: number }): void => { if (e.step === 4) atStep = existsSync(ck4) ? statSync(ck4).ino : null; },
-    epochEnd: (e: { epoch: number }): void => { if (e.epoch === 0) atEpochEnd = statSync(ck4).ino; },
+    between: (_ctx: unknown, e: { step: number }): void => { if (e.step === 4) atStep = existsSync(ck4) ? statSync(ck4).ino : null; },
+    epochEnd: (_ctx: unknown, e: { epoch: number }): void => { if (e.epoch === 0) atEpochEnd = statSync(ck4).ino; },
   };
   const s = await pretrain(resolveConfig('synthetic:128', { ...TINY, epochs: 2, saveEverySteps: 2, keepCheckpoints: 5, out }), { quiet: true, observers: [watch] });
   assert.equal(s.steps, 8);

@@ -65,7 +65,7 @@ export function register(program: Command): void {
       try {
         const warn = stderrWarner(Boolean(f.quiet));
         const summary = await pretrain(config, {
-          resume, quiet: Boolean(f.quiet), memoryCheck: f.memoryCheck !== false, dist: pg ? distributedTraining(pg) : undefined,
+          resume, quiet: Boolean(f.quiet), memoryCheck: f.memoryCheck !== false, handleSignals: true, dist: pg ? distributedTraining(pg) : undefined,
           observers: !pg || pg.isMain ? [new ReportObserver(config.out, warn)] : [], neighbourGrid: renderNeighbourGrid,
         });
         // Stopped by a signal, after its checkpoint was saved: exit as the signal would have (130, 143) so that

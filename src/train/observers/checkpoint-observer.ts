@@ -1,42 +1,49 @@
 // Checkpoints as an observer: every --save-every-steps, at every epoch end and on a stop request; a failed save
 // stops the run naming the file, the run directory and the intact last checkpoint.
 import { FileWriteError } from '../../io/atomic.js';
-import type { Optimizer } from '../../optim/index.js';
-import type { Mechanism } from '../../moco/index.js';
-import type { PretrainConfig } from '../config.js';
-import { resumeCommand, saveCheckpoint, type RunState } from '../checkpoint.js';
-import type { StepEvent, TrainObserver } from '../observer.js';
+import { resumeCommand, saveCheckpoint } from '../checkpoint.js';
+import type { PretrainContext, StepEvent, TrainObserver } from '../observer.js';
+
+export interface CheckpointObserverOptions {
+  /** The checkpoint a resumed run continues from; default none. */
+  resumedFrom?: string | null;
+  /** Write checkpoints (only the main process of a multi-process run does); default true. */
+  enabled?: boolean;
+}
 
 export class CheckpointObserver implements TrainObserver {
   /** The newest checkpoint of the run (the resumed one until the first save). */
   last: string | null;
+  private readonly enabled: boolean;
 
-  constructor(private readonly c: PretrainConfig, private readonly mech: Mechanism, private readonly opt: Optimizer,
-    private readonly state: () => RunState, resumedFrom: string | null, private readonly enabled: boolean, private readonly note: (line: string) => void) {
-    this.last = resumedFrom;
+  constructor(o: CheckpointObserverOptions = {}) {
+    this.last = o.resumedFrom ?? null;
+    this.enabled = o.enabled ?? true;
   }
 
-  save(): void {
+  /** Saves the run as it stands (the context's model, optimizer and state). */
+  save(ctx: PretrainContext): void {
     if (!this.enabled) return;
-    const state = this.state();
+    const { config: c, state } = ctx;
     try {
-      this.last = saveCheckpoint(this.c.out, this.mech, this.opt, state, this.c, this.c.keepCheckpoints);
+      this.last = saveCheckpoint(c.out, ctx.model, ctx.optimizer, state, c, c.keepCheckpoints);
     } catch (e) {
       if (!(e instanceof FileWriteError)) throw e;
       const last = this.last ? `the last good checkpoint ${this.last} is intact` : 'no checkpoint was saved before';
-      throw new Error(`${e.message} (run directory ${this.c.out}, step ${state.step}); ${last}. Free space, then continue with: ${resumeCommand(this.c.out)}`, { cause: e });
+      throw new Error(`${e.message} (run directory ${c.out}, step ${state.step}); ${last}. Free space, then continue with: ${resumeCommand(c.out)}`, { cause: e });
     }
   }
 
-  between(e: StepEvent): void {
+  between(ctx: PretrainContext, e: StepEvent): void {
     // A step that ends its epoch is saved once, by epochEnd (its state then points at the next epoch).
-    if (this.c.saveEverySteps > 0 && e.step % this.c.saveEverySteps === 0 && !e.lastOfEpoch) this.save();
+    const every = ctx.config.saveEverySteps;
+    if (every > 0 && e.step % every === 0 && !e.lastOfEpoch) this.save(ctx);
   }
 
-  epochEnd(): void { this.save(); }
+  epochEnd(ctx: PretrainContext): void { this.save(ctx); }
 
-  stopped(reason: string): void {
-    this.save();
-    this.note(`${reason}: saved ${this.last}; continue with: ${resumeCommand(this.c.out)}`);
+  stopped(ctx: PretrainContext, reason: string): void {
+    this.save(ctx);
+    ctx.log(`${reason}: saved ${this.last}; continue with: ${resumeCommand(ctx.config.out)}`);
   }
 }

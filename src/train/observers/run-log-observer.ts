@@ -8,7 +8,7 @@ import { FileWriteError } from '../../io/atomic.js';
 import type { PretrainConfig } from '../config.js';
 import type { StepMetrics } from '../metrics.js';
 import { RunLog, tensorHistogram } from '../run-log.js';
-import type { EpochEvent, RunEnd, StepEvent, TrainObserver, Warn } from '../observer.js';
+import type { RunEnd, StepAt, StepEvent, TrainObserver, Warn } from '../observer.js';
 
 type Watch = { acc1: number; acc5: number; embedStd: number };
 
@@ -42,18 +42,19 @@ export class RunLogObserver implements TrainObserver {
     }
   }
 
-  output(out: MechanismOutput, stepNo: number, lastOfEpoch: boolean): void {
+  output(_ctx: unknown, out: MechanismOutput, at: StepAt): void {
+    const stepNo = at.step;
     const [acc1, acc5] = instanceAccuracy(out.logits, [1, 5], out.labels) as [number, number];
     this.watch = { acc1, acc5, embedStd: out.q.detach().std({ dim: 0 }).mean().item() };
     // Histograms every --print-freq steps, at the first step, and at the last step of an epoch or of the run.
-    if (stepNo % this.c.printFreq === 0 || lastOfEpoch || stepNo === 1) {
+    if (stepNo % this.c.printFreq === 0 || at.lastOfEpoch || stepNo === 1) {
       const { lPos, lNeg } = out.similarities();
       this.log.histogram('train/l_pos', tensorHistogram(lPos), stepNo);
       this.log.histogram('train/l_neg', tensorHistogram(lNeg), stepNo);
     }
   }
 
-  step(e: StepEvent): void {
+  step(_ctx: unknown, e: StepEvent): void {
     const w = this.watch;
     this.watch = null;
     this.log.row({ epoch: e.epoch, step: e.step, loss: e.loss, lr: e.lr, imagesPerSec: e.imagesPerSec, elapsed: e.elapsed, ...(w ?? {}), dataMs: e.dataMs, stepMs: e.stepMs });
@@ -62,14 +63,14 @@ export class RunLogObserver implements TrainObserver {
   /** A row that is not a training step (a kNN evaluation). */
   row(m: StepMetrics): void { this.log.row(m); }
 
-  between(e: StepEvent): void {
+  between(_ctx: unknown, e: StepEvent): void {
     // With the checkpoints: not at an epoch's last step, which epochEnd flushes.
     if (this.c.saveEverySteps > 0 && e.step % this.c.saveEverySteps === 0 && !e.lastOfEpoch) this.flush();
   }
 
-  epochEnd(_e: EpochEvent): void { this.flush(); }
+  epochEnd(): void { this.flush(); }
 
-  close(end: RunEnd): void {
+  close(_ctx: unknown, end: RunEnd): void {
     try {
       this.log.close(end.state, end.reason);
     } catch (e) { this.warn('closing the event file', e); }

@@ -1,0 +1,26 @@
+// The linear protocol's TensorBoard scalars as an observer: lincls/* an epoch, at its step count.
+import { EventWriter } from '../../io/tfevents.js';
+import type { EpochEvent } from '../../loop/index.js';
+import type { EpochMetrics, LinearObserver } from '../linear-probe.js';
+
+export class LinclsEventsObserver implements LinearObserver {
+  private readonly events: EventWriter;
+
+  /**
+   * Opens a new event file in `dir`; a resumed run (`resumedAtStep`: the steps it had done) starts a session so
+   * that TensorBoard drops an earlier file's epochs after the one resumed from, as pre-training does.
+   */
+  constructor(dir: string, resumedAtStep?: number) {
+    this.events = new EventWriter(dir);
+    if (resumedAtStep !== undefined) this.events.sessionStart(resumedAtStep + 1);
+  }
+
+  epochEnd(_ctx: unknown, { metrics: m }: EpochEvent<EpochMetrics>): void {
+    const put = (tag: string, v: number): void => this.events.scalar(`lincls/${tag}`, v, m.steps);
+    put('train_loss', m.trainLoss); put('train_acc1', m.trainTop1); put('val_loss', m.val.loss);
+    put('val_acc1', m.val.top1); put('val_acc5', m.val.top5); put('lr', m.lr);
+    this.events.flush();
+  }
+
+  close(): void { this.events.close(); }
+}
