@@ -8,7 +8,6 @@ import { Loader, Rng, preset, type AugmentSpec, type ImageDataset } from '../dat
 import { loadSafetensors } from '../io/safetensors.js';
 import { writeTextAtomic } from '../io/atomic.js';
 import { MOMENTUM_PREFIX, momentumFromTensors } from '../optim/index.js';
-import type { Linear } from '../nn/index.js';
 import { LINCLS_LR } from '../moco/index.js';
 import { backboneTensors, type Encoder, type EncoderInfo } from './encoder.js';
 import { extractFeatures } from './features.js';

@@ -248,9 +248,10 @@ async function prepare(c: PretrainConfig, o: PretrainOptions, p: Process): Promi
 /** The kNN monitor's bank (the training set) and queries (the test split), or null when it is off or cannot run. */
 function knnDataOf(c: PretrainConfig, train: ImageDataset, quiet: boolean): KnnObserverOptions['data'] | null {
   if (c.knnEvery <= 0) return null;
-  let queries: ImageDataset | null = null;
+  let queries: ImageDataset | null;
   try { queries = openDataset(c.data, { split: 'test', seed: c.seed }); } catch { queries = null; }
   if (!train.labels || !queries?.labels) {
+    queries?.dispose();
     if (!quiet) process.stderr.write(`--knn-every ${c.knnEvery}: ${c.data} has no labelled test/val split; the kNN monitor is off\n`);
     return null;
   }
