@@ -18,19 +18,36 @@ import { Rng } from '../src/data/index.js';
 import { embedImages, loadEncoder } from '../src/eval/index.js';
 import { imagePaths } from '../src/data/walk.js';
 import {
-  DEFAULT_EMBEDDING, DEFAULT_HASH_DISTANCE, DEFAULT_THRESHOLD, applyWhitening, fitWhitening, findDuplicates, groupPairs, hashFiles, idOf, fileFacts, type DupGroup, type FileRow,
+  DEFAULT_EMBEDDING,
+  DEFAULT_HASH_DISTANCE,
+  DEFAULT_THRESHOLD,
+  applyWhitening,
+  fitWhitening,
+  findDuplicates,
+  groupPairs,
+  hashFiles,
+  idOf,
+  fileFacts,
+  type DupGroup,
+  type FileRow,
 } from '../src/collections/index.js';
 import { EDITS, FAMILIES, editCopy, type Edit } from './dedup-edits.js';
 import { round } from './common.js';
 
 const root = resolve(new URL('../..', import.meta.url).pathname);
-const { values: a } = parseArgs({ options: {
-  pretrained: { type: 'string' }, originals: { type: 'string', default: '600' }, rest: { type: 'string', default: '1400' },
-  sets: { type: 'string', default: 'calibration,heldout' }, side: { type: 'string', default: '96' },
-  thresholds: { type: 'string', default: '0.4,0.45,0.5,0.55,0.6,0.65,0.7' },
-  data: { type: 'string', default: resolve(root, '..', 'shared', 'datasets', 'cifar10', 'test') },
-} });
-if (!a.pretrained) throw new Error('bench/collections-dedup: --pretrained CKPT is required (the E1 encoder of docs/collections.md)');
+const { values: a } = parseArgs({
+  options: {
+    pretrained: { type: 'string' },
+    originals: { type: 'string', default: '600' },
+    rest: { type: 'string', default: '1400' },
+    sets: { type: 'string', default: 'calibration,heldout' },
+    side: { type: 'string', default: '96' },
+    thresholds: { type: 'string', default: '0.4,0.45,0.5,0.55,0.6,0.65,0.7' },
+    data: { type: 'string', default: resolve(root, '..', 'shared', 'datasets', 'cifar10', 'test') },
+  },
+});
+if (!a.pretrained)
+  throw new Error('bench/collections-dedup: --pretrained CKPT is required (the E1 encoder of docs/collections.md)');
 const M = Number(a.originals);
 const R = Number(a.rest);
 const side = Number(a.side);
@@ -39,7 +56,13 @@ const CLI = join(root, 'dist', 'src', 'cli', 'main.js');
 
 /** Builds a set in `dir`; returns the planted pairs (sorted path pair → edit). */
 async function buildSet(dir: string, seed: number, half: number): Promise<Map<string, Edit>> {
-  const all = readdirSync(a.data!).sort().flatMap((c) => readdirSync(join(a.data!, c)).sort().map((f) => join(a.data!, c, f)));
+  const all = readdirSync(a.data!)
+    .sort()
+    .flatMap((c) =>
+      readdirSync(join(a.data!, c))
+        .sort()
+        .map((f) => join(a.data!, c, f)),
+    );
   // The test images split in two fixed halves: the two sets never share an image.
   const perm = new Rng(12345, 'dedup-split').permutation(all.length);
   const mine = Array.from(perm).filter((_, i) => i % 2 === half);
@@ -60,24 +83,57 @@ async function buildSet(dir: string, seed: number, half: number): Promise<Map<st
 }
 
 /** Precision, recall and recall per edit and per family of the pairs in `groups`. */
-function score(groups: readonly Pick<DupGroup, 'keeper' | 'duplicates'>[], truth: Map<string, Edit>): Record<string, unknown> {
+function score(
+  groups: readonly Pick<DupGroup, 'keeper' | 'duplicates'>[],
+  truth: Map<string, Edit>,
+): Record<string, unknown> {
   const found = groupPairs(groups as DupGroup[]);
   let tp = 0;
   const per: Record<string, number> = {};
-  for (const p of found) { const e = truth.get(p); if (e) { tp++; per[e] = (per[e] ?? 0) + 1; } }
+  for (const p of found) {
+    const e = truth.get(p);
+    if (e) {
+      tp++;
+      per[e] = (per[e] ?? 0) + 1;
+    }
+  }
   const each = M / EDITS.length;
   const byEdit = Object.fromEntries(EDITS.map((e) => [e, round((per[e] ?? 0) / each, 3)]));
-  const byFamily = Object.fromEntries(Object.entries(FAMILIES).map(([f, es]) => [f, round(es.reduce((s, e) => s + (per[e] ?? 0), 0) / (es.length * each), 3)]));
+  const byFamily = Object.fromEntries(
+    Object.entries(FAMILIES).map(([f, es]) => [
+      f,
+      round(es.reduce((s, e) => s + (per[e] ?? 0), 0) / (es.length * each), 3),
+    ]),
+  );
   const precision = found.size ? tp / found.size : 1;
   const recall = tp / truth.size;
-  return { pairs: found.size, precision: round(precision, 4), recall: round(recall, 4), f1: round(precision + recall ? (2 * precision * recall) / (precision + recall) : 0, 4), byFamily, byEdit };
+  return {
+    pairs: found.size,
+    precision: round(precision, 4),
+    recall: round(recall, 4),
+    f1: round(precision + recall ? (2 * precision * recall) / (precision + recall) : 0, 4),
+    byFamily,
+    byEdit,
+  };
 }
 
-const cli = (args: string[]): string => execFileSync(process.execPath, [CLI, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 28, env: { ...process.env, MOCO_NO_CACHE: '1' } });
+const cli = (args: string[]): string =>
+  execFileSync(process.execPath, [CLI, ...args], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+    maxBuffer: 1 << 28,
+    env: { ...process.env, MOCO_NO_CACHE: '1' },
+  });
 
 const tmp = mkdtempSync(join(tmpdir(), 'moco-bench-dedup-'));
 const out: Record<string, unknown> = {
-  bench: 'collections-dedup', pretrained: resolve(a.pretrained), originals: M, rest: R, side, edits: EDITS, families: FAMILIES,
+  bench: 'collections-dedup',
+  pretrained: resolve(a.pretrained),
+  originals: M,
+  rest: R,
+  side,
+  edits: EDITS,
+  families: FAMILIES,
   defaults: { threshold: DEFAULT_THRESHOLD, hashDistance: DEFAULT_HASH_DISTANCE, embedding: DEFAULT_EMBEDDING },
 };
 try {
@@ -89,9 +145,13 @@ try {
     const truth = await buildSet(dir, s.seed, s.half);
     const files = imagePaths([dir]);
     const rows: FileRow[] = [];
-    for (const p of files) rows.push({ id: idOf(p), path: p, label: null, ...await fileFacts(p) });
+    for (const p of files) rows.push({ id: idOf(p), path: p, label: null, ...(await fileFacts(p)) });
     const t0 = performance.now();
-    const e = await embedImages(enc, files, { feature: DEFAULT_EMBEDDING.feature, flip: DEFAULT_EMBEDDING.flip, crops: { kind: DEFAULT_EMBEDDING.crops } });
+    const e = await embedImages(enc, files, {
+      feature: DEFAULT_EMBEDDING.feature,
+      flip: DEFAULT_EMBEDDING.flip,
+      crops: { kind: DEFAULT_EMBEDDING.crops },
+    });
     if (e.paths.length !== files.length) throw new Error('bench/collections-dedup: some images were skipped');
     const embedS = (performance.now() - t0) / 1000;
     const w = fitWhitening(e.vectors, e.dim, {});
@@ -108,14 +168,37 @@ try {
       }
     }
     // The commands as a user runs them, at their defaults.
-    const viaFolder = JSON.parse(cli(['dedup', dir, '--pretrained', a.pretrained, '--out', join(tmp, `${name}-folder.json`)]).trim().split('\n').pop()!) as Record<string, unknown>;
-    const folder = score((JSON.parse(readFileSync(join(tmp, `${name}-folder.json`), 'utf8')) as { groups: DupGroup[] }).groups, truth);
+    const viaFolder = JSON.parse(
+      cli(['dedup', dir, '--pretrained', a.pretrained, '--out', join(tmp, `${name}-folder.json`)])
+        .trim()
+        .split('\n')
+        .pop()!,
+    ) as Record<string, unknown>;
+    const folder = score(
+      (JSON.parse(readFileSync(join(tmp, `${name}-folder.json`), 'utf8')) as { groups: DupGroup[] }).groups,
+      truth,
+    );
     const db = join(tmp, `${name}-db`);
     cli(['index', dir, '--pretrained', a.pretrained, '--db', db]);
     cli(['dedup', '--db', db, '--out', join(tmp, `${name}-db.json`)]);
-    const viaDb = score((JSON.parse(readFileSync(join(tmp, `${name}-db.json`), 'utf8')) as { groups: DupGroup[] }).groups, truth);
-    console.error(`bench/collections-dedup: ${name}: moco dedup FOLDER ${JSON.stringify(folder)}; index → dedup --db ${JSON.stringify(viaDb)}`);
-    out[name] = { seed: s.seed, imagesHalf: s.half, files: files.length, plantedPairs: truth.size, embedS: round(embedS, 1), hashS: round(hashS, 1), dedupFolder: { ...folder, ms: viaFolder.ms }, indexThenDedupDb: viaDb, curve };
+    const viaDb = score(
+      (JSON.parse(readFileSync(join(tmp, `${name}-db.json`), 'utf8')) as { groups: DupGroup[] }).groups,
+      truth,
+    );
+    console.error(
+      `bench/collections-dedup: ${name}: moco dedup FOLDER ${JSON.stringify(folder)}; index → dedup --db ${JSON.stringify(viaDb)}`,
+    );
+    out[name] = {
+      seed: s.seed,
+      imagesHalf: s.half,
+      files: files.length,
+      plantedPairs: truth.size,
+      embedS: round(embedS, 1),
+      hashS: round(hashS, 1),
+      dedupFolder: { ...folder, ms: viaFolder.ms },
+      indexThenDedupDb: viaDb,
+      curve,
+    };
   }
   enc.dispose();
   console.log(JSON.stringify(out));

@@ -26,7 +26,11 @@ export function timeMs(fn: () => void, reps: number, warmup = 2): number {
 
 /** Runs a Python program and parses the JSON object on its last stdout line. */
 export function runPythonJson<T>(code: string, args: string[] = [], timeoutMs = 1_800_000): T {
-  const out = execFileSync(PYTHON, ['-c', code, ...args], { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 64 << 20 });
+  const out = execFileSync(PYTHON, ['-c', code, ...args], {
+    encoding: 'utf8',
+    timeout: timeoutMs,
+    maxBuffer: 64 << 20,
+  });
   const lines = out.trim().split('\n');
   return JSON.parse(lines[lines.length - 1]!) as T;
 }
@@ -54,23 +58,35 @@ export function treeRss(rootPid: number): number {
   let total = 0;
   for (const [pid, r] of rss) {
     for (let p: number | undefined = pid; p !== undefined && p > 1; p = parent.get(p)) {
-      if (p === rootPid) { total += r; break; }
+      if (p === rootPid) {
+        total += r;
+        break;
+      }
     }
   }
   return total;
 }
 
-
 /** Runs a command to completion, sampling the peak RSS of its whole process tree every 100 ms. */
-export async function runMeasured(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number | null; stdout: string; stderr: string; peakRssMb: number }> {
+export async function runMeasured(
+  cmd: string,
+  args: string[],
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<{ code: number | null; stdout: string; stderr: string; peakRssMb: number }> {
   return new Promise((resolve, reject) => {
     const p = spawn(cmd, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     let peak = 0;
-    p.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    p.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    const timer = setInterval(() => { if (p.pid) peak = Math.max(peak, treeRss(p.pid)); }, 100);
+    p.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    p.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const timer = setInterval(() => {
+      if (p.pid) peak = Math.max(peak, treeRss(p.pid));
+    }, 100);
     p.on('error', reject);
     p.on('close', (code) => {
       clearInterval(timer);
@@ -130,19 +146,45 @@ export async function benchMatrix(bench: string): Promise<boolean> {
   const pyList = pythons ?? [PYTHON];
   const addonList = addons ? addons.map((x) => resolvePath(x)) : [''];
   // Each interpreter's and each build's torch version, asked once (a Python start imports torch: seconds).
-  const pyTorch = new Map(pyList.map((py) => [py, execFileSync(py, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8' }).trim()]));
-  const addonTorch = new Map(addonList.map((addon) => {
-    const used = addon || DEFAULT_ADDON;
-    return [used, execFileSync(process.execPath, ['-e', `process.stdout.write(require(${JSON.stringify(used)}).buildInfo().torch)`], { encoding: 'utf8' })];
-  }));
+  const pyTorch = new Map(
+    pyList.map((py) => [
+      py,
+      execFileSync(py, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8' }).trim(),
+    ]),
+  );
+  const addonTorch = new Map(
+    addonList.map((addon) => {
+      const used = addon || DEFAULT_ADDON;
+      return [
+        used,
+        execFileSync(
+          process.execPath,
+          ['-e', `process.stdout.write(require(${JSON.stringify(used)}).buildInfo().torch)`],
+          { encoding: 'utf8' },
+        ),
+      ];
+    }),
+  );
   const runs: { addon: string; ours_torch: string; python: string; peer_torch: string; result: unknown }[] = [];
   for (const addon of addonList) {
     for (const py of pyList) {
-      const env = { ...process.env, MOCO_BENCH_MATRIX_CHILD: '1', MOCO_BENCH_PYTHON: py, ...(addon ? { MOCO_ADDON: addon } : {}) };
+      const env = {
+        ...process.env,
+        MOCO_BENCH_MATRIX_CHILD: '1',
+        MOCO_BENCH_PYTHON: py,
+        ...(addon ? { MOCO_ADDON: addon } : {}),
+      };
       const r = await runMeasured(process.execPath, process.argv.slice(1), { env });
-      if (r.code !== 0) throw new Error(`${bench} with ${addon || 'this build'} and ${py} failed: ${r.stderr.slice(-2000)}`);
+      if (r.code !== 0)
+        throw new Error(`${bench} with ${addon || 'this build'} and ${py} failed: ${r.stderr.slice(-2000)}`);
       const used = addon || DEFAULT_ADDON;
-      runs.push({ addon: used, ours_torch: addonTorch.get(used)!, python: py, peer_torch: pyTorch.get(py)!, result: lastJson(r.stdout, bench) });
+      runs.push({
+        addon: used,
+        ours_torch: addonTorch.get(used)!,
+        python: py,
+        peer_torch: pyTorch.get(py)!,
+        result: lastJson(r.stdout, bench),
+      });
     }
   }
   // Ours on each later addon against ours on the first, with the same peer (a throughput ratio > 1 or a time ratio < 1 favours the later build).

@@ -26,21 +26,46 @@ async function makeBigJpegs(): Promise<string> {
   const dir = join(root, 'train', 'all');
   if (existsSync(dir) && readdirSync(dir).length >= BIG_N) return root;
   mkdirSync(dir, { recursive: true });
-  const src = imagePaths([join(CIFAR, 'test')]).filter((_, i) => i % 7 === 0).slice(0, BIG_N);
-  await Promise.all(src.map((p, i) => sharp(p).resize(500, 375, { fit: 'fill', kernel: 'lanczos3' }).jpeg({ quality: 90 }).toFile(join(dir, `${String(i).padStart(5, '0')}.jpg`))));
+  const src = imagePaths([join(CIFAR, 'test')])
+    .filter((_, i) => i % 7 === 0)
+    .slice(0, BIG_N);
+  await Promise.all(
+    src.map((p, i) =>
+      sharp(p)
+        .resize(500, 375, { fit: 'fill', kernel: 'lanczos3' })
+        .jpeg({ quality: 90 })
+        .toFile(join(dir, `${String(i).padStart(5, '0')}.jpg`)),
+    ),
+  );
   return root;
 }
 
-async function ours(root: string, augment: 'cifar' | 'mocov2', workers: number): Promise<{ imgs_per_s: number; prepare_s: number; mode: string }> {
+async function ours(
+  root: string,
+  augment: 'cifar' | 'mocov2',
+  workers: number,
+): Promise<{ imgs_per_s: number; prepare_s: number; mode: string }> {
   const t0 = performance.now();
   const ds = new ImageFolder(join(root, 'train'));
-  const loader = new Loader(ds, { batchSize: BATCH, shuffle: true, dropLast: true, seed: 0, augment, twoCrops: true, prefetch: 2, workers });
+  const loader = new Loader(ds, {
+    batchSize: BATCH,
+    shuffle: true,
+    dropLast: true,
+    seed: 0,
+    augment,
+    twoCrops: true,
+    prefetch: 2,
+    workers,
+  });
   const src = await loader.prepare();
   const prepare = (performance.now() - t0) / 1000;
-  let seen = -1, n = 0, t1 = 0;
+  let seen = -1,
+    n = 0,
+    t1 = 0;
   for (let epoch = 0; seen < BATCHES; epoch++) {
     for await (const b of loader.epoch(epoch)) {
-      if (seen === -1) t1 = performance.now(); else n += b.indices.length;
+      if (seen === -1) t1 = performance.now();
+      else n += b.indices.length;
       b.dispose();
       if (++seen >= BATCHES) break;
     }
@@ -82,11 +107,16 @@ print(json.dumps({'imgs_per_s': n / (time.perf_counter() - t1)}))
 `;
 
 function peer(root: string, size: number, blur: boolean): number {
-  return round(runPythonJson<{ imgs_per_s: number }>(PY, [root, String(size), blur ? '1' : '0', String(BATCHES), String(BATCH)]).imgs_per_s, 1);
+  return round(
+    runPythonJson<{ imgs_per_s: number }>(PY, [root, String(size), blur ? '1' : '0', String(BATCHES), String(BATCH)])
+      .imgs_per_s,
+    1,
+  );
 }
 
 async function main(): Promise<void> {
-  if (!existsSync(join(CIFAR, 'train'))) throw new Error(`bench:data needs CIFAR-10 JPEGs at ${CIFAR} (set MOCO_BENCH_CIFAR)`);
+  if (!existsSync(join(CIFAR, 'train')))
+    throw new Error(`bench:data needs CIFAR-10 JPEGs at ${CIFAR} (set MOCO_BENCH_CIFAR)`);
   const big = await makeBigJpegs();
   // Ours in-thread (the default, workers: 0) and with 2 worker threads (the like-for-like of the DataLoader's 2
   // workers); on the shared 2-core machine either can win depending on what else runs.
@@ -96,12 +126,35 @@ async function main(): Promise<void> {
   const b0 = await ours(big, 'mocov2', 0);
   const b = await ours(big, 'mocov2', 2);
   const bp = peer(big, 224, true);
-  console.log(JSON.stringify({
-    bench: 'data', batch: BATCH, timed_batches: BATCHES, two_crops: true, threads: getNumThreads(), uv_threadpool: Number(process.env.UV_THREADPOOL_SIZE ?? 4),
-    cifar32: { ours_imgs_per_s: c0.imgs_per_s, ours_workers2_imgs_per_s: c.imgs_per_s, torchvision_imgs_per_s: cp, ratio: round(c0.imgs_per_s / cp, 2), ratio_workers2: round(c.imgs_per_s / cp, 2), ours_source: c0.mode, ours_prepare_s: c0.prepare_s },
-    jpeg500x375_to224: { ours_imgs_per_s: b0.imgs_per_s, ours_workers2_imgs_per_s: b.imgs_per_s, torchvision_imgs_per_s: bp, ratio: round(b0.imgs_per_s / bp, 2), ratio_workers2: round(b.imgs_per_s / bp, 2), ours_source: b0.mode, images: BIG_N },
-    targets: { cifar32: 5, jpeg500x375_to224: 2 },
-  }));
+  console.log(
+    JSON.stringify({
+      bench: 'data',
+      batch: BATCH,
+      timed_batches: BATCHES,
+      two_crops: true,
+      threads: getNumThreads(),
+      uv_threadpool: Number(process.env.UV_THREADPOOL_SIZE ?? 4),
+      cifar32: {
+        ours_imgs_per_s: c0.imgs_per_s,
+        ours_workers2_imgs_per_s: c.imgs_per_s,
+        torchvision_imgs_per_s: cp,
+        ratio: round(c0.imgs_per_s / cp, 2),
+        ratio_workers2: round(c.imgs_per_s / cp, 2),
+        ours_source: c0.mode,
+        ours_prepare_s: c0.prepare_s,
+      },
+      jpeg500x375_to224: {
+        ours_imgs_per_s: b0.imgs_per_s,
+        ours_workers2_imgs_per_s: b.imgs_per_s,
+        torchvision_imgs_per_s: bp,
+        ratio: round(b0.imgs_per_s / bp, 2),
+        ratio_workers2: round(b.imgs_per_s / bp, 2),
+        ours_source: b0.mode,
+        images: BIG_N,
+      },
+      targets: { cifar32: 5, jpeg500x375_to224: 2 },
+    }),
+  );
 }
 
 await main();

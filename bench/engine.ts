@@ -14,16 +14,27 @@ function ours(): Record<string, number> {
   torch.manualSeed(0);
   const x = torch.randn([64, 64, 32, 32]).requiresGrad_(true);
   const w = torch.randn([64, 64, 3, 3]).mul(0.05).requiresGrad_(true);
-  const conv = timeMs(() => torch.tidy(() => {
-    const y = F.conv2d(x, w, null, { padding: 1 });
-    y.sum().backward();
-    x.grad = null;
-    w.grad = null;
-    return undefined;
-  }), reps);
+  const conv = timeMs(
+    () =>
+      torch.tidy(() => {
+        const y = F.conv2d(x, w, null, { padding: 1 });
+        y.sum().backward();
+        x.grad = null;
+        w.grad = null;
+        return undefined;
+      }),
+    reps,
+  );
   const a = torch.randn([4096, 4096]);
   const b = torch.randn([4096, 4096]);
-  const mm = timeMs(() => torch.tidy(() => { a.mm(b); return undefined; }), Math.max(3, reps >> 1));
+  const mm = timeMs(
+    () =>
+      torch.tidy(() => {
+        a.mm(b);
+        return undefined;
+      }),
+    Math.max(3, reps >> 1),
+  );
   return { conv2d_fwd_bwd: conv, matmul_4096: mm };
 }
 
@@ -53,7 +64,8 @@ const mine: Record<string, number[]> = {};
 const theirs: Record<string, number[]> = {};
 for (let round_ = 0; round_ < 2; round_++) {
   for (const [k, v] of Object.entries(ours())) (mine[k] ??= []).push(v);
-  for (const [k, v] of Object.entries(runPythonJson<Record<string, number>>(PY, [String(threads), String(reps)]))) (theirs[k] ??= []).push(v);
+  for (const [k, v] of Object.entries(runPythonJson<Record<string, number>>(PY, [String(threads), String(reps)])))
+    (theirs[k] ??= []).push(v);
 }
 const result: Record<string, unknown> = { bench: 'engine', threads, torch: torch.version };
 for (const k of Object.keys(mine)) {

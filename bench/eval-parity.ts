@@ -16,7 +16,10 @@ import { runPythonJson, round, benchMatrix } from './common.js';
 // --python A,B / --addon X,Y: one run per build and peer (see benchMatrix).
 if (await benchMatrix('eval-parity')) process.exit(0);
 
-const arg = (name: string, def: string): string => { const i = process.argv.indexOf(`--${name}`); return i > 0 ? process.argv[i + 1]! : def; };
+const arg = (name: string, def: string): string => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? process.argv[i + 1]! : def;
+};
 const data = arg('data', '/work/shared/datasets/cifar10');
 const nTrain = Number(arg('train', '5000'));
 const nTest = Number(arg('test', '1000'));
@@ -25,7 +28,10 @@ const tmp = mkdtempSync(join(tmpdir(), 'moco-eval-parity-'));
 
 function pick(dir: string, n: number): ImageDataset & { paths: readonly string[]; labels: Int32Array } {
   const all = new ImageFolder(join(data, dir));
-  const idx = n >= all.length ? Array.from({ length: all.length }, (_, i) => i) : [...new Rng(0, 'bench', dir).permutation(all.length).slice(0, n)].sort((a, b) => a - b);
+  const idx =
+    n >= all.length
+      ? Array.from({ length: all.length }, (_, i) => i)
+      : [...new Rng(0, 'bench', dir).permutation(all.length).slice(0, n)].sort((a, b) => a - b);
   return all.select(idx) as ImageDataset & { paths: readonly string[]; labels: Int32Array };
 }
 
@@ -75,29 +81,71 @@ try {
     const m = createModel('resnet18', { cifarStem: true });
     m.replaceModule('fc', projectionHead('mlp', m.featureDim, 128));
     ckpt = join(tmp, 'random-init.safetensors');
-    saveSafetensors(ckpt, new Map([...m.stateDict()].map(([k, t]) => [`encoder_q.${k}`, t])), { moco: JSON.stringify({ arch: 'resnet18', cifarStem: true, width: 64, imageSize: 32, preset: 'cifar' }) });
+    saveSafetensors(ckpt, new Map([...m.stateDict()].map(([k, t]) => [`encoder_q.${k}`, t])), {
+      moco: JSON.stringify({ arch: 'resnet18', cifarStem: true, width: 64, imageSize: 32, preset: 'cifar' }),
+    });
     m.dispose();
   }
   const lr = Number(arg('lr', arg('pretrained', '') ? '30' : '0.1'));
-  const train = pick('train', nTrain), test = pick('test', nTest);
+  const train = pick('train', nTrain),
+    test = pick('test', nTest);
   const enc = loadEncoder(ckpt);
   const t0 = performance.now();
   const knn = await knnEvaluate(enc, train, test, { k: 200, t: 0.1 });
-  const lin = await linearProbe(enc, train, test, { cacheFeatures: true, epochs, lr, schedule: [Math.floor(epochs * 0.6), Math.floor(epochs * 0.8)] });
+  const lin = await linearProbe(enc, train, test, {
+    cacheFeatures: true,
+    epochs,
+    lr,
+    schedule: [Math.floor(epochs * 0.6), Math.floor(epochs * 0.8)],
+  });
   const oursS = (performance.now() - t0) / 1000;
   enc.dispose();
   const cfgFile = join(tmp, 'cfg.json');
-  writeFileSync(cfgFile, JSON.stringify({ ckpt: resolve(ckpt), lr, epochs, train: train.paths, test: test.paths, trainLabels: [...train.labels], testLabels: [...test.labels] }));
+  writeFileSync(
+    cfgFile,
+    JSON.stringify({
+      ckpt: resolve(ckpt),
+      lr,
+      epochs,
+      train: train.paths,
+      test: test.paths,
+      trainLabels: [...train.labels],
+      testLabels: [...test.labels],
+    }),
+  );
   const t1 = performance.now();
-  const py = runPythonJson<{ knn_top1: number; linear_best: number; linear_last: number }>(PY, [cfgFile, String(2), resolve('test/py')]);
+  const py = runPythonJson<{ knn_top1: number; linear_best: number; linear_last: number }>(PY, [
+    cfgFile,
+    String(2),
+    resolve('test/py'),
+  ]);
   const torchS = (performance.now() - t1) / 1000;
-  const dKnn = knn.top1 - py.knn_top1, dLin = lin.best!.top1 - py.linear_best;
-  console.log(JSON.stringify({
-    bench: 'eval-parity', checkpoint: arg('pretrained', '') || 'random-init resnet18 (CIFAR stem)', train: train.length, test: test.length, epochs, lr,
-    ours: { knn_top1: round(knn.top1, 2), linear_best: round(lin.best!.top1, 2), linear_last: round(lin.last.top1, 2), seconds: round(oursS, 1) },
-    pytorch: { knn_top1: round(py.knn_top1, 2), linear_best: round(py.linear_best, 2), linear_last: round(py.linear_last, 2), seconds: round(torchS, 1) },
-    delta: { knn: round(dKnn, 2), linear: round(dLin, 2) }, pass: Math.abs(dKnn) <= 0.5 && Math.abs(dLin) <= 1,
-  }));
+  const dKnn = knn.top1 - py.knn_top1,
+    dLin = lin.best!.top1 - py.linear_best;
+  console.log(
+    JSON.stringify({
+      bench: 'eval-parity',
+      checkpoint: arg('pretrained', '') || 'random-init resnet18 (CIFAR stem)',
+      train: train.length,
+      test: test.length,
+      epochs,
+      lr,
+      ours: {
+        knn_top1: round(knn.top1, 2),
+        linear_best: round(lin.best!.top1, 2),
+        linear_last: round(lin.last.top1, 2),
+        seconds: round(oursS, 1),
+      },
+      pytorch: {
+        knn_top1: round(py.knn_top1, 2),
+        linear_best: round(py.linear_best, 2),
+        linear_last: round(py.linear_last, 2),
+        seconds: round(torchS, 1),
+      },
+      delta: { knn: round(dKnn, 2), linear: round(dLin, 2) },
+      pass: Math.abs(dKnn) <= 0.5 && Math.abs(dLin) <= 1,
+    }),
+  );
 } finally {
   rmSync(tmp, { recursive: true, force: true });
 }

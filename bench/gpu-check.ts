@@ -29,7 +29,9 @@ const { values: a } = parseArgs({
 const dev = a.device!;
 const onGpu = dev.startsWith('cuda');
 if (onGpu && !cuda.isAvailable()) {
-  console.error(`gpu-check: --device ${dev} but this addon sees no CUDA device (libtorch ${buildInfo().torch}, CUDA build: ${buildInfo().cuda})`);
+  console.error(
+    `gpu-check: --device ${dev} but this addon sees no CUDA device (libtorch ${buildInfo().torch}, CUDA build: ${buildInfo().cuda})`,
+  );
   process.exit(2);
 }
 useDevice(dev);
@@ -46,44 +48,121 @@ function relErr(x: Tensor, ref: Tensor): number {
 // 10-bit mantissa, i.e. ~1e-3 relative per product; matmuls stay fp32 (allow_tf32 for matmul is False by default).
 const TOL = { conv: 5e-3, matmul: 1e-4, elementwise: 1e-5, reduction: 1e-4 };
 
-interface OpCase { name: string; kind: keyof typeof TOL; inputs: number[][]; fn: (xs: Tensor[]) => Tensor }
+interface OpCase {
+  name: string;
+  kind: keyof typeof TOL;
+  inputs: number[][];
+  fn: (xs: Tensor[]) => Tensor;
+}
 const ops: OpCase[] = [
-  { name: 'conv2d 3x3', kind: 'conv', inputs: [[8, 16, 16, 16], [32, 16, 3, 3]], fn: ([x, w]) => F.conv2d(x!, w!, null, { padding: 1 }) },
-  { name: 'conv2d 3x3 stride 2', kind: 'conv', inputs: [[8, 16, 16, 16], [32, 16, 3, 3]], fn: ([x, w]) => F.conv2d(x!, w!, null, { stride: 2, padding: 1 }) },
-  { name: 'conv2d 1x1', kind: 'conv', inputs: [[8, 16, 16, 16], [32, 16, 1, 1]], fn: ([x, w]) => F.conv2d(x!, w!) },
-  { name: 'batch_norm (train)', kind: 'reduction', inputs: [[8, 16, 8, 8], [16], [16]], fn: ([x, g, b]) => F.batchNorm(x!, null, null, g!, b!, { training: true }) },
+  {
+    name: 'conv2d 3x3',
+    kind: 'conv',
+    inputs: [
+      [8, 16, 16, 16],
+      [32, 16, 3, 3],
+    ],
+    fn: ([x, w]) => F.conv2d(x!, w!, null, { padding: 1 }),
+  },
+  {
+    name: 'conv2d 3x3 stride 2',
+    kind: 'conv',
+    inputs: [
+      [8, 16, 16, 16],
+      [32, 16, 3, 3],
+    ],
+    fn: ([x, w]) => F.conv2d(x!, w!, null, { stride: 2, padding: 1 }),
+  },
+  {
+    name: 'conv2d 1x1',
+    kind: 'conv',
+    inputs: [
+      [8, 16, 16, 16],
+      [32, 16, 1, 1],
+    ],
+    fn: ([x, w]) => F.conv2d(x!, w!),
+  },
+  {
+    name: 'batch_norm (train)',
+    kind: 'reduction',
+    inputs: [[8, 16, 8, 8], [16], [16]],
+    fn: ([x, g, b]) => F.batchNorm(x!, null, null, g!, b!, { training: true }),
+  },
   { name: 'relu', kind: 'elementwise', inputs: [[8, 16, 8, 8]], fn: ([x]) => F.relu(x!) },
-  { name: 'max_pool2d', kind: 'elementwise', inputs: [[8, 16, 8, 8]], fn: ([x]) => F.maxPool2d(x!, 3, { stride: 2, padding: 1 }) },
+  {
+    name: 'max_pool2d',
+    kind: 'elementwise',
+    inputs: [[8, 16, 8, 8]],
+    fn: ([x]) => F.maxPool2d(x!, 3, { stride: 2, padding: 1 }),
+  },
   { name: 'adaptive_avg_pool2d', kind: 'reduction', inputs: [[8, 16, 8, 8]], fn: ([x]) => F.adaptiveAvgPool2d(x!, 1) },
   { name: 'linear', kind: 'matmul', inputs: [[64, 128], [32, 128], [32]], fn: ([x, w, b]) => F.linear(x!, w!, b!) },
-  { name: 'einsum nc,ck->nk', kind: 'matmul', inputs: [[64, 32], [32, 256]], fn: ([q, k]) => einsum('nc,ck->nk', q!, k!) },
+  {
+    name: 'einsum nc,ck->nk',
+    kind: 'matmul',
+    inputs: [
+      [64, 32],
+      [32, 256],
+    ],
+    fn: ([q, k]) => einsum('nc,ck->nk', q!, k!),
+  },
   { name: 'normalize', kind: 'elementwise', inputs: [[64, 32]], fn: ([x]) => F.normalize(x!, { dim: 1 }) },
-  { name: 'cross_entropy', kind: 'reduction', inputs: [[64, 257]], fn: ([x]) => F.crossEntropy(x!, tensor(Array.from({ length: 64 }, (_, i) => i % 257), { dtype: 'int64' }).to(x!.device)) },
+  {
+    name: 'cross_entropy',
+    kind: 'reduction',
+    inputs: [[64, 257]],
+    fn: ([x]) =>
+      F.crossEntropy(
+        x!,
+        tensor(
+          Array.from({ length: 64 }, (_, i) => i % 257),
+          { dtype: 'int64' },
+        ).to(x!.device),
+      ),
+  },
 ];
 
 function opParity(): { name: string; value: number; grads: number[]; tol: number; ok: boolean }[] {
-  return ops.map((c) => tidy(() => {
-    manualSeed(1);
-    const cpuIn = c.inputs.map((s) => randn(s).requiresGrad_(true));
-    const devIn = cpuIn.map((t) => t.detach().to(dev).requiresGrad_(true));
-    const yc = c.fn(cpuIn);
-    const yd = c.fn(devIn);
-    manualSeed(2);
-    const g = randn(yc.shape);
-    yc.backward(g);
-    yd.backward(g.to(dev));
-    const value = relErr(yd, yc);
-    const grads = cpuIn.map((t, i) => relErr(devIn[i]!.grad!, t.grad!));
-    const tol = TOL[c.kind];
-    return { name: c.name, value: round(value, 8), grads: grads.map((x) => round(x, 8)), tol, ok: value <= tol && grads.every((x) => x <= tol * 10) };
-  }));
+  return ops.map((c) =>
+    tidy(() => {
+      manualSeed(1);
+      const cpuIn = c.inputs.map((s) => randn(s).requiresGrad_(true));
+      const devIn = cpuIn.map((t) => t.detach().to(dev).requiresGrad_(true));
+      const yc = c.fn(cpuIn);
+      const yd = c.fn(devIn);
+      manualSeed(2);
+      const g = randn(yc.shape);
+      yc.backward(g);
+      yd.backward(g.to(dev));
+      const value = relErr(yd, yc);
+      const grads = cpuIn.map((t, i) => relErr(devIn[i]!.grad!, t.grad!));
+      const tol = TOL[c.kind];
+      return {
+        name: c.name,
+        value: round(value, 8),
+        grads: grads.map((x) => round(x, 8)),
+        tol,
+        ok: value <= tol && grads.every((x) => x <= tol * 10),
+      };
+    }),
+  );
 }
 
 /** One MoCo v2 step (ResNet-18 CIFAR stem, SplitBN, MLP head) on the CPU and on the device from the same state. */
 function mocoStep(): { loss: number; lossDevice: number; maxParamRelErr: number; queueRelErr: number; ok: boolean } {
   return tidy(() => {
     manualSeed(0);
-    const o = { arch: 'resnet18', cifarStem: true, width: 16, dim: 128, K: 1024, m: 0.99, T: 0.2, head: 'mlp' as const, bnSplits: 4 };
+    const o = {
+      arch: 'resnet18',
+      cifarStem: true,
+      width: 16,
+      dim: 128,
+      K: 1024,
+      m: 0.99,
+      T: 0.2,
+      head: 'mlp' as const,
+      bnSplits: 4,
+    };
     const cpuM = new MoCo(o);
     const devM = new MoCo(o);
     devM.loadStateDict(cpuM.stateDict());
@@ -106,16 +185,29 @@ function mocoStep(): { loss: number; lossDevice: number; maxParamRelErr: number;
     const a1 = cpuM.stateDict();
     const b1 = devM.stateDict();
     let maxParamRelErr = 0;
-    for (const [k, v] of a1) if (v.dtype === 'float32' && k !== 'queue') maxParamRelErr = Math.max(maxParamRelErr, relErr(b1.get(k)!, v));
+    for (const [k, v] of a1)
+      if (v.dtype === 'float32' && k !== 'queue') maxParamRelErr = Math.max(maxParamRelErr, relErr(b1.get(k)!, v));
     const queueRelErr = relErr(b1.get('queue')!, a1.get('queue')!);
     cpuM.dispose();
     devM.dispose();
-    return { loss: round(loss, 6), lossDevice: round(lossDevice, 6), maxParamRelErr: round(maxParamRelErr, 8), queueRelErr: round(queueRelErr, 8), ok: Math.abs(loss - lossDevice) < 1e-2 * Math.abs(loss) && maxParamRelErr < 1e-2 };
+    return {
+      loss: round(loss, 6),
+      lossDevice: round(lossDevice, 6),
+      maxParamRelErr: round(maxParamRelErr, 8),
+      queueRelErr: round(queueRelErr, 8),
+      ok: Math.abs(loss - lossDevice) < 1e-2 * Math.abs(loss) && maxParamRelErr < 1e-2,
+    };
   });
 }
 
 async function collectives(): Promise<{ backend: string; allReduce: boolean; allGather: boolean; broadcast: boolean }> {
-  const pg = await ProcessGroup.init({ backend: a.backend as Backend, rank: 0, worldSize: 1, masterPort: 29650 + Math.floor(Math.random() * 200), timeoutMs: 60_000 });
+  const pg = await ProcessGroup.init({
+    backend: a.backend as Backend,
+    rank: 0,
+    worldSize: 1,
+    masterPort: 29650 + Math.floor(Math.random() * 200),
+    timeoutMs: 60_000,
+  });
   try {
     const x = tensor([1, 2, 3]).to(dev);
     await pg.allReduce(x, 'sum');
@@ -131,8 +223,15 @@ async function collectives(): Promise<{ backend: string; allReduce: boolean; all
   }
 }
 
-interface PeerJson { images_per_s: number; torch: string; last_loss: number }
-interface OursJson { imagesPerSec: number; lastLoss: number }
+interface PeerJson {
+  images_per_s: number;
+  torch: string;
+  last_loss: number;
+}
+interface OursJson {
+  imagesPerSec: number;
+  lastLoss: number;
+}
 
 /** Ours and the peer on the same device and data, fp32 then bf16 autocast. */
 async function bench(): Promise<Record<string, unknown>> {
@@ -140,16 +239,53 @@ async function bench(): Promise<Record<string, unknown>> {
   const batch = a['batch-size']!;
   const out: Record<string, unknown> = {};
   for (const amp of ['off', 'bf16'] as const) {
-    const ours = await runMeasured(process.execPath, [join('dist', 'src', 'cli', 'main.js'), 'pretrain', a.data!, '--preset', 'cifar', '--batch-size', batch,
-      '--max-steps', steps, '--device', dev, '--knn-every', '0', '--quiet', '--out', `/tmp/gpu-check-run-${amp}`, ...(amp === 'bf16' ? ['--amp', 'bf16'] : [])]);
-    const peer = await runMeasured(a.python!, ['bench/py/peer_on_device.py', a.peer!, '--device', dev, '--amp', amp, '--', a.data!, '--cifar-stem', '--batch-size', batch,
-      '--max-steps', steps, '--workers', '8', '--threads', '8']);
+    const ours = await runMeasured(process.execPath, [
+      join('dist', 'src', 'cli', 'main.js'),
+      'pretrain',
+      a.data!,
+      '--preset',
+      'cifar',
+      '--batch-size',
+      batch,
+      '--max-steps',
+      steps,
+      '--device',
+      dev,
+      '--knn-every',
+      '0',
+      '--quiet',
+      '--out',
+      `/tmp/gpu-check-run-${amp}`,
+      ...(amp === 'bf16' ? ['--amp', 'bf16'] : []),
+    ]);
+    const peer = await runMeasured(a.python!, [
+      'bench/py/peer_on_device.py',
+      a.peer!,
+      '--device',
+      dev,
+      '--amp',
+      amp,
+      '--',
+      a.data!,
+      '--cifar-stem',
+      '--batch-size',
+      batch,
+      '--max-steps',
+      steps,
+      '--workers',
+      '8',
+      '--threads',
+      '8',
+    ]);
     const o = ours.code === 0 ? lastJson<OursJson>(ours.stdout, 'ours') : null;
     const p = peer.code === 0 ? lastJson<PeerJson>(peer.stdout, 'peer') : null;
     out[amp === 'off' ? 'fp32' : 'bf16'] = {
-      oursImagesPerSec: o ? round(o.imagesPerSec, 1) : null, peerImagesPerSec: p ? round(p.images_per_s, 1) : null,
-      ratio: o && p ? round(o.imagesPerSec / p.images_per_s, 3) : null, peerTorch: p?.torch,
-      ...(o ? {} : { oursError: ours.stderr.slice(-800) }), ...(p ? {} : { peerError: peer.stderr.slice(-800) }),
+      oursImagesPerSec: o ? round(o.imagesPerSec, 1) : null,
+      peerImagesPerSec: p ? round(p.images_per_s, 1) : null,
+      ratio: o && p ? round(o.imagesPerSec / p.images_per_s, 3) : null,
+      peerTorch: p?.torch,
+      ...(o ? {} : { oursError: ours.stderr.slice(-800) }),
+      ...(p ? {} : { peerError: peer.stderr.slice(-800) }),
     };
   }
   return out;
@@ -160,11 +296,20 @@ const step = mocoStep();
 const coll = await collectives();
 const perf = a['skip-bench'] ? null : await bench();
 const ok = parity.every((p) => p.ok) && step.ok && coll.allReduce && coll.allGather && coll.broadcast;
-console.log(JSON.stringify({
-  bench: 'gpu-check', device: dev, torch: buildInfo().torch, cudaBuild: buildInfo().cuda, ok,
-  tolerance: 'relative to the max |value|: TF32 convolutions 5e-3 (cuDNN default), fp32 matmuls 1e-4, elementwise 1e-5, reductions 1e-4; gradients 10x',
-  opParity: parity, mocoStep: step, collectives: coll,
-  ...(onGpu ? { cudaMemory: cuda.memory(Number(dev.split(':')[1] ?? 0)) } : {}),
-  ...(perf ? { cifarPretrain: perf } : {}),
-}));
+console.log(
+  JSON.stringify({
+    bench: 'gpu-check',
+    device: dev,
+    torch: buildInfo().torch,
+    cudaBuild: buildInfo().cuda,
+    ok,
+    tolerance:
+      'relative to the max |value|: TF32 convolutions 5e-3 (cuDNN default), fp32 matmuls 1e-4, elementwise 1e-5, reductions 1e-4; gradients 10x',
+    opParity: parity,
+    mocoStep: step,
+    collectives: coll,
+    ...(onGpu ? { cudaMemory: cuda.memory(Number(dev.split(':')[1] ?? 0)) } : {}),
+    ...(perf ? { cifarPretrain: perf } : {}),
+  }),
+);
 process.exit(ok ? 0 : 1);

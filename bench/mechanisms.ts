@@ -15,20 +15,46 @@ import { SGD } from '../src/optim/index.js';
 import { stepRng, trainStep } from '../src/train/index.js';
 import { median, round } from './common.js';
 
-interface Backbone { name: string; size: number; opts: MechanismOpts; bankSize: number }
+interface Backbone {
+  name: string;
+  size: number;
+  opts: MechanismOpts;
+  bankSize: number;
+}
 const BACKBONES: Backbone[] = [
   // main_moco.py's v2 settings; the bank has one row per ImageNet training image.
-  { name: 'resnet50_224', size: 224, bankSize: 1_281_167, opts: { arch: 'resnet50', dim: 128, K: 65536, m: 0.999, T: 0.2, head: 'mlp' } },
+  {
+    name: 'resnet50_224',
+    size: 224,
+    bankSize: 1_281_167,
+    opts: { arch: 'resnet50', dim: 128, K: 65536, m: 0.999, T: 0.2, head: 'mlp' },
+  },
   // The CIFAR-10 demo's settings; one row per CIFAR-10 training image.
-  { name: 'resnet18_cifar_32', size: 32, bankSize: 50_000, opts: { arch: 'resnet18', cifarStem: true, dim: 128, K: 4096, m: 0.99, T: 0.1, head: 'fc' } },
+  {
+    name: 'resnet18_cifar_32',
+    size: 32,
+    bankSize: 50_000,
+    opts: { arch: 'resnet18', cifarStem: true, dim: 128, K: 4096, m: 0.99, T: 0.1, head: 'fc' },
+  },
 ];
 const MECHS: MechanismName[] = ['moco', 'end-to-end', 'memory-bank'];
 const BATCH = 32;
 const FIT_BATCHES = [8, 16, 32];
 const SEED = { memory: round(7.4 / 5.0), time: round(65 / 53) };
 
-interface ChildArgs { backbone: string; mechanism: MechanismName; batch: number; steps: number; warmup: number }
-interface ChildResult { stepMs: number[]; baselineRssMB: number; peakRssMB: number; bankMB?: number }
+interface ChildArgs {
+  backbone: string;
+  mechanism: MechanismName;
+  batch: number;
+  steps: number;
+  warmup: number;
+}
+interface ChildResult {
+  stepMs: number[];
+  baselineRssMB: number;
+  peakRssMB: number;
+  bankMB?: number;
+}
 
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(name);
@@ -58,14 +84,20 @@ function child(a: ChildArgs): ChildResult {
     if (s >= a.warmup) ms.push(performance.now() - t0);
   }
   return {
-    stepMs: ms, baselineRssMB: baseline / 2 ** 20, peakRssMB: process.resourceUsage().maxRSS / 1024,
+    stepMs: ms,
+    baselineRssMB: baseline / 2 ** 20,
+    peakRssMB: process.resourceUsage().maxRSS / 1024,
     ...(a.mechanism === 'memory-bank' ? { bankMB: (b.bankSize * (b.opts.dim ?? 128) * 4) / 2 ** 20 } : {}),
   };
 }
 
 function fresh(a: ChildArgs): ChildResult {
-  const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--child', JSON.stringify(a)], { encoding: 'utf8', maxBuffer: 16 << 20 });
-  if (r.status !== 0) throw new Error(`bench case ${JSON.stringify(a)} failed (exit ${r.status}): ${r.stderr.slice(-2000)}`);
+  const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--child', JSON.stringify(a)], {
+    encoding: 'utf8',
+    maxBuffer: 16 << 20,
+  });
+  if (r.status !== 0)
+    throw new Error(`bench case ${JSON.stringify(a)} failed (exit ${r.status}): ${r.stderr.slice(-2000)}`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as ChildResult;
 }
 
@@ -84,26 +116,62 @@ if (process.argv[2] === '--child') {
   const steps = arg('--steps', 3);
   const memoryGB = arg('--memory-gb', totalmem() / 2 ** 30);
   const out: Record<string, unknown> = {
-    bench: 'mechanisms', threads: torch.getNumThreads(), torch: torch.version, batch: BATCH, steps, warmup: 1, memoryGB: round(memoryGB, 2),
-    seed: { memoryE2eOverMoco: SEED.memory, timeE2eOverMoco: SEED.time, note: '8 V100, batch 256 (32 a GPU): MoCo 5.0 GB 53 h, end-to-end 7.4 GB 65 h' },
+    bench: 'mechanisms',
+    threads: torch.getNumThreads(),
+    torch: torch.version,
+    batch: BATCH,
+    steps,
+    warmup: 1,
+    memoryGB: round(memoryGB, 2),
+    seed: {
+      memoryE2eOverMoco: SEED.memory,
+      timeE2eOverMoco: SEED.time,
+      note: '8 V100, batch 256 (32 a GPU): MoCo 5.0 GB 53 h, end-to-end 7.4 GB 65 h',
+    },
   };
   for (const b of BACKBONES) {
-    const res: Record<string, { stepMs: number; peakRssMB: number; baselineRssMB: number; increaseMB: number; bankMB?: number }> = {};
+    const res: Record<
+      string,
+      { stepMs: number; peakRssMB: number; baselineRssMB: number; increaseMB: number; bankMB?: number }
+    > = {};
     for (const m of MECHS) {
       const r = fresh({ backbone: b.name, mechanism: m, batch: BATCH, steps, warmup: 1 });
-      res[m] = { stepMs: round(median(r.stepMs), 1), peakRssMB: round(r.peakRssMB, 1), baselineRssMB: round(r.baselineRssMB, 1), increaseMB: round(r.peakRssMB - r.baselineRssMB, 1), ...(r.bankMB ? { bankMB: round(r.bankMB, 1) } : {}) };
+      res[m] = {
+        stepMs: round(median(r.stepMs), 1),
+        peakRssMB: round(r.peakRssMB, 1),
+        baselineRssMB: round(r.baselineRssMB, 1),
+        increaseMB: round(r.peakRssMB - r.baselineRssMB, 1),
+        ...(r.bankMB ? { bankMB: round(r.bankMB, 1) } : {}),
+      };
     }
     const ratio = (m: MechanismName): Record<string, number> => ({
-      peakRss: round(res[m]!.peakRssMB / res.moco!.peakRssMB), increase: round(res[m]!.increaseMB / res.moco!.increaseMB), time: round(res[m]!.stepMs / res.moco!.stepMs),
+      peakRss: round(res[m]!.peakRssMB / res.moco!.peakRssMB),
+      increase: round(res[m]!.increaseMB / res.moco!.increaseMB),
+      time: round(res[m]!.stepMs / res.moco!.stepMs),
     });
     // Peak RSS grows linearly with the batch (activations); its intercept is what does not (weights, optimizer, queue).
-    const largest: Record<string, unknown> = { method: `least-squares line through the peak RSS at batches ${FIT_BATCHES.join(', ')} (1 step, fresh processes), solved for ${round(memoryGB, 2)} GiB` };
+    const largest: Record<string, unknown> = {
+      method: `least-squares line through the peak RSS at batches ${FIT_BATCHES.join(', ')} (1 step, fresh processes), solved for ${round(memoryGB, 2)} GiB`,
+    };
     for (const m of ['moco', 'end-to-end'] as const) {
-      const peaks = FIT_BATCHES.map((n) => (n === BATCH ? res[m]!.peakRssMB : fresh({ backbone: b.name, mechanism: m, batch: n, steps: 0, warmup: 1 }).peakRssMB));
+      const peaks = FIT_BATCHES.map((n) =>
+        n === BATCH
+          ? res[m]!.peakRssMB
+          : fresh({ backbone: b.name, mechanism: m, batch: n, steps: 0, warmup: 1 }).peakRssMB,
+      );
       const f = fit(FIT_BATCHES, peaks);
-      largest[m] = { batch: Math.max(0, Math.floor((memoryGB * 1024 - f.intercept) / f.slope)), fixedMB: round(f.intercept, 1), mbPerImage: round(f.slope, 2), peaksMB: peaks.map((p) => round(p, 1)) };
+      largest[m] = {
+        batch: Math.max(0, Math.floor((memoryGB * 1024 - f.intercept) / f.slope)),
+        fixedMB: round(f.intercept, 1),
+        mbPerImage: round(f.slope, 2),
+        peaksMB: peaks.map((p) => round(p, 1)),
+      };
     }
-    out[b.name] = { ...res, ratios: { endToEndOverMoco: ratio('end-to-end'), memoryBankOverMoco: ratio('memory-bank') }, largestBatch: largest };
+    out[b.name] = {
+      ...res,
+      ratios: { endToEndOverMoco: ratio('end-to-end'), memoryBankOverMoco: ratio('memory-bank') },
+      largestBatch: largest,
+    };
   }
   console.log(JSON.stringify(out));
 }

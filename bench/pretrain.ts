@@ -11,7 +11,15 @@ import { join, resolve } from 'node:path';
 import { availableParallelism, tmpdir } from 'node:os';
 import * as torch from '../src/torch/index.js';
 import { createOptimizer } from '../src/optim/index.js';
-import { mechanismOf, pretrain, resolveConfig, stepPrecisionOf, stepRng, trainStep, type TrainObserver } from '../src/train/index.js';
+import {
+  mechanismOf,
+  pretrain,
+  resolveConfig,
+  stepPrecisionOf,
+  stepRng,
+  trainStep,
+  type TrainObserver,
+} from '../src/train/index.js';
 import { PYTHON, lastJson, round, runMeasured, benchMatrix } from './common.js';
 
 // --python A,B / --addon X,Y: one run per build and peer (see benchMatrix).
@@ -34,13 +42,22 @@ if (!existsSync(data)) throw new Error(`bench/pretrain: CIFAR-10 folder ${data} 
  */
 async function interleaved(width: number, rep: number): Promise<{ e2e: number; model: number }> {
   const c = resolveConfig(data, {
-    preset: 'cifar', width, batchSize: batch, maxSteps: steps, threads, printFreq: 1_000_000,
+    preset: 'cifar',
+    width,
+    batchSize: batch,
+    maxSteps: steps,
+    threads,
+    printFreq: 1_000_000,
     out: join(tmpdir(), `moco-bench-il-${process.pid}-${width}-${rep}`),
   });
   const twin = mechanismOf(c, 0);
   if (c.channelsLast) twin.toMemoryFormat('channelsLast');
   const precision = stepPrecisionOf(c);
-  const opt = createOptimizer(c.optimizer ?? 'sgd', twin.trainableParameters(), { lr: c.lr, momentum: c.momentum, weightDecay: c.wd });
+  const opt = createOptimizer(c.optimizer ?? 'sgd', twin.trainableParameters(), {
+    lr: c.lr,
+    momentum: c.momentum,
+    weightDecay: c.wd,
+  });
   const views = [torch.randn([batch, 3, c.imageSize, c.imageSize]), torch.randn([batch, 3, c.imageSize, c.imageSize])];
   const indices = Int32Array.from({ length: batch }, (_, i) => i);
   let e2eMs = 0;
@@ -56,7 +73,10 @@ async function interleaved(width: number, rep: number): Promise<{ e2e: number; m
       });
       const tOut = performance.now();
       // Step `e.step`'s end-to-end time: from the twin's last step to this call (the loop's whole iteration).
-      if (e.step > WARMUP) { e2eMs += tIn - lastOut; modelMs += tOut - tIn; }
+      if (e.step > WARMUP) {
+        e2eMs += tIn - lastOut;
+        modelMs += tOut - tIn;
+      }
       lastOut = tOut;
     },
   };
@@ -78,43 +98,141 @@ const spread = (xs: number[], digits = 3): { min: number; median: number; max: n
   return { min: round(v[0]!, digits), median: round(mid, digits), max: round(v[v.length - 1]!, digits) };
 };
 
-const out: Record<string, unknown> = { bench: 'pretrain', data, batch, steps, warmup_steps: WARMUP, threads, repeats, torch: torch.version };
+const out: Record<string, unknown> = {
+  bench: 'pretrain',
+  data,
+  batch,
+  steps,
+  warmup_steps: WARMUP,
+  threads,
+  repeats,
+  torch: torch.version,
+};
 for (const width of widths) {
   // Each round: the interleaved pair, our CLI end to end (its throughput and peak RSS), then PyTorch's.
-  const runs: { ours: number; pytorch: number; model: number; inProcess: number; oursRss: number; pytorchRss: number; oursLoss: number; pytorchLoss: number }[] = [];
+  const runs: {
+    ours: number;
+    pytorch: number;
+    model: number;
+    inProcess: number;
+    oursRss: number;
+    pytorchRss: number;
+    oursLoss: number;
+    pytorchLoss: number;
+  }[] = [];
   for (let rep = 0; rep < repeats; rep++) {
     const il = await interleaved(width, rep);
     const ours = await runMeasured(process.execPath, [
-      join(root, 'dist', 'src', 'cli', 'main.js'), 'pretrain', data, '--preset', 'cifar', '--width', String(width),
-      '--batch-size', String(batch), '--max-steps', String(steps), '--threads', String(threads), '--quiet',
-      '--out', join(tmpdir(), `moco-bench-${process.pid}-${width}-${rep}`),
+      join(root, 'dist', 'src', 'cli', 'main.js'),
+      'pretrain',
+      data,
+      '--preset',
+      'cifar',
+      '--width',
+      String(width),
+      '--batch-size',
+      String(batch),
+      '--max-steps',
+      String(steps),
+      '--threads',
+      String(threads),
+      '--quiet',
+      '--out',
+      join(tmpdir(), `moco-bench-${process.pid}-${width}-${rep}`),
     ]);
     if (ours.code !== 0) throw new Error(`moco pretrain failed: ${ours.stderr.slice(-2000)}`);
     const o = lastJson<{ imagesPerSec: number; lastLoss: number }>(ours.stdout, 'moco pretrain');
     const theirs = await runMeasured(PYTHON, [
-      peer, data, '--cifar-stem', '--width', String(width), '--batch-size', String(batch), '--workers', '2', '--max-steps', String(steps),
-      '--threads', String(threads), '--no-mlp', '--T', '0.1', '--K', '4096', '--m', '0.99', '--crop-min', '0.08', '--lr', '0.06',
-      '--wd', '5e-4', '--bn-splits', '8',
+      peer,
+      data,
+      '--cifar-stem',
+      '--width',
+      String(width),
+      '--batch-size',
+      String(batch),
+      '--workers',
+      '2',
+      '--max-steps',
+      String(steps),
+      '--threads',
+      String(threads),
+      '--no-mlp',
+      '--T',
+      '0.1',
+      '--K',
+      '4096',
+      '--m',
+      '0.99',
+      '--crop-min',
+      '0.08',
+      '--lr',
+      '0.06',
+      '--wd',
+      '5e-4',
+      '--bn-splits',
+      '8',
     ]);
     if (theirs.code !== 0) throw new Error(`peer failed: ${theirs.stderr.slice(-2000)}`);
     const p = lastJson<{ images_per_s: number; last_loss: number }>(theirs.stdout, 'peer');
-    runs.push({ ours: o.imagesPerSec, pytorch: p.images_per_s, model: il.model, inProcess: il.e2e, oursRss: ours.peakRssMb, pytorchRss: theirs.peakRssMb, oursLoss: o.lastLoss, pytorchLoss: p.last_loss });
-    console.error(`bench/pretrain: width ${width} run ${rep + 1}/${repeats}: ours ${round(o.imagesPerSec, 1)} img/s, interleaved ${round(il.e2e, 1)} vs model-only ${round(il.model, 1)}, PyTorch ${round(p.images_per_s, 1)}; RSS ${round(ours.peakRssMb, 0)} vs ${round(theirs.peakRssMb, 0)} MB`);
+    runs.push({
+      ours: o.imagesPerSec,
+      pytorch: p.images_per_s,
+      model: il.model,
+      inProcess: il.e2e,
+      oursRss: ours.peakRssMb,
+      pytorchRss: theirs.peakRssMb,
+      oursLoss: o.lastLoss,
+      pytorchLoss: p.last_loss,
+    });
+    console.error(
+      `bench/pretrain: width ${width} run ${rep + 1}/${repeats}: ours ${round(o.imagesPerSec, 1)} img/s, interleaved ${round(il.e2e, 1)} vs model-only ${round(il.model, 1)}, PyTorch ${round(p.images_per_s, 1)}; RSS ${round(ours.peakRssMb, 0)} vs ${round(theirs.peakRssMb, 0)} MB`,
+    );
   }
   const e2eOverModel = runs.map((r) => r.inProcess / r.model);
   const vsPytorch = runs.map((r) => r.ours / r.pytorch);
   out[`width${width}`] = {
-    ours_images_per_s: spread(runs.map((r) => r.ours), 2),
-    pytorch_images_per_s: spread(runs.map((r) => r.pytorch), 2),
-    ours_model_only_images_per_s: spread(runs.map((r) => r.model), 2),
-    ours_interleaved_end_to_end_images_per_s: spread(runs.map((r) => r.inProcess), 2),
+    ours_images_per_s: spread(
+      runs.map((r) => r.ours),
+      2,
+    ),
+    pytorch_images_per_s: spread(
+      runs.map((r) => r.pytorch),
+      2,
+    ),
+    ours_model_only_images_per_s: spread(
+      runs.map((r) => r.model),
+      2,
+    ),
+    ours_interleaved_end_to_end_images_per_s: spread(
+      runs.map((r) => r.inProcess),
+      2,
+    ),
     ratio_vs_pytorch: spread(vsPytorch),
     end_to_end_over_model_only: spread(e2eOverModel),
-    ours_peak_rss_mb: spread(runs.map((r) => r.oursRss), 1),
-    pytorch_peak_rss_mb: spread(runs.map((r) => r.pytorchRss), 1),
-    ours_last_loss: spread(runs.map((r) => r.oursLoss), 4),
-    pytorch_last_loss: spread(runs.map((r) => r.pytorchLoss), 4),
-    per_run: runs.map((r) => ({ ours: round(r.ours, 2), pytorch: round(r.pytorch, 2), model_only: round(r.model, 2), interleaved_end_to_end: round(r.inProcess, 2), ours_rss_mb: round(r.oursRss, 1), pytorch_rss_mb: round(r.pytorchRss, 1) })),
+    ours_peak_rss_mb: spread(
+      runs.map((r) => r.oursRss),
+      1,
+    ),
+    pytorch_peak_rss_mb: spread(
+      runs.map((r) => r.pytorchRss),
+      1,
+    ),
+    ours_last_loss: spread(
+      runs.map((r) => r.oursLoss),
+      4,
+    ),
+    pytorch_last_loss: spread(
+      runs.map((r) => r.pytorchLoss),
+      4,
+    ),
+    per_run: runs.map((r) => ({
+      ours: round(r.ours, 2),
+      pytorch: round(r.pytorch, 2),
+      model_only: round(r.model, 2),
+      interleaved_end_to_end: round(r.inProcess, 2),
+      ours_rss_mb: round(r.oursRss, 1),
+      pytorch_rss_mb: round(r.pytorchRss, 1),
+    })),
     // The targets: the data pipeline takes no cycles from the model, less memory than PyTorch and ≥ 1.2× its
     // throughput in every run (docs/benchmarks.md).
     targets: {

@@ -26,7 +26,6 @@ import { PYTHON, median, round, benchMatrix } from './common.js';
 // --python A,B / --addon X,Y: one run per build and peer (see benchMatrix).
 if (await benchMatrix('serve')) process.exit(0);
 
-
 const root = resolve(new URL('../..', import.meta.url).pathname);
 const { values: a } = parseArgs({
   options: {
@@ -54,19 +53,31 @@ function pos(name: string, v: string): number {
 }
 
 /** Starts a server process and resolves with its base URL, read from the line its `pattern` matches. */
-function start(cmd: string, args: string[], pattern: RegExp, out: 'stdout' | 'stderr'): Promise<{ proc: ChildProcess; url: string }> {
+function start(
+  cmd: string,
+  args: string[],
+  pattern: RegExp,
+  out: 'stdout' | 'stderr',
+): Promise<{ proc: ChildProcess; url: string }> {
   return new Promise((res, rej) => {
     const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let text = '';
     const onData = (d: Buffer): void => {
       text += d.toString();
       const m = pattern.exec(text);
-      if (m) { proc[out]!.off('data', onData); res({ proc, url: m[1]!.startsWith('http') ? m[1]! : `http://127.0.0.1:${m[1]}` }); }
+      if (m) {
+        proc[out]!.off('data', onData);
+        res({ proc, url: m[1]!.startsWith('http') ? m[1]! : `http://127.0.0.1:${m[1]}` });
+      }
     };
     proc[out]!.on('data', onData);
     let err = '';
-    proc.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
-    proc.on('exit', (code) => rej(new Error(`${cmd} ${args.join(' ')} exited (${code}) before it was ready: ${err.slice(-2000)}`)));
+    proc.stderr!.on('data', (d: Buffer) => {
+      err += d.toString();
+    });
+    proc.on('exit', (code) =>
+      rej(new Error(`${cmd} ${args.join(' ')} exited (${code}) before it was ready: ${err.slice(-2000)}`)),
+    );
   });
 }
 
@@ -77,25 +88,46 @@ async function stop(proc: ChildProcess): Promise<void> {
   await done;
 }
 
-interface Load { clients: number; requests: number; rps: number; p50Ms: number; p99Ms: number; errors: number }
+interface Load {
+  clients: number;
+  requests: number;
+  rps: number;
+  p50Ms: number;
+  p99Ms: number;
+  errors: number;
+}
 
 /** `requests` POSTs of the images in turn, from `c` concurrent clients (each one request at a time). */
 async function load(url: string, images: Buffer[], c: number): Promise<Load> {
   const lat: number[] = [];
-  let next = 0, errors = 0;
+  let next = 0,
+    errors = 0;
   const t0 = performance.now();
-  await Promise.all(Array.from({ length: c }, async () => {
-    for (let i = next++; i < requests; i = next++) {
-      const t = performance.now();
-      const r = await fetch(`${url}/v1/embed`, { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: new Uint8Array(images[i % images.length]!) });
-      await r.arrayBuffer();
-      if (r.status !== 200) errors++;
-      lat.push(performance.now() - t);
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: c }, async () => {
+      for (let i = next++; i < requests; i = next++) {
+        const t = performance.now();
+        const r = await fetch(`${url}/v1/embed`, {
+          method: 'POST',
+          headers: { 'content-type': 'image/jpeg' },
+          body: new Uint8Array(images[i % images.length]!),
+        });
+        await r.arrayBuffer();
+        if (r.status !== 200) errors++;
+        lat.push(performance.now() - t);
+      }
+    }),
+  );
   const wall = (performance.now() - t0) / 1000;
   const s = [...lat].sort((x, y) => x - y);
-  return { clients: c, requests, rps: round(requests / wall, 2), p50Ms: round(median(s), 1), p99Ms: round(s[Math.min(s.length - 1, Math.ceil(0.99 * s.length) - 1)]!, 1), errors };
+  return {
+    clients: c,
+    requests,
+    rps: round(requests / wall, 2),
+    p50Ms: round(median(s), 1),
+    p99Ms: round(s[Math.min(s.length - 1, Math.ceil(0.99 * s.length) - 1)]!, 1),
+    errors,
+  };
 }
 
 /** MiB of a process and its child processes: resident now, and peak resident (Linux /proc). */
@@ -103,22 +135,38 @@ function memoryOf(pid: number): { rssMiB: number; peakMiB: number } {
   const pids = [pid];
   for (let i = 0; i < pids.length; i++) {
     try {
-      for (const t of readdirSync(`/proc/${pids[i]}/task`)) pids.push(...readFileSync(`/proc/${pids[i]}/task/${t}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number));
-    } catch { /* exited */ }
+      for (const t of readdirSync(`/proc/${pids[i]}/task`))
+        pids.push(
+          ...readFileSync(`/proc/${pids[i]}/task/${t}/children`, 'utf8')
+            .trim()
+            .split(/\s+/)
+            .filter(Boolean)
+            .map(Number),
+        );
+    } catch {
+      /* exited */
+    }
   }
-  let rss = 0, peak = 0;
+  let rss = 0,
+    peak = 0;
   for (const p of pids) {
     try {
       const st = readFileSync(`/proc/${p}/status`, 'utf8');
       rss += Number(/VmRSS:\s+(\d+)/.exec(st)?.[1] ?? 0);
       peak += Number(/VmHWM:\s+(\d+)/.exec(st)?.[1] ?? 0);
-    } catch { /* exited */ }
+    } catch {
+      /* exited */
+    }
   }
   return { rssMiB: round(rss / 1024, 1), peakMiB: round(peak / 1024, 1) };
 }
 
 async function vectorOf(url: string, img: Buffer): Promise<number[]> {
-  const r = await fetch(`${url}/v1/embed`, { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: new Uint8Array(img) });
+  const r = await fetch(`${url}/v1/embed`, {
+    method: 'POST',
+    headers: { 'content-type': 'image/jpeg' },
+    body: new Uint8Array(img),
+  });
   return ((await r.json()) as { vectors: number[][] }).vectors[0]!;
 }
 
@@ -130,27 +178,75 @@ try {
   saveTorch(ckpt, m.stateDict());
   m.dispose();
   // Photos-like inputs: smooth gradients plus noise, 320×240 JPEGs (decode + resize + crop on every request).
-  const images = await Promise.all(Array.from({ length: pos('images', a.images!) }, async (_, i) => {
-    const w = 320, h = 240;
-    const px = Buffer.alloc(w * h * 3);
-    for (let j = 0; j < w * h; j++) {
-      const x = j % w, y = Math.floor(j / w);
-      px[j * 3] = (x + i * 17) % 256; px[j * 3 + 1] = (y * 2 + i * 31) % 256; px[j * 3 + 2] = ((x ^ y) + i * 7 + ((j * 2654435761) >>> 28)) % 256;
-    }
-    return sharp(px, { raw: { width: w, height: h, channels: 3 } }).jpeg({ quality: 90 }).toBuffer();
-  }));
+  const images = await Promise.all(
+    Array.from({ length: pos('images', a.images!) }, async (_, i) => {
+      const w = 320,
+        h = 240;
+      const px = Buffer.alloc(w * h * 3);
+      for (let j = 0; j < w * h; j++) {
+        const x = j % w,
+          y = Math.floor(j / w);
+        px[j * 3] = (x + i * 17) % 256;
+        px[j * 3 + 1] = (y * 2 + i * 31) % 256;
+        px[j * 3 + 2] = ((x ^ y) + i * 7 + ((j * 2654435761) >>> 28)) % 256;
+      }
+      return sharp(px, { raw: { width: w, height: h, channels: 3 } })
+        .jpeg({ quality: 90 })
+        .toBuffer();
+    }),
+  );
   const cli = join(root, 'dist', 'src', 'cli', 'main.js');
-  const result: Record<string, unknown> = { bench: 'serve', model: `resnet18${a.cifar ? ' (CIFAR stem)' : ''}, random init`, inputPx: size, requests, clients, threads, cores: availableParallelism() };
+  const result: Record<string, unknown> = {
+    bench: 'serve',
+    model: `resnet18${a.cifar ? ' (CIFAR stem)' : ''}, random init`,
+    inputPx: size,
+    requests,
+    clients,
+    threads,
+    cores: availableParallelism(),
+  };
   const sides: Record<string, Load[]> = {};
   const vectors: Record<string, number[]> = {};
-  const memory: Record<string, { warm: { rssMiB: number; peakMiB: number }; end: { rssMiB: number; peakMiB: number } }> = {};
+  const memory: Record<
+    string,
+    { warm: { rssMiB: number; peakMiB: number }; end: { rssMiB: number; peakMiB: number } }
+  > = {};
   const engines = a.engines!.split(',');
   // The first engine's sides keep the plain names (batched, unbatched); the others are prefixed (onnxruntime-batched).
   const sideName = (engine: string, name: string): string => (engine === engines[0] ? name : `${engine}-${name}`);
   for (const engine of engines) {
-    for (const [plain, batch] of [['batched', a.batch!], ['unbatched', '1']] as const) {
+    for (const [plain, batch] of [
+      ['batched', a.batch!],
+      ['unbatched', '1'],
+    ] as const) {
       const name = sideName(engine, plain);
-      const { proc, url } = await start(process.execPath, [cli, 'serve', '--pretrained', ckpt, '--engine', engine, '--port', '0', '--batch', batch, '--batch-delay', a['batch-delay']!, '--threads', String(threads), '--log', 'off', '--max-loop-delay', '0', '--queue', '4096'], /ready: .* page at (http:\/\/127\.0\.0\.1:\d+)\//, 'stderr');
+      const { proc, url } = await start(
+        process.execPath,
+        [
+          cli,
+          'serve',
+          '--pretrained',
+          ckpt,
+          '--engine',
+          engine,
+          '--port',
+          '0',
+          '--batch',
+          batch,
+          '--batch-delay',
+          a['batch-delay']!,
+          '--threads',
+          String(threads),
+          '--log',
+          'off',
+          '--max-loop-delay',
+          '0',
+          '--queue',
+          '4096',
+        ],
+        /ready: .* page at (http:\/\/127\.0\.0\.1:\d+)\//,
+        'stderr',
+      );
       try {
         vectors[name] = await vectorOf(url, images[0]!); // also warms up
         const warm = memoryOf(proc.pid!);
@@ -163,7 +259,20 @@ try {
     }
   }
   if (!a['no-peer']) {
-    const { proc, url } = await start(a.python!, [join(root, 'bench', 'py', 'serve_peer.py'), ckpt, '--size', String(size), '--threads', String(threads), ...(a.cifar ? ['--cifar'] : [])], /READY (\d+)/, 'stdout');
+    const { proc, url } = await start(
+      a.python!,
+      [
+        join(root, 'bench', 'py', 'serve_peer.py'),
+        ckpt,
+        '--size',
+        String(size),
+        '--threads',
+        String(threads),
+        ...(a.cifar ? ['--cifar'] : []),
+      ],
+      /READY (\d+)/,
+      'stdout',
+    );
     try {
       vectors.pytorch = await vectorOf(url, images[0]!);
       sides.pytorch = [];
@@ -179,9 +288,16 @@ try {
   result.batchingGain = round((at('batched', top) ?? NaN) / (at('unbatched', top) ?? NaN), 3);
   if (sides.pytorch) {
     result.vsPytorch = round((at('batched', top) ?? NaN) / (at('pytorch', top) ?? NaN), 3);
-    const v = vectors.batched!, p = vectors.pytorch!;
-    let d = 0, nv = 0, np = 0;
-    v.forEach((x, i) => { d += x * p[i]!; nv += x * x; np += p[i]! * p[i]!; });
+    const v = vectors.batched!,
+      p = vectors.pytorch!;
+    let d = 0,
+      nv = 0,
+      np = 0;
+    v.forEach((x, i) => {
+      d += x * p[i]!;
+      nv += x * x;
+      np += p[i]! * p[i]!;
+    });
     result.cosineToPytorch = round(d / Math.sqrt(nv * np), 5);
   }
   console.log(JSON.stringify(result));

@@ -14,18 +14,36 @@ import { round, runPythonJson, timeMs, benchMatrix } from './common.js';
 if (await benchMatrix('train-step')) process.exit(0);
 
 const { values: args } = parseArgs({ options: { amp: { type: 'string', default: 'off' }, cases: { type: 'string' } } });
-if (args.amp !== 'off' && args.amp !== 'bf16') throw new Error(`bench/train-step: --amp ${args.amp} is not one of off, bf16`);
+if (args.amp !== 'off' && args.amp !== 'bf16')
+  throw new Error(`bench/train-step: --amp ${args.amp} is not one of off, bf16`);
 const amp = args.amp === 'bf16';
 const threads = torch.getNumThreads();
 // Emulated bf16 is an order of magnitude slower than fp32 (a ResNet-18 CIFAR step ~13× here): fewer reps, one warm-up.
 const reps = Number(process.env.BENCH_REPS ?? (amp ? 2 : 8));
 const warmups = amp ? 1 : 2;
 
-interface Case { name: string; build: () => ResNet; batch: number; size: number; py: string }
+interface Case {
+  name: string;
+  build: () => ResNet;
+  batch: number;
+  size: number;
+  py: string;
+}
 const cases: Case[] = [
-  { name: 'resnet18_cifar_b64', build: () => resnet18({ numClasses: 10, cifarStem: true }), batch: 64, size: 32,
-    py: 'm = torchvision.models.resnet18(num_classes=10); m.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False); m.maxpool = nn.Identity()' },
-  { name: 'resnet50_224_b8', build: () => resnet50({ numClasses: 1000 }), batch: 8, size: 224, py: 'm = torchvision.models.resnet50()' },
+  {
+    name: 'resnet18_cifar_b64',
+    build: () => resnet18({ numClasses: 10, cifarStem: true }),
+    batch: 64,
+    size: 32,
+    py: 'm = torchvision.models.resnet18(num_classes=10); m.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False); m.maxpool = nn.Identity()',
+  },
+  {
+    name: 'resnet50_224_b8',
+    build: () => resnet50({ numClasses: 1000 }),
+    batch: 8,
+    size: 224,
+    py: 'm = torchvision.models.resnet50()',
+  },
 ];
 
 function ours(c: Case): number {
@@ -34,13 +52,20 @@ function ours(c: Case): number {
   const opt = new SGD(m.parameters(), { lr: 0.01, momentum: 0.9, weightDecay: 5e-4 });
   const x = torch.randn([c.batch, 3, c.size, c.size]);
   const y = torch.randint(0, 10, [c.batch]);
-  const t = timeMs(() => torch.tidy(() => {
-    opt.zeroGrad();
-    const loss = amp ? torch.autocast('cpu', () => F.crossEntropy(m.forward(x), y)) : F.crossEntropy(m.forward(x), y);
-    loss.backward();
-    opt.step();
-    return undefined;
-  }), reps, warmups);
+  const t = timeMs(
+    () =>
+      torch.tidy(() => {
+        opt.zeroGrad();
+        const loss = amp
+          ? torch.autocast('cpu', () => F.crossEntropy(m.forward(x), y))
+          : F.crossEntropy(m.forward(x), y);
+        loss.backward();
+        opt.step();
+        return undefined;
+      }),
+    reps,
+    warmups,
+  );
   m.dispose();
   opt.dispose();
   return t;
@@ -66,11 +91,17 @@ ts.sort(); n = len(ts)
 print(json.dumps({"ms": ts[n // 2] if n % 2 else (ts[n // 2 - 1] + ts[n // 2]) / 2}))
 `;
 
-const result: Record<string, unknown> = { bench: 'train-step', threads, torch: torch.version, amp: args.amp,
-  ...(amp ? { cpu_bf16: torch.cpuBf16Features() } : {}) };
+const result: Record<string, unknown> = {
+  bench: 'train-step',
+  threads,
+  torch: torch.version,
+  amp: args.amp,
+  ...(amp ? { cpu_bf16: torch.cpuBf16Features() } : {}),
+};
 const only = args.cases?.split(',');
 const unknown = only?.filter((n) => !cases.some((c) => c.name === n));
-if (unknown?.length) throw new Error(`bench/train-step: --cases ${unknown.join(',')}: not one of ${cases.map((c) => c.name).join(', ')}`);
+if (unknown?.length)
+  throw new Error(`bench/train-step: --cases ${unknown.join(',')}: not one of ${cases.map((c) => c.name).join(', ')}`);
 for (const c of cases.filter((x) => !only || only.includes(x.name))) {
   // Alternate sides twice; keep each side's best median so that a noisy neighbour hurts neither.
   const o: number[] = [];

@@ -12,7 +12,10 @@ const encoder = loadEncoder(checkpoint);
 try {
   // What made the vectors is recorded with the collection, so that a later run with another encoder is refused.
   const coll = await Collection.open(db, {
-    dim: encoder.dim('backbone'), pretrained: encoder.info.file, encoderSha256: encoder.weightsSha256(), feature: 'backbone',
+    dim: encoder.dim('backbone'),
+    pretrained: encoder.info.file,
+    encoderSha256: encoder.weightsSha256(),
+    feature: 'backbone',
   });
   try {
     const found = data.walkImages([folder]).found;
@@ -21,12 +24,18 @@ try {
     const query = found[0]!;
     const q = await embedImages(encoder, [query.path]);
     const [hits] = await coll.search(q.vectors, { top: 3 });
-    const sameLabel = query.label === null ? [] : (await coll.search(q.vectors, { top: 3, filter: { label: query.label } }))[0]!;
-    console.log(JSON.stringify({
-      added: summary.added, unchanged: summary.unchanged, rows: await coll.count(), query: query.path,
-      neighbours: hits!.map((h) => ({ path: h.path, label: h.label, score: Number(h.score.toFixed(4)) })),
-      sameLabel: sameLabel.map((h) => h.label),
-    }));
+    const sameLabel =
+      query.label === null ? [] : (await coll.search(q.vectors, { top: 3, filter: { label: query.label } }))[0]!;
+    console.log(
+      JSON.stringify({
+        added: summary.added,
+        unchanged: summary.unchanged,
+        rows: await coll.count(),
+        query: query.path,
+        neighbours: hits!.map((h) => ({ path: h.path, label: h.label, score: Number(h.score.toFixed(4)) })),
+        sameLabel: sameLabel.map((h) => h.label),
+      }),
+    );
   } finally {
     coll.close();
   }

@@ -13,12 +13,24 @@ const files = data.walkImages([folder]).found.map((f) => f.path);
 const encoder = loadEncoder(checkpoint);
 try {
   // Rows stream to the file batch by batch; finish() makes the file appear, complete, at once.
-  const writer = new EmbeddingWriter(out, { pretrained: resolve(encoder.info.file), feature: 'backbone', normalized: true });
+  const writer = new EmbeddingWriter(out, {
+    pretrained: resolve(encoder.info.file),
+    feature: 'backbone',
+    normalized: true,
+  });
   const r = await embedImages(encoder, files, { writer, batchSize: 16 });
   writer.finish();
   const index = EmbeddingIndex.open(out);
   try {
-    console.log(JSON.stringify({ file: out, rows: index.count, dim: index.dim, skipped: r.skipped.length, first: index.paths[0] }));
+    console.log(
+      JSON.stringify({
+        file: out,
+        rows: index.count,
+        dim: index.dim,
+        skipped: r.skipped.length,
+        first: index.paths[0],
+      }),
+    );
   } finally {
     index.close();
   }

@@ -13,11 +13,23 @@ try {
   const address = await app.listen({ port: 0, host: '127.0.0.1' });
   // The model loads in the background; /readyz answers 503 until it is ready.
   await app.moco.loaded;
-  const info = await (await fetch(`${address}/v1/info`)).json() as { dim: number; model: { source: string } };
-  const res = await fetch(`${address}/v1/embed`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: readFileSync(image) });
+  const info = (await (await fetch(`${address}/v1/info`)).json()) as { dim: number; model: { source: string } };
+  const res = await fetch(`${address}/v1/embed`, {
+    method: 'POST',
+    headers: { 'content-type': 'image/png' },
+    body: readFileSync(image),
+  });
   if (!res.ok) throw new Error(`/v1/embed answered ${res.status}: ${await res.text()}`);
-  const body = await res.json() as { dim: number; vectors: number[][] };
-  console.log(JSON.stringify({ address, model: info.model.source, dim: info.dim, vectors: body.vectors.length, head: body.vectors[0]!.slice(0, 3) }));
+  const body = (await res.json()) as { dim: number; vectors: number[][] };
+  console.log(
+    JSON.stringify({
+      address,
+      model: info.model.source,
+      dim: info.dim,
+      vectors: body.vectors.length,
+      head: body.vectors[0]!.slice(0, 3),
+    }),
+  );
 } finally {
   // Finishes queued work and stops the model's worker process.
   await app.moco.drain();

@@ -24,13 +24,16 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 /** Runs a compiled example and returns the JSON of the last line it printed. */
 function run(name: string, ...args: string[]): Record<string, any> {
   const out = execFileSync(process.execPath, [join(repoRoot(), 'dist', 'examples', `${name}.js`), ...args], {
-    cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 240_000,
+    cwd: dir,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+    timeout: 240_000,
   });
   const lines = out.trim().split('\n');
   return JSON.parse(lines[lines.length - 1]!) as Record<string, any>;
 }
 
-test('examples/pretrain-knn: one epoch on synthetic:256, then a kNN top-1 of the run\'s encoder', () => {
+test("examples/pretrain-knn: one epoch on synthetic:256, then a kNN top-1 of the run's encoder", () => {
   const r = run('pretrain-knn', join(dir, 'run'));
   assert.equal(r.steps, 8, '256 images in batches of 32');
   assert.ok(Number.isFinite(r.lastLoss), `loss ${r.lastLoss}`);
@@ -70,7 +73,9 @@ test('examples/serve-embed: /v1/embed of an image equals its row in the embeddin
     const row = index.paths.indexOf(files[5]!);
     assert.ok(row >= 0, `${files[5]} in the embedding file`);
     const want = Array.from(index.read(row, 1).subarray(0, 3));
-    r.head.forEach((v: number, i: number) => assert.ok(Math.abs(v - want[i]!) < 1e-4, `value ${i}: ${v} vs ${want[i]}`));
+    r.head.forEach((v: number, i: number) =>
+      assert.ok(Math.abs(v - want[i]!) < 1e-4, `value ${i}: ${v} vs ${want[i]}`),
+    );
   } finally {
     index.close();
   }

@@ -10,10 +10,15 @@ import { addPretrainOptions, defaultText } from './commands/pretrain-flags.js';
 
 /** Where the page lives, from the built file (dist/src/cli/) or the source (src/cli/). */
 export const CLI_DOCS = fileURLToPath(
-  new URL(import.meta.url.includes('/dist/') ? '../../../docs/cli.md' : '../../docs/cli.md', import.meta.url));
+  new URL(import.meta.url.includes('/dist/') ? '../../../docs/cli.md' : '../../docs/cli.md', import.meta.url),
+);
 
 const KIND: Record<Setting['kind'], string> = {
-  int: 'integer', num: 'number', bool: 'flag (true/false)', str: 'name', ints: 'integers, e.g. 120,160',
+  int: 'integer',
+  num: 'number',
+  bool: 'flag (true/false)',
+  str: 'name',
+  ints: 'integers, e.g. 120,160',
 };
 const cell = (s: string): string => s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
 const code = (s: string): string => `\`${s}\``;
@@ -37,8 +42,15 @@ export function cliDocs(): string {
     const opt = s.cli === false ? undefined : options.get(camelKey(s.key));
     const key = camelKey(s.key) === s.field || s.to ? code(s.key) : `${code(s.key)} (${code(s.field)})`;
     const valid = s.to ? `sets ${code(s.field)}: ${code(String(s.to(true)))}` : (validOf(s)?.text ?? 'any');
-    const cells = [opt ? code(opt.flags) : '(no flag)', key, KIND[s.kind], cell(defaultText(s)), cell(valid),
-      cell(presetValues(s)), cell(s.help)];
+    const cells = [
+      opt ? code(opt.flags) : '(no flag)',
+      key,
+      KIND[s.kind],
+      cell(defaultText(s)),
+      cell(valid),
+      cell(presetValues(s)),
+      cell(s.help),
+    ];
     return `| ${cells.join(' | ')} |`;
   });
   return [
@@ -51,7 +63,7 @@ export function cliDocs(): string {
     "config.json's camelCase names (in brackets) are accepted too, so a config.json can be passed back as `--config`.",
     'A value comes from, later winning: the preset (`--preset`, default `mocov1`) ← the `--config` file ←',
     'the flags.',
-    '`--config <file>` itself is a flag only. Defaults are the default preset\'s where a preset gives the setting;',
+    "`--config <file>` itself is a flag only. Defaults are the default preset's where a preset gives the setting;",
     '"Presets" lists the value each preset gives.',
     '',
     '| Flag | Key | Type | Default | Valid values | Presets | Description |',

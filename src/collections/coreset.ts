@@ -25,14 +25,25 @@ export interface Coreset {
 /** Picks `count` rows of `vectors` (n × dim, row-major) by greedy k-center. */
 export function kCenterGreedy(vectors: Float32Array, dim: number, count: number, o: CoresetOpts = {}): Coreset {
   const n = vectors.length / dim;
-  if (!Number.isInteger(count) || count < 1 || count > n) throw new Error(`select: --n must be an integer in 1…${n} (the rows), got ${count}`);
+  if (!Number.isInteger(count) || count < 1 || count > n)
+    throw new Error(`select: --n must be an integer in 1…${n} (the rows), got ${count}`);
   const device = o.device ?? 'cpu';
   const x = keep(tidy(() => F.normalize(tensor(vectors, { shape: [n, dim] }).to(device), { dim: 1 })));
   let mind: Tensor = keep(full([n], Infinity, { device }));
   const picks = new Int32Array(count);
   const gain = new Float32Array(count);
   const take = (i: number): void => {
-    const next = keep(tidy(() => mind.minimum(x.mm(x.narrow(0, i, 1).t()).squeeze(1).neg().add(1))));
+    const next = keep(
+      tidy(() =>
+        mind.minimum(
+          x
+            .mm(x.narrow(0, i, 1).t())
+            .squeeze(1)
+            .neg()
+            .add(1),
+        ),
+      ),
+    );
     mind.dispose();
     mind = next;
   };
@@ -40,11 +51,14 @@ export function kCenterGreedy(vectors: Float32Array, dim: number, count: number,
     for (const i of o.already ?? []) take(i);
     for (let t = 0; t < count; t++) {
       let pick: number;
-      if (t === 0 && !(o.already?.length)) {
+      if (t === 0 && !o.already?.length) {
         pick = new Rng(o.seed ?? 0, 'kcenter').int(0, n - 1);
         gain[t] = Infinity;
       } else {
-        const r = tidy(() => { const m = mind.maxDim(0); return [m.indices.item(), m.values.item()]; });
+        const r = tidy(() => {
+          const m = mind.maxDim(0);
+          return [m.indices.item(), m.values.item()];
+        });
         pick = r[0]!;
         gain[t] = r[1]!;
       }

@@ -88,14 +88,22 @@ export interface DedupResult {
  * component that all pooled, post-ReLU features share, which puts unrelated images at cosines near 1), then
  * L2-normalised. Returns a new array.
  */
-export function prepareVectors(vectors: Float32Array, dim: number, o: { center?: boolean | Float32Array } = {}): Float32Array {
+export function prepareVectors(
+  vectors: Float32Array,
+  dim: number,
+  o: { center?: boolean | Float32Array } = {},
+): Float32Array {
   const n = vectors.length / dim;
   const out = Float32Array.from(vectors);
   const mean = o.center === true ? meanVector(vectors, dim) : o.center instanceof Float32Array ? o.center : null;
   for (let i = 0; i < n; i++) {
     const off = i * dim;
     let s = 0;
-    for (let j = 0; j < dim; j++) { const x = out[off + j]! - (mean ? mean[j]! : 0); out[off + j] = x; s += x * x; }
+    for (let j = 0; j < dim; j++) {
+      const x = out[off + j]! - (mean ? mean[j]! : 0);
+      out[off + j] = x;
+      s += x * x;
+    }
     const inv = s > 0 ? 1 / Math.sqrt(s) : 0;
     for (let j = 0; j < dim; j++) out[off + j]! *= inv;
   }
@@ -119,14 +127,20 @@ const dot = (v: Float32Array, dim: number, a: number, b: number): number => {
 };
 
 /** Exact top-k neighbours among `rows` of `vectors` (row-major, normalised), by blocked matrix products. */
-export function exactCandidates(vectors: Float32Array, dim: number): (rows: readonly number[], k: number) => Promise<number[][]> {
+export function exactCandidates(
+  vectors: Float32Array,
+  dim: number,
+): (rows: readonly number[], k: number) => Promise<number[][]> {
   return async (rows, k) => {
     const view: SearchRows = {
-      count: rows.length, dim, paths: [],
+      count: rows.length,
+      dim,
+      paths: [],
       read: (start, n) => {
         const len = Math.max(0, Math.min(n, rows.length - start));
         const out = new Float32Array(len * dim);
-        for (let i = 0; i < len; i++) out.set(vectors.subarray(rows[start + i]! * dim, (rows[start + i]! + 1) * dim), i * dim);
+        for (let i = 0; i < len; i++)
+          out.set(vectors.subarray(rows[start + i]! * dim, (rows[start + i]! + 1) * dim), i * dim);
         return out;
       },
     };
@@ -134,7 +148,8 @@ export function exactCandidates(vectors: Float32Array, dim: number): (rows: read
     const step = 4096;
     for (let i = 0; i < rows.length; i += step) {
       const q = view.read(i, step);
-      for (const ns of searchIndex(view, q, { top: k + 1, chunkBytes: 64 * 2 ** 20 })) out.push(ns.map((n) => rows[n.index]!));
+      for (const ns of searchIndex(view, q, { top: k + 1, chunkBytes: 64 * 2 ** 20 }))
+        out.push(ns.map((n) => rows[n.index]!));
     }
     return out;
   };
@@ -164,8 +179,12 @@ export function isDefaultEmbedding(e: EmbeddingKind): boolean {
  * at a time, and the hits are mapped back to indices into `rows` (hits outside them, e.g. filtered out by a
  * `where`, are dropped). Only meaningful while `vectors` are the ones the index was built on.
  */
-export function collectionCandidates(coll: Collection, rows: readonly FileRow[], vectors: Float32Array, dim: number):
-  (rows: readonly number[], k: number) => Promise<number[][]> {
+export function collectionCandidates(
+  coll: Collection,
+  rows: readonly FileRow[],
+  vectors: Float32Array,
+  dim: number,
+): (rows: readonly number[], k: number) => Promise<number[][]> {
   const byId = new Map(rows.map((r, i) => [r.id, i]));
   return async (picked, k) => {
     const out: number[][] = [];
@@ -201,7 +220,12 @@ export function groupsCsv(groups: readonly DupGroup[]): string {
  * Groups of duplicates among `rows` (with `vectors`, rows × dim, L2-normalised; with `hashes`, their pHashes
  * too). Each group names its keeper by the keep rule; groups are sorted largest first.
  */
-export async function findDuplicates(rows: readonly FileRow[], vectors: Float32Array, dim: number, o: DedupOpts = {}): Promise<DedupResult> {
+export async function findDuplicates(
+  rows: readonly FileRow[],
+  vectors: Float32Array,
+  dim: number,
+  o: DedupOpts = {},
+): Promise<DedupResult> {
   const t = o.threshold ?? DEFAULT_THRESHOLD;
   if (!(t > -1 && t <= 1)) throw new Error(`--threshold must be a cosine in (−1, 1], got ${t}`);
   const linkage = o.linkage ?? 'complete';
@@ -209,12 +233,17 @@ export async function findDuplicates(rows: readonly FileRow[], vectors: Float32A
   const k = o.neighbours ?? 10;
   // Exact copies collapse onto one representative (the first path) before any vector work.
   const bySha = new Map<string, number[]>();
-  rows.forEach((r, i) => { const g = bySha.get(r.sha256); if (g) g.push(i); else bySha.set(r.sha256, [i]); });
+  rows.forEach((r, i) => {
+    const g = bySha.get(r.sha256);
+    if (g) g.push(i);
+    else bySha.set(r.sha256, [i]);
+  });
   const reps = [...bySha.values()].map((g) => g.sort((a, b) => (rows[a]!.path < rows[b]!.path ? -1 : 1))[0]!);
   const cand = await (o.candidates ?? exactCandidates(vectors, dim))(reps, k);
   const H = o.hashDistance ?? DEFAULT_HASH_DISTANCE;
   const hashes = o.hashes;
-  if (hashes && hashes.length !== rows.length) throw new Error(`findDuplicates: ${hashes.length} hashes for ${rows.length} rows`);
+  if (hashes && hashes.length !== rows.length)
+    throw new Error(`findDuplicates: ${hashes.length} hashes for ${rows.length} rows`);
   const ham = (a: number, b: number): number => (hashes?.[a] && hashes[b] ? hamming(hashes[a]!, hashes[b]!) : Infinity);
   /** Whether two files are near-duplicates: cosine at or above the threshold, or pHashes within H bits. */
   const near = (a: number, b: number): boolean => dot(vectors, dim, a, b) >= t || ham(a, b) <= H;
@@ -238,7 +267,10 @@ export async function findDuplicates(rows: readonly FileRow[], vectors: Float32A
   if (hashes) {
     // Hash neighbours the vectors' neighbour lists missed (a brightened copy can be far in feature space).
     const repIdx = reps.filter((r) => hashes[r]);
-    for (const [x, y, d] of hashPairs(repIdx.map((r) => hashes[r]!), H)) {
+    for (const [x, y, d] of hashPairs(
+      repIdx.map((r) => hashes[r]!),
+      H,
+    )) {
       const a = repIdx[x]!;
       const b = repIdx[y]!;
       const key = a < b ? `${a},${b}` : `${b},${a}`;
@@ -251,44 +283,75 @@ export async function findDuplicates(rows: readonly FileRow[], vectors: Float32A
   // Agglomerate, most similar pairs first. Complete linkage merges two groups only when every cross pair is
   // above the threshold (checked on the vectors, so pairs the neighbour lists missed count too).
   const groupOf = new Map<number, number[]>();
-  const get = (i: number): number[] => { let g = groupOf.get(i); if (!g) { g = [i]; groupOf.set(i, g); } return g; };
+  const get = (i: number): number[] => {
+    let g = groupOf.get(i);
+    if (!g) {
+      g = [i];
+      groupOf.set(i, g);
+    }
+    return g;
+  };
   for (const [a, b] of edges) {
     const ga = get(a);
     const gb = get(b);
     if (ga === gb) continue;
     if (linkage === 'complete' && !ga.every((x) => gb.every((y) => near(x, y)))) continue;
     const [big, small] = ga.length >= gb.length ? [ga, gb] : [gb, ga];
-    for (const x of small) { big.push(x); groupOf.set(x, big); }
+    for (const x of small) {
+      big.push(x);
+      groupOf.set(x, big);
+    }
   }
   const groups: DupGroup[] = [];
   const done = new Set<number[]>();
   for (const rep of reps) {
     const g = groupOf.get(rep);
-    if (g) { if (done.has(g)) continue; done.add(g); }
+    if (g) {
+      if (done.has(g)) continue;
+      done.add(g);
+    }
     const members = (g ?? [rep]).flatMap((r) => bySha.get(rows[r]!.sha256)!);
     if (members.length < 2) continue;
-    const keeper = chooseKeeper(members.map((i) => rows[i]!), keep);
+    const keeper = chooseKeeper(
+      members.map((i) => rows[i]!),
+      keep,
+    );
     const ki = members[keeper]!;
     let minScore = 1;
-    for (let x = 0; x < members.length; x++) for (let y = x + 1; y < members.length; y++) {
-      const a = members[x]!;
-      const b = members[y]!;
-      minScore = Math.min(minScore, rows[a]!.sha256 === rows[b]!.sha256 ? 1 : dot(vectors, dim, a, b));
-    }
+    for (let x = 0; x < members.length; x++)
+      for (let y = x + 1; y < members.length; y++) {
+        const a = members[x]!;
+        const b = members[y]!;
+        minScore = Math.min(minScore, rows[a]!.sha256 === rows[b]!.sha256 ? 1 : dot(vectors, dim, a, b));
+      }
     const member = (i: number): DupMember => {
       const same = rows[i]!.sha256 === rows[ki]!.sha256;
       const d = same ? 0 : ham(i, ki);
-      return { ...rows[i]!, score: same ? 1 : dot(vectors, dim, i, ki), ...(hashes && Number.isFinite(d) ? { hashDistance: d } : {}) };
+      return {
+        ...rows[i]!,
+        score: same ? 1 : dot(vectors, dim, i, ki),
+        ...(hashes && Number.isFinite(d) ? { hashDistance: d } : {}),
+      };
     };
     groups.push({
       kind: g && g.length > 1 ? 'near' : 'exact',
       keeper: member(ki),
-      duplicates: members.filter((i) => i !== ki).map(member).sort((a, b) => b.score - a.score),
+      duplicates: members
+        .filter((i) => i !== ki)
+        .map(member)
+        .sort((a, b) => b.score - a.score),
       minScore,
     });
   }
   groups.sort((a, b) => b.duplicates.length - a.duplicates.length || (a.keeper.path < b.keeper.path ? -1 : 1));
-  return { threshold: t, linkage, keep, files: rows.length, groups, removable: groups.reduce((s, g) => s + g.duplicates.length, 0) };
+  return {
+    threshold: t,
+    linkage,
+    keep,
+    files: rows.length,
+    groups,
+    removable: groups.reduce((s, g) => s + g.duplicates.length, 0),
+  };
 }
 
 /** Index of the keeper among `members` by the rule; ties go to the first path. */
@@ -297,9 +360,12 @@ export function chooseKeeper(members: readonly FileRow[], rule: KeepRule): numbe
   for (let i = 1; i < members.length; i++) {
     const a = members[i]!;
     const b = members[best]!;
-    const better = rule === 'largest' ? a.bytes > b.bytes || (a.bytes === b.bytes && a.path < b.path)
-      : rule === 'oldest' ? a.mtime < b.mtime || (a.mtime === b.mtime && a.path < b.path)
-        : a.path < b.path;
+    const better =
+      rule === 'largest'
+        ? a.bytes > b.bytes || (a.bytes === b.bytes && a.path < b.path)
+        : rule === 'oldest'
+          ? a.mtime < b.mtime || (a.mtime === b.mtime && a.path < b.path)
+          : a.path < b.path;
     if (better) best = i;
   }
   return best;

@@ -3,7 +3,14 @@
 // literal escaped, so no user text reaches the SQL as code.
 
 /** Columns a filter may name, with their kind. */
-export const FILTER_COLUMNS = { label: 'string', path: 'string', sha256: 'string', bytes: 'number', mtime: 'number', cluster: 'number' } as const;
+export const FILTER_COLUMNS = {
+  label: 'string',
+  path: 'string',
+  sha256: 'string',
+  bytes: 'number',
+  mtime: 'number',
+  cluster: 'number',
+} as const;
 export type FilterColumn = keyof typeof FILTER_COLUMNS;
 export type FilterOp = '=' | '!=' | '<' | '<=' | '>' | '>=' | 'in' | 'prefix' | 'null' | 'notnull';
 
@@ -36,11 +43,14 @@ export function parseWhere(text: string): Condition[] {
   const toks = tokenize(text);
   let i = 0;
   const fail = (why: string): never => {
-    throw new Error(`--where ${JSON.stringify(text)}: ${why}; expected conditions joined by AND, each \`col = 'text'\`, \`col != …\`, \`col < number\` (<, <=, >, >=), \`col IN ('a', 'b')\`, \`col LIKE 'prefix%'\` or \`col IS [NOT] NULL\`, over the columns ${Object.keys(FILTER_COLUMNS).join(', ')}`);
+    throw new Error(
+      `--where ${JSON.stringify(text)}: ${why}; expected conditions joined by AND, each \`col = 'text'\`, \`col != …\`, \`col < number\` (<, <=, >, >=), \`col IN ('a', 'b')\`, \`col LIKE 'prefix%'\` or \`col IS [NOT] NULL\`, over the columns ${Object.keys(FILTER_COLUMNS).join(', ')}`,
+    );
   };
   const value = (): string | number => {
     const t = toks[i++];
-    if (!t || (t.kind !== 'str' && t.kind !== 'num')) return fail(`a value was expected${t ? ` at '${t.text}'` : ' at the end'}`);
+    if (!t || (t.kind !== 'str' && t.kind !== 'num'))
+      return fail(`a value was expected${t ? ` at '${t.text}'` : ' at the end'}`);
     return t.kind === 'num' ? Number(t.text) : t.text;
   };
   const out: Condition[] = [];
@@ -59,12 +69,16 @@ export function parseWhere(text: string): Condition[] {
     } else if (ow === 'IN') {
       if (toks[i++]?.text !== '(') fail("IN needs a list in parentheses: IN ('a', 'b')");
       const vs = [value()];
-      while (toks[i]?.text === ',') { i++; vs.push(value()); }
+      while (toks[i]?.text === ',') {
+        i++;
+        vs.push(value());
+      }
       if (toks[i++]?.text !== ')') fail('the IN list is not closed');
       out.push({ column: col, op: 'in', values: vs });
     } else if (ow === 'LIKE') {
       const v = value();
-      if (typeof v !== 'string' || !/^[^%_]*%$/.test(v)) fail(`LIKE takes a prefix pattern 'text%' (no other % or _), got ${JSON.stringify(v)}`);
+      if (typeof v !== 'string' || !/^[^%_]*%$/.test(v))
+        fail(`LIKE takes a prefix pattern 'text%' (no other % or _), got ${JSON.stringify(v)}`);
       out.push({ column: col, op: 'prefix', values: [(v as string).slice(0, -1)] });
     } else if (ow === 'IS') {
       const n = toks[i]?.text.toUpperCase() === 'NOT' ? (i++, true) : false;
@@ -75,28 +89,43 @@ export function parseWhere(text: string): Condition[] {
     }
     const last = out[out.length - 1]!;
     for (const v of last.values) {
-      if (typeof v !== (FILTER_COLUMNS[col] === 'string' ? 'string' : 'number')) fail(`${col} holds ${FILTER_COLUMNS[col]}s, got ${JSON.stringify(v)}`);
+      if (typeof v !== (FILTER_COLUMNS[col] === 'string' ? 'string' : 'number'))
+        fail(`${col} holds ${FILTER_COLUMNS[col]}s, got ${JSON.stringify(v)}`);
     }
     if (i >= toks.length) return out;
-    if (toks[i++]!.text.toUpperCase() !== 'AND') fail(`AND was expected at '${toks[i - 1]!.text}' (OR is not supported)`);
+    if (toks[i++]!.text.toUpperCase() !== 'AND')
+      fail(`AND was expected at '${toks[i - 1]!.text}' (OR is not supported)`);
   }
 }
 
-interface Tok { kind: 'word' | 'str' | 'num' | 'op' | 'punct'; text: string }
+interface Tok {
+  kind: 'word' | 'str' | 'num' | 'op' | 'punct';
+  text: string;
+}
 
 function tokenize(s: string): Tok[] {
   const out: Tok[] = [];
   let i = 0;
   while (i < s.length) {
     const ch = s[i]!;
-    if (/\s/.test(ch)) { i++; continue; }
+    if (/\s/.test(ch)) {
+      i++;
+      continue;
+    }
     if (ch === "'") {
       let v = '';
       i++;
       for (;;) {
-        if (i >= s.length) throw new Error(`--where ${JSON.stringify(s)}: a string is not closed (strings are in single quotes, '' for a quote)`);
+        if (i >= s.length)
+          throw new Error(
+            `--where ${JSON.stringify(s)}: a string is not closed (strings are in single quotes, '' for a quote)`,
+          );
         if (s[i] === "'") {
-          if (s[i + 1] === "'") { v += "'"; i += 2; continue; }
+          if (s[i + 1] === "'") {
+            v += "'";
+            i += 2;
+            continue;
+          }
           i++;
           break;
         }
@@ -106,12 +135,28 @@ function tokenize(s: string): Tok[] {
       continue;
     }
     const op = OPS.find((o) => s.startsWith(o, i));
-    if (op) { out.push({ kind: 'op', text: op }); i += op.length; continue; }
-    if (ch === '(' || ch === ')' || ch === ',') { out.push({ kind: 'punct', text: ch }); i++; continue; }
+    if (op) {
+      out.push({ kind: 'op', text: op });
+      i += op.length;
+      continue;
+    }
+    if (ch === '(' || ch === ')' || ch === ',') {
+      out.push({ kind: 'punct', text: ch });
+      i++;
+      continue;
+    }
     const num = /^-?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?/i.exec(s.slice(i));
-    if (num) { out.push({ kind: 'num', text: num[0] }); i += num[0].length; continue; }
+    if (num) {
+      out.push({ kind: 'num', text: num[0] });
+      i += num[0].length;
+      continue;
+    }
     const word = /^[A-Za-z_][A-Za-z0-9_]*/.exec(s.slice(i));
-    if (word) { out.push({ kind: 'word', text: word[0] }); i += word[0].length; continue; }
+    if (word) {
+      out.push({ kind: 'word', text: word[0] });
+      i += word[0].length;
+      continue;
+    }
     throw new Error(`--where ${JSON.stringify(s)}: unexpected character '${ch}' at ${i}`);
   }
   return out;
@@ -122,7 +167,8 @@ export function conditionsOf(f: Filter = {}): Condition[] {
   const out: Condition[] = [];
   if (f.label !== undefined) {
     const ls = Array.isArray(f.label) ? f.label : [f.label];
-    if (!ls.length || ls.some((l) => typeof l !== 'string')) throw new Error('filter.label must be a string or a non-empty list of strings');
+    if (!ls.length || ls.some((l) => typeof l !== 'string'))
+      throw new Error('filter.label must be a string or a non-empty list of strings');
     out.push({ column: 'label', op: 'in', values: ls });
   }
   if (f.pathPrefix !== undefined) {
@@ -149,11 +195,16 @@ export function toSql(f: Filter = {}): string | undefined {
   const parts = conditionsOf(f).map((c) => {
     const col = c.column;
     switch (c.op) {
-      case 'in': return `${col} IN (${c.values.map(lit).join(', ')})`;
-      case 'prefix': return `starts_with(${col}, ${lit(c.values[0]!)})`;
-      case 'null': return `${col} IS NULL`;
-      case 'notnull': return `${col} IS NOT NULL`;
-      default: return `${col} ${c.op} ${lit(c.values[0]!)}`;
+      case 'in':
+        return `${col} IN (${c.values.map(lit).join(', ')})`;
+      case 'prefix':
+        return `starts_with(${col}, ${lit(c.values[0]!)})`;
+      case 'null':
+        return `${col} IS NULL`;
+      case 'notnull':
+        return `${col} IS NOT NULL`;
+      default:
+        return `${col} ${c.op} ${lit(c.values[0]!)}`;
     }
   });
   return parts.length ? parts.join(' AND ') : undefined;

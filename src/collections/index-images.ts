@@ -65,12 +65,18 @@ export async function fileFacts(path: string): Promise<{ sha256: string; bytes: 
  * changed ones replaced, unchanged ones left alone. Files that cannot be decoded are reported and left out
  * (retried next run).
  */
-export async function indexImages(encoder: Encoder, files: readonly (string | Found)[], coll: Collection, o: IndexImagesOpts = {}): Promise<IndexSummary> {
+export async function indexImages(
+  encoder: Encoder,
+  files: readonly (string | Found)[],
+  coll: Collection,
+  o: IndexImagesOpts = {},
+): Promise<IndexSummary> {
   const t0 = performance.now();
   const world = o.shard?.worldSize ?? 1;
   const rank = o.shard?.rank ?? 0;
   const labels = new Map<string, string | null>();
-  for (const f of files) labels.set(resolve(typeof f === 'string' ? f : f.path), typeof f === 'string' ? null : f.label);
+  for (const f of files)
+    labels.set(resolve(typeof f === 'string' ? f : f.path), typeof f === 'string' ? null : f.label);
   const mine = [...labels.keys()].filter((p) => world === 1 || shardOf(p, world) === rank);
   const known = new Map<string, FileRow>();
   for (const r of await coll.files()) known.set(r.path, r);
@@ -79,14 +85,22 @@ export async function indexImages(encoder: Encoder, files: readonly (string | Fo
   const todo: { path: string; facts: { sha256: string; bytes: number; mtime: number }; replace: boolean }[] = [];
   const step = 64;
   for (let i = 0; i < mine.length; i += step) {
-    await Promise.all(mine.slice(i, i + step).map(async (path) => {
-      const old = known.get(path);
-      const st = await stat(path);
-      if (old && old.bytes === st.size && old.mtime === st.mtimeMs) { unchanged++; return; }
-      const facts = await fileFacts(path);
-      if (old && old.sha256 === facts.sha256) { unchanged++; return; }
-      todo.push({ path, facts, replace: old !== undefined });
-    }));
+    await Promise.all(
+      mine.slice(i, i + step).map(async (path) => {
+        const old = known.get(path);
+        const st = await stat(path);
+        if (old && old.bytes === st.size && old.mtime === st.mtimeMs) {
+          unchanged++;
+          return;
+        }
+        const facts = await fileFacts(path);
+        if (old && old.sha256 === facts.sha256) {
+          unchanged++;
+          return;
+        }
+        todo.push({ path, facts, replace: old !== undefined });
+      }),
+    );
   }
   todo.sort((a, b) => (a.path < b.path ? -1 : 1));
   const t1 = performance.now();
@@ -119,29 +133,50 @@ export async function indexImages(encoder: Encoder, files: readonly (string | Fo
       await coll.upsert(changed);
       updated += changed.length;
       o.onProgress?.(at, todo.length);
-    })().catch((e: unknown) => { failed = e; });
+    })().catch((e: unknown) => {
+      failed = e;
+    });
   };
   const stopIfFailed = (): void => {
     if (failed) throw commitError(coll.uri, failed, added + updated, todo.length);
   };
-  await embedImages(encoder, todo.map((t) => t.path), {
-    feature: o.feature, flip: o.flip, crops: o.crops, batchSize: o.batchSize, workers: o.workers,
-    onSkip: (s) => { skipped.push(s); o.onSkip?.(s); },
-    onProgress: (n) => { done = n; },
-    writer: {
-      add: async (vectors, paths) => {
-        stopIfFailed();
-        const dim = paths.length ? vectors.length / paths.length : 0;
-        paths.forEach((p, j) => {
-          const t = byPath.get(p)!;
-          rows.push({ id: idOf(p), path: p, label: labels.get(p) ?? null, ...t.facts, vector: vectors.slice(j * dim, (j + 1) * dim) });
-        });
-        // `done` is the count before this batch (onProgress follows add): files up to this batch's last.
-        if (paths.length) done = Math.max(done, byPath.get(paths[paths.length - 1]!)!.k + 1);
-        if (rows.length >= chunk) await flush();
+  await embedImages(
+    encoder,
+    todo.map((t) => t.path),
+    {
+      feature: o.feature,
+      flip: o.flip,
+      crops: o.crops,
+      batchSize: o.batchSize,
+      workers: o.workers,
+      onSkip: (s) => {
+        skipped.push(s);
+        o.onSkip?.(s);
+      },
+      onProgress: (n) => {
+        done = n;
+      },
+      writer: {
+        add: async (vectors, paths) => {
+          stopIfFailed();
+          const dim = paths.length ? vectors.length / paths.length : 0;
+          paths.forEach((p, j) => {
+            const t = byPath.get(p)!;
+            rows.push({
+              id: idOf(p),
+              path: p,
+              label: labels.get(p) ?? null,
+              ...t.facts,
+              vector: vectors.slice(j * dim, (j + 1) * dim),
+            });
+          });
+          // `done` is the count before this batch (onProgress follows add): files up to this batch's last.
+          if (paths.length) done = Math.max(done, byPath.get(paths[paths.length - 1]!)!.k + 1);
+          if (rows.length >= chunk) await flush();
+        },
       },
     },
-  });
+  );
   const t2 = performance.now();
   done = todo.length;
   stopIfFailed();
@@ -149,7 +184,17 @@ export async function indexImages(encoder: Encoder, files: readonly (string | Fo
   await committing;
   stopIfFailed();
   const t3 = performance.now();
-  return { files: mine.length, unchanged, added, updated, skipped, ms: t3 - t0, scanMs: t1 - t0, embedMs: t2 - t1, commitWaitMs: t3 - t2 };
+  return {
+    files: mine.length,
+    unchanged,
+    added,
+    updated,
+    skipped,
+    ms: t3 - t0,
+    scanMs: t1 - t0,
+    embedMs: t2 - t1,
+    commitWaitMs: t3 - t2,
+  };
 }
 
 /**
@@ -158,8 +203,11 @@ export async function indexImages(encoder: Encoder, files: readonly (string | Fo
  * table holds exactly the committed rows, and a rerun embeds only the files not yet in it.
  */
 export function commitError(uri: string, e: unknown, committed: number, total: number): Error {
-  return new Error(`--db ${uri}: writing to the collection failed (${rootCause(e)}) after this run had committed ${committed} of its ${total} files; ` +
-    `those ${committed} rows and all earlier ones are intact. Free space or fix the cause, then rerun the same \`moco index\` command to resume: it embeds only the files not yet in the collection`, { cause: e });
+  return new Error(
+    `--db ${uri}: writing to the collection failed (${rootCause(e)}) after this run had committed ${committed} of its ${total} files; ` +
+      `those ${committed} rows and all earlier ones are intact. Free space or fix the cause, then rerun the same \`moco index\` command to resume: it embeds only the files not yet in the collection`,
+    { cause: e },
+  );
 }
 
 /**
@@ -168,8 +216,16 @@ export function commitError(uri: string, e: unknown, committed: number, total: n
  */
 export function rootCause(e: unknown): string {
   const msg = e instanceof Error ? e.message : String(e);
-  const last = msg.split(/\s*Caused by:\s*/).pop()!.trim();
-  return last.replace(/,\s*\S+\.rs:\d+:\d+/g, '').split('\n')[0]!.trim() || msg.split('\n')[0]!;
+  const last = msg
+    .split(/\s*Caused by:\s*/)
+    .pop()!
+    .trim();
+  return (
+    last
+      .replace(/,\s*\S+\.rs:\d+:\d+/g, '')
+      .split('\n')[0]!
+      .trim() || msg.split('\n')[0]!
+  );
 }
 
 /**
@@ -181,13 +237,19 @@ export function encodingDifferences(have: CollectionMeta, want: CollectionMeta):
   const out: string[] = [];
   const short = (h: string): string => h.slice(0, 12);
   if (have.encoderSha256 && want.encoderSha256 && have.encoderSha256 !== want.encoderSha256) {
-    out.push(`its vectors were made by the encoder ${have.pretrained ?? '(path not recorded)'} (weights sha256 ${short(have.encoderSha256)}…), this one is ${want.pretrained ?? '(unknown)'} (weights sha256 ${short(want.encoderSha256)}…)`);
+    out.push(
+      `its vectors were made by the encoder ${have.pretrained ?? '(path not recorded)'} (weights sha256 ${short(have.encoderSha256)}…), this one is ${want.pretrained ?? '(unknown)'} (weights sha256 ${short(want.encoderSha256)}…)`,
+    );
   }
   if (have.dim !== want.dim) out.push(`it holds ${have.dim}-d vectors, this encoder gives ${want.dim}-d`);
-  const hf = have.feature ?? 'backbone', wf = want.feature ?? 'backbone';
-  if (have.feature && hf !== wf) out.push(`it holds --feature ${hf} vectors, this run asks for ${wf} (pass --feature ${hf})`);
-  if ((have.flip ?? false) !== (want.flip ?? false)) out.push(`its vectors were made ${have.flip ? 'with' : 'without'} --flip (${have.flip ? 'pass' : 'drop'} --flip)`);
-  if ((have.crops ?? 'none') !== (want.crops ?? 'none')) out.push(`its vectors were made with --crops ${have.crops ?? 'none'} (pass --crops ${have.crops ?? 'none'})`);
+  const hf = have.feature ?? 'backbone',
+    wf = want.feature ?? 'backbone';
+  if (have.feature && hf !== wf)
+    out.push(`it holds --feature ${hf} vectors, this run asks for ${wf} (pass --feature ${hf})`);
+  if ((have.flip ?? false) !== (want.flip ?? false))
+    out.push(`its vectors were made ${have.flip ? 'with' : 'without'} --flip (${have.flip ? 'pass' : 'drop'} --flip)`);
+  if ((have.crops ?? 'none') !== (want.crops ?? 'none'))
+    out.push(`its vectors were made with --crops ${have.crops ?? 'none'} (pass --crops ${have.crops ?? 'none'})`);
   return out;
 }
 
@@ -198,18 +260,26 @@ export function encodingDifferences(have: CollectionMeta, want: CollectionMeta):
  * again). A collection from before encoders were recorded by their weights gets this encoder's digest recorded,
  * with a warning through `warn`: from then on a different encoder is refused.
  */
-export async function openForIndexing(uri: string, meta: CollectionMeta, o: { reembed?: boolean; warn?: (msg: string) => void } = {}): Promise<Collection> {
+export async function openForIndexing(
+  uri: string,
+  meta: CollectionMeta,
+  o: { reembed?: boolean; warn?: (msg: string) => void } = {},
+): Promise<Collection> {
   if (await Collection.exists(uri)) {
     const coll = await Collection.open(uri);
     const diff = encodingDifferences(coll.meta, meta);
     if (diff.length && !o.reembed) {
       const rows = await coll.count();
       coll.close();
-      throw new Error(`--db ${uri}: ${diff.join('; ')}. Mixing them would make its ${rows} vectors incomparable: pass --reembed to drop them and embed every file it holds again with this encoder, or index into another --db`);
+      throw new Error(
+        `--db ${uri}: ${diff.join('; ')}. Mixing them would make its ${rows} vectors incomparable: pass --reembed to drop them and embed every file it holds again with this encoder, or index into another --db`,
+      );
     }
     if (!diff.length && !o.reembed) {
       if (!coll.meta.encoderSha256 && meta.encoderSha256) {
-        o.warn?.(`--db ${uri} does not record which weights made its vectors (it was made by an older moco); taking them to be this encoder's${coll.meta.pretrained && coll.meta.pretrained !== meta.pretrained ? ` (it records ${coll.meta.pretrained}, this is ${meta.pretrained})` : ''} and recording its digest now. If another encoder made them, rerun with --reembed`);
+        o.warn?.(
+          `--db ${uri} does not record which weights made its vectors (it was made by an older moco); taking them to be this encoder's${coll.meta.pretrained && coll.meta.pretrained !== meta.pretrained ? ` (it records ${coll.meta.pretrained}, this is ${meta.pretrained})` : ''} and recording its digest now. If another encoder made them, rerun with --reembed`,
+        );
         await coll.recordMeta({ encoderSha256: meta.encoderSha256 });
       }
       return coll;
@@ -225,7 +295,7 @@ export async function openForIndexing(uri: string, meta: CollectionMeta, o: { re
  * the files given), and how many rows name files that are gone (dropped by `--reembed`).
  */
 export async function heldFiles(uri: string): Promise<{ files: Found[]; gone: number }> {
-  if (!await Collection.exists(uri)) return { files: [], gone: 0 };
+  if (!(await Collection.exists(uri))) return { files: [], gone: 0 };
   const coll = await Collection.open(uri);
   try {
     const rows = await coll.files();

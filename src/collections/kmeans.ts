@@ -59,7 +59,13 @@ export function kmeansPlusPlus(x: Tensor, k: number, rng: Rng): Int32Array {
       for (const v of w) total += v;
       let r = rng.random() * total;
       let pick = n - 1;
-      for (let i = 0; i < n; i++) { r -= w[i]!; if (r < 0) { pick = i; break; } }
+      for (let i = 0; i < n; i++) {
+        r -= w[i]!;
+        if (r < 0) {
+          pick = i;
+          break;
+        }
+      }
       if (total <= 0) pick = rng.int(0, n - 1);
       picks[c] = pick;
       const next = keep(tidy(() => best.maximum(x.mm(x.narrow(0, pick, 1).t()).squeeze(1))));
@@ -87,25 +93,50 @@ export function sphericalKMeans(vectors: Float32Array, dim: number, o: KMeansOpt
     const sampleN = Math.min(n, o.initSample ?? 50_000);
     const sample = sampleN < n ? rng.permutation(n).slice(0, sampleN).sort() : null;
     const init = tidy(() => {
-      const xs = sample ? x.indexSelect(0, tensor(sample, { shape: [sampleN] }).long().to(device)) : x;
+      const xs = sample
+        ? x.indexSelect(
+            0,
+            tensor(sample, { shape: [sampleN] })
+              .long()
+              .to(device),
+          )
+        : x;
       const p = kmeansPlusPlus(xs, k, rng);
       return sample ? p.map((i) => sample[i]!) : p;
     });
-    c = keep(tidy(() => x.indexSelect(0, tensor(init, { shape: [k] }).long().to(device)).contiguous()));
+    c = keep(
+      tidy(() =>
+        x
+          .indexSelect(
+            0,
+            tensor(init, { shape: [k] })
+              .long()
+              .to(device),
+          )
+          .contiguous(),
+      ),
+    );
     const counts = keep(zeros([k], { device }));
     try {
       for (const b of batchOrder(n, bs, o.epochs ?? 10, rng)) {
-        const next: Tensor = keep(tidy(() => {
-          const xb = x.indexSelect(0, tensor(b, { shape: [b.length] }).long().to(device));
-          const a = xb.mm(c!.t()).argmax(1);
-          const sums = zeros([k, dim], { device }).scatterAdd(0, a.unsqueeze(1).expand(b.length, dim), xb);
-          const nb = zeros([k], { device }).scatterAdd(0, a, ones([b.length], { device }));
-          counts.add_(nb);
-          // c ← c + (Σx − n_b·c) / count: the per-sample 1/count steps of Sculley (2010), summed over the batch.
-          const inv = counts.clampMin(1).reciprocal().unsqueeze(1);
-          const moved = c!.add(sums.sub(c!.mul(nb.unsqueeze(1))).mul(inv));
-          return F.normalize(moved, { dim: 1 });
-        }));
+        const next: Tensor = keep(
+          tidy(() => {
+            const xb = x.indexSelect(
+              0,
+              tensor(b, { shape: [b.length] })
+                .long()
+                .to(device),
+            );
+            const a = xb.mm(c!.t()).argmax(1);
+            const sums = zeros([k, dim], { device }).scatterAdd(0, a.unsqueeze(1).expand(b.length, dim), xb);
+            const nb = zeros([k], { device }).scatterAdd(0, a, ones([b.length], { device }));
+            counts.add_(nb);
+            // c ← c + (Σx − n_b·c) / count: the per-sample 1/count steps of Sculley (2010), summed over the batch.
+            const inv = counts.clampMin(1).reciprocal().unsqueeze(1);
+            const moved = c!.add(sums.sub(c!.mul(nb.unsqueeze(1))).mul(inv));
+            return F.normalize(moved, { dim: 1 });
+          }),
+        );
         c!.dispose();
         c = next;
       }
@@ -130,7 +161,10 @@ export function assignRows(x: Tensor, c: Tensor): { assign: Int32Array; score: F
   const step = 65_536;
   for (let i = 0; i < n; i += step) {
     tidy(() => {
-      const m = x.narrow(0, i, Math.min(step, n - i)).mm(c.t()).maxDim(1);
+      const m = x
+        .narrow(0, i, Math.min(step, n - i))
+        .mm(c.t())
+        .maxDim(1);
       score.set(m.values.cpu().data() as Float32Array, i);
       assign.set(m.indices.int().cpu().data() as Int32Array, i);
     });
@@ -143,20 +177,35 @@ export function assignRows(x: Tensor, c: Tensor): { assign: Int32Array; score: F
  * (b − a) / max(a, b) with a its mean cosine distance to its own cluster's sampled rows and b the smallest mean
  * distance to another cluster's. In [−1, 1]; higher is better separated.
  */
-export function silhouette(vectors: Float32Array, dim: number, assign: Int32Array, k: number, o: { sample?: number; seed?: number } = {}): number {
+export function silhouette(
+  vectors: Float32Array,
+  dim: number,
+  assign: Int32Array,
+  k: number,
+  o: { sample?: number; seed?: number } = {},
+): number {
   const n = assign.length;
   const m = Math.min(n, o.sample ?? 2000);
-  const idx = m < n ? new Rng(o.seed ?? 0, 'silhouette').permutation(n).slice(0, m) : Int32Array.from({ length: n }, (_, i) => i);
+  const idx =
+    m < n ? new Rng(o.seed ?? 0, 'silhouette').permutation(n).slice(0, m) : Int32Array.from({ length: n }, (_, i) => i);
   return tidy(() => {
-    const xs = F.normalize(tensor(vectors, { shape: [n, dim] }).indexSelect(0, tensor(idx, { shape: [m] }).long()), { dim: 1 });
-    const lab = tensor(Int32Array.from(idx, (i) => assign[i]!), { shape: [m] }).long();
+    const xs = F.normalize(tensor(vectors, { shape: [n, dim] }).indexSelect(0, tensor(idx, { shape: [m] }).long()), {
+      dim: 1,
+    });
+    const lab = tensor(
+      Int32Array.from(idx, (i) => assign[i]!),
+      { shape: [m] },
+    ).long();
     const d = xs.mm(xs.t()).neg().add(1);
     const onehot = zeros([m, k]).scatter(1, lab.unsqueeze(1), 1);
     const sizes = onehot.sum({ dim: 0 });
     const sumD = d.mm(onehot);
     const own = sizes.index([lab]).sub(1);
     const a = sumD.gather(1, lab.unsqueeze(1)).squeeze(1).div(own.clampMin(1));
-    const meanOther = sumD.div(sizes.clampMin(1).unsqueeze(0)).add(onehot.mul(1e9)).add(sizes.eq(0).float().unsqueeze(0).mul(1e9));
+    const meanOther = sumD
+      .div(sizes.clampMin(1).unsqueeze(0))
+      .add(onehot.mul(1e9))
+      .add(sizes.eq(0).float().unsqueeze(0).mul(1e9));
     const b = meanOther.minDim(1).values;
     const s = b.sub(a).div(a.maximum(b).clampMin(1e-12));
     // A row alone in its cluster has silhouette 0, as in scikit-learn.
@@ -190,8 +239,13 @@ export interface KTried {
  * silhouette sampled with `o.seed`) has the highest mean silhouette; ties go to the smaller k. Needs at least 3
  * rows. `onTry` sees each k as it is scored.
  */
-export function chooseK(vectors: Float32Array, dim: number, kMax: number, o: Omit<KMeansOpts, 'k'> = {},
-  onTry?: (t: KTried) => void): { k: number; tried: KTried[] } {
+export function chooseK(
+  vectors: Float32Array,
+  dim: number,
+  kMax: number,
+  o: Omit<KMeansOpts, 'k'> = {},
+  onTry?: (t: KTried) => void,
+): { k: number; tried: KTried[] } {
   const n = vectors.length / dim;
   const tried: KTried[] = [];
   for (let c = 2; c <= Math.min(kMax, n - 1); c *= 2) {

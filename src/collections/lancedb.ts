@@ -45,12 +45,17 @@ export function loadLance(): Promise<LanceModules> {
       const lancedb = await import('@lancedb/lancedb');
       // The CommonJS build of apache-arrow, the one lancedb itself requires: two copies of the Arrow classes
       // (ESM and CJS) would make lancedb reject our tables as foreign.
-      const arrow = createRequire(createRequire(import.meta.url).resolve('@lancedb/lancedb'))('apache-arrow') as typeof Arrow;
+      const arrow = createRequire(createRequire(import.meta.url).resolve('@lancedb/lancedb'))(
+        'apache-arrow',
+      ) as typeof Arrow;
       return { lancedb, arrow };
     } catch (e) {
       loaded = null;
       const why = (e as Error).message.split('\n')[0];
-      throw new Error(`collections need the optional packages @lancedb/lancedb and apache-arrow, which did not load (${why}): install them with \`${LANCE_INSTALL}\``, { cause: e });
+      throw new Error(
+        `collections need the optional packages @lancedb/lancedb and apache-arrow, which did not load (${why}): install them with \`${LANCE_INSTALL}\``,
+        { cause: e },
+      );
     }
   })();
   return loaded;

@@ -1,7 +1,20 @@
 // Moving duplicates aside (`moco dedup --move-to`): nothing a group keeps is ever moved, one file reached by
 // several paths is one file, nothing at the destination is overwritten, and the journal of the moves is on disk
 // before each move happens.
-import { closeSync, copyFileSync, constants, existsSync, fsyncSync, linkSync, mkdirSync, openSync, statSync, unlinkSync, writeSync, type Stats } from 'node:fs';
+import {
+  closeSync,
+  copyFileSync,
+  constants,
+  existsSync,
+  fsyncSync,
+  linkSync,
+  mkdirSync,
+  openSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+  type Stats,
+} from 'node:fs';
 import { dirname, extname, join, relative, resolve } from 'node:path';
 import type { DupGroup } from './dedup.js';
 
@@ -30,7 +43,11 @@ export interface MoveResult {
 const identity = (st: Stats): string => `${st.dev}:${st.ino}`;
 
 function statOrNull(p: string): Stats | null {
-  try { return statSync(p); } catch { return null; }
+  try {
+    return statSync(p);
+  } catch {
+    return null;
+  }
 }
 
 /**
@@ -52,11 +69,20 @@ export function moveDuplicates(groups: readonly DupGroup[], dir: string): MoveRe
   for (const g of groups) {
     for (const d of g.duplicates) {
       const st = statOrNull(d.path);
-      if (!st) { kept.push({ path: d.path, reason: 'no longer exists' }); continue; }
+      if (!st) {
+        kept.push({ path: d.path, reason: 'no longer exists' });
+        continue;
+      }
       const id = identity(st);
       const keeper = protectedIds.get(id);
-      if (keeper !== undefined) { kept.push({ path: d.path, reason: `the same file as ${keeper}, which is kept` }); continue; }
-      if (taken.has(id)) { kept.push({ path: d.path, reason: 'the same file as another duplicate, moved once' }); continue; }
+      if (keeper !== undefined) {
+        kept.push({ path: d.path, reason: `the same file as ${keeper}, which is kept` });
+        continue;
+      }
+      if (taken.has(id)) {
+        kept.push({ path: d.path, reason: 'the same file as another duplicate, moved once' });
+        continue;
+      }
       taken.add(id);
       todo.push({ path: resolve(d.path), sha256: d.sha256 });
     }
@@ -111,7 +137,11 @@ function moveNoClobber(from: string, to: string): void {
     if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'ENOTSUP') throw e;
     copyFileSync(from, to, constants.COPYFILE_EXCL);
     const fd = openSync(to, 'r');
-    try { fsyncSync(fd); } finally { closeSync(fd); }
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
   }
   unlinkSync(from);
 }

@@ -20,7 +20,8 @@ const K = 8;
 /** cos((2x+1)uπ / 2N) for u < K, x < N: the DCT-II basis rows that the hash needs. */
 const BASIS = (() => {
   const b = new Float64Array(K * N);
-  for (let u = 0; u < K; u++) for (let x = 0; x < N; x++) b[u * N + x] = Math.cos(((2 * x + 1) * u * Math.PI) / (2 * N));
+  for (let u = 0; u < K; u++)
+    for (let x = 0; x < N; x++) b[u * N + x] = Math.cos(((2 * x + 1) * u * Math.PI) / (2 * N));
   return b;
 })();
 
@@ -34,17 +35,19 @@ export interface PHash {
 function lowDct(px: ArrayLike<number>): Float64Array {
   // Rows first (horizontal frequencies), then columns: K×N, then K×K.
   const rows = new Float64Array(N * K);
-  for (let y = 0; y < N; y++) for (let v = 0; v < K; v++) {
-    let s = 0;
-    for (let x = 0; x < N; x++) s += px[y * N + x]! * BASIS[v * N + x]!;
-    rows[y * K + v] = s;
-  }
+  for (let y = 0; y < N; y++)
+    for (let v = 0; v < K; v++) {
+      let s = 0;
+      for (let x = 0; x < N; x++) s += px[y * N + x]! * BASIS[v * N + x]!;
+      rows[y * K + v] = s;
+    }
   const out = new Float64Array(K * K);
-  for (let u = 0; u < K; u++) for (let v = 0; v < K; v++) {
-    let s = 0;
-    for (let y = 0; y < N; y++) s += rows[y * K + v]! * BASIS[u * N + y]!;
-    out[u * K + v] = s;
-  }
+  for (let u = 0; u < K; u++)
+    for (let v = 0; v < K; v++) {
+      let s = 0;
+      for (let y = 0; y < N; y++) s += rows[y * K + v]! * BASIS[u * N + y]!;
+      out[u * K + v] = s;
+    }
   return out;
 }
 
@@ -54,7 +57,10 @@ function bits(c: Float64Array): [number, number] {
   let lo = 0;
   let hi = 0;
   vals.forEach((v, i) => {
-    if (v > med) { if (i < 32) lo |= 1 << i; else hi |= 1 << (i - 32); }
+    if (v > med) {
+      if (i < 32) lo |= 1 << i;
+      else hi |= 1 << (i - 32);
+    }
   });
   return [lo >>> 0, hi >>> 0];
 }
@@ -77,8 +83,13 @@ const TRIM_THRESHOLD = 12;
  * a framed copy hashes as its picture), then grey 32×32.
  */
 export async function phashImage(input: string | Uint8Array): Promise<PHash> {
-  const px = await sharp(input, { failOn: 'error' }).autoOrient().trim({ threshold: TRIM_THRESHOLD }).greyscale()
-    .resize(N, N, { fit: 'fill', kernel: 'lanczos3' }).raw().toBuffer();
+  const px = await sharp(input, { failOn: 'error' })
+    .autoOrient()
+    .trim({ threshold: TRIM_THRESHOLD })
+    .greyscale()
+    .resize(N, N, { fit: 'fill', kernel: 'lanczos3' })
+    .raw()
+    .toBuffer();
   if (px.length !== N * N) throw new Error(`pHash: decoded ${px.length} bytes, ${N * N} expected`);
   return phashOfPixels(px);
 }
@@ -117,14 +128,16 @@ export function hashPairs(hashes: readonly PHash[], maxDistance: number): [numbe
   const blocks = 4;
   const r = Math.floor(maxDistance / blocks);
   // Block b of a hash: 16 bits (the last one 15) of the 63.
-  const block = (h: [number, number], b: number): number => (b < 2 ? (h[0] >>> (16 * b)) & 0xffff : (h[1] >>> (16 * (b - 2))) & 0xffff);
+  const block = (h: [number, number], b: number): number =>
+    b < 2 ? (h[0] >>> (16 * b)) & 0xffff : (h[1] >>> (16 * (b - 2))) & 0xffff;
   const tables = Array.from({ length: blocks }, () => new Map<number, number[]>());
   hashes.forEach((h, i) => {
     for (let b = 0; b < blocks; b++) {
       const key = block(h.hash, b);
       const t = tables[b]!;
       const l = t.get(key);
-      if (l) l.push(i); else t.set(key, [i]);
+      if (l) l.push(i);
+      else t.set(key, [i]);
     }
   });
   // Values within r bits of a 16-bit key.
@@ -161,11 +174,18 @@ export function hashPairs(hashes: readonly PHash[], maxDistance: number): [numbe
  * The pHashes of image files, `concurrency` decoded at once (sharp's threads do the work); null for a file that
  * cannot be read or decoded (it is then compared by its vector only).
  */
-export async function hashFiles(paths: readonly string[], o: { concurrency?: number; onProgress?: (done: number, total: number) => void } = {}): Promise<(PHash | null)[]> {
+export async function hashFiles(
+  paths: readonly string[],
+  o: { concurrency?: number; onProgress?: (done: number, total: number) => void } = {},
+): Promise<(PHash | null)[]> {
   const out: (PHash | null)[] = new Array(paths.length).fill(null);
   let done = 0;
   await mapLimit(paths.length, o.concurrency ?? 8, async (i) => {
-    try { out[i] = await phashImage(paths[i]!); } catch { out[i] = null; }
+    try {
+      out[i] = await phashImage(paths[i]!);
+    } catch {
+      out[i] = null;
+    }
     if (++done % 1000 === 0) o.onProgress?.(done, paths.length);
   });
   return out;
@@ -177,9 +197,22 @@ export async function hashFiles(paths: readonly string[], o: { concurrency?: num
  * down a one-epoch encoder's ranking; its hash does not (docs/collections.md). `hashOf` gives a hit's hash, or
  * null when its file cannot be read. Returns a new array; each promoted hit gains `hashDistance`.
  */
-export async function promoteNearCopies<H extends { path: string }>(query: PHash, hits: readonly H[], hashOf: (path: string) => Promise<PHash | null>, maxDistance = DEFAULT_HASH_DISTANCE): Promise<(H & { hashDistance?: number })[]> {
-  const dist = await Promise.all(hits.map(async (h) => { const x = await hashOf(h.path); return x ? hashDistance(query, x) : Infinity; }));
-  const near = hits.map((h, i) => ({ h, d: dist[i]!, i })).filter((x) => x.d <= maxDistance).sort((x, y) => x.d - y.d || x.i - y.i);
+export async function promoteNearCopies<H extends { path: string }>(
+  query: PHash,
+  hits: readonly H[],
+  hashOf: (path: string) => Promise<PHash | null>,
+  maxDistance = DEFAULT_HASH_DISTANCE,
+): Promise<(H & { hashDistance?: number })[]> {
+  const dist = await Promise.all(
+    hits.map(async (h) => {
+      const x = await hashOf(h.path);
+      return x ? hashDistance(query, x) : Infinity;
+    }),
+  );
+  const near = hits
+    .map((h, i) => ({ h, d: dist[i]!, i }))
+    .filter((x) => x.d <= maxDistance)
+    .sort((x, y) => x.d - y.d || x.i - y.i);
   return [...near.map((x) => ({ ...x.h, hashDistance: x.d })), ...hits.filter((_, i) => dist[i]! > maxDistance)];
 }
 
@@ -188,14 +221,21 @@ export async function promoteNearCopies<H extends { path: string }>(query: PHash
  * files (cached in `cache` across calls), the rest of the hits after them in their order. A query or hit that
  * cannot be hashed keeps its cosine rank. `pool` 0 returns the hits as they are.
  */
-export async function promoteNearCopyFiles<H extends { path: string }>(query: string, hits: readonly H[], o: { pool: number; maxDistance?: number; cache?: Map<string, Promise<PHash | null>> }): Promise<(H & { hashDistance?: number })[]> {
+export async function promoteNearCopyFiles<H extends { path: string }>(
+  query: string,
+  hits: readonly H[],
+  o: { pool: number; maxDistance?: number; cache?: Map<string, Promise<PHash | null>> },
+): Promise<(H & { hashDistance?: number })[]> {
   if (!o.pool || !hits.length) return [...hits];
   const qh = await phashImage(query).catch(() => null);
   if (!qh) return [...hits];
   const cache = o.cache ?? new Map<string, Promise<PHash | null>>();
   const hashOf = (p: string): Promise<PHash | null> => {
     let h = cache.get(p);
-    if (!h) { h = phashImage(p).catch(() => null); cache.set(p, h); }
+    if (!h) {
+      h = phashImage(p).catch(() => null);
+      cache.set(p, h);
+    }
     return h;
   };
   const front = await promoteNearCopies(qh, hits.slice(0, o.pool), hashOf, o.maxDistance);

@@ -45,15 +45,18 @@ export interface EmbedRowsOpts extends Omit<EmbedOpts, 'writer' | 'onSkip'> {
  * Image files and folders (walked recursively; a file's folder below the root is its label) embedded in memory
  * with the encoder of `checkpoint`, each row with its file's SHA-256, size and mtime. Fails when no image is found.
  */
-export async function embedFileRows(images: readonly string[], checkpoint: string, o: EmbedRowsOpts = {}):
-  Promise<LoadedRows> {
+export async function embedFileRows(
+  images: readonly string[],
+  checkpoint: string,
+  o: EmbedRowsOpts = {},
+): Promise<LoadedRows> {
   const found = walkImages(images, { onSkip: o.onSkip }).found;
   const labels = new Map(found.map((f) => [resolve(f.path), f.label]));
   const files = [...labels.keys()];
   if (!files.length) throw new Error(`no image files under ${images.join(', ')}`);
   const e = await embedImagesWith(checkpoint, files, o);
   const rows: FileRow[] = [];
-  for (const p of e.paths) rows.push({ id: idOf(p), path: p, label: labels.get(p) ?? null, ...await fileFacts(p) });
+  for (const p of e.paths) rows.push({ id: idOf(p), path: p, label: labels.get(p) ?? null, ...(await fileFacts(p)) });
   return { rows, vectors: e.vectors, dim: e.dim, coll: null, source: images.join(' ') };
 }
 
@@ -63,8 +66,21 @@ export async function embedFileRows(images: readonly string[], checkpoint: strin
  * rows and vectors; `coll` and `source` are kept.
  */
 export async function reembedRows(loaded: LoadedRows, checkpoint: string, o: EmbedRowsOpts = {}): Promise<LoadedRows> {
-  const e = await embedImagesWith(checkpoint, loaded.rows.map((r) => r.path), o);
+  const e = await embedImagesWith(
+    checkpoint,
+    loaded.rows.map((r) => r.path),
+    o,
+  );
   const at = new Map(e.paths.map((p, i) => [p, i]));
   const rows = loaded.rows.filter((r) => at.has(r.path));
-  return { ...loaded, rows, vectors: pickRows(e.vectors, rows.map((r) => at.get(r.path)!), e.dim), dim: e.dim };
+  return {
+    ...loaded,
+    rows,
+    vectors: pickRows(
+      e.vectors,
+      rows.map((r) => at.get(r.path)!),
+      e.dim,
+    ),
+    dim: e.dim,
+  };
 }

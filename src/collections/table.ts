@@ -159,7 +159,11 @@ export class Collection {
   static async exists(uri: string): Promise<boolean> {
     const { lancedb } = await loadLance();
     const db = await lancedb.connect(lanceUri(uri));
-    try { return (await db.tableNames()).includes(TABLE); } finally { db.close(); }
+    try {
+      return (await db.tableNames()).includes(TABLE);
+    } finally {
+      db.close();
+    }
   }
 
   /**
@@ -172,7 +176,10 @@ export class Collection {
     try {
       let table: Table;
       if ((await db.tableNames()).includes(TABLE)) table = await db.openTable(TABLE);
-      else if (!create) throw new Error(`${uri}: no collection here (no table '${TABLE}'); make one with \`moco index <images…> --pretrained CKPT --db ${uri}\``);
+      else if (!create)
+        throw new Error(
+          `${uri}: no collection here (no table '${TABLE}'); make one with \`moco index <images…> --pretrained CKPT --db ${uri}\``,
+        );
       else {
         try {
           table = await db.createEmptyTable(TABLE, schemaFor(m.arrow, create), { mode: 'create', existOk: true });
@@ -182,7 +189,10 @@ export class Collection {
       }
       const schema = await table.schema();
       const meta = metaOf(schema);
-      if (create && create.dim !== meta.dim) throw new Error(`${uri} holds ${meta.dim}-d vectors but this encoder gives ${create.dim}-d: index into another --db, or use the encoder it was made with (${meta.pretrained ?? 'not recorded'})`);
+      if (create && create.dim !== meta.dim)
+        throw new Error(
+          `${uri} holds ${meta.dim}-d vectors but this encoder gives ${create.dim}-d: index into another --db, or use the encoder it was made with (${meta.pretrained ?? 'not recorded'})`,
+        );
       return new Collection(m, db, table, uri, meta, schema);
     } catch (e) {
       db.close();
@@ -190,13 +200,19 @@ export class Collection {
     }
   }
 
-  get dim(): number { return this.meta.dim; }
+  get dim(): number {
+    return this.meta.dim;
+  }
 
   /** Drops the collection at `uri` (its table; the directory stays), if there is one. */
   static async drop(uri: string): Promise<void> {
     const { lancedb } = await loadLance();
     const db = await lancedb.connect(lanceUri(uri));
-    try { if ((await db.tableNames()).includes(TABLE)) await db.dropTable(TABLE); } finally { db.close(); }
+    try {
+      if ((await db.tableNames()).includes(TABLE)) await db.dropTable(TABLE);
+    } finally {
+      db.close();
+    }
   }
 
   /**
@@ -205,25 +221,34 @@ export class Collection {
    * {@link Collection.open} reads over the schema's.
    */
   async recordMeta(add: Partial<CollectionMeta>): Promise<void> {
-    const extra = { ...JSON.parse(vectorField(this.schema)?.metadata.get('moco') ?? '{}') as Partial<CollectionMeta>, ...add };
+    const extra = {
+      ...(JSON.parse(vectorField(this.schema)?.metadata.get('moco') ?? '{}') as Partial<CollectionMeta>),
+      ...add,
+    };
     await this.table.updateFieldMetadata([{ path: 'vector', metadata: { moco: JSON.stringify(extra) } }]);
     Object.assign(this.meta, add);
   }
 
   /** Rows, or rows passing `filter`. */
-  async count(filter?: Filter): Promise<number> { return this.table.countRows(toSql(filter)); }
+  async count(filter?: Filter): Promise<number> {
+    return this.table.countRows(toSql(filter));
+  }
 
   /**
    * Appends rows whose paths are not in the table (no key check; for new files), at most {@link APPEND_ROWS} per
    * LanceDB write.
    */
   async append(rows: readonly ImageRow[]): Promise<void> {
-    for (let i = 0; i < rows.length; i += APPEND_ROWS) await trimWhile(() => this.table.add(this.toArrow(rows.slice(i, i + APPEND_ROWS))));
+    for (let i = 0; i < rows.length; i += APPEND_ROWS)
+      await trimWhile(() => this.table.add(this.toArrow(rows.slice(i, i + APPEND_ROWS))));
   }
 
   /** Inserts rows, replacing those with the same path. */
   async upsert(rows: readonly ImageRow[]): Promise<void> {
-    if (rows.length) await trimWhile(() => this.table.mergeInsert('path').whenMatchedUpdateAll().whenNotMatchedInsertAll().execute(this.toArrow(rows)));
+    if (rows.length)
+      await trimWhile(() =>
+        this.table.mergeInsert('path').whenMatchedUpdateAll().whenNotMatchedInsertAll().execute(this.toArrow(rows)),
+      );
   }
 
   /** Deletes the rows of these paths. */
@@ -250,7 +275,16 @@ export class Collection {
    * row-major, a copy the caller owns.
    */
   async *scan(filter?: Filter): AsyncGenerator<{ rows: FileRow[]; vectors: Float32Array }> {
-    const cols = ['id', 'path', 'label', 'sha256', 'bytes', 'mtime', 'vector', ...(this.hasColumn('cluster') ? ['cluster'] : [])];
+    const cols = [
+      'id',
+      'path',
+      'label',
+      'sha256',
+      'bytes',
+      'mtime',
+      'vector',
+      ...(this.hasColumn('cluster') ? ['cluster'] : []),
+    ];
     let q = this.table.query().select(cols);
     const sql = toSql(filter);
     if (sql) q = q.where(sql);
@@ -265,10 +299,16 @@ export class Collection {
   async readAll(filter?: Filter): Promise<{ rows: FileRow[]; vectors: Float32Array }> {
     const rows: FileRow[] = [];
     const parts: Float32Array[] = [];
-    for await (const b of this.scan(filter)) { rows.push(...b.rows); parts.push(b.vectors); }
+    for await (const b of this.scan(filter)) {
+      rows.push(...b.rows);
+      parts.push(b.vectors);
+    }
     const vectors = new Float32Array(rows.length * this.dim);
     let off = 0;
-    for (const p of parts) { vectors.set(p, off); off += p.length; }
+    for (const p of parts) {
+      vectors.set(p, off);
+      off += p.length;
+    }
     return { rows, vectors };
   }
 
@@ -276,7 +316,10 @@ export class Collection {
   async byIds(ids: readonly number[]): Promise<FileRow[]> {
     if (!ids.length) return [];
     const out: FileRow[] = [];
-    const q = this.table.query().select(['id', 'path', 'label', 'sha256', 'bytes', 'mtime']).where(`id IN (${ids.map((i) => String(Math.trunc(i))).join(', ')})`);
+    const q = this.table
+      .query()
+      .select(['id', 'path', 'label', 'sha256', 'bytes', 'mtime'])
+      .where(`id IN (${ids.map((i) => String(Math.trunc(i))).join(', ')})`);
     for await (const b of q) for (let i = 0; i < b.numRows; i++) out.push(fileRow(b, i));
     return out;
   }
@@ -296,13 +339,17 @@ export class Collection {
   async search(queries: Float32Array, o: SearchOpts = {}): Promise<CollectionHit[][]> {
     const dim = this.dim;
     const nq = queries.length / dim;
-    if (!Number.isInteger(nq)) throw new Error(`search: ${queries.length} query values are not a multiple of the collection's dim ${dim}`);
+    if (!Number.isInteger(nq))
+      throw new Error(`search: ${queries.length} query values are not a multiple of the collection's dim ${dim}`);
     const top = o.top ?? 10;
     const sql = toSql(o.filter);
     const plan = await this.searchPlan(o);
     const out: CollectionHit[][] = [];
     const run = async (i: number, exact: boolean): Promise<CollectionHit[]> => {
-      let q = this.table.vectorSearch(queries.subarray(i * dim, (i + 1) * dim)).distanceType('cosine').limit(top)
+      let q = this.table
+        .vectorSearch(queries.subarray(i * dim, (i + 1) * dim))
+        .distanceType('cosine')
+        .limit(top)
         .select(['id', 'path', 'label', 'sha256', 'bytes', 'mtime', '_distance']);
       // LanceDB prefilters by default (the filter applies before neighbours are chosen, not to the `top` found);
       // the index still only sees the matching rows of the partitions it probes, hence the plan.
@@ -314,7 +361,9 @@ export class Collection {
         if (plan.engine !== 'IVF_FLAT') q = q.refineFactor(o.refineFactor ?? REFINE_FACTOR);
       }
       const hits: CollectionHit[] = [];
-      for await (const b of q) for (let r = 0; r < b.numRows; r++) hits.push({ ...fileRow(b, r), score: 1 - Number(b.getChild('_distance')!.get(r)) });
+      for await (const b of q)
+        for (let r = 0; r < b.numRows; r++)
+          hits.push({ ...fileRow(b, r), score: 1 - Number(b.getChild('_distance')!.get(r)) });
       return hits.sort((a, b) => b.score - a.score);
     };
     // A query whose probed partitions held too few matching rows (the plan goes by the average) is answered again
@@ -327,7 +376,8 @@ export class Collection {
     };
     // Queries go to Lance a few at a time: its multi-vector form costs a scan per vector anyway.
     const width = 4;
-    for (let i = 0; i < nq; i += width) out.push(...await Promise.all(Array.from({ length: Math.min(width, nq - i) }, (_, j) => one(i + j))));
+    for (let i = 0; i < nq; i += width)
+      out.push(...(await Promise.all(Array.from({ length: Math.min(width, nq - i) }, (_, j) => one(i + j)))));
     return out;
   }
 
@@ -339,7 +389,12 @@ export class Collection {
     const details = s as unknown as { indices?: { num_partitions?: number }[] };
     const indexed = s?.numIndexedRows ?? 0;
     // IVF_FLAT's statistics do not carry the partition count: it is the one ensureIndex chose.
-    return { type: s?.indexType ?? 'IVF_FLAT', indexed, unindexed: s?.numUnindexedRows ?? 0, partitions: details.indices?.[0]?.num_partitions ?? partitionsFor(indexed) };
+    return {
+      type: s?.indexType ?? 'IVF_FLAT',
+      indexed,
+      unindexed: s?.numUnindexedRows ?? 0,
+      partitions: details.indices?.[0]?.num_partitions ?? partitionsFor(indexed),
+    };
   }
 
   /**
@@ -347,21 +402,42 @@ export class Collection {
    * when the table has ≥ `minRows` rows and none yet, or always with `rebuild`; otherwise folds new rows into the existing index and compacts. Returns
    * what it did.
    */
-  async ensureIndex(o: { minRows?: number; rebuild?: boolean; kind?: IndexKind; sampleRate?: number; maxIterations?: number; expectedRows?: number } = {}): Promise<{ action: 'built' | 'optimized' | 'none'; rows: number; ms: number }> {
+  async ensureIndex(
+    o: {
+      minRows?: number;
+      rebuild?: boolean;
+      kind?: IndexKind;
+      sampleRate?: number;
+      maxIterations?: number;
+      expectedRows?: number;
+    } = {},
+  ): Promise<{ action: 'built' | 'optimized' | 'none'; rows: number; ms: number }> {
     const t0 = performance.now();
     await this.refresh();
     const rows = await this.table.countRows();
     const state = await this.indexState();
     const min = o.minRows ?? INDEX_MIN_ROWS;
     if (o.rebuild || (!state.type && rows >= min)) {
-      if (rows < 256) throw new Error(`${this.uri}: ${rows} rows are too few for an ANN index (at least 256; the flat scan serves small tables)`);
+      if (rows < 256)
+        throw new Error(
+          `${this.uri}: ${rows} rows are too few for an ANN index (at least 256; the flat scan serves small tables)`,
+        );
       const { Index } = this.m.lancedb;
-      const common = { numPartitions: partitionsFor(Math.max(rows, o.expectedRows ?? 0)), distanceType: 'cosine' as const, maxIterations: o.maxIterations ?? 20, sampleRate: o.sampleRate ?? 64 };
+      const common = {
+        numPartitions: partitionsFor(Math.max(rows, o.expectedRows ?? 0)),
+        distanceType: 'cosine' as const,
+        maxIterations: o.maxIterations ?? 20,
+        sampleRate: o.sampleRate ?? 64,
+      };
       const kind = o.kind ?? DEFAULT_INDEX_KIND;
-      const config = kind === 'IVF_PQ' ? Index.ivfPq({ ...common, numSubVectors: Math.max(1, Math.floor(this.dim / 8)) })
-        : kind === 'IVF_RQ' ? Index.ivfRq({ ...common, numBits: 1 })
-          : kind === 'IVF_HNSW_SQ' ? Index.hnswSq(common)
-            : Index.ivfFlat(common);
+      const config =
+        kind === 'IVF_PQ'
+          ? Index.ivfPq({ ...common, numSubVectors: Math.max(1, Math.floor(this.dim / 8)) })
+          : kind === 'IVF_RQ'
+            ? Index.ivfRq({ ...common, numBits: 1 })
+            : kind === 'IVF_HNSW_SQ'
+              ? Index.hnswSq(common)
+              : Index.ivfFlat(common);
       // No `optimize` after a fresh build: the index covers every row, and compacting the table's fragments
       // then (rewriting them all and remapping the index) raised the build's peak at 1M rows from 331 to 434 MB.
       // Later calls fold new rows in and compact (below).
@@ -396,9 +472,13 @@ export class Collection {
    * Moves this handle to the table's latest version: a handle sees other processes' commits (the other ranks of
    * `moco index`) only after this, as LanceDB checks for them on reads only when asked to.
    */
-  async refresh(): Promise<void> { await this.table.checkoutLatest(); }
+  async refresh(): Promise<void> {
+    await this.table.checkoutLatest();
+  }
 
-  hasColumn(name: string): boolean { return this.schema.fields.some((f) => f.name === name); }
+  hasColumn(name: string): boolean {
+    return this.schema.fields.some((f) => f.name === name);
+  }
 
   close(): void {
     this.table.close();
@@ -412,20 +492,45 @@ export class Collection {
     const n = rows.length;
     const flat = new Float32Array(n * dim);
     rows.forEach((r, i) => {
-      if (r.vector.length !== dim) throw new Error(`${r.path}: a ${r.vector.length}-d vector for a ${dim}-d collection`);
+      if (r.vector.length !== dim)
+        throw new Error(`${r.path}: a ${r.vector.length}-d vector for a ${dim}-d collection`);
       flat.set(r.vector, i * dim);
     });
     const base = schemaFor(arrow, this.meta);
     const vecType = base.fields.find((f) => f.name === 'vector')!.type as Arrow.FixedSizeList;
-    const vec = arrow.makeData({ type: vecType, length: n, nullCount: 0, child: arrow.makeData({ type: new arrow.Float32(), length: n * dim, data: flat }) });
-    const col = <T extends Arrow.DataType>(vals: unknown[], t: T): Arrow.Data<T> => arrow.vectorFromArray(vals, t).data[0]!;
+    const vec = arrow.makeData({
+      type: vecType,
+      length: n,
+      nullCount: 0,
+      child: arrow.makeData({ type: new arrow.Float32(), length: n * dim, data: flat }),
+    });
+    const col = <T extends Arrow.DataType>(vals: unknown[], t: T): Arrow.Data<T> =>
+      arrow.vectorFromArray(vals, t).data[0]!;
     const children = [
-      col(rows.map((r) => BigInt(r.id)), new arrow.Int64()),
-      col(rows.map((r) => r.path), new arrow.Utf8()),
-      col(rows.map((r) => r.label), new arrow.Utf8()),
-      col(rows.map((r) => r.sha256), new arrow.Utf8()),
-      col(rows.map((r) => BigInt(r.bytes)), new arrow.Int64()),
-      col(rows.map((r) => r.mtime), new arrow.Float64()),
+      col(
+        rows.map((r) => BigInt(r.id)),
+        new arrow.Int64(),
+      ),
+      col(
+        rows.map((r) => r.path),
+        new arrow.Utf8(),
+      ),
+      col(
+        rows.map((r) => r.label),
+        new arrow.Utf8(),
+      ),
+      col(
+        rows.map((r) => r.sha256),
+        new arrow.Utf8(),
+      ),
+      col(
+        rows.map((r) => BigInt(r.bytes)),
+        new arrow.Int64(),
+      ),
+      col(
+        rows.map((r) => r.mtime),
+        new arrow.Float64(),
+      ),
       vec,
     ];
     const struct = arrow.makeData({ type: new arrow.Struct(base.fields), length: n, nullCount: 0, children });
@@ -454,15 +559,22 @@ function partitionsFor(rows: number): number {
 }
 
 function schemaFor(arrow: typeof Arrow, meta: CollectionMeta): Arrow.Schema {
-  return new arrow.Schema([
-    new arrow.Field('id', new arrow.Int64(), false),
-    new arrow.Field('path', new arrow.Utf8(), false),
-    new arrow.Field('label', new arrow.Utf8(), true),
-    new arrow.Field('sha256', new arrow.Utf8(), false),
-    new arrow.Field('bytes', new arrow.Int64(), false),
-    new arrow.Field('mtime', new arrow.Float64(), false),
-    new arrow.Field('vector', new arrow.FixedSizeList(meta.dim, new arrow.Field('item', new arrow.Float32(), true)), false),
-  ], new Map([['moco', JSON.stringify(meta)]]));
+  return new arrow.Schema(
+    [
+      new arrow.Field('id', new arrow.Int64(), false),
+      new arrow.Field('path', new arrow.Utf8(), false),
+      new arrow.Field('label', new arrow.Utf8(), true),
+      new arrow.Field('sha256', new arrow.Utf8(), false),
+      new arrow.Field('bytes', new arrow.Int64(), false),
+      new arrow.Field('mtime', new arrow.Float64(), false),
+      new arrow.Field(
+        'vector',
+        new arrow.FixedSizeList(meta.dim, new arrow.Field('item', new arrow.Float32(), true)),
+        false,
+      ),
+    ],
+    new Map([['moco', JSON.stringify(meta)]]),
+  );
 }
 
 function vectorField(s: Arrow.Schema): Arrow.Field | undefined {
@@ -477,15 +589,23 @@ function vectorDim(s: Arrow.Schema): number {
 function metaOf(s: Arrow.Schema): CollectionMeta {
   const raw = s.metadata.get('moco');
   const added = vectorField(s)?.metadata.get('moco');
-  return { ...(raw ? JSON.parse(raw) as CollectionMeta : { dim: vectorDim(s) }), ...(added ? JSON.parse(added) as Partial<CollectionMeta> : {}) };
+  return {
+    ...(raw ? (JSON.parse(raw) as CollectionMeta) : { dim: vectorDim(s) }),
+    ...(added ? (JSON.parse(added) as Partial<CollectionMeta>) : {}),
+  };
 }
 
 function fileRow(b: Arrow.RecordBatch, i: number): FileRow {
   const g = (name: string): unknown => b.getChild(name)?.get(i);
   const cl = b.getChild('cluster');
   return {
-    id: Number(g('id')), path: String(g('path')), label: (g('label') as string | null) ?? null, sha256: String(g('sha256')),
-    bytes: Number(g('bytes')), mtime: Number(g('mtime')), ...(cl ? { cluster: (cl.get(i) as number | null) ?? null } : {}),
+    id: Number(g('id')),
+    path: String(g('path')),
+    label: (g('label') as string | null) ?? null,
+    sha256: String(g('sha256')),
+    bytes: Number(g('bytes')),
+    mtime: Number(g('mtime')),
+    ...(cl ? { cluster: (cl.get(i) as number | null) ?? null } : {}),
   };
 }
 

@@ -39,8 +39,11 @@ export function whitenDims(rows: number, dim: number): number | undefined {
 }
 
 /** {@link fitWhitening} on `vectors` then {@link applyWhitening} to them: the whitened rows and their size. */
-export function whitenVectors(vectors: Float32Array, dim: number, o: WhitenOpts = {}):
-  { vectors: Float32Array; dim: number } {
+export function whitenVectors(
+  vectors: Float32Array,
+  dim: number,
+  o: WhitenOpts = {},
+): { vectors: Float32Array; dim: number } {
   const w = fitWhitening(vectors, dim, o);
   return { vectors: applyWhitening(w, vectors), dim: w.outDim };
 }
@@ -65,14 +68,17 @@ export interface Whitening {
  */
 export function fitWhitening(vectors: Float32Array, dim: number, o: WhitenOpts = {}): Whitening {
   const n = vectors.length / dim;
-  if (!Number.isInteger(n) || n < 2) throw new Error(`fitWhitening: need at least 2 rows of ${dim}, got ${vectors.length} values`);
+  if (!Number.isInteger(n) || n < 2)
+    throw new Error(`fitWhitening: need at least 2 rows of ${dim}, got ${vectors.length} values`);
   const alpha = o.shrinkage ?? DEFAULT_SHRINKAGE;
   if (!(alpha >= 0 && alpha <= 1)) throw new Error(`fitWhitening: shrinkage must be in [0, 1], got ${alpha}`);
   const k = o.dims ?? Math.min(dim, n - 1);
-  if (!(Number.isInteger(k) && k >= 1 && k <= dim)) throw new Error(`fitWhitening: dims must be an integer in [1, ${dim}], got ${k}`);
+  if (!(Number.isInteger(k) && k >= 1 && k <= dim))
+    throw new Error(`fitWhitening: dims must be an integer in [1, ${dim}], got ${k}`);
   // Mean, then the scatter matrix, accumulated in float64 over blocks of rows (memory: one block, not n × dim).
   const block = o.blockRows ?? Math.max(1, Math.floor(2 ** 22 / dim));
-  const rowsOf = (i: number): ReturnType<typeof tensor> => tensor(vectors.subarray(i * dim, Math.min(n, i + block) * dim), { shape: [Math.min(block, n - i), dim] }).double();
+  const rowsOf = (i: number): ReturnType<typeof tensor> =>
+    tensor(vectors.subarray(i * dim, Math.min(n, i + block) * dim), { shape: [Math.min(block, n - i), dim] }).double();
   const meanAcc = new Float64Array(dim);
   for (let i = 0; i < n; i += block) {
     const part = tidy(() => Float64Array.from(rowsOf(i).sum({ dim: 0 }).data() as Float64Array));
@@ -81,33 +87,40 @@ export function fitWhitening(vectors: Float32Array, dim: number, o: WhitenOpts =
   for (let j = 0; j < dim; j++) meanAcc[j]! /= n;
   const cov = new Float64Array(dim * dim);
   for (let i = 0; i < n; i += block) {
-    const part = tidy(() => noGrad(() => { const xc = rowsOf(i).sub(tensor(meanAcc, { shape: [1, dim] })); return Float64Array.from(xc.t().mm(xc).data() as Float64Array); }));
+    const part = tidy(() =>
+      noGrad(() => {
+        const xc = rowsOf(i).sub(tensor(meanAcc, { shape: [1, dim] }));
+        return Float64Array.from(xc.t().mm(xc).data() as Float64Array);
+      }),
+    );
     for (let j = 0; j < dim * dim; j++) cov[j]! += part[j]! / (n - 1);
   }
-  return tidy(() => noGrad(() => {
-    let avg = 0;
-    for (let i = 0; i < dim; i++) avg += cov[i * (dim + 1)]! / dim;
-    for (let i = 0; i < dim * dim; i++) cov[i]! *= 1 - alpha;
-    for (let i = 0; i < dim; i++) cov[i * (dim + 1)]! += alpha * avg;
-    const [evals, evecs] = callOp('aten::linalg_eigh', '', [tensor(cov, { shape: [dim, dim] }), 'L']) as Tensor[]; // ascending
-    const lam = Float64Array.from(evals!.data() as Float64Array);
-    const u = evecs!.data() as Float64Array; // dim × dim, column j = eigenvector j
-    const floor = Math.max(avg * 1e-12, Number.MIN_VALUE);
-    const projection = new Float32Array(k * dim);
-    const eigenvalues = new Float32Array(k);
-    for (let r = 0; r < k; r++) {
-      const j = dim - 1 - r;
-      const l = Math.max(lam[j]!, floor);
-      eigenvalues[r] = l;
-      const s = 1 / Math.sqrt(l);
-      // Sign convention: the largest coordinate of each axis positive (eigh's signs are arbitrary).
-      let big = 0;
-      for (let i = 0; i < dim; i++) if (Math.abs(u[i * dim + j]!) > Math.abs(u[big * dim + j]!)) big = i;
-      const sign = u[big * dim + j]! < 0 ? -1 : 1;
-      for (let i = 0; i < dim; i++) projection[r * dim + i] = sign * s * u[i * dim + j]!;
-    }
-    return { dim, outDim: k, mean: Float32Array.from(meanAcc), projection, eigenvalues };
-  }));
+  return tidy(() =>
+    noGrad(() => {
+      let avg = 0;
+      for (let i = 0; i < dim; i++) avg += cov[i * (dim + 1)]! / dim;
+      for (let i = 0; i < dim * dim; i++) cov[i]! *= 1 - alpha;
+      for (let i = 0; i < dim; i++) cov[i * (dim + 1)]! += alpha * avg;
+      const [evals, evecs] = callOp('aten::linalg_eigh', '', [tensor(cov, { shape: [dim, dim] }), 'L']) as Tensor[]; // ascending
+      const lam = Float64Array.from(evals!.data() as Float64Array);
+      const u = evecs!.data() as Float64Array; // dim × dim, column j = eigenvector j
+      const floor = Math.max(avg * 1e-12, Number.MIN_VALUE);
+      const projection = new Float32Array(k * dim);
+      const eigenvalues = new Float32Array(k);
+      for (let r = 0; r < k; r++) {
+        const j = dim - 1 - r;
+        const l = Math.max(lam[j]!, floor);
+        eigenvalues[r] = l;
+        const s = 1 / Math.sqrt(l);
+        // Sign convention: the largest coordinate of each axis positive (eigh's signs are arbitrary).
+        let big = 0;
+        for (let i = 0; i < dim; i++) if (Math.abs(u[i * dim + j]!) > Math.abs(u[big * dim + j]!)) big = i;
+        const sign = u[big * dim + j]! < 0 ? -1 : 1;
+        for (let i = 0; i < dim; i++) projection[r * dim + i] = sign * s * u[i * dim + j]!;
+      }
+      return { dim, outDim: k, mean: Float32Array.from(meanAcc), projection, eigenvalues };
+    }),
+  );
 }
 
 /**
@@ -118,16 +131,20 @@ export function applyWhitening(w: Whitening, vectors: Float32Array, blockRows?: 
   const n = vectors.length / w.dim;
   const out = new Float32Array(n * w.outDim);
   const block = blockRows ?? Math.max(1, Math.floor(2 ** 22 / Math.max(w.dim, w.outDim)));
-  tidy(() => noGrad(() => {
-    const p = tensor(w.projection, { shape: [w.outDim, w.dim] }).t();
-    const mu = tensor(w.mean, { shape: [1, w.dim] });
-    for (let i = 0; i < n; i += block) {
-      const m = Math.min(block, n - i);
-      tidy(() => {
-        const y = tensor(vectors.subarray(i * w.dim, (i + m) * w.dim), { shape: [m, w.dim] }).sub(mu).mm(p);
-        out.set(F.normalize(y).data() as Float32Array, i * w.outDim);
-      });
-    }
-  }));
+  tidy(() =>
+    noGrad(() => {
+      const p = tensor(w.projection, { shape: [w.outDim, w.dim] }).t();
+      const mu = tensor(w.mean, { shape: [1, w.dim] });
+      for (let i = 0; i < n; i += block) {
+        const m = Math.min(block, n - i);
+        tidy(() => {
+          const y = tensor(vectors.subarray(i * w.dim, (i + m) * w.dim), { shape: [m, w.dim] })
+            .sub(mu)
+            .mm(p);
+          out.set(F.normalize(y).data() as Float32Array, i * w.outDim);
+        });
+      }
+    }),
+  );
   return out;
 }

@@ -16,12 +16,19 @@ function perSample(values: ArrayLike<number>, device: string): Tensor {
 
 /** Luma of each pixel, N×1×H×W (weighted channel sum: a 1×1 convolution is ~10× slower on CPU here). */
 export function rgbToGray(x: Tensor): Tensor {
-  return tidy(() => x.select(1, 0).mul(LUMA[0]).add_(x.select(1, 1), LUMA[1]).add_(x.select(1, 2), LUMA[2]).unsqueeze(1));
+  return tidy(() =>
+    x.select(1, 0).mul(LUMA[0]).add_(x.select(1, 1), LUMA[1]).add_(x.select(1, 2), LUMA[2]).unsqueeze(1),
+  );
 }
 
 /** In place: x ← clamp(ratio·x + (1−ratio)·other, 0, 1) (torchvision's _blend). */
 function blend_(x: Tensor, other: Tensor, ratio: Tensor): Tensor {
-  tidy(() => x.mul_(ratio).add_(other.mul(ratio.neg().add(1))).clamp_(0, 1));
+  tidy(() =>
+    x
+      .mul_(ratio)
+      .add_(other.mul(ratio.neg().add(1)))
+      .clamp_(0, 1),
+  );
   return x;
 }
 
@@ -44,11 +51,17 @@ export function saturation_(x: Tensor, factors: ArrayLike<number>): Tensor {
 }
 
 /** adjust_brightness with a factor per sample (≥ 0); a new tensor. */
-export function adjustBrightness(x: Tensor, factors: ArrayLike<number>): Tensor { return brightness_(x.clone(), factors); }
+export function adjustBrightness(x: Tensor, factors: ArrayLike<number>): Tensor {
+  return brightness_(x.clone(), factors);
+}
 /** adjust_contrast with a factor per sample; a new tensor. */
-export function adjustContrast(x: Tensor, factors: ArrayLike<number>): Tensor { return contrast_(x.clone(), factors); }
+export function adjustContrast(x: Tensor, factors: ArrayLike<number>): Tensor {
+  return contrast_(x.clone(), factors);
+}
 /** adjust_saturation with a factor per sample; a new tensor. */
-export function adjustSaturation(x: Tensor, factors: ArrayLike<number>): Tensor { return saturation_(x.clone(), factors); }
+export function adjustSaturation(x: Tensor, factors: ArrayLike<number>): Tensor {
+  return saturation_(x.clone(), factors);
+}
 
 // Per output channel (R, G, B): the fraction of chroma above the min channel at hue h6 = 6h ∈ [0, 6) is
 // clamp(sign·|h6 − centre| + offset, 0, 1) — the piecewise-linear HSV ramps.
@@ -67,12 +80,16 @@ function channelConst(v: readonly number[], device: string): Tensor {
  * output channel is min + chroma·ramp(h) — the same values as torchvision's sector table with about half the
  * passes over the pixels and no int64 gathers.
  */
-export function adjustHue(x: Tensor, factors: ArrayLike<number>): Tensor { return hue_(x.clone(), factors); }
+export function adjustHue(x: Tensor, factors: ArrayLike<number>): Tensor {
+  return hue_(x.clone(), factors);
+}
 
 /** In place: {@link adjustHue} written back into x (its pixels are all read before the last pass writes). */
 export function hue_(x: Tensor, factors: ArrayLike<number>): Tensor {
   tidy(() => {
-    const r = x.select(1, 0), g = x.select(1, 1), b = x.select(1, 2);
+    const r = x.select(1, 0),
+      g = x.select(1, 1),
+      b = x.select(1, 2);
     const maxc = op('aten::amax', '', [x, [1], true]);
     const minc = op('aten::amin', '', [x, [1], true]);
     const cr = maxc.sub(minc);
@@ -89,7 +106,11 @@ export function hue_(x: Tensor, factors: ArrayLike<number>): Tensor {
     const d = h6.sub(channelConst(HUE_CENTRE, x.device));
     op('aten::abs_', '', [d]);
     // offset + sign·|d|, clamped; then min + chroma·ramp — addcmul does each pair of passes in one.
-    const ramp = op('aten::addcmul', '', [channelConst(HUE_OFFSET, x.device), d, channelConst(HUE_SIGN, x.device)]).clamp_(0, 1);
+    const ramp = op('aten::addcmul', '', [
+      channelConst(HUE_OFFSET, x.device),
+      d,
+      channelConst(HUE_SIGN, x.device),
+    ]).clamp_(0, 1);
     callOp('aten::addcmul', 'out', [minc, ramp, cr], { value: 1, out: x });
   });
   return x;
@@ -102,7 +123,9 @@ export function grayscale_(x: Tensor): Tensor {
 }
 
 /** Grayscale replicated to 3 channels; a new tensor. */
-export function grayscale3(x: Tensor): Tensor { return tidy(() => rgbToGray(x).expandAs(x).contiguous()); }
+export function grayscale3(x: Tensor): Tensor {
+  return tidy(() => rgbToGray(x).expandAs(x).contiguous());
+}
 
 /**
  * In place: PIL's ImageOps.solarize(img, threshold) where the pipeline's image would be 8-bit (torchvision's PIL
@@ -120,7 +143,9 @@ export function solarize_(x: Tensor, thresholds: ArrayLike<number>): Tensor {
 }
 
 /** {@link solarize_} on a copy. */
-export function solarize(x: Tensor, thresholds: ArrayLike<number>): Tensor { return solarize_(x.clone(), thresholds); }
+export function solarize(x: Tensor, thresholds: ArrayLike<number>): Tensor {
+  return solarize_(x.clone(), thresholds);
+}
 
 /**
  * Gaussian kernel size for σ (pixels): 2·⌈3σ⌉+1, covering ±3σ, capped so that reflect padding fits the image
@@ -179,7 +204,10 @@ export function normalize_(x: Tensor, mean: readonly number[], std: readonly num
   tidy(() => {
     let m = tensor(Float32Array.from(mean), { shape: [1, 3, 1, 1] });
     let s = tensor(Float32Array.from(std), { shape: [1, 3, 1, 1] });
-    if (x.device !== 'cpu') { m = m.to(x.device); s = s.to(x.device); }
+    if (x.device !== 'cpu') {
+      m = m.to(x.device);
+      s = s.to(x.device);
+    }
     x.sub_(m).div_(s);
   });
   return x;
@@ -188,16 +216,27 @@ export function normalize_(x: Tensor, mean: readonly number[], std: readonly num
 /** out ← (x − mean) / std per channel, in one pass written straight into `out` (e.g. a slice of a batch). */
 export function normalizeInto(x: Tensor, mean: readonly number[], std: readonly number[], out: Tensor): Tensor {
   tidy(() => {
-    let b = tensor(Float32Array.from(mean, (m, i) => -m / std[i]!), { shape: [1, 3, 1, 1] });
-    let s = tensor(Float32Array.from(std, (v) => 1 / v), { shape: [1, 3, 1, 1] });
-    if (x.device !== 'cpu') { b = b.to(x.device); s = s.to(x.device); }
+    let b = tensor(
+      Float32Array.from(mean, (m, i) => -m / std[i]!),
+      { shape: [1, 3, 1, 1] },
+    );
+    let s = tensor(
+      Float32Array.from(std, (v) => 1 / v),
+      { shape: [1, 3, 1, 1] },
+    );
+    if (x.device !== 'cpu') {
+      b = b.to(x.device);
+      s = s.to(x.device);
+    }
     callOp('aten::addcmul', 'out', [b, x, s], { value: 1, out });
   });
   return out;
 }
 
 /** (x − mean) / std per channel; a new tensor. */
-export function normalize(x: Tensor, mean: readonly number[], std: readonly number[]): Tensor { return normalize_(x.clone(), mean, std); }
+export function normalize(x: Tensor, mean: readonly number[], std: readonly number[]): Tensor {
+  return normalize_(x.clone(), mean, std);
+}
 
 /**
  * Crops `boxes[i]` of `images[src[i]]` and resizes each to size×size with bilinear interpolation — torchvision's
@@ -206,14 +245,28 @@ export function normalize(x: Tensor, mean: readonly number[], std: readonly numb
  * box) and addressed with align_corners=True. `flips[i]` mirrors the output horizontally for free.
  * `images`: M×3×H×W (uint8 or float); returns float32 N×3×size×size in the input's range.
  */
-export function resizedCrop(images: Tensor, src: ArrayLike<number>, boxes: readonly Box[], size: number | [number, number], flips?: ArrayLike<boolean>): Tensor {
+export function resizedCrop(
+  images: Tensor,
+  src: ArrayLike<number>,
+  boxes: readonly Box[],
+  size: number | [number, number],
+  flips?: ArrayLike<boolean>,
+): Tensor {
   return tidy(() => {
     const [oh, ow] = typeof size === 'number' ? [size, size] : size;
     const [, , H, W] = images.shape as [number, number, number, number];
     const n = boxes.length;
     const gx = new Float32Array(n * ow);
     const gy = new Float32Array(n * oh);
-    const coords = (out: Float32Array, off: number, start: number, len: number, outLen: number, full: number, flip: boolean): void => {
+    const coords = (
+      out: Float32Array,
+      off: number,
+      start: number,
+      len: number,
+      outLen: number,
+      full: number,
+      flip: boolean,
+    ): void => {
       const scale = len / outLen;
       for (let o = 0; o < outLen; o++) {
         let s = scale * (o + 0.5) - 0.5;
@@ -229,7 +282,10 @@ export function resizedCrop(images: Tensor, src: ArrayLike<number>, boxes: reado
     }
     let tx = tensor(gx, { shape: [n, 1, ow, 1] }).expand(n, oh, ow, 1);
     let ty = tensor(gy, { shape: [n, oh, 1, 1] }).expand(n, oh, ow, 1);
-    if (images.device !== 'cpu') { tx = tx.to(images.device); ty = ty.to(images.device); }
+    if (images.device !== 'cpu') {
+      tx = tx.to(images.device);
+      ty = ty.to(images.device);
+    }
     const grid = op('aten::cat', '', [[tx, ty], 3]);
     const idx = tensor(Int32Array.from(src), { dtype: 'int32' }).long();
     let inp = images.indexSelect(0, images.device === 'cpu' ? idx : idx.to(images.device));

@@ -12,9 +12,16 @@ export function roundHalfEven(x: number): number {
  * RandomResizedCrop.get_params: up to 10 tries of area ∈ scale·W·H and log-uniform aspect ratio ∈ ratio,
  * accepted when the box fits; else the center crop clamped to the ratio range. Sizes in pixels.
  */
-export function sampleCropBox(rng: Rng, width: number, height: number, scale: readonly [number, number], ratio: readonly [number, number]): Box {
+export function sampleCropBox(
+  rng: Rng,
+  width: number,
+  height: number,
+  scale: readonly [number, number],
+  ratio: readonly [number, number],
+): Box {
   const area = width * height;
-  const lr0 = Math.log(ratio[0]), lr1 = Math.log(ratio[1]);
+  const lr0 = Math.log(ratio[0]),
+    lr1 = Math.log(ratio[1]);
   for (let t = 0; t < 10; t++) {
     const target = area * rng.uniform(scale[0], scale[1]);
     const aspect = Math.exp(rng.uniform(lr0, lr1));
@@ -32,9 +39,16 @@ export function sampleCropBox(rng: Rng, width: number, height: number, scale: re
 function centerFallback(width: number, height: number, ratio: readonly [number, number]): Box {
   const inRatio = width / height;
   let w: number, h: number;
-  if (inRatio < Math.min(...ratio)) { w = width; h = roundHalfEven(w / Math.min(...ratio)); }
-  else if (inRatio > Math.max(...ratio)) { h = height; w = roundHalfEven(h * Math.max(...ratio)); }
-  else { w = width; h = height; }
+  if (inRatio < Math.min(...ratio)) {
+    w = width;
+    h = roundHalfEven(w / Math.min(...ratio));
+  } else if (inRatio > Math.max(...ratio)) {
+    h = height;
+    w = roundHalfEven(h * Math.max(...ratio));
+  } else {
+    w = width;
+    h = height;
+  }
   return { left: Math.floor((width - w) / 2), top: Math.floor((height - h) / 2), width: w, height: h };
 }
 
@@ -44,7 +58,8 @@ function centerFallback(width: number, height: number, ratio: readonly [number, 
  */
 export function centerCropBox(width: number, height: number, resize: number, size: number): Box {
   const s = resize / Math.min(width, height);
-  const cw = Math.min(width, size / s), ch = Math.min(height, size / s);
+  const cw = Math.min(width, size / s),
+    ch = Math.min(height, size / s);
   return { left: (width - cw) / 2, top: (height - ch) / 2, width: cw, height: ch };
 }
 

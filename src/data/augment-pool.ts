@@ -22,9 +22,12 @@ export class AugmentPool {
   private closed = false;
 
   constructor(readonly size: number) {
-    if (!Number.isInteger(size) || size < 1) throw new RangeError(`AugmentPool: size must be a positive integer, got ${size}`);
+    if (!Number.isInteger(size) || size < 1)
+      throw new RangeError(`AugmentPool: size must be a positive integer, got ${size}`);
     for (let i = 0; i < size; i++) {
-      const w = new Worker(new URL('./augment-worker.js', import.meta.url), { workerData: { mocoAugmentWorker: true } });
+      const w = new Worker(new URL('./augment-worker.js', import.meta.url), {
+        workerData: { mocoAugmentWorker: true },
+      });
       w.unref();
       w.on('message', (r: WorkerResponse) => {
         const p = this.pending.get(r.id);
@@ -63,7 +66,13 @@ export class AugmentPool {
   }
 
   /** Views of in-memory images (the batch's uint8 N×3×H×W pixels, transferred). */
-  memory(spec: AugmentSpec, rng: RngState, views: number, images: Uint8Array, shape: [number, number, number, number]): Promise<WorkerResponse> {
+  memory(
+    spec: AugmentSpec,
+    rng: RngState,
+    views: number,
+    images: Uint8Array,
+    shape: [number, number, number, number],
+  ): Promise<WorkerResponse> {
     return this.send(this.pick(), { kind: 'memory', spec, rng, views, images, shape }, [images.buffer as ArrayBuffer]);
   }
 
@@ -71,7 +80,14 @@ export class AugmentPool {
    * Views of files (dataset indices into `paths`, which are sent to every worker once); unreadable files are
    * substituted by the next index, or with `blank` left as mid-gray images (listed in `skipped` either way).
    */
-  async files(spec: AugmentSpec, rng: RngState, views: number, paths: readonly string[], indices: Int32Array, blank = false): Promise<WorkerResponse> {
+  async files(
+    spec: AugmentSpec,
+    rng: RngState,
+    views: number,
+    paths: readonly string[],
+    indices: Int32Array,
+    blank = false,
+  ): Promise<WorkerResponse> {
     if (this.pathsSent !== paths) {
       this.pathsSent = paths;
       await Promise.all(this.workers.map((_, i) => this.send(i, { kind: 'paths', paths: [...paths] })));

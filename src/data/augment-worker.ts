@@ -17,8 +17,24 @@ function collectGarbage(): void {
 export type WorkerRequest =
   | { id: number; kind: 'paths'; paths: string[] }
   | { id: number; kind: 'drain' }
-  | { id: number; kind: 'memory'; spec: AugmentSpec; rng: RngState; views: number; images: Uint8Array; shape: [number, number, number, number] }
-  | { id: number; kind: 'files'; spec: AugmentSpec; rng: RngState; views: number; indices: Int32Array; blank?: boolean };
+  | {
+      id: number;
+      kind: 'memory';
+      spec: AugmentSpec;
+      rng: RngState;
+      views: number;
+      images: Uint8Array;
+      shape: [number, number, number, number];
+    }
+  | {
+      id: number;
+      kind: 'files';
+      spec: AugmentSpec;
+      rng: RngState;
+      views: number;
+      indices: Int32Array;
+      blank?: boolean;
+    };
 
 /** A worker's answer: N·views×3×S×S float32 pixels (view-major), the dataset indices used, skipped files. */
 export interface WorkerResponse {
@@ -41,17 +57,26 @@ if (parentPort && (workerData as { mocoAugmentWorker?: boolean } | null)?.mocoAu
   const augFor = (spec: AugmentSpec): Augmentation => {
     const k = JSON.stringify(spec);
     let a = augs.get(k);
-    if (!a) { a = new Augmentation(spec, { threads: null }); augs.set(k, a); }
+    if (!a) {
+      a = new Augmentation(spec, { threads: null });
+      augs.set(k, a);
+    }
     return a;
   };
   port.on('message', (m: WorkerRequest) => {
     void (async (): Promise<WorkerResponse> => {
-      if (m.kind === 'paths') { paths = m.paths; return { id: m.id }; }
+      if (m.kind === 'paths') {
+        paths = m.paths;
+        return { id: m.id };
+      }
       if (m.kind === 'drain') {
         // Finalise every tensor wrapper while this environment is alive: the addon aborts the process if
         // wrappers are still being finalised when a worker is terminated.
         augs.clear();
-        for (let i = 0; i < 3; i++) { collectGarbage(); await new Promise((r) => setImmediate(r)); }
+        for (let i = 0; i < 3; i++) {
+          collectGarbage();
+          await new Promise((r) => setImmediate(r));
+        }
         return { id: m.id };
       }
       const rng = Rng.fromState(m.rng);
@@ -60,18 +85,32 @@ if (parentPort && (workerData as { mocoAugmentWorker?: boolean } | null)?.mocoAu
         const n = m.shape[0];
         const data = tidy(() => {
           const imgs = tensor(m.images, { shape: m.shape, dtype: 'uint8' });
-          return aug.fromMemoryStacked(imgs, Int32Array.from({ length: n }, (_, i) => i), rng, m.views).data() as Float32Array;
+          return aug
+            .fromMemoryStacked(
+              imgs,
+              Int32Array.from({ length: n }, (_, i) => i),
+              rng,
+              m.views,
+            )
+            .data() as Float32Array;
         });
         return { id: m.id, data };
       }
       const before = bad.list.length;
-      const r = await aug.fromFilesStacked((i) => paths[i]!, m.indices, rng, m.views, m.blank ? { blank: true, log: bad } : { substitute: (i) => (i + 1) % paths.length, log: bad });
+      const r = await aug.fromFilesStacked(
+        (i) => paths[i]!,
+        m.indices,
+        rng,
+        m.views,
+        m.blank ? { blank: true, log: bad } : { substitute: (i) => (i + 1) % paths.length, log: bad },
+      );
       const data = r.views.data() as Float32Array;
       r.views.dispose();
       return { id: m.id, data, used: r.used, skipped: bad.list.slice(before), blank: r.blank };
     })().then(
       (res) => port.postMessage(res, res.data ? [res.data.buffer as ArrayBuffer] : []),
-      (e: unknown) => port.postMessage({ id: m.id, error: e instanceof Error ? e.message : String(e) } satisfies WorkerResponse),
+      (e: unknown) =>
+        port.postMessage({ id: m.id, error: e instanceof Error ? e.message : String(e) } satisfies WorkerResponse),
     );
   });
 }

@@ -1,11 +1,42 @@
 // Batched augmentation pipelines (MoCo v2 aug+, v1, v3's asymmetric pair, the CIFAR demo, eval,
 // linear-classification training) with per-sample random parameters from the run's seeded Rng.
 import { readFile, stat } from 'node:fs/promises';
-import { cropResizeInto, empty, getNumThreads, photometricInto, PhotometricOp, setNumThreads, tensor, tidy, type Tensor } from '../torch/index.js';
+import {
+  cropResizeInto,
+  empty,
+  getNumThreads,
+  photometricInto,
+  PhotometricOp,
+  setNumThreads,
+  tensor,
+  tidy,
+  type Tensor,
+} from '../torch/index.js';
 import { op } from '../torch/tensor.js';
-import { blurKernelSize, hue_, brightness_, contrast_, gaussianBlur, grayscale_, normalize_, normalizeInto, resizedCrop, saturation_, solarize_ } from './augment-ops.js';
+import {
+  blurKernelSize,
+  hue_,
+  brightness_,
+  contrast_,
+  gaussianBlur,
+  grayscale_,
+  normalize_,
+  normalizeInto,
+  resizedCrop,
+  saturation_,
+  solarize_,
+} from './augment-ops.js';
 import { centerCropBox, sampleCropBox, sampleJitter, type JitterParams, type JitterSpec } from './augment-params.js';
-import { decodeImage, decodeStack, imageSize, skipLog, type Box, type DecodedImage, type DecodeOpts, type SkipLog } from './decode.js';
+import {
+  decodeImage,
+  decodeStack,
+  imageSize,
+  skipLog,
+  type Box,
+  type DecodedImage,
+  type DecodeOpts,
+  type SkipLog,
+} from './decode.js';
 import type { Rng } from './rng.js';
 
 export type { JitterSpec, JitterParams } from './augment-params.js';
@@ -48,7 +79,9 @@ export interface AugmentSpec {
 }
 
 /** The fields a later view may change (see {@link AugmentSpec.view2}). */
-export type ViewOverride = Partial<Pick<AugmentSpec, 'crop' | 'resize' | 'jitter' | 'grayscale' | 'blur' | 'solarize' | 'flip' | 'order'>>;
+export type ViewOverride = Partial<
+  Pick<AugmentSpec, 'crop' | 'resize' | 'jitter' | 'grayscale' | 'blur' | 'solarize' | 'flip' | 'order'>
+>;
 
 /** The spec view `view` (0-based) of a sample is built with: `spec` for view 0, with `spec.view2` applied after. */
 export function specForView(spec: AugmentSpec, view: number): AugmentSpec {
@@ -62,8 +95,18 @@ export const IMAGENET_STD: [number, number, number] = [0.229, 0.224, 0.225];
 export const CIFAR_MEAN: [number, number, number] = [0.4914, 0.4822, 0.4465];
 export const CIFAR_STD: [number, number, number] = [0.2023, 0.1994, 0.201];
 
-export type PresetName = 'mocov2' | 'mocov1' | 'cifar' | 'eval' | 'cifar-eval' | 'lincls-train' | 'mocov3' | 'mocov3-cifar';
-export const PRESET_NAMES: readonly PresetName[] = ['mocov2', 'mocov1', 'cifar', 'eval', 'cifar-eval', 'lincls-train', 'mocov3', 'mocov3-cifar'];
+export type PresetName =
+  'mocov2' | 'mocov1' | 'cifar' | 'eval' | 'cifar-eval' | 'lincls-train' | 'mocov3' | 'mocov3-cifar';
+export const PRESET_NAMES: readonly PresetName[] = [
+  'mocov2',
+  'mocov1',
+  'cifar',
+  'eval',
+  'cifar-eval',
+  'lincls-train',
+  'mocov3',
+  'mocov3-cifar',
+];
 
 export interface PresetOpts {
   /** Output side; default 224 (32 for `cifar`, `cifar-eval`, `mocov3-cifar`). */
@@ -112,11 +155,33 @@ function presetSpec(name: PresetName, o: PresetOpts): AugmentSpec {
   const base = { size, mean, std, resize: null, jitter: null, grayscale: 0, blur: null, flip: 0, order: [] as Stage[] };
   switch (name) {
     case 'mocov2':
-      return { ...base, crop: { scale: [0.2, 1], ratio: RATIO }, jitter: { brightness: 0.4, contrast: 0.4, saturation: 0.4, hue: 0.1, p: 0.8 }, grayscale: 0.2, blur: { p: 0.5, sigma: [0.1, 2] }, flip: 0.5, order: ['jitter', 'gray', 'blur'] };
+      return {
+        ...base,
+        crop: { scale: [0.2, 1], ratio: RATIO },
+        jitter: { brightness: 0.4, contrast: 0.4, saturation: 0.4, hue: 0.1, p: 0.8 },
+        grayscale: 0.2,
+        blur: { p: 0.5, sigma: [0.1, 2] },
+        flip: 0.5,
+        order: ['jitter', 'gray', 'blur'],
+      };
     case 'mocov1':
-      return { ...base, crop: { scale: [0.2, 1], ratio: RATIO }, jitter: { brightness: 0.4, contrast: 0.4, saturation: 0.4, hue: 0.4, p: 1 }, grayscale: 0.2, flip: 0.5, order: ['gray', 'jitter'] };
+      return {
+        ...base,
+        crop: { scale: [0.2, 1], ratio: RATIO },
+        jitter: { brightness: 0.4, contrast: 0.4, saturation: 0.4, hue: 0.4, p: 1 },
+        grayscale: 0.2,
+        flip: 0.5,
+        order: ['gray', 'jitter'],
+      };
     case 'cifar':
-      return { ...base, crop: { scale: [0.08, 1], ratio: RATIO }, jitter: { brightness: 0.4, contrast: 0.4, saturation: 0.4, hue: 0.1, p: 0.8 }, grayscale: 0.2, flip: 0.5, order: ['jitter', 'gray'] };
+      return {
+        ...base,
+        crop: { scale: [0.08, 1], ratio: RATIO },
+        jitter: { brightness: 0.4, contrast: 0.4, saturation: 0.4, hue: 0.1, p: 0.8 },
+        grayscale: 0.2,
+        flip: 0.5,
+        order: ['jitter', 'gray'],
+      };
     case 'eval':
       return { ...base, crop: null, resize: Math.round((size * 256) / 224) };
     case 'cifar-eval':
@@ -125,16 +190,38 @@ function presetSpec(name: PresetName, o: PresetOpts): AugmentSpec {
       return { ...base, crop: { scale: [0.08, 1], ratio: RATIO }, flip: 0.5 };
     case 'mocov3':
     case 'mocov3-cifar': {
-      const v1: AugmentSpec = { ...base, crop: { scale: [0.08, 1], ratio: RATIO }, jitter: { brightness: 0.4, contrast: 0.4, saturation: 0.2, hue: 0.1, p: 0.8 }, grayscale: 0.2, flip: 0.5 };
-      if (name === 'mocov3-cifar') return { ...v1, order: ['jitter', 'gray'], view2: { solarize: SOLARIZE_V3, order: ['jitter', 'gray', 'solarize'] } };
-      return { ...v1, blur: { p: 1, sigma: [0.1, 2] }, order: ['jitter', 'gray', 'blur'], view2: { blur: { p: 0.1, sigma: [0.1, 2] }, solarize: SOLARIZE_V3, order: ['jitter', 'gray', 'blur', 'solarize'] } };
+      const v1: AugmentSpec = {
+        ...base,
+        crop: { scale: [0.08, 1], ratio: RATIO },
+        jitter: { brightness: 0.4, contrast: 0.4, saturation: 0.2, hue: 0.1, p: 0.8 },
+        grayscale: 0.2,
+        flip: 0.5,
+      };
+      if (name === 'mocov3-cifar')
+        return {
+          ...v1,
+          order: ['jitter', 'gray'],
+          view2: { solarize: SOLARIZE_V3, order: ['jitter', 'gray', 'solarize'] },
+        };
+      return {
+        ...v1,
+        blur: { p: 1, sigma: [0.1, 2] },
+        order: ['jitter', 'gray', 'blur'],
+        view2: {
+          blur: { p: 0.1, sigma: [0.1, 2] },
+          solarize: SOLARIZE_V3,
+          order: ['jitter', 'gray', 'blur', 'solarize'],
+        },
+      };
     }
     default:
       throw new Error(`unknown augmentation preset '${String(name)}'; valid: ${PRESET_NAMES.join(', ')}`);
   }
 }
 
-export function isPresetName(s: string): s is PresetName { return (PRESET_NAMES as readonly string[]).includes(s); }
+export function isPresetName(s: string): s is PresetName {
+  return (PRESET_NAMES as readonly string[]).includes(s);
+}
 
 /** One view's random parameters. */
 export interface ViewParams {
@@ -163,7 +250,8 @@ export function drawViewParams(spec: AugmentSpec, rng: Rng, width: number, heigh
   const jitter = spec.jitter && rng.bernoulli(spec.jitter.p ?? 1) ? sampleJitter(rng, spec.jitter) : null;
   const gray = spec.grayscale > 0 && rng.bernoulli(spec.grayscale);
   const sigma = spec.blur && rng.bernoulli(spec.blur.p) ? rng.uniform(spec.blur.sigma[0], spec.blur.sigma[1]) : 0;
-  if (spec.solarize && rng.bernoulli(spec.solarize.p)) return { box, flip, jitter, gray, sigma, solarize: spec.solarize.threshold };
+  if (spec.solarize && rng.bernoulli(spec.solarize.p))
+    return { box, flip, jitter, gray, sigma, solarize: spec.solarize.threshold };
   return { box, flip, jitter, gray, sigma };
 }
 
@@ -182,7 +270,9 @@ function onSubset(x: Tensor, pos: number[], fn: (sub: Tensor) => Tensor): void {
   });
 }
 
-function tensorLong(a: Int32Array): Tensor { return tidy(() => tensor(a, { dtype: 'int32' }).long()); }
+function tensorLong(a: Int32Array): Tensor {
+  return tidy(() => tensor(a, { dtype: 'int32' }).long());
+}
 
 const JITTER_OPS = [brightness_, contrast_, saturation_, hue_];
 
@@ -207,12 +297,21 @@ function normOf(specs: SampleSpecs): AugmentSpec {
  * The photometric ops of each view as a program for the native kernel ({@link photometricInto}): `steps`
  * triples (opcode, a, b) a view, in its spec's stage order and its jitter order; identities are left out.
  */
-export function photometricProgram(params: readonly ViewParams[], spec: SampleSpecs, height: number, width: number): { program: Float32Array; steps: number } {
+export function photometricProgram(
+  params: readonly ViewParams[],
+  spec: SampleSpecs,
+  height: number,
+  width: number,
+): { program: Float32Array; steps: number } {
   const steps = MAX_STEPS;
   const program = new Float32Array(params.length * steps * 3);
   params.forEach((p, i) => {
     let at = i * steps * 3;
-    const emit = (opc: number, a = 0, b = 0): void => { program[at++] = opc; program[at++] = a; program[at++] = b; };
+    const emit = (opc: number, a = 0, b = 0): void => {
+      program[at++] = opc;
+      program[at++] = a;
+      program[at++] = b;
+    };
     for (const stage of specOf(spec, i).order) {
       if (stage === 'jitter' && p.jitter) {
         const j = p.jitter;
@@ -258,12 +357,20 @@ export function photometricAten_(x: Tensor, params: readonly ViewParams[], spec:
   params.forEach((_, i) => {
     const k = specOf(spec, i).order.join();
     const g = groups.get(k);
-    if (g) g.push(i); else groups.set(k, [i]);
+    if (g) g.push(i);
+    else groups.set(k, [i]);
   });
   if (groups.size <= 1) {
     if (params.length) stagesAten_(x, params, specOf(spec, 0).order);
   } else {
-    for (const pos of groups.values()) onSubset(x, pos, (sub) => stagesAten_(sub, pos.map((i) => params[i]!), specOf(spec, pos[0]!).order));
+    for (const pos of groups.values())
+      onSubset(x, pos, (sub) =>
+        stagesAten_(
+          sub,
+          pos.map((i) => params[i]!),
+          specOf(spec, pos[0]!).order,
+        ),
+      );
   }
   const s = normOf(spec);
   return out ? normalizeInto(x, s.mean, s.std, out) : normalize_(x, s.mean, s.std);
@@ -289,7 +396,11 @@ function stagesAten_(x: Tensor, params: readonly ViewParams[], order: readonly S
         }
       }
     } else if (stage === 'gray') {
-      onSubset(x, params.flatMap((p, i) => (p.gray ? [i] : [])), grayscale_);
+      onSubset(
+        x,
+        params.flatMap((p, i) => (p.gray ? [i] : [])),
+        grayscale_,
+      );
     } else if (stage === 'blur') {
       const pos = params.flatMap((p, i) => (p.sigma > 0 ? [i] : []));
       const sig = pos.map((i) => params[i]!.sigma);
@@ -345,7 +456,8 @@ export class Augmentation {
     this.spec = typeof spec === 'string' ? preset(spec, o) : spec;
     const over = this.spec.view2 as Record<string, unknown> | null | undefined;
     for (const k of ['size', 'mean', 'std', 'view2']) {
-      if (over && over[k] !== undefined) throw new Error(`augmentation: view2 cannot change '${k}' (all views share the output size and normalisation)`);
+      if (over && over[k] !== undefined)
+        throw new Error(`augmentation: view2 cannot change '${k}' (all views share the output size and normalisation)`);
     }
     const env = Number(process.env.MOCO_AUG_THREADS);
     this.threads = o.threads !== undefined ? o.threads : env > 0 ? env : 1;
@@ -356,11 +468,17 @@ export class Augmentation {
     const before = getNumThreads();
     if (before === this.threads) return fn();
     setNumThreads(this.threads);
-    try { return fn(); } finally { setNumThreads(before); }
+    try {
+      return fn();
+    } finally {
+      setNumThreads(before);
+    }
   }
 
   /** The spec of each of `views` views (0-based): {@link specForView}. */
-  viewSpecs(views: number): AugmentSpec[] { return Array.from({ length: views }, (_, v) => specForView(this.spec, v)); }
+  viewSpecs(views: number): AugmentSpec[] {
+    return Array.from({ length: views }, (_, v) => specForView(this.spec, v));
+  }
 
   /**
    * `views` independently augmented views of images[indices] (N×3×H×W uint8): float32 N×3×S×S each,
@@ -383,33 +501,48 @@ export class Augmentation {
     const src: number[] = [];
     const vs = this.viewSpecs(views);
     for (let v = 0; v < views; v++) {
-      for (let i = 0; i < n; i++) { params.push(drawViewParams(vs[v]!, rng, W, H)); specs.push(vs[v]!); src.push(indices[i]!); }
+      for (let i = 0; i < n; i++) {
+        params.push(drawViewParams(vs[v]!, rng, W, H));
+        specs.push(vs[v]!);
+        src.push(indices[i]!);
+      }
     }
     const S = this.spec.size;
     const identity = !this.spec.crop && H === S && W === S;
     const total = views * n;
     const step = chunkViews(S);
-    return this.withThreads(() => tidy(() => {
-      const out = empty([total, 3, S, S], { device: images.device });
-      for (let s0 = 0; s0 < total; s0 += step) {
-        const len = Math.min(step, total - s0);
-        tidy(() => {
-          const ps = params.slice(s0, s0 + len);
-          const ss = src.slice(s0, s0 + len);
-          let x: Tensor;
-          if (identity) {
-            const t = tensorLong(Int32Array.from(ss));
-            x = images.indexSelect(0, images.device === 'cpu' ? t : t.to(images.device)).float().div_(255);
-            const fl = ps.flatMap((p, i) => (p.flip ? [i] : []));
-            onSubset(x, fl, (sub) => sub.flip(3));
-          } else {
-            x = resizedCrop(images, ss, ps.map((p) => p.box), S, ps.map((p) => p.flip)).div_(255);
-          }
-          photometric_(x, ps, this.spec.view2 ? specs.slice(s0, s0 + len) : this.spec, out.narrow(0, s0, len));
-        });
-      }
-      return out;
-    }));
+    return this.withThreads(() =>
+      tidy(() => {
+        const out = empty([total, 3, S, S], { device: images.device });
+        for (let s0 = 0; s0 < total; s0 += step) {
+          const len = Math.min(step, total - s0);
+          tidy(() => {
+            const ps = params.slice(s0, s0 + len);
+            const ss = src.slice(s0, s0 + len);
+            let x: Tensor;
+            if (identity) {
+              const t = tensorLong(Int32Array.from(ss));
+              x = images
+                .indexSelect(0, images.device === 'cpu' ? t : t.to(images.device))
+                .float()
+                .div_(255);
+              const fl = ps.flatMap((p, i) => (p.flip ? [i] : []));
+              onSubset(x, fl, (sub) => sub.flip(3));
+            } else {
+              x = resizedCrop(
+                images,
+                ss,
+                ps.map((p) => p.box),
+                S,
+                ps.map((p) => p.flip),
+              ).div_(255);
+            }
+            photometric_(x, ps, this.spec.view2 ? specs.slice(s0, s0 + len) : this.spec, out.narrow(0, s0, len));
+          });
+        }
+        return out;
+      }),
+    );
   }
 
   /**
@@ -420,8 +553,13 @@ export class Augmentation {
    * the rows of logged files. Returns the views, the dataset indices actually used and the positions (0..N-1,
    * ascending) left mid-gray.
    */
-  async fromFiles(pathOf: (index: number) => string, indices: ArrayLike<number>, rng: Rng, views = 1,
-    o: FromFilesOpts = {}): Promise<{ views: Tensor[]; used: Int32Array; blank: Int32Array }> {
+  async fromFiles(
+    pathOf: (index: number) => string,
+    indices: ArrayLike<number>,
+    rng: Rng,
+    views = 1,
+    o: FromFilesOpts = {},
+  ): Promise<{ views: Tensor[]; used: Int32Array; blank: Int32Array }> {
     const r = await this.fromFilesStacked(pathOf, indices, rng, views, o);
     const v = tidy(() => r.views.chunk(views, 0));
     r.views.dispose();
@@ -429,8 +567,13 @@ export class Augmentation {
   }
 
   /** {@link fromFiles} with the views stacked in one (views·N)×3×S×S tensor, view-major. */
-  async fromFilesStacked(pathOf: (index: number) => string, indices: ArrayLike<number>, rng: Rng, views = 1,
-    o: FromFilesOpts = {}): Promise<{ views: Tensor; used: Int32Array; blank: Int32Array }> {
+  async fromFilesStacked(
+    pathOf: (index: number) => string,
+    indices: ArrayLike<number>,
+    rng: Rng,
+    views = 1,
+    o: FromFilesOpts = {},
+  ): Promise<{ views: Tensor; used: Int32Array; blank: Int32Array }> {
     const log = o.log ?? skipLog;
     const n = indices.length;
     const used = Int32Array.from(indices as ArrayLike<number>);
@@ -449,11 +592,15 @@ export class Augmentation {
           // (A JPEG whose header segments parse but that sharp would still reject now fails at the decode: gray,
           // not substituted, as a file cut after its headers always was.)
           const b = bytes[i]!;
-          sizes[i] = (typeof b !== 'string' ? plainJpegSize(b) : null) ?? await imageSize(b);
+          sizes[i] = (typeof b !== 'string' ? plainJpegSize(b) : null) ?? (await imageSize(b));
           return;
         } catch (e) {
           log.report(p, e instanceof Error ? e.message.split('\n')[0]! : String(e));
-          if (o.blank) { bytes[i] = undefined; sizes[i] = { width: 1, height: 1 }; return; }
+          if (o.blank) {
+            bytes[i] = undefined;
+            sizes[i] = { width: 1, height: 1 };
+            return;
+          }
           if (!o.substitute || tries >= 100) throw new Error(`cannot read ${p} and no replacement found`, { cause: e });
           used[i] = o.substitute(used[i]!);
         }
@@ -473,25 +620,37 @@ export class Augmentation {
       // pixels, is most of the ~1 ms a 32×32 JPEG costs; the pixels are the same as one call per image.
       const group: number[] = [];
       const calls: Promise<void>[] = [];
-      const flush = (): void => { if (group.length) calls.push(decodeJoined(group.splice(0))); };
-      await Promise.all(Array.from({ length: n }, async (_, i) => {
-        await readHeader(i);
-        params[i]![0]!.box = { left: 0, top: 0, width: sizes[i]!.width, height: sizes[i]!.height };
-        const b = bytes[i];
-        const jh = b !== undefined && typeof b !== 'string' && sizes[i]!.width === S && sizes[i]!.height === S && !params[i]![0]!.flip ? jpegHeader(b) : null;
-        if (jh && jh.components === 3 && !jh.colourInfo) {
-          group.push(i);
-          if (group.length === JOIN_GROUP) flush();
-        } else {
-          await decodeOne(i);
-        }
-      }));
+      const flush = (): void => {
+        if (group.length) calls.push(decodeJoined(group.splice(0)));
+      };
+      await Promise.all(
+        Array.from({ length: n }, async (_, i) => {
+          await readHeader(i);
+          params[i]![0]!.box = { left: 0, top: 0, width: sizes[i]!.width, height: sizes[i]!.height };
+          const b = bytes[i];
+          const jh =
+            b !== undefined &&
+            typeof b !== 'string' &&
+            sizes[i]!.width === S &&
+            sizes[i]!.height === S &&
+            !params[i]![0]!.flip
+              ? jpegHeader(b)
+              : null;
+          if (jh && jh.components === 3 && !jh.colourInfo) {
+            group.push(i);
+            if (group.length === JOIN_GROUP) flush();
+          } else {
+            await decodeOne(i);
+          }
+        }),
+      );
       flush();
       await Promise.all(calls);
     } else {
       await Promise.all(Array.from({ length: n }, async (_, i) => readHeader(i)));
       const vs = this.viewSpecs(views);
-      for (let v = 0; v < views; v++) for (let i = 0; i < n; i++) params[i]!.push(drawViewParams(vs[v]!, rng, sizes[i]!.width, sizes[i]!.height));
+      for (let v = 0; v < views; v++)
+        for (let i = 0; i < n; i++) params[i]!.push(drawViewParams(vs[v]!, rng, sizes[i]!.width, sizes[i]!.height));
       await Promise.all(Array.from({ length: n }, async (_, i) => decodeOne(i)));
     }
     async function decodeJoined(idx: number[]): Promise<void> {
@@ -502,7 +661,9 @@ export class Augmentation {
             idx.forEach((i, k) => buf.set(all.data.subarray(k * per, (k + 1) * per), i * per));
             return;
           }
-        } catch { /* one of them is broken: each on its own below */ }
+        } catch {
+          /* one of them is broken: each on its own below */
+        }
       }
       await Promise.all(idx.map(async (i) => decodeOne(i)));
     }
@@ -516,10 +677,20 @@ export class Augmentation {
         if (input === undefined) throw new Error(log.reasonOf(p) ?? 'unreadable');
         if (views > 1 && width * height <= DECODE_ONCE_PIXELS) {
           const full = await decodeImage(input);
-          await cropResizeInto(full.data, full.width, full.height, ps.map((vp) => intBox(vp.box, full.width, full.height)), ps.map((vp) => vp.flip),
-            S, buf, ps.map((_, v) => (v * n + i) * per));
+          await cropResizeInto(
+            full.data,
+            full.width,
+            full.height,
+            ps.map((vp) => intBox(vp.box, full.width, full.height)),
+            ps.map((vp) => vp.flip),
+            S,
+            buf,
+            ps.map((_, v) => (v * n + i) * per),
+          );
         } else {
-          await Promise.all(ps.map(async (vp, v) => put(v, await decodeImage(input, viewDecodeOpts(vp, S, width, height)))));
+          await Promise.all(
+            ps.map(async (vp, v) => put(v, await decodeImage(input, viewDecodeOpts(vp, S, width, height)))),
+          );
         }
       } catch (e) {
         // Header fine but pixels broken (truncated file): report, and leave a mid-gray image this once.
@@ -532,13 +703,30 @@ export class Augmentation {
     for (let v = 0; v < views; v++) for (let i = 0; i < n; i++) ordered.push(params[i]![v]!);
     // Straight from the decoded bytes (channels last) to normalised planes: every view in one native call.
     const vs = this.viewSpecs(views);
-    const { program, steps } = photometricProgram(ordered, this.spec.view2 ? ordered.map((_, k) => vs[Math.floor(k / n)]!) : this.spec, S, S);
-    const out = this.withThreads(() => tidy(() => {
-      const res = empty([views * n, 3, S, S]);
-      return photometricInto(tensor(buf, { shape: [views * n, S, S, 3], dtype: 'uint8' }), 1 / 255, program, steps, this.spec.mean, this.spec.std, res);
-    }));
+    const { program, steps } = photometricProgram(
+      ordered,
+      this.spec.view2 ? ordered.map((_, k) => vs[Math.floor(k / n)]!) : this.spec,
+      S,
+      S,
+    );
+    const out = this.withThreads(() =>
+      tidy(() => {
+        const res = empty([views * n, 3, S, S]);
+        return photometricInto(
+          tensor(buf, { shape: [views * n, S, S, 3], dtype: 'uint8' }),
+          1 / 255,
+          program,
+          steps,
+          this.spec.mean,
+          this.spec.std,
+          res,
+        );
+      }),
+    );
     const blank: number[] = [];
-    gray.forEach((g, i) => { if (g) blank.push(i); });
+    gray.forEach((g, i) => {
+      if (g) blank.push(i);
+    });
     return { views: out, used, blank: Int32Array.from(blank) };
   }
 }
@@ -581,7 +769,10 @@ export function jpegHeader(b: Uint8Array): JpegHeader | null {
   while (at + 4 <= b.length) {
     if (b[at] !== 0xff) return null;
     const m = b[at + 1]!;
-    if (m === 0xff) { at++; continue; }
+    if (m === 0xff) {
+      at++;
+      continue;
+    }
     if (m === 0xda) return h && { ...h, colourInfo }; // the first scan: every header segment was read
     if (m === 0xe1 || m === 0xd8 || m === 0xd9 || m === 0x01 || (m >= 0xd0 && m <= 0xd7)) return null;
     const len = (b[at + 2]! << 8) | b[at + 3]!;
@@ -609,13 +800,19 @@ export function plainJpegSize(b: Uint8Array): { width: number; height: number } 
 function intBox(b: Box, width: number, height: number): Box {
   const left = Math.max(0, Math.min(width - 1, Math.round(b.left)));
   const top = Math.max(0, Math.min(height - 1, Math.round(b.top)));
-  return { left, top, width: Math.max(1, Math.min(width - left, Math.round(b.width))), height: Math.max(1, Math.min(height - top, Math.round(b.height))) };
+  return {
+    left,
+    top,
+    width: Math.max(1, Math.min(width - left, Math.round(b.width))),
+    height: Math.max(1, Math.min(height - top, Math.round(b.height))),
+  };
 }
 
 function viewDecodeOpts(vp: ViewParams, S: number, width: number, height: number): DecodeOpts {
   const crop = intBox(vp.box, width, height);
   // The whole of an S×S image: extract and resize would copy it as it is (measured identical), at ~0.2 ms.
-  if (width === S && height === S && crop.left === 0 && crop.top === 0 && crop.width === S && crop.height === S) return { flip: vp.flip };
+  if (width === S && height === S && crop.left === 0 && crop.top === 0 && crop.width === S && crop.height === S)
+    return { flip: vp.flip };
   return { crop, resize: { width: S, height: S }, flip: vp.flip };
 }
 

@@ -10,7 +10,10 @@ export function commonFolder(paths: Iterable<string>): string {
   let root: string | null = null;
   for (const p of paths) {
     const dir = dirname(p);
-    if (root === null) { root = dir; continue; }
+    if (root === null) {
+      root = dir;
+      continue;
+    }
     while (root !== dir && !dir.startsWith(root.endsWith(sep) ? root : root + sep)) {
       const up = dirname(root);
       if (up === root) break; // the filesystem root holds everything

@@ -21,7 +21,9 @@ export function cacheDir(): string {
 export function parseBytes(text: string, what: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$/i.exec(text);
   if (!m) throw new Error(`${what} '${text}': expected a size such as 8G, 500M or a number of bytes`);
-  const unit = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
+  const unit = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 }[
+    m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'
+  ];
   return Math.floor(Number(m[1]) * unit);
 }
 
@@ -57,7 +59,11 @@ export function listCache(dir = cacheDir()): CacheEntry[] {
 /** Marks a cache file as just used (its mtime; atime is unreliable under noatime/relatime mounts). */
 export function touchCacheFile(file: string): void {
   const now = new Date();
-  try { utimesSync(file, now, now); } catch { /* read-only cache: eviction order is only a hint */ }
+  try {
+    utimesSync(file, now, now);
+  } catch {
+    /* read-only cache: eviction order is only a hint */
+  }
 }
 
 /**
@@ -85,7 +91,11 @@ export function clearCache(dir = cacheDir()): number {
   for (const name of readdirSync(dir)) {
     if (!/^decoded-[0-9a-f]+\.bin(\.\d+\.tmp)?$/.test(name)) continue;
     const f = join(dir, name);
-    try { freed += statSync(f).size; } catch { continue; }
+    try {
+      freed += statSync(f).size;
+    } catch {
+      continue;
+    }
     rmSync(f, { force: true });
   }
   return freed;

@@ -63,9 +63,17 @@ export async function decodeImage(input: string | Uint8Array, o: DecodeOpts = {}
   if (o.crop) p = p.extract(o.crop);
   if (o.resize) p = p.resize(o.resize.width, o.resize.height, { fit: 'fill', kernel: 'linear' });
   if (o.flip) p = p.flop();
-  const { data, info } = await p.removeAlpha().toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+  const { data, info } = await p
+    .removeAlpha()
+    .toColourspace('srgb')
+    .raw({ depth: 'uchar' })
+    .toBuffer({ resolveWithObject: true });
   if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels, expected 3`);
-  return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height };
+  return {
+    data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+    width: info.width,
+    height: info.height,
+  };
 }
 
 /**
@@ -74,16 +82,27 @@ export async function decodeImage(input: string | Uint8Array, o: DecodeOpts = {}
  * Rejects when any input is broken.
  */
 export async function decodeStack(inputs: Uint8Array[]): Promise<DecodedImage> {
-  const { data, info } = await sharp(inputs, { failOn: 'error', join: { across: 1 } }).removeAlpha().toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+  const { data, info } = await sharp(inputs, { failOn: 'error', join: { across: 1 } })
+    .removeAlpha()
+    .toColourspace('srgb')
+    .raw({ depth: 'uchar' })
+    .toBuffer({ resolveWithObject: true });
   if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels, expected 3`);
-  return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height };
+  return {
+    data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+    width: info.width,
+    height: info.height,
+  };
 }
 
 /** HWC uint8 images of one size → N×3×H×W uint8 tensor. */
 export function hwcBatchToTensor(buf: Uint8Array, n: number, height: number, width: number): Tensor {
-  return tidy(() => tensor(buf, { shape: [n, height, width, 3], dtype: 'uint8' }).permute(0, 3, 1, 2).contiguous());
+  return tidy(() =>
+    tensor(buf, { shape: [n, height, width, 3], dtype: 'uint8' })
+      .permute(0, 3, 1, 2)
+      .contiguous(),
+  );
 }
-
 
 /** Reports each file left out once per process (path and reason) on stderr, and remembers it. */
 export class SkipLog {
@@ -94,10 +113,16 @@ export class SkipLog {
     this.seen.set(path, reason);
     this.sink(`moco: skipping ${path}: ${reason}`);
   }
-  has(path: string): boolean { return this.seen.has(path); }
+  has(path: string): boolean {
+    return this.seen.has(path);
+  }
   /** Why `path` was reported, or undefined if it was not. */
-  reasonOf(path: string): string | undefined { return this.seen.get(path); }
-  get list(): Skipped[] { return [...this.seen].map(([path, reason]) => ({ path, reason })); }
+  reasonOf(path: string): string | undefined {
+    return this.seen.get(path);
+  }
+  get list(): Skipped[] {
+    return [...this.seen].map(([path, reason]) => ({ path, reason }));
+  }
 }
 
 /** The process-wide skip log. */
@@ -224,7 +249,11 @@ export interface DecodedRows {
  * batch is built ({@link FileImages}); they are held in memory only when nothing could be cached.
  */
 export async function decodeAllCached(paths: readonly string[], o: DecodeAllOpts = {}): Promise<DecodedRows> {
-  const inMemory = (set: DecodedSet): DecodedRows => ({ images: new TensorImages(set.images, true), ok: set.ok, skipped: set.skipped });
+  const inMemory = (set: DecodedSet): DecodedRows => ({
+    images: new TensorImages(set.images, true),
+    ok: set.ok,
+    skipped: set.skipped,
+  });
   if (o.cache === false || process.env.MOCO_NO_CACHE === '1') return inMemory(await decodeAll(paths, o));
   const key = await cacheKey(paths, o.size);
   const dir = cacheDir();
@@ -292,7 +321,12 @@ function writeCache(dir: string, file: string, set: DecodedSet, source: CacheSou
     const buf = new Uint8Array(step * per);
     for (let i = 0; i < n; i += step) {
       const k = Math.min(step, n - i);
-      tidy(() => set.images.narrow(0, i, k).contiguous().copyToArray(buf.subarray(0, k * per)));
+      tidy(() =>
+        set.images
+          .narrow(0, i, k)
+          .contiguous()
+          .copyToArray(buf.subarray(0, k * per)),
+      );
       writeAll(fd, buf.subarray(0, k * per));
     }
   } finally {
@@ -320,8 +354,14 @@ export function listCacheSources(dir = cacheDir()): (CacheEntry & { source: Cach
     let source: CacheSource | null = null;
     try {
       const fd = openSync(e.file, 'r');
-      try { source = readCacheHeader(fd).header.source ?? null; } finally { closeSync(fd); }
-    } catch { /* removed meanwhile, or damaged: listed without a source */ }
+      try {
+        source = readCacheHeader(fd).header.source ?? null;
+      } finally {
+        closeSync(fd);
+      }
+    } catch {
+      /* removed meanwhile, or damaged: listed without a source */
+    }
     return { ...e, source };
   });
 }
@@ -334,9 +374,14 @@ function openCache(file: string): DecodedRows {
     const read = readCacheHeader(fd);
     header = read.header;
     offset = 8 + read.hl;
-    if (fstatSync(fd).size !== offset + header.n * 3 * header.height * header.width) throw new Error('truncated cache file');
+    if (fstatSync(fd).size !== offset + header.n * 3 * header.height * header.width)
+      throw new Error('truncated cache file');
   } finally {
     closeSync(fd);
   }
-  return { images: new FileImages(file, offset, [header.n, 3, header.height, header.width]), ok: Int32Array.from(header.ok), skipped: header.skipped };
+  return {
+    images: new FileImages(file, offset, [header.n, 3, header.height, header.width]),
+    ok: Int32Array.from(header.ok),
+    skipped: header.skipped,
+  };
 }

@@ -20,16 +20,21 @@ export interface DecodedImages {
 function checkRows(indices: ArrayLike<number>, n: number): void {
   for (let i = 0; i < indices.length; i++) {
     const v = indices[i]!;
-    if (!Number.isInteger(v) || v < 0 || v >= n) throw new RangeError(`decoded images: row ${v} out of range for ${n} images`);
+    if (!Number.isInteger(v) || v < 0 || v >= n)
+      throw new RangeError(`decoded images: row ${v} out of range for ${n} images`);
   }
 }
 
 /** Rows of an N×3×H×W uint8 tensor; disposes it only when `owned`. */
 export class TensorImages implements DecodedImages {
   readonly shape: readonly [number, number, number, number];
-  constructor(readonly images: Tensor, private readonly owned = false) {
+  constructor(
+    readonly images: Tensor,
+    private readonly owned = false,
+  ) {
     const s = images.shape;
-    if (s.length !== 4 || s[1] !== 3 || images.dtype !== 'uint8') throw new Error(`decoded images must be N×3×H×W uint8, got [${s.join(', ')}] ${images.dtype}`);
+    if (s.length !== 4 || s[1] !== 3 || images.dtype !== 'uint8')
+      throw new Error(`decoded images must be N×3×H×W uint8, got [${s.join(', ')}] ${images.dtype}`);
     this.shape = s as [number, number, number, number];
   }
   take(indices: ArrayLike<number>): Tensor {
@@ -39,7 +44,9 @@ export class TensorImages implements DecodedImages {
   takeBytes(indices: ArrayLike<number>): Uint8Array {
     return tidy(() => this.take(indices).data() as Uint8Array);
   }
-  dispose(): void { if (this.owned) this.images.dispose(); }
+  dispose(): void {
+    if (this.owned) this.images.dispose();
+  }
 }
 
 /**
@@ -51,7 +58,11 @@ export class FileImages implements DecodedImages {
   private fd: number | null;
   private readonly rowBytes: number;
 
-  constructor(readonly file: string, private readonly offset: number, shape: readonly [number, number, number, number]) {
+  constructor(
+    readonly file: string,
+    private readonly offset: number,
+    shape: readonly [number, number, number, number],
+  ) {
     this.shape = shape;
     this.rowBytes = 3 * shape[2] * shape[3];
     this.fd = openSync(file, 'r');
@@ -67,7 +78,10 @@ export class FileImages implements DecodedImages {
       let got = 0;
       while (got < per) {
         const k = readSync(this.fd, out, r * per + got, per - got, at + got);
-        if (k === 0) throw new Error(`${this.file}: ends early at row ${indices[r]} (the decode cache file was truncated; run \`moco cache clear\`)`);
+        if (k === 0)
+          throw new Error(
+            `${this.file}: ends early at row ${indices[r]} (the decode cache file was truncated; run \`moco cache clear\`)`,
+          );
         got += k;
       }
     }
@@ -75,7 +89,10 @@ export class FileImages implements DecodedImages {
   }
 
   take(indices: ArrayLike<number>): Tensor {
-    return tensor(this.takeBytes(indices), { shape: [indices.length, 3, this.shape[2], this.shape[3]], dtype: 'uint8' });
+    return tensor(this.takeBytes(indices), {
+      shape: [indices.length, 3, this.shape[2], this.shape[3]],
+      dtype: 'uint8',
+    });
   }
 
   dispose(): void {

@@ -32,13 +32,22 @@ export interface DecodeLimits {
 
 /** Why an image could not become model input: too many pixels, or not a decodable image. */
 export class ImageInputError extends Error {
-  constructor(readonly code: 'too_many_pixels' | 'undecodable', message: string) {
+  constructor(
+    readonly code: 'too_many_pixels' | 'undecodable',
+    message: string,
+  ) {
     super(message);
   }
 }
 
-const IMAGENET = { mean: [0.485, 0.456, 0.406] as [number, number, number], std: [0.229, 0.224, 0.225] as [number, number, number] };
-const CIFAR = { mean: [0.4914, 0.4822, 0.4465] as [number, number, number], std: [0.2023, 0.1994, 0.201] as [number, number, number] };
+const IMAGENET = {
+  mean: [0.485, 0.456, 0.406] as [number, number, number],
+  std: [0.229, 0.224, 0.225] as [number, number, number],
+};
+const CIFAR = {
+  mean: [0.4914, 0.4822, 0.4465] as [number, number, number],
+  std: [0.2023, 0.1994, 0.201] as [number, number, number],
+};
 
 /** The evaluation preprocessing of a CIFAR-stem (32-px, stretched) or ImageNet-stem (Resize+CenterCrop) model. */
 export function stemPreprocessing(cifar: boolean, size?: number): Preprocessing {
@@ -55,25 +64,45 @@ export function recordedPreprocessing(meta: ReadonlyMap<string, string>): Prepro
   const rec = meta.get('preprocess');
   if (rec === undefined) return stemPreprocessing(meta.get('stem') === 'cifar');
   const p = JSON.parse(rec) as Preprocessing;
-  const ok = Number.isInteger(p.size) && p.size > 0 && (p.resize === null || (Number.isInteger(p.resize) && p.resize >= p.size))
-    && [p.mean, p.std].every((v) => Array.isArray(v) && v.length === 3 && v.every((x) => typeof x === 'number')) && p.std.every((x) => x > 0);
+  const ok =
+    Number.isInteger(p.size) &&
+    p.size > 0 &&
+    (p.resize === null || (Number.isInteger(p.resize) && p.resize >= p.size)) &&
+    [p.mean, p.std].every((v) => Array.isArray(v) && v.length === 3 && v.every((x) => typeof x === 'number')) &&
+    p.std.every((x) => x > 0);
   if (!ok) throw new Error(`the model's recorded preprocessing is not valid: ${rec}`);
   return p;
 }
 
 /** The source rectangle an image of width×height is cut from. */
-export function sourceBox(width: number, height: number, p: Preprocessing): { left: number; top: number; width: number; height: number } {
+export function sourceBox(
+  width: number,
+  height: number,
+  p: Preprocessing,
+): { left: number; top: number; width: number; height: number } {
   if (p.resize === null) return { left: 0, top: 0, width, height };
   const b = centerCropBox(width, height, p.resize, p.size);
-  const left = Math.round(b.left), top = Math.round(b.top);
-  return { left, top, width: Math.min(width - left, Math.max(1, Math.round(b.width))), height: Math.min(height - top, Math.max(1, Math.round(b.height))) };
+  const left = Math.round(b.left),
+    top = Math.round(b.top);
+  return {
+    left,
+    top,
+    width: Math.min(width - left, Math.max(1, Math.round(b.width))),
+    height: Math.min(height - top, Math.max(1, Math.round(b.height))),
+  };
 }
 
 /**
  * Decodes one image (encoded bytes or a file path; any format sharp reads) into `out` at `at` as 3×size×size
  * normalised float32. Throws {@link ImageInputError} for too many pixels or an undecodable input.
  */
-export async function preprocessImage(input: Uint8Array | string, p: Preprocessing, out: Float32Array, at: number, limits: DecodeLimits = {}): Promise<void> {
+export async function preprocessImage(
+  input: Uint8Array | string,
+  p: Preprocessing,
+  out: Float32Array,
+  at: number,
+  limits: DecodeLimits = {},
+): Promise<void> {
   const maxPixels = limits.maxPixels ?? 50e6;
   let meta: Awaited<ReturnType<ReturnType<typeof sharp>['metadata']>>;
   try {
@@ -84,20 +113,35 @@ export async function preprocessImage(input: Uint8Array | string, p: Preprocessi
   const w = meta.autoOrient?.width ?? meta.width ?? 0;
   const h = meta.autoOrient?.height ?? meta.height ?? 0;
   if (!w || !h) throw new ImageInputError('undecodable', 'image has no size');
-  if (w * h > maxPixels) throw new ImageInputError('too_many_pixels', `image is ${w}×${h} = ${w * h} pixels; the limit is ${maxPixels} (--max-pixels)`);
+  if (w * h > maxPixels)
+    throw new ImageInputError(
+      'too_many_pixels',
+      `image is ${w}×${h} = ${w * h} pixels; the limit is ${maxPixels} (--max-pixels)`,
+    );
   let data: Buffer;
   try {
     const b = sourceBox(w, h, p);
     // limitInputPixels again: the header could lie about the size of what follows.
-    data = await sharp(input, { failOn: 'error', limitInputPixels: maxPixels }).autoOrient().extract(b)
-      .resize(p.size, p.size, { fit: 'fill', kernel: 'linear' }).removeAlpha().toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer();
+    data = await sharp(input, { failOn: 'error', limitInputPixels: maxPixels })
+      .autoOrient()
+      .extract(b)
+      .resize(p.size, p.size, { fit: 'fill', kernel: 'linear' })
+      .removeAlpha()
+      .toColourspace('srgb')
+      .raw({ depth: 'uchar' })
+      .toBuffer();
   } catch (e) {
     const m = (e as Error).message.split('\n')[0]!;
-    if (/pixel limit/i.test(m)) throw new ImageInputError('too_many_pixels', `${m} (limit ${maxPixels} pixels, --max-pixels)`);
+    if (/pixel limit/i.test(m))
+      throw new ImageInputError('too_many_pixels', `${m} (limit ${maxPixels} pixels, --max-pixels)`);
     throw new ImageInputError('undecodable', `image could not be decoded: ${m}`);
   }
   const plane = p.size * p.size;
-  if (data.length !== plane * 3) throw new ImageInputError('undecodable', `image decoded to ${data.length} bytes, ${plane * 3} (RGB ${p.size}×${p.size}) expected`);
+  if (data.length !== plane * 3)
+    throw new ImageInputError(
+      'undecodable',
+      `image decoded to ${data.length} bytes, ${plane * 3} (RGB ${p.size}×${p.size}) expected`,
+    );
   for (let i = 0; i < plane; i++) {
     for (let c = 0; c < 3; c++) out[at + c * plane + i] = (data[i * 3 + c]! / 255 - p.mean[c]!) / p.std[c]!;
   }

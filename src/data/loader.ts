@@ -105,10 +105,12 @@ export class Loader {
   private closed = false;
 
   constructor(dataset: ImageDataset, o: LoaderOpts) {
-    if (!Number.isInteger(o.batchSize) || o.batchSize < 1) throw new RangeError(`Loader: batchSize must be a positive integer, got ${o.batchSize}`);
+    if (!Number.isInteger(o.batchSize) || o.batchSize < 1)
+      throw new RangeError(`Loader: batchSize must be a positive integer, got ${o.batchSize}`);
     const world = o.worldSize ?? 1;
     const rank = o.rank ?? 0;
-    if (!Number.isInteger(world) || world < 1 || !Number.isInteger(rank) || rank < 0 || rank >= world) throw new RangeError(`Loader: need 0 ≤ rank < worldSize, got rank ${rank}, worldSize ${world}`);
+    if (!Number.isInteger(world) || world < 1 || !Number.isInteger(rank) || rank < 0 || rank >= world)
+      throw new RangeError(`Loader: need 0 ≤ rank < worldSize, got rank ${rank}, worldSize ${world}`);
     this.dataset = dataset;
     this.opts = o;
     this.batchSize = o.batchSize;
@@ -135,7 +137,8 @@ export class Loader {
   /** Decodes/opens the dataset (idempotent; `epoch()` calls it). Its length is final afterwards. */
   async prepare(): Promise<ImageSource> {
     this.source ??= await this.dataset.prepare(this.opts.prepare);
-    if (!this.pool && !this.closed && this.source.kind === 'files' && (this.opts.fileWorkers ?? 0) > 0) this.pool = new AugmentPool(this.opts.fileWorkers!);
+    if (!this.pool && !this.closed && this.source.kind === 'files' && (this.opts.fileWorkers ?? 0) > 0)
+      this.pool = new AugmentPool(this.opts.fileWorkers!);
     return this.source;
   }
 
@@ -154,7 +157,9 @@ export class Loader {
   /** This rank's sample order for an epoch (dataset indices). */
   order(epoch: number): Int32Array {
     const n = this.dataset.length;
-    const perm = this.shuffle ? new Rng(this.seed, 'shuffle', epoch).permutation(n) : Int32Array.from({ length: n }, (_, i) => i);
+    const perm = this.shuffle
+      ? new Rng(this.seed, 'shuffle', epoch).permutation(n)
+      : Int32Array.from({ length: n }, (_, i) => i);
     if (this.worldSize === 1) return perm;
     const m = this.samplesPerRank;
     const out = new Int32Array(m);
@@ -188,29 +193,60 @@ export class Loader {
     } else {
       const n = src.paths.length;
       const log = this.opts.prepare?.log;
-      const r = await this.aug.fromFiles((i) => src.paths[i]!, idx, rng, this.views, this.opts.unreadable === 'blank' ? { blank: true, log } : { substitute: (i) => (i + 1) % n, log });
+      const r = await this.aug.fromFiles(
+        (i) => src.paths[i]!,
+        idx,
+        rng,
+        this.views,
+        this.opts.unreadable === 'blank' ? { blank: true, log } : { substitute: (i) => (i + 1) % n, log },
+      );
       views = r.views;
       used = r.used;
       unreadable = r.blank;
     }
     const dev = this.opts.device;
-    if (dev && dev !== 'cpu') views = tidy(() => views.map((v) => { const m = v.to(dev); v.dispose(); return m; }));
+    if (dev && dev !== 'cpu')
+      views = tidy(() =>
+        views.map((v) => {
+          const m = v.to(dev);
+          v.dispose();
+          return m;
+        }),
+      );
     views.forEach((v) => keep(v));
     const lab = this.dataset.labels;
     let labels: Tensor | null = null;
     if (lab) {
-      labels = keep(tidy(() => {
-        const t = tensor(Int32Array.from(used, (i) => lab[i]!), { dtype: 'int32' }).long();
-        return dev && dev !== 'cpu' ? t.to(dev) : t;
-      }));
+      labels = keep(
+        tidy(() => {
+          const t = tensor(
+            Int32Array.from(used, (i) => lab[i]!),
+            { dtype: 'int32' },
+          ).long();
+          return dev && dev !== 'cpu' ? t.to(dev) : t;
+        }),
+      );
     }
     return {
-      views, labels, indices: used, unreadable, epoch, index: b,
-      dispose: () => { for (const v of views) v.dispose(); labels?.dispose(); },
+      views,
+      labels,
+      indices: used,
+      unreadable,
+      epoch,
+      index: b,
+      dispose: () => {
+        for (const v of views) v.dispose();
+        labels?.dispose();
+      },
     };
   }
 
-  private async viaPool(pool: AugmentPool, src: ImageSource, idx: Int32Array, rng: Rng): Promise<{ views: Tensor[]; used: Int32Array; blank: Int32Array }> {
+  private async viaPool(
+    pool: AugmentPool,
+    src: ImageSource,
+    idx: Int32Array,
+    rng: Rng,
+  ): Promise<{ views: Tensor[]; used: Int32Array; blank: Int32Array }> {
     const S = this.aug.spec.size;
     let res: WorkerResponse;
     if (src.kind === 'decoded') {
@@ -255,7 +291,11 @@ export class Loader {
         yield b;
       }
     } finally {
-      for (const p of pending) p.then((b) => b.dispose(), () => undefined);
+      for (const p of pending)
+        p.then(
+          (b) => b.dispose(),
+          () => undefined,
+        );
     }
   }
 }

@@ -35,7 +35,10 @@ function toPixels(x: Tensor, mean: readonly number[], std: readonly number[]): U
  * Renders `images` rows of [original | view 1 | … | view `views`] at the preset's size, upscaled (nearest) so a
  * cell is at least 128 px, with a 4-px gap. Returns the path and the grid size.
  */
-export async function renderAugmentPreview(data: string, o: PreviewOpts): Promise<{ out: string; width: number; height: number; preset: string; dataset: string }> {
+export async function renderAugmentPreview(
+  data: string,
+  o: PreviewOpts,
+): Promise<{ out: string; width: number; height: number; preset: string; dataset: string }> {
   const ds = openDataset(data, { split: o.split ?? 'train' });
   const src = await ds.prepare();
   const rows = Math.min(o.images ?? 8, ds.length);
@@ -53,19 +56,38 @@ export async function renderAugmentPreview(data: string, o: PreviewOpts): Promis
     const rows = src.images.take(idx);
     views = aug.fromMemory(rows, rowsOf(rows.shape[0]!), rng, nv);
     const [, , H, W] = src.images.shape;
-    originals = tidy(() => resizedCrop(rows, rowsOf(rows.shape[0]!), Array.from(idx, () => ({ left: 0, top: 0, width: W, height: H })), S)
-      .round().clamp(0, 255).to('uint8').permute(0, 2, 3, 1).contiguous().data() as Uint8Array);
+    originals = tidy(
+      () =>
+        resizedCrop(
+          rows,
+          rowsOf(rows.shape[0]!),
+          Array.from(idx, () => ({ left: 0, top: 0, width: W, height: H })),
+          S,
+        )
+          .round()
+          .clamp(0, 255)
+          .to('uint8')
+          .permute(0, 2, 3, 1)
+          .contiguous()
+          .data() as Uint8Array,
+    );
     rows.dispose();
   } else {
     views = (await aug.fromFiles((i) => src.paths[i]!, idx, rng, nv)).views;
     originals = new Uint8Array(rows * S * S * 3);
-    await Promise.all(Array.from(idx, async (i, r) => originals.set((await decodeImage(src.paths[i]!, { resize: { width: S, height: S } })).data, r * S * S * 3)));
+    await Promise.all(
+      Array.from(idx, async (i, r) =>
+        originals.set((await decodeImage(src.paths[i]!, { resize: { width: S, height: S } })).data, r * S * S * 3),
+      ),
+    );
   }
   const cols = [originals, ...views.map((v) => toPixels(v, aug.spec.mean, aug.spec.std))];
   views.forEach((v) => v.dispose());
   const scale = Math.max(1, Math.ceil(128 / S));
-  const cell = S * scale, gap = 4;
-  const W = cols.length * cell + (cols.length + 1) * gap, H = rows * cell + (rows + 1) * gap;
+  const cell = S * scale,
+    gap = 4;
+  const W = cols.length * cell + (cols.length + 1) * gap,
+    H = rows * cell + (rows + 1) * gap;
   const img = new Uint8Array(W * H * 3).fill(255);
   cols.forEach((px, c) => {
     for (let r = 0; r < rows; r++) {
@@ -73,12 +95,16 @@ export async function renderAugmentPreview(data: string, o: PreviewOpts): Promis
         for (let x = 0; x < cell; x++) {
           const s = ((r * S + Math.floor(y / scale)) * S + Math.floor(x / scale)) * 3;
           const d = ((gap + r * (cell + gap) + y) * W + gap + c * (cell + gap) + x) * 3;
-          img[d] = px[s]!; img[d + 1] = px[s + 1]!; img[d + 2] = px[s + 2]!;
+          img[d] = px[s]!;
+          img[d + 1] = px[s + 1]!;
+          img[d + 2] = px[s + 2]!;
         }
       }
     }
   });
-  await sharp(img, { raw: { width: W, height: H, channels: 3 } }).png().toFile(o.out);
+  await sharp(img, { raw: { width: W, height: H, channels: 3 } })
+    .png()
+    .toFile(o.out);
   const description = ds.description;
   ds.dispose();
   return { out: o.out, width: W, height: H, preset: name, dataset: description };

@@ -46,13 +46,18 @@ export class Rng {
   constructor(...keys: (number | string)[]) {
     let h = hashKeys(keys);
     const w: number[] = [];
-    for (let i = 0; i < 4; i++) { h = mix32(h); w.push(h); }
+    for (let i = 0; i < 4; i++) {
+      h = mix32(h);
+      w.push(h);
+    }
     [this.s0, this.s1, this.s2, this.s3] = w as RngState;
     if ((this.s0 | this.s1 | this.s2 | this.s3) === 0) this.s0 = 1;
   }
 
   /** Same as `new Rng(...keys)`. */
-  static derive(...keys: (number | string)[]): Rng { return new Rng(...keys); }
+  static derive(...keys: (number | string)[]): Rng {
+    return new Rng(...keys);
+  }
 
   /** A generator restored from {@link state}. */
   static fromState(s: RngState): Rng {
@@ -62,10 +67,13 @@ export class Rng {
   }
 
   /** The state as four uint32 (JSON-serialisable). A pending Gaussian spare is dropped. */
-  state(): RngState { return [this.s0 >>> 0, this.s1 >>> 0, this.s2 >>> 0, this.s3 >>> 0]; }
+  state(): RngState {
+    return [this.s0 >>> 0, this.s1 >>> 0, this.s2 >>> 0, this.s3 >>> 0];
+  }
 
   setState(s: RngState): void {
-    if (s.length !== 4 || s.some((v) => !Number.isInteger(v) || v < 0 || v > 0xffffffff)) throw new RangeError('Rng.setState: expected four uint32');
+    if (s.length !== 4 || s.some((v) => !Number.isInteger(v) || v < 0 || v > 0xffffffff))
+      throw new RangeError('Rng.setState: expected four uint32');
     [this.s0, this.s1, this.s2, this.s3] = s.map((v) => v | 0) as RngState;
     this.spare = null;
   }
@@ -91,7 +99,9 @@ export class Rng {
   }
 
   /** Uniform in [lo, hi). */
-  uniform(lo: number, hi: number): number { return lo + (hi - lo) * this.random(); }
+  uniform(lo: number, hi: number): number {
+    return lo + (hi - lo) * this.random();
+  }
 
   /** Uniform integer in [lo, hi] inclusive (torch.randint(lo, hi+1) semantics). */
   int(lo: number, hi: number): number {
@@ -101,14 +111,24 @@ export class Rng {
   }
 
   /** true with probability p. */
-  bernoulli(p: number): boolean { return this.random() < p; }
+  bernoulli(p: number): boolean {
+    return this.random() < p;
+  }
 
   /** Standard normal (Marsaglia polar). */
   normal(): number {
-    if (this.spare !== null) { const s = this.spare; this.spare = null; return s; }
+    if (this.spare !== null) {
+      const s = this.spare;
+      this.spare = null;
+      return s;
+    }
     let u: number, v: number, s: number;
-    do { u = 2 * this.random() - 1; v = 2 * this.random() - 1; s = u * u + v * v; } while (s >= 1 || s === 0);
-    const m = Math.sqrt(-2 * Math.log(s) / s);
+    do {
+      u = 2 * this.random() - 1;
+      v = 2 * this.random() - 1;
+      s = u * u + v * v;
+    } while (s >= 1 || s === 0);
+    const m = Math.sqrt((-2 * Math.log(s)) / s);
     this.spare = v * m;
     return u * m;
   }
@@ -132,4 +152,6 @@ export class Rng {
   }
 }
 
-function rotl(x: number, k: number): number { return (x << k) | (x >>> (32 - k)); }
+function rotl(x: number, k: number): number {
+  return (x << k) | (x >>> (32 - k));
+}

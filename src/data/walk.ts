@@ -69,7 +69,8 @@ export function walkImages(inputs: readonly string[], o: WalkOpts = {}): WalkRes
   };
   const takeFile = (path: string, st: Stats, label: string | null): void => {
     const first = seenFiles.get(idOf(st));
-    if (first !== undefined) return skip(path, `the same file as ${first} (one file reached by two paths is embedded once)`);
+    if (first !== undefined)
+      return skip(path, `the same file as ${first} (one file reached by two paths is embedded once)`);
     seenFiles.set(idOf(st), path);
     found.push({ path, label });
   };
@@ -79,7 +80,11 @@ export function walkImages(inputs: readonly string[], o: WalkOpts = {}): WalkRes
       st = statSync(input);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      if (isLink(input)) throw new Error(`${input}: ${code === 'ELOOP' ? 'a symbolic link that loops' : `a dangling symbolic link (to ${linkTarget(input)})`}`, { cause: e });
+      if (isLink(input))
+        throw new Error(
+          `${input}: ${code === 'ELOOP' ? 'a symbolic link that loops' : `a dangling symbolic link (to ${linkTarget(input)})`}`,
+          { cause: e },
+        );
       throw new Error(`${input}: ${code === 'ENOENT' ? 'no such file or folder' : (e as Error).message}`, { cause: e });
     }
     if (!st.isDirectory()) {
@@ -98,7 +103,12 @@ export function walkImages(inputs: readonly string[], o: WalkOpts = {}): WalkRes
       const { dir, st: dst, label } = stack.pop()!;
       const firstPath = seenDirs.get(idOf(dst));
       if (firstPath !== undefined) {
-        skip(dir, isLink(dir) || firstPath !== dir ? `a folder already walked as ${firstPath}${isAncestor(dir, firstPath) ? ' (a link cycle)' : ''}` : 'a folder already walked');
+        skip(
+          dir,
+          isLink(dir) || firstPath !== dir
+            ? `a folder already walked as ${firstPath}${isAncestor(dir, firstPath) ? ' (a link cycle)' : ''}`
+            : 'a folder already walked',
+        );
         continue;
       }
       seenDirs.set(idOf(dst), dir);
@@ -109,7 +119,9 @@ export function walkImages(inputs: readonly string[], o: WalkOpts = {}): WalkRes
         skip(dir, `unreadable folder (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
         continue;
       }
-      const entries = names.map((raw) => ({ raw, name: raw.toString('utf8') })).sort((a, b) => byCodePoint(a.name, b.name));
+      const entries = names
+        .map((raw) => ({ raw, name: raw.toString('utf8') }))
+        .sort((a, b) => byCodePoint(a.name, b.name));
       const subdirs: { dir: string; st: Stats; label: string | null }[] = [];
       for (const { raw, name } of entries) {
         if (name.startsWith('.')) continue;
@@ -123,7 +135,8 @@ export function walkImages(inputs: readonly string[], o: WalkOpts = {}): WalkRes
           est = statSync(p);
         } catch (e) {
           const code = (e as NodeJS.ErrnoException).code;
-          if (isLink(p)) skip(p, code === 'ELOOP' ? 'a symbolic link that loops' : `a dangling symbolic link (to ${linkTarget(p)})`);
+          if (isLink(p))
+            skip(p, code === 'ELOOP' ? 'a symbolic link that loops' : `a dangling symbolic link (to ${linkTarget(p)})`);
           else skip(p, `unreadable (${code ?? (e as Error).message})`);
           continue;
         }
@@ -155,7 +168,10 @@ export function labelUnder(roots: readonly string[], path: string): string | nul
     if (r === '' || r.startsWith('..') || isAbsolute(r)) continue;
     const parts = r.split(sep);
     const d = root.split(sep).length;
-    if (d > depth) { depth = d; best = parts.length > 1 ? parts[0]! : null; }
+    if (d > depth) {
+      depth = d;
+      best = parts.length > 1 ? parts[0]! : null;
+    }
   }
   return best;
 }
@@ -163,11 +179,19 @@ export function labelUnder(roots: readonly string[], path: string): string | nul
 const notImage = `not an image file (extensions read: ${IMAGE_EXTENSIONS.join(' ')})`;
 
 function isLink(p: string): boolean {
-  try { return lstatSync(p).isSymbolicLink(); } catch { return false; }
+  try {
+    return lstatSync(p).isSymbolicLink();
+  } catch {
+    return false;
+  }
 }
 
 function linkTarget(p: string): string {
-  try { return readlinkSync(p); } catch { return '?'; }
+  try {
+    return readlinkSync(p);
+  } catch {
+    return '?';
+  }
 }
 
 /** Whether folder `a` lies below `b` (so reaching `b` again from `a` is a cycle). */

@@ -77,8 +77,14 @@ export async function embedImages(encoder: Encoder, files: readonly string[], o:
     // Files stay files (no whole-set decode into memory): batches b+1, b+2 decode while batch b runs through the
     // encoder. Unreadable files come back as gray rows, reported to `log`, and are dropped here.
     const loader = new Loader(new FileDataset(files, null, null, 'embed'), {
-      batchSize: bs, shuffle: false, dropLast: false, augment: pre.augment, augmentOpts: pre.augmentOpts,
-      fileWorkers: o.workers ?? 0, unreadable: 'blank', prepare: { memoryBudget: 0, log },
+      batchSize: bs,
+      shuffle: false,
+      dropLast: false,
+      augment: pre.augment,
+      augmentOpts: pre.augmentOpts,
+      fileWorkers: o.workers ?? 0,
+      unreadable: 'blank',
+      prepare: { memoryBudget: 0, log },
     });
     try {
       let done = 0;
@@ -93,14 +99,20 @@ export async function embedImages(encoder: Encoder, files: readonly string[], o:
           o.onSkip?.(s);
         }
         const keepRows = batchPaths.flatMap((_, i) => (gray[i] ? [] : [i]));
-        const rows = keepRows.length ? tidy(() => {
-          const inputs = [b.views[0]!, ...cropViews(b.views[0]!, o.crops)];
-          let f = inputs.map((x) => { const g = noGrad(() => encoder.encode(x, feature, o.regions)); return o.flip ? g.add(noGrad(() => encoder.encode(x.flip(3), feature, o.regions))).mul(0.5) : g; })
-            .reduce((x, y) => x.add(y));
-          if (inputs.length > 1) f = f.div(inputs.length);
-          if (o.normalize ?? true) f = F.normalize(f, { dim: 1 });
-          return (f.data() as Float32Array).slice();
-        }) : new Float32Array(0);
+        const rows = keepRows.length
+          ? tidy(() => {
+              const inputs = [b.views[0]!, ...cropViews(b.views[0]!, o.crops)];
+              let f = inputs
+                .map((x) => {
+                  const g = noGrad(() => encoder.encode(x, feature, o.regions));
+                  return o.flip ? g.add(noGrad(() => encoder.encode(x.flip(3), feature, o.regions))).mul(0.5) : g;
+                })
+                .reduce((x, y) => x.add(y));
+              if (inputs.length > 1) f = f.div(inputs.length);
+              if (o.normalize ?? true) f = F.normalize(f, { dim: 1 });
+              return (f.data() as Float32Array).slice();
+            })
+          : new Float32Array(0);
         b.dispose();
         const kept = keepRows.length === batchPaths.length ? rows : pickRows(rows, keepRows, dim);
         const keptPaths = keepRows.map((i) => batchPaths[i]!);
@@ -116,7 +128,10 @@ export async function embedImages(encoder: Encoder, files: readonly string[], o:
   }
   const vectors = new Float32Array(o.writer ? 0 : paths.length * dim);
   let off = 0;
-  for (const p of parts) { vectors.set(p, off); off += p.length; }
+  for (const p of parts) {
+    vectors.set(p, off);
+    off += p.length;
+  }
   return { paths, vectors, dim, skipped };
 }
 
@@ -126,18 +141,21 @@ function cropViews(x: Tensor, crops: EmbedOpts['crops']): Tensor[] {
   const [, , h, w] = x.shape as [number, number, number, number];
   const ch = Math.round((crops.scale ?? 0.9) * h);
   const cw = Math.round((crops.scale ?? 0.9) * w);
-  const at = (top: number, left: number): Tensor => F.interpolate(x.narrow(2, top, ch).narrow(3, left, cw), { size: [h, w], mode: 'bilinear' });
+  const at = (top: number, left: number): Tensor =>
+    F.interpolate(x.narrow(2, top, ch).narrow(3, left, cw), { size: [h, w], mode: 'bilinear' });
   const c = at(Math.floor((h - ch) / 2), Math.floor((w - cw) / 2));
   return crops.kind === 'center' ? [c] : [c, at(0, 0), at(0, w - cw), at(h - ch, 0), at(h - ch, w - cw)];
 }
-
 
 /**
  * {@link embedImages} with the encoder of a checkpoint (anything {@link loadEncoder} reads), loaded for this call
  * and disposed after it.
  */
-export async function embedImagesWith(checkpoint: string, files: readonly string[], o: EmbedOpts = {}):
-  Promise<Embedded> {
+export async function embedImagesWith(
+  checkpoint: string,
+  files: readonly string[],
+  o: EmbedOpts = {},
+): Promise<Embedded> {
   const encoder = loadEncoder(checkpoint);
   try {
     return await embedImages(encoder, files, o);

@@ -61,7 +61,10 @@ export class EmbeddingWriter {
   private dim = 0;
   private done = false;
 
-  constructor(readonly file: string, private readonly meta: EmbeddingMeta = {}) {
+  constructor(
+    readonly file: string,
+    private readonly meta: EmbeddingMeta = {},
+  ) {
     this.format = embeddingFormat(file);
     this.tmp = join(dirname(file), `.${basename(file)}.${process.pid}.rows`);
     this.fd = openSync(this.tmp, 'w');
@@ -71,10 +74,13 @@ export class EmbeddingWriter {
   add(rows: Float32Array, paths: readonly string[]): void {
     if (!paths.length) return;
     const dim = rows.length / paths.length;
-    if (!Number.isInteger(dim) || (this.dim && dim !== this.dim)) throw new Error(`EmbeddingWriter: ${rows.length} values for ${paths.length} paths (dim ${this.dim || '?'})`);
+    if (!Number.isInteger(dim) || (this.dim && dim !== this.dim))
+      throw new Error(`EmbeddingWriter: ${rows.length} values for ${paths.length} paths (dim ${this.dim || '?'})`);
     this.dim = dim;
     if (this.format === 'jsonl') {
-      const lines = paths.map((p, i) => JSON.stringify({ path: p, embedding: Array.from(rows.subarray(i * dim, (i + 1) * dim)) })).join('\n');
+      const lines = paths
+        .map((p, i) => JSON.stringify({ path: p, embedding: Array.from(rows.subarray(i * dim, (i + 1) * dim)) }))
+        .join('\n');
       writeAll(this.fd, Buffer.from(lines + '\n'));
     } else {
       writeAll(this.fd, rows);
@@ -82,7 +88,9 @@ export class EmbeddingWriter {
     this.paths.push(...paths);
   }
 
-  get count(): number { return this.paths.length; }
+  get count(): number {
+    return this.paths.length;
+  }
 
   /** Writes the final file (and sidecars); returns its path. */
   finish(): string {
@@ -100,7 +108,10 @@ export class EmbeddingWriter {
       if (this.format === 'npy') {
         head = npyHeader(this.count, this.dim);
       } else {
-        const h = { __metadata__: { paths: JSON.stringify(this.paths), embed: JSON.stringify(meta) }, embeddings: { dtype: 'F32', shape: [this.count, this.dim], data_offsets: [0, this.count * this.dim * 4] } };
+        const h = {
+          __metadata__: { paths: JSON.stringify(this.paths), embed: JSON.stringify(meta) },
+          embeddings: { dtype: 'F32', shape: [this.count, this.dim], data_offsets: [0, this.count * this.dim * 4] },
+        };
         let json = JSON.stringify(h);
         json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
         const len = Buffer.alloc(8);
@@ -192,19 +203,31 @@ export class EmbeddingIndex {
         readSync(fd, pre, 0, 10, 0);
         if (pre.toString('latin1', 0, 6) !== '\x93NUMPY') throw new Error(`${file}: not a .npy file`);
         const major = pre[6]!;
-        const hl = major === 1 ? pre.readUInt16LE(8) : (() => { const b = Buffer.alloc(4); readSync(fd, b, 0, 4, 8); return b.readUInt32LE(0); })();
+        const hl =
+          major === 1
+            ? pre.readUInt16LE(8)
+            : (() => {
+                const b = Buffer.alloc(4);
+                readSync(fd, b, 0, 4, 8);
+                return b.readUInt32LE(0);
+              })();
         const start = major === 1 ? 10 : 12;
         const hb = Buffer.alloc(hl);
         readSync(fd, hb, 0, hl, start);
         const h = hb.toString('latin1');
-        if (!/'descr':\s*'<f4'/.test(h) || /'fortran_order':\s*True/.test(h)) throw new Error(`${file}: need a C-order float32 (<f4) array; header ${h.trim()}`);
+        if (!/'descr':\s*'<f4'/.test(h) || /'fortran_order':\s*True/.test(h))
+          throw new Error(`${file}: need a C-order float32 (<f4) array; header ${h.trim()}`);
         const m = /'shape':\s*\((\d+),\s*(\d+)\)/.exec(h);
         if (!m) throw new Error(`${file}: need a 2-d array; header ${h.trim()}`);
-        const count = Number(m[1]), dim = Number(m[2]);
-        if (start + hl + count * dim * 4 > size) throw new Error(`${file}: truncated (${size} bytes for [${count}, ${dim}])`);
+        const count = Number(m[1]),
+          dim = Number(m[2]);
+        if (start + hl + count * dim * 4 > size)
+          throw new Error(`${file}: truncated (${size} bytes for [${count}, ${dim}])`);
         const pj = sidecar(file, 'paths.jsonl');
         const pf = existsSync(pj) ? pj : sidecar(file, 'paths.txt');
-        const lines = existsSync(pf) ? readFileSync(pf, 'utf8').split('\n').slice(0, count) : Array.from({ length: count }, (_, i) => `#${i}`);
+        const lines = existsSync(pf)
+          ? readFileSync(pf, 'utf8').split('\n').slice(0, count)
+          : Array.from({ length: count }, (_, i) => `#${i}`);
         const paths = pf === pj ? lines.map((l, i) => parsePathLine(pj, l, i)) : lines;
         if (paths.length < count) throw new Error(`${pf}: ${paths.length} paths for ${count} rows`);
         return new EmbeddingIndex(file, count, dim, paths, readMeta(), fd, start + hl, null);
@@ -215,9 +238,13 @@ export class EmbeddingIndex {
       if (hl > size - 8) throw new Error(`${file}: not a safetensors file`);
       const hb = Buffer.alloc(hl);
       readSync(fd, hb, 0, hl, 8);
-      const h = JSON.parse(hb.toString('utf8')) as Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }> & { __metadata__?: Record<string, string> };
+      const h = JSON.parse(hb.toString('utf8')) as Record<
+        string,
+        { dtype: string; shape: number[]; data_offsets: [number, number] }
+      > & { __metadata__?: Record<string, string> };
       const e = h.embeddings ?? Object.entries(h).find(([k]) => k !== '__metadata__')?.[1];
-      if (!e || e.dtype !== 'F32' || e.shape.length !== 2) throw new Error(`${file}: need a 2-d F32 tensor 'embeddings'`);
+      if (!e || e.dtype !== 'F32' || e.shape.length !== 2)
+        throw new Error(`${file}: need a 2-d F32 tensor 'embeddings'`);
       const [count, dim] = e.shape as [number, number];
       const md = h.__metadata__ ?? {};
       const paths = md.paths ? (JSON.parse(md.paths) as string[]) : Array.from({ length: count }, (_, i) => `#${i}`);
@@ -245,13 +272,19 @@ export class EmbeddingIndex {
     return out;
   }
 
-  close(): void { if (this.fd !== null) closeSync(this.fd); }
+  close(): void {
+    if (this.fd !== null) closeSync(this.fd);
+  }
 }
 
 /** One line of a `.paths.jsonl` file: a JSON string. */
 function parsePathLine(file: string, line: string, i: number): string {
   let p: unknown;
-  try { p = JSON.parse(line); } catch { p = undefined; }
+  try {
+    p = JSON.parse(line);
+  } catch {
+    p = undefined;
+  }
   if (typeof p !== 'string') throw new Error(`${file}: line ${i + 1} is not a JSON string (${line.slice(0, 80)})`);
   return p;
 }

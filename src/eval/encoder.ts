@@ -57,7 +57,10 @@ export interface EvalPreprocess {
 
 /** A loaded encoder in eval mode with frozen weights. Call {@link Encoder.dispose} when done. */
 export class Encoder {
-  constructor(readonly model: ResNet | VisionTransformer, readonly info: EncoderInfo) {
+  constructor(
+    readonly model: ResNet | VisionTransformer,
+    readonly info: EncoderInfo,
+  ) {
     model.eval();
     model.requiresGrad_(false);
   }
@@ -65,7 +68,9 @@ export class Encoder {
   /** The model as a ResNet, for what only a ResNet has (`what` names the caller in the error a ViT gets). */
   resnet(what: string): ResNet {
     if (this.model instanceof ResNet) return this.model;
-    throw new Error(`${what} needs a ResNet encoder; ${this.info.file} is a Vision Transformer (${this.info.arch}): use --feature backbone or head`);
+    throw new Error(
+      `${what} needs a ResNet encoder; ${this.info.file} is a Vision Transformer (${this.info.arch}): use --feature backbone or head`,
+    );
   }
 
   /** The head module when it is one Linear (ResNet's `fc`, a ViT's `head`): what a classifier checkpoint trained. */
@@ -76,17 +81,24 @@ export class Encoder {
   }
 
   /** Pooled backbone features, N × featureDim (no grad, eval-mode BN). */
-  backbone(x: Tensor): Tensor { return noGrad(() => this.model.features(x)); }
+  backbone(x: Tensor): Tensor {
+    return noGrad(() => this.model.features(x));
+  }
 
   /** Head output, N × headDim; throws when the checkpoint has no head. */
   head(x: Tensor): Tensor {
-    if (this.info.headKind === 'none') throw new Error(`${this.info.file}: no projection head in this checkpoint; use the backbone features`);
+    if (this.info.headKind === 'none')
+      throw new Error(`${this.info.file}: no projection head in this checkpoint; use the backbone features`);
     return noGrad(() => this.model.forward(x));
   }
 
   /** `backbone`, `head` or `regions` output (`regions` with `o`), not normalised. */
   encode(x: Tensor, feature: FeatureKind = 'backbone', o: RegionOpts = {}): Tensor {
-    return feature === 'head' ? this.head(x) : feature === 'regions' ? regionFeatures(this.resnet('--feature regions'), x, o) : this.backbone(x);
+    return feature === 'head'
+      ? this.head(x)
+      : feature === 'regions'
+        ? regionFeatures(this.resnet('--feature regions'), x, o)
+        : this.backbone(x);
   }
 
   /** Output size of `feature` (`regions` with `o`). */
@@ -106,7 +118,8 @@ export class Encoder {
   preprocess(): EvalPreprocess {
     // CIFAR-trained (a CIFAR stem, or a CIFAR preset: cifar, mocov3-cifar, mocov3-vit-cifar): the 32-px image as is.
     const small = this.info.cifarStem || /(^|-)cifar$/.test(this.info.preset ?? '');
-    if (small) return { augment: 'cifar-eval', augmentOpts: { size: this.info.imageSize, mean: CIFAR_MEAN, std: CIFAR_STD } };
+    if (small)
+      return { augment: 'cifar-eval', augmentOpts: { size: this.info.imageSize, mean: CIFAR_MEAN, std: CIFAR_STD } };
     return { augment: 'eval', augmentOpts: { size: this.info.imageSize, mean: IMAGENET_MEAN, std: IMAGENET_STD } };
   }
 
@@ -118,7 +131,8 @@ export class Encoder {
     const p = this.preprocess();
     const mean = [...p.augmentOpts.mean!] as [number, number, number];
     const std = [...p.augmentOpts.std!] as [number, number, number];
-    if (p.augment === 'cifar-eval') return { size: p.augmentOpts.size ?? 32, resize: null, mean, std, preset: p.augment };
+    if (p.augment === 'cifar-eval')
+      return { size: p.augmentOpts.size ?? 32, resize: null, mean, std, preset: p.augment };
     return { ...stemPreprocessing(false, p.augmentOpts.size), mean, std };
   }
 
@@ -132,7 +146,9 @@ export class Encoder {
   weightsSha256(): string {
     if (this.sha256 !== undefined) return this.sha256;
     const h = createHash('sha256');
-    const entries = [...this.model.stateDict()].filter(([k]) => !k.endsWith('num_batches_tracked') && (this.info.headKind !== 'none' || !/^(fc|head)\./.test(k)));
+    const entries = [...this.model.stateDict()].filter(
+      ([k]) => !k.endsWith('num_batches_tracked') && (this.info.headKind !== 'none' || !/^(fc|head)\./.test(k)),
+    );
     for (const [k, t] of entries.sort(([a], [b]) => (a < b ? -1 : 1))) {
       const d = t.data();
       h.update(`${k}\0${t.dtype}\0${t.shape.join(',')}\0`).update(new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
@@ -143,7 +159,9 @@ export class Encoder {
 
   private sha256?: string;
 
-  dispose(): void { this.model.dispose(); }
+  dispose(): void {
+    this.model.dispose();
+  }
 }
 
 function disposeWeights(w: ImportedWeights): void {
@@ -156,7 +174,10 @@ function disposeWeights(w: ImportedWeights): void {
  * is intact; callers that want the weights use {@link loadCheckpointWeights} and read it once.
  */
 export function resolveCheckpoint(path: string): string {
-  return loadCheckpointFrom(path, (file) => { disposeWeights(loadPretrained(file)); return true; }).file;
+  return loadCheckpointFrom(path, (file) => {
+    disposeWeights(loadPretrained(file));
+    return true;
+  }).file;
 }
 
 /** Loads the weights of a checkpoint file or run directory (the newest intact checkpoint of a directory). */
@@ -165,9 +186,21 @@ export function loadCheckpointWeights(path: string): { file: string; weights: Im
   return { file: r.file, weights: r.value };
 }
 
-const ARCH_OF: Record<string, string> = { 'basic:2,2,2,2': 'resnet18', 'basic:3,4,6,3': 'resnet34', 'bottleneck:3,4,6,3': 'resnet50', 'bottleneck:3,4,23,3': 'resnet101' };
+const ARCH_OF: Record<string, string> = {
+  'basic:2,2,2,2': 'resnet18',
+  'basic:3,4,6,3': 'resnet34',
+  'bottleneck:3,4,6,3': 'resnet50',
+  'bottleneck:3,4,23,3': 'resnet101',
+};
 
-interface MocoMeta { arch?: string; cifarStem?: boolean; width?: number; imageSize?: number; preset?: string; epoch?: number }
+interface MocoMeta {
+  arch?: string;
+  cifarStem?: boolean;
+  width?: number;
+  imageSize?: number;
+  preset?: string;
+  epoch?: number;
+}
 
 /** The `moco` (or `config`) JSON metadata entry of our checkpoints, when present and parseable. */
 function mocoMeta(meta: Record<string, string | number>): MocoMeta | null {
@@ -205,7 +238,8 @@ export function loadEncoder(path: string, o: LoadEncoderOpts = {}): Encoder {
     const width = meta?.width ?? conv1.shape[0]!;
     const cifarStem = meta?.cifarStem ?? shape.cifarStem;
     const arch = meta?.arch ?? inferredArch ?? (typeof w.meta.arch === 'string' ? w.meta.arch : undefined);
-    if (!arch) throw new Error(`${file}: cannot tell the ResNet variant (${shape.block} blocks ${shape.layers.join('-')})`);
+    if (!arch)
+      throw new Error(`${file}: cannot tell the ResNet variant (${shape.block} blocks ${shape.layers.join('-')})`);
     const model = createModel(arch, { cifarStem, width });
     let headDim: number | null = null;
     if (w.headKind === 'mlp') {
@@ -220,20 +254,38 @@ export function loadEncoder(path: string, o: LoadEncoderOpts = {}): Encoder {
     const sd = new Map([...w.backbone, ...w.head]);
     const r = model.loadStateDict(sd, { strict: false });
     // BN's counter is not needed for inference; anything else missing means the architecture is wrong.
-    const missing = r.missingKeys.filter((k) => !k.endsWith('num_batches_tracked') && (w.headKind !== 'none' || !k.startsWith('fc.')));
+    const missing = r.missingKeys.filter(
+      (k) => !k.endsWith('num_batches_tracked') && (w.headKind !== 'none' || !k.startsWith('fc.')),
+    );
     if (missing.length || r.unexpectedKeys.length) {
       model.dispose();
-      throw new Error(`${file}: weights do not fit ${arch}${cifarStem ? ' (CIFAR stem)' : ''} width ${width}: missing ${missing.join(', ') || 'none'}; unexpected ${r.unexpectedKeys.join(', ') || 'none'}`);
+      throw new Error(
+        `${file}: weights do not fit ${arch}${cifarStem ? ' (CIFAR stem)' : ''} width ${width}: missing ${missing.join(', ') || 'none'}; unexpected ${r.unexpectedKeys.join(', ') || 'none'}`,
+      );
     }
     const imageSize = o.imageSize ?? meta?.imageSize ?? (cifarStem ? 32 : 224);
     // A single fc is either MoCo v1's projection or a classifier; the key layout and our metadata tell which.
-    const fromPretraining = w.layout.startsWith('moco') || /^moco-/.test(String(w.meta.layout ?? ''))
-      || (meta !== null && w.meta.lincls === undefined);
-    const headRole = w.headKind === 'none' ? null : w.headKind === 'mlp' || fromPretraining ? 'projection' : 'classifier';
+    const fromPretraining =
+      w.layout.startsWith('moco') ||
+      /^moco-/.test(String(w.meta.layout ?? '')) ||
+      (meta !== null && w.meta.lincls === undefined);
+    const headRole =
+      w.headKind === 'none' ? null : w.headKind === 'mlp' || fromPretraining ? 'projection' : 'classifier';
     const epochMeta = meta?.epoch ?? w.meta.epoch;
     return new Encoder(model, {
-      file, arch, cifarStem, width, featureDim: model.featureDim, headKind: w.headKind, headRole, headDim, imageSize, layout: w.layout,
-      configFrom: meta ? 'metadata' : 'weights', preset: meta?.preset ?? null, epoch: typeof epochMeta === 'number' ? epochMeta : epochMeta !== undefined ? Number(epochMeta) : null,
+      file,
+      arch,
+      cifarStem,
+      width,
+      featureDim: model.featureDim,
+      headKind: w.headKind,
+      headRole,
+      headDim,
+      imageSize,
+      layout: w.layout,
+      configFrom: meta ? 'metadata' : 'weights',
+      preset: meta?.preset ?? null,
+      epoch: typeof epochMeta === 'number' ? epochMeta : epochMeta !== undefined ? Number(epochMeta) : null,
     });
   } finally {
     for (const t of w.backbone.values()) t.dispose();
@@ -258,10 +310,15 @@ function vitEncoder(file: string, w: ImportedWeights, meta: MocoMeta | null, o: 
   const tokens = w.backbone.get('pos_embed')?.shape[1];
   const side = tokens !== undefined ? Math.round(Math.sqrt(tokens - 1)) * patch : (meta?.imageSize ?? 224);
   if (o.imageSize !== undefined && o.imageSize !== side) {
-    throw new Error(`${file}: a Vision Transformer for ${side}-px inputs (its position embedding has ${tokens ?? '?'} tokens of ${patch}-px patches); it cannot take ${o.imageSize} px`);
+    throw new Error(
+      `${file}: a Vision Transformer for ${side}-px inputs (its position embedding has ${tokens ?? '?'} tokens of ${patch}-px patches); it cannot take ${o.imageSize} px`,
+    );
   }
   const arch = meta?.arch ?? (typeof w.meta.arch === 'string' ? w.meta.arch : undefined) ?? VIT_OF_DIM[dim];
-  if (!arch) throw new Error(`${file}: cannot tell which Vision Transformer this is (${dim}-d tokens, ${depth} blocks); valid widths: ${Object.keys(VIT_OF_DIM).join(', ')}`);
+  if (!arch)
+    throw new Error(
+      `${file}: cannot tell which Vision Transformer this is (${dim}-d tokens, ${depth} blocks); valid widths: ${Object.keys(VIT_OF_DIM).join(', ')}`,
+    );
   const model = createViT(arch, { imgSize: side, patchSize: patch, depth });
   let headDim: number | null = null;
   if (w.headKind === 'fc') {
@@ -269,19 +326,32 @@ function vitEncoder(file: string, w: ImportedWeights, meta: MocoMeta | null, o: 
     model.replaceModule('head', new Linear(dim, headDim, w.head.has('head.bias')));
   } else if (w.headKind === 'mlp') {
     model.dispose();
-    throw new Error(`${file}: a Vision Transformer with an MLP head outside MoCo v3's layout is not a format this reads`);
+    throw new Error(
+      `${file}: a Vision Transformer with an MLP head outside MoCo v3's layout is not a format this reads`,
+    );
   }
   const r = model.loadStateDict(new Map([...w.backbone, ...w.head]), { strict: false });
   if (r.missingKeys.length || r.unexpectedKeys.length) {
     model.dispose();
-    throw new Error(`${file}: weights do not fit ${arch} (${dim}-d, ${depth} blocks, patch ${patch}, ${side} px): missing ${r.missingKeys.join(', ') || 'none'}; unexpected ${r.unexpectedKeys.join(', ') || 'none'}`);
+    throw new Error(
+      `${file}: weights do not fit ${arch} (${dim}-d, ${depth} blocks, patch ${patch}, ${side} px): missing ${r.missingKeys.join(', ') || 'none'}; unexpected ${r.unexpectedKeys.join(', ') || 'none'}`,
+    );
   }
   const fromPretraining = w.layout.startsWith('moco') || (meta !== null && w.meta.lincls === undefined);
   const epochMeta = meta?.epoch ?? w.meta.epoch;
   return new Encoder(model, {
-    file, arch, cifarStem: false, width: dim, featureDim: model.featureDim, headKind: w.headKind,
-    headRole: w.headKind === 'none' ? null : fromPretraining ? 'projection' : 'classifier', headDim, imageSize: side, layout: w.layout,
-    configFrom: meta ? 'metadata' : 'weights', preset: meta?.preset ?? null,
+    file,
+    arch,
+    cifarStem: false,
+    width: dim,
+    featureDim: model.featureDim,
+    headKind: w.headKind,
+    headRole: w.headKind === 'none' ? null : fromPretraining ? 'projection' : 'classifier',
+    headDim,
+    imageSize: side,
+    layout: w.layout,
+    configFrom: meta ? 'metadata' : 'weights',
+    preset: meta?.preset ?? null,
     epoch: typeof epochMeta === 'number' ? epochMeta : epochMeta !== undefined ? Number(epochMeta) : null,
   });
 }
@@ -318,9 +388,20 @@ export function checkBackboneUnchanged(model: Module, snapshot: Map<string, Tens
   const now = backboneTensors(model);
   for (const [k, ref] of snapshot) {
     const t = now.get(k);
-    if (!t) { changed.push(`${k} (missing)`); continue; }
-    const same = tidy(() => t.shape.length === ref.shape.length && t.shape.every((d, i) => d === ref.shape[i]) && t.eq(ref).all().item() === 1);
+    if (!t) {
+      changed.push(`${k} (missing)`);
+      continue;
+    }
+    const same = tidy(
+      () =>
+        t.shape.length === ref.shape.length &&
+        t.shape.every((d, i) => d === ref.shape[i]) &&
+        t.eq(ref).all().item() === 1,
+    );
     if (!same) changed.push(k);
   }
-  if (changed.length) throw new Error(`sanity check failed: the frozen backbone changed during linear classification (${changed.slice(0, 5).join(', ')}${changed.length > 5 ? `, … ${changed.length} in all` : ''})`);
+  if (changed.length)
+    throw new Error(
+      `sanity check failed: the frozen backbone changed during linear classification (${changed.slice(0, 5).join(', ')}${changed.length > 5 ? `, … ${changed.length} in all` : ''})`,
+    );
 }

@@ -29,9 +29,18 @@ export interface Features {
 }
 
 /** Runs `encode` (in eval mode, no grad) over every image of `dataset` in order. */
-export async function extractFeatures(encode: (x: Tensor) => Tensor, dataset: ImageDataset, o: ExtractOpts = {}): Promise<Features> {
+export async function extractFeatures(
+  encode: (x: Tensor) => Tensor,
+  dataset: ImageDataset,
+  o: ExtractOpts = {},
+): Promise<Features> {
   const loader = new Loader(dataset, {
-    batchSize: o.batchSize ?? 256, shuffle: false, dropLast: false, augment: o.augment ?? 'eval', augmentOpts: o.augmentOpts, twoCrops: false,
+    batchSize: o.batchSize ?? 256,
+    shuffle: false,
+    dropLast: false,
+    augment: o.augment ?? 'eval',
+    augmentOpts: o.augmentOpts,
+    twoCrops: false,
     fileWorkers: o.workers ?? 2,
   });
   const feats: Tensor[] = [];
@@ -39,10 +48,16 @@ export async function extractFeatures(encode: (x: Tensor) => Tensor, dataset: Im
   let done = 0;
   try {
     for await (const b of loader.epoch(0)) {
-      feats.push(keep(noGrad(() => tidy(() => {
-        const f = encode(b.views[0]!);
-        return (o.normalize ?? true) ? F.normalize(f, { dim: 1 }) : f.contiguous();
-      }))));
+      feats.push(
+        keep(
+          noGrad(() =>
+            tidy(() => {
+              const f = encode(b.views[0]!);
+              return (o.normalize ?? true) ? F.normalize(f, { dim: 1 }) : f.contiguous();
+            }),
+          ),
+        ),
+      );
       if (b.labels) labels.push(keep(b.labels.clone()));
       done += b.indices.length;
       o.onProgress?.(done, loader.dataset.length);

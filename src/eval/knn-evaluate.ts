@@ -33,7 +33,12 @@ export interface KnnEvaluation extends KnnResult {
  * kNN accuracy of an encoder: features of `bank` (train split) and `queries` (test split), both with the
  * encoder's deterministic evaluation preprocessing and L2-normalised; weights exp(sim / t) over the k nearest.
  */
-export async function knnEvaluate(encoder: Encoder, bank: ImageDataset, queries: ImageDataset, o: KnnEvaluateOpts = {}): Promise<KnnEvaluation> {
+export async function knnEvaluate(
+  encoder: Encoder,
+  bank: ImageDataset,
+  queries: ImageDataset,
+  o: KnnEvaluateOpts = {},
+): Promise<KnnEvaluation> {
   const t0 = performance.now();
   const feature = o.feature ?? 'backbone';
   const k = o.k ?? 200;
@@ -41,18 +46,37 @@ export async function knnEvaluate(encoder: Encoder, bank: ImageDataset, queries:
   encoder.dim(feature); // fails early without a head
   const pre = encoder.preprocess();
   const enc = (x: Parameters<Encoder['encode']>[0]): ReturnType<Encoder['encode']> => encoder.encode(x, feature);
-  const b = await extractFeatures(enc, bank, { ...pre, batchSize: o.batchSize, onProgress: (d, n) => o.onProgress?.('bank', d, n) });
+  const b = await extractFeatures(enc, bank, {
+    ...pre,
+    batchSize: o.batchSize,
+    onProgress: (d, n) => o.onProgress?.('bank', d, n),
+  });
   try {
-    const q = await extractFeatures(enc, queries, { ...pre, batchSize: o.batchSize, onProgress: (d, n) => o.onProgress?.('queries', d, n) });
+    const q = await extractFeatures(enc, queries, {
+      ...pre,
+      batchSize: o.batchSize,
+      onProgress: (d, n) => o.onProgress?.('queries', d, n),
+    });
     try {
       if (!b.labels || !q.labels) throw new Error('kNN evaluation needs labelled train and test data');
       const classes = bank.classes ?? null;
       const r = knnClassify(b.features, b.labels, q.features, q.labels, { k, t, numClasses: classes?.length });
-      return { ...r, k, t, feature, bankSize: bank.length, queries: queries.length, classes, seconds: (performance.now() - t0) / 1000 };
+      return {
+        ...r,
+        k,
+        t,
+        feature,
+        bankSize: bank.length,
+        queries: queries.length,
+        classes,
+        seconds: (performance.now() - t0) / 1000,
+      };
     } finally {
-      q.features.dispose(); q.labels?.dispose();
+      q.features.dispose();
+      q.labels?.dispose();
     }
   } finally {
-    b.features.dispose(); b.labels?.dispose();
+    b.features.dispose();
+    b.labels?.dispose();
   }
 }

@@ -27,18 +27,33 @@ export interface KnnResult {
 }
 
 /** Vote scores (Q × C) of the kNN classifier for normalised query features against a normalised bank. */
-export function knnScores(queries: Tensor, bank: Tensor, bankLabels: Tensor, numClasses: number, k: number, t: number): Tensor {
-  return noGrad(() => tidy(() => {
-    const sim = queries.mm(bank.t());
-    const { values, indices } = sim.topk(Math.min(k, bank.shape[0]!), 1);
-    const neighbourLabels = bankLabels.indexSelect(0, indices.flatten()).view(...indices.shape);
-    const weights = values.div(t).exp();
-    return zeros([queries.shape[0]!, numClasses]).scatterAdd(1, neighbourLabels, weights);
-  }));
+export function knnScores(
+  queries: Tensor,
+  bank: Tensor,
+  bankLabels: Tensor,
+  numClasses: number,
+  k: number,
+  t: number,
+): Tensor {
+  return noGrad(() =>
+    tidy(() => {
+      const sim = queries.mm(bank.t());
+      const { values, indices } = sim.topk(Math.min(k, bank.shape[0]!), 1);
+      const neighbourLabels = bankLabels.indexSelect(0, indices.flatten()).view(...indices.shape);
+      const weights = values.div(t).exp();
+      return zeros([queries.shape[0]!, numClasses]).scatterAdd(1, neighbourLabels, weights);
+    }),
+  );
 }
 
 /** Classifies `queries` by weighted kNN over `bank` and scores it against `queryLabels`. */
-export function knnClassify(bank: Tensor, bankLabels: Tensor, queries: Tensor, queryLabels: Tensor, o: KnnOpts = {}): KnnResult {
+export function knnClassify(
+  bank: Tensor,
+  bankLabels: Tensor,
+  queries: Tensor,
+  queryLabels: Tensor,
+  o: KnnOpts = {},
+): KnnResult {
   const k = o.k ?? 200;
   const t = o.t ?? 0.1;
   if (!(k >= 1)) throw new RangeError(`knn: k must be ≥ 1, got ${k}`);
@@ -54,7 +69,12 @@ export function knnClassify(bank: Tensor, bankLabels: Tensor, queries: Tensor, q
   let top5 = 0;
   for (let s = 0; s < nq; s += chunk) {
     const n = Math.min(chunk, nq - s);
-    const ranked = tidy(() => knnScores(queries.narrow(0, s, n), bank, bl, C, k, t).argsort(1, true).narrow(1, 0, Math.min(5, C)).contiguous());
+    const ranked = tidy(() =>
+      knnScores(queries.narrow(0, s, n), bank, bl, C, k, t)
+        .argsort(1, true)
+        .narrow(1, 0, Math.min(5, C))
+        .contiguous(),
+    );
     const r = ranked.toArray();
     const w = ranked.shape[1]!;
     ranked.dispose();
@@ -64,7 +84,11 @@ export function knnClassify(bank: Tensor, bankLabels: Tensor, queries: Tensor, q
       predictions[s + i] = p;
       confusion[y]![p]!++;
       if (p === y) top1++;
-      for (let j = 0; j < w; j++) if (r[i * w + j] === y) { top5++; break; }
+      for (let j = 0; j < w; j++)
+        if (r[i * w + j] === y) {
+          top5++;
+          break;
+        }
     }
   }
   bl.dispose();

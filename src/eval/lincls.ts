@@ -14,10 +14,27 @@ import { extractFeatures } from './features.js';
 import { randomPadCrop } from './pad-crop.js';
 import type { EpochEvent } from '../loop/index.js';
 import {
-  AccuracyMeter, LinearHead, bestOf, linclsOptimizer, resolveSchedule, runLinearEpochs, trainLinearOnFeatures,
-  type Accuracy, type EpochMetrics, type LinearBatch, type LinearObserver, type LinearSchedule, type LrOrigin, type ResolvedSchedule,
+  AccuracyMeter,
+  LinearHead,
+  bestOf,
+  linclsOptimizer,
+  resolveSchedule,
+  runLinearEpochs,
+  trainLinearOnFeatures,
+  type Accuracy,
+  type EpochMetrics,
+  type LinearBatch,
+  type LinearObserver,
+  type LinearSchedule,
+  type LrOrigin,
+  type ResolvedSchedule,
 } from './linear-probe.js';
-import { BackboneCheckObserver, ClassifierCheckpointObserver, EpochLogObserver, LinclsEventsObserver } from './observers/index.js';
+import {
+  BackboneCheckObserver,
+  ClassifierCheckpointObserver,
+  EpochLogObserver,
+  LinclsEventsObserver,
+} from './observers/index.js';
 
 /** Which protocol a run followed. */
 export type LinclsProtocol = 'images' | 'cached-features' | 'evaluate';
@@ -86,7 +103,11 @@ export interface LinearProbeResult {
  * ResNet-50). `from` says which, for messages.
  */
 export function linclsDefaultLr(info: Pick<EncoderInfo, 'preset' | 'cifarStem'>): { lr: number; from: string } {
-  if (info.preset && info.preset in LINCLS_LR) return { lr: LINCLS_LR[info.preset as keyof typeof LINCLS_LR], from: `the default for the ${info.preset} preset's encoders` };
+  if (info.preset && info.preset in LINCLS_LR)
+    return {
+      lr: LINCLS_LR[info.preset as keyof typeof LINCLS_LR],
+      from: `the default for the ${info.preset} preset's encoders`,
+    };
   if (info.cifarStem) return { lr: LINCLS_LR.cifar, from: 'the default for CIFAR-stem encoders' };
   return { lr: LINCLS_LR.mocov2, from: "main_lincls.py's default for ImageNet encoders" };
 }
@@ -94,12 +115,14 @@ export function linclsDefaultLr(info: Pick<EncoderInfo, 'preset' | 'cifarStem'>)
 /** Training transform of the image protocol: pad-crop + flip for 32-px inputs, RandomResizedCrop + flip otherwise. */
 function trainSpec(encoder: Encoder): { spec: AugmentSpec; padCrop: boolean } {
   const pre = encoder.preprocess();
-  if (pre.augment === 'cifar-eval') return { spec: { ...preset('cifar-eval', pre.augmentOpts), flip: 0.5 }, padCrop: true };
+  if (pre.augment === 'cifar-eval')
+    return { spec: { ...preset('cifar-eval', pre.augmentOpts), flip: 0.5 }, padCrop: true };
   return { spec: preset('lincls-train', pre.augmentOpts), padCrop: false };
 }
 
 function labelled(ds: ImageDataset, what: string): Int32Array {
-  if (!ds.labels) throw new Error(`linear classification needs labels, but the ${what} data has none (${ds.description})`);
+  if (!ds.labels)
+    throw new Error(`linear classification needs labels, but the ${what} data has none (${ds.description})`);
   return ds.labels;
 }
 
@@ -124,34 +147,73 @@ interface ResumePoint {
 
 function readResumePoint(path: string, config: Record<string, unknown>): ResumePoint {
   const file = existsSync(path) && statSync(path).isDirectory() ? join(path, 'checkpoint.safetensors') : path;
-  if (!existsSync(file)) throw new Error(`--resume: ${file} not found (give the checkpoint.safetensors or the --out folder of a moco lincls run)`);
+  if (!existsSync(file))
+    throw new Error(
+      `--resume: ${file} not found (give the checkpoint.safetensors or the --out folder of a moco lincls run)`,
+    );
   const { tensors, metadata } = loadSafetensors(file);
-  const free = (): void => { for (const t of tensors.values()) t.dispose(); };
-  const info = metadata.lincls ? (JSON.parse(metadata.lincls) as { epoch?: number; steps?: number; history?: EpochMetrics[]; config?: Record<string, unknown> }) : null;
-  const w = tensors.get('fc.weight'), b = tensors.get('fc.bias');
+  const free = (): void => {
+    for (const t of tensors.values()) t.dispose();
+  };
+  const info = metadata.lincls
+    ? (JSON.parse(metadata.lincls) as {
+        epoch?: number;
+        steps?: number;
+        history?: EpochMetrics[];
+        config?: Record<string, unknown>;
+      })
+    : null;
+  const w = tensors.get('fc.weight'),
+    b = tensors.get('fc.bias');
   if (!info?.config || info.steps === undefined || !info.history || !w || !b) {
     free();
-    throw new Error(`--resume: ${file} is not a checkpoint of a moco lincls image-protocol run (no lincls state or fc)`);
+    throw new Error(
+      `--resume: ${file} is not a checkpoint of a moco lincls image-protocol run (no lincls state or fc)`,
+    );
   }
   // Everything that decides which batches and updates come next must match; epochs and maxSteps may grow.
-  for (const k of ['protocol', 'lr', 'batchSize', 'momentum', 'weightDecay', 'schedule', 'cos', 'seed', 'trainSamples']) {
+  for (const k of [
+    'protocol',
+    'lr',
+    'batchSize',
+    'momentum',
+    'weightDecay',
+    'schedule',
+    'cos',
+    'seed',
+    'trainSamples',
+  ]) {
     if (JSON.stringify(info.config[k]) !== JSON.stringify(config[k])) {
       free();
-      throw new Error(`--resume: ${file} was written with ${k} = ${JSON.stringify(info.config[k])}, this run has ${JSON.stringify(config[k])}`);
+      throw new Error(
+        `--resume: ${file} was written with ${k} = ${JSON.stringify(info.config[k])}, this run has ${JSON.stringify(config[k])}`,
+      );
     }
   }
   const momentum = momentumFromTensors(tensors);
   for (const [k, t] of tensors) if (k !== 'fc.weight' && k !== 'fc.bias' && !k.startsWith(MOMENTUM_PREFIX)) t.dispose();
-  return { head: new LinearHead(w, b), momentum, epoch: info.history.length, steps: info.steps, history: info.history, file };
+  return {
+    head: new LinearHead(w, b),
+    momentum,
+    epoch: info.history.length,
+    steps: info.steps,
+    history: info.history,
+    file,
+  };
 }
 
 /** The encoder's own fc as a classifier, refusing a pre-training projection head. */
 function ownClassifier(encoder: Encoder): LinearHead {
   const i = encoder.info;
   if (i.headKind !== 'fc' || i.headRole !== 'classifier') {
-    const what = i.headKind === 'none' ? 'no classifier (no fc)' : `a pre-training projection head (${i.headKind === 'mlp' ? 'MLP' : 'MoCo fc'}, ${i.headDim}-d), not a trained classifier`;
-    throw new Error(`--evaluate: ${i.file} has ${what}. Pass the model_best.safetensors or checkpoint.safetensors that moco lincls --out DIR wrote `
-      + `(--pretrained DIR/model_best.safetensors), or --resume DIR with this --pretrained; to train a classifier on this encoder, drop --evaluate`);
+    const what =
+      i.headKind === 'none'
+        ? 'no classifier (no fc)'
+        : `a pre-training projection head (${i.headKind === 'mlp' ? 'MLP' : 'MoCo fc'}, ${i.headDim}-d), not a trained classifier`;
+    throw new Error(
+      `--evaluate: ${i.file} has ${what}. Pass the model_best.safetensors or checkpoint.safetensors that moco lincls --out DIR wrote ` +
+        `(--pretrained DIR/model_best.safetensors), or --resume DIR with this --pretrained; to train a classifier on this encoder, drop --evaluate`,
+    );
   }
   const fc = encoder.headLinear();
   return new LinearHead(fc.weight.detach(), (fc.bias ?? tensor(new Float32Array(i.headDim!))).detach());
@@ -163,19 +225,36 @@ function ownClassifier(encoder: Encoder): LinearHead {
  */
 function resumedClassifier(path: string, encoder: Encoder): LinearHead {
   const file = existsSync(path) && statSync(path).isDirectory() ? join(path, 'checkpoint.safetensors') : path;
-  if (!existsSync(file)) throw new Error(`--resume: ${file} not found (give the checkpoint.safetensors, model_best.safetensors or the --out folder of a moco lincls run)`);
+  if (!existsSync(file))
+    throw new Error(
+      `--resume: ${file} not found (give the checkpoint.safetensors, model_best.safetensors or the --out folder of a moco lincls run)`,
+    );
   const { tensors, metadata } = loadSafetensors(file);
-  const w = tensors.get('fc.weight'), b = tensors.get('fc.bias');
+  const w = tensors.get('fc.weight'),
+    b = tensors.get('fc.bias');
   try {
-    if (metadata.lincls === undefined || !w || !b) throw new Error(`--resume: ${file} is not a checkpoint of a moco lincls run (no lincls state or fc)`);
+    if (metadata.lincls === undefined || !w || !b)
+      throw new Error(`--resume: ${file} is not a checkpoint of a moco lincls run (no lincls state or fc)`);
     const mine = backboneTensors(encoder.model);
-    const differ = [...mine].filter(([k, t]) => {
-      const u = tensors.get(k);
-      return !u || !tidy(() => u.shape.length === t.shape.length && u.shape.every((d, j) => d === t.shape[j]) && u.eq(t).all().item() === 1);
-    }).map(([k]) => k);
+    const differ = [...mine]
+      .filter(([k, t]) => {
+        const u = tensors.get(k);
+        return (
+          !u ||
+          !tidy(
+            () =>
+              u.shape.length === t.shape.length &&
+              u.shape.every((d, j) => d === t.shape[j]) &&
+              u.eq(t).all().item() === 1,
+          )
+        );
+      })
+      .map(([k]) => k);
     if (differ.length) {
-      throw new Error(`--evaluate --resume: ${file} was trained on another backbone than --pretrained ${encoder.info.file} `
-        + `(${differ.slice(0, 3).join(', ')}${differ.length > 3 ? `, … ${differ.length} in all` : ''} differ); pass the --pretrained that run was trained on`);
+      throw new Error(
+        `--evaluate --resume: ${file} was trained on another backbone than --pretrained ${encoder.info.file} ` +
+          `(${differ.slice(0, 3).join(', ')}${differ.length > 3 ? `, … ${differ.length} in all` : ''} differ); pass the --pretrained that run was trained on`,
+      );
     }
     return new LinearHead(w.detach(), b.detach());
   } finally {
@@ -197,11 +276,17 @@ function resumedClassifier(path: string, encoder: Encoder): LinearHead {
  * The lr defaults to {@link linclsDefaultLr} (30 only for ImageNet encoders). Throws {@link DivergedError}
  * when the loss becomes NaN/Inf or an epoch's mean exceeds ten times chance level (lower the lr).
  */
-export async function linearProbe(encoder: Encoder, train: ImageDataset, val: ImageDataset, o: LinearProbeOpts = {}): Promise<LinearProbeResult> {
+export async function linearProbe(
+  encoder: Encoder,
+  train: ImageDataset,
+  val: ImageDataset,
+  o: LinearProbeOpts = {},
+): Promise<LinearProbeResult> {
   const t0 = performance.now();
   const byDefault = linclsDefaultLr(encoder.info);
   const s = resolveSchedule({ ...o, lr: o.lr ?? byDefault.lr });
-  const lrOrigin: LrOrigin = o.lr === undefined ? { from: byDefault.from } : { from: o.lrFrom ?? 'the lr option', suggest: byDefault.lr };
+  const lrOrigin: LrOrigin =
+    o.lr === undefined ? { from: byDefault.from } : { from: o.lrFrom ?? 'the lr option', suggest: byDefault.lr };
   const log = o.onLog ?? (() => undefined);
   const pre = encoder.preprocess();
   const fbs = o.featureBatchSize ?? s.batchSize;
@@ -216,21 +301,49 @@ export async function linearProbe(encoder: Encoder, train: ImageDataset, val: Im
       // Without class names, labels above the classifier's outputs are the only sure sign of a mismatch.
       const classes = val.classes?.length ?? Math.max(...labelled(val, 'validation')) + 1;
       if (val.classes ? classes !== numClasses : classes > numClasses) {
-        throw new Error(`--evaluate: the classifier of ${o.resume ?? encoder.info.file} has ${numClasses} outputs but the data has ${classes} classes; `
-          + 'evaluate a moco lincls --out checkpoint trained on this data');
+        throw new Error(
+          `--evaluate: the classifier of ${o.resume ?? encoder.info.file} has ${numClasses} outputs but the data has ${classes} classes; ` +
+            'evaluate a moco lincls --out checkpoint trained on this data',
+        );
       }
       const vf = await extractFeatures((x) => encoder.backbone(x), val, { ...pre, normalize: false, batchSize: fbs });
       const m = new AccuracyMeter();
-      tidy(() => m.add(noGrad(() => head.forward(vf.features)), vf.labels!));
-      vf.features.dispose(); vf.labels?.dispose();
+      tidy(() =>
+        m.add(
+          noGrad(() => head.forward(vf.features)),
+          vf.labels!,
+        ),
+      );
+      vf.features.dispose();
+      vf.labels?.dispose();
       const last = m.result();
-      return { protocol: 'evaluate', arch: encoder.info.arch, numClasses, featureDim: featDim, trainSamples: 0, valSamples: val.length, epochs: 0, steps: 0, lr: null, lrFrom: null, best: null, last, history: [], checkpoint: null, bestCheckpoint: null, seconds: (performance.now() - t0) / 1000 };
+      return {
+        protocol: 'evaluate',
+        arch: encoder.info.arch,
+        numClasses,
+        featureDim: featDim,
+        trainSamples: 0,
+        valSamples: val.length,
+        epochs: 0,
+        steps: 0,
+        lr: null,
+        lrFrom: null,
+        best: null,
+        last,
+        history: [],
+        checkpoint: null,
+        bestCheckpoint: null,
+        seconds: (performance.now() - t0) / 1000,
+      };
     } finally {
       head.dispose();
     }
   }
 
-  if (o.resume && o.cacheFeatures) throw new Error('--resume applies to the image protocol; the cached-feature protocol (--cache-features) reruns in seconds');
+  if (o.resume && o.cacheFeatures)
+    throw new Error(
+      '--resume applies to the image protocol; the cached-feature protocol (--cache-features) reruns in seconds',
+    );
   const trainDs = subset(train, o.trainSubset, s.seed);
   await trainDs.prepare();
   const trainLabels = labelled(trainDs, 'training');
@@ -239,20 +352,44 @@ export async function linearProbe(encoder: Encoder, train: ImageDataset, val: Im
   const protocol: LinclsProtocol = o.cacheFeatures ? 'cached-features' : 'images';
   const ckptPath = o.outDir ? join(o.outDir, 'checkpoint.safetensors') : null;
   const bestPath = o.outDir ? join(o.outDir, 'model_best.safetensors') : null;
-  const config = { protocol, epochs: s.epochs, lr: s.lr, batchSize: s.batchSize, momentum: s.momentum, weightDecay: s.weightDecay, schedule: s.schedule, cos: s.cos, seed: s.seed, trainSamples: trainDs.length, source: encoder.info.file };
+  const config = {
+    protocol,
+    epochs: s.epochs,
+    lr: s.lr,
+    batchSize: s.batchSize,
+    momentum: s.momentum,
+    weightDecay: s.weightDecay,
+    schedule: s.schedule,
+    cos: s.cos,
+    seed: s.seed,
+    trainSamples: trainDs.length,
+    source: encoder.info.file,
+  };
   const resume = o.resume ? readResumePoint(o.resume, config) : null;
   if (resume) log(`resuming from ${resume.file}: epoch ${resume.epoch + 1}, ${resume.steps} steps done`);
   const info = (m: EpochMetrics, history?: EpochMetrics[]): Record<string, unknown> => ({
-    epoch: m.epoch, top1: m.val.top1, top5: m.val.top5, classes: train.classes, config, steps: m.steps, ...(history ? { history } : {}),
+    epoch: m.epoch,
+    top1: m.val.top1,
+    top5: m.val.top5,
+    classes: train.classes,
+    config,
+    steps: m.steps,
+    ...(history ? { history } : {}),
   });
   const check = new BackboneCheckObserver(encoder.model);
   const events = o.outDir ? new LinclsEventsObserver(o.outDir, resume?.steps) : null;
   // In this order: the sanity check before anything reports or saves the epoch, the best checkpoint before the
   // caller hears of it.
   const observers: LinearObserver[] = [
-    check, new EpochLogObserver(),
+    check,
+    new EpochLogObserver(),
     new ClassifierCheckpointObserver({
-      encoder, bestPath, lastPath: ckptPath, lastEvery: o.cacheFeatures ? 'end' : 'epoch', info, history: resume?.history,
+      encoder,
+      bestPath,
+      lastPath: ckptPath,
+      lastEvery: o.cacheFeatures ? 'end' : 'epoch',
+      info,
+      history: resume?.history,
     }),
     ...(events ? [events] : []),
     ...(o.onEpoch ? [{ epochEnd: (_ctx: unknown, e: EpochEvent<EpochMetrics>): void => o.onEpoch!(e.metrics) }] : []),
@@ -268,25 +405,61 @@ export async function linearProbe(encoder: Encoder, train: ImageDataset, val: Im
     try {
       if (o.cacheFeatures) {
         log(`extracting training features once (${trainDs.length} images, no augmentation)`);
-        const tf = await extractFeatures((x) => encoder.backbone(x), trainDs, { ...pre, normalize: false, batchSize: fbs });
+        const tf = await extractFeatures((x) => encoder.backbone(x), trainDs, {
+          ...pre,
+          normalize: false,
+          batchSize: fbs,
+        });
         try {
-          ({ head, history, steps } = await trainLinearOnFeatures(tf.features, tf.labels!, vf.features, vf.labels!, { ...s, numClasses, observers, lrOrigin, log }));
+          ({ head, history, steps } = await trainLinearOnFeatures(tf.features, tf.labels!, vf.features, vf.labels!, {
+            ...s,
+            numClasses,
+            observers,
+            lrOrigin,
+            log,
+          }));
         } finally {
-          tf.features.dispose(); tf.labels?.dispose();
+          tf.features.dispose();
+          tf.labels?.dispose();
         }
       } else {
-        ({ head, history, steps } = await trainOnImages(encoder, trainDs, vf.features, vf.labels!, numClasses, s, resume, lrOrigin, observers, log));
+        ({ head, history, steps } = await trainOnImages(
+          encoder,
+          trainDs,
+          vf.features,
+          vf.labels!,
+          numClasses,
+          s,
+          resume,
+          lrOrigin,
+          observers,
+          log,
+        ));
       }
     } finally {
-      vf.features.dispose(); vf.labels?.dispose();
+      vf.features.dispose();
+      vf.labels?.dispose();
     }
     try {
       const last = history[history.length - 1]!;
       const b = bestOf(history);
       const result: LinearProbeResult = {
-        protocol, arch: encoder.info.arch, numClasses, featureDim: featDim, trainSamples: trainDs.length, valSamples: val.length,
-        epochs: history.length, steps, lr: s.lr, lrFrom: lrOrigin.from, best: { epoch: b.epoch, top1: b.val.top1, top5: b.val.top5 }, last: last.val, history,
-        checkpoint: ckptPath, bestCheckpoint: bestPath, seconds: (performance.now() - t0) / 1000,
+        protocol,
+        arch: encoder.info.arch,
+        numClasses,
+        featureDim: featDim,
+        trainSamples: trainDs.length,
+        valSamples: val.length,
+        epochs: history.length,
+        steps,
+        lr: s.lr,
+        lrFrom: lrOrigin.from,
+        best: { epoch: b.epoch, top1: b.val.top1, top5: b.val.top5 },
+        last: last.val,
+        history,
+        checkpoint: ckptPath,
+        bestCheckpoint: bestPath,
+        seconds: (performance.now() - t0) / 1000,
       };
       // What `moco report` shows as the linear top-1 of the run directory this folder sits in.
       if (o.outDir) writeTextAtomic(join(o.outDir, 'lincls.json'), `${JSON.stringify(result, null, 2)}\n`);
@@ -306,12 +479,29 @@ export async function linearProbe(encoder: Encoder, train: ImageDataset, val: Im
  * The image protocol's training: augmented batches through the frozen backbone, one SGD step each, run by
  * runLinearEpochs; `history` includes a resumed run's earlier epochs.
  */
-async function trainOnImages(encoder: Encoder, train: ImageDataset, valX: Tensor, valY: Tensor, numClasses: number,
-  s: ResolvedSchedule, resume: ResumePoint | null, lrOrigin: LrOrigin, observers: LinearObserver[],
-  log: (line: string) => void): Promise<{ head: LinearHead; history: EpochMetrics[]; steps: number }> {
+async function trainOnImages(
+  encoder: Encoder,
+  train: ImageDataset,
+  valX: Tensor,
+  valY: Tensor,
+  numClasses: number,
+  s: ResolvedSchedule,
+  resume: ResumePoint | null,
+  lrOrigin: LrOrigin,
+  observers: LinearObserver[],
+  log: (line: string) => void,
+): Promise<{ head: LinearHead; history: EpochMetrics[]; steps: number }> {
   const { spec, padCrop } = trainSpec(encoder);
   // Image files are decoded by worker threads: the backbone's forward pass blocks this thread's event loop.
-  const loader = new Loader(train, { batchSize: s.batchSize, shuffle: true, dropLast: false, seed: s.seed, augment: spec, twoCrops: false, fileWorkers: 2 });
+  const loader = new Loader(train, {
+    batchSize: s.batchSize,
+    shuffle: true,
+    dropLast: false,
+    seed: s.seed,
+    augment: spec,
+    twoCrops: false,
+    fileWorkers: 2,
+  });
   const head = resume?.head ?? LinearHead.init(encoder.info.featureDim, numClasses, s.seed);
   const opt = linclsOptimizer(head, s);
   if (resume) {
@@ -323,7 +513,10 @@ async function trainOnImages(encoder: Encoder, train: ImageDataset, valX: Tensor
       try {
         const x = b.views[0]!;
         yield {
-          features: () => encoder.backbone(padCrop ? randomPadCrop(x, new Rng(s.seed, 'lincls-padcrop', epoch, b.index), spec.mean, spec.std) : x),
+          features: () =>
+            encoder.backbone(
+              padCrop ? randomPadCrop(x, new Rng(s.seed, 'lincls-padcrop', epoch, b.index), spec.mean, spec.std) : x,
+            ),
           labels: b.labels!,
         };
       } finally {
@@ -333,8 +526,13 @@ async function trainOnImages(encoder: Encoder, train: ImageDataset, valX: Tensor
   }
   try {
     const r = await runLinearEpochs(head, s, batches, valX, valY, {
-      opt, batchesPerEpoch: Math.ceil(train.length / s.batchSize), startEpoch: resume?.epoch ?? 0, startSteps: resume?.steps ?? 0,
-      lrOrigin, observers, log,
+      opt,
+      batchesPerEpoch: Math.ceil(train.length / s.batchSize),
+      startEpoch: resume?.epoch ?? 0,
+      startSteps: resume?.steps ?? 0,
+      lrOrigin,
+      observers,
+      log,
     });
     if (!r.history.length) throw new Error('linear classification: no epoch ran (epochs or maxSteps is 0)');
     return { head, history: [...(resume?.history ?? []), ...r.history], steps: r.steps };

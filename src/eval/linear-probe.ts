@@ -5,7 +5,13 @@ import { F, Tensor, empty, keep, noGrad, tensor, tidy, zeros } from '../torch/in
 import { SGD, lrAt } from '../optim/index.js';
 import { Rng } from '../data/rng.js';
 import {
-  Loop, type EpochEvent, type LoopContext, type LoopObserver, type LoopStep, type StepAt, type StepOutput,
+  Loop,
+  type EpochEvent,
+  type LoopContext,
+  type LoopObserver,
+  type LoopStep,
+  type StepAt,
+  type StepOutput,
 } from '../loop/index.js';
 
 /** The schedule and optimiser of the linear protocol. */
@@ -73,18 +79,32 @@ export class LinearHead {
     return new LinearHead(tensor(w, { shape: [numClasses, inFeatures] }), zeros([numClasses]));
   }
 
-  forward(x: Tensor): Tensor { return F.linear(x, this.weight, this.bias); }
+  forward(x: Tensor): Tensor {
+    return F.linear(x, this.weight, this.bias);
+  }
 
-  get numClasses(): number { return this.weight.shape[0]!; }
+  get numClasses(): number {
+    return this.weight.shape[0]!;
+  }
 
-  dispose(): void { this.weight.dispose(); this.bias.dispose(); }
+  dispose(): void {
+    this.weight.dispose();
+    this.bias.dispose();
+  }
 }
 
 /** Fills in main_lincls.py's defaults. */
 export function resolveSchedule(s: LinearSchedule): Required<Omit<LinearSchedule, 'maxSteps'>> & { maxSteps: number } {
   return {
-    epochs: s.epochs ?? 100, lr: s.lr ?? 30, batchSize: s.batchSize ?? 256, momentum: s.momentum ?? 0.9, weightDecay: s.weightDecay ?? 0,
-    schedule: s.schedule ?? [60, 80], cos: s.cos ?? false, seed: s.seed ?? 0, maxSteps: s.maxSteps ?? Infinity,
+    epochs: s.epochs ?? 100,
+    lr: s.lr ?? 30,
+    batchSize: s.batchSize ?? 256,
+    momentum: s.momentum ?? 0.9,
+    weightDecay: s.weightDecay ?? 0,
+    schedule: s.schedule ?? [60, 80],
+    cos: s.cos ?? false,
+    seed: s.seed ?? 0,
+    maxSteps: s.maxSteps ?? Infinity,
   };
 }
 
@@ -111,10 +131,19 @@ export interface LrOrigin {
  * {@link divergenceLimit}. The run is stopped rather than left to finish at chance accuracy.
  */
 export class DivergedError extends Error {
-  constructor(readonly epoch: number, readonly step: number, readonly lr: number, readonly reason: string, origin: LrOrigin = { from: 'the lr option' }) {
-    const suggest = origin.suggest !== undefined && origin.suggest < lr ? origin.suggest : Number((lr / 10).toPrecision(2));
-    super(`linear classification diverged at epoch ${epoch + 1}, step ${step}: ${reason}. `
-      + `The lr is too large for this backbone's features: --lr ${lr} (from ${origin.from}); try --lr ${suggest}.`);
+  constructor(
+    readonly epoch: number,
+    readonly step: number,
+    readonly lr: number,
+    readonly reason: string,
+    origin: LrOrigin = { from: 'the lr option' },
+  ) {
+    const suggest =
+      origin.suggest !== undefined && origin.suggest < lr ? origin.suggest : Number((lr / 10).toPrecision(2));
+    super(
+      `linear classification diverged at epoch ${epoch + 1}, step ${step}: ${reason}. ` +
+        `The lr is too large for this backbone's features: --lr ${lr} (from ${origin.from}); try --lr ${suggest}.`,
+    );
     this.name = 'DivergedError';
   }
 }
@@ -159,12 +188,18 @@ export class AccuracyMeter {
 
   /** Adds a batch of logits (B × C) and int64 labels (B). */
   add(logits: Tensor, labels: Tensor): void {
-    const [c1, c5, l] = noGrad(() => tidy(() => {
-      const k = Math.min(5, logits.shape[1]!);
-      const top = logits.topk(k, 1).indices;
-      const hit = top.eq(labels.view(-1, 1));
-      return [hit.narrow(1, 0, 1).sum().item(), hit.sum({ dim: 1 }).gt(0).sum().item(), F.crossEntropy(logits, labels, { reduction: 'sum' }).item()];
-    }));
+    const [c1, c5, l] = noGrad(() =>
+      tidy(() => {
+        const k = Math.min(5, logits.shape[1]!);
+        const top = logits.topk(k, 1).indices;
+        const hit = top.eq(labels.view(-1, 1));
+        return [
+          hit.narrow(1, 0, 1).sum().item(),
+          hit.sum({ dim: 1 }).gt(0).sum().item(),
+          F.crossEntropy(logits, labels, { reduction: 'sum' }).item(),
+        ];
+      }),
+    );
     this.n += labels.shape[0]!;
     this.c1 += c1;
     this.c5 += c5;
@@ -172,7 +207,11 @@ export class AccuracyMeter {
   }
 
   result(): Accuracy {
-    return { top1: this.n ? (100 * this.c1) / this.n : NaN, top5: this.n ? (100 * this.c5) / this.n : NaN, loss: this.n ? this.lossSum / this.n : NaN };
+    return {
+      top1: this.n ? (100 * this.c1) / this.n : NaN,
+      top5: this.n ? (100 * this.c5) / this.n : NaN,
+      loss: this.n ? this.lossSum / this.n : NaN,
+    };
   }
 }
 
@@ -183,7 +222,10 @@ export function evaluateHead(head: LinearHead, x: Tensor, y: Tensor, chunk = 409
   for (let s = 0; s < n; s += chunk) {
     tidy(() => {
       const len = Math.min(chunk, n - s);
-      m.add(noGrad(() => head.forward(x.narrow(0, s, len))), y.narrow(0, s, len));
+      m.add(
+        noGrad(() => head.forward(x.narrow(0, s, len))),
+        y.narrow(0, s, len),
+      );
     });
   }
   return m.result();
@@ -229,17 +271,27 @@ class LinearStep implements LoopStep<LinearLoop, LinearBatch> {
   private batches = 0;
   private from = 0;
 
-  constructor(private readonly valX: Tensor, private readonly valY: Tensor, private readonly lrOrigin?: LrOrigin) {}
+  constructor(
+    private readonly valX: Tensor,
+    private readonly valY: Tensor,
+    private readonly lrOrigin?: LrOrigin,
+  ) {}
 
   epochStart(): void {
-    this.lossSum = 0; this.correct = 0; this.seen = 0; this.batches = 0;
+    this.lossSum = 0;
+    this.correct = 0;
+    this.seen = 0;
+    this.batches = 0;
     this.from = performance.now();
   }
 
   train(ctx: LoopContext<LinearLoop>, b: LinearBatch): StepOutput<undefined> {
     const [loss, correct] = linclsStep(ctx.model, ctx.optimizer, b.features(), b.labels);
     const n = b.labels.shape[0]!;
-    this.lossSum += loss; this.correct += correct; this.seen += n; this.batches++;
+    this.lossSum += loss;
+    this.correct += correct;
+    this.seen += n;
+    this.batches++;
     return { loss, samples: n };
   }
 
@@ -251,14 +303,27 @@ class LinearStep implements LoopStep<LinearLoop, LinearBatch> {
     const head = ctx.model;
     const nb = this.batches;
     const val = evaluateHead(head, this.valX, this.valY);
-    if (!Number.isFinite(val.loss) && !Number.isNaN(val.top1)) throw new DivergedError(epoch, nb, lr, 'the validation loss is NaN/Inf', this.lrOrigin);
+    if (!Number.isFinite(val.loss) && !Number.isNaN(val.top1))
+      throw new DivergedError(epoch, nb, lr, 'the validation loss is NaN/Inf', this.lrOrigin);
     const trainLoss = this.lossSum / Math.max(1, nb);
     const limit = divergenceLimit(head.numClasses);
     if (nb && trainLoss > limit) {
-      throw new DivergedError(epoch, nb, lr, `the epoch's mean training loss is ${trainLoss.toPrecision(4)}, above ${limit.toPrecision(3)} (10 × ln ${head.numClasses} classes, ten times a uniform guess)`, this.lrOrigin);
+      throw new DivergedError(
+        epoch,
+        nb,
+        lr,
+        `the epoch's mean training loss is ${trainLoss.toPrecision(4)}, above ${limit.toPrecision(3)} (10 × ln ${head.numClasses} classes, ten times a uniform guess)`,
+        this.lrOrigin,
+      );
     }
     const m: EpochMetrics = {
-      epoch, lr, trainLoss, trainTop1: (100 * this.correct) / Math.max(1, this.seen), val, seconds: (performance.now() - this.from) / 1000, steps: ctx.state.step,
+      epoch,
+      lr,
+      trainLoss,
+      trainTop1: (100 * this.correct) / Math.max(1, this.seen),
+      val,
+      seconds: (performance.now() - this.from) / 1000,
+      steps: ctx.state.step,
     };
     this.history.push(m);
     return m;
@@ -289,15 +354,26 @@ export interface LinearEpochsOpts {
  * loss above {@link divergenceLimit} (checked before the observers report or save the epoch). Returns the
  * epochs this call ran and the total steps.
  */
-export async function runLinearEpochs(head: LinearHead, s: ResolvedSchedule,
-  batches: (epoch: number) => Iterable<LinearBatch> | AsyncIterable<LinearBatch>, valX: Tensor, valY: Tensor,
-  o: LinearEpochsOpts): Promise<{ history: EpochMetrics[]; steps: number }> {
+export async function runLinearEpochs(
+  head: LinearHead,
+  s: ResolvedSchedule,
+  batches: (epoch: number) => Iterable<LinearBatch> | AsyncIterable<LinearBatch>,
+  valX: Tensor,
+  valY: Tensor,
+  o: LinearEpochsOpts,
+): Promise<{ history: EpochMetrics[]; steps: number }> {
   const step = new LinearStep(valX, valY, o.lrOrigin);
   const bpe = o.batchesPerEpoch;
   const r = await new Loop(step, o.observers ?? []).run((epoch) => batches(epoch), {
-    config: s, model: head, optimizer: o.opt, epochs: s.epochs, batchesPerEpoch: bpe,
-    totalSteps: Math.min(s.maxSteps, s.epochs * bpe), state: { epoch: o.startEpoch ?? 0, batch: 0, step: o.startSteps ?? 0 },
-    lr: (epoch) => linclsLr(s, epoch), ...(o.log ? { log: o.log } : {}),
+    config: s,
+    model: head,
+    optimizer: o.opt,
+    epochs: s.epochs,
+    batchesPerEpoch: bpe,
+    totalSteps: Math.min(s.maxSteps, s.epochs * bpe),
+    state: { epoch: o.startEpoch ?? 0, batch: 0, step: o.startSteps ?? 0 },
+    lr: (epoch) => linclsLr(s, epoch),
+    ...(o.log ? { log: o.log } : {}),
   });
   return { history: step.history, steps: r.state.step };
 }
@@ -336,7 +412,13 @@ export interface LinearFeatureResult {
  * @param trainX N × D float32 features (not normalised: the fc sees what main_lincls's fc sees).
  * @param trainY N int64 labels.
  */
-export async function trainLinearOnFeatures(trainX: Tensor, trainY: Tensor, valX: Tensor, valY: Tensor, o: LinearFeatureOpts = {}): Promise<LinearFeatureResult> {
+export async function trainLinearOnFeatures(
+  trainX: Tensor,
+  trainY: Tensor,
+  valX: Tensor,
+  valY: Tensor,
+  o: LinearFeatureOpts = {},
+): Promise<LinearFeatureResult> {
   const s = resolveSchedule(o);
   const n = trainX.shape[0]!;
   const C = o.numClasses ?? Math.max(trainY.max().item(), valY.max().item()) + 1;
@@ -350,7 +432,11 @@ export async function trainLinearOnFeatures(trainX: Tensor, trainY: Tensor, valX
       const idx = tensor(order.subarray(b, Math.min(n, b + s.batchSize)), { dtype: 'int32' }).long();
       try {
         const labels = yTrain.indexSelect(0, idx);
-        try { yield { features: () => trainX.indexSelect(0, idx), labels }; } finally { labels.dispose(); }
+        try {
+          yield { features: () => trainX.indexSelect(0, idx), labels };
+        } finally {
+          labels.dispose();
+        }
       } finally {
         idx.dispose();
       }
@@ -358,10 +444,16 @@ export async function trainLinearOnFeatures(trainX: Tensor, trainY: Tensor, valX
   }
   try {
     const onEpoch = o.onEpoch;
-    const each: LinearObserver = { epochEnd: (c: LoopContext<LinearLoop>, e: EpochEvent<EpochMetrics>) => onEpoch?.(e.metrics, c.model) };
+    const each: LinearObserver = {
+      epochEnd: (c: LoopContext<LinearLoop>, e: EpochEvent<EpochMetrics>) => onEpoch?.(e.metrics, c.model),
+    };
     const observers = [...(onEpoch ? [each] : []), ...(o.observers ?? [])];
     const { history, steps } = await runLinearEpochs(head, s, batches, valX, yVal, {
-      opt, batchesPerEpoch: Math.ceil(n / s.batchSize), observers, lrOrigin: o.lrOrigin, log: o.log,
+      opt,
+      batchesPerEpoch: Math.ceil(n / s.batchSize),
+      observers,
+      lrOrigin: o.lrOrigin,
+      log: o.log,
     });
     if (!history.length) throw new Error('trainLinearOnFeatures: no epoch ran (epochs or maxSteps is 0)');
     return { head, history, best: bestOf(history), last: history[history.length - 1]!, steps };

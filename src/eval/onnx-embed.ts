@@ -44,7 +44,11 @@ export function onnxModelMeta(model: string): { preprocessing: Preprocessing; no
 }
 
 /** Embeds image files with an ONNX model exported by `moco export --format onnx`. */
-export async function embedFilesOnnx(model: string, files: readonly string[], o: OnnxEmbedOptions = {}): Promise<Embeddings> {
+export async function embedFilesOnnx(
+  model: string,
+  files: readonly string[],
+  o: OnnxEmbedOptions = {},
+): Promise<Embeddings> {
   const meta = onnxModelMeta(model);
   const pre: Preprocessing = { ...meta.preprocessing, ...o.preprocessing };
   const size = pre.size;
@@ -57,16 +61,18 @@ export async function embedFilesOnnx(model: string, files: readonly string[], o:
     for (let i = 0; i < files.length; i += bs) {
       const chunk = files.slice(i, i + bs);
       const x = new Float32Array(chunk.length * 3 * size * size);
-      const ok = await Promise.all(chunk.map(async (f, j) => {
-        try {
-          await preprocessImage(f, pre, x, j * 3 * size * size);
-          return true;
-        } catch (e) {
-          if (!o.onSkip) throw new Error(`${f}: ${(e as Error).message}`, { cause: e });
-          o.onSkip({ path: f, reason: (e as Error).message });
-          return false;
-        }
-      }));
+      const ok = await Promise.all(
+        chunk.map(async (f, j) => {
+          try {
+            await preprocessImage(f, pre, x, j * 3 * size * size);
+            return true;
+          } catch (e) {
+            if (!o.onSkip) throw new Error(`${f}: ${(e as Error).message}`, { cause: e });
+            o.onSkip({ path: f, reason: (e as Error).message });
+            return false;
+          }
+        }),
+      );
       const keep = chunk.flatMap((f, j) => (ok[j] ? [j] : []));
       if (!keep.length) continue;
       const input = keep.length === chunk.length ? x : pickRows(x, keep, 3 * size * size);
@@ -77,7 +83,10 @@ export async function embedFilesOnnx(model: string, files: readonly string[], o:
     }
     const data = new Float32Array(paths.length * dim);
     let off = 0;
-    for (const p of parts) { data.set(p, off); off += p.length; }
+    for (const p of parts) {
+      data.set(p, off);
+      off += p.length;
+    }
     return { data, count: paths.length, dim, paths, preprocessing: pre, normalized: meta.normalized };
   } finally {
     await runner.close();

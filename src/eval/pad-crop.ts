@@ -13,7 +13,10 @@ export function randomPadCrop(x: Tensor, rng: Rng, mean: readonly number[], std:
   if (!n) return x.clone();
   return tidy(() => {
     // Black in normalised units per channel: pad (x − b) with zeros, then add b back.
-    const black = tensor(Float32Array.from(mean, (m, i) => -m / std[i]!), { shape: [1, c, 1, 1] });
+    const black = tensor(
+      Float32Array.from(mean, (m, i) => -m / std[i]!),
+      { shape: [1, c, 1, 1] },
+    );
     const padded = F.pad(x.sub(black), [pad, pad, pad, pad]).add(black);
     const out: Tensor[] = [];
     for (let i = 0; i < n; i++) {

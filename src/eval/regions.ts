@@ -18,7 +18,7 @@ export interface RegionOpts {
 export function regionDim(model: ResNet, o: RegionOpts = {}): number {
   const c4 = model.featureDim;
   const c3 = c4 / 2;
-  return c4 * (1 + (o.bands ?? 2)) + (o.layer3 ?? true ? c3 : 0);
+  return c4 * (1 + (o.bands ?? 2)) + ((o.layer3 ?? true) ? c3 : 0);
 }
 
 /** The layer3 and layer4 maps of `x` (N × C × H × W each). */
@@ -33,16 +33,21 @@ export function stageMaps(model: ResNet, x: Tensor): { layer3: Tensor; layer4: T
 
 /** The descriptor of a batch (N × {@link regionDim}), no grad, eval-mode BN as the model is. */
 export function regionFeatures(model: ResNet, x: Tensor, o: RegionOpts = {}): Tensor {
-  return tidy(() => noGrad(() => {
-    const { layer3, layer4 } = stageMaps(model, x);
-    const blocks: Tensor[] = [F.adaptiveAvgPool2d(layer4, 1).flatten(1)];
-    const bands = o.bands ?? 2;
-    if (bands > 0) {
-      const b = F.adaptiveAvgPool2d(layer4, [bands, 1]).flatten(2); // N × C × bands
-      for (let i = 0; i < bands; i++) blocks.push(b.select(2, i));
-    }
-    if (o.layer3 ?? true) blocks.push(F.adaptiveAvgPool2d(layer3, 1).flatten(1));
-    const w = 1 / Math.sqrt(blocks.length);
-    return cat(blocks.map((t) => F.normalize(t, { dim: 1 }).mul(w)), 1);
-  }));
+  return tidy(() =>
+    noGrad(() => {
+      const { layer3, layer4 } = stageMaps(model, x);
+      const blocks: Tensor[] = [F.adaptiveAvgPool2d(layer4, 1).flatten(1)];
+      const bands = o.bands ?? 2;
+      if (bands > 0) {
+        const b = F.adaptiveAvgPool2d(layer4, [bands, 1]).flatten(2); // N × C × bands
+        for (let i = 0; i < bands; i++) blocks.push(b.select(2, i));
+      }
+      if (o.layer3 ?? true) blocks.push(F.adaptiveAvgPool2d(layer3, 1).flatten(1));
+      const w = 1 / Math.sqrt(blocks.length);
+      return cat(
+        blocks.map((t) => F.normalize(t, { dim: 1 }).mul(w)),
+        1,
+      );
+    }),
+  );
 }

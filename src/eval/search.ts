@@ -32,7 +32,8 @@ export interface Neighbour {
 export function searchIndex(index: SearchRows, queries: Float32Array, o: SearchOpts = {}): Neighbour[][] {
   const dim = index.dim;
   const nq = queries.length / dim;
-  if (!Number.isInteger(nq)) throw new Error(`search: ${queries.length} query values are not a multiple of the index's dim ${dim}`);
+  if (!Number.isInteger(nq))
+    throw new Error(`search: ${queries.length} query values are not a multiple of the index's dim ${dim}`);
   const top = Math.max(1, Math.min(o.top ?? 10, index.count));
   const budget = o.chunkBytes ?? 256 * 2 ** 20;
   const rows = Math.max(top, Math.floor(budget / (4 * Math.max(dim, nq, 1))));
@@ -60,19 +61,25 @@ export function searchIndex(index: SearchRows, queries: Float32Array, o: SearchO
         }
         return [keep(vals.contiguous()), keep(idx.contiguous())];
       });
-      bestV?.dispose(); bestI?.dispose();
-      bestV = v!; bestI = i!;
+      bestV?.dispose();
+      bestI?.dispose();
+      bestV = v!;
+      bestI = i!;
       o.onProgress?.(Math.min(index.count, start + n), index.count);
     }
     if (!bestV || !bestI) return Array.from({ length: nq }, () => []);
     const vs = bestV.data() as Float32Array;
     const is = bestI.toArray();
     const k = bestV.shape[1]!;
-    return Array.from({ length: nq }, (_, r) => Array.from({ length: k }, (_, j) => {
-      const ix = is[r * k + j]!;
-      return { index: ix, path: index.paths[ix] ?? `#${ix}`, score: vs[r * k + j]! };
-    }));
+    return Array.from({ length: nq }, (_, r) =>
+      Array.from({ length: k }, (_, j) => {
+        const ix = is[r * k + j]!;
+        return { index: ix, path: index.paths[ix] ?? `#${ix}`, score: vs[r * k + j]! };
+      }),
+    );
   } finally {
-    q.dispose(); bestV?.dispose(); bestI?.dispose();
+    q.dispose();
+    bestV?.dispose();
+    bestI?.dispose();
   }
 }

@@ -4,7 +4,11 @@ import { basename, dirname, join } from 'node:path';
 
 /** A file that could not be written; `code` is the system error (ENOSPC, EDQUOT, EACCES, …). */
 export class FileWriteError extends Error {
-  constructor(readonly path: string, readonly code: string | undefined, cause: unknown) {
+  constructor(
+    readonly path: string,
+    readonly code: string | undefined,
+    cause: unknown,
+  ) {
     super(`cannot write ${path}: ${describe(code, cause)}`, { cause });
     this.name = 'FileWriteError';
   }
@@ -33,7 +37,11 @@ export function writeFileAtomic(path: string, write: (fd: number) => void): void
     renameSync(tmp, path);
   } catch (e) {
     if (fd !== null) {
-      try { closeSync(fd); } catch { /* already failing */ }
+      try {
+        closeSync(fd);
+      } catch {
+        /* already failing */
+      }
     }
     rmSync(tmp, { force: true });
     if (e instanceof FileWriteError) throw e;

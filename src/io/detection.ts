@@ -26,8 +26,10 @@ export function assertDetectionBackbone(sd: Map<string, Tensor>, format: string)
   if (!conv1) throw new Error(`--format ${format}: not a ResNet (no conv1.weight); only ResNet backbones transfer`);
   const [, , kh, kw] = conv1.shape;
   if (kh !== 7 || kw !== 7) {
-    throw new Error(`--format ${format}: conv1 is ${kh}×${kw} (a CIFAR stem), and ${format}'s ResNet stem is a ` +
-      '7×7 stride-2 conv with max pooling: these weights cannot load into it; pre-train with the ImageNet stem');
+    throw new Error(
+      `--format ${format}: conv1 is ${kh}×${kw} (a CIFAR stem), and ${format}'s ResNet stem is a ` +
+        '7×7 stride-2 conv with max pooling: these weights cannot load into it; pre-train with the ImageNet stem',
+    );
   }
 }
 

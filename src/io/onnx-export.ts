@@ -3,7 +3,16 @@
 // folded into the preceding convolution, and the graph optionally ends in the projection head (fc or MLP)
 // and L2 normalisation as MoCo's query encoder does.
 import { writeTextAtomic } from './atomic.js';
-import { encodeModel, OnnxAttrType, OnnxDataType, type OnnxAttribute, type OnnxDim, type OnnxModel, type OnnxNode, type OnnxTensor } from './onnx-proto.js';
+import {
+  encodeModel,
+  OnnxAttrType,
+  OnnxDataType,
+  type OnnxAttribute,
+  type OnnxDim,
+  type OnnxModel,
+  type OnnxNode,
+  type OnnxTensor,
+} from './onnx-proto.js';
 import { Tensor, tidy } from '../torch/index.js';
 
 export interface OnnxExportOptions {
@@ -67,7 +76,12 @@ class GraphBuilder {
     const f = t.dtype === 'float32' ? t.contiguous() : t.to('float32');
     const d = f.data() as Float32Array;
     f.dispose();
-    this.inits.push({ name, dims: t.shape, dataType: OnnxDataType.FLOAT, rawData: new Uint8Array(d.buffer, d.byteOffset, d.byteLength) });
+    this.inits.push({
+      name,
+      dims: t.shape,
+      dataType: OnnxDataType.FLOAT,
+      rawData: new Uint8Array(d.buffer, d.byteOffset, d.byteLength),
+    });
     return name;
   }
 
@@ -90,14 +104,27 @@ const int = (name: string, v: number): OnnxAttribute => ({ name, type: OnnxAttrT
 /**
  * Conv + BN folded: w' = w·γ/√(σ²+ε), b' = β − μ·γ/√(σ²+ε), computed in float64.
  */
-function convBn(g: GraphBuilder, sd: Map<string, Tensor>, x: string, conv: string, bn: string, stride: number, eps: number): string {
+function convBn(
+  g: GraphBuilder,
+  sd: Map<string, Tensor>,
+  x: string,
+  conv: string,
+  bn: string,
+  stride: number,
+  eps: number,
+): string {
   const [w, b] = tidy(() => {
     const w0 = get(sd, `${conv}.weight`).double();
-    const scale = get(sd, `${bn}.weight`).double().div(get(sd, `${bn}.running_var`).double().add(eps).sqrt());
+    const scale = get(sd, `${bn}.weight`)
+      .double()
+      .div(get(sd, `${bn}.running_var`).double().add(eps).sqrt());
     const w1 = w0.mul(scale.reshape(-1, 1, 1, 1)).float();
     const cb = sd.get(`${conv}.bias`);
     const mean = get(sd, `${bn}.running_mean`).double();
-    const b1 = get(sd, `${bn}.bias`).double().add((cb ? cb.double().sub(mean) : mean.neg()).mul(scale)).float();
+    const b1 = get(sd, `${bn}.bias`)
+      .double()
+      .add((cb ? cb.double().sub(mean) : mean.neg()).mul(scale))
+      .float();
     return [w1, b1];
   });
   const k = w.shape[2]!;
@@ -107,7 +134,11 @@ function convBn(g: GraphBuilder, sd: Map<string, Tensor>, x: string, conv: strin
   b.dispose();
   const pad = Math.floor(k / 2);
   return g.node('Conv', [x, `${conv}.weight`, `${conv}.bias`], conv, [
-    ints('kernel_shape', [k, k]), ints('strides', [stride, stride]), ints('pads', [pad, pad, pad, pad]), ints('dilations', [1, 1]), int('group', 1),
+    ints('kernel_shape', [k, k]),
+    ints('strides', [stride, stride]),
+    ints('pads', [pad, pad, pad, pad]),
+    ints('dilations', [1, 1]),
+    int('group', 1),
   ]);
 }
 
@@ -127,12 +158,18 @@ export function buildResNetOnnx(sd: Map<string, Tensor>, opts: OnnxExportOptions
   const eps = opts.bnEps ?? 1e-5;
   const opset = opts.opset ?? 17;
   if (opset < 13 || opset > 21) throw new Error(`ONNX export: opset ${opset} not supported (13…21)`);
-  if (opts.head && s.head === 'none') throw new Error('ONNX export: --head asked for, but the weights have no fc.* head');
+  if (opts.head && s.head === 'none')
+    throw new Error('ONNX export: --head asked for, but the weights have no fc.* head');
   if (group(sd) !== 1) throw new Error('ONNX export: grouped convolutions (ResNeXt) are not supported');
   const g = new GraphBuilder();
   let x = convBn(g, sd, 'input', 'conv1', 'bn1', s.cifarStem ? 1 : 2, eps);
   x = g.node('Relu', [x], 'relu');
-  if (!s.cifarStem) x = g.node('MaxPool', [x], 'maxpool', [ints('kernel_shape', [3, 3]), ints('strides', [2, 2]), ints('pads', [1, 1, 1, 1])]);
+  if (!s.cifarStem)
+    x = g.node('MaxPool', [x], 'maxpool', [
+      ints('kernel_shape', [3, 3]),
+      ints('strides', [2, 2]),
+      ints('pads', [1, 1, 1, 1]),
+    ]);
   for (let l = 1; l <= 4; l++) {
     for (let j = 0; j < s.layers[l - 1]!; j++) {
       const p = `layer${l}.${j}`;
@@ -147,7 +184,9 @@ export function buildResNetOnnx(sd: Map<string, Tensor>, opts: OnnxExportOptions
         y = g.node('Relu', [convBn(g, sd, y, `${p}.conv2`, `${p}.bn2`, stride, eps)], `${p}.relu2`);
         y = convBn(g, sd, y, `${p}.conv3`, `${p}.bn3`, 1, eps);
       }
-      const idn = sd.has(`${p}.downsample.0.weight`) ? convBn(g, sd, x, `${p}.downsample.0`, `${p}.downsample.1`, stride, eps) : x;
+      const idn = sd.has(`${p}.downsample.0.weight`)
+        ? convBn(g, sd, x, `${p}.downsample.0`, `${p}.downsample.1`, stride, eps)
+        : x;
       x = g.node('Relu', [g.node('Add', [y, idn], `${p}.add`)], `${p}.relu`);
     }
   }
@@ -176,8 +215,14 @@ export function buildResNetOnnx(sd: Map<string, Tensor>, opts: OnnxExportOptions
   }
   const outName = opts.head ? 'embedding' : 'features';
   g.nodes.push({ opType: 'Identity', input: [x], output: [outName], name: 'output', attribute: [] });
-  const batch: OnnxDim = opts.dynamicBatch ?? true ? { dimParam: 'batch' } : { dimValue: opts.batchSize ?? 1 };
-  const meta = { arch: `resnet(${s.block}, [${s.layers.join(',')}])`, stem: s.cifarStem ? 'cifar' : 'imagenet', head: opts.head ? s.head : 'none', normalized: String(opts.normalize ?? true), ...opts.metadata };
+  const batch: OnnxDim = (opts.dynamicBatch ?? true) ? { dimParam: 'batch' } : { dimValue: opts.batchSize ?? 1 };
+  const meta = {
+    arch: `resnet(${s.block}, [${s.layers.join(',')}])`,
+    stem: s.cifarStem ? 'cifar' : 'imagenet',
+    head: opts.head ? s.head : 'none',
+    normalized: String(opts.normalize ?? true),
+    ...opts.metadata,
+  };
   return {
     irVersion: opset >= 19 ? 9 : 8,
     opsetImport: [{ domain: '', version: opset }],
@@ -189,8 +234,23 @@ export function buildResNetOnnx(sd: Map<string, Tensor>, opts: OnnxExportOptions
       name: 'moco_resnet',
       node: g.nodes,
       initializer: g.inits,
-      input: [{ name: 'input', type: { tensorType: { elemType: OnnxDataType.FLOAT, shape: { dim: [batch, { dimValue: 3 }, { dimParam: 'height' }, { dimParam: 'width' }] } } } }],
-      output: [{ name: outName, type: { tensorType: { elemType: OnnxDataType.FLOAT, shape: { dim: [batch, { dimValue: outDim }] } } } }],
+      input: [
+        {
+          name: 'input',
+          type: {
+            tensorType: {
+              elemType: OnnxDataType.FLOAT,
+              shape: { dim: [batch, { dimValue: 3 }, { dimParam: 'height' }, { dimParam: 'width' }] },
+            },
+          },
+        },
+      ],
+      output: [
+        {
+          name: outName,
+          type: { tensorType: { elemType: OnnxDataType.FLOAT, shape: { dim: [batch, { dimValue: outDim }] } } },
+        },
+      ],
     },
   };
 }

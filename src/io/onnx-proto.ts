@@ -66,7 +66,13 @@ const descriptor = {
             rawData: { type: 'bytes', id: 9 },
           },
         },
-        ValueInfoProto: { fields: { name: { type: 'string', id: 1 }, type: { type: 'TypeProto', id: 2 }, docString: { type: 'string', id: 3 } } },
+        ValueInfoProto: {
+          fields: {
+            name: { type: 'string', id: 1 },
+            type: { type: 'TypeProto', id: 2 },
+            docString: { type: 'string', id: 3 },
+          },
+        },
         TypeProto: {
           fields: { tensorType: { type: 'TypeProtoTensor', id: 1 } },
         },
@@ -79,17 +85,59 @@ const descriptor = {
 };
 
 /** ONNX element type codes (TensorProto.DataType). */
-export const OnnxDataType = { FLOAT: 1, UINT8: 2, INT8: 3, INT32: 6, INT64: 7, BOOL: 9, FLOAT16: 10, DOUBLE: 11 } as const;
+export const OnnxDataType = {
+  FLOAT: 1,
+  UINT8: 2,
+  INT8: 3,
+  INT32: 6,
+  INT64: 7,
+  BOOL: 9,
+  FLOAT16: 10,
+  DOUBLE: 11,
+} as const;
 /** AttributeProto.AttributeType codes. */
 export const OnnxAttrType = { FLOAT: 1, INT: 2, STRING: 3, TENSOR: 4, FLOATS: 6, INTS: 7 } as const;
 
-export interface OnnxTensor { name: string; dims: number[]; dataType: number; rawData?: Uint8Array; int64Data?: number[]; floatData?: number[] }
-export interface OnnxAttribute { name: string; type: number; f?: number; i?: number; s?: Uint8Array; ints?: number[]; floats?: number[]; t?: OnnxTensor }
-export interface OnnxNode { input: string[]; output: string[]; name: string; opType: string; domain?: string; attribute: OnnxAttribute[] }
+export interface OnnxTensor {
+  name: string;
+  dims: number[];
+  dataType: number;
+  rawData?: Uint8Array;
+  int64Data?: number[];
+  floatData?: number[];
+}
+export interface OnnxAttribute {
+  name: string;
+  type: number;
+  f?: number;
+  i?: number;
+  s?: Uint8Array;
+  ints?: number[];
+  floats?: number[];
+  t?: OnnxTensor;
+}
+export interface OnnxNode {
+  input: string[];
+  output: string[];
+  name: string;
+  opType: string;
+  domain?: string;
+  attribute: OnnxAttribute[];
+}
 /** A dimension: a fixed size or a symbolic name (dynamic axis). */
 export type OnnxDim = { dimValue: number } | { dimParam: string };
-export interface OnnxValueInfo { name: string; type: { tensorType: { elemType: number; shape: { dim: OnnxDim[] } } } }
-export interface OnnxGraph { name: string; node: OnnxNode[]; initializer: OnnxTensor[]; input: OnnxValueInfo[]; output: OnnxValueInfo[]; docString?: string }
+export interface OnnxValueInfo {
+  name: string;
+  type: { tensorType: { elemType: number; shape: { dim: OnnxDim[] } } };
+}
+export interface OnnxGraph {
+  name: string;
+  node: OnnxNode[];
+  initializer: OnnxTensor[];
+  input: OnnxValueInfo[];
+  output: OnnxValueInfo[];
+  docString?: string;
+}
 export interface OnnxModel {
   irVersion: number;
   opsetImport: { domain: string; version: number }[];

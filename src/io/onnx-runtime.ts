@@ -41,20 +41,35 @@ export async function loadOrt(): Promise<{ ort: Ort; backend: OrtBackend }> {
 }
 
 /** Opens a session in this process. */
-export async function openSession(path: string, threads?: number): Promise<{ ort: Ort; session: Session; backend: OrtBackend }> {
+export async function openSession(
+  path: string,
+  threads?: number,
+): Promise<{ ort: Ort; session: Session; backend: OrtBackend }> {
   const { ort, backend } = await loadOrt();
   if (backend === 'onnxruntime-web') {
     if (threads) ort.env.wasm.numThreads = threads;
     // onnxruntime-web takes the model's bytes (a string would be fetched as a URL).
-    return { ort, backend, session: await ort.InferenceSession.create(new Uint8Array(readFileSync(path)), { graphOptimizationLevel: 'all' }) };
+    return {
+      ort,
+      backend,
+      session: await ort.InferenceSession.create(new Uint8Array(readFileSync(path)), { graphOptimizationLevel: 'all' }),
+    };
   }
   // onnxruntime rejects an explicit undefined: leave the key out for its default.
-  const session = await ort.InferenceSession.create(path, { graphOptimizationLevel: 'all', ...(threads ? { intraOpNumThreads: threads } : {}) });
+  const session = await ort.InferenceSession.create(path, {
+    graphOptimizationLevel: 'all',
+    ...(threads ? { intraOpNumThreads: threads } : {}),
+  });
   return { ort, session, backend };
 }
 
 /** Runs a single-input model on float32 `data` of `dims`; returns every output. */
-export async function runSession(ort: Ort, session: Session, data: Float32Array, dims: number[]): Promise<Record<string, OnnxOutput>> {
+export async function runSession(
+  ort: Ort,
+  session: Session,
+  data: Float32Array,
+  dims: number[],
+): Promise<Record<string, OnnxOutput>> {
   const input = session.inputNames[0]!;
   const r = await session.run({ [input]: new ort.Tensor('float32', data, dims) });
   const out: Record<string, OnnxOutput> = {};
@@ -66,12 +81,21 @@ export async function runSession(ort: Ort, session: Session, data: Float32Array,
   return out;
 }
 
-interface Reply { id: number; ok: boolean; outputs?: Record<string, OnnxOutput>; backend?: OrtBackend; error?: string }
+interface Reply {
+  id: number;
+  ok: boolean;
+  outputs?: Record<string, OnnxOutput>;
+  backend?: OrtBackend;
+  error?: string;
+}
 
 /** A model ready to run, in this process or a child process. */
 export class OnnxRunner {
   private next = 0;
-  private readonly pending = new Map<number, { resolve: (o: Record<string, OnnxOutput>) => void; reject: (e: Error) => void }>();
+  private readonly pending = new Map<
+    number,
+    { resolve: (o: Record<string, OnnxOutput>) => void; reject: (e: Error) => void }
+  >();
   /** The onnxruntime that runs the model. */
   backend: OrtBackend = 'onnxruntime-node';
 
@@ -98,7 +122,10 @@ export class OnnxRunner {
   static async open(path: string, opts: OnnxRunnerOptions = {}): Promise<OnnxRunner> {
     if (!opts.isolate) return new OnnxRunner(await openSession(path, opts.threads), null);
     const worker = fileURLToPath(new URL('./onnx-worker.js', import.meta.url));
-    const child = fork(worker, [path, String(opts.threads ?? 0)], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const child = fork(worker, [path, String(opts.threads ?? 0)], {
+      serialization: 'advanced',
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
     const r = new OnnxRunner(null, child);
     await r.call(new Float32Array(0), []); // waits for the session (an empty request only opens it)
     return r;

@@ -10,7 +10,11 @@ import type { DType } from '../torch/dtype.js';
 
 /** A numpy array to pickle: little-endian row-major `data` of `dtype`, `shape` ([] for a 0-d array). */
 export class NdArray {
-  constructor(readonly dtype: DType, readonly shape: readonly number[], readonly data: Uint8Array) {
+  constructor(
+    readonly dtype: DType,
+    readonly shape: readonly number[],
+    readonly data: Uint8Array,
+  ) {
     const n = shape.reduce((a, b) => a * b, 1);
     if (data.byteLength !== n * NUMPY_DTYPE[dtype].size) {
       throw new Error(`NdArray: ${data.byteLength} bytes for ${dtype} of shape [${shape.join(', ')}]`);
@@ -19,27 +23,52 @@ export class NdArray {
 }
 
 /** What {@link pickleDumps} writes: dict (plain object or Map with string keys), str, bool, int, None, ndarray. */
-export type PickleValue = null | boolean | number | string | NdArray | Map<string, PickleValue>
-  | { [key: string]: PickleValue };
+export type PickleValue =
+  null | boolean | number | string | NdArray | Map<string, PickleValue> | { [key: string]: PickleValue };
 
 // numpy's dtype code and item size per tensor dtype; bfloat16 has no numpy dtype.
 const NUMPY_DTYPE: Record<DType, { code: string; size: number }> = {
-  float32: { code: 'f4', size: 4 }, float64: { code: 'f8', size: 8 }, float16: { code: 'f2', size: 2 },
-  bfloat16: { code: '', size: 2 }, int64: { code: 'i8', size: 8 }, int32: { code: 'i4', size: 4 },
-  int16: { code: 'i2', size: 2 }, int8: { code: 'i1', size: 1 }, uint8: { code: 'u1', size: 1 },
+  float32: { code: 'f4', size: 4 },
+  float64: { code: 'f8', size: 8 },
+  float16: { code: 'f2', size: 2 },
+  bfloat16: { code: '', size: 2 },
+  int64: { code: 'i8', size: 8 },
+  int32: { code: 'i4', size: 4 },
+  int16: { code: 'i2', size: 2 },
+  int8: { code: 'i1', size: 1 },
+  uint8: { code: 'u1', size: 1 },
   bool: { code: 'b1', size: 1 },
 };
 
 const OP = {
-  PROTO: 0x80, STOP: 0x2e, MARK: 0x28, NONE: 0x4e, TRUE: 0x88, FALSE: 0x89, BININT1: 0x4b, BININT: 0x4a,
-  BINUNICODE: 0x58, BINBYTES: 0x42, GLOBAL: 0x63, EMPTY_TUPLE: 0x29, TUPLE: 0x74, TUPLE1: 0x85, TUPLE2: 0x86,
-  TUPLE3: 0x87, REDUCE: 0x52, BUILD: 0x62, EMPTY_DICT: 0x7d, SETITEMS: 0x75,
+  PROTO: 0x80,
+  STOP: 0x2e,
+  MARK: 0x28,
+  NONE: 0x4e,
+  TRUE: 0x88,
+  FALSE: 0x89,
+  BININT1: 0x4b,
+  BININT: 0x4a,
+  BINUNICODE: 0x58,
+  BINBYTES: 0x42,
+  GLOBAL: 0x63,
+  EMPTY_TUPLE: 0x29,
+  TUPLE: 0x74,
+  TUPLE1: 0x85,
+  TUPLE2: 0x86,
+  TUPLE3: 0x87,
+  REDUCE: 0x52,
+  BUILD: 0x62,
+  EMPTY_DICT: 0x7d,
+  SETITEMS: 0x75,
 } as const;
 
 /** `pickle.dumps(value, protocol=3)` for {@link PickleValue}s, without a memo (nothing is shared). */
 export function pickleDumps(value: PickleValue): Buffer {
   const chunks: Buffer[] = [];
-  const op = (...b: number[]): void => { chunks.push(Buffer.from(b)); };
+  const op = (...b: number[]): void => {
+    chunks.push(Buffer.from(b));
+  };
   const u32 = (code: number, n: number, body?: Uint8Array): void => {
     const h = Buffer.alloc(5);
     h[0] = code;
@@ -50,13 +79,30 @@ export function pickleDumps(value: PickleValue): Buffer {
   const int = (v: number): void => {
     if (!Number.isSafeInteger(v) || v < -0x80000000 || v > 0x7fffffff) throw new Error(`pickle: int ${v} out of range`);
     if (v >= 0 && v < 256) op(OP.BININT1, v);
-    else { const b = Buffer.alloc(5); b[0] = OP.BININT; b.writeInt32LE(v, 1); chunks.push(b); }
+    else {
+      const b = Buffer.alloc(5);
+      b[0] = OP.BININT;
+      b.writeInt32LE(v, 1);
+      chunks.push(b);
+    }
   };
-  const str = (s: string): void => { const b = Buffer.from(s, 'utf8'); u32(OP.BINUNICODE, b.length, b); };
-  const global = (module: string, name: string): void => { chunks.push(Buffer.from(`c${module}\n${name}\n`, 'utf8')); };
+  const str = (s: string): void => {
+    const b = Buffer.from(s, 'utf8');
+    u32(OP.BINUNICODE, b.length, b);
+  };
+  const global = (module: string, name: string): void => {
+    chunks.push(Buffer.from(`c${module}\n${name}\n`, 'utf8'));
+  };
   const tuple = (items: (() => void)[]): void => {
-    if (items.length === 0) { op(OP.EMPTY_TUPLE); return; }
-    if (items.length <= 3) { for (const f of items) f(); op(OP.TUPLE1 + items.length - 1); return; }
+    if (items.length === 0) {
+      op(OP.EMPTY_TUPLE);
+      return;
+    }
+    if (items.length <= 3) {
+      for (const f of items) f();
+      op(OP.TUPLE1 + items.length - 1);
+      return;
+    }
     op(OP.MARK);
     for (const f of items) f();
     op(OP.TUPLE);
@@ -76,8 +122,16 @@ export function pickleDumps(value: PickleValue): Buffer {
         tuple([() => str(code), () => op(OP.FALSE), () => op(OP.TRUE)]);
         op(OP.REDUCE);
         // (version, byte order, subdtypes, names, fields, itemsize, alignment, flags): a plain scalar type.
-        tuple([() => int(3), () => str(size === 1 ? '|' : '<'), () => op(OP.NONE), () => op(OP.NONE),
-          () => op(OP.NONE), () => int(-1), () => int(-1), () => int(0)]);
+        tuple([
+          () => int(3),
+          () => str(size === 1 ? '|' : '<'),
+          () => op(OP.NONE),
+          () => op(OP.NONE),
+          () => op(OP.NONE),
+          () => int(-1),
+          () => int(-1),
+          () => int(0),
+        ]);
         op(OP.BUILD);
       },
       () => op(OP.FALSE), // not Fortran order
@@ -90,7 +144,10 @@ export function pickleDumps(value: PickleValue): Buffer {
     // SETITEMS in batches of 1000, as Python writes them.
     for (let i = 0; i < entries.length; i += 1000) {
       op(OP.MARK);
-      for (const [k, v] of entries.slice(i, i + 1000)) { str(k); any(v); }
+      for (const [k, v] of entries.slice(i, i + 1000)) {
+        str(k);
+        any(v);
+      }
       op(OP.SETITEMS);
     }
   };

@@ -14,7 +14,8 @@ import { loadTorch, PickleObject, type PyValue } from './torch-pickle.js';
 export type CheckpointHead = 'none' | 'fc' | 'mlp';
 
 /** Where the weights came from, as recognised by their key names. */
-export type WeightsLayout = 'moco-official' | 'moco-encoder' | 'mocov3-official' | 'mocov3-encoder' | 'data-parallel' | 'torchvision';
+export type WeightsLayout =
+  'moco-official' | 'moco-encoder' | 'mocov3-official' | 'mocov3-encoder' | 'data-parallel' | 'torchvision';
 
 export interface ImportedWeights {
   /** What the backbone is: a ResNet (`conv1.weight`…) or a Vision Transformer (`patch_embed.proj.weight`…). */
@@ -48,12 +49,16 @@ export function findStateDict(root: PyValue): { tensors: Map<string, Tensor>; me
   const meta: Record<string, string | number> = {};
   let dict: Map<PyValue, PyValue> | null = null;
   if (root instanceof Map) {
-    for (const [k, v] of root) if (typeof k === 'string' && (typeof v === 'string' || typeof v === 'number')) meta[k] = v;
+    for (const [k, v] of root)
+      if (typeof k === 'string' && (typeof v === 'string' || typeof v === 'number')) meta[k] = v;
     if ([...root.values()].some((v) => v instanceof Tensor)) dict = root;
     else {
       for (const key of ['state_dict', 'model', 'net', 'module', 'model_state_dict']) {
         const v = root.get(key);
-        if (v instanceof Map) { dict = v; break; }
+        if (v instanceof Map) {
+          dict = v;
+          break;
+        }
       }
     }
   } else if (root instanceof PickleObject && root.state instanceof Map) {
@@ -70,7 +75,10 @@ export function findStateDict(root: PyValue): { tensors: Map<string, Tensor>; me
  * Splits a state dict into backbone and head under torchvision (ResNet) or timm (ViT) names. Tensors not returned (key encoder,
  * queue, other prefixes) are disposed and listed in `ignored`. The input Map is not modified.
  */
-export function importStateDict(tensors: Map<string, Tensor>, meta: Record<string, string | number> = {}): ImportedWeights {
+export function importStateDict(
+  tensors: Map<string, Tensor>,
+  meta: Record<string, string | number> = {},
+): ImportedWeights {
   let prefix = '';
   let layout: WeightsLayout = 'torchvision';
   for (const [p, l] of PREFIXES) {
@@ -87,23 +95,37 @@ export function importStateDict(tensors: Map<string, Tensor>, meta: Record<strin
   const ignored: string[] = [];
   for (const [k, t] of tensors) {
     // Optimiser state saved beside the weights (our lincls and pre-training checkpoints) is never a weight.
-    if (!k.startsWith(prefix) || (prefix === 'module.' && k.startsWith('module.encoder_')) || k.startsWith('optimizer.')) {
+    if (
+      !k.startsWith(prefix) ||
+      (prefix === 'module.' && k.startsWith('module.encoder_')) ||
+      k.startsWith('optimizer.')
+    ) {
       ignored.push(k);
       t.dispose();
       continue;
     }
     const name = k.slice(prefix.length);
     // v3's projector (Linear, BN1d, ReLU, …, BN1d) is not a head we rebuild: its features are the backbone's.
-    if (name.startsWith(headPrefix) && layout.startsWith('mocov3-')) { ignored.push(k); t.dispose(); continue; }
+    if (name.startsWith(headPrefix) && layout.startsWith('mocov3-')) {
+      ignored.push(k);
+      t.dispose();
+      continue;
+    }
     if (name.startsWith(headPrefix)) head.set(name, t);
     else backbone.set(name, t);
   }
-  const headKind: CheckpointHead = head.has(`${headPrefix}0.weight`) ? 'mlp' : head.has(`${headPrefix}weight`) ? 'fc' : 'none';
+  const headKind: CheckpointHead = head.has(`${headPrefix}0.weight`)
+    ? 'mlp'
+    : head.has(`${headPrefix}weight`)
+      ? 'fc'
+      : 'none';
   if (family === 'resnet' && !backbone.has('conv1.weight')) {
     for (const t of backbone.values()) t.dispose();
     for (const t of head.values()) t.dispose();
     const sample = [...tensors.keys()].slice(0, 5).join(', ');
-    throw new Error(`not a ResNet or Vision Transformer state dict: no conv1.weight or patch_embed.proj.weight after stripping '${prefix}' (keys: ${sample}, …)`);
+    throw new Error(
+      `not a ResNet or Vision Transformer state dict: no conv1.weight or patch_embed.proj.weight after stripping '${prefix}' (keys: ${sample}, …)`,
+    );
   }
   return { family, backbone, head, headKind, layout, prefix, ignored, meta };
 }
@@ -128,7 +150,10 @@ export function loadPretrained(path: string): ImportedWeights {
 function disposeOthers(v: PyValue, keep: Set<Tensor>, seen = new Set<object>()): void {
   if (v === null || typeof v !== 'object' || seen.has(v)) return;
   seen.add(v);
-  if (v instanceof Tensor) { if (!keep.has(v)) v.dispose(); return; }
+  if (v instanceof Tensor) {
+    if (!keep.has(v)) v.dispose();
+    return;
+  }
   if (Array.isArray(v)) for (const x of v) disposeOthers(x, keep, seen);
   else if (v instanceof Map) for (const x of v.values()) disposeOthers(x, keep, seen);
   else if (v instanceof Set) for (const x of v) disposeOthers(x, keep, seen);

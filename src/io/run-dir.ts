@@ -6,7 +6,10 @@ const CHECKPOINT_FILE = /^checkpoint.*\.(safetensors|pth\.tar|pth)$/;
 
 /** The checkpoint files of a run directory, newest first: the one `last` names, then the others by name, descending. */
 export function checkpointCandidates(dir: string): string[] {
-  const names = readdirSync(dir).filter((f) => CHECKPOINT_FILE.test(f)).sort().reverse();
+  const names = readdirSync(dir)
+    .filter((f) => CHECKPOINT_FILE.test(f))
+    .sort()
+    .reverse();
   const lastFile = join(dir, 'last');
   const pointed = existsSync(lastFile) ? readFileSync(lastFile, 'utf8').trim() : '';
   const ordered = pointed && names.includes(pointed) ? [pointed, ...names.filter((n) => n !== pointed)] : names;
@@ -23,11 +26,16 @@ export interface LoadedFrom<T> {
  * checkpoint, falling back — with a warning that names both files — to the newest one that loads when that one
  * is damaged (truncated, bit rot, an old format). When none loads, the error names every file and why.
  */
-export function loadCheckpointFrom<T>(path: string, load: (file: string) => T, warn: (message: string) => void = defaultWarn): LoadedFrom<T> {
+export function loadCheckpointFrom<T>(
+  path: string,
+  load: (file: string) => T,
+  warn: (message: string) => void = defaultWarn,
+): LoadedFrom<T> {
   if (!existsSync(path)) throw new Error(`checkpoint '${path}' not found`);
   if (!statSync(path).isDirectory()) return { file: path, value: load(path) };
   const files = checkpointCandidates(path);
-  if (!files.length) throw new Error(`${path}: a run directory needs checkpoint_*.safetensors (or .pth.tar) files; none found`);
+  if (!files.length)
+    throw new Error(`${path}: a run directory needs checkpoint_*.safetensors (or .pth.tar) files; none found`);
   const failures: string[] = [];
   for (const file of files) {
     try {

@@ -11,7 +11,16 @@ import { writeAll, writeFileAtomic } from './atomic.js';
 const CHUNK_BYTES = 8 * 2 ** 20;
 
 const TO_ST: Record<DType, string> = {
-  float32: 'F32', float64: 'F64', float16: 'F16', bfloat16: 'BF16', int64: 'I64', int32: 'I32', int16: 'I16', int8: 'I8', uint8: 'U8', bool: 'BOOL',
+  float32: 'F32',
+  float64: 'F64',
+  float16: 'F16',
+  bfloat16: 'BF16',
+  int64: 'I64',
+  int32: 'I32',
+  int16: 'I16',
+  int8: 'I8',
+  uint8: 'U8',
+  bool: 'BOOL',
 };
 const FROM_ST = new Map<string, DType>(Object.entries(TO_ST).map(([k, v]) => [v, k as DType]));
 
@@ -39,7 +48,11 @@ export interface SafetensorsFile {
  * of the tensor bytes under {@link CHECKSUM_KEY}. One tensor's bytes are held at a time: the checksum goes into
  * a placeholder of its own length at the head of the header once the data are written.
  */
-export function saveSafetensors(path: string, tensors: Map<string, Tensor> | Record<string, Tensor>, metadata: Record<string, string> = {}): void {
+export function saveSafetensors(
+  path: string,
+  tensors: Map<string, Tensor> | Record<string, Tensor>,
+  metadata: Record<string, string> = {},
+): void {
   const entries = tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors);
   const { [CHECKSUM_KEY]: _stale, ...rest } = metadata;
   // Written out by hand so that the checksum is the header's first value, at a known byte offset.
@@ -48,7 +61,8 @@ export function saveSafetensors(path: string, tensors: Map<string, Tensor> | Rec
   const parts = [`${prefix}${'0'.repeat(64)}"${meta === '{}' ? '}' : `,${meta.slice(1)}`}`];
   let offset = 0;
   for (const [name, t] of entries) {
-    if (name === '__metadata__') throw new Error(`${path}: a tensor cannot be named __metadata__ in a safetensors file`);
+    if (name === '__metadata__')
+      throw new Error(`${path}: a tensor cannot be named __metadata__ in a safetensors file`);
     const n = t.numel() * elementSize(t.dtype);
     const entry: HeaderEntry = { dtype: TO_ST[t.dtype], shape: t.shape, data_offsets: [offset, offset + n] };
     parts.push(`${JSON.stringify(name)}:${JSON.stringify(entry)}`);
@@ -83,7 +97,8 @@ export function saveSafetensors(path: string, tensors: Map<string, Tensor> | Rec
       });
     }
     const hex = Buffer.from(hash.digest('hex'));
-    if (writeSync(fd, hex, 0, hex.length, checksumAt) !== hex.length) throw new Error(`${path}: short write of the checksum`);
+    if (writeSync(fd, hex, 0, hex.length, checksumAt) !== hex.length)
+      throw new Error(`${path}: short write of the checksum`);
   });
 }
 
@@ -105,7 +120,8 @@ export function loadSafetensors(path: string): SafetensorsFile {
     const size = fstatSync(fd).size;
     if (size < 8) throw new Error(`${path}: not a safetensors file (${size} bytes)`);
     const hlen = Number(readExact(fd, 8, 0, path).readBigUInt64LE());
-    if (hlen > size - 8 || hlen > 100_000_000) throw new Error(`${path}: not a safetensors file (header length ${hlen} exceeds the file)`);
+    if (hlen > size - 8 || hlen > 100_000_000)
+      throw new Error(`${path}: not a safetensors file (header length ${hlen} exceeds the file)`);
     let header: Record<string, unknown>;
     try {
       header = JSON.parse(readExact(fd, hlen, 8, path).toString('utf8')) as Record<string, unknown>;
@@ -121,11 +137,14 @@ export function loadSafetensors(path: string): SafetensorsFile {
     entries.sort((x, y) => (x[1].data_offsets?.[0] ?? 0) - (y[1].data_offsets?.[0] ?? 0));
     for (const [name, e] of entries) {
       const dt = FROM_ST.get(e.dtype);
-      if (!dt) throw new Error(`${path}: tensor '${name}' has dtype ${e.dtype}; supported: ${[...FROM_ST.keys()].join(', ')}`);
+      if (!dt)
+        throw new Error(`${path}: tensor '${name}' has dtype ${e.dtype}; supported: ${[...FROM_ST.keys()].join(', ')}`);
       const [b, en] = e.data_offsets;
       const numel = e.shape.reduce((a, x) => a * x, 1);
       if (en - b !== numel * elementSize(dt) || base + en > size) {
-        throw new Error(`${path}: tensor '${name}' offsets [${b}, ${en}] do not fit its shape [${e.shape}] ${e.dtype} or the file size`);
+        throw new Error(
+          `${path}: tensor '${name}' offsets [${b}, ${en}] do not fit its shape [${e.shape}] ${e.dtype} or the file size`,
+        );
       }
       const bytes = readExact(fd, en - b, base + b, path);
       hash?.update(bytes);
@@ -133,7 +152,9 @@ export function loadSafetensors(path: string): SafetensorsFile {
     }
     if (hash && hash.digest('hex') !== metadata[CHECKSUM_KEY]) {
       for (const t of tensors.values()) t.dispose();
-      throw new Error(`${path}: damaged: the tensor bytes do not match the SHA-256 recorded when the file was written (bit rot or a bad copy)`);
+      throw new Error(
+        `${path}: damaged: the tensor bytes do not match the SHA-256 recorded when the file was written (bit rot or a bad copy)`,
+      );
     }
     const { [CHECKSUM_KEY]: _sum, ...userMetadata } = metadata;
     return { tensors, metadata: userMetadata };

@@ -24,7 +24,13 @@ const descriptor = {
             sessionLog: { type: 'SessionLog', id: 7 },
           },
         },
-        SessionLog: { fields: { status: { type: 'int32', id: 1 }, checkpointPath: { type: 'string', id: 2 }, msg: { type: 'string', id: 3 } } },
+        SessionLog: {
+          fields: {
+            status: { type: 'int32', id: 1 },
+            checkpointPath: { type: 'string', id: 2 },
+            msg: { type: 'string', id: 3 },
+          },
+        },
         Summary: { fields: { value: { rule: 'repeated', type: 'SummaryValue', id: 1 } } },
         SummaryValue: {
           oneofs: { value: { oneof: ['simpleValue', 'image', 'histo', 'tensor'] } },
@@ -38,20 +44,38 @@ const descriptor = {
           },
         },
         SummaryImage: {
-          fields: { height: { type: 'int32', id: 1 }, width: { type: 'int32', id: 2 }, colorspace: { type: 'int32', id: 3 }, encodedImageString: { type: 'bytes', id: 4 } },
+          fields: {
+            height: { type: 'int32', id: 1 },
+            width: { type: 'int32', id: 2 },
+            colorspace: { type: 'int32', id: 3 },
+            encodedImageString: { type: 'bytes', id: 4 },
+          },
         },
         HistogramProto: {
           fields: {
-            min: { type: 'double', id: 1 }, max: { type: 'double', id: 2 }, num: { type: 'double', id: 3 }, sum: { type: 'double', id: 4 },
+            min: { type: 'double', id: 1 },
+            max: { type: 'double', id: 2 },
+            num: { type: 'double', id: 3 },
+            sum: { type: 'double', id: 4 },
             sumSquares: { type: 'double', id: 5 },
             bucketLimit: { rule: 'repeated', type: 'double', id: 6, options: { packed: true } },
             bucket: { rule: 'repeated', type: 'double', id: 7, options: { packed: true } },
           },
         },
-        SummaryMetadata: { fields: { pluginData: { type: 'PluginData', id: 1 }, displayName: { type: 'string', id: 2 }, summaryDescription: { type: 'string', id: 3 } } },
+        SummaryMetadata: {
+          fields: {
+            pluginData: { type: 'PluginData', id: 1 },
+            displayName: { type: 'string', id: 2 },
+            summaryDescription: { type: 'string', id: 3 },
+          },
+        },
         PluginData: { fields: { pluginName: { type: 'string', id: 1 }, content: { type: 'bytes', id: 2 } } },
         TensorProto: {
-          fields: { dtype: { type: 'int32', id: 1 }, tensorShape: { type: 'TensorShapeProto', id: 2 }, stringVal: { rule: 'repeated', type: 'bytes', id: 8 } },
+          fields: {
+            dtype: { type: 'int32', id: 1 },
+            tensorShape: { type: 'TensorShapeProto', id: 2 },
+            stringVal: { rule: 'repeated', type: 'bytes', id: 8 },
+          },
         },
         TensorShapeProto: { fields: { dim: { rule: 'repeated', type: 'TensorShapeDim', id: 2 } } },
         TensorShapeDim: { fields: { size: { type: 'int64', id: 1 }, name: { type: 'string', id: 2 } } },
@@ -96,7 +120,10 @@ export interface Histogram {
 
 /** A histogram of plain numbers (equal-width buckets; one bucket when all values are equal). */
 export function histogramOf(values: ArrayLike<number>, bins = 30): Histogram {
-  let min = Infinity, max = -Infinity, sum = 0, sumSquares = 0;
+  let min = Infinity,
+    max = -Infinity,
+    sum = 0,
+    sumSquares = 0;
   for (let i = 0; i < values.length; i++) {
     const x = values[i]!;
     if (x < min) min = x;
@@ -134,7 +161,10 @@ export class EventWriter {
   constructor(dir: string, o: EventWriterOpts = {}) {
     const wall = o.wallTime ?? Date.now() / 1000;
     const host = hostname().replace(/[^A-Za-z0-9_.-]/g, '_') || 'localhost';
-    this.path = join(dir, `events.out.tfevents.${String(Math.floor(wall)).padStart(10, '0')}.${host}.${process.pid}.${fileCounter++}`);
+    this.path = join(
+      dir,
+      `events.out.tfevents.${String(Math.floor(wall)).padStart(10, '0')}.${host}.${process.pid}.${fileCounter++}`,
+    );
     try {
       this.fd = openSync(this.path, 'wx');
     } catch (e) {

@@ -22,28 +22,118 @@ export interface TorchLoadOptions {
 
 /** The storage classes torch pickles name (`torch.FloatStorage`…), by element type. */
 export const STORAGE_DTYPES: Readonly<Record<string, DType>> = {
-  FloatStorage: 'float32', DoubleStorage: 'float64', HalfStorage: 'float16', BFloat16Storage: 'bfloat16',
-  LongStorage: 'int64', IntStorage: 'int32', ShortStorage: 'int16', CharStorage: 'int8', ByteStorage: 'uint8',
-  BoolStorage: 'bool', UntypedStorage: 'uint8',
+  FloatStorage: 'float32',
+  DoubleStorage: 'float64',
+  HalfStorage: 'float16',
+  BFloat16Storage: 'bfloat16',
+  LongStorage: 'int64',
+  IntStorage: 'int32',
+  ShortStorage: 'int16',
+  CharStorage: 'int8',
+  ByteStorage: 'uint8',
+  BoolStorage: 'bool',
+  UntypedStorage: 'uint8',
 };
 
 const TORCH_DTYPES: Readonly<Record<string, DType>> = {
-  float32: 'float32', float: 'float32', float64: 'float64', double: 'float64', float16: 'float16', half: 'float16',
-  bfloat16: 'bfloat16', int64: 'int64', long: 'int64', int32: 'int32', int: 'int32', int16: 'int16', short: 'int16',
-  int8: 'int8', uint8: 'uint8', bool: 'bool',
+  float32: 'float32',
+  float: 'float32',
+  float64: 'float64',
+  double: 'float64',
+  float16: 'float16',
+  half: 'float16',
+  bfloat16: 'bfloat16',
+  int64: 'int64',
+  long: 'int64',
+  int32: 'int32',
+  int: 'int32',
+  int16: 'int16',
+  short: 'int16',
+  int8: 'int8',
+  uint8: 'uint8',
+  bool: 'bool',
 };
 
 // Modules whose names in a pickle can only mean "run code": refused even when not strict.
 const DENIED_MODULES = new Set([
-  'os', 'posix', 'nt', 'posixpath', 'ntpath', 'subprocess', 'sys', 'shutil', 'socket', 'importlib', 'runpy', 'pickle',
-  '_pickle', 'marshal', 'ctypes', 'webbrowser', 'pty', 'platform', 'multiprocessing', 'asyncio', 'code', 'codeop',
-  'timeit', 'pdb', 'bdb', 'trace', 'signal', 'tempfile', 'pathlib', 'io', '_io', 'operator', 'functools', 'types',
-  'inspect', 'commands', 'popen2', 'urllib', 'http', 'ftplib', 'smtplib', 'telnetlib', 'builtins', '__builtin__',
-  'torch.hub', 'torch.jit', 'torch.package', 'torch.ops', 'torch._ops', 'numpy.testing', 'numpy.f2py', 'numpy.distutils',
+  'os',
+  'posix',
+  'nt',
+  'posixpath',
+  'ntpath',
+  'subprocess',
+  'sys',
+  'shutil',
+  'socket',
+  'importlib',
+  'runpy',
+  'pickle',
+  '_pickle',
+  'marshal',
+  'ctypes',
+  'webbrowser',
+  'pty',
+  'platform',
+  'multiprocessing',
+  'asyncio',
+  'code',
+  'codeop',
+  'timeit',
+  'pdb',
+  'bdb',
+  'trace',
+  'signal',
+  'tempfile',
+  'pathlib',
+  'io',
+  '_io',
+  'operator',
+  'functools',
+  'types',
+  'inspect',
+  'commands',
+  'popen2',
+  'urllib',
+  'http',
+  'ftplib',
+  'smtplib',
+  'telnetlib',
+  'builtins',
+  '__builtin__',
+  'torch.hub',
+  'torch.jit',
+  'torch.package',
+  'torch.ops',
+  'torch._ops',
+  'numpy.testing',
+  'numpy.f2py',
+  'numpy.distutils',
 ]);
 // Names that mean code execution or attribute access whatever module claims to hold them.
-const DENIED_NAMES = new Set(['eval', 'exec', 'execfile', 'compile', 'getattr', 'setattr', 'delattr', 'open', 'input', 'breakpoint',
-  'globals', 'locals', 'vars', 'system', 'popen', 'spawn', 'call', 'check_call', 'check_output', 'run', 'load', 'loads']);
+const DENIED_NAMES = new Set([
+  'eval',
+  'exec',
+  'execfile',
+  'compile',
+  'getattr',
+  'setattr',
+  'delattr',
+  'open',
+  'input',
+  'breakpoint',
+  'globals',
+  'locals',
+  'vars',
+  'system',
+  'popen',
+  'spawn',
+  'call',
+  'check_call',
+  'check_output',
+  'run',
+  'load',
+  'loads',
+]);
 // The few builtins that are plain data constructors.
 const SAFE_BUILTINS = new Set(['set', 'frozenset', 'bytearray', 'bytes', 'object', 'slice', 'complex', 'range']);
 
@@ -51,22 +141,34 @@ const SAFE_BUILTINS = new Set(['set', 'frozenset', 'bytearray', 'bytes', 'object
 class StorageRef {
   bytes: Uint8Array | null = null;
   tensor: Tensor | null = null;
-  constructor(readonly key: string, readonly dtype: DType, readonly numel: number) {}
+  constructor(
+    readonly key: string,
+    readonly dtype: DType,
+    readonly numel: number,
+  ) {}
 }
 
 /** A tensor to build once all storages are read (legacy files hold the bytes after the pickle). */
 class TensorRef {
   constructor(
-    readonly storage: StorageRef, readonly offset: number, readonly size: number[], readonly stride: number[],
+    readonly storage: StorageRef,
+    readonly offset: number,
+    readonly size: number[],
+    readonly stride: number[],
     readonly storageView?: { offset: number; numel: number },
   ) {}
 }
 
 class StorageType {
-  constructor(readonly name: string, readonly dtype: DType) {}
+  constructor(
+    readonly name: string,
+    readonly dtype: DType,
+  ) {}
 }
 
-function fn(f: (args: PyValue[]) => PyValue): PickleCallable { return { call: f }; }
+function fn(f: (args: PyValue[]) => PyValue): PickleCallable {
+  return { call: f };
+}
 
 function asInts(v: PyValue, what: string): number[] {
   if (!Array.isArray(v)) throw new PickleError(`${what} is not a tuple`);
@@ -90,7 +192,9 @@ function rebuildTensor(args: PyValue[]): PyValue {
  * {@link unpickle}. Names that can run code are refused; other unknown names become placeholders, or are
  * refused when `strict`.
  */
-export function checkpointGlobals(strict: boolean): (module: string, name: string) => PyValue | PickleCallable | undefined {
+export function checkpointGlobals(
+  strict: boolean,
+): (module: string, name: string) => PyValue | PickleCallable | undefined {
   return (module, name) => {
     const full = `${module}.${name}`;
     const top = module.split('.')[0]!;
@@ -123,7 +227,8 @@ export function checkpointGlobals(strict: boolean): (module: string, name: strin
     }
     if ((module === 'builtins' || module === '__builtin__') && SAFE_BUILTINS.has(name)) {
       if (name === 'set' || name === 'frozenset') return fn((a) => new Set(Array.isArray(a[0]) ? a[0] : []));
-      if (name === 'bytearray' || name === 'bytes') return fn((a) => (a[0] instanceof Uint8Array ? a[0] : new Uint8Array()));
+      if (name === 'bytearray' || name === 'bytes')
+        return fn((a) => (a[0] instanceof Uint8Array ? a[0] : new Uint8Array()));
       if (!strict) return undefined;
     }
     if (module === 'copyreg' || module === 'copy_reg') {
@@ -142,9 +247,12 @@ export function checkpointGlobals(strict: boolean): (module: string, name: strin
       if (name === 'dtype') return fn((a) => new NumpyDType(String(a[0])));
     }
     if (DENIED_MODULES.has(module) || DENIED_MODULES.has(top) || DENIED_NAMES.has(name) || name.startsWith('__')) {
-      throw new PickleError(`refused to load '${full}': pickles can run code, and this one names a function that would (only data classes are allowed)`);
+      throw new PickleError(
+        `refused to load '${full}': pickles can run code, and this one names a function that would (only data classes are allowed)`,
+      );
     }
-    if (strict) throw new PickleError(`refused to load '${full}': not on the whitelist of checkpoint classes (strict mode)`);
+    if (strict)
+      throw new PickleError(`refused to load '${full}': not on the whitelist of checkpoint classes (strict mode)`);
     return undefined;
   };
 }
@@ -154,15 +262,24 @@ class NumpyDType {
 }
 
 function numpyScalar(dtype: PyValue, data: PyValue): PyValue {
-  if (!(dtype instanceof NumpyDType) || !(data instanceof Uint8Array)) return new PickleObject('numpy', 'scalar', [dtype, data]);
+  if (!(dtype instanceof NumpyDType) || !(data instanceof Uint8Array))
+    return new PickleObject('numpy', 'scalar', [dtype, data]);
   const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
   switch (dtype.str) {
-    case 'f8': return dv.getFloat64(0, true);
-    case 'f4': return dv.getFloat32(0, true);
-    case 'i8': { const v = dv.getBigInt64(0, true); return Number.isSafeInteger(Number(v)) ? Number(v) : v; }
-    case 'i4': return dv.getInt32(0, true);
-    case 'b1': return data[0] !== 0;
-    default: return new PickleObject('numpy', 'scalar', [dtype.str, data]);
+    case 'f8':
+      return dv.getFloat64(0, true);
+    case 'f4':
+      return dv.getFloat32(0, true);
+    case 'i8': {
+      const v = dv.getBigInt64(0, true);
+      return Number.isSafeInteger(Number(v)) ? Number(v) : v;
+    }
+    case 'i4':
+      return dv.getInt32(0, true);
+    case 'b1':
+      return data[0] !== 0;
+    default:
+      return new PickleObject('numpy', 'scalar', [dtype.str, data]);
   }
 }
 
@@ -219,7 +336,9 @@ function materialize(r: TensorRef): Tensor {
   for (let i = 0; i < r.size.length; i++) if (r.size[i]! > 0) last += (r.size[i]! - 1) * r.stride[i]!;
   if (r.size.some((d) => d === 0)) last = r.offset - 1;
   if (r.offset < 0 || last >= total) {
-    throw new PickleError(`tensor of size [${r.size}] stride [${r.stride}] at offset ${r.offset} overruns its storage of ${total} elements`);
+    throw new PickleError(
+      `tensor of size [${r.size}] stride [${r.stride}] at offset ${r.offset} overruns its storage of ${total} elements`,
+    );
   }
   const view = op('aten::as_strided', '', [st, r.size, r.stride, r.offset]);
   // A compact row-major copy: views of a larger storage would otherwise keep all of it alive.
@@ -235,15 +354,21 @@ function resolveTensors(root: PyValue, storages: Map<string, StorageRef>): PyVal
   const fix = (v: PyValue): PyValue => {
     if (v instanceof TensorRef) {
       let t = done.get(v);
-      if (!t) { t = materialize(v); done.set(v, t); }
+      if (!t) {
+        t = materialize(v);
+        done.set(v, t);
+      }
       return t;
     }
     if (v === null || typeof v !== 'object' || seen.has(v)) return v;
     seen.add(v);
     if (Array.isArray(v)) for (let i = 0; i < v.length; i++) v[i] = fix(v[i]!);
     else if (v instanceof Map) for (const [k, x] of v) v.set(k, fix(x));
-    else if (v instanceof Set) { const xs = [...v]; v.clear(); for (const x of xs) v.add(fix(x)); }
-    else if (v instanceof PickleObject) {
+    else if (v instanceof Set) {
+      const xs = [...v];
+      v.clear();
+      for (const x of xs) v.add(fix(x));
+    } else if (v instanceof PickleObject) {
       for (let i = 0; i < v.args.length; i++) v.args[i] = fix(v.args[i]!);
       for (let i = 0; i < v.listItems.length; i++) v.listItems[i] = fix(v.listItems[i]!);
       for (const [k, x] of v.dictItems) v.dictItems.set(k, fix(x));
@@ -308,7 +433,8 @@ function loadZip(data: Uint8Array, opts: TorchLoadOptions): PyValue {
     // bomb and is refused from the directory, before any byte is inflated.
     files = unzipSync(data, {
       filter: (f) => {
-        if (f.originalSize > ZIP_MAX_RATIO * f.size + ZIP_SLACK) throw new Error(`member ${f.name} would inflate from ${f.size} to ${f.originalSize} bytes (a zip bomb?)`);
+        if (f.originalSize > ZIP_MAX_RATIO * f.size + ZIP_SLACK)
+          throw new Error(`member ${f.name} would inflate from ${f.size} to ${f.originalSize} bytes (a zip bomb?)`);
         return true;
       },
     });
@@ -322,9 +448,14 @@ function loadZip(data: Uint8Array, opts: TorchLoadOptions): PyValue {
   if (!pkl) throw new Error('zip archive without data.pkl: not a torch.save file');
   const prefix = pkl.slice(0, pkl.length - 'data.pkl'.length);
   const order = files[`${prefix}byteorder`];
-  if (order && new TextDecoder().decode(order).trim() === 'big') throw new Error('big-endian checkpoints are not supported');
+  if (order && new TextDecoder().decode(order).trim() === 'big')
+    throw new Error('big-endian checkpoints are not supported');
   const storages = new Map<string, StorageRef>();
-  const { value } = unpickle(files[pkl]!, { resolveGlobal: checkpointGlobals(opts.strict ?? false), persistentLoad: storageLoader(storages), build });
+  const { value } = unpickle(files[pkl]!, {
+    resolveGlobal: checkpointGlobals(opts.strict ?? false),
+    persistentLoad: storageLoader(storages),
+    build,
+  });
   for (const s of storages.values()) {
     const rec = files[`${prefix}data/${s.key}`];
     if (!rec) throw new Error(`storage record '${prefix}data/${s.key}' is missing from the archive`);
@@ -335,18 +466,25 @@ function loadZip(data: Uint8Array, opts: TorchLoadOptions): PyValue {
 
 function loadLegacy(data: Uint8Array, opts: TorchLoadOptions): PyValue {
   if (data[0] !== 0x80) {
-    if (data.length > 262 && new TextDecoder().decode(data.subarray(257, 262)) === 'ustar') throw new Error('the pre-0.4 tar checkpoint format is not supported');
+    if (data.length > 262 && new TextDecoder().decode(data.subarray(257, 262)) === 'ustar')
+      throw new Error('the pre-0.4 tar checkpoint format is not supported');
     throw new Error('not a PyTorch checkpoint (neither a zip archive nor a pickle)');
   }
   const plain = { resolveGlobal: checkpointGlobals(true) };
   const magic = unpickle(data, plain, 0);
   if (magic.value !== LEGACY_MAGIC) throw new Error('pickle file is not a torch.save checkpoint (wrong magic number)');
   const proto = unpickle(data, plain, magic.end);
-  if (proto.value !== 1001) throw new Error(`legacy checkpoint protocol ${String(proto.value)} is not supported (1001 is)`);
+  if (proto.value !== 1001)
+    throw new Error(`legacy checkpoint protocol ${String(proto.value)} is not supported (1001 is)`);
   const sys = unpickle(data, plain, proto.end);
-  if (sys.value instanceof Map && sys.value.get('little_endian') === false) throw new Error('big-endian checkpoints are not supported');
+  if (sys.value instanceof Map && sys.value.get('little_endian') === false)
+    throw new Error('big-endian checkpoints are not supported');
   const storages = new Map<string, StorageRef>();
-  const obj = unpickle(data, { resolveGlobal: checkpointGlobals(opts.strict ?? false), persistentLoad: storageLoader(storages), build }, sys.end);
+  const obj = unpickle(
+    data,
+    { resolveGlobal: checkpointGlobals(opts.strict ?? false), persistentLoad: storageLoader(storages), build },
+    sys.end,
+  );
   const keys = unpickle(data, plain, obj.end);
   if (!Array.isArray(keys.value)) throw new Error('legacy checkpoint: storage key list missing');
   let p = keys.end;

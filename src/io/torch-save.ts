@@ -21,12 +21,31 @@ export class PyFloat {
  * dict, array → list, {@link PyTuple} → tuple, integral number → int, other number or {@link PyFloat} → float,
  * bigint → int, Uint8Array → bytes, Tensor → torch.Tensor.
  */
-export type SaveValue = null | boolean | number | bigint | string | Uint8Array | Tensor | PyTuple | PyFloat | SaveValue[]
-  | Map<string | number, SaveValue> | { [key: string]: SaveValue };
+export type SaveValue =
+  | null
+  | boolean
+  | number
+  | bigint
+  | string
+  | Uint8Array
+  | Tensor
+  | PyTuple
+  | PyFloat
+  | SaveValue[]
+  | Map<string | number, SaveValue>
+  | { [key: string]: SaveValue };
 
 const STORAGE_CLASS: Record<DType, string> = {
-  float32: 'FloatStorage', float64: 'DoubleStorage', float16: 'HalfStorage', bfloat16: 'BFloat16Storage', int64: 'LongStorage',
-  int32: 'IntStorage', int16: 'ShortStorage', int8: 'CharStorage', uint8: 'ByteStorage', bool: 'BoolStorage',
+  float32: 'FloatStorage',
+  float64: 'DoubleStorage',
+  float16: 'HalfStorage',
+  bfloat16: 'BFloat16Storage',
+  int64: 'LongStorage',
+  int32: 'IntStorage',
+  int16: 'ShortStorage',
+  int8: 'CharStorage',
+  uint8: 'ByteStorage',
+  bool: 'BoolStorage',
 };
 
 /** Builds a protocol 2 pickle; memoises globals and strings so the output resembles Python's. */
@@ -37,9 +56,13 @@ class Pickler {
   readonly storages: Tensor[] = [];
   private readonly storageOf = new Map<Tensor, number>();
 
-  bytes(): Buffer { return Buffer.concat(this.chunks); }
+  bytes(): Buffer {
+    return Buffer.concat(this.chunks);
+  }
 
-  private raw(...b: number[]): void { this.chunks.push(Buffer.from(b)); }
+  private raw(...b: number[]): void {
+    this.chunks.push(Buffer.from(b));
+  }
   private put(key: string): void {
     const i = this.memo.size;
     this.memo.set(key, i);
@@ -47,7 +70,12 @@ class Pickler {
   }
   private memoOp(short: number, long: number, i: number): void {
     if (i < 256) this.raw(short, i);
-    else { const b = Buffer.alloc(5); b[0] = long; b.writeUInt32LE(i, 1); this.chunks.push(b); }
+    else {
+      const b = Buffer.alloc(5);
+      b[0] = long;
+      b.writeUInt32LE(i, 1);
+      this.chunks.push(b);
+    }
   }
   private get(key: string): boolean {
     const i = this.memo.get(key);
@@ -56,8 +84,12 @@ class Pickler {
     return true;
   }
 
-  proto(): void { this.raw(0x80, 2); }
-  stop(): void { this.raw(0x2e); }
+  proto(): void {
+    this.raw(0x80, 2);
+  }
+  stop(): void {
+    this.raw(0x2e);
+  }
 
   global(module: string, name: string): void {
     const key = `g:${module}\n${name}`;
@@ -80,8 +112,12 @@ class Pickler {
   int(v: number | bigint): void {
     if (typeof v === 'number' && v >= 0 && v < 256) this.raw(0x4b, v);
     else if (typeof v === 'number' && v >= 0 && v < 65536) this.raw(0x4d, v & 0xff, v >> 8);
-    else if (typeof v === 'number' && v >= -0x80000000 && v <= 0x7fffffff) { const b = Buffer.alloc(5); b[0] = 0x4a; b.writeInt32LE(v, 1); this.chunks.push(b); }
-    else {
+    else if (typeof v === 'number' && v >= -0x80000000 && v <= 0x7fffffff) {
+      const b = Buffer.alloc(5);
+      b[0] = 0x4a;
+      b.writeInt32LE(v, 1);
+      this.chunks.push(b);
+    } else {
       // LONG1: little-endian two's complement, minimal length.
       let x = BigInt(v);
       const out: number[] = [];
@@ -103,8 +139,15 @@ class Pickler {
   }
 
   tuple(items: (() => void)[]): void {
-    if (items.length === 0) { this.raw(0x29); return; }
-    if (items.length <= 3) { for (const f of items) f(); this.raw(0x84 + items.length); return; } // TUPLE1..3
+    if (items.length === 0) {
+      this.raw(0x29);
+      return;
+    }
+    if (items.length <= 3) {
+      for (const f of items) f();
+      this.raw(0x84 + items.length);
+      return;
+    } // TUPLE1..3
     this.raw(0x28);
     for (const f of items) f();
     this.raw(0x74);
@@ -119,13 +162,19 @@ class Pickler {
     }
     const shape = t.shape;
     const stride: number[] = new Array<number>(shape.length);
-    for (let i = shape.length - 1, s = 1; i >= 0; i--) { stride[i] = s; s *= shape[i]!; }
+    for (let i = shape.length - 1, s = 1; i >= 0; i--) {
+      stride[i] = s;
+      s *= shape[i]!;
+    }
     this.global('torch._utils', '_rebuild_tensor_v2');
     this.raw(0x28); // MARK (args)
     const k = key;
     this.tuple([
-      () => this.str('storage'), () => this.global('torch', STORAGE_CLASS[t.dtype]), () => this.str(String(k)),
-      () => this.str('cpu'), () => this.int(t.numel()),
+      () => this.str('storage'),
+      () => this.global('torch', STORAGE_CLASS[t.dtype]),
+      () => this.str(String(k)),
+      () => this.str('cpu'),
+      () => this.int(t.numel()),
     ]);
     this.raw(0x51); // BINPERSID
     this.int(0);

@@ -204,7 +204,10 @@ export interface LoopResult {
  * and data stay the caller's.
  */
 export class Loop<T extends LoopTypes, B extends object> {
-  constructor(readonly step: LoopStep<T, B>, readonly observers: readonly LoopObserver<T>[]) {}
+  constructor(
+    readonly step: LoopStep<T, B>,
+    readonly observers: readonly LoopObserver<T>[],
+  ) {}
 
   /**
    * Trains from `o.state` (default the start) until `o.totalSteps` steps or `o.epochs` epochs are done, or a stop
@@ -222,18 +225,29 @@ export class Loop<T extends LoopTypes, B extends object> {
     let lastLoss = NaN;
     let requested: string | null = null;
     const ctx: LoopContext<T> = {
-      config: o.config, model: o.model, optimizer: o.optimizer,
-      get state() { return state; },
-      get lastLoss() { return lastLoss; },
+      config: o.config,
+      model: o.model,
+      optimizer: o.optimizer,
+      get state() {
+        return state;
+      },
+      get lastLoss() {
+        return lastLoss;
+      },
       log: o.log ?? (() => undefined),
       warn: o.warn ?? (() => undefined),
       lr: o.lr,
       elapsed: () => (performance.now() - t0) / 1000,
-      requestStop: (reason) => { requested ??= reason; },
+      requestStop: (reason) => {
+        requested ??= reason;
+      },
     };
     const stopRequest = (): string | null => {
       if (requested) return requested;
-      for (const ob of observers) { const r = ob.stopRequest?.(); if (r) return r; }
+      for (const ob of observers) {
+        const r = ob.stopRequest?.();
+        if (r) return r;
+      }
       return null;
     };
 
@@ -261,7 +275,12 @@ export class Loop<T extends LoopTypes, B extends object> {
           const stepFrom = performance.now();
           const dataMs = stepFrom - waitFrom;
           const stepNo = state.step + 1;
-          const at: StepAt = { epoch, batchIndex: index, step: stepNo, lastOfEpoch: index + 1 === bpe || stepNo === totalSteps };
+          const at: StepAt = {
+            epoch,
+            batchIndex: index,
+            step: stepNo,
+            lastOfEpoch: index + 1 === bpe || stepNo === totalSteps,
+          };
           let r: { loss: number; samples: number; lr?: number };
           try {
             r = tidy(() => {
@@ -276,8 +295,10 @@ export class Loop<T extends LoopTypes, B extends object> {
           if (r.lr !== undefined) lr = r.lr;
           if (!Number.isFinite(r.loss)) {
             outcome = { state: 'diverged', reason: `loss is ${r.loss} at step ${at.step}` };
-            throw this.step.diverged?.(ctx, r.loss, at, lr)
-              ?? new Error(`loss is ${r.loss} at step ${at.step} (epoch ${epoch}); stopping`);
+            throw (
+              this.step.diverged?.(ctx, r.loss, at, lr) ??
+              new Error(`loss is ${r.loss} at step ${at.step} (epoch ${epoch}); stopping`)
+            );
           }
           lastLoss = r.loss;
           state = { epoch, batch: index + 1, step: at.step };
@@ -286,17 +307,33 @@ export class Loop<T extends LoopTypes, B extends object> {
           const images = r.samples * world;
           const now = performance.now();
           if (stepsThisRun === warmup) timedFrom = now;
-          if (stepsThisRun > warmup) { timedImages += images; timedTo = now; }
+          if (stepsThisRun > warmup) {
+            timedImages += images;
+            timedTo = now;
+          }
           windowImages += images;
           const ips = (1000 * windowImages) / Math.max(1, now - windowStart);
-          if (state.step % window === 0) { windowStart = now; windowImages = 0; }
+          if (state.step % window === 0) {
+            windowStart = now;
+            windowImages = 0;
+          }
           const ev: StepEvent = {
-            epoch, step: state.step, batchIndex: at.batchIndex, lastOfEpoch: at.batchIndex + 1 === bpe,
-            loss: r.loss, lr,
-            imagesPerSec: ips, elapsed: (now - t0) / 1000, dataMs, stepMs,
+            epoch,
+            step: state.step,
+            batchIndex: at.batchIndex,
+            lastOfEpoch: at.batchIndex + 1 === bpe,
+            loss: r.loss,
+            lr,
+            imagesPerSec: ips,
+            elapsed: (now - t0) / 1000,
+            dataMs,
+            stepMs,
           };
           for (const ob of observers) ob.step?.(ctx, ev);
-          if (state.step >= totalSteps) { done = true; break; }
+          if (state.step >= totalSteps) {
+            done = true;
+            break;
+          }
           // In-memory batches resolve without a trip through the event loop; give signals a chance to land.
           await new Promise<void>((resolve) => setImmediate(resolve));
           stopped = stopRequest();
@@ -320,11 +357,18 @@ export class Loop<T extends LoopTypes, B extends object> {
       throw e;
     } finally {
       for (const ob of observers) {
-        try { await ob.close?.(ctx, outcome); } catch (e) { ctx.warn('closing an observer', e); }
+        try {
+          await ob.close?.(ctx, outcome);
+        } catch (e) {
+          ctx.warn('closing an observer', e);
+        }
       }
     }
     return {
-      state, lastLoss, stopped, steps: stepsThisRun,
+      state,
+      lastLoss,
+      stopped,
+      steps: stepsThisRun,
       imagesPerSec: timedTo > timedFrom ? (1000 * timedImages) / (timedTo - timedFrom) : 0,
     };
   }

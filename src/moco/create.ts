@@ -32,15 +32,52 @@ export interface MechanismOpts extends MoCoOpts {
  * T 1.0); its LARS/AdamW and per-iteration lr and momentum are the caller's (see MoCoV3.m).
  */
 export function createMechanism(o: MechanismOpts): Mechanism {
-  const { mechanism = 'moco', loss, bankSize, bankMomentum, bankSampling, mlpDim, imageSize, patchSize, vitDepth, stopGradConv1, ...common } = o;
-  const enc = { arch: common.arch, dim: common.dim, T: common.T, head: common.head, cifarStem: common.cifarStem, width: common.width, bnSplits: common.bnSplits };
+  const {
+    mechanism = 'moco',
+    loss,
+    bankSize,
+    bankMomentum,
+    bankSampling,
+    mlpDim,
+    imageSize,
+    patchSize,
+    vitDepth,
+    stopGradConv1,
+    ...common
+  } = o;
+  const enc = {
+    arch: common.arch,
+    dim: common.dim,
+    T: common.T,
+    head: common.head,
+    cifarStem: common.cifarStem,
+    width: common.width,
+    bnSplits: common.bnSplits,
+  };
   switch (mechanism) {
-    case 'moco': return new MoCo(common);
-    case 'end-to-end': return new EndToEnd({ ...enc, shuffle: common.shuffle, loss });
+    case 'moco':
+      return new MoCo(common);
+    case 'end-to-end':
+      return new EndToEnd({ ...enc, shuffle: common.shuffle, loss });
     case 'memory-bank':
-      if (bankSize === undefined) throw new Error('createMechanism: the memory bank needs bankSize (the number of training images)');
+      if (bankSize === undefined)
+        throw new Error('createMechanism: the memory bank needs bankSize (the number of training images)');
       return new MemoryBank({ ...enc, size: bankSize, K: common.K, momentum: bankMomentum, sampling: bankSampling });
-    case 'mocov3': return new MoCoV3({ arch: common.arch, dim: common.dim, mlpDim, m: common.m, T: common.T, cifarStem: common.cifarStem, width: common.width, imageSize, patchSize, vitDepth, stopGradConv1 });
-    default: throw new Error(`unknown mechanism '${String(mechanism)}'; valid: moco, end-to-end, memory-bank, mocov3`);
+    case 'mocov3':
+      return new MoCoV3({
+        arch: common.arch,
+        dim: common.dim,
+        mlpDim,
+        m: common.m,
+        T: common.T,
+        cifarStem: common.cifarStem,
+        width: common.width,
+        imageSize,
+        patchSize,
+        vitDepth,
+        stopGradConv1,
+      });
+    default:
+      throw new Error(`unknown mechanism '${String(mechanism)}'; valid: moco, end-to-end, memory-bank, mocov3`);
   }
 }

@@ -24,4 +24,3 @@ export function contrastiveEncoder(o: EncoderOpts): ResNet {
   if (o.head === 'mlp') enc.replaceModule('fc', projectionHead('mlp', enc.featureDim, o.dim));
   return enc;
 }
-

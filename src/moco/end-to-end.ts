@@ -45,18 +45,34 @@ export class EndToEnd extends Module implements Mechanism {
   constructor(o: EndToEndOpts = {}) {
     super();
     this.opts = {
-      arch: o.arch ?? 'resnet50', dim: o.dim ?? 128, T: o.T ?? 0.07, head: o.head ?? 'fc', cifarStem: o.cifarStem ?? false,
-      width: o.width ?? 64, bnSplits: o.bnSplits ?? 1, shuffle: o.shuffle ?? true, loss: o.loss ?? 'infonce',
+      arch: o.arch ?? 'resnet50',
+      dim: o.dim ?? 128,
+      T: o.T ?? 0.07,
+      head: o.head ?? 'fc',
+      cifarStem: o.cifarStem ?? false,
+      width: o.width ?? 64,
+      bnSplits: o.bnSplits ?? 1,
+      shuffle: o.shuffle ?? true,
+      loss: o.loss ?? 'infonce',
     };
     if (!(this.opts.T > 0)) throw new RangeError(`EndToEnd: T must be > 0, got ${this.opts.T}`);
-    if (this.opts.loss !== 'infonce' && this.opts.loss !== 'ntxent') throw new RangeError(`EndToEnd: loss must be 'infonce' or 'ntxent', got '${String(this.opts.loss)}'`);
+    if (this.opts.loss !== 'infonce' && this.opts.loss !== 'ntxent')
+      throw new RangeError(`EndToEnd: loss must be 'infonce' or 'ntxent', got '${String(this.opts.loss)}'`);
     this.registerModule('encoder_q', contrastiveEncoder(this.opts));
   }
 
-  get T(): number { return this.opts.T; }
-  get encoderQ(): ResNet { return this.child<ResNet>('encoder_q'); }
-  trainableParameters(): Tensor[] { return this.encoderQ.parameters(); }
-  forward(x: Tensor): Tensor { return this.encoderQ.forward(x); }
+  get T(): number {
+    return this.opts.T;
+  }
+  get encoderQ(): ResNet {
+    return this.child<ResNet>('encoder_q');
+  }
+  trainableParameters(): Tensor[] {
+    return this.encoderQ.parameters();
+  }
+  forward(x: Tensor): Tensor {
+    return this.encoderQ.forward(x);
+  }
 
   randomness(rng: StepRng, n: number): StepRandomness {
     return this.opts.shuffle ? { keyPerm: rng.permutation('key-shuffle', n) } : {};
@@ -77,7 +93,14 @@ export class EndToEnd extends Module implements Mechanism {
     const sim = (): { lPos: Tensor; lNeg: Tensor } => {
       const s = q.detach().mm(k.detach().t());
       // The off-diagonal of an N×N matrix: drop the first element, view as (N−1)×(N+1), drop the last column.
-      return { lPos: einsum('nc,nc->n', q.detach(), k.detach()), lNeg: s.flatten().narrow(0, 1, n * n - 1).view(n - 1, n + 1).narrow(1, 0, n) };
+      return {
+        lPos: einsum('nc,nc->n', q.detach(), k.detach()),
+        lNeg: s
+          .flatten()
+          .narrow(0, 1, n * n - 1)
+          .view(n - 1, n + 1)
+          .narrow(1, 0, n),
+      };
     };
     if (this.opts.loss === 'infonce') {
       const logits = q.mm(k.t()).div(this.T);

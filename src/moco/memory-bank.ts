@@ -43,9 +43,13 @@ export interface MemoryBankOpts {
 }
 
 /** Bytes of a float32 bank of `size` rows of `dim`. */
-export function memoryBankBytes(size: number, dim: number): number { return size * dim * 4; }
+export function memoryBankBytes(size: number, dim: number): number {
+  return size * dim * 4;
+}
 
-function mb(bytes: number): string { return `${(bytes / 2 ** 20).toFixed(1)} MiB`; }
+function mb(bytes: number): string {
+  return `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+}
 
 /** Instance discrimination against a bank of one stored feature per training image. */
 export class MemoryBank extends Module implements Mechanism {
@@ -56,32 +60,62 @@ export class MemoryBank extends Module implements Mechanism {
   constructor(o: MemoryBankOpts) {
     super();
     this.opts = {
-      size: o.size, arch: o.arch ?? 'resnet50', dim: o.dim ?? 128, K: o.K ?? 4096, T: o.T ?? 0.07, momentum: o.momentum ?? 0.5,
-      sampling: o.sampling ?? 'shared', head: o.head ?? 'fc', cifarStem: o.cifarStem ?? false, width: o.width ?? 64, bnSplits: o.bnSplits ?? 1,
+      size: o.size,
+      arch: o.arch ?? 'resnet50',
+      dim: o.dim ?? 128,
+      K: o.K ?? 4096,
+      T: o.T ?? 0.07,
+      momentum: o.momentum ?? 0.5,
+      sampling: o.sampling ?? 'shared',
+      head: o.head ?? 'fc',
+      cifarStem: o.cifarStem ?? false,
+      width: o.width ?? 64,
+      bnSplits: o.bnSplits ?? 1,
     };
     const { size, dim, K, T, momentum, sampling } = this.opts;
-    if (!Number.isInteger(size) || size < 1) throw new RangeError(`MemoryBank: size (training images) must be a positive integer, got ${size}`);
-    if (!Number.isInteger(dim) || dim < 1) throw new RangeError(`MemoryBank: dim must be a positive integer, got ${dim}`);
+    if (!Number.isInteger(size) || size < 1)
+      throw new RangeError(`MemoryBank: size (training images) must be a positive integer, got ${size}`);
+    if (!Number.isInteger(dim) || dim < 1)
+      throw new RangeError(`MemoryBank: dim must be a positive integer, got ${dim}`);
     if (!Number.isInteger(K) || K < 1) throw new RangeError(`MemoryBank: K must be a positive integer, got ${K}`);
     if (!(T > 0)) throw new RangeError(`MemoryBank: T must be > 0, got ${T}`);
-    if (!(momentum >= 0 && momentum < 1)) throw new RangeError(`MemoryBank: momentum must be in [0, 1), got ${momentum}`);
-    if (sampling !== 'shared' && sampling !== 'per-sample') throw new RangeError(`MemoryBank: sampling must be 'shared' or 'per-sample', got '${String(sampling)}'`);
+    if (!(momentum >= 0 && momentum < 1))
+      throw new RangeError(`MemoryBank: momentum must be in [0, 1), got ${momentum}`);
+    if (sampling !== 'shared' && sampling !== 'per-sample')
+      throw new RangeError(`MemoryBank: sampling must be 'shared' or 'per-sample', got '${String(sampling)}'`);
     const need = memoryBankBytes(size, dim);
     const limit = o.memoryLimitBytes ?? freemem();
     if (need > limit) {
-      throw new Error(`memory bank of ${size} images × ${dim} dims (float32) needs ${mb(need)}, more than the ${mb(limit)} available${o.memoryLimitBytes === undefined ? ' (free memory now)' : ''}; use a smaller --moco-dim or --train-subset, or --mechanism moco`);
+      throw new Error(
+        `memory bank of ${size} images × ${dim} dims (float32) needs ${mb(need)}, more than the ${mb(limit)} available${o.memoryLimitBytes === undefined ? ' (free memory now)' : ''}; use a smaller --moco-dim or --train-subset, or --mechanism moco`,
+      );
     }
     this.registerModule('encoder_q', contrastiveEncoder(this.opts));
-    this.registerBuffer('bank', noGrad(() => tidy(() => F.normalize(randn([size, dim]), { dim: 1 }))));
+    this.registerBuffer(
+      'bank',
+      noGrad(() => tidy(() => F.normalize(randn([size, dim]), { dim: 1 }))),
+    );
   }
 
-  get T(): number { return this.opts.T; }
-  get K(): number { return this.opts.K; }
-  get encoderQ(): ResNet { return this.child<ResNet>('encoder_q'); }
+  get T(): number {
+    return this.opts.T;
+  }
+  get K(): number {
+    return this.opts.K;
+  }
+  get encoderQ(): ResNet {
+    return this.child<ResNet>('encoder_q');
+  }
   /** size × dim stored features, each row L2-normalised. */
-  get bank(): Tensor { return this.tensor('bank')!; }
-  trainableParameters(): Tensor[] { return this.encoderQ.parameters(); }
-  forward(x: Tensor): Tensor { return this.encoderQ.forward(x); }
+  get bank(): Tensor {
+    return this.tensor('bank')!;
+  }
+  trainableParameters(): Tensor[] {
+    return this.encoderQ.parameters();
+  }
+  forward(x: Tensor): Tensor {
+    return this.encoderQ.forward(x);
+  }
 
   randomness(rng: StepRng, n: number): StepRandomness {
     const shape = this.opts.sampling === 'shared' ? [this.K] : [n, this.K];
@@ -91,34 +125,42 @@ export class MemoryBank extends Module implements Mechanism {
   step(batch: StepBatch, rnd: StepRandomness = {}): MechanismOutput {
     const [x] = batch.views as [Tensor];
     const n = x.shape[0]!;
-    if (batch.indices.length !== n) throw new Error(`MemoryBank: ${batch.indices.length} dataset indices for a batch of ${n} images`);
+    if (batch.indices.length !== n)
+      throw new Error(`MemoryBank: ${batch.indices.length} dataset indices for a batch of ${n} images`);
     const idx = tensor(batch.indices, { dtype: 'int32' }).long();
     const { K, dim, sampling } = this.opts;
-    const neg = rnd.negatives ?? (sampling === 'shared' ? randint(0, this.opts.size, [K]) : randint(0, this.opts.size, [n, K]));
+    const neg =
+      rnd.negatives ?? (sampling === 'shared' ? randint(0, this.opts.size, [K]) : randint(0, this.opts.size, [n, K]));
     const q = F.normalize(this.encoderQ.forward(x), { dim: 1 });
     // index_select copies: the positives and negatives are this step's snapshot, before the update below.
     const pos = this.bank.indexSelect(0, idx);
     const lPos = einsum('nc,nc->n', q, pos).unsqueeze(-1);
-    const lNeg = sampling === 'shared'
-      ? q.mm(this.bank.indexSelect(0, neg).t())
-      : einsum('nc,nkc->nk', q, this.bank.indexSelect(0, neg.flatten()).view(n, K, dim));
+    const lNeg =
+      sampling === 'shared'
+        ? q.mm(this.bank.indexSelect(0, neg).t())
+        : einsum('nc,nkc->nk', q, this.bank.indexSelect(0, neg.flatten()).view(n, K, dim));
     const logits = cat([lPos, lNeg], 1).div(this.T);
     const labels = zeros([n], { dtype: 'int64' });
     const loss = F.crossEntropy(logits, labels);
     this.updateBank(idx, pos, q);
     return {
-      loss, logits, labels, q,
+      loss,
+      logits,
+      labels,
+      q,
       similarities: () => ({ lPos: lPos.detach(), lNeg: lNeg.detach() }),
     };
   }
 
   /** v_i ← normalize(m·v_i + (1−m)·q_i) for the batch's images. */
   updateBank(idx: Tensor, old: Tensor, q: Tensor): void {
-    noGrad(() => tidy(() => {
-      const m = this.opts.momentum;
-      const v = F.normalize(old.mul(m).add(q.detach().mul(1 - m)), { dim: 1 });
-      this.bank.indexPut_([idx], v);
-      return undefined;
-    }));
+    noGrad(() =>
+      tidy(() => {
+        const m = this.opts.momentum;
+        const v = F.normalize(old.mul(m).add(q.detach().mul(1 - m)), { dim: 1 });
+        this.bank.indexPut_([idx], v);
+        return undefined;
+      }),
+    );
   }
 }

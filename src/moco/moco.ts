@@ -2,7 +2,19 @@
 //   q = normalize(f_q(x_q)); k = normalize(f_k(x_k)) without grad;
 //   l_pos = q·k (N×1); l_neg = q·queue (N×K); logits = [l_pos, l_neg] / T; loss = CE(logits, 0);
 //   θ_k ← m·θ_k + (1−m)·θ_q before each key forward; enqueue k, dequeue the oldest keys.
-import { F, Tensor, cat, einsum, foreachAdd_, foreachMul_, noGrad, randn, randperm, tidy, zeros } from '../torch/index.js';
+import {
+  F,
+  Tensor,
+  cat,
+  einsum,
+  foreachAdd_,
+  foreachMul_,
+  noGrad,
+  randn,
+  randperm,
+  tidy,
+  zeros,
+} from '../torch/index.js';
 import { Module } from '../nn/index.js';
 import type { HeadKind, ResNet } from '../models/index.js';
 import { contrastiveEncoder } from './encoder.js';
@@ -64,12 +76,14 @@ export interface MoCoOutput {
  * positive is column labels[i] instead (end-to-end's N×N logits).
  */
 export function instanceAccuracy(logits: Tensor, ks: readonly number[] = [1, 5], labels?: Tensor): number[] {
-  return noGrad(() => tidy(() => {
-    // The positive's rank: how many logits of its row are at least as large, besides itself.
-    const pos = labels ? logits.gather(1, labels.unsqueeze(1)) : logits.narrow(1, 0, 1);
-    const rank = logits.ge(pos).sum({ dim: 1 }).sub(1);
-    return ks.map((k) => rank.lt(k).float().mean().item() * 100);
-  }));
+  return noGrad(() =>
+    tidy(() => {
+      // The positive's rank: how many logits of its row are at least as large, besides itself.
+      const pos = labels ? logits.gather(1, labels.unsqueeze(1)) : logits.narrow(1, 0, 1);
+      const rank = logits.ge(pos).sum({ dim: 1 }).sub(1);
+      return ks.map((k) => rank.lt(k).float().mean().item() * 100);
+    }),
+  );
 }
 
 /** The MoCo model: query and key encoders and the queue. State-dict keys match the official code's. */
@@ -85,8 +99,17 @@ export class MoCo extends Module implements Mechanism {
     super();
     this.dist = o.dist ?? {};
     this.opts = {
-      arch: o.arch ?? 'resnet50', dim: o.dim ?? 128, K: o.K ?? 65536, m: o.m ?? 0.999, T: o.T ?? 0.07, head: o.head ?? 'fc',
-      cifarStem: o.cifarStem ?? false, width: o.width ?? 64, bnSplits: o.bnSplits ?? 1, symmetric: o.symmetric ?? false, shuffle: o.shuffle ?? true,
+      arch: o.arch ?? 'resnet50',
+      dim: o.dim ?? 128,
+      K: o.K ?? 65536,
+      m: o.m ?? 0.999,
+      T: o.T ?? 0.07,
+      head: o.head ?? 'fc',
+      cifarStem: o.cifarStem ?? false,
+      width: o.width ?? 64,
+      bnSplits: o.bnSplits ?? 1,
+      symmetric: o.symmetric ?? false,
+      shuffle: o.shuffle ?? true,
     };
     const { dim, K, m, T } = this.opts;
     if (!Number.isInteger(dim) || dim < 1) throw new RangeError(`MoCo: dim must be a positive integer, got ${dim}`);
@@ -97,10 +120,16 @@ export class MoCo extends Module implements Mechanism {
     this.registerModule('encoder_q', this.buildEncoder());
     this.registerModule('encoder_k', this.buildEncoder());
     noGrad(() => {
-      for (const [pq, pk] of this.paramPairs()) { pk.copy_(pq); pk.requiresGrad_(false); }
+      for (const [pq, pk] of this.paramPairs()) {
+        pk.copy_(pq);
+        pk.requiresGrad_(false);
+      }
       for (const [[, bq], [, bk]] of zip(this.encoderQ.namedBuffers(), this.encoderK.namedBuffers())) bk.copy_(bq);
     });
-    this.registerBuffer('queue', noGrad(() => tidy(() => F.normalize(randn([dim, K]), { dim: 0 }))));
+    this.registerBuffer(
+      'queue',
+      noGrad(() => tidy(() => F.normalize(randn([dim, K]), { dim: 0 }))),
+    );
     this.registerBuffer('queue_ptr', zeros([1], { dtype: 'int64' }));
     this.qParams = this.encoderQ.parameters();
     this.kParams = this.encoderK.parameters();
@@ -110,20 +139,42 @@ export class MoCo extends Module implements Mechanism {
     return contrastiveEncoder(this.opts);
   }
 
-  get dim(): number { return this.opts.dim; }
-  get K(): number { return this.opts.K; }
-  get m(): number { return this.opts.m; }
-  get T(): number { return this.opts.T; }
-  get symmetric(): boolean { return this.opts.symmetric; }
-  get shuffle(): boolean { return this.opts.shuffle; }
+  get dim(): number {
+    return this.opts.dim;
+  }
+  get K(): number {
+    return this.opts.K;
+  }
+  get m(): number {
+    return this.opts.m;
+  }
+  get T(): number {
+    return this.opts.T;
+  }
+  get symmetric(): boolean {
+    return this.opts.symmetric;
+  }
+  get shuffle(): boolean {
+    return this.opts.shuffle;
+  }
 
-  get encoderQ(): ResNet { return this.child<ResNet>('encoder_q'); }
-  get encoderK(): ResNet { return this.child<ResNet>('encoder_k'); }
+  get encoderQ(): ResNet {
+    return this.child<ResNet>('encoder_q');
+  }
+  get encoderK(): ResNet {
+    return this.child<ResNet>('encoder_k');
+  }
   /** dim × K keys, each column L2-normalised. */
-  get queue(): Tensor { return this.tensor('queue')!; }
-  get queuePtr(): number { return this.tensor('queue_ptr')!.item(); }
+  get queue(): Tensor {
+    return this.tensor('queue')!;
+  }
+  get queuePtr(): number {
+    return this.tensor('queue_ptr')!.item();
+  }
 
-  private paramPairs(): [Tensor, Tensor][] { return zip(this.encoderQ.parameters(), this.encoderK.parameters()); }
+  private paramPairs(): [Tensor, Tensor][] {
+    return zip(this.encoderQ.parameters(), this.encoderK.parameters());
+  }
 
   /** θ_k ← m·θ_k + (1−m)·θ_q for every parameter (buffers are the key encoder's own, as in the official code). */
   momentumUpdate(): void {
@@ -135,15 +186,17 @@ export class MoCo extends Module implements Mechanism {
 
   /** Keys of the key encoder for `xk`: shuffled before f_k and unshuffled after (ShuffleBN), normalised, no grad. */
   keys(xk: Tensor, perm?: Tensor): Tensor {
-    return noGrad(() => tidy(() => {
-      const encode = (x: Tensor): Tensor => this.encoderK.forward(x);
-      if (this.dist.shuffledKeyForward) return F.normalize(this.dist.shuffledKeyForward(encode, xk), { dim: 1 });
-      if (!this.shuffle) return F.normalize(encode(xk), { dim: 1 });
-      const idxShuffle = perm ?? randperm(xk.shape[0]!);
-      const idxUnshuffle = idxShuffle.argsort();
-      const k = F.normalize(encode(xk.indexSelect(0, idxShuffle)), { dim: 1 });
-      return k.indexSelect(0, idxUnshuffle);
-    }));
+    return noGrad(() =>
+      tidy(() => {
+        const encode = (x: Tensor): Tensor => this.encoderK.forward(x);
+        if (this.dist.shuffledKeyForward) return F.normalize(this.dist.shuffledKeyForward(encode, xk), { dim: 1 });
+        if (!this.shuffle) return F.normalize(encode(xk), { dim: 1 });
+        const idxShuffle = perm ?? randperm(xk.shape[0]!);
+        const idxUnshuffle = idxShuffle.argsort();
+        const k = F.normalize(encode(xk.indexSelect(0, idxShuffle)), { dim: 1 });
+        return k.indexSelect(0, idxUnshuffle);
+      }),
+    );
   }
 
   /** The contrastive loss of queries from `xq` against keys `k` and the queue. */
@@ -174,7 +227,12 @@ export class MoCo extends Module implements Mechanism {
     const a = this.contrastive(xq, k2);
     const b = this.contrastive(xk, k1);
     this.dequeueAndEnqueue(cat([k1, k2], 0));
-    return { logits: a.logits, labels: zeros([a.logits.shape[0]!], { dtype: 'int64' }), loss: a.loss.add(b.loss), q: a.q };
+    return {
+      logits: a.logits,
+      labels: zeros([a.logits.shape[0]!], { dtype: 'int64' }),
+      loss: a.loss.add(b.loss),
+      q: a.q,
+    };
   }
 
   /**
@@ -182,23 +240,31 @@ export class MoCo extends Module implements Mechanism {
    * batch included — wraps around the end of the ring instead of failing like the reference's assert.
    */
   dequeueAndEnqueue(keys: Tensor): void {
-    noGrad(() => tidy(() => {
-      const all = this.dist.gatherKeys ? this.dist.gatherKeys(keys) : keys;
-      const n = all.shape[0]!;
-      if (n > this.K) throw new Error(`MoCo: ${n} keys in one step exceed the queue size K=${this.K}; use a larger --moco-k or a smaller batch`);
-      const ptr = this.queuePtr;
-      const first = Math.min(n, this.K - ptr);
-      const kt = all.t();
-      this.queue.narrow(1, ptr, first).copy_(kt.narrow(1, 0, first));
-      if (first < n) this.queue.narrow(1, 0, n - first).copy_(kt.narrow(1, first, n - first));
-      this.tensor('queue_ptr')!.fill_((ptr + n) % this.K);
-      return undefined;
-    }));
+    noGrad(() =>
+      tidy(() => {
+        const all = this.dist.gatherKeys ? this.dist.gatherKeys(keys) : keys;
+        const n = all.shape[0]!;
+        if (n > this.K)
+          throw new Error(
+            `MoCo: ${n} keys in one step exceed the queue size K=${this.K}; use a larger --moco-k or a smaller batch`,
+          );
+        const ptr = this.queuePtr;
+        const first = Math.min(n, this.K - ptr);
+        const kt = all.t();
+        this.queue.narrow(1, ptr, first).copy_(kt.narrow(1, 0, first));
+        if (first < n) this.queue.narrow(1, 0, n - first).copy_(kt.narrow(1, first, n - first));
+        this.tensor('queue_ptr')!.fill_((ptr + n) % this.K);
+        return undefined;
+      }),
+    );
   }
 
   /** The key-batch permutation(s) of this step's ShuffleBN. */
   randomness(rng: StepRng, n: number): StepRandomness {
-    return { keyPerm: rng.permutation('key-shuffle', n), keyPerm2: this.symmetric ? rng.permutation('key-shuffle-2', n) : undefined };
+    return {
+      keyPerm: rng.permutation('key-shuffle', n),
+      keyPerm2: this.symmetric ? rng.permutation('key-shuffle-2', n) : undefined,
+    };
   }
 
   /** {@link forwardPair} of the batch's two views. */
@@ -228,7 +294,9 @@ export class MoCo extends Module implements Mechanism {
   }
 
   /** The query encoder's parameters: what the optimizer trains. */
-  trainableParameters(): Tensor[] { return this.encoderQ.parameters(); }
+  trainableParameters(): Tensor[] {
+    return this.encoderQ.parameters();
+  }
 }
 
 function zip<A, B>(a: A[], b: B[]): [A, B][] {

@@ -77,13 +77,22 @@ export class MoCoV3 extends Module implements Mechanism {
   constructor(o: MoCoV3Opts = {}) {
     super();
     this.opts = {
-      arch: o.arch ?? 'resnet50', dim: o.dim ?? 256, mlpDim: o.mlpDim ?? 4096, m: o.m ?? 0.99, T: o.T ?? 1.0,
-      cifarStem: o.cifarStem ?? false, width: o.width ?? 64, imageSize: o.imageSize ?? 224, patchSize: o.patchSize ?? 16,
-      vitDepth: o.vitDepth ?? 0, stopGradConv1: o.stopGradConv1 ?? false,
+      arch: o.arch ?? 'resnet50',
+      dim: o.dim ?? 256,
+      mlpDim: o.mlpDim ?? 4096,
+      m: o.m ?? 0.99,
+      T: o.T ?? 1.0,
+      cifarStem: o.cifarStem ?? false,
+      width: o.width ?? 64,
+      imageSize: o.imageSize ?? 224,
+      patchSize: o.patchSize ?? 16,
+      vitDepth: o.vitDepth ?? 0,
+      stopGradConv1: o.stopGradConv1 ?? false,
     };
     const { dim, mlpDim, T } = this.opts;
     if (!Number.isInteger(dim) || dim < 1) throw new RangeError(`MoCoV3: dim must be a positive integer, got ${dim}`);
-    if (!Number.isInteger(mlpDim) || mlpDim < 1) throw new RangeError(`MoCoV3: mlpDim must be a positive integer, got ${mlpDim}`);
+    if (!Number.isInteger(mlpDim) || mlpDim < 1)
+      throw new RangeError(`MoCoV3: mlpDim must be a positive integer, got ${mlpDim}`);
     if (!(T > 0)) throw new RangeError(`MoCoV3: T must be > 0, got ${T}`);
     this.momentum = checkMomentum(this.opts.m);
 
@@ -93,31 +102,56 @@ export class MoCoV3 extends Module implements Mechanism {
     // The momentum encoder starts as a copy of the base encoder's parameters and is never trained by gradient;
     // its buffers (BN running statistics) are its own, as builder.py copies parameters only.
     noGrad(() => {
-      for (const [pb, pm] of zip(this.baseEncoder.parameters(), this.momentumEncoder.parameters())) { pm.copy_(pb); pm.requiresGrad_(false); }
+      for (const [pb, pm] of zip(this.baseEncoder.parameters(), this.momentumEncoder.parameters())) {
+        pm.copy_(pb);
+        pm.requiresGrad_(false);
+      }
     });
     this.refreshParamLists();
   }
 
   /** Whether the backbone is a Vision Transformer. */
-  get isViT(): boolean { return isViTArch(this.opts.arch); }
+  get isViT(): boolean {
+    return isViTArch(this.opts.arch);
+  }
 
-  private buildEncoder(): Backbone { return mocov3Encoder(this.opts); }
+  private buildEncoder(): Backbone {
+    return mocov3Encoder(this.opts);
+  }
 
-  get T(): number { return this.opts.T; }
-  get dim(): number { return this.opts.dim; }
+  get T(): number {
+    return this.opts.T;
+  }
+  get dim(): number {
+    return this.opts.dim;
+  }
   /**
    * The momentum of the next update. main_moco.py sets it every iteration (cosineMomentum of the fractional
    * epoch with --moco-m-cos; else the constant opts.m). In [0, 1].
    */
-  get m(): number { return this.momentum; }
-  set m(m: number) { this.momentum = checkMomentum(m); }
-  setMomentum(m: number): void { this.m = m; }
+  get m(): number {
+    return this.momentum;
+  }
+  set m(m: number) {
+    this.momentum = checkMomentum(m);
+  }
+  setMomentum(m: number): void {
+    this.m = m;
+  }
 
-  get baseEncoder(): Backbone { return this.child<Backbone>('base_encoder'); }
-  get momentumEncoder(): Backbone { return this.child<Backbone>('momentum_encoder'); }
-  get predictor(): Sequential { return this.child<Sequential>('predictor'); }
+  get baseEncoder(): Backbone {
+    return this.child<Backbone>('base_encoder');
+  }
+  get momentumEncoder(): Backbone {
+    return this.child<Backbone>('momentum_encoder');
+  }
+  get predictor(): Sequential {
+    return this.child<Sequential>('predictor');
+  }
   /** The base encoder (backbone + projector): what the kNN monitor and exports use. */
-  get encoderQ(): Backbone { return this.baseEncoder; }
+  get encoderQ(): Backbone {
+    return this.baseEncoder;
+  }
 
   /** θk ← m·θk + (1−m)·θq for every parameter of the momentum encoder (its buffers are its own). */
   momentumUpdate(m: number = this.m): void {
@@ -160,7 +194,9 @@ export class MoCoV3 extends Module implements Mechanism {
   }
 
   /** MoCo v3 draws nothing per step: no key shuffle (BN is synchronised, not shuffled). */
-  randomness(): StepRandomness { return {}; }
+  randomness(): StepRandomness {
+    return {};
+  }
 
   /** {@link forwardPair} of the batch's two views with the current {@link m}. */
   step(batch: StepBatch, _rnd: StepRandomness = {}): MechanismOutput {
@@ -174,7 +210,9 @@ export class MoCoV3 extends Module implements Mechanism {
         const [n, cols] = l.shape as [number, number];
         const lPos = l.gather(1, out.labels.unsqueeze(1));
         // Column j of the negatives is key j, or j + 1 from the positive's column on.
-        const j = arange(0, cols - 1, 1, { dtype: 'int64' }).unsqueeze(0).expand(n, cols - 1);
+        const j = arange(0, cols - 1, 1, { dtype: 'int64' })
+          .unsqueeze(0)
+          .expand(n, cols - 1);
         const negCols = j.add(j.ge(out.labels.unsqueeze(1)).long());
         return { lPos, lNeg: l.gather(1, negCols) };
       },
@@ -187,7 +225,9 @@ export class MoCoV3 extends Module implements Mechanism {
   }
 
   /** What the optimizer trains: the base encoder's and the predictor's parameters (as model.parameters() with grad). */
-  trainableParameters(): Tensor[] { return [...this.baseEncoder.parameters(), ...this.predictor.parameters()]; }
+  trainableParameters(): Tensor[] {
+    return [...this.baseEncoder.parameters(), ...this.predictor.parameters()];
+  }
 
   /** After a move or a layout change, the momentum update works on the new parameter tensors. */
   protected override convertTensors(fn: (t: Tensor) => Tensor): this {
@@ -207,13 +247,29 @@ export class MoCoV3 extends Module implements Mechanism {
  * is the projector, 2 layers with the last BN; or a ViT whose `head` is the projector, 3 layers with the last BN.
  */
 export function mocov3Encoder(o: MoCoV3Opts): Backbone {
-  const { arch = 'resnet50', dim = 256, mlpDim = 4096, cifarStem = false, width = 64, imageSize = 224, patchSize = 16, vitDepth = 0, stopGradConv1 = false } = o;
+  const {
+    arch = 'resnet50',
+    dim = 256,
+    mlpDim = 4096,
+    cifarStem = false,
+    width = 64,
+    imageSize = 224,
+    patchSize = 16,
+    vitDepth = 0,
+    stopGradConv1 = false,
+  } = o;
   if (isViTArch(arch)) {
-    const vit = createViT(arch, { imgSize: imageSize, patchSize, stopGradConv1, ...(vitDepth > 0 ? { depth: vitDepth } : {}) });
+    const vit = createViT(arch, {
+      imgSize: imageSize,
+      patchSize,
+      stopGradConv1,
+      ...(vitDepth > 0 ? { depth: vitDepth } : {}),
+    });
     vit.replaceModule('head', mlpHead(3, vit.featureDim, mlpDim, dim, true));
     return vit;
   }
-  if (stopGradConv1) throw new RangeError(`MoCoV3: stopGradConv1 freezes a ViT's patch projection; ${arch} is not a ViT`);
+  if (stopGradConv1)
+    throw new RangeError(`MoCoV3: stopGradConv1 freezes a ViT's patch projection; ${arch} is not a ViT`);
   const enc = createModel(arch, { numClasses: mlpDim, zeroInitResidual: true, cifarStem, width });
   enc.replaceModule('fc', mlpHead(2, enc.featureDim, mlpDim, dim, true));
   return enc;

@@ -11,4 +11,3 @@ export interface Backbone extends Module {
   /** features → the head (projector or classifier). */
   forward(x: Tensor): Tensor;
 }
-

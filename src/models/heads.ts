@@ -18,7 +18,8 @@ export function projectionHead(kind: HeadKind, inFeatures: number, dim: number):
  * ResNet: projector mlpHead(2, 2048, 4096, 256, true), predictor mlpHead(2, 256, 4096, 256, false).
  */
 export function mlpHead(numLayers: number, inDim: number, mlpDim: number, outDim: number, lastBn = true): Sequential {
-  if (!Number.isInteger(numLayers) || numLayers < 1) throw new RangeError(`mlpHead: numLayers must be a positive integer, got ${numLayers}`);
+  if (!Number.isInteger(numLayers) || numLayers < 1)
+    throw new RangeError(`mlpHead: numLayers must be a positive integer, got ${numLayers}`);
   const layers: Module[] = [];
   for (let l = 0; l < numLayers; l++) {
     const dim1 = l === 0 ? inDim : mlpDim;

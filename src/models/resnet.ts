@@ -41,7 +41,9 @@ export class BasicBlock extends Module implements Block {
     this.downsample = downsample ? this.registerModule('downsample', downsample) : null;
   }
 
-  get lastBn(): BatchNorm2d { return this.bn2; }
+  get lastBn(): BatchNorm2d {
+    return this.bn2;
+  }
 
   forward(x: Tensor): Tensor {
     const identity = this.downsample ? this.downsample.forward(x) : x;
@@ -74,7 +76,9 @@ export class Bottleneck extends Module implements Block {
     this.downsample = downsample ? this.registerModule('downsample', downsample) : null;
   }
 
-  get lastBn(): BatchNorm2d { return this.bn3; }
+  get lastBn(): BatchNorm2d {
+    return this.bn3;
+  }
 
   forward(x: Tensor): Tensor {
     const identity = this.downsample ? this.downsample.forward(x) : x;
@@ -117,15 +121,22 @@ export class ResNet extends Module {
   readonly featureDim: number;
   private inPlanes: number;
 
-  constructor(block: BlockClass, layers: [number, number, number, number], readonly opts: ResNetOpts = {}) {
+  constructor(
+    block: BlockClass,
+    layers: [number, number, number, number],
+    readonly opts: ResNetOpts = {},
+  ) {
     super();
     const norm = opts.normLayer ?? defaultNorm;
     const w = opts.width ?? 64;
     if (!Number.isInteger(w) || w < 1) throw new RangeError(`ResNet: width must be a positive integer, got ${w}`);
     this.inPlanes = w;
-    this.conv1 = this.registerModule('conv1', opts.cifarStem
-      ? new Conv2d(3, w, 3, { stride: 1, padding: 1, bias: false })
-      : new Conv2d(3, w, 7, { stride: 2, padding: 3, bias: false }));
+    this.conv1 = this.registerModule(
+      'conv1',
+      opts.cifarStem
+        ? new Conv2d(3, w, 3, { stride: 1, padding: 1, bias: false })
+        : new Conv2d(3, w, 7, { stride: 2, padding: 3, bias: false }),
+    );
     this.bn1 = this.registerModule('bn1', norm(w));
     this.relu = this.registerModule('relu', new ReLU(true));
     this.maxpool = opts.cifarStem ? null : this.registerModule('maxpool', new MaxPool2d(3, { stride: 2, padding: 1 }));
@@ -141,22 +152,32 @@ export class ResNet extends Module {
       for (const [, m] of this.namedModules()) {
         // The CIFAR demo's ModelBase swaps a fresh nn.Conv2d in for conv1 after torchvision's init loop, so that
         // stem keeps Conv2d's own kaiming_uniform(a=√5) init.
-        if (m instanceof Conv2d && !(opts.cifarStem && m === this.conv1)) kaimingNormal_(m.weight, { mode: 'fan_out', nonlinearity: 'relu' });
-        else if (m instanceof BatchNorm2d) { constant_(m.weight, 1); constant_(m.bias, 0); }
+        if (m instanceof Conv2d && !(opts.cifarStem && m === this.conv1))
+          kaimingNormal_(m.weight, { mode: 'fan_out', nonlinearity: 'relu' });
+        else if (m instanceof BatchNorm2d) {
+          constant_(m.weight, 1);
+          constant_(m.bias, 0);
+        }
       }
       if (opts.zeroInitResidual) {
-        for (const [, m] of this.namedModules()) if (m instanceof BasicBlock || m instanceof Bottleneck) constant_(m.lastBn.weight, 0);
+        for (const [, m] of this.namedModules())
+          if (m instanceof BasicBlock || m instanceof Bottleneck) constant_(m.lastBn.weight, 0);
       }
     });
   }
 
   /** The classifier or projection head (replaceable: MoCo puts its MLP here, as the official code does). */
-  get fc(): Module { return this.child('fc'); }
+  get fc(): Module {
+    return this.child('fc');
+  }
 
   private makeLayer(block: BlockClass, planes: number, blocks: number, stride: number, norm: NormLayer): Sequential {
     let downsample: Sequential | null = null;
     if (stride !== 1 || this.inPlanes !== planes * block.expansion) {
-      downsample = new Sequential(conv1x1(this.inPlanes, planes * block.expansion, stride), norm(planes * block.expansion));
+      downsample = new Sequential(
+        conv1x1(this.inPlanes, planes * block.expansion, stride),
+        norm(planes * block.expansion),
+      );
     }
     const layers: Module[] = [new block(this.inPlanes, planes, stride, downsample, norm)];
     this.inPlanes = planes * block.expansion;
@@ -177,7 +198,15 @@ export class ResNet extends Module {
   }
 }
 
-export function resnet18(opts: ResNetOpts = {}): ResNet { return new ResNet(BasicBlock, [2, 2, 2, 2], opts); }
-export function resnet34(opts: ResNetOpts = {}): ResNet { return new ResNet(BasicBlock, [3, 4, 6, 3], opts); }
-export function resnet50(opts: ResNetOpts = {}): ResNet { return new ResNet(Bottleneck, [3, 4, 6, 3], opts); }
-export function resnet101(opts: ResNetOpts = {}): ResNet { return new ResNet(Bottleneck, [3, 4, 23, 3], opts); }
+export function resnet18(opts: ResNetOpts = {}): ResNet {
+  return new ResNet(BasicBlock, [2, 2, 2, 2], opts);
+}
+export function resnet34(opts: ResNetOpts = {}): ResNet {
+  return new ResNet(BasicBlock, [3, 4, 6, 3], opts);
+}
+export function resnet50(opts: ResNetOpts = {}): ResNet {
+  return new ResNet(Bottleneck, [3, 4, 6, 3], opts);
+}
+export function resnet101(opts: ResNetOpts = {}): ResNet {
+  return new ResNet(Bottleneck, [3, 4, 23, 3], opts);
+}

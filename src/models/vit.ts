@@ -7,7 +7,9 @@ import { normal_, uniform_, xavierUniform_, zeros_ } from '../nn/init.js';
 
 type Pair = number | [number, number];
 
-function pair(v: Pair): [number, number] { return Array.isArray(v) ? v : [v, v]; }
+function pair(v: Pair): [number, number] {
+  return Array.isArray(v) ? v : [v, v];
+}
 
 /** Image → sequence of patch embeddings: a conv with kernel = stride = patch size, flattened to N × L × D. */
 export class PatchEmbed extends Module {
@@ -24,7 +26,8 @@ export class PatchEmbed extends Module {
     this.patchSize = pair(patchSize);
     const [h, w] = this.imgSize;
     const [ph, pw] = this.patchSize;
-    if (h % ph || w % pw) throw new RangeError(`PatchEmbed: image ${h}×${w} is not a whole number of ${ph}×${pw} patches`);
+    if (h % ph || w % pw)
+      throw new RangeError(`PatchEmbed: image ${h}×${w} is not a whole number of ${ph}×${pw} patches`);
     this.gridSize = [h / ph, w / pw];
     this.numPatches = this.gridSize[0] * this.gridSize[1];
     this.proj = this.registerModule('proj', new Conv2d(inChans, embedDim, this.patchSize, { stride: this.patchSize }));
@@ -34,7 +37,9 @@ export class PatchEmbed extends Module {
     const [, , h, w] = x.shape;
     // The position embedding is built for one grid; another image size would fail later with a shape error.
     if (h !== this.imgSize[0] || w !== this.imgSize[1]) {
-      throw new RangeError(`PatchEmbed: input ${h}×${w} does not match the model's image size ${this.imgSize[0]}×${this.imgSize[1]}`);
+      throw new RangeError(
+        `PatchEmbed: input ${h}×${w} does not match the model's image size ${this.imgSize[0]}×${this.imgSize[1]}`,
+      );
     }
     return this.proj.forward(x).flatten(2).transpose(1, 2);
   }
@@ -47,7 +52,11 @@ export class Attention extends Module {
   readonly headDim: number;
   readonly scale: number;
 
-  constructor(readonly dim: number, readonly numHeads: number, qkvBias = true) {
+  constructor(
+    readonly dim: number,
+    readonly numHeads: number,
+    qkvBias = true,
+  ) {
     super();
     if (dim % numHeads) throw new RangeError(`Attention: dim ${dim} is not divisible by ${numHeads} heads`);
     this.headDim = dim / numHeads;
@@ -79,7 +88,9 @@ export class Mlp extends Module {
     this.fc2 = this.registerModule('fc2', new Linear(hiddenFeatures, inFeatures));
   }
 
-  forward(x: Tensor): Tensor { return this.fc2.forward(this.act.forward(this.fc1.forward(x))); }
+  forward(x: Tensor): Tensor {
+    return this.fc2.forward(this.act.forward(this.fc1.forward(x)));
+  }
 }
 
 /** Pre-norm transformer block: x + attn(norm1(x)), then x + mlp(norm2(x)). */
@@ -112,17 +123,19 @@ export class Block extends Module {
 export function build2dSinCosPositionEmbedding(gridSize: [number, number], dim: number, temperature = 10000): Tensor {
   if (dim % 4) throw new RangeError(`build2dSinCosPositionEmbedding: embed dim ${dim} must be divisible by 4`);
   const [h, w] = gridSize;
-  return tidy(() => noGrad(() => {
-    const posDim = dim / 4;
-    const gridW = arange(0, w, 1, { dtype: 'float32' }).view(w, 1).expand(w, h).flatten();
-    const gridH = arange(0, h, 1, { dtype: 'float32' }).view(1, h).expand(w, h).flatten();
-    const exponent = arange(0, posDim, 1, { dtype: 'float32' }).div(posDim);
-    const omega = zeros([posDim]).add(temperature).pow(exponent).reciprocal();
-    const outW = gridW.view(-1, 1).mul(omega.view(1, -1));
-    const outH = gridH.view(-1, 1).mul(omega.view(1, -1));
-    const pe = cat([outW.sin(), outW.cos(), outH.sin(), outH.cos()], 1).unsqueeze(0);
-    return cat([zeros([1, 1, dim]), pe], 1);
-  }));
+  return tidy(() =>
+    noGrad(() => {
+      const posDim = dim / 4;
+      const gridW = arange(0, w, 1, { dtype: 'float32' }).view(w, 1).expand(w, h).flatten();
+      const gridH = arange(0, h, 1, { dtype: 'float32' }).view(1, h).expand(w, h).flatten();
+      const exponent = arange(0, posDim, 1, { dtype: 'float32' }).div(posDim);
+      const omega = zeros([posDim]).add(temperature).pow(exponent).reciprocal();
+      const outW = gridW.view(-1, 1).mul(omega.view(1, -1));
+      const outH = gridH.view(-1, 1).mul(omega.view(1, -1));
+      const pe = cat([outW.sin(), outW.cos(), outH.sin(), outH.cos()], 1).unsqueeze(0);
+      return cat([zeros([1, 1, dim]), pe], 1);
+    }),
+  );
 }
 
 export interface ViTOpts {
@@ -167,15 +180,20 @@ export class VisionTransformer extends Module {
     const depth = opts.depth ?? 12;
     const numHeads = opts.numHeads ?? 12;
     const eps = opts.normEps ?? 1e-6;
-    if (!Number.isInteger(depth) || depth < 1) throw new RangeError(`VisionTransformer: depth must be a positive integer, got ${depth}`);
+    if (!Number.isInteger(depth) || depth < 1)
+      throw new RangeError(`VisionTransformer: depth must be a positive integer, got ${depth}`);
     this.embedDim = dim;
     this.featureDim = dim;
-    this.patch_embed = this.registerModule('patch_embed', new PatchEmbed(opts.imgSize ?? 224, opts.patchSize ?? 16, opts.inChans ?? 3, dim));
+    this.patch_embed = this.registerModule(
+      'patch_embed',
+      new PatchEmbed(opts.imgSize ?? 224, opts.patchSize ?? 16, opts.inChans ?? 3, dim),
+    );
     this.registerParameter('cls_token', zeros([1, 1, dim]));
     // Fixed, not trained: a buffer, saved under timm's name so checkpoints carry (and load) it.
     this.registerBuffer('pos_embed', build2dSinCosPositionEmbedding(this.patch_embed.gridSize, dim));
     const blocks: Module[] = [];
-    for (let i = 0; i < depth; i++) blocks.push(new Block(dim, numHeads, opts.mlpRatio ?? 4, opts.qkvBias ?? true, eps));
+    for (let i = 0; i < depth; i++)
+      blocks.push(new Block(dim, numHeads, opts.mlpRatio ?? 4, opts.qkvBias ?? true, eps));
     this.blocks = this.registerModule('blocks', new Sequential(...blocks));
     this.norm = this.registerModule('norm', new LayerNorm(dim, { eps }));
     const numClasses = opts.numClasses ?? 0;
@@ -210,12 +228,18 @@ export class VisionTransformer extends Module {
     }
   }
 
-  get clsToken(): Tensor { return this.tensor('cls_token')!; }
+  get clsToken(): Tensor {
+    return this.tensor('cls_token')!;
+  }
   /** The fixed position embedding, 1 × (1 + patches) × embedDim (cls slot zeros). */
-  get posEmbed(): Tensor { return this.tensor('pos_embed')!; }
+  get posEmbed(): Tensor {
+    return this.tensor('pos_embed')!;
+  }
 
   /** The classifier or projection head (replaceable: MoCo v3 puts its projector MLP here, as the official code does). */
-  get head(): Module { return this.child('head'); }
+  get head(): Module {
+    return this.child('head');
+  }
 
   /** The cls token after the final norm (N × embedDim), before `head`. */
   features(x: Tensor): Tensor {

@@ -15,11 +15,21 @@ export function calculateGain(nonlinearity: 'relu' | 'linear' | 'leaky_relu', pa
   return 1;
 }
 
-export function uniform_(t: Tensor, a: number, b: number): Tensor { return noGrad(() => t.uniform_(a, b)); }
-export function normal_(t: Tensor, mean = 0, std = 1): Tensor { return noGrad(() => t.normal_(mean, std)); }
-export function constant_(t: Tensor, v: number): Tensor { return noGrad(() => t.fill_(v)); }
-export function zeros_(t: Tensor): Tensor { return constant_(t, 0); }
-export function ones_(t: Tensor): Tensor { return constant_(t, 1); }
+export function uniform_(t: Tensor, a: number, b: number): Tensor {
+  return noGrad(() => t.uniform_(a, b));
+}
+export function normal_(t: Tensor, mean = 0, std = 1): Tensor {
+  return noGrad(() => t.normal_(mean, std));
+}
+export function constant_(t: Tensor, v: number): Tensor {
+  return noGrad(() => t.fill_(v));
+}
+export function zeros_(t: Tensor): Tensor {
+  return constant_(t, 0);
+}
+export function ones_(t: Tensor): Tensor {
+  return constant_(t, 1);
+}
 
 export interface KaimingOpts {
   /** Negative slope for leaky_relu; default 0. */
@@ -36,7 +46,9 @@ function kaimingStd(t: Tensor, o: KaimingOpts): number {
   return gain / Math.sqrt((o.mode ?? 'fan_in') === 'fan_in' ? fanIn : fanOut);
 }
 
-export function kaimingNormal_(t: Tensor, o: KaimingOpts = {}): Tensor { return normal_(t, 0, kaimingStd(t, o)); }
+export function kaimingNormal_(t: Tensor, o: KaimingOpts = {}): Tensor {
+  return normal_(t, 0, kaimingStd(t, o));
+}
 export function kaimingUniform_(t: Tensor, o: KaimingOpts = {}): Tensor {
   const bound = Math.sqrt(3) * kaimingStd(t, o);
   return uniform_(t, -bound, bound);

@@ -13,11 +13,17 @@ export interface Conv2dOpts extends FunctionalConv2dOpts {
 
 /** nn.Conv2d: weight [out, in/groups, kH, kW], optional bias [out]; kaiming_uniform(a=√5) init. */
 export class Conv2d extends Module {
-  constructor(readonly inChannels: number, readonly outChannels: number, readonly kernelSize: Pair, readonly opts: Conv2dOpts = {}) {
+  constructor(
+    readonly inChannels: number,
+    readonly outChannels: number,
+    readonly kernelSize: Pair,
+    readonly opts: Conv2dOpts = {},
+  ) {
     super();
     const [kh, kw] = Array.isArray(kernelSize) ? kernelSize : [kernelSize, kernelSize];
     const groups = opts.groups ?? 1;
-    if (inChannels % groups || outChannels % groups) throw new Error(`Conv2d: channels ${inChannels}→${outChannels} not divisible by groups ${groups}`);
+    if (inChannels % groups || outChannels % groups)
+      throw new Error(`Conv2d: channels ${inChannels}→${outChannels} not divisible by groups ${groups}`);
     const w = this.registerParameter('weight', empty([outChannels, inChannels / groups, kh, kw]));
     kaimingUniform_(w, { a: Math.sqrt(5) });
     if (opts.bias ?? true) {
@@ -27,8 +33,12 @@ export class Conv2d extends Module {
       this.registerParameter('bias', null);
     }
   }
-  get weight(): Tensor { return this.tensor('weight')!; }
-  get bias(): Tensor | null { return this.tensor('bias'); }
+  get weight(): Tensor {
+    return this.tensor('weight')!;
+  }
+  get bias(): Tensor | null {
+    return this.tensor('bias');
+  }
   forward(x: Tensor): Tensor {
     return F.conv2d(x, this.weight, this.bias, this.opts);
   }
@@ -36,7 +46,11 @@ export class Conv2d extends Module {
 
 /** nn.Linear: weight [out, in], bias [out]; kaiming_uniform(a=√5) init, bias U(±1/√in). */
 export class Linear extends Module {
-  constructor(readonly inFeatures: number, readonly outFeatures: number, bias = true) {
+  constructor(
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+    bias = true,
+  ) {
     super();
     const w = this.registerParameter('weight', empty([outFeatures, inFeatures]));
     kaimingUniform_(w, { a: Math.sqrt(5) });
@@ -47,9 +61,15 @@ export class Linear extends Module {
       this.registerParameter('bias', null);
     }
   }
-  get weight(): Tensor { return this.tensor('weight')!; }
-  get bias(): Tensor | null { return this.tensor('bias'); }
-  forward(x: Tensor): Tensor { return F.linear(x, this.weight, this.bias); }
+  get weight(): Tensor {
+    return this.tensor('weight')!;
+  }
+  get bias(): Tensor | null {
+    return this.tensor('bias');
+  }
+  forward(x: Tensor): Tensor {
+    return F.linear(x, this.weight, this.bias);
+  }
 }
 
 export interface BatchNormOpts {
@@ -67,7 +87,10 @@ export abstract class BatchNormBase extends Module {
   readonly eps: number;
   readonly momentum: number;
   readonly affine: boolean;
-  constructor(readonly numFeatures: number, opts: BatchNormOpts & { affine?: boolean } = {}) {
+  constructor(
+    readonly numFeatures: number,
+    opts: BatchNormOpts & { affine?: boolean } = {},
+  ) {
     super();
     this.eps = opts.eps ?? 1e-5;
     this.momentum = opts.momentum ?? 0.1;
@@ -78,11 +101,21 @@ export abstract class BatchNormBase extends Module {
     this.registerBuffer('running_var', ones([numFeatures]));
     this.registerBuffer('num_batches_tracked', tensor([0], { dtype: 'int64', shape: [] }));
   }
-  get weight(): Tensor | null { return this.tensor('weight'); }
-  get bias(): Tensor | null { return this.tensor('bias'); }
-  get runningMean(): Tensor { return this.tensor('running_mean')!; }
-  get runningVar(): Tensor { return this.tensor('running_var')!; }
-  get numBatchesTracked(): Tensor { return this.tensor('num_batches_tracked')!; }
+  get weight(): Tensor | null {
+    return this.tensor('weight');
+  }
+  get bias(): Tensor | null {
+    return this.tensor('bias');
+  }
+  get runningMean(): Tensor {
+    return this.tensor('running_mean')!;
+  }
+  get runningVar(): Tensor {
+    return this.tensor('running_var')!;
+  }
+  get numBatchesTracked(): Tensor {
+    return this.tensor('num_batches_tracked')!;
+  }
 
   /** Throws when `x` is not of a rank this norm takes. */
   protected abstract checkInput(x: Tensor): void;
@@ -90,7 +123,11 @@ export abstract class BatchNormBase extends Module {
   forward(x: Tensor): Tensor {
     this.checkInput(x);
     if (this.training) this.numBatchesTracked.add_(1);
-    return F.batchNorm(x, this.runningMean, this.runningVar, this.weight, this.bias, { training: this.training, momentum: this.momentum, eps: this.eps });
+    return F.batchNorm(x, this.runningMean, this.runningVar, this.weight, this.bias, {
+      training: this.training,
+      momentum: this.momentum,
+      eps: this.eps,
+    });
   }
 }
 
@@ -99,8 +136,12 @@ export class BatchNorm2d extends BatchNormBase {
   constructor(numFeatures: number, opts: BatchNormOpts = {}) {
     super(numFeatures, { ...opts, affine: true });
   }
-  override get weight(): Tensor { return this.tensor('weight')!; }
-  override get bias(): Tensor { return this.tensor('bias')!; }
+  override get weight(): Tensor {
+    return this.tensor('weight')!;
+  }
+  override get bias(): Tensor {
+    return this.tensor('bias')!;
+  }
   protected checkInput(x: Tensor): void {
     if (x.dim() !== 4) throw new Error(`BatchNorm2d: expected a 4-D input, got [${x.shape.join(', ')}]`);
   }
@@ -120,7 +161,8 @@ export class BatchNorm1d extends BatchNormBase {
     super(numFeatures, opts);
   }
   protected checkInput(x: Tensor): void {
-    if (x.dim() !== 2 && x.dim() !== 3) throw new Error(`BatchNorm1d: expected a 2-D or 3-D input, got [${x.shape.join(', ')}]`);
+    if (x.dim() !== 2 && x.dim() !== 3)
+      throw new Error(`BatchNorm1d: expected a 2-D or 3-D input, got [${x.shape.join(', ')}]`);
   }
 }
 
@@ -130,15 +172,21 @@ export class BatchNorm1d extends BatchNormBase {
  * normalised per group, and the running statistics are the mean of the groups'. Evaluation is plain BN.
  */
 export class SplitBatchNorm2d extends BatchNorm2d {
-  constructor(numFeatures: number, readonly numSplits: number, opts: BatchNormOpts = {}) {
+  constructor(
+    numFeatures: number,
+    readonly numSplits: number,
+    opts: BatchNormOpts = {},
+  ) {
     super(numFeatures, opts);
-    if (!Number.isInteger(numSplits) || numSplits < 1) throw new RangeError(`SplitBatchNorm2d: numSplits must be a positive integer, got ${numSplits}`);
+    if (!Number.isInteger(numSplits) || numSplits < 1)
+      throw new RangeError(`SplitBatchNorm2d: numSplits must be a positive integer, got ${numSplits}`);
   }
 
   override forward(x: Tensor): Tensor {
     if (!this.training || this.numSplits === 1) return super.forward(x);
     const [n, c, h, w] = x.shape as [number, number, number, number];
-    if (n % this.numSplits) throw new Error(`SplitBatchNorm2d: batch of ${n} does not split into ${this.numSplits} equal sub-batches`);
+    if (n % this.numSplits)
+      throw new Error(`SplitBatchNorm2d: batch of ${n} does not split into ${this.numSplits} equal sub-batches`);
     const s = this.numSplits;
     const rm = this.runningMean.repeat(s);
     const rv = this.runningVar.repeat(s);
@@ -177,39 +225,76 @@ export class LayerNorm extends Module {
     this.registerParameter('weight', affine ? ones(this.normalizedShape) : null);
     this.registerParameter('bias', affine ? zeros(this.normalizedShape) : null);
   }
-  get weight(): Tensor | null { return this.tensor('weight'); }
-  get bias(): Tensor | null { return this.tensor('bias'); }
-  forward(x: Tensor): Tensor { return F.layerNorm(x, this.normalizedShape, this.weight, this.bias, this.eps); }
+  get weight(): Tensor | null {
+    return this.tensor('weight');
+  }
+  get bias(): Tensor | null {
+    return this.tensor('bias');
+  }
+  forward(x: Tensor): Tensor {
+    return F.layerNorm(x, this.normalizedShape, this.weight, this.bias, this.eps);
+  }
 }
 
 /** nn.GELU: exact (erf) by default, as timm's ViT MLP uses it. */
 export class GELU extends Module {
-  constructor(readonly approximate: 'none' | 'tanh' = 'none') { super(); }
-  forward(x: Tensor): Tensor { return F.gelu(x, this.approximate); }
+  constructor(readonly approximate: 'none' | 'tanh' = 'none') {
+    super();
+  }
+  forward(x: Tensor): Tensor {
+    return F.gelu(x, this.approximate);
+  }
 }
 
 export class ReLU extends Module {
-  constructor(readonly inplace = false) { super(); }
-  forward(x: Tensor): Tensor { return F.relu(x, this.inplace); }
+  constructor(readonly inplace = false) {
+    super();
+  }
+  forward(x: Tensor): Tensor {
+    return F.relu(x, this.inplace);
+  }
 }
 
 export class Identity extends Module {
-  forward(x: Tensor): Tensor { return x; }
+  forward(x: Tensor): Tensor {
+    return x;
+  }
 }
 
 export class Flatten extends Module {
-  constructor(readonly startDim = 1, readonly endDim = -1) { super(); }
-  forward(x: Tensor): Tensor { return x.flatten(this.startDim, this.endDim); }
+  constructor(
+    readonly startDim = 1,
+    readonly endDim = -1,
+  ) {
+    super();
+  }
+  forward(x: Tensor): Tensor {
+    return x.flatten(this.startDim, this.endDim);
+  }
 }
 
 export class AdaptiveAvgPool2d extends Module {
-  constructor(readonly outputSize: Pair) { super(); }
-  forward(x: Tensor): Tensor { return F.adaptiveAvgPool2d(x, this.outputSize); }
+  constructor(readonly outputSize: Pair) {
+    super();
+  }
+  forward(x: Tensor): Tensor {
+    return F.adaptiveAvgPool2d(x, this.outputSize);
+  }
 }
 
 export class MaxPool2d extends Module {
-  constructor(readonly kernelSize: Pair, readonly opts: { stride?: Pair; padding?: Pair } = {}) { super(); }
-  forward(x: Tensor): Tensor { return F.maxPool2d(x, this.kernelSize, { stride: this.opts.stride ?? this.kernelSize, padding: this.opts.padding ?? 0 }); }
+  constructor(
+    readonly kernelSize: Pair,
+    readonly opts: { stride?: Pair; padding?: Pair } = {},
+  ) {
+    super();
+  }
+  forward(x: Tensor): Tensor {
+    return F.maxPool2d(x, this.kernelSize, {
+      stride: this.opts.stride ?? this.kernelSize,
+      padding: this.opts.padding ?? 0,
+    });
+  }
 }
 
 /** Children named '0', '1', … applied in order, as nn.Sequential. */
@@ -218,8 +303,12 @@ export class Sequential extends Module {
     super();
     layers.forEach((m, i) => this.registerModule(String(i), m));
   }
-  get length(): number { return this.children().length; }
-  at(i: number): Module { return this.child(String(i)); }
+  get length(): number {
+    return this.children().length;
+  }
+  at(i: number): Module {
+    return this.child(String(i));
+  }
   forward(x: Tensor): Tensor {
     let y = x;
     for (const m of this.children()) {

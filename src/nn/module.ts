@@ -44,7 +44,8 @@ export abstract class Module {
   /** Replaces a registered child (e.g. a ResNet's `fc` by a projection head). The old child is disposed. */
   replaceModule(name: string, m: Module): void {
     const old = this.modules.get(name);
-    if (!old) throw new Error(`replaceModule: no child named '${name}'; children: ${[...this.modules.keys()].join(', ')}`);
+    if (!old)
+      throw new Error(`replaceModule: no child named '${name}'; children: ${[...this.modules.keys()].join(', ')}`);
     if (old !== m) old.dispose();
     this.modules.set(name, m);
   }
@@ -69,8 +70,12 @@ export abstract class Module {
     b.t = keep(t);
   }
 
-  children(): Module[] { return [...this.modules.values()]; }
-  namedChildren(): [string, Module][] { return [...this.modules.entries()]; }
+  children(): Module[] {
+    return [...this.modules.values()];
+  }
+  namedChildren(): [string, Module][] {
+    return [...this.modules.entries()];
+  }
 
   /** This module and all descendants, depth first, with dotted names ('' for this one). */
   namedModules(prefix = ''): [string, Module][] {
@@ -87,7 +92,9 @@ export abstract class Module {
     return out;
   }
 
-  parameters(): Tensor[] { return this.namedParameters().map(([, p]) => p); }
+  parameters(): Tensor[] {
+    return this.namedParameters().map(([, p]) => p);
+  }
 
   namedBuffers(): [string, Tensor][] {
     const out: [string, Tensor][] = [];
@@ -153,7 +160,9 @@ export abstract class Module {
     return this;
   }
 
-  eval(): this { return this.train(false); }
+  eval(): this {
+    return this.train(false);
+  }
 
   requiresGrad_(on = true): this {
     for (const p of this.parameters()) p.requiresGrad_(on);

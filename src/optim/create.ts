@@ -15,9 +15,13 @@ export interface OptimizerOpts {
 /** SGD (momentum, decay), LARS (MoCo v3's optimizer.py: momentum 0.9, trust 0.001) or AdamW (betas 0.9, 0.999). */
 export function createOptimizer(name: OptimizerName, params: Tensor[], o: OptimizerOpts): Optimizer {
   switch (name) {
-    case 'sgd': return new SGD(params, { lr: o.lr, momentum: o.momentum, weightDecay: o.weightDecay });
-    case 'lars': return new LARS(params, { lr: o.lr, weightDecay: o.weightDecay });
-    case 'adamw': return new AdamW(params, { lr: o.lr, weightDecay: o.weightDecay });
-    default: throw new Error(`unknown optimizer '${String(name)}'; valid: sgd, lars, adamw`);
+    case 'sgd':
+      return new SGD(params, { lr: o.lr, momentum: o.momentum, weightDecay: o.weightDecay });
+    case 'lars':
+      return new LARS(params, { lr: o.lr, weightDecay: o.weightDecay });
+    case 'adamw':
+      return new AdamW(params, { lr: o.lr, weightDecay: o.weightDecay });
+    default:
+      throw new Error(`unknown optimizer '${String(name)}'; valid: sgd, lars, adamw`);
   }
 }

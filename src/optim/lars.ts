@@ -30,51 +30,60 @@ export class LARS extends MomentumOptimizer<LARSParamGroup> {
 
   /** `params` is a list of tensors, or of groups `{ params, ...overrides }`. */
   constructor(params: ParamsArg<LARSOpts>, defaults: LARSOpts) {
-    super(groupsOf(params).map((g) => {
-      const group: LARSParamGroup = {
-        params: g.params,
-        lr: g.lr ?? defaults.lr,
-        weightDecay: g.weightDecay ?? defaults.weightDecay ?? 0,
-        momentum: g.momentum ?? defaults.momentum ?? 0.9,
-        trustCoefficient: g.trustCoefficient ?? defaults.trustCoefficient ?? 0.001,
-      };
-      if (!(group.lr >= 0)) throw new RangeError(`LARS: lr must be ≥ 0, got ${group.lr}`);
-      if (!(group.weightDecay >= 0)) throw new RangeError(`LARS: weightDecay must be ≥ 0, got ${group.weightDecay}`);
-      if (!(group.momentum >= 0)) throw new RangeError(`LARS: momentum must be ≥ 0, got ${group.momentum}`);
-      if (!(group.trustCoefficient > 0)) throw new RangeError(`LARS: trustCoefficient must be > 0, got ${group.trustCoefficient}`);
-      return group;
-    }));
+    super(
+      groupsOf(params).map((g) => {
+        const group: LARSParamGroup = {
+          params: g.params,
+          lr: g.lr ?? defaults.lr,
+          weightDecay: g.weightDecay ?? defaults.weightDecay ?? 0,
+          momentum: g.momentum ?? defaults.momentum ?? 0.9,
+          trustCoefficient: g.trustCoefficient ?? defaults.trustCoefficient ?? 0.001,
+        };
+        if (!(group.lr >= 0)) throw new RangeError(`LARS: lr must be ≥ 0, got ${group.lr}`);
+        if (!(group.weightDecay >= 0)) throw new RangeError(`LARS: weightDecay must be ≥ 0, got ${group.weightDecay}`);
+        if (!(group.momentum >= 0)) throw new RangeError(`LARS: momentum must be ≥ 0, got ${group.momentum}`);
+        if (!(group.trustCoefficient > 0))
+          throw new RangeError(`LARS: trustCoefficient must be > 0, got ${group.trustCoefficient}`);
+        return group;
+      }),
+    );
   }
 
   /** One update of every parameter that has a gradient. */
   step(): void {
-    noGrad(() => tidy(() => {
-      for (const g of this.paramGroups) {
-        for (const p of g.params) {
-          let dp = p.grad;
-          if (!dp) continue;
-          if (p.dim() > 1) {
-            dp = dp.add(p, g.weightDecay);
-            const paramNorm = p.norm();
-            const updateNorm = dp.norm();
-            const one = onesLike(paramNorm);
-            // On-device selects, not item(): no host sync per parameter; a zero norm (a zero-initialised weight,
-            // a zero gradient) leaves the update unscaled instead of dividing by 0.
-            const q = where(paramNorm.gt(0), where(updateNorm.gt(0), paramNorm.mul(g.trustCoefficient).div(updateNorm), one), one);
-            dp = dp.mul(q);
+    noGrad(() =>
+      tidy(() => {
+        for (const g of this.paramGroups) {
+          for (const p of g.params) {
+            let dp = p.grad;
+            if (!dp) continue;
+            if (p.dim() > 1) {
+              dp = dp.add(p, g.weightDecay);
+              const paramNorm = p.norm();
+              const updateNorm = dp.norm();
+              const one = onesLike(paramNorm);
+              // On-device selects, not item(): no host sync per parameter; a zero norm (a zero-initialised weight,
+              // a zero gradient) leaves the update unscaled instead of dividing by 0.
+              const q = where(
+                paramNorm.gt(0),
+                where(updateNorm.gt(0), paramNorm.mul(g.trustCoefficient).div(updateNorm), one),
+                one,
+              );
+              dp = dp.mul(q);
+            }
+            let mu = this.buffers.get(p);
+            if (!mu) {
+              // μ starts at zero (optimizer.py), so the first step is μ = dw, as SGD's first clone.
+              mu = keep(dp.clone());
+              this.buffers.set(p, mu);
+            } else {
+              mu.mul_(g.momentum).add_(dp);
+            }
+            p.add_(mu, -g.lr);
           }
-          let mu = this.buffers.get(p);
-          if (!mu) {
-            // μ starts at zero (optimizer.py), so the first step is μ = dw, as SGD's first clone.
-            mu = keep(dp.clone());
-            this.buffers.set(p, mu);
-          } else {
-            mu.mul_(g.momentum).add_(dp);
-          }
-          p.add_(mu, -g.lr);
         }
-      }
-      return undefined;
-    }));
+        return undefined;
+      }),
+    );
   }
 }

@@ -63,7 +63,10 @@ export function tensorsByIndex(state: string, tensors: Map<string, Tensor>): Map
 }
 
 /** A per-parameter buffer (momentum, μ) by the parameter's index over all groups: what stateDict() saves. */
-export function buffersByIndex(groups: readonly { params: Tensor[] }[], buffers: Map<Tensor, Tensor>): Map<number, Tensor> {
+export function buffersByIndex(
+  groups: readonly { params: Tensor[] }[],
+  buffers: Map<Tensor, Tensor>,
+): Map<number, Tensor> {
   const out = new Map<number, Tensor>();
   let i = 0;
   for (const g of groups) {
@@ -80,14 +83,22 @@ export function buffersByIndex(groups: readonly { params: Tensor[] }[], buffers:
  * Replaces `buffers` with copies of `saved` (by parameter index, as {@link buffersByIndex} gives them); a buffer
  * whose shape is not its parameter's is refused, naming `optimizer` (e.g. `SGD`).
  */
-export function loadBuffersByIndex(optimizer: string, groups: readonly { params: Tensor[] }[], buffers: Map<Tensor, Tensor>, saved: Map<number, Tensor>): void {
+export function loadBuffersByIndex(
+  optimizer: string,
+  groups: readonly { params: Tensor[] }[],
+  buffers: Map<Tensor, Tensor>,
+  saved: Map<number, Tensor>,
+): void {
   let i = 0;
   for (const g of groups) {
     for (const p of g.params) {
       const b = saved.get(i);
       buffers.get(p)?.dispose();
       if (b) {
-        if (b.shape.join() !== p.shape.join()) throw new Error(`${optimizer}.loadStateDict: momentum buffer ${i} has shape [${b.shape}] but parameter has [${p.shape}]`);
+        if (b.shape.join() !== p.shape.join())
+          throw new Error(
+            `${optimizer}.loadStateDict: momentum buffer ${i} has shape [${b.shape}] but parameter has [${p.shape}]`,
+          );
         buffers.set(p, keep(b.clone()));
       } else {
         buffers.delete(p);
@@ -102,7 +113,9 @@ export type ParamsArg<O> = Tensor[] | (Partial<O> & { params: Tensor[] })[];
 
 /** The groups of `params` (a plain list of tensors is one group), each with its overrides of the defaults. */
 export function groupsOf<O>(params: ParamsArg<O>): (Partial<O> & { params: Tensor[] })[] {
-  return params.length && !(params[0] instanceof Tensor) ? (params as (Partial<O> & { params: Tensor[] })[]) : [{ params: params as Tensor[] } as Partial<O> & { params: Tensor[] }];
+  return params.length && !(params[0] instanceof Tensor)
+    ? (params as (Partial<O> & { params: Tensor[] })[])
+    : [{ params: params as Tensor[] } as Partial<O> & { params: Tensor[] }];
 }
 
 /** What every optimizer here shares: parameter groups with a learning rate, and dropping the gradients. */
@@ -138,7 +151,10 @@ export interface MomentumState<G> {
  * SGD's and LARS's shared state handling: one buffer a parameter, saved in checkpoints as
  * `optimizer.<bufferName>.<i>` beside the groups' settings.
  */
-export abstract class MomentumOptimizer<G extends { lr: number; params: Tensor[] }> extends OptimizerBase<G, MomentumState<G>> {
+export abstract class MomentumOptimizer<G extends { lr: number; params: Tensor[] }> extends OptimizerBase<
+  G,
+  MomentumState<G>
+> {
   /** The buffer of each parameter that has taken a step. */
   protected readonly buffers = new Map<Tensor, Tensor>();
   /** The buffers' name in a checkpoint (`momentum_buffer`, `mu`). */
@@ -147,12 +163,18 @@ export abstract class MomentumOptimizer<G extends { lr: number; params: Tensor[]
   protected abstract readonly label: string;
 
   stateDict(): MomentumState<G> {
-    return { buffers: buffersByIndex(this.paramGroups, this.buffers), groups: this.paramGroups.map(({ params: _p, ...rest }) => rest) };
+    return {
+      buffers: buffersByIndex(this.paramGroups, this.buffers),
+      groups: this.paramGroups.map(({ params: _p, ...rest }) => rest),
+    };
   }
 
   /** Restores the buffers (copied) and group settings saved by stateDict(). */
   loadStateDict(s: MomentumState<G>): void {
-    if (s.groups.length !== this.paramGroups.length) throw new Error(`${this.label}.loadStateDict: ${s.groups.length} groups saved, optimizer has ${this.paramGroups.length}`);
+    if (s.groups.length !== this.paramGroups.length)
+      throw new Error(
+        `${this.label}.loadStateDict: ${s.groups.length} groups saved, optimizer has ${this.paramGroups.length}`,
+      );
     s.groups.forEach((g, i) => Object.assign(this.paramGroups[i]!, g));
     loadBuffersByIndex(this.label, this.paramGroups, this.buffers, s.buffers);
   }
@@ -163,7 +185,10 @@ export abstract class MomentumOptimizer<G extends { lr: number; params: Tensor[]
   }
 
   loadStateTensors(s: OptimizerFileState): void {
-    this.loadStateDict({ buffers: tensorsByIndex(this.bufferName, s.tensors), groups: s.groups as MomentumState<G>['groups'] });
+    this.loadStateDict({
+      buffers: tensorsByIndex(this.bufferName, s.tensors),
+      groups: s.groups as MomentumState<G>['groups'],
+    });
   }
 
   dispose(): void {

@@ -1,6 +1,13 @@
 // SGD with momentum, dampening, weight decay and Nesterov: torch.optim.SGD's update, step for step.
 import { keep, noGrad, tidy, type Tensor } from '../torch/index.js';
-import { MomentumOptimizer, groupsOf, indexedTensors, tensorsByIndex, type MomentumState, type ParamsArg } from './optimizer.js';
+import {
+  MomentumOptimizer,
+  groupsOf,
+  indexedTensors,
+  tensorsByIndex,
+  type MomentumState,
+  type ParamsArg,
+} from './optimizer.js';
 
 export interface SGDOpts {
   /** Learning rate. */
@@ -30,46 +37,51 @@ export class SGD extends MomentumOptimizer<ParamGroup> {
 
   /** `params` is a list of tensors, or of groups `{ params, ...overrides }`. */
   constructor(params: ParamsArg<SGDOpts>, defaults: SGDOpts) {
-    super(groupsOf(params).map((g) => {
-      const group: ParamGroup = {
-        params: g.params,
-        lr: g.lr ?? defaults.lr,
-        momentum: g.momentum ?? defaults.momentum ?? 0,
-        dampening: g.dampening ?? defaults.dampening ?? 0,
-        weightDecay: g.weightDecay ?? defaults.weightDecay ?? 0,
-        nesterov: g.nesterov ?? defaults.nesterov ?? false,
-      };
-      if (!(group.lr >= 0)) throw new RangeError(`SGD: lr must be ≥ 0, got ${group.lr}`);
-      if (!(group.momentum >= 0)) throw new RangeError(`SGD: momentum must be ≥ 0, got ${group.momentum}`);
-      if (!(group.weightDecay >= 0)) throw new RangeError(`SGD: weightDecay must be ≥ 0, got ${group.weightDecay}`);
-      if (group.nesterov && (group.momentum <= 0 || group.dampening !== 0)) throw new RangeError('SGD: nesterov needs momentum > 0 and dampening 0');
-      return group;
-    }));
+    super(
+      groupsOf(params).map((g) => {
+        const group: ParamGroup = {
+          params: g.params,
+          lr: g.lr ?? defaults.lr,
+          momentum: g.momentum ?? defaults.momentum ?? 0,
+          dampening: g.dampening ?? defaults.dampening ?? 0,
+          weightDecay: g.weightDecay ?? defaults.weightDecay ?? 0,
+          nesterov: g.nesterov ?? defaults.nesterov ?? false,
+        };
+        if (!(group.lr >= 0)) throw new RangeError(`SGD: lr must be ≥ 0, got ${group.lr}`);
+        if (!(group.momentum >= 0)) throw new RangeError(`SGD: momentum must be ≥ 0, got ${group.momentum}`);
+        if (!(group.weightDecay >= 0)) throw new RangeError(`SGD: weightDecay must be ≥ 0, got ${group.weightDecay}`);
+        if (group.nesterov && (group.momentum <= 0 || group.dampening !== 0))
+          throw new RangeError('SGD: nesterov needs momentum > 0 and dampening 0');
+        return group;
+      }),
+    );
   }
 
   /** One update of every parameter that has a gradient. */
   step(): void {
-    noGrad(() => tidy(() => {
-      for (const g of this.paramGroups) {
-        for (const p of g.params) {
-          const grad = p.grad;
-          if (!grad) continue;
-          let d = g.weightDecay !== 0 ? grad.add(p, g.weightDecay) : grad;
-          if (g.momentum !== 0) {
-            let buf = this.buffers.get(p);
-            if (!buf) {
-              buf = keep(d.clone());
-              this.buffers.set(p, buf);
-            } else {
-              buf.mul_(g.momentum).add_(d, 1 - g.dampening);
+    noGrad(() =>
+      tidy(() => {
+        for (const g of this.paramGroups) {
+          for (const p of g.params) {
+            const grad = p.grad;
+            if (!grad) continue;
+            let d = g.weightDecay !== 0 ? grad.add(p, g.weightDecay) : grad;
+            if (g.momentum !== 0) {
+              let buf = this.buffers.get(p);
+              if (!buf) {
+                buf = keep(d.clone());
+                this.buffers.set(p, buf);
+              } else {
+                buf.mul_(g.momentum).add_(d, 1 - g.dampening);
+              }
+              d = g.nesterov ? d.add(buf, g.momentum) : buf;
             }
-            d = g.nesterov ? d.add(buf, g.momentum) : buf;
+            p.add_(d, -g.lr);
           }
-          p.add_(d, -g.lr);
         }
-      }
-      return undefined;
-    }));
+        return undefined;
+      }),
+    );
   }
 }
 

@@ -13,10 +13,19 @@ export interface BatcherOptions {
   maxQueue?: number;
 }
 
-interface Item { x: Float32Array; resolve: (v: Float32Array) => void; reject: (e: Error) => void }
+interface Item {
+  x: Float32Array;
+  resolve: (v: Float32Array) => void;
+  reject: (e: Error) => void;
+}
 
 /** Counters for /v1/info and benches. */
-export interface BatcherStats { batches: number; images: number; largestBatch: number; rejected: number }
+export interface BatcherStats {
+  batches: number;
+  images: number;
+  largestBatch: number;
+  rejected: number;
+}
 
 export class Batcher {
   readonly maxBatch: number;
@@ -33,17 +42,26 @@ export class Batcher {
    * @param itemSize floats per input (3 × size × size)
    * @param dim floats per output
    */
-  constructor(private readonly run: (x: Float32Array, n: number) => Promise<Float32Array>, private readonly itemSize: number, private readonly dim: number, o: BatcherOptions = {}) {
+  constructor(
+    private readonly run: (x: Float32Array, n: number) => Promise<Float32Array>,
+    private readonly itemSize: number,
+    private readonly dim: number,
+    o: BatcherOptions = {},
+  ) {
     this.maxBatch = Math.max(1, o.maxBatch ?? 32);
     this.maxDelayMs = Math.max(0, o.maxDelayMs ?? 5);
     this.maxQueue = Math.max(1, o.maxQueue ?? 256);
   }
 
   /** A forward pass is running. */
-  get busy(): boolean { return this.running; }
+  get busy(): boolean {
+    return this.running;
+  }
 
   /** Images waiting for a forward pass. */
-  get waiting(): number { return this.queue.length; }
+  get waiting(): number {
+    return this.queue.length;
+  }
 
   /**
    * Queues the inputs of one request (each `itemSize` floats) and resolves with their outputs, in order.
@@ -52,10 +70,14 @@ export class Batcher {
   submit(inputs: Float32Array[]): Promise<Float32Array[]> {
     if (this.queue.length + inputs.length > this.maxQueue) {
       this.stats.rejected++;
-      throw unavailable(`embedding queue is full (${this.queue.length} of ${this.maxQueue} images waiting); retry shortly`, 1);
+      throw unavailable(
+        `embedding queue is full (${this.queue.length} of ${this.maxQueue} images waiting); retry shortly`,
+        1,
+      );
     }
     const ps = inputs.map((x) => {
-      if (x.length !== this.itemSize) throw new Error(`batcher: input of ${x.length} floats, ${this.itemSize} expected`);
+      if (x.length !== this.itemSize)
+        throw new Error(`batcher: input of ${x.length} floats, ${this.itemSize} expected`);
       return new Promise<Float32Array>((resolve, reject) => this.queue.push({ x, resolve, reject }));
     });
     this.schedule();
@@ -64,12 +86,21 @@ export class Batcher {
 
   private schedule(): void {
     if (this.running || !this.queue.length) return;
-    if (this.queue.length >= this.maxBatch || this.maxDelayMs === 0) { this.flush(); return; }
-    this.timer ??= setTimeout(() => { this.timer = null; this.flush(); }, this.maxDelayMs);
+    if (this.queue.length >= this.maxBatch || this.maxDelayMs === 0) {
+      this.flush();
+      return;
+    }
+    this.timer ??= setTimeout(() => {
+      this.timer = null;
+      this.flush();
+    }, this.maxDelayMs);
   }
 
   private flush(): void {
-    if (this.timer) { clearTimeout(this.timer); this.timer = null; }
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
     if (this.running || !this.queue.length) return;
     const items = this.queue.splice(0, this.maxBatch);
     this.running = true;
@@ -79,17 +110,22 @@ export class Batcher {
     this.stats.batches++;
     this.stats.images += n;
     this.stats.largestBatch = Math.max(this.stats.largestBatch, n);
-    this.run(x, n).then((y) => {
-      items.forEach((it, i) => it.resolve(y.slice(i * this.dim, (i + 1) * this.dim)));
-    }, (e: unknown) => {
-      const err = e instanceof Error ? e : new Error(String(e));
-      for (const it of items) it.reject(err);
-    }).finally(() => {
-      this.running = false;
-      // Images that arrived during the forward pass have waited already: flush them without the delay.
-      if (this.queue.length) this.flush();
-      else for (const f of this.idle.splice(0)) f();
-    });
+    this.run(x, n)
+      .then(
+        (y) => {
+          items.forEach((it, i) => it.resolve(y.slice(i * this.dim, (i + 1) * this.dim)));
+        },
+        (e: unknown) => {
+          const err = e instanceof Error ? e : new Error(String(e));
+          for (const it of items) it.reject(err);
+        },
+      )
+      .finally(() => {
+        this.running = false;
+        // Images that arrived during the forward pass have waited already: flush them without the delay.
+        if (this.queue.length) this.flush();
+        else for (const f of this.idle.splice(0)) f();
+      });
   }
 
   /** Resolves when nothing waits and no forward pass runs. */

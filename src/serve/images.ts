@@ -6,12 +6,14 @@ import { preprocessImage } from './preprocess.js';
 import type { ServeRuntime } from './plugins/runtime.js';
 
 /** What an image-taking route accepts, for its description and its 4xx messages. */
-export const IMAGE_BODY = 'one image as the raw body (Content-Type image/* or application/octet-stream) or '
-  + 'multipart/form-data with one or more image files';
+export const IMAGE_BODY =
+  'one image as the raw body (Content-Type image/* or application/octet-stream) or ' +
+  'multipart/form-data with one or more image files';
 
 /** Embeds the images of a request (raw body or multipart files); names are the multipart parts' file names. */
 export async function embedRequest(
-  runtime: ServeRuntime, req: FastifyRequest,
+  runtime: ServeRuntime,
+  req: FastifyRequest,
 ): Promise<{ names: string[]; vectors: Float32Array[] }> {
   const { model: m, batcher: b } = runtime.ready();
   const { bodyBytes, pixels } = runtime.limits;
@@ -20,16 +22,18 @@ export async function embedRequest(
     throw unavailable(`embedding queue is full (${b.waiting} of ${b.maxQueue} images waiting); retry shortly`, 1);
   }
   const s = m.info.preprocessing.size;
-  const inputs = await Promise.all(images.map(async (im) => {
-    const x = new Float32Array(3 * s * s);
-    try {
-      await preprocessImage(im.bytes, m.info.preprocessing, x, 0, { maxPixels: pixels });
-    } catch (e) {
-      if (!(e instanceof HttpError) || images.length <= 1) throw e;
-      throw new HttpError(e.status, e.code, `${im.name}: ${e.message}`);
-    }
-    return x;
-  }));
+  const inputs = await Promise.all(
+    images.map(async (im) => {
+      const x = new Float32Array(3 * s * s);
+      try {
+        await preprocessImage(im.bytes, m.info.preprocessing, x, 0, { maxPixels: pixels });
+      } catch (e) {
+        if (!(e instanceof HttpError) || images.length <= 1) throw e;
+        throw new HttpError(e.status, e.code, `${im.name}: ${e.message}`);
+      }
+      return x;
+    }),
+  );
   return { names: images.map((i) => i.name), vectors: await b.submit(inputs) };
 }
 
@@ -40,8 +44,12 @@ export async function embedRequest(
 async function requestImages(req: FastifyRequest, bodyLimit: number): Promise<{ name: string; bytes: Buffer }[]> {
   if (req.isMultipart()) {
     const declared = Number(req.headers['content-length']);
-    const tooLarge = (n: number): HttpError => new HttpError(413, 'body_too_large',
-      `the request is ${n} bytes; the limit for a whole request is ${bodyLimit} (--body-limit)`);
+    const tooLarge = (n: number): HttpError =>
+      new HttpError(
+        413,
+        'body_too_large',
+        `the request is ${n} bytes; the limit for a whole request is ${bodyLimit} (--body-limit)`,
+      );
     if (declared > bodyLimit) throw tooLarge(declared);
     const out: { name: string; bytes: Buffer }[] = [];
     let total = 0;

@@ -7,7 +7,11 @@ import type { SearchBackend, SearchFilter, SearchHit } from './search-backend.js
 export class LanceBackend implements SearchBackend {
   readonly kind = 'lancedb';
 
-  private constructor(private readonly coll: Collection, readonly size: number, readonly root: string) {}
+  private constructor(
+    private readonly coll: Collection,
+    readonly size: number,
+    readonly root: string,
+  ) {}
 
   /**
    * Opens the collection at `uri`. Its root folder is found from the paths it holds (absolute, as `moco index`
@@ -24,9 +28,15 @@ export class LanceBackend implements SearchBackend {
     }
   }
 
-  get source(): string { return this.coll.uri; }
-  get dim(): number { return this.coll.dim; }
-  get meta(): Record<string, unknown> { return { ...this.coll.meta }; }
+  get source(): string {
+    return this.coll.uri;
+  }
+  get dim(): number {
+    return this.coll.dim;
+  }
+  get meta(): Record<string, unknown> {
+    return { ...this.coll.meta };
+  }
 
   async search(queries: Float32Array, top: number, filter: SearchFilter = {}): Promise<SearchHit[][]> {
     const hits = await this.coll.search(queries, { top, filter });
@@ -38,5 +48,7 @@ export class LanceBackend implements SearchBackend {
     return (await this.coll.byIds([row]))[0]?.path;
   }
 
-  async close(): Promise<void> { this.coll.close(); }
+  async close(): Promise<void> {
+    this.coll.close();
+  }
 }

@@ -78,7 +78,9 @@ class TorchRunner implements Runner {
   }
 
   static async open(path: string, feature: ServeFeature, threads?: number): Promise<TorchRunner> {
-    const worker = new Worker(new URL('./torch-worker.js', import.meta.url), { workerData: { path, feature, threads: threads ?? 0 } });
+    const worker = new Worker(new URL('./torch-worker.js', import.meta.url), {
+      workerData: { path, feature, threads: threads ?? 0 },
+    });
     const r = new TorchRunner(worker);
     try {
       await new Promise<Float32Array>((resolve, reject) => r.pending.set(-1, { resolve, reject }));
@@ -109,11 +111,15 @@ class TorchRunner implements Runner {
 /** onnxruntime (in a child process) on an .onnx file. */
 class OrtRunner implements Runner {
   constructor(private readonly runner: OnnxRunner) {}
-  get name(): string { return this.runner.backend; }
+  get name(): string {
+    return this.runner.backend;
+  }
   async run(x: Float32Array, n: number, size: number): Promise<Float32Array> {
     return Object.values(await this.runner.run(x, [n, 3, size, size]))[0]!.data;
   }
-  close(): Promise<void> { return this.runner.close(); }
+  close(): Promise<void> {
+    return this.runner.close();
+  }
 }
 
 /** What `/v1/info` reports about the model. */
@@ -136,7 +142,10 @@ export interface ServeModelInfo {
  * L2-normalised as `moco embed`'s vectors, with its evaluation preprocessing recorded in the model's metadata
  * (`preprocess`) and returned.
  */
-export async function checkpointToOnnx(path: string, feature: ServeFeature = 'backbone'): Promise<{ bytes: Uint8Array; info: ServeModelInfo }> {
+export async function checkpointToOnnx(
+  path: string,
+  feature: ServeFeature = 'backbone',
+): Promise<{ bytes: Uint8Array; info: ServeModelInfo }> {
   const { loadEncoder } = await import('../eval/encoder.js');
   const { buildResNetOnnx } = await import('../io/onnx-export.js');
   const enc = loadEncoder(path);
@@ -144,10 +153,25 @@ export async function checkpointToOnnx(path: string, feature: ServeFeature = 'ba
     const preprocessing = enc.evalTransform();
     const dim = enc.dim(feature);
     // The bytes are served to browsers (/model.onnx): the checkpoint is named without the server's folders.
-    const bytes = encodeModel(buildResNetOnnx(enc.model.stateDict(), {
-      head: feature === 'head', normalize: true, metadata: { source: basename(enc.info.file), preprocess: JSON.stringify(preprocessing) },
-    }));
-    return { bytes, info: { source: resolve(enc.info.file), kind: 'checkpoint', arch: enc.info.arch + (enc.info.cifarStem ? ' (CIFAR stem)' : ''), feature, normalized: true, dim, preprocessing } };
+    const bytes = encodeModel(
+      buildResNetOnnx(enc.model.stateDict(), {
+        head: feature === 'head',
+        normalize: true,
+        metadata: { source: basename(enc.info.file), preprocess: JSON.stringify(preprocessing) },
+      }),
+    );
+    return {
+      bytes,
+      info: {
+        source: resolve(enc.info.file),
+        kind: 'checkpoint',
+        arch: enc.info.arch + (enc.info.cifarStem ? ' (CIFAR stem)' : ''),
+        feature,
+        normalized: true,
+        dim,
+        preprocessing,
+      },
+    };
   } finally {
     enc.dispose();
   }
@@ -169,7 +193,8 @@ export class ServeModel {
   static async open(path: string, o: ServeModelOptions = {}): Promise<ServeModel> {
     const feature = o.feature ?? 'backbone';
     if (path.toLowerCase().endsWith('.onnx')) {
-      if (o.feature === 'head') throw new Error(`--feature head applies to checkpoints; ${path} is an ONNX model with one output`);
+      if (o.feature === 'head')
+        throw new Error(`--feature head applies to checkpoints; ${path} is an ONNX model with one output`);
       const bytes = new Uint8Array(readFileSync(path));
       const m = decodeModel(bytes);
       const meta = new Map((m.metadataProps ?? []).map((p) => [p.key, p.value]));
@@ -178,17 +203,30 @@ export class ServeModel {
       const dim = d && 'dimValue' in d ? Number(d.dimValue) : 0;
       if (!dim) throw new Error(`${path}: the model's output has no fixed size (need [batch, dim])`);
       const pre = recordedPreprocessing(meta);
-      if (o.engine === 'libtorch') throw new Error(`${path} is an ONNX model: it runs on onnxruntime (engine libtorch takes a checkpoint)`);
+      if (o.engine === 'libtorch')
+        throw new Error(`${path} is an ONNX model: it runs on onnxruntime (engine libtorch takes a checkpoint)`);
       const runner = new OrtRunner(await OnnxRunner.open(path, { isolate: true, threads: o.threads }));
-      return new ServeModel({
-        source: resolve(path), kind: 'onnx', arch: meta.get('arch') ?? basename(path), feature: meta.get('head') && meta.get('head') !== 'none' ? 'head' : 'backbone',
-        normalized: meta.get('normalized') === 'true', dim, preprocessing: pre,
-      }, bytes, runner, null);
+      return new ServeModel(
+        {
+          source: resolve(path),
+          kind: 'onnx',
+          arch: meta.get('arch') ?? basename(path),
+          feature: meta.get('head') && meta.get('head') !== 'none' ? 'head' : 'backbone',
+          normalized: meta.get('normalized') === 'true',
+          dim,
+          preprocessing: pre,
+        },
+        bytes,
+        runner,
+        null,
+      );
     }
     // A checkpoint: libtorch loads it (any format the project reads) and the exporter writes its graph.
     const { bytes, info } = await checkpointToOnnx(path, feature);
-    const engine = o.engine === undefined || o.engine === 'auto' ? (hasOrtNode() ? 'onnxruntime' : 'libtorch') : o.engine;
-    if (engine === 'libtorch') return new ServeModel(info, bytes, await TorchRunner.open(path, feature, o.threads), null);
+    const engine =
+      o.engine === undefined || o.engine === 'auto' ? (hasOrtNode() ? 'onnxruntime' : 'libtorch') : o.engine;
+    if (engine === 'libtorch')
+      return new ServeModel(info, bytes, await TorchRunner.open(path, feature, o.threads), null);
     const tmp = mkdtempSync(join(tmpdir(), 'moco-serve-'));
     try {
       const file = join(tmp, 'model.onnx');
@@ -204,7 +242,8 @@ export class ServeModel {
   /** Embeds `n` preprocessed images (n × 3 × size × size, row-major); returns n × dim. */
   async embed(x: Float32Array, n: number): Promise<Float32Array> {
     const out = await this.runner.run(x, n, this.info.preprocessing.size);
-    if (out.length !== n * this.info.dim) throw new Error(`model returned ${out.length} values for ${n} images, ${n} × ${this.info.dim} expected`);
+    if (out.length !== n * this.info.dim)
+      throw new Error(`model returned ${out.length} values for ${n} images, ${n} × ${this.info.dim} expected`);
     return out;
   }
 

@@ -20,7 +20,9 @@ export const PAGE_FILES: readonly string[] = ['index.html', 'app.js', 'style.css
 
 /** The files of {@link ortWebDist} that the page's `ort/ort.wasm.min.mjs` loads. */
 export const ORT_FILES: readonly string[] = [
-  'ort.wasm.min.mjs', 'ort-wasm-simd-threaded.mjs', 'ort-wasm-simd-threaded.wasm',
+  'ort.wasm.min.mjs',
+  'ort-wasm-simd-threaded.mjs',
+  'ort-wasm-simd-threaded.wasm',
 ];
 
 /** The manifest's name (see {@link modelManifest}), a path on the server and a file in an export. */
@@ -54,13 +56,19 @@ export interface ModelManifest {
  * none). The server adds its batching and limits and `server: true`; an export adds its gallery and `server: false`.
  */
 export function modelManifest(
-  info: ServeModelInfo, o: { source: string; engine?: string; index: ManifestIndex | null },
+  info: ServeModelInfo,
+  o: { source: string; engine?: string; index: ManifestIndex | null },
 ): ModelManifest {
   const engine = o.engine === undefined ? {} : { engine: o.engine };
   return {
     model: {
-      source: o.source, kind: info.kind, arch: info.arch, feature: info.feature, normalized: info.normalized,
-      ...engine, onnx: MODEL_FILE,
+      source: o.source,
+      kind: info.kind,
+      arch: info.arch,
+      feature: info.feature,
+      normalized: info.normalized,
+      ...engine,
+      onnx: MODEL_FILE,
     },
     dim: info.dim,
     preprocessing: info.preprocessing,

@@ -23,7 +23,10 @@ const HIT = {
   $id: 'SearchHit',
   type: 'object',
   properties: {
-    row: { type: 'integer' }, path: { type: 'string' }, label: { type: ['string', 'null'] }, score: { type: 'number' },
+    row: { type: 'integer' },
+    path: { type: 'string' },
+    label: { type: ['string', 'null'] },
+    score: { type: 'number' },
     thumbnail: { type: 'string' },
   },
 } as const;
@@ -31,8 +34,9 @@ const HIT = {
 /** A search's filter; unknown fields are refused, not ignored. */
 const FILTER = {
   $id: 'SearchFilter',
-  type: 'object', additionalProperties: false,
-  description: 'every given field must match; label is the name of the image\'s folder',
+  type: 'object',
+  additionalProperties: false,
+  description: "every given field must match; label is the name of the image's folder",
   properties: {
     label: { anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' }, minItems: 1, maxItems: 1000 }] },
     pathPrefix: { type: 'string' },
@@ -50,9 +54,12 @@ export function errors(...statuses: number[]): Record<number, { $ref: string }> 
 export type SharedSchemaId = (typeof SHARED)[number]['$id'];
 
 /** Adds the shared schemas to the instance, for every route registered after it. */
-export const sharedSchemas = fp(async (app) => {
-  for (const s of SHARED) app.addSchema(s);
-}, { name: 'moco-schemas', fastify: '5.x' });
+export const sharedSchemas = fp(
+  async (app) => {
+    for (const s of SHARED) app.addSchema(s);
+  },
+  { name: 'moco-schemas', fastify: '5.x' },
+);
 
 /** The 400 of an integer field out of its range or not an integer: it names the field, the range and the value. */
 export function badInteger(field: string, min: number, max: number, got: unknown): HttpError {
@@ -83,7 +90,8 @@ export function schemaErrorFormatter(errors: readonly SchemaFailure[], dataVar: 
   const int = errors.find((e) => e.parentSchema?.type === 'integer');
   if (int) {
     const ps = int.parentSchema!;
-    const min = Number(ps.minimum ?? Number.MIN_SAFE_INTEGER), max = Number(ps.maximum ?? Number.MAX_SAFE_INTEGER);
+    const min = Number(ps.minimum ?? Number.MIN_SAFE_INTEGER),
+      max = Number(ps.maximum ?? Number.MAX_SAFE_INTEGER);
     return badInteger(`${dataVar}${int.instancePath}`, min, max, int.data);
   }
   const message = errors.map((e) => `${dataVar}${e.instancePath} ${e.message ?? 'is invalid'}`).join(', ');

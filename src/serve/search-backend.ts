@@ -64,7 +64,10 @@ export class ExactIndexBackend implements SearchBackend {
     // The walk's label rule, below the folders `moco embed` walked (recorded as `roots`); a file without them is
     // taken to have been embedded from the deepest folder holding all its images.
     const recorded = index.meta.roots;
-    const roots = Array.isArray(recorded) && recorded.every((r) => typeof r === 'string') ? recorded.map((r) => resolve(r)) : [this.root];
+    const roots =
+      Array.isArray(recorded) && recorded.every((r) => typeof r === 'string')
+        ? recorded.map((r) => resolve(r))
+        : [this.root];
     this.labels = this.paths.map((p) => labelUnder(roots, p));
   }
 
@@ -72,10 +75,18 @@ export class ExactIndexBackend implements SearchBackend {
     return new ExactIndexBackend(EmbeddingIndex.open(file));
   }
 
-  get source(): string { return this.index.file; }
-  get size(): number { return this.index.count; }
-  get dim(): number { return this.index.dim; }
-  get meta(): Record<string, unknown> { return this.index.meta; }
+  get source(): string {
+    return this.index.file;
+  }
+  get size(): number {
+    return this.index.count;
+  }
+  get dim(): number {
+    return this.index.dim;
+  }
+  get meta(): Record<string, unknown> {
+    return this.index.meta;
+  }
 
   async path(row: number): Promise<string | undefined> {
     return Number.isInteger(row) && row >= 0 && row < this.index.count ? this.paths[row] : undefined;
@@ -83,13 +94,21 @@ export class ExactIndexBackend implements SearchBackend {
 
   async search(queries: Float32Array, top: number, filter: SearchFilter = {}): Promise<SearchHit[][]> {
     const rows = this.rowsMatching(filter);
-    const hit = (row: number, score: number): SearchHit => ({ row, path: this.paths[row]!, label: this.labels[row]!, score });
-    if (rows === null) return searchIndex(this.index, queries, { top }).map((ns) => ns.map((n) => hit(n.index, n.score)));
+    const hit = (row: number, score: number): SearchHit => ({
+      row,
+      path: this.paths[row]!,
+      label: this.labels[row]!,
+      score,
+    });
+    if (rows === null)
+      return searchIndex(this.index, queries, { top }).map((ns) => ns.map((n) => hit(n.index, n.score)));
     if (!rows.length) return Array.from({ length: queries.length / this.dim }, () => []);
     // A view of the kept rows; the search's row numbers are mapped back to the index's.
     const dim = this.dim;
     const view: SearchRows = {
-      count: rows.length, dim, paths: [],
+      count: rows.length,
+      dim,
+      paths: [],
       read: (start, n) => {
         const len = Math.max(0, Math.min(n, rows.length - start));
         const out = new Float32Array(len * dim);
@@ -113,7 +132,9 @@ export class ExactIndexBackend implements SearchBackend {
     return out;
   }
 
-  async close(): Promise<void> { this.index.close(); }
+  async close(): Promise<void> {
+    this.index.close();
+  }
 }
 
 /** Opens the backend the flags ask for: `--index FILE` (exact) or `--db URI` (a LanceDB collection). */

@@ -5,7 +5,12 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { loadEncoder, type Encoder } from '../eval/encoder.js';
 import { F, setNumThreads, tensor, tidy } from '../torch/index.js';
 
-interface Request { id: number; data: Float32Array; n: number; size: number }
+interface Request {
+  id: number;
+  data: Float32Array;
+  n: number;
+  size: number;
+}
 const { path, feature, threads } = workerData as { path: string; feature: 'backbone' | 'head'; threads: number };
 const port = parentPort!;
 

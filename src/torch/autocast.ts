@@ -14,11 +14,13 @@ export type AutocastDType = Extract<DType, 'bfloat16' | 'float16'>;
  * `fn` must be synchronous: the switch is libtorch's per-thread state, which an `await` would leak to other work.
  */
 export function autocast<T>(deviceType: 'cpu' | 'cuda', fn: () => T, dtype: AutocastDType = 'bfloat16'): T {
-  if (deviceType !== 'cpu' && deviceType !== 'cuda') throw new TypeError(`autocast: device type must be 'cpu' or 'cuda', got '${String(deviceType)}'`);
+  if (deviceType !== 'cpu' && deviceType !== 'cuda')
+    throw new TypeError(`autocast: device type must be 'cpu' or 'cuda', got '${String(deviceType)}'`);
   const prev = native.autocastEnter(deviceType, true, dtypeCode(dtype));
   try {
     const out = fn();
-    if (out instanceof Promise) throw new TypeError('autocast: fn returned a Promise; autocast regions must be synchronous');
+    if (out instanceof Promise)
+      throw new TypeError('autocast: fn returned a Promise; autocast regions must be synchronous');
     return out;
   } finally {
     native.autocastExit(deviceType, prev.enabled, prev.dtype);

@@ -23,5 +23,9 @@ export function enableGrad<T>(fn: () => T): T {
   }
 }
 
-export function isGradEnabled(): boolean { return native.isGradEnabled(); }
-export function setGradEnabled(on: boolean): void { native.setGradEnabled(on); }
+export function isGradEnabled(): boolean {
+  return native.isGradEnabled();
+}
+export function setGradEnabled(on: boolean): void {
+  native.setGradEnabled(on);
+}

@@ -28,8 +28,25 @@ export interface BatchNormOpts {
 }
 
 /** F.batch_norm: running stats are updated in place when training. */
-export function batchNorm(input: Tensor, runningMean: Tensor | null, runningVar: Tensor | null, weight: Tensor | null, bias: Tensor | null, o: BatchNormOpts): Tensor {
-  return op('aten::batch_norm', '', [input, weight, bias, runningMean, runningVar, o.training, o.momentum ?? 0.1, o.eps ?? 1e-5, true]);
+export function batchNorm(
+  input: Tensor,
+  runningMean: Tensor | null,
+  runningVar: Tensor | null,
+  weight: Tensor | null,
+  bias: Tensor | null,
+  o: BatchNormOpts,
+): Tensor {
+  return op('aten::batch_norm', '', [
+    input,
+    weight,
+    bias,
+    runningMean,
+    runningVar,
+    o.training,
+    o.momentum ?? 0.1,
+    o.eps ?? 1e-5,
+    true,
+  ]);
 }
 
 export function linear(input: Tensor, weight: Tensor, bias: Tensor | null = null): Tensor {
@@ -37,7 +54,13 @@ export function linear(input: Tensor, weight: Tensor, bias: Tensor | null = null
 }
 
 /** F.layer_norm over the trailing `normalizedShape` dimensions (default eps 1e-5, as nn.LayerNorm). */
-export function layerNorm(input: Tensor, normalizedShape: number[], weight: Tensor | null = null, bias: Tensor | null = null, eps = 1e-5): Tensor {
+export function layerNorm(
+  input: Tensor,
+  normalizedShape: number[],
+  weight: Tensor | null = null,
+  bias: Tensor | null = null,
+  eps = 1e-5,
+): Tensor {
   return op('aten::layer_norm', '', [input, normalizedShape, weight, bias, eps]);
 }
 
@@ -60,11 +83,26 @@ export interface PoolOpts {
 }
 
 export function maxPool2d(x: Tensor, kernelSize: Pair, o: PoolOpts & { dilation?: Pair } = {}): Tensor {
-  return op('aten::max_pool2d', '', [x, kernelSize, o.stride ?? [], o.padding ?? 0, o.dilation ?? 1, o.ceilMode ?? false]);
+  return op('aten::max_pool2d', '', [
+    x,
+    kernelSize,
+    o.stride ?? [],
+    o.padding ?? 0,
+    o.dilation ?? 1,
+    o.ceilMode ?? false,
+  ]);
 }
 
 export function avgPool2d(x: Tensor, kernelSize: Pair, o: PoolOpts & { countIncludePad?: boolean } = {}): Tensor {
-  return op('aten::avg_pool2d', '', [x, kernelSize, o.stride ?? [], o.padding ?? 0, o.ceilMode ?? false, o.countIncludePad ?? true, null]);
+  return op('aten::avg_pool2d', '', [
+    x,
+    kernelSize,
+    o.stride ?? [],
+    o.padding ?? 0,
+    o.ceilMode ?? false,
+    o.countIncludePad ?? true,
+    null,
+  ]);
 }
 
 export function adaptiveAvgPool2d(x: Tensor, outputSize: Pair): Tensor {
@@ -77,12 +115,18 @@ export function normalize(x: Tensor, o: { p?: number; dim?: number; eps?: number
   const d = n.clampMin(o.eps ?? 1e-12);
   const e = d.expandAs(x);
   const y = x.div(e);
-  n.dispose(); d.dispose(); e.dispose();
+  n.dispose();
+  d.dispose();
+  e.dispose();
   return y;
 }
 
-export function softmax(x: Tensor, dim: number): Tensor { return op('aten::softmax', 'int', [x, dim]); }
-export function logSoftmax(x: Tensor, dim: number): Tensor { return op('aten::log_softmax', 'int', [x, dim]); }
+export function softmax(x: Tensor, dim: number): Tensor {
+  return op('aten::softmax', 'int', [x, dim]);
+}
+export function logSoftmax(x: Tensor, dim: number): Tensor {
+  return op('aten::log_softmax', 'int', [x, dim]);
+}
 
 export type Reduction = 'none' | 'mean' | 'sum';
 const REDUCTION: Record<Reduction, number> = { none: 0, mean: 1, sum: 2 };
@@ -98,11 +142,24 @@ export interface LossOpts {
 
 /** Cross-entropy of logits (N×C) against class indices (N, int64). */
 export function crossEntropy(input: Tensor, target: Tensor, o: LossOpts = {}): Tensor {
-  return op('aten::cross_entropy_loss', '', [input, target, o.weight ?? null, REDUCTION[o.reduction ?? 'mean'], o.ignoreIndex ?? -100, 0.0]);
+  return op('aten::cross_entropy_loss', '', [
+    input,
+    target,
+    o.weight ?? null,
+    REDUCTION[o.reduction ?? 'mean'],
+    o.ignoreIndex ?? -100,
+    0.0,
+  ]);
 }
 
 export function nllLoss(logProbs: Tensor, target: Tensor, o: LossOpts = {}): Tensor {
-  return op('aten::nll_loss_nd', '', [logProbs, target, o.weight ?? null, REDUCTION[o.reduction ?? 'mean'], o.ignoreIndex ?? -100]);
+  return op('aten::nll_loss_nd', '', [
+    logProbs,
+    target,
+    o.weight ?? null,
+    REDUCTION[o.reduction ?? 'mean'],
+    o.ignoreIndex ?? -100,
+  ]);
 }
 
 export function dropout(x: Tensor, p = 0.5, training = true): Tensor {
@@ -123,9 +180,11 @@ export interface InterpolateOpts {
 /** F.interpolate for 4-d input, antialias off. */
 export function interpolate(x: Tensor, o: InterpolateOpts): Tensor {
   const size = o.size ?? null;
-  const sf = o.scaleFactor === undefined ? null : Array.isArray(o.scaleFactor) ? o.scaleFactor : [o.scaleFactor, o.scaleFactor];
+  const sf =
+    o.scaleFactor === undefined ? null : Array.isArray(o.scaleFactor) ? o.scaleFactor : [o.scaleFactor, o.scaleFactor];
   if (!size && !sf) throw new Error('interpolate: give size or scaleFactor');
-  if ((o.mode ?? 'nearest') === 'bilinear') return op('aten::upsample_bilinear2d', 'vec', [x, size, o.alignCorners ?? false, sf]);
+  if ((o.mode ?? 'nearest') === 'bilinear')
+    return op('aten::upsample_bilinear2d', 'vec', [x, size, o.alignCorners ?? false, sf]);
   return op('aten::upsample_nearest2d', 'vec', [x, size, sf]);
 }
 
@@ -138,15 +197,31 @@ const GS_MODE = { bilinear: 0, nearest: 1, bicubic: 2 } as const;
 const GS_PAD = { zeros: 0, border: 1, reflection: 2 } as const;
 
 /** F.grid_sample. Defaults: bilinear, zeros padding, alignCorners false. */
-export function gridSample(x: Tensor, grid: Tensor, o: { mode?: keyof typeof GS_MODE; paddingMode?: keyof typeof GS_PAD; alignCorners?: boolean } = {}): Tensor {
-  return op('aten::grid_sampler', '', [x, grid, GS_MODE[o.mode ?? 'bilinear'], GS_PAD[o.paddingMode ?? 'zeros'], o.alignCorners ?? false]);
+export function gridSample(
+  x: Tensor,
+  grid: Tensor,
+  o: { mode?: keyof typeof GS_MODE; paddingMode?: keyof typeof GS_PAD; alignCorners?: boolean } = {},
+): Tensor {
+  return op('aten::grid_sampler', '', [
+    x,
+    grid,
+    GS_MODE[o.mode ?? 'bilinear'],
+    GS_PAD[o.paddingMode ?? 'zeros'],
+    o.alignCorners ?? false,
+  ]);
 }
 
 /** F.pad; `pad` lists (left, right, top, bottom, …) from the last dimension backwards. */
-export function pad(x: Tensor, padding: number[], mode: 'constant' | 'reflect' | 'replicate' = 'constant', value = 0): Tensor {
+export function pad(
+  x: Tensor,
+  padding: number[],
+  mode: 'constant' | 'reflect' | 'replicate' = 'constant',
+  value = 0,
+): Tensor {
   if (mode === 'constant') return op('aten::constant_pad_nd', '', [x, padding, value]);
   const kind = mode === 'reflect' ? 'reflection' : 'replication';
   const d = padding.length / 2;
-  if (d !== 1 && d !== 2) throw new Error(`pad: ${mode} padding supports 1-d and 2-d padding, got ${padding.length} values`);
+  if (d !== 1 && d !== 2)
+    throw new Error(`pad: ${mode} padding supports 1-d and 2-d padding, got ${padding.length} values`);
   return op(`aten::${kind}_pad${d}d`, '', [x, padding]);
 }

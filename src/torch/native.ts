@@ -51,20 +51,42 @@ export interface NativeBinding {
   autocastEnter(deviceType: 'cpu' | 'cuda', enabled: boolean, dtype: number): { enabled: boolean; dtype: number };
   autocastExit(deviceType: 'cpu' | 'cuda', enabled: boolean, dtype: number): void;
   buildInfo(): { torch: string; config: string; parallel: string; cxx11Abi: boolean; cuda: boolean };
-  cropResize(src: Uint8Array, width: number, height: number, boxes: Int32Array, flips: Uint8Array, size: number, dst: Uint8Array, offsets: number[]): Promise<void>;
-  photometric(input: NativeTensor, scale: number, program: Float32Array, steps: number, mean: number[], std: number[], out: NativeTensor): void;
+  cropResize(
+    src: Uint8Array,
+    width: number,
+    height: number,
+    boxes: Int32Array,
+    flips: Uint8Array,
+    size: number,
+    dst: Uint8Array,
+    offsets: number[],
+  ): Promise<void>;
+  photometric(
+    input: NativeTensor,
+    scale: number,
+    program: Float32Array,
+    steps: number,
+    mean: number[],
+    std: number[],
+    out: NativeTensor,
+  ): void;
 }
 
 function findAddon(): string {
   // Another build of the addon (e.g. against a second libtorch, for benchmarks comparing the two).
   const override = process.env.MOCO_ADDON;
   if (override) {
-    if (!existsSync(override)) throw new Error(`moco-ts: MOCO_ADDON=${override} does not exist; point it at a built moco_native.node or unset it`);
+    if (!existsSync(override))
+      throw new Error(
+        `moco-ts: MOCO_ADDON=${override} does not exist; point it at a built moco_native.node or unset it`,
+      );
     return override;
   }
   const built = findBuiltAddon('moco_native.node');
   if (built) return built;
-  throw new Error('moco-ts: the native addon build/Release/moco_native.node is missing; run `npm run build:native` (needs libtorch, see README)');
+  throw new Error(
+    'moco-ts: the native addon build/Release/moco_native.node is missing; run `npm run build:native` (needs libtorch, see README)',
+  );
 }
 
 const require = createRequire(import.meta.url);

@@ -2,7 +2,14 @@
 // config as JSON metadata, written atomically; `last` names the newest, also replaced atomically.
 import { readdirSync, rmSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { Tensor, getGeneratorState, getRngState, setGeneratorState, setRngState, version as torchVersion } from '../torch/index.js';
+import {
+  Tensor,
+  getGeneratorState,
+  getRngState,
+  setGeneratorState,
+  setRngState,
+  version as torchVersion,
+} from '../torch/index.js';
 import { loadSafetensors, saveSafetensors } from '../io/safetensors.js';
 import { writeTextAtomic } from '../io/atomic.js';
 import { loadCheckpointFrom } from '../io/run-dir.js';
@@ -43,7 +50,14 @@ export function resumeCommand(runDir: string, extra = ''): string {
  * AdamW; LARS's `optimizer.mu.<i>`; AdamW's `optimizer.exp_avg.<i>`, `optimizer.exp_avg_sq.<i>`); the metadata
  * names the optimizer (`optimizer_name`; absent: sgd) and holds its groups and other state.
  */
-export function saveCheckpoint(dir: string, moco: Mechanism, opt: Optimizer, state: RunState, config: PretrainConfig, keep = 3): string {
+export function saveCheckpoint(
+  dir: string,
+  moco: Mechanism,
+  opt: Optimizer,
+  state: RunState,
+  config: PretrainConfig,
+  keep = 3,
+): string {
   const file = join(dir, checkpointName(state.step));
   const tensors = new Map<string, Tensor>(moco.stateDict());
   const optState = opt.stateTensors();
@@ -72,7 +86,9 @@ export function saveCheckpoint(dir: string, moco: Mechanism, opt: Optimizer, sta
 }
 
 function pruneCheckpoints(dir: string, keep: number): void {
-  const all = readdirSync(dir).filter((f) => /^checkpoint_\d+\.safetensors$/.test(f)).sort();
+  const all = readdirSync(dir)
+    .filter((f) => /^checkpoint_\d+\.safetensors$/.test(f))
+    .sort();
   for (const f of all.slice(0, Math.max(0, all.length - keep))) rmSync(join(dir, f), { force: true });
 }
 
@@ -97,7 +113,9 @@ export function readCheckpoint(path: string, warn?: (message: string) => void): 
     const { tensors, metadata } = loadSafetensors(file);
     if (metadata.format !== CHECKPOINT_FORMAT || !metadata.moco || !metadata.state) {
       for (const t of tensors.values()) t.dispose();
-      throw new Error(`${file}: not a moco-ts training checkpoint (format '${metadata.format ?? 'none'}'); to start from pretrained weights use moco convert / --pretrained`);
+      throw new Error(
+        `${file}: not a moco-ts training checkpoint (format '${metadata.format ?? 'none'}'); to start from pretrained weights use moco convert / --pretrained`,
+      );
     }
     return {
       file,
@@ -106,7 +124,9 @@ export function readCheckpoint(path: string, warn?: (message: string) => void): 
       tensors,
       optimizerGroups: metadata.optimizer ? JSON.parse(metadata.optimizer) : null,
       optimizerName: (metadata.optimizer_name ?? 'sgd') as OptimizerName,
-      optimizerExtra: metadata.optimizer_extra ? JSON.parse(metadata.optimizer_extra) as Record<string, unknown> : null,
+      optimizerExtra: metadata.optimizer_extra
+        ? (JSON.parse(metadata.optimizer_extra) as Record<string, unknown>)
+        : null,
     };
   };
   try {
@@ -124,7 +144,9 @@ export function restoreCheckpoint(ck: LoadedCheckpoint, moco: Mechanism, opt: Op
   const ckOpt = ck.optimizerName ?? 'sgd';
   if (ckOpt !== opt.name) {
     for (const t of ck.tensors.values()) t.dispose();
-    throw new Error(`--resume ${ck.file}: the run was trained with --optimizer ${ckOpt}, this one is set to --optimizer ${opt.name}; drop --optimizer to continue with ${ckOpt}, or start a new run with another --out`);
+    throw new Error(
+      `--resume ${ck.file}: the run was trained with --optimizer ${ckOpt}, this one is set to --optimizer ${opt.name}; drop --optimizer to continue with ${ckOpt}, or start a new run with another --out`,
+    );
   }
   const optTensors = new Map<string, Tensor>();
   const model = new Map<string, Tensor>();
@@ -133,7 +155,9 @@ export function restoreCheckpoint(ck: LoadedCheckpoint, moco: Mechanism, opt: Op
     else if (k !== RNG_KEY && k !== CUDA_RNG_KEY) model.set(k, v);
   }
   moco.loadStateDict(model);
-  const groups = Array.isArray(ck.optimizerGroups) ? (ck.optimizerGroups as Record<string, unknown>[]) : opt.stateTensors().groups;
+  const groups = Array.isArray(ck.optimizerGroups)
+    ? (ck.optimizerGroups as Record<string, unknown>[])
+    : opt.stateTensors().groups;
   opt.loadStateTensors({ tensors: optTensors, groups, ...(ck.optimizerExtra ? { extra: ck.optimizerExtra } : {}) });
   const rng = ck.tensors.get(RNG_KEY);
   if (rng) setRngState(rng);

@@ -26,7 +26,8 @@ function distance(a: string, b: string): number {
   let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
     const cur = [i];
-    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    for (let j = 1; j <= b.length; j++)
+      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
     prev = cur;
   }
   return prev[b.length]!;
@@ -39,7 +40,10 @@ export function nearestKey(key: string, allowed: readonly Setting[] = SETTINGS):
   for (const [name, s] of BY_NAME) {
     if (!allowed.includes(s)) continue;
     const d = distance(loose(key), loose(name));
-    if (d < bestD) { bestD = d; best = s.key; }
+    if (d < bestD) {
+      bestD = d;
+      best = s.key;
+    }
   }
   return best;
 }
@@ -49,11 +53,18 @@ export function nearestKey(key: string, allowed: readonly Setting[] = SETTINGS):
  * the nearest valid key and the vocabulary; a key outside `allowed` throws `excluded` (why it cannot be set there).
  * `where` prefixes the message (`--config run.yaml`, `--grid`).
  */
-export function settingOf(key: string, where: string, allowed: readonly Setting[] = SETTINGS, excluded = 'cannot be set here'): Setting {
+export function settingOf(
+  key: string,
+  where: string,
+  allowed: readonly Setting[] = SETTINGS,
+  excluded = 'cannot be set here',
+): Setting {
   const s = BY_NAME.get(key);
   if (s && allowed.includes(s)) return s;
   if (s) throw new Error(`${where}: '${key}' ${excluded}`);
-  throw new Error(`${where}: unknown key '${key}'; did you mean '${nearestKey(key, allowed)}'? Keys are moco pretrain's flag names without the dashes (batch-size, moco-k, mlp, …; see moco pretrain --help)`);
+  throw new Error(
+    `${where}: unknown key '${key}'; did you mean '${nearestKey(key, allowed)}'? Keys are moco pretrain's flag names without the dashes (batch-size, moco-k, mlp, …; see moco pretrain --help)`,
+  );
 }
 
 const show = (v: unknown): string => (typeof v === 'string' ? `'${v}'` : JSON.stringify(v));
@@ -106,7 +117,8 @@ export function settingsFromObject(obj: Record<string, unknown>, where: string):
   for (const [key, v] of Object.entries(obj)) {
     const s = settingOf(key, where);
     const before = seen.get(s.field);
-    if (before !== undefined) throw new Error(`${where}: '${key}' and '${before}' set the same setting (${flagOf(s.field)}); keep one`);
+    if (before !== undefined)
+      throw new Error(`${where}: '${key}' and '${before}' set the same setting (${flagOf(s.field)}); keep one`);
     seen.set(s.field, key);
     try {
       Object.assign(out, settingValue(s, v));

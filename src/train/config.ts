@@ -5,7 +5,13 @@ import { availableParallelism } from 'node:os';
 import { resolve as resolvePath } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import {
-  DEFAULT_PRESET, RECIPE_FALLBACKS, isViTArch, recipe, type BankSampling, type EndToEndLoss, type Recipe,
+  DEFAULT_PRESET,
+  RECIPE_FALLBACKS,
+  isViTArch,
+  recipe,
+  type BankSampling,
+  type EndToEndLoss,
+  type Recipe,
 } from '../moco/index.js';
 import { flagOf, settingsFromObject } from './config-keys.js';
 import { SETTINGS, camelKey, validOf, type AliasFlags } from './settings.js';
@@ -59,8 +65,25 @@ export interface PretrainConfig extends Recipe {
 // as runs have always written them, so that a run is byte for byte the same. Run defaults not listed follow in
 // table order.
 const RECORDED_ORDER: readonly (keyof PretrainConfig)[] = [
-  'out', 'seed', 'device', 'workers', 'trainSubset', 'maxSteps', 'saveEverySteps', 'keepCheckpoints', 'knnEvery',
-  'knnK', 'knnT', 'knnFeature', 'printFreq', 'shuffleBn', 'loss', 'bankSampling', 'bankMomentum', 'amp', 'channelsLast',
+  'out',
+  'seed',
+  'device',
+  'workers',
+  'trainSubset',
+  'maxSteps',
+  'saveEverySteps',
+  'keepCheckpoints',
+  'knnEvery',
+  'knnK',
+  'knnT',
+  'knnFeature',
+  'printFreq',
+  'shuffleBn',
+  'loss',
+  'bankSampling',
+  'bankMomentum',
+  'amp',
+  'channelsLast',
 ];
 
 /**
@@ -93,7 +116,8 @@ export function readConfigFile(path: string): Partial<PretrainConfig> {
   }
   try {
     const v: unknown = /\.ya?ml$/i.test(path) ? parseYaml(text) : JSON.parse(text);
-    if (!v || typeof v !== 'object' || Array.isArray(v)) throw new Error('expected an object of settings, e.g. batch-size: 64');
+    if (!v || typeof v !== 'object' || Array.isArray(v))
+      throw new Error('expected an object of settings, e.g. batch-size: 64');
     return settingsFromObject(v as Record<string, unknown>, `--config ${path}`);
   } catch (e) {
     const m = (e as Error).message;
@@ -115,20 +139,27 @@ function sameData(a: string, b: string): boolean {
  */
 export function resolveConfig(data: string, flags: ConfigOverrides, base?: PretrainConfig): PretrainConfig {
   if (base && data && base.data && !sameData(data, base.data)) {
-    throw new Error(`the data argument '${data}' is not the resumed run's data '${base.data}' (recorded in ${base.out || 'its checkpoint'}); leave the data argument out to continue on the run's own data, or start a new run with another --out`);
+    throw new Error(
+      `the data argument '${data}' is not the resumed run's data '${base.data}' (recorded in ${base.out || 'its checkpoint'}); leave the data argument out to continue on the run's own data, or start a new run with another --out`,
+    );
   }
   const file = flags.config ? readConfigFile(flags.config) : {};
   const presetName = flags.preset ?? file.preset ?? base?.preset ?? DEFAULT_PRESET;
   // A resumed run's config from before a setting existed reads that setting as v1/v2 runs had it.
   const r = base ? { ...RECIPE_FALLBACKS, ...base } : { ...recipe(presetName), preset: presetName };
   const defaults = {
-    ...RUN_DEFAULTS, ...r, data, preset: presetName, threads: availableParallelism(),
+    ...RUN_DEFAULTS,
+    ...r,
+    data,
+    preset: presetName,
+    threads: availableParallelism(),
     lrScaling: undefined as unknown as PretrainConfig['lrScaling'],
   } as PretrainConfig;
   const merged: PretrainConfig = { ...defaults, ...(base ?? {}), ...file };
   // Where each value came from, so that an error about a value the user never typed says whose it is.
   const origin: Origin = {};
-  for (const k of Object.keys(r) as (keyof PretrainConfig)[]) origin[k] = base ? `the resumed run's config` : `preset ${presetName}`;
+  for (const k of Object.keys(r) as (keyof PretrainConfig)[])
+    origin[k] = base ? `the resumed run's config` : `preset ${presetName}`;
   for (const k of Object.keys(file) as (keyof PretrainConfig)[]) origin[k] = `--config ${flags.config}`;
   const { config: _c, ...rest } = flags as Record<string, unknown>;
   const set = (field: keyof PretrainConfig, v: unknown): void => {
@@ -163,7 +194,9 @@ export function divisorsText(n: number): string {
 }
 
 /** Keys a MoCo step enqueues: the batch, twice with --symmetric (both view orders); the queue holds at least this many. */
-export function keysPerStep(c: Pick<PretrainConfig, 'batchSize' | 'symmetric'>): number { return c.batchSize * (c.symmetric ? 2 : 1); }
+export function keysPerStep(c: Pick<PretrainConfig, 'batchSize' | 'symmetric'>): number {
+  return c.batchSize * (c.symmetric ? 2 : 1);
+}
 
 /**
  * Rejects values no run could use, naming the flag, where its value came from, and the valid range: first each
@@ -177,12 +210,28 @@ export function validate(c: PretrainConfig, origin: Origin = {}): void {
     const valid = s.to ? undefined : validOf(s);
     if (valid) check(valid.ok(c[s.field]), s.field, valid.text);
   }
-  check(c.loss === 'infonce' || c.mechanism === 'end-to-end', 'loss', `NT-Xent is a loss of --mechanism end-to-end (here ${named(c, origin, 'mechanism')}); drop --loss or pass --mechanism end-to-end`);
-  check(!c.symmetric || c.mechanism === 'moco', 'symmetric', `the symmetric loss is MoCo's (here ${named(c, origin, 'mechanism')}); for a symmetric end-to-end loss pass --loss ntxent`);
+  check(
+    c.loss === 'infonce' || c.mechanism === 'end-to-end',
+    'loss',
+    `NT-Xent is a loss of --mechanism end-to-end (here ${named(c, origin, 'mechanism')}); drop --loss or pass --mechanism end-to-end`,
+  );
+  check(
+    !c.symmetric || c.mechanism === 'moco',
+    'symmetric',
+    `the symmetric loss is MoCo's (here ${named(c, origin, 'mechanism')}); for a symmetric end-to-end loss pass --loss ntxent`,
+  );
   validateV3(c, origin, named);
   const perStep = keysPerStep(c);
-  check(c.mechanism !== 'moco' || c.K >= perStep, 'K', `must be at least the keys enqueued per step (${named(c, origin, 'batchSize')}${c.symmetric ? ' × 2 for --symmetric' : ''} = ${perStep}); pass --moco-k ${perStep} or more, or a smaller --batch-size`);
-  check(c.batchSize % c.bnSplits === 0, 'bnSplits', `must divide ${named(c, origin, 'batchSize')}; pass --bn-splits ${divisorsText(c.batchSize)}`);
+  check(
+    c.mechanism !== 'moco' || c.K >= perStep,
+    'K',
+    `must be at least the keys enqueued per step (${named(c, origin, 'batchSize')}${c.symmetric ? ' × 2 for --symmetric' : ''} = ${perStep}); pass --moco-k ${perStep} or more, or a smaller --batch-size`,
+  );
+  check(
+    c.batchSize % c.bnSplits === 0,
+    'bnSplits',
+    `must divide ${named(c, origin, 'batchSize')}; pass --bn-splits ${divisorsText(c.batchSize)}`,
+  );
 }
 
 /**
@@ -191,20 +240,56 @@ export function validate(c: PretrainConfig, origin: Origin = {}): void {
  * memory-bank they are refused, as are ViT archs (their encoders build a ResNet and swap its fc). MoCo v3 runs
  * with any of sgd, lars, adamw, always on the per-iteration warm-up + half-cosine lr.
  */
-function validateV3(c: PretrainConfig, origin: Origin, named: (c: PretrainConfig, origin: Origin, key: keyof PretrainConfig) => string): void {
+function validateV3(
+  c: PretrainConfig,
+  origin: Origin,
+  named: (c: PretrainConfig, origin: Origin, key: keyof PretrainConfig) => string,
+): void {
   const check = (ok: boolean, key: keyof PretrainConfig, valid: string): void => {
     if (!ok) throw new Error(`invalid ${named(c, origin, key)}: ${valid}`);
   };
   const v3 = c.mechanism === 'mocov3';
   const mech = named(c, origin, 'mechanism');
-  check(v3 || c.optimizer === 'sgd', 'optimizer', `LARS and AdamW are MoCo v3's optimizers (here ${mech}); pass --mechanism mocov3 (or a mocov3 preset), or --optimizer sgd`);
+  check(
+    v3 || c.optimizer === 'sgd',
+    'optimizer',
+    `LARS and AdamW are MoCo v3's optimizers (here ${mech}); pass --mechanism mocov3 (or a mocov3 preset), or --optimizer sgd`,
+  );
   check(c.warmupEpochs <= c.epochs, 'warmupEpochs', `at most ${named(c, origin, 'epochs')}`);
-  check(v3 || c.warmupEpochs === 0, 'warmupEpochs', `the per-iteration warm-up is MoCo v3's schedule (here ${mech}); pass --mechanism mocov3, or --warmup-epochs 0`);
-  check(v3 || !c.mocoMCos, 'mocoMCos', `the cosine momentum schedule is MoCo v3's (here ${mech}); pass --mechanism mocov3, or drop --moco-m-cos`);
+  check(
+    v3 || c.warmupEpochs === 0,
+    'warmupEpochs',
+    `the per-iteration warm-up is MoCo v3's schedule (here ${mech}); pass --mechanism mocov3, or --warmup-epochs 0`,
+  );
+  check(
+    v3 || !c.mocoMCos,
+    'mocoMCos',
+    `the cosine momentum schedule is MoCo v3's (here ${mech}); pass --mechanism mocov3, or drop --moco-m-cos`,
+  );
   const vit = isViTArch(c.arch);
-  check(!vit || v3, 'arch', `a Vision Transformer is a MoCo v3 backbone (here ${mech}); pass --mechanism mocov3, or a ResNet arch`);
-  check(!c.stopGradConv1 || vit, 'stopGradConv1', `freezes a ViT's patch projection; ${named(c, origin, 'arch')} is not a ViT: pass -a vit_small|vit_base|vit_tiny, or drop --stop-grad-conv1`);
-  check(!vit || !c.cifarStem, 'cifarStem', `is a ResNet stem; ${named(c, origin, 'arch')} is a ViT: drop --cifar-stem (use --patch-size for small images)`);
-  check(!vit || c.imageSize % c.patchSize === 0, 'patchSize', `must divide ${named(c, origin, 'imageSize')} (the ViT's patch grid)`);
-  check(!v3 || c.bnSplits === 1, 'bnSplits', `MoCo v3 uses plain BN over the batch (no key shuffle, no split BN); pass --bn-splits 1 with ${mech}`);
+  check(
+    !vit || v3,
+    'arch',
+    `a Vision Transformer is a MoCo v3 backbone (here ${mech}); pass --mechanism mocov3, or a ResNet arch`,
+  );
+  check(
+    !c.stopGradConv1 || vit,
+    'stopGradConv1',
+    `freezes a ViT's patch projection; ${named(c, origin, 'arch')} is not a ViT: pass -a vit_small|vit_base|vit_tiny, or drop --stop-grad-conv1`,
+  );
+  check(
+    !vit || !c.cifarStem,
+    'cifarStem',
+    `is a ResNet stem; ${named(c, origin, 'arch')} is a ViT: drop --cifar-stem (use --patch-size for small images)`,
+  );
+  check(
+    !vit || c.imageSize % c.patchSize === 0,
+    'patchSize',
+    `must divide ${named(c, origin, 'imageSize')} (the ViT's patch grid)`,
+  );
+  check(
+    !v3 || c.bnSplits === 1,
+    'bnSplits',
+    `MoCo v3 uses plain BN over the batch (no key shuffle, no split BN); pass --bn-splits 1 with ${mech}`,
+  );
 }

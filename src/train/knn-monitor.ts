@@ -7,7 +7,12 @@ import { extractFeatures, knnClassify } from '../eval/index.js';
 import type { PretrainConfig } from './config.js';
 
 /** The weighted kNN monitor: query-encoder features (head or backbone) of the train set as the bank, the test split as queries. */
-export async function knnMonitor(model: { encoderQ: Backbone }, bank: ImageDataset, queries: ImageDataset, c: PretrainConfig): Promise<number> {
+export async function knnMonitor(
+  model: { encoderQ: Backbone },
+  bank: ImageDataset,
+  queries: ImageDataset,
+  c: PretrainConfig,
+): Promise<number> {
   return (await knnMonitorRun(model, bank, queries, c)).top1;
 }
 
@@ -22,7 +27,13 @@ export interface KnnMonitorResult {
 }
 
 /** {@link knnMonitor}, also returning the nearest bank images of `examples` (default 8) fixed queries, 5 each. */
-export async function knnMonitorRun(model: { encoderQ: Backbone }, bank: ImageDataset, queries: ImageDataset, c: PretrainConfig, examples = 8): Promise<KnnMonitorResult> {
+export async function knnMonitorRun(
+  model: { encoderQ: Backbone },
+  bank: ImageDataset,
+  queries: ImageDataset,
+  c: PretrainConfig,
+  examples = 8,
+): Promise<KnnMonitorResult> {
   const enc = model.encoderQ;
   const was = enc.training;
   enc.eval();
@@ -35,7 +46,9 @@ export async function knnMonitorRun(model: { encoderQ: Backbone }, bank: ImageDa
     try {
       if (!b.labels || !q.labels) throw new Error('kNN monitor needs labels');
       const top1 = knnClassify(b.features, b.labels, q.features, q.labels, { k: c.knnK, t: c.knnT }).top1;
-      const queryIdx = new Rng(c.seed, 'knn-examples').permutation(queries.length).slice(0, Math.min(examples, queries.length));
+      const queryIdx = new Rng(c.seed, 'knn-examples')
+        .permutation(queries.length)
+        .slice(0, Math.min(examples, queries.length));
       const nn = Math.min(5, bank.length);
       const neighbours = tidy(() => {
         const sel = q.features.indexSelect(0, tensor(Int32Array.from(queryIdx)).long());

@@ -73,19 +73,51 @@ const traced = new Map<string, EncoderTrace>();
  * head, image size and precision in this process. The trace encoder uses plain BN in eval mode (the split BN of
  * ShuffleBN emulation produces outputs of the same sizes).
  */
-export function traceEncoder(c: Pick<PretrainConfig, 'arch' | 'width' | 'cifarStem' | 'head' | 'dim' | 'imageSize' | 'amp' | 'channelsLast'>
-  & Partial<Pick<PretrainConfig, 'mechanism' | 'mlpDim' | 'patchSize' | 'vitDepth' | 'stopGradConv1'>>): EncoderTrace {
+export function traceEncoder(
+  c: Pick<PretrainConfig, 'arch' | 'width' | 'cifarStem' | 'head' | 'dim' | 'imageSize' | 'amp' | 'channelsLast'> &
+    Partial<Pick<PretrainConfig, 'mechanism' | 'mlpDim' | 'patchSize' | 'vitDepth' | 'stopGradConv1'>>,
+): EncoderTrace {
   const v3 = c.mechanism === 'mocov3';
-  const key = JSON.stringify([c.arch, c.width, c.cifarStem, c.head, c.dim, c.imageSize, c.amp, c.channelsLast, v3, v3 ? [c.mlpDim, c.patchSize, c.vitDepth, c.stopGradConv1] : null]);
+  const key = JSON.stringify([
+    c.arch,
+    c.width,
+    c.cifarStem,
+    c.head,
+    c.dim,
+    c.imageSize,
+    c.amp,
+    c.channelsLast,
+    v3,
+    v3 ? [c.mlpDim, c.patchSize, c.vitDepth, c.stopGradConv1] : null,
+  ]);
   const hit = traced.get(key);
   if (hit) return hit;
   // The trace's init and input draw from the global generator: put its state back, so that a run's stream (and a
   // resumed run's) does not depend on whether this process traced the encoder before.
   const rng = getRngState();
   // MoCo v3: its base encoder (a ResNet with the 2-layer projector, or a ViT with the 3-layer one).
-  const enc: Backbone = (v3
-    ? mocov3Encoder({ arch: c.arch, dim: c.dim, mlpDim: c.mlpDim, cifarStem: c.cifarStem, width: c.width, imageSize: c.imageSize, patchSize: c.patchSize, vitDepth: c.vitDepth, stopGradConv1: c.stopGradConv1 })
-    : contrastiveEncoder({ arch: c.arch, dim: c.dim, head: c.head, cifarStem: c.cifarStem, width: c.width, bnSplits: 1 })).eval();
+  const enc: Backbone = (
+    v3
+      ? mocov3Encoder({
+          arch: c.arch,
+          dim: c.dim,
+          mlpDim: c.mlpDim,
+          cifarStem: c.cifarStem,
+          width: c.width,
+          imageSize: c.imageSize,
+          patchSize: c.patchSize,
+          vitDepth: c.vitDepth,
+          stopGradConv1: c.stopGradConv1,
+        })
+      : contrastiveEncoder({
+          arch: c.arch,
+          dim: c.dim,
+          head: c.head,
+          cifarStem: c.cifarStem,
+          width: c.width,
+          bnSplits: 1,
+        })
+  ).eval();
   try {
     if (c.channelsLast) enc.toMemoryFormat('channelsLast');
     let parameterBytes = 0;
@@ -94,8 +126,12 @@ export function traceEncoder(c: Pick<PretrainConfig, 'arch' | 'width' | 'cifarSt
       const v = rand([1, 3, c.imageSize, c.imageSize]);
       return c.channelsLast ? v.contiguous('channelsLast') : v;
     });
-    const forward = (): void => { enc.forward(x); };
-    const activationBytesPerImage = enableGrad(() => createdBytes(c.amp === 'bf16' ? () => autocast('cpu', forward, 'bfloat16') : forward));
+    const forward = (): void => {
+      enc.forward(x);
+    };
+    const activationBytesPerImage = enableGrad(() =>
+      createdBytes(c.amp === 'bf16' ? () => autocast('cpu', forward, 'bfloat16') : forward),
+    );
     x.dispose();
     const t = { activationBytesPerImage, parameterBytes };
     traced.set(key, t);
@@ -123,7 +159,8 @@ export function estimatePeakMemory(c: PretrainConfig, ctx: MemoryContext): Memor
   const mechanism = c.mechanism ?? 'moco';
   const viewsPerImage = mechanism === 'memory-bank' ? 1 : 2;
   // MoCo v3: both views' queries carry gradients (its predictor is small next to the encoder and left out).
-  const gradForwards = mechanism === 'end-to-end' || mechanism === 'mocov3' || (mechanism === 'moco' && c.symmetric) ? 2 : 1;
+  const gradForwards =
+    mechanism === 'end-to-end' || mechanism === 'mocov3' || (mechanism === 'moco' && c.symmetric) ? 2 : 1;
   const cuda = c.device !== 'cpu';
   const trace = traceEncoder(c);
   const perImage = trace.activationBytesPerImage;
@@ -141,10 +178,16 @@ export function estimatePeakMemory(c: PretrainConfig, ctx: MemoryContext): Memor
     parameters = (encoders + 2 + (c.wd !== 0 ? 1 : 0)) * trace.parameterBytes;
     // Each logits row: the positive and the negatives (MoCo: K queued keys; memory bank: K drawn; end-to-end: the batch).
     // MoCo v3: the keys of the batch.
-    const columns = mechanism === 'end-to-end' ? c.batchSize * (c.loss === 'ntxent' ? 2 : 1) : mechanism === 'mocov3' ? c.batchSize : 1 + c.K;
+    const columns =
+      mechanism === 'end-to-end'
+        ? c.batchSize * (c.loss === 'ntxent' ? 2 : 1)
+        : mechanism === 'mocov3'
+          ? c.batchSize
+          : 1 + c.K;
     logits = 3 * gradForwards * n * columns * 4;
     if (mechanism === 'moco') negatives = 2 * c.dim * c.K * 4;
-    else if (mechanism === 'memory-bank') negatives = memoryBankBytes(ctx.trainImages, c.dim) + (c.bankSampling === 'per-sample' ? n : 1) * c.K * c.dim * 4;
+    else if (mechanism === 'memory-bank')
+      negatives = memoryBankBytes(ctx.trainImages, c.dim) + (c.bankSampling === 'per-sample' ? n : 1) * c.K * c.dim * 4;
   }
   if (c.knnEvery > 0) negatives += memoryBankBytes(ctx.trainImages, c.dim);
   const parts = { process: processBytes, activations, parameters, negatives, logits, batches };
@@ -162,7 +205,9 @@ export interface AvailableMemory {
 export function parseBytes(s: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*$/i.exec(s);
   if (!m) return NaN;
-  const scale = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
+  const scale = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 }[
+    m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'
+  ];
   return Math.floor(Number(m[1]) * scale);
 }
 
@@ -177,7 +222,9 @@ function readNumber(path: string, field?: string): number | null {
   }
 }
 
-export function gib(bytes: number): string { return `${(bytes / 2 ** 30).toFixed(1)} GiB`; }
+export function gib(bytes: number): string {
+  return `${(bytes / 2 ** 30).toFixed(1)} GiB`;
+}
 
 /**
  * The memory this process may reach: what it holds now plus what the machine can still give it — /proc/meminfo's
@@ -185,12 +232,17 @@ export function gib(bytes: number): string { return `${(bytes / 2 ** 30).toFixed
  * The environment variable MOCO_MEMORY_AVAILABLE (bytes, or with a unit: 512M, 2G) replaces the figure (tests,
  * or a machine shared with other jobs).
  */
-export function availableMemory(env: NodeJS.ProcessEnv = process.env, processBytes = process.memoryUsage.rss()): AvailableMemory {
+export function availableMemory(
+  env: NodeJS.ProcessEnv = process.env,
+  processBytes = process.memoryUsage.rss(),
+): AvailableMemory {
   const override = env.MOCO_MEMORY_AVAILABLE;
   if (override !== undefined && override !== '') {
     const bytes = parseBytes(override);
     if (!Number.isFinite(bytes) || bytes <= 0) {
-      throw new Error(`MOCO_MEMORY_AVAILABLE='${override}' (from the environment) is not an amount of memory; give bytes or a number with a unit (512M, 2G), or unset it to use the machine's free memory`);
+      throw new Error(
+        `MOCO_MEMORY_AVAILABLE='${override}' (from the environment) is not an amount of memory; give bytes or a number with a unit (512M, 2G), or unset it to use the machine's free memory`,
+      );
     }
     return { bytes, source: 'MOCO_MEMORY_AVAILABLE' };
   }
@@ -209,7 +261,11 @@ export function availableMemory(env: NodeJS.ProcessEnv = process.env, processByt
 /** `--batch-size 256 (preset mocov1's)`: a setting and, when it is the preset's own value, whose it is. */
 function setting(c: PretrainConfig, flag: string, key: 'batchSize' | 'imageSize'): string {
   let preset: number | undefined;
-  try { preset = recipe(c.preset)[key]; } catch { preset = undefined; }
+  try {
+    preset = recipe(c.preset)[key];
+  } catch {
+    preset = undefined;
+  }
   return `${flag} ${c[key]}${preset === c[key] ? ` (preset ${c.preset}'s)` : ''}`;
 }
 
@@ -225,11 +281,17 @@ export function checkMemory(c: PretrainConfig, e: MemoryEstimate, avail: Availab
   const fixed = e.peakBytes - perSample * (c.batchSize / worldSize);
   const step = worldSize * c.bnSplits;
   const fit = Math.floor((avail.bytes - fixed) / perSample / step) * step;
-  const batchHint = fit >= step ? `--batch-size ${fit} or less (about ${gib(fixed + perSample * fit / worldSize)})` : 'a smaller --batch-size';
-  const what = `${c.arch}${c.cifarStem ? ' (CIFAR stem)' : ''} width ${c.width} at ${c.imageSize} px, ${setting(c, '--batch-size', 'batchSize')}: `
-    + `activations ${gib(p.activations)} (${e.imagesWithGrad} images × ${(e.activationBytesPerImage / 2 ** 20).toFixed(1)} MiB saved for backward, and backward's working memory), `
-    + `weights, gradients and momentum ${gib(p.parameters)}, queue or bank ${gib(p.negatives)}, logits ${gib(p.logits)}, view batches ${gib(p.batches)}, this process now ${gib(p.process)}`;
-  throw new Error(`this run would need about ${gib(e.peakBytes)} of memory at its peak (${what}; measured peaks lie within ${ESTIMATE_FACTOR}× of this estimate, docs/memory.md), `
-    + `more than the ${gib(avail.bytes)} available (${avail.source}). Bring it down with ${batchHint}, a smaller ${setting(c, '--image-size', 'imageSize')}, `
-    + `or --preset cifar (ResNet-18, 32 px); or pass --no-memory-check to run it anyway`);
+  const batchHint =
+    fit >= step
+      ? `--batch-size ${fit} or less (about ${gib(fixed + (perSample * fit) / worldSize)})`
+      : 'a smaller --batch-size';
+  const what =
+    `${c.arch}${c.cifarStem ? ' (CIFAR stem)' : ''} width ${c.width} at ${c.imageSize} px, ${setting(c, '--batch-size', 'batchSize')}: ` +
+    `activations ${gib(p.activations)} (${e.imagesWithGrad} images × ${(e.activationBytesPerImage / 2 ** 20).toFixed(1)} MiB saved for backward, and backward's working memory), ` +
+    `weights, gradients and momentum ${gib(p.parameters)}, queue or bank ${gib(p.negatives)}, logits ${gib(p.logits)}, view batches ${gib(p.batches)}, this process now ${gib(p.process)}`;
+  throw new Error(
+    `this run would need about ${gib(e.peakBytes)} of memory at its peak (${what}; measured peaks lie within ${ESTIMATE_FACTOR}× of this estimate, docs/memory.md), ` +
+      `more than the ${gib(avail.bytes)} available (${avail.source}). Bring it down with ${batchHint}, a smaller ${setting(c, '--image-size', 'imageSize')}, ` +
+      `or --preset cifar (ResNet-18, 32 px); or pass --no-memory-check to run it anyway`,
+  );
 }

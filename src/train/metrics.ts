@@ -26,19 +26,35 @@ export interface StepMetrics {
 }
 
 // New columns go at the end, so readers of older files keep their column positions.
-const COLUMNS: (keyof StepMetrics)[] = ['epoch', 'step', 'loss', 'lr', 'imagesPerSec', 'elapsed', 'knnTop1', 'acc1', 'acc5', 'dataMs', 'stepMs', 'embedStd'];
+const COLUMNS: (keyof StepMetrics)[] = [
+  'epoch',
+  'step',
+  'loss',
+  'lr',
+  'imagesPerSec',
+  'elapsed',
+  'knnTop1',
+  'acc1',
+  'acc5',
+  'dataMs',
+  'stepMs',
+  'embedStd',
+];
 
 /** The rows of a run directory's metrics.jsonl (empty when it has none). */
 export function readMetrics(dir: string): StepMetrics[] {
   const p = join(dir, 'metrics.jsonl');
   if (!existsSync(p)) return [];
-  return readFileSync(p, 'utf8').split('\n').filter(Boolean).map((l, i) => {
-    try {
-      return JSON.parse(l) as StepMetrics;
-    } catch (e) {
-      throw new Error(`${p}:${i + 1}: not a JSON line (${(e as Error).message})`, { cause: e });
-    }
-  });
+  return readFileSync(p, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l, i) => {
+      try {
+        return JSON.parse(l) as StepMetrics;
+      } catch (e) {
+        throw new Error(`${p}:${i + 1}: not a JSON line (${(e as Error).message})`, { cause: e });
+      }
+    });
 }
 
 export class MetricsWriter {
@@ -50,9 +66,14 @@ export class MetricsWriter {
     this.jsonl = join(dir, 'metrics.jsonl');
     this.csv = join(dir, 'metrics.csv');
     if (fromStep > 0 && existsSync(this.jsonl)) {
-      const rows = readFileSync(this.jsonl, 'utf8').split('\n').filter((l) => l && (JSON.parse(l) as StepMetrics).step <= fromStep);
+      const rows = readFileSync(this.jsonl, 'utf8')
+        .split('\n')
+        .filter((l) => l && (JSON.parse(l) as StepMetrics).step <= fromStep);
       writeFileSync(this.jsonl, rows.map((r) => `${r}\n`).join(''));
-      writeFileSync(this.csv, `${COLUMNS.join(',')}\n${rows.map((r) => `${toCsv(JSON.parse(r) as StepMetrics)}\n`).join('')}`);
+      writeFileSync(
+        this.csv,
+        `${COLUMNS.join(',')}\n${rows.map((r) => `${toCsv(JSON.parse(r) as StepMetrics)}\n`).join('')}`,
+      );
     } else {
       writeFileSync(this.jsonl, '');
       writeFileSync(this.csv, `${COLUMNS.join(',')}\n`);

@@ -6,9 +6,25 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { cpuBf16Features, manualSeed, setNumThreads, type Tensor } from '../torch/index.js';
-import { Augmentation, Loader, openDataset, subset, type Batch, type ImageDataset, type PresetName } from '../data/index.js';
+import {
+  Augmentation,
+  Loader,
+  openDataset,
+  subset,
+  type Batch,
+  type ImageDataset,
+  type PresetName,
+} from '../data/index.js';
 import { createMechanism, type Mechanism, type MoCoDistHooks } from '../moco/index.js';
-import { cosineLr, cosineMomentum, createOptimizer, linearScaledLr, stepLr, warmupCosineLr, type Optimizer } from '../optim/index.js';
+import {
+  cosineLr,
+  cosineMomentum,
+  createOptimizer,
+  linearScaledLr,
+  stepLr,
+  warmupCosineLr,
+  type Optimizer,
+} from '../optim/index.js';
 import { writeTextAtomic } from '../io/atomic.js';
 import type { DistributedTraining } from '../dist/index.js';
 import { keysPerStep, type PretrainConfig } from './config.js';
@@ -16,7 +32,12 @@ import { restoreCheckpoint, resumeCommand, type LoadedCheckpoint, type RunState 
 import { Loop, type LoopResult, type LoopStep } from '../loop/index.js';
 import { stderrWarner, type PretrainLoop, type StepEvent, type TrainObserver } from './observer.js';
 import {
-  CheckpointObserver, KnnObserver, ProgressObserver, RunLogObserver, SignalObserver, type KnnObserverOptions,
+  CheckpointObserver,
+  KnnObserver,
+  ProgressObserver,
+  RunLogObserver,
+  SignalObserver,
+  type KnnObserverOptions,
   type NeighbourGridRenderer,
 } from './observers/index.js';
 import { stepRng } from './step-rng.js';
@@ -102,16 +123,25 @@ export function finishedMessage(c: PretrainConfig, summary: PretrainSummary): st
  * `epochs` 1.4285714285714286 → 1.429), integers kept as they are, `extra` fields (e.g. worldSize) appended.
  */
 export function summaryLine(summary: PretrainSummary, extra: Record<string, unknown> = {}, significant = 4): string {
-  return JSON.stringify({ ...summary, ...extra }, (_k, v: unknown) => (typeof v === 'number' && Number.isFinite(v) && !Number.isInteger(v) ? Number(v.toPrecision(significant)) : v));
+  return JSON.stringify({ ...summary, ...extra }, (_k, v: unknown) =>
+    typeof v === 'number' && Number.isFinite(v) && !Number.isInteger(v) ? Number(v.toPrecision(significant)) : v,
+  );
 }
 
 /** The summary of a finished run that was resumed: its own recorded figures (see PretrainSummary.alreadyFinished). */
 function finishedSummary(c: PretrainConfig, resumed: LoadedCheckpoint, stepsPerEpoch: number): PretrainSummary {
   let rows: StepMetrics[] = [];
-  try { rows = readMetrics(c.out); } catch { /* a damaged metrics file: the figures are unknown (NaN) */ }
+  try {
+    rows = readMetrics(c.out);
+  } catch {
+    /* a damaged metrics file: the figures are unknown (NaN) */
+  }
   const steps = rows.filter((r) => r.knnTop1 === undefined);
   const knn = rows.filter((r) => r.knnTop1 !== undefined);
-  const ips = steps.map((r) => r.imagesPerSec).filter((x) => Number.isFinite(x) && x > 0).sort((a, b) => a - b);
+  const ips = steps
+    .map((r) => r.imagesPerSec)
+    .filter((x) => Number.isFinite(x) && x > 0)
+    .sort((a, b) => a - b);
   const init = knn.find((r) => r.step === 0)?.knnTop1;
   const last = knn.filter((r) => r.step > 0).pop()?.knnTop1;
   const { epoch, batch, step } = resumed.state;
@@ -146,7 +176,12 @@ export function epochLr(c: PretrainConfig, epoch: number): number {
  * batch `batch` of `epoch` with `batchesPerEpoch` batches: lr = warmupCosineLr(base·batch/256) and, with
  * --moco-m-cos, m = cosineMomentum(--moco-m); else m is --moco-m. Other mechanisms: null (lr per epoch).
  */
-export function iterationSchedule(c: PretrainConfig, epoch: number, batch: number, batchesPerEpoch: number): { lr: number; m: number } | null {
+export function iterationSchedule(
+  c: PretrainConfig,
+  epoch: number,
+  batch: number,
+  batchesPerEpoch: number,
+): { lr: number; m: number } | null {
   if (c.mechanism !== 'mocov3') return null;
   const e = epoch + batch / batchesPerEpoch;
   return { lr: epochLr(c, e), m: c.mocoMCos ? cosineMomentum(c.m, e, c.epochs) : c.m };
@@ -163,16 +198,39 @@ function openTrain(c: PretrainConfig): ImageDataset {
  */
 export function mechanismOf(c: PretrainConfig, bankSize: number, dist?: MoCoDistHooks): Mechanism {
   return createMechanism({
-    mechanism: c.mechanism ?? 'moco', arch: c.arch, dim: c.dim, K: c.K, m: c.m, T: c.T, head: c.head, cifarStem: c.cifarStem, width: c.width,
-    bnSplits: c.bnSplits, symmetric: c.symmetric, shuffle: c.shuffleBn, loss: c.loss, bankSize, bankMomentum: c.bankMomentum, bankSampling: c.bankSampling,
-    mlpDim: c.mlpDim, imageSize: c.imageSize, patchSize: c.patchSize, vitDepth: c.vitDepth, stopGradConv1: c.stopGradConv1,
+    mechanism: c.mechanism ?? 'moco',
+    arch: c.arch,
+    dim: c.dim,
+    K: c.K,
+    m: c.m,
+    T: c.T,
+    head: c.head,
+    cifarStem: c.cifarStem,
+    width: c.width,
+    bnSplits: c.bnSplits,
+    symmetric: c.symmetric,
+    shuffle: c.shuffleBn,
+    loss: c.loss,
+    bankSize,
+    bankMomentum: c.bankMomentum,
+    bankSampling: c.bankSampling,
+    mlpDim: c.mlpDim,
+    imageSize: c.imageSize,
+    patchSize: c.patchSize,
+    vitDepth: c.vitDepth,
+    stopGradConv1: c.stopGradConv1,
     ...(dist ? { dist } : {}),
   });
 }
 
 /** How the config's steps compute: memory format and autocast (the model's weights follow c.channelsLast too). */
 export function stepPrecisionOf(c: PretrainConfig): StepPrecision {
-  return { channelsLast: c.channelsLast, ...(c.amp === 'bf16' ? { amp: { deviceType: c.device.startsWith('cuda') ? 'cuda' as const : 'cpu' as const } } : {}) };
+  return {
+    channelsLast: c.channelsLast,
+    ...(c.amp === 'bf16'
+      ? { amp: { deviceType: c.device.startsWith('cuda') ? ('cuda' as const) : ('cpu' as const) } }
+      : {}),
+  };
 }
 
 /** This process's part in the run. */
@@ -199,15 +257,21 @@ interface Prepared {
  */
 async function prepare(c: PretrainConfig, o: PretrainOptions, p: Process): Promise<Prepared> {
   if (p.dist && (c.mechanism ?? 'moco') !== 'moco') {
-    throw new Error(`--mechanism ${c.mechanism} runs in one process; multi-process training is MoCo's (--mechanism moco)`);
+    throw new Error(
+      `--mechanism ${c.mechanism} runs in one process; multi-process training is MoCo's (--mechanism moco)`,
+    );
   }
   if (o.resume && (o.resume.optimizerName ?? 'sgd') !== (c.optimizer ?? 'sgd')) {
-    throw new Error(`--resume ${o.resume.file}: the run was trained with --optimizer ${o.resume.optimizerName ?? 'sgd'}, this one is set to --optimizer ${c.optimizer}; drop --optimizer to continue with ${o.resume.optimizerName ?? 'sgd'}, or start a new run with another --out`);
+    throw new Error(
+      `--resume ${o.resume.file}: the run was trained with --optimizer ${o.resume.optimizerName ?? 'sgd'}, this one is set to --optimizer ${c.optimizer}; drop --optimizer to continue with ${o.resume.optimizerName ?? 'sgd'}, or start a new run with another --out`,
+    );
   }
   const { world, rank } = p;
   const train = openTrain(c);
   if (c.batchSize % world || (c.batchSize / world) % c.bnSplits) {
-    throw new Error(`invalid --batch-size ${c.batchSize}: each of the ${world} processes takes an equal share that --bn-splits ${c.bnSplits} divides, so it must be a multiple of ${world * c.bnSplits}; pass --batch-size ${Math.max(1, Math.round(c.batchSize / (world * c.bnSplits))) * world * c.bnSplits}, or another --bn-splits or process count`);
+    throw new Error(
+      `invalid --batch-size ${c.batchSize}: each of the ${world} processes takes an equal share that --bn-splits ${c.bnSplits} divides, so it must be a multiple of ${world * c.bnSplits}; pass --batch-size ${Math.max(1, Math.round(c.batchSize / (world * c.bnSplits))) * world * c.bnSplits}, or another --bn-splits or process count`,
+    );
   }
   const twoViews = (c.mechanism ?? 'moco') !== 'memory-bank';
   // Images decoded into memory (CIFAR-sized) are augmented on this thread between steps, with the model's thread
@@ -215,13 +279,29 @@ async function prepare(c: PretrainConfig, o: PretrainOptions, p: Process): Promi
   // ResNet-18 width 32 on CIFAR: 108 → 129 images/s end to end). Image files are decoded and augmented by
   // --workers worker threads: their event loops keep decoding while this thread is inside a training step.
   const loader = new Loader(train, {
-    batchSize: c.batchSize / world, shuffle: true, dropLast: true, seed: c.seed,
-    augment: new Augmentation(c.augment as PresetName, { size: c.imageSize, threads: null, ...(c.cropMin > 0 ? { cropMin: c.cropMin } : {}) }), twoCrops: twoViews, prefetch: Math.max(2, c.workers),
-    fileWorkers: c.workers, device: c.device === 'cpu' ? undefined : c.device, rank, worldSize: world,
+    batchSize: c.batchSize / world,
+    shuffle: true,
+    dropLast: true,
+    seed: c.seed,
+    augment: new Augmentation(c.augment as PresetName, {
+      size: c.imageSize,
+      threads: null,
+      ...(c.cropMin > 0 ? { cropMin: c.cropMin } : {}),
+    }),
+    twoCrops: twoViews,
+    prefetch: Math.max(2, c.workers),
+    fileWorkers: c.workers,
+    device: c.device === 'cpu' ? undefined : c.device,
+    rank,
+    worldSize: world,
   });
   const source = await loader.prepare();
   // Before the model is built or a step runs: a run that cannot fit is refused while that is cheap.
-  const estimate = estimatePeakMemory(c, { trainImages: train.length, files: source.kind === 'files', worldSize: world });
+  const estimate = estimatePeakMemory(c, {
+    trainImages: train.length,
+    files: source.kind === 'files',
+    worldSize: world,
+  });
   if (o.memoryCheck ?? true) {
     try {
       checkMemory(c, estimate, availableMemory(), world);
@@ -232,13 +312,17 @@ async function prepare(c: PretrainConfig, o: PretrainOptions, p: Process): Promi
     }
   }
   if (train.length < c.batchSize) {
-    throw new Error(`data ${c.data}: ${train.length} images is fewer than --batch-size ${c.batchSize}; lower --batch-size`);
+    throw new Error(
+      `data ${c.data}: ${train.length} images is fewer than --batch-size ${c.batchSize}; lower --batch-size`,
+    );
   }
   const perStep = keysPerStep(c);
   if ((c.mechanism ?? 'moco') === 'moco' && c.K > train.length && !p.quiet) {
     // Not an error (it trains), but the queue then holds several keys of each image: an image's own earlier keys
     // become its negatives, and the contrast is weaker than the queue size suggests.
-    process.stderr.write(`warning: --moco-k ${c.K} is larger than the dataset ${c.data} (${train.length} training images): the queue holds several keys of each image, so images are contrasted with their own earlier keys; ${perStep <= train.length ? `pass --moco-k ${train.length} or less` : `the queue cannot be smaller than the ${perStep} keys a step enqueues, so pass a smaller --batch-size`}\n`);
+    process.stderr.write(
+      `warning: --moco-k ${c.K} is larger than the dataset ${c.data} (${train.length} training images): the queue holds several keys of each image, so images are contrasted with their own earlier keys; ${perStep <= train.length ? `pass --moco-k ${train.length} or less` : `the queue cannot be smaller than the ${perStep} keys a step enqueues, so pass a smaller --batch-size`}\n`,
+    );
   }
   const bpe = loader.batchesPerEpoch;
   const totalSteps = c.maxSteps > 0 ? Math.min(c.maxSteps, c.epochs * bpe) : c.epochs * bpe;
@@ -249,26 +333,43 @@ async function prepare(c: PretrainConfig, o: PretrainOptions, p: Process): Promi
 function knnDataOf(c: PretrainConfig, train: ImageDataset, quiet: boolean): KnnObserverOptions['data'] | null {
   if (c.knnEvery <= 0) return null;
   let queries: ImageDataset | null;
-  try { queries = openDataset(c.data, { split: 'test', seed: c.seed }); } catch { queries = null; }
+  try {
+    queries = openDataset(c.data, { split: 'test', seed: c.seed });
+  } catch {
+    queries = null;
+  }
   if (!train.labels || !queries?.labels) {
     queries?.dispose();
-    if (!quiet) process.stderr.write(`--knn-every ${c.knnEvery}: ${c.data} has no labelled test/val split; the kNN monitor is off\n`);
+    if (!quiet)
+      process.stderr.write(
+        `--knn-every ${c.knnEvery}: ${c.data} has no labelled test/val split; the kNN monitor is off\n`,
+      );
     return null;
   }
   return { bank: train, queries };
 }
 
 /** The mechanism and its optimizer on the run's device, restored from a resumed checkpoint, the same on every rank. */
-async function buildModel(c: PretrainConfig, o: PretrainOptions, p: Process,
-  bankSize: number): Promise<{ mech: Mechanism; opt: Optimizer; state: RunState }> {
+async function buildModel(
+  c: PretrainConfig,
+  o: PretrainOptions,
+  p: Process,
+  bankSize: number,
+): Promise<{ mech: Mechanism; opt: Optimizer; state: RunState }> {
   // Only MoCo runs in several processes (refused before for the others): its hooks gather keys and shuffle BN.
   const mech = mechanismOf(c, bankSize, p.dist?.hooks(c.shuffleBn));
   if (c.device !== 'cpu') mech.to(c.device);
   if (c.channelsLast) mech.toMemoryFormat('channelsLast');
   if (c.amp === 'bf16' && !c.device.startsWith('cuda') && cpuBf16Features().length === 0 && !p.quiet) {
-    process.stderr.write('warning: --amp bf16 on a CPU without native bfloat16 (no AVX-512 BF16 or AMX in /proc/cpuinfo): results are correct but the step is slower than fp32; drop --amp here\n');
+    process.stderr.write(
+      'warning: --amp bf16 on a CPU without native bfloat16 (no AVX-512 BF16 or AMX in /proc/cpuinfo): results are correct but the step is slower than fp32; drop --amp here\n',
+    );
   }
-  const opt = createOptimizer(c.optimizer ?? 'sgd', mech.trainableParameters(), { lr: c.lr, momentum: c.momentum, weightDecay: c.wd });
+  const opt = createOptimizer(c.optimizer ?? 'sgd', mech.trainableParameters(), {
+    lr: c.lr,
+    momentum: c.momentum,
+    weightDecay: c.wd,
+  });
   let state: RunState = { epoch: 0, batch: 0, step: 0 };
   if (o.resume) {
     restoreCheckpoint(o.resume, mech, opt);
@@ -317,17 +418,34 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
   // In this order: a checkpoint is written before the kNN evaluation of the same epoch, and both before the
   // events are flushed.
   const observers: TrainObserver[] = [
-    checkpoints, ...(knn ? [knn] : []), ...(runLog ? [runLog] : []), progress,
-    ...(onStep ? [{ step: (_ctx: unknown, e: StepEvent) => onStep({ epoch: e.epoch, step: e.step, loss: e.loss, lr: e.lr }) }] : []),
-    ...(signals ? [signals] : []), ...(o.observers ?? []),
+    checkpoints,
+    ...(knn ? [knn] : []),
+    ...(runLog ? [runLog] : []),
+    progress,
+    ...(onStep
+      ? [{ step: (_ctx: unknown, e: StepEvent) => onStep({ epoch: e.epoch, step: e.step, loss: e.loss, lr: e.lr }) }]
+      : []),
+    ...(signals ? [signals] : []),
+    ...(o.observers ?? []),
   ];
   const step = pretrainStep(c, bpe, stepPrecisionOf(c), dist, () => checkpoints.last);
   let r: LoopResult;
   try {
     r = await new Loop(step, observers).run((epoch, startBatch) => loader.epoch(epoch, { startBatch }), {
-      config: c, model: mech, optimizer: opt, epochs: c.epochs, batchesPerEpoch: bpe, totalSteps, state,
-      lr: (e) => epochLr(c, e), log: (line) => progress.log(line), warn, worldSize: p.world,
-      throughputWindow: c.printFreq, warmupSteps: WARMUP_STEPS, startedAt,
+      config: c,
+      model: mech,
+      optimizer: opt,
+      epochs: c.epochs,
+      batchesPerEpoch: bpe,
+      totalSteps,
+      state,
+      lr: (e) => epochLr(c, e),
+      log: (line) => progress.log(line),
+      warn,
+      worldSize: p.world,
+      throughputWindow: c.printFreq,
+      warmupSteps: WARMUP_STEPS,
+      startedAt,
     });
   } finally {
     await loader.close();
@@ -357,8 +475,13 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
  * momentum, then forward, backward, gradient averaging and the optimizer (trainStep). `lastCheckpoint` names
  * the checkpoint a diverged run can continue from.
  */
-function pretrainStep(c: PretrainConfig, bpe: number, precision: StepPrecision, dist: DistributedTraining | undefined,
-  lastCheckpoint: () => string | null): LoopStep<PretrainLoop, Batch> {
+function pretrainStep(
+  c: PretrainConfig,
+  bpe: number,
+  precision: StepPrecision,
+  dist: DistributedTraining | undefined,
+  lastCheckpoint: () => string | null,
+): LoopStep<PretrainLoop, Batch> {
   const afterBackward = dist ? (p: Tensor[]): void => dist.afterBackward(p) : undefined;
   return {
     train(ctx, batch, at) {
@@ -375,8 +498,10 @@ function pretrainStep(c: PretrainConfig, bpe: number, precision: StepPrecision, 
       return { loss: out.loss.item(), samples: n, output: out, ...(sched ? { lr: sched.lr } : {}) };
     },
     diverged(_ctx, loss, at) {
-      return new Error(`loss is ${loss} at step ${at.step} (epoch ${at.epoch}); stopping. `
-        + `Last good checkpoint: ${lastCheckpoint() ?? 'none'}. Try a lower --lr.`);
+      return new Error(
+        `loss is ${loss} at step ${at.step} (epoch ${at.epoch}); stopping. ` +
+          `Last good checkpoint: ${lastCheckpoint() ?? 'none'}. Try a lower --lr.`,
+      );
     },
   };
 }

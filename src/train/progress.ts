@@ -16,16 +16,24 @@ export class Progress {
   // would print the placeholders literally. Blanks until the first step.
   private payload: Record<string, string | number> = { epoch: '-', loss: '-', lr: '-', ips: '-' };
 
-  constructor(private readonly total: number, start: number, private readonly printFreq: number, private readonly enabled = true) {
+  constructor(
+    private readonly total: number,
+    start: number,
+    private readonly printFreq: number,
+    private readonly enabled = true,
+  ) {
     this.current = start;
     this.lastLog = start;
     if (enabled && process.stderr.isTTY) {
-      this.bar = new cliProgress.SingleBar({
-        format: 'step {value}/{total} |{bar}| epoch {epoch} loss {loss} lr {lr} {ips} img/s ETA {eta_formatted}',
-        stream: process.stderr,
-        hideCursor: true,
-        etaBuffer: 20,
-      }, cliProgress.Presets.shades_classic);
+      this.bar = new cliProgress.SingleBar(
+        {
+          format: 'step {value}/{total} |{bar}| epoch {epoch} loss {loss} lr {lr} {ips} img/s ETA {eta_formatted}',
+          stream: process.stderr,
+          hideCursor: true,
+          etaBuffer: 20,
+        },
+        cliProgress.Presets.shades_classic,
+      );
       this.bar.start(total, start, this.payload);
     }
   }
@@ -33,13 +41,20 @@ export class Progress {
   update(step: number, v: ProgressValues): void {
     if (!this.enabled) return;
     this.current = step;
-    const payload = { epoch: v.epoch, loss: v.loss.toFixed(4), lr: v.lr.toPrecision(3), ips: v.imagesPerSec.toFixed(1) };
+    const payload = {
+      epoch: v.epoch,
+      loss: v.loss.toFixed(4),
+      lr: v.lr.toPrecision(3),
+      ips: v.imagesPerSec.toFixed(1),
+    };
     this.payload = payload;
     if (this.bar) {
       this.bar.update(step, payload);
     } else if (step - this.lastLog >= this.printFreq || step === this.total) {
       this.lastLog = step;
-      process.stderr.write(`step ${step}/${this.total} epoch ${payload.epoch} loss ${payload.loss} lr ${payload.lr} ${payload.ips} img/s\n`);
+      process.stderr.write(
+        `step ${step}/${this.total} epoch ${payload.epoch} loss ${payload.loss} lr ${payload.lr} ${payload.ips} img/s\n`,
+      );
     }
   }
 
@@ -54,5 +69,7 @@ export class Progress {
     }
   }
 
-  stop(): void { this.bar?.stop(); }
+  stop(): void {
+    this.bar?.stop();
+  }
 }

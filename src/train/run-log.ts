@@ -43,7 +43,9 @@ export function packageVersion(): string {
   for (const p of ['../../package.json', '../../../package.json']) {
     try {
       return (req(p) as { version: string }).version;
-    } catch { /* the other layout (src/ vs dist/src/) */ }
+    } catch {
+      /* the other layout (src/ vs dist/src/) */
+    }
   }
   return 'unknown';
 }
@@ -59,7 +61,10 @@ export function readRunInfo(dir: string): RunInfo | null {
 
 /** The TensorBoard event files of a run directory, in the order TensorBoard reads them (by name). */
 export function eventFiles(dir: string): string[] {
-  return readdirSync(dir).filter((f) => f.startsWith('events.out.tfevents.')).sort().map((f) => join(dir, f));
+  return readdirSync(dir)
+    .filter((f) => f.startsWith('events.out.tfevents.'))
+    .sort()
+    .map((f) => join(dir, f));
 }
 
 /** Writes a run's metrics rows, TensorBoard events and run.json (main process only). */
@@ -71,7 +76,10 @@ export class RunLog {
   private readonly previousS: number;
 
   /** `fromStep` > 0: a resumption — metrics after it are dropped, and the new event file starts with a SessionLog START. */
-  constructor(readonly dir: string, o: { fromStep: number; device: string; stepsPerEpoch: number; totalSteps: number; command?: string[] }) {
+  constructor(
+    readonly dir: string,
+    o: { fromStep: number; device: string; stepsPerEpoch: number; totalSteps: number; command?: string[] },
+  ) {
     this.metrics = new MetricsWriter(dir, o.fromStep);
     this.events = new EventWriter(dir);
     // TensorBoard purges events at or after a START's step: the first step this session writes.
@@ -113,7 +121,9 @@ export class RunLog {
     this.info.steps = m.step;
   }
 
-  histogram(tag: string, h: Histogram, step: number): void { this.events.histogram(tag, h, step); }
+  histogram(tag: string, h: Histogram, step: number): void {
+    this.events.histogram(tag, h, step);
+  }
 
   /** A PNG image: into the event file, and as `file` in the run directory (the report shows the latest). */
   image(tag: string, file: string, png: Uint8Array, width: number, height: number, step: number): void {
@@ -121,7 +131,9 @@ export class RunLog {
     writeTextAtomic(join(this.dir, file), png);
   }
 
-  text(tag: string, markdown: string, step: number): void { this.events.text(tag, markdown, step); }
+  text(tag: string, markdown: string, step: number): void {
+    this.events.text(tag, markdown, step);
+  }
 
   /** Flushes events and updates run.json (every epoch end and checkpoint). */
   flush(): void {
@@ -153,16 +165,28 @@ export class RunLog {
  * negative logits need not travel to JavaScript. `bins` default 30.
  */
 export function tensorHistogram(x: Tensor, bins = 30): Histogram {
-  return noGrad(() => tidy(() => {
-    const v = x.detach().flatten().float();
-    const n = v.shape[0]!;
-    const min = v.min().item(), max = v.max().item();
-    const sum = v.sum().item(), sumSquares = v.mul(v).sum().item();
-    const b = max > min ? bins : 1;
-    const width = (max - min) / b;
-    const idx = width > 0 ? v.sub(min).div(width).floor().clamp(0, b - 1).long() : zerosLike(v, { dtype: 'int64' });
-    const counts = zeros([b], { device: v.device }).scatterAdd(0, idx, onesLike(v)).cpu().toArray();
-    const bucketLimit = counts.map((_, i) => (i === b - 1 ? max : min + (i + 1) * width));
-    return { min, max, num: n, sum, sumSquares, bucketLimit, bucket: counts };
-  }));
+  return noGrad(() =>
+    tidy(() => {
+      const v = x.detach().flatten().float();
+      const n = v.shape[0]!;
+      const min = v.min().item(),
+        max = v.max().item();
+      const sum = v.sum().item(),
+        sumSquares = v.mul(v).sum().item();
+      const b = max > min ? bins : 1;
+      const width = (max - min) / b;
+      const idx =
+        width > 0
+          ? v
+              .sub(min)
+              .div(width)
+              .floor()
+              .clamp(0, b - 1)
+              .long()
+          : zerosLike(v, { dtype: 'int64' });
+      const counts = zeros([b], { device: v.device }).scatterAdd(0, idx, onesLike(v)).cpu().toArray();
+      const bucketLimit = counts.map((_, i) => (i === b - 1 ? max : min + (i + 1) * width));
+      return { min, max, num: n, sum, sumSquares, bucketLimit, bucket: counts };
+    }),
+  );
 }

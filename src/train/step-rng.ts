@@ -6,7 +6,8 @@ import type { StepRng } from '../moco/index.js';
 /** The StepRng of batch `batch` of `epoch` in a run seeded with `seed`. */
 export function stepRng(seed: number, epoch: number, batch: number): StepRng {
   return {
-    permutation: (tag: string, n: number): Tensor => tidy(() => tensor(new Rng(seed, tag, epoch, batch).permutation(n)).long()),
+    permutation: (tag: string, n: number): Tensor =>
+      tidy(() => tensor(new Rng(seed, tag, epoch, batch).permutation(n)).long()),
     integers: (tag: string, shape: number[], high: number): Tensor => {
       const r = new Rng(seed, tag, epoch, batch);
       const a = new Int32Array(shape.reduce((x, y) => x * y, 1));

@@ -31,7 +31,8 @@ export const GRID_KEYS: readonly string[] = GRID_SETTINGS.map((s) => s.key);
 function axis(key: string, values: string[], where: string): GridAxis {
   // One cell directory per setting however it is spelt: the key is its flag name.
   const s = settingOf(key, where, GRID_SETTINGS, NOT_IN_GRID);
-  if (values.length === 0 || values.some((v) => v === '')) throw new Error(`${where}: '${key}' needs a comma-separated list of values, e.g. ${s.key}=a,b`);
+  if (values.length === 0 || values.some((v) => v === ''))
+    throw new Error(`${where}: '${key}' needs a comma-separated list of values, e.g. ${s.key}=a,b`);
   for (const v of values) cellValue(s, v, where);
   return { key: s.key, values };
 }
@@ -45,7 +46,8 @@ function cellValue(s: Setting, v: string, where: string): ConfigOverrides {
 }
 
 function checkAxes(axes: GridAxis[], where: string): GridAxis[] {
-  if (axes.length === 0) throw new Error(`${where}: an empty grid; give key=v1,v2 pairs, e.g. "moco-t=0.07,0.2 mlp=false,true"`);
+  if (axes.length === 0)
+    throw new Error(`${where}: an empty grid; give key=v1,v2 pairs, e.g. "moco-t=0.07,0.2 mlp=false,true"`);
   const seen = new Set<string>();
   for (const a of axes) {
     if (seen.has(a.key)) throw new Error(`${where}: '${a.key}' is given twice`);
@@ -56,11 +58,15 @@ function checkAxes(axes: GridAxis[], where: string): GridAxis[] {
 
 /** Parses `--grid "moco-t=0.07,0.2 mlp=false,true"`. */
 export function parseGrid(spec: string): GridAxis[] {
-  const axes = spec.trim().split(/\s+/).filter(Boolean).map((part) => {
-    const eq = part.indexOf('=');
-    if (eq <= 0) throw new Error(`--grid: '${part}' is not key=v1,v2 (e.g. moco-t=0.07,0.2)`);
-    return axis(part.slice(0, eq), part.slice(eq + 1).split(','), '--grid');
-  });
+  const axes = spec
+    .trim()
+    .split(/\s+/)
+    .filter(Boolean)
+    .map((part) => {
+      const eq = part.indexOf('=');
+      if (eq <= 0) throw new Error(`--grid: '${part}' is not key=v1,v2 (e.g. moco-t=0.07,0.2)`);
+      return axis(part.slice(0, eq), part.slice(eq + 1).split(','), '--grid');
+    });
   return checkAxes(axes, '--grid');
 }
 
@@ -82,7 +88,8 @@ export function readGridFile(path: string): GridAxis[] {
   if (!v || typeof v !== 'object' || Array.isArray(v)) throw new Error(`${where}: expected an object of key: [values]`);
   const axes = Object.entries(v as Record<string, unknown>).map(([k, vals]) => {
     const list = Array.isArray(vals) ? vals : [vals];
-    if (!list.every((x) => ['string', 'number', 'boolean'].includes(typeof x))) throw new Error(`${where}: '${k}' must be a list of numbers, strings or booleans`);
+    if (!list.every((x) => ['string', 'number', 'boolean'].includes(typeof x)))
+      throw new Error(`${where}: '${k}' must be a list of numbers, strings or booleans`);
     return axis(k, list.map(String), where);
   });
   return checkAxes(axes, where);
@@ -92,10 +99,20 @@ export function readGridFile(path: string): GridAxis[] {
 export function gridCells(axes: GridAxis[]): GridCell[] {
   let cells: Record<string, string>[] = [{}];
   for (const a of axes) cells = cells.flatMap((c) => a.values.map((v) => ({ ...c, [a.key]: v })));
-  return cells.map((values) => ({ name: Object.entries(values).map(([k, v]) => `${k}=${v.replace(/[^A-Za-z0-9.+-]/g, '_')}`).join('_'), values }));
+  return cells.map((values) => ({
+    name: Object.entries(values)
+      .map(([k, v]) => `${k}=${v.replace(/[^A-Za-z0-9.+-]/g, '_')}`)
+      .join('_'),
+    values,
+  }));
 }
 
 /** The config overrides of one cell. */
 export function cellOverrides(cell: GridCell): ConfigOverrides {
-  return Object.assign({}, ...Object.entries(cell.values).map(([k, v]) => cellValue(settingOf(k, '--grid', GRID_SETTINGS, NOT_IN_GRID), v, '--grid'))) as ConfigOverrides;
+  return Object.assign(
+    {},
+    ...Object.entries(cell.values).map(([k, v]) =>
+      cellValue(settingOf(k, '--grid', GRID_SETTINGS, NOT_IN_GRID), v, '--grid'),
+    ),
+  ) as ConfigOverrides;
 }

@@ -44,19 +44,46 @@ function csvField(v: unknown): string {
 
 /** The markdown table: one row a cell, in grid order. */
 export function sweepMarkdown(rows: SweepRow[]): string {
-  const head = '| cell | mechanism | MLP | aug+ | cos | τ | kNN top-1 % (random init) | linear top-1 % | images/s | peak RSS MiB | epochs |';
+  const head =
+    '| cell | mechanism | MLP | aug+ | cos | τ | kNN top-1 % (random init) | linear top-1 % | images/s | peak RSS MiB | epochs |';
   const sep = '| --- | --- | :-: | :-: | :-: | --: | --: | --: | --: | --: | --: |';
-  const body = rows.map((r) => `| ${r.cell} | ${r.mechanism}${r.loss && r.loss !== 'infonce' ? ` (${r.loss})` : ''} | ${mark(r.mlp)} | ${mark(r.augPlus)} | ${mark(r.cos)} | ${r.T} | ${pct(r.knnTop1)} (${pct(r.knnTop1Init)}) | ${pct(r.linearTop1)} | ${r.imagesPerSec.toFixed(1)} | ${r.peakRssMB.toFixed(0)} | ${Number(r.epochs.toFixed(2))} |`);
+  const body = rows.map(
+    (r) =>
+      `| ${r.cell} | ${r.mechanism}${r.loss && r.loss !== 'infonce' ? ` (${r.loss})` : ''} | ${mark(r.mlp)} | ${mark(r.augPlus)} | ${mark(r.cos)} | ${r.T} | ${pct(r.knnTop1)} (${pct(r.knnTop1Init)}) | ${pct(r.linearTop1)} | ${r.imagesPerSec.toFixed(1)} | ${r.peakRssMB.toFixed(0)} | ${Number(r.epochs.toFixed(2))} |`,
+  );
   return [head, sep, ...body].join('\n') + '\n';
 }
 
 /** Writes sweep.json, sweep.csv and sweep.md into `dir`; returns their paths. */
-export function writeSweepTables(dir: string, axes: GridAxis[], rows: SweepRow[]): { json: string; csv: string; md: string } {
+export function writeSweepTables(
+  dir: string,
+  axes: GridAxis[],
+  rows: SweepRow[],
+): { json: string; csv: string; md: string } {
   const files = { json: join(dir, 'sweep.json'), csv: join(dir, 'sweep.csv'), md: join(dir, 'sweep.md') };
   writeTextAtomic(files.json, `${JSON.stringify(rows, null, 2)}\n`);
   const keys = axes.map((a) => a.key);
-  const cols = ['mechanism', 'mlp', 'augPlus', 'cos', 'T', 'loss', 'epochs', 'steps', 'knnTop1Init', 'knnTop1', 'linearTop1', 'imagesPerSec', 'peakRssMB', 'seconds', 'runDir'] as const;
-  const lines = [['cell', ...keys.map((k) => `grid.${k}`), ...cols].join(','), ...rows.map((r) => [r.cell, ...keys.map((k) => r.values[k]), ...cols.map((c) => r[c])].map(csvField).join(','))];
+  const cols = [
+    'mechanism',
+    'mlp',
+    'augPlus',
+    'cos',
+    'T',
+    'loss',
+    'epochs',
+    'steps',
+    'knnTop1Init',
+    'knnTop1',
+    'linearTop1',
+    'imagesPerSec',
+    'peakRssMB',
+    'seconds',
+    'runDir',
+  ] as const;
+  const lines = [
+    ['cell', ...keys.map((k) => `grid.${k}`), ...cols].join(','),
+    ...rows.map((r) => [r.cell, ...keys.map((k) => r.values[k]), ...cols.map((c) => r[c])].map(csvField).join(',')),
+  ];
   writeTextAtomic(files.csv, `${lines.join('\n')}\n`);
   writeTextAtomic(files.md, sweepMarkdown(rows));
   return files;

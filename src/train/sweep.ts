@@ -67,7 +67,15 @@ export function sweepConfigs(o: SweepOptions): { cell: GridCell; config: Pretrai
  * Settings that say where and how fast a run goes, not what it computes: a cell that differs from its recorded
  * run only in these is the same cell (a sweep moved to another folder or machine, or given other --threads).
  */
-const NOT_RESULTS: readonly (keyof PretrainConfig)[] = ['out', 'threads', 'workers', 'device', 'printFreq', 'keepCheckpoints', 'saveEverySteps'];
+const NOT_RESULTS: readonly (keyof PretrainConfig)[] = [
+  'out',
+  'threads',
+  'workers',
+  'device',
+  'printFreq',
+  'keepCheckpoints',
+  'saveEverySteps',
+];
 
 /** The settings of `now` that differ from `before` (a run's recorded config.json), as `--epochs 1 → 2`, by flag name. */
 export function configChanges(before: Partial<PretrainConfig>, now: PretrainConfig): string[] {
@@ -89,7 +97,10 @@ function recordedConfig(dir: string): Partial<PretrainConfig> | null {
   try {
     return JSON.parse(readFileSync(file, 'utf8')) as Partial<PretrainConfig>;
   } catch (e) {
-    throw new Error(`${file}: cannot read the cell's recorded settings (${(e as Error).message}); move the cell directory away to train it anew`, { cause: e });
+    throw new Error(
+      `${file}: cannot read the cell's recorded settings (${(e as Error).message}); move the cell directory away to train it anew`,
+      { cause: e },
+    );
   }
 }
 
@@ -97,15 +108,23 @@ function hasCheckpoint(dir: string): boolean {
   return existsSync(dir) && readdirSync(dir).some((f) => /^checkpoint_\d+\.safetensors$/.test(f));
 }
 
-interface Child { code: number | null; out: string; err: string }
+interface Child {
+  code: number | null;
+  out: string;
+  err: string;
+}
 
 function runCli(args: string[], onChild: (kill: (sig: NodeJS.Signals) => void) => void): Promise<Child> {
   return new Promise((resolve, reject) => {
     const p = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
-    p.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-    p.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    p.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    p.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+    });
     p.on('error', reject);
     p.on('close', (code) => resolve({ code, out, err }));
     onChild((sig) => p.kill(sig));
@@ -131,7 +150,9 @@ export async function sweep(o: SweepOptions): Promise<SweepResult> {
   });
   const replaced: Record<string, string> = {};
   if (changed.length && !o.rerunChanged) {
-    throw new Error(`sweep ${o.out}: ${changed.length} of ${cells.length} cells were run with other settings than this command's, so their results are not this sweep's:\n${changed.map((c) => `  ${c.cell.name}: ${c.diff.join(', ')}`).join('\n')}\nRerun with the earlier settings to continue that sweep, give a new --out for this one, or pass --rerun-changed to move these cells to ${join(o.out, 'replaced')}/ and train them anew`);
+    throw new Error(
+      `sweep ${o.out}: ${changed.length} of ${cells.length} cells were run with other settings than this command's, so their results are not this sweep's:\n${changed.map((c) => `  ${c.cell.name}: ${c.diff.join(', ')}`).join('\n')}\nRerun with the earlier settings to continue that sweep, give a new --out for this one, or pass --rerun-changed to move these cells to ${join(o.out, 'replaced')}/ and train them anew`,
+    );
   }
   const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
   for (const c of changed) {
@@ -141,13 +162,22 @@ export async function sweep(o: SweepOptions): Promise<SweepResult> {
     replaced[c.cell.name] = to;
   }
   mkdirSync(join(o.out, 'cells'), { recursive: true });
-  writeTextAtomic(join(o.out, 'sweep-config.json'), `${JSON.stringify({ data: o.data, base: o.base, axes: o.axes, linearEpochs: o.linearEpochs ?? 0 }, null, 2)}\n`);
-  const log = (s: string): void => { if (!o.quiet) process.stderr.write(`moco sweep: ${s}\n`); };
-  for (const c of changed) log(`${c.cell.name}: run before with ${c.diff.join(', ')}; moved to ${replaced[c.cell.name]}, training anew`);
+  writeTextAtomic(
+    join(o.out, 'sweep-config.json'),
+    `${JSON.stringify({ data: o.data, base: o.base, axes: o.axes, linearEpochs: o.linearEpochs ?? 0 }, null, 2)}\n`,
+  );
+  const log = (s: string): void => {
+    if (!o.quiet) process.stderr.write(`moco sweep: ${s}\n`);
+  };
+  for (const c of changed)
+    log(`${c.cell.name}: run before with ${c.diff.join(', ')}; moved to ${replaced[c.cell.name]}, training anew`);
   let signal: string | null = null;
   let kill: ((sig: NodeJS.Signals) => void) | null = null;
   // A signal goes to the running cell, which saves a checkpoint and exits; the sweep then stops.
-  const onSignal = (sig: NodeJS.Signals) => (): void => { signal = sig; kill?.(sig); };
+  const onSignal = (sig: NodeJS.Signals) => (): void => {
+    signal = sig;
+    kill?.(sig);
+  };
   const handlers = { SIGINT: onSignal('SIGINT'), SIGTERM: onSignal('SIGTERM') };
   process.on('SIGINT', handlers.SIGINT);
   process.on('SIGTERM', handlers.SIGTERM);
@@ -178,37 +208,81 @@ export async function sweep(o: SweepOptions): Promise<SweepResult> {
         writeTextAtomic(file, `${JSON.stringify(config, null, 2)}\n`);
         args = ['pretrain', o.data, '--config', file, '--out', dir, '--quiet'];
       }
-      const child = await runCli(args, (k) => { kill = k; });
+      const child = await runCli(args, (k) => {
+        kill = k;
+      });
       kill = null;
       // A cell stopped by the signal saved a checkpoint, or (still starting) nothing: either way it is rerun.
       if (signal) break;
       const summary = lastJson<PretrainSummary>(child, `cell ${cell.name}: moco ${args.join(' ')}`);
-      if (summary.interrupted) { signal = summary.interrupted; break; }
+      if (summary.interrupted) {
+        signal = summary.interrupted;
+        break;
+      }
       let linearTop1: number | undefined;
       if (o.linearEpochs && o.linearEpochs > 0) {
-        const largs = ['lincls', o.data, '--pretrained', dir, '--cache-features', '--epochs', String(o.linearEpochs), '--seed', String(config.seed), '--threads', String(config.threads)];
-        const lc = await runCli(largs, (k) => { kill = k; });
+        const largs = [
+          'lincls',
+          o.data,
+          '--pretrained',
+          dir,
+          '--cache-features',
+          '--epochs',
+          String(o.linearEpochs),
+          '--seed',
+          String(config.seed),
+          '--threads',
+          String(config.threads),
+        ];
+        const lc = await runCli(largs, (k) => {
+          kill = k;
+        });
         kill = null;
         if (signal) break;
-        const r = lastJson<{ best: { top1: number } | null; last: { top1: number } }>(lc, `cell ${cell.name}: moco ${largs.join(' ')}`);
+        const r = lastJson<{ best: { top1: number } | null; last: { top1: number } }>(
+          lc,
+          `cell ${cell.name}: moco ${largs.join(' ')}`,
+        );
         linearTop1 = r.best?.top1 ?? r.last.top1;
       }
       const row: SweepRow = {
-        cell: cell.name, values: cell.values, mechanism: config.mechanism, mlp: config.head === 'mlp', augPlus: config.augment === 'mocov2',
-        cos: config.cos, T: config.T, loss: config.mechanism === 'end-to-end' ? config.loss : undefined, epochs: summary.epochs, steps: summary.steps,
-        knnTop1Init: summary.knnTop1Init, knnTop1: summary.knnTop1, linearTop1, imagesPerSec: summary.imagesPerSec, peakRssMB: summary.peakRssMB,
-        seconds: (performance.now() - t0) / 1000, runDir: dir,
+        cell: cell.name,
+        values: cell.values,
+        mechanism: config.mechanism,
+        mlp: config.head === 'mlp',
+        augPlus: config.augment === 'mocov2',
+        cos: config.cos,
+        T: config.T,
+        loss: config.mechanism === 'end-to-end' ? config.loss : undefined,
+        epochs: summary.epochs,
+        steps: summary.steps,
+        knnTop1Init: summary.knnTop1Init,
+        knnTop1: summary.knnTop1,
+        linearTop1,
+        imagesPerSec: summary.imagesPerSec,
+        peakRssMB: summary.peakRssMB,
+        seconds: (performance.now() - t0) / 1000,
+        runDir: dir,
       };
       writeTextAtomic(done, `${JSON.stringify(row, null, 2)}\n`);
       rows.push(row);
       writeSweepTables(o.out, o.axes, rows);
-      log(`[${i + 1}/${cells.length}] ${cell.name}: kNN ${row.knnTop1?.toFixed(2) ?? '–'}%${linearTop1 !== undefined ? `, linear ${linearTop1.toFixed(2)}%` : ''}, ${row.imagesPerSec.toFixed(1)} images/s, peak ${row.peakRssMB.toFixed(0)} MiB`);
+      log(
+        `[${i + 1}/${cells.length}] ${cell.name}: kNN ${row.knnTop1?.toFixed(2) ?? '–'}%${linearTop1 !== undefined ? `, linear ${linearTop1.toFixed(2)}%` : ''}, ${row.imagesPerSec.toFixed(1)} images/s, peak ${row.peakRssMB.toFixed(0)} MiB`,
+      );
     }
   } finally {
     process.off('SIGINT', handlers.SIGINT);
     process.off('SIGTERM', handlers.SIGTERM);
   }
   const files = writeSweepTables(o.out, o.axes, rows);
-  if (signal) log(`${signal}: stopped after ${rows.length} of ${cells.length} cells; rerun the same command to continue`);
-  return { rows, ran, ...(changed.length ? { replaced } : {}), ...(signal ? { interrupted: signal as string } : {}), files };
+  if (signal)
+    log(`${signal}: stopped after ${rows.length} of ${cells.length} cells; rerun the same command to continue`);
+  return {
+    rows,
+    ran,
+    ...(changed.length ? { replaced } : {}),
+    ...(signal ? { interrupted: signal as string } : {}),
+    files,
+  };
 }

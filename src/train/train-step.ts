@@ -16,11 +16,20 @@ export interface StepPrecision {
  * The mechanism's forward on `batch`, backward of its loss, `afterBackward` (the gradient all-reduce of a
  * multi-process run), then the optimizer's step. Call inside a tidy scope: the output's tensors live until it ends.
  */
-export function trainStep(mech: Mechanism, opt: Optimizer, batch: StepBatch, rnd: StepRandomness, afterBackward?: (params: Tensor[]) => void, precision: StepPrecision = {}): MechanismOutput {
+export function trainStep(
+  mech: Mechanism,
+  opt: Optimizer,
+  batch: StepBatch,
+  rnd: StepRandomness,
+  afterBackward?: (params: Tensor[]) => void,
+  precision: StepPrecision = {},
+): MechanismOutput {
   const views = precision.channelsLast ? batch.views.map((v) => v.contiguous('channelsLast')) : batch.views;
   const input = { ...batch, views };
   // As torch.autocast: the forward (and the loss, which autocast keeps in fp32) inside, backward and the optimizer outside.
-  const out = precision.amp ? autocast(precision.amp.deviceType, () => mech.step(input, rnd), 'bfloat16') : mech.step(input, rnd);
+  const out = precision.amp
+    ? autocast(precision.amp.deviceType, () => mech.step(input, rnd), 'bfloat16')
+    : mech.step(input, rnd);
   opt.zeroGrad();
   out.loss.backward();
   afterBackward?.(mech.trainableParameters());

@@ -26,11 +26,15 @@ export async function writeGroupsHtml(page: string, rows: readonly GroupRow[], o
     const cells: string[] = [];
     for (const im of r.images) {
       const s = await imageSrc(im.path, page, inline);
-      cells.push(`<figure class="${im.mark ?? ''}">${s ? `<img src="${esc(s)}" loading="lazy" alt="">` : '<div class="missing">unreadable</div>'}<figcaption title="${esc(im.path)}">${esc(im.caption)}</figcaption></figure>`);
+      cells.push(
+        `<figure class="${im.mark ?? ''}">${s ? `<img src="${esc(s)}" loading="lazy" alt="">` : '<div class="missing">unreadable</div>'}<figcaption title="${esc(im.path)}">${esc(im.caption)}</figcaption></figure>`,
+      );
     }
     out.push(`<section><h2>${esc(r.title)}</h2><div class="row">${cells.join('')}</div></section>`);
   }
-  writeTextAtomic(page, `<!doctype html>
+  writeTextAtomic(
+    page,
+    `<!doctype html>
 <html><head><meta charset="utf-8"><title>${esc(o.title)}</title>
 <style>
 body{font:13px system-ui,sans-serif;margin:16px;background:#fafafa}
@@ -47,5 +51,6 @@ figcaption{overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 ${o.summary ? `<p>${esc(o.summary)}</p>` : ''}
 ${out.join('\n')}
 </body></html>
-`);
+`,
+  );
 }

@@ -90,14 +90,31 @@ function median(xs: number[]): number | null {
 }
 
 function readLincls(dir: string): ReportLincls[] {
-  const folders = [dir, ...readdirSync(dir).map((f) => join(dir, f)).filter((p) => statSync(p).isDirectory())];
+  const folders = [
+    dir,
+    ...readdirSync(dir)
+      .map((f) => join(dir, f))
+      .filter((p) => statSync(p).isDirectory()),
+  ];
   const out: ReportLincls[] = [];
   for (const f of folders) {
     const p = join(f, 'lincls.json');
     if (!existsSync(p)) continue;
     try {
-      const r = JSON.parse(readFileSync(p, 'utf8')) as { protocol: string; epochs: number; best: { top1: number } | null; last: { top1: number; top5: number } };
-      out.push({ folder: f === dir ? '.' : basename(f), protocol: r.protocol, epochs: r.epochs, bestTop1: r.best?.top1 ?? null, lastTop1: r.last.top1, lastTop5: r.last.top5 });
+      const r = JSON.parse(readFileSync(p, 'utf8')) as {
+        protocol: string;
+        epochs: number;
+        best: { top1: number } | null;
+        last: { top1: number; top5: number };
+      };
+      out.push({
+        folder: f === dir ? '.' : basename(f),
+        protocol: r.protocol,
+        epochs: r.epochs,
+        bestTop1: r.best?.top1 ?? null,
+        lastTop1: r.last.top1,
+        lastTop5: r.last.top5,
+      });
     } catch (e) {
       throw new Error(`${p}: not a lincls result (${(e as Error).message})`, { cause: e });
     }
@@ -108,10 +125,13 @@ function readLincls(dir: string): ReportLincls[] {
 /** Reads a run directory for a report; a folder that is not one gets an error naming it and what it lacks. */
 export function loadReportRun(dir: string): ReportRun {
   const d = resolve(dir);
-  if (!existsSync(d) || !statSync(d).isDirectory()) throw new Error(`run '${dir}' not found: pass the run directory of a moco pretrain run (its --out)`);
+  if (!existsSync(d) || !statSync(d).isDirectory())
+    throw new Error(`run '${dir}' not found: pass the run directory of a moco pretrain run (its --out)`);
   const cfgPath = join(d, 'config.json');
   if (!existsSync(cfgPath) || !existsSync(join(d, 'metrics.jsonl'))) {
-    throw new Error(`'${dir}' is not a run directory: it needs config.json and metrics.jsonl, as moco pretrain writes them`);
+    throw new Error(
+      `'${dir}' is not a run directory: it needs config.json and metrics.jsonl, as moco pretrain writes them`,
+    );
   }
   let config: Record<string, unknown>;
   try {
@@ -125,7 +145,8 @@ export function loadReportRun(dir: string): ReportRun {
   const bpe = info?.stepsPerEpoch ?? estimateStepsPerEpoch(stepRows);
   // elapsed restarts at 0 in each resumed session: carry the previous sessions' time over.
   const wallOf = new Map<StepMetrics, number>();
-  let offset = 0, prev = -1;
+  let offset = 0,
+    prev = -1;
   for (const r of rows) {
     if (r.elapsed + 1e-9 < prev) offset += prev;
     prev = r.elapsed;
@@ -133,17 +154,33 @@ export function loadReportRun(dir: string): ReportRun {
   }
   const col = (k: keyof StepMetrics): (number | null)[] => stepRows.map((r) => finite(r[k]));
   const steps: StepSeries = {
-    step: stepRows.map((r) => r.step), epoch: stepRows.map((r) => r.step / bpe), wall: stepRows.map((r) => wallOf.get(r)!),
-    loss: col('loss'), acc1: col('acc1'), acc5: col('acc5'), lr: col('lr'), imagesPerSec: col('imagesPerSec'),
-    dataMs: col('dataMs'), stepMs: col('stepMs'), embedStd: col('embedStd'),
+    step: stepRows.map((r) => r.step),
+    epoch: stepRows.map((r) => r.step / bpe),
+    wall: stepRows.map((r) => wallOf.get(r)!),
+    loss: col('loss'),
+    acc1: col('acc1'),
+    acc5: col('acc5'),
+    lr: col('lr'),
+    imagesPerSec: col('imagesPerSec'),
+    dataMs: col('dataMs'),
+    stepMs: col('stepMs'),
+    embedStd: col('embedStd'),
   };
   const knnRows = rows.filter((r) => r.knnTop1 !== undefined);
-  const knn: KnnSeries = { step: knnRows.map((r) => r.step), epoch: knnRows.map((r) => r.step / bpe), wall: knnRows.map((r) => wallOf.get(r)!), top1: knnRows.map((r) => r.knnTop1!) };
+  const knn: KnnSeries = {
+    step: knnRows.map((r) => r.step),
+    epoch: knnRows.map((r) => r.step / bpe),
+    wall: knnRows.map((r) => wallOf.get(r)!),
+    top1: knnRows.map((r) => r.knnTop1!),
+  };
   const lastName = existsSync(join(d, 'last')) ? readFileSync(join(d, 'last'), 'utf8').trim() : '';
-  const checkpoints = readdirSync(d).filter((f) => /^checkpoint.*\.(safetensors|pth\.tar|pth)$/.test(f)).sort().map((name) => {
-    const st = statSync(join(d, name));
-    return { name, bytes: st.size, modified: st.mtime.toISOString(), last: name === lastName };
-  });
+  const checkpoints = readdirSync(d)
+    .filter((f) => /^checkpoint.*\.(safetensors|pth\.tar|pth)$/.test(f))
+    .sort()
+    .map((name) => {
+      const st = statSync(join(d, name));
+      return { name, bytes: st.size, modified: st.mtime.toISOString(), last: name === lastName };
+    });
   const png = (f: string): Buffer | undefined => (existsSync(join(d, f)) ? readFileSync(join(d, f)) : undefined);
   const lincls = readLincls(d);
   // Throughput of steady steps: the first two of each session warm up (allocations, first kernels).
@@ -168,7 +205,19 @@ export function loadReportRun(dir: string): ReportRun {
     durationS: info?.durationS ?? (rows.length ? wallOf.get(rows.at(-1)!)! : null),
   };
   if (summary.knnBest === -Infinity) summary.knnBest = null;
-  return { name: basename(d), dir: d, config, info, stepsPerEpoch: bpe, steps, knn, checkpoints, lincls, images: { augmentPreview: png('augment-preview.png'), knnNeighbours: png('knn-neighbours.png') }, summary };
+  return {
+    name: basename(d),
+    dir: d,
+    config,
+    info,
+    stepsPerEpoch: bpe,
+    steps,
+    knn,
+    checkpoints,
+    lincls,
+    images: { augmentPreview: png('augment-preview.png'), knnNeighbours: png('knn-neighbours.png') },
+    summary,
+  };
 }
 
 /** Steps an epoch from the rows when run.json does not say: the most steps any one epoch logged. */

@@ -9,11 +9,16 @@ export class ReportObserver implements TrainObserver {
    * @param out the run directory (`--out`); the report goes to `out/report.html`.
    * @param warn told when the page cannot be written (never fatal: the checkpoints are what must not fail).
    */
-  constructor(private readonly out: string, private readonly warn: Warn = () => undefined) {}
+  constructor(
+    private readonly out: string,
+    private readonly warn: Warn = () => undefined,
+  ) {}
 
   close(_ctx: unknown, _end: RunEnd): void {
     try {
       writeReport([this.out], join(this.out, 'report.html'));
-    } catch (e) { this.warn('report.html', e); }
+    } catch (e) {
+      this.warn('report.html', e);
+    }
   }
 }

@@ -27,24 +27,37 @@ const sha256 = (s: string): string => `'sha256-${createHash('sha256').update(s, 
 function uplotAssets(): { js: string; css: string } {
   const req = createRequire(import.meta.url);
   const dir = dirname(req.resolve('uplot/package.json'));
-  return { js: readFileSync(join(dir, 'dist', 'uPlot.iife.min.js'), 'utf8'), css: readFileSync(join(dir, 'dist', 'uPlot.min.css'), 'utf8') };
+  return {
+    js: readFileSync(join(dir, 'dist', 'uPlot.iife.min.js'), 'utf8'),
+    css: readFileSync(join(dir, 'dist', 'uPlot.min.css'), 'utf8'),
+  };
 }
 
 /** JSON safe inside a <script> element: no `<` (so no `</script>` or `<!--`), no line separators JavaScript rejects. */
 export function scriptJson(value: unknown): string {
-  return JSON.stringify(value).replace(/</g, '\\u003c').replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
+  return JSON.stringify(value)
+    .replace(/</g, '\\u003c')
+    .replace(/\u2028/g, '\\u2028')
+    .replace(/\u2029/g, '\\u2029');
 }
 
-const fmt = (v: number | null | undefined, digits = 2, unit = ''): string => (v === null || v === undefined || !Number.isFinite(v) ? '–' : `${v.toFixed(digits)}${unit}`);
+const fmt = (v: number | null | undefined, digits = 2, unit = ''): string =>
+  v === null || v === undefined || !Number.isFinite(v) ? '–' : `${v.toFixed(digits)}${unit}`;
 
 function duration(s: number | null | undefined): string {
   if (s === null || s === undefined || !Number.isFinite(s)) return '–';
-  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = Math.round(s % 60);
+  const h = Math.floor(s / 3600),
+    m = Math.floor((s % 3600) / 60),
+    sec = Math.round(s % 60);
   return h ? `${h} h ${m} min` : m ? `${m} min ${sec} s` : `${s.toFixed(1)} s`;
 }
 
 function bytes(n: number): string {
-  return n >= 1 << 30 ? `${(n / (1 << 30)).toFixed(2)} GiB` : n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MiB` : `${(n / 1024).toFixed(1)} KiB`;
+  return n >= 1 << 30
+    ? `${(n / (1 << 30)).toFixed(2)} GiB`
+    : n >= 1 << 20
+      ? `${(n / (1 << 20)).toFixed(1)} MiB`
+      : `${(n / 1024).toFixed(1)} KiB`;
 }
 
 const png = (b: Buffer | undefined): string | null => (b ? `data:image/png;base64,${b.toString('base64')}` : null);
@@ -69,10 +82,18 @@ function header(r: ReportRun, i: number): string {
   const rows: [string, string][] = [
     ['data', esc(String(r.config.data ?? '–'))],
     ['command', inf ? `<code>${esc(commandLine(inf.command))}</code>` : '–'],
-    ['versions', inf ? esc(`moco-ts ${inf.versions.mocoTs}, Node.js ${inf.versions.node}, libtorch ${inf.versions.libtorch}`) : '–'],
+    [
+      'versions',
+      inf
+        ? esc(`moco-ts ${inf.versions.mocoTs}, Node.js ${inf.versions.node}, libtorch ${inf.versions.libtorch}`)
+        : '–',
+    ],
     ['device', inf ? esc(`${inf.device} on ${inf.host}`) : esc(String(r.config.device ?? '–'))],
     ['started', inf ? esc(inf.started.replace('T', ' ').replace(/\.\d+Z$/, ' UTC')) : '–'],
-    ['duration', `${duration(r.summary.durationS)}${inf && inf.sessions > 1 ? ` in ${inf.sessions} sessions (resumed ${inf.sessions - 1}×)` : ''}`],
+    [
+      'duration',
+      `${duration(r.summary.durationS)}${inf && inf.sessions > 1 ? ` in ${inf.sessions} sessions (resumed ${inf.sessions - 1}×)` : ''}`,
+    ],
     ['state', stateBadge(r)],
     ['steps', `${r.summary.stepsDone}${inf ? ` of ${inf.totalSteps}` : ''} (${r.stepsPerEpoch} an epoch)`],
     ['directory', `<code>${esc(r.dir)}</code>`],
@@ -83,11 +104,22 @@ function header(r: ReportRun, i: number): string {
 
 function cards(r: ReportRun): string {
   const s = r.summary;
-  const card = (label: string, value: string, sub = ''): string => `<div class="card"><div class="label">${label}</div><div class="value">${value}</div>${sub ? `<div class="sub">${sub}</div>` : ''}</div>`;
+  const card = (label: string, value: string, sub = ''): string =>
+    `<div class="card"><div class="label">${label}</div><div class="value">${value}</div>${sub ? `<div class="sub">${sub}</div>` : ''}</div>`;
   return `<div class="cards">${[
-    card('kNN top-1, best', fmt(s.knnBest, 2, '%'), s.knnInit !== null ? `random encoder: ${fmt(s.knnInit, 2, '%')}` : 'kNN monitor off (--knn-every)'),
+    card(
+      'kNN top-1, best',
+      fmt(s.knnBest, 2, '%'),
+      s.knnInit !== null ? `random encoder: ${fmt(s.knnInit, 2, '%')}` : 'kNN monitor off (--knn-every)',
+    ),
     card('kNN top-1, last', fmt(s.knnLast, 2, '%')),
-    card('linear top-1', fmt(s.linearTop1, 2, '%'), s.linearTop1 === null ? 'no moco lincls --out in this directory' : esc(r.lincls.map((l) => `${l.folder}: ${l.protocol}, ${l.epochs} epochs`).join('; '))),
+    card(
+      'linear top-1',
+      fmt(s.linearTop1, 2, '%'),
+      s.linearTop1 === null
+        ? 'no moco lincls --out in this directory'
+        : esc(r.lincls.map((l) => `${l.folder}: ${l.protocol}, ${l.epochs} epochs`).join('; ')),
+    ),
     card('final loss', fmt(s.finalLoss, 4), s.finalAcc1 !== null ? `acc1 ${fmt(s.finalAcc1, 1, '%')}` : ''),
     card('images/s', fmt(s.imagesPerSec, 1), 'median over steps'),
   ].join('')}</div>`;
@@ -96,10 +128,18 @@ function cards(r: ReportRun): string {
 function images(r: ReportRun): string {
   const parts: string[] = [];
   const a = png(r.images.augmentPreview);
-  if (a) parts.push(`<figure><img alt="augmentation preview of ${esc(r.name)}" src="${a}"><figcaption>augmentation preview: each row an image, then its two augmented views (query, key)</figcaption></figure>`);
+  if (a)
+    parts.push(
+      `<figure><img alt="augmentation preview of ${esc(r.name)}" src="${a}"><figcaption>augmentation preview: each row an image, then its two augmented views (query, key)</figcaption></figure>`,
+    );
   const n = png(r.images.knnNeighbours);
-  if (n) parts.push(`<figure><img alt="nearest neighbours of ${esc(r.name)}" src="${n}"><figcaption>nearest neighbours at the last kNN evaluation: the query (blue) and its 5 most similar training images (green: same class, red: another)</figcaption></figure>`);
-  return parts.length ? `<div class="figures">${parts.join('')}</div>` : '<p class="none">no images (the run wrote no augmentation preview or kNN grid)</p>';
+  if (n)
+    parts.push(
+      `<figure><img alt="nearest neighbours of ${esc(r.name)}" src="${n}"><figcaption>nearest neighbours at the last kNN evaluation: the query (blue) and its 5 most similar training images (green: same class, red: another)</figcaption></figure>`,
+    );
+  return parts.length
+    ? `<div class="figures">${parts.join('')}</div>`
+    : '<p class="none">no images (the run wrote no augmentation preview or kNN grid)</p>';
 }
 
 function checkpointTable(r: ReportRun): string {
@@ -114,21 +154,53 @@ function comparison(runs: ReportRun[]): string {
   const keys = [...new Set(runs.flatMap((r) => Object.keys(r.config)))].filter((k) => k !== 'out');
   const differing = keys.filter((k) => new Set(runs.map((r) => JSON.stringify(r.config[k] ?? null))).size > 1);
   const head = `<tr><th></th>${runs.map((r, i) => `<th><span class="swatch ${runClass(i)}"></span>${esc(r.name)}</th>`).join('')}</tr>`;
-  const row = (label: string, cells: string[]): string => `<tr><th>${label}</th>${cells.map((c) => `<td>${c}</td>`).join('')}</tr>`;
+  const row = (label: string, cells: string[]): string =>
+    `<tr><th>${label}</th>${cells.map((c) => `<td>${c}</td>`).join('')}</tr>`;
   const settings = differing.length
-    ? differing.map((k) => row(esc(k), runs.map((r) => esc(show(r.config[k] ?? '–'))))).join('')
+    ? differing
+        .map((k) =>
+          row(
+            esc(k),
+            runs.map((r) => esc(show(r.config[k] ?? '–'))),
+          ),
+        )
+        .join('')
     : `<tr><td colspan="${runs.length + 1}" class="none">all settings equal</td></tr>`;
   const m = (f: (r: ReportRun) => string): string[] => runs.map(f);
   const metrics = [
     row('state', m(stateBadge)),
-    row('steps', m((r) => String(r.summary.stepsDone))),
-    row('final loss', m((r) => fmt(r.summary.finalLoss, 4))),
-    row('final acc1', m((r) => fmt(r.summary.finalAcc1, 1, '%'))),
-    row('kNN top-1 best', m((r) => fmt(r.summary.knnBest, 2, '%'))),
-    row('kNN top-1 last', m((r) => fmt(r.summary.knnLast, 2, '%'))),
-    row('linear top-1', m((r) => fmt(r.summary.linearTop1, 2, '%'))),
-    row('images/s', m((r) => fmt(r.summary.imagesPerSec, 1))),
-    row('duration', m((r) => duration(r.summary.durationS))),
+    row(
+      'steps',
+      m((r) => String(r.summary.stepsDone)),
+    ),
+    row(
+      'final loss',
+      m((r) => fmt(r.summary.finalLoss, 4)),
+    ),
+    row(
+      'final acc1',
+      m((r) => fmt(r.summary.finalAcc1, 1, '%')),
+    ),
+    row(
+      'kNN top-1 best',
+      m((r) => fmt(r.summary.knnBest, 2, '%')),
+    ),
+    row(
+      'kNN top-1 last',
+      m((r) => fmt(r.summary.knnLast, 2, '%')),
+    ),
+    row(
+      'linear top-1',
+      m((r) => fmt(r.summary.linearTop1, 2, '%')),
+    ),
+    row(
+      'images/s',
+      m((r) => fmt(r.summary.imagesPerSec, 1)),
+    ),
+    row(
+      'duration',
+      m((r) => duration(r.summary.durationS)),
+    ),
   ].join('');
   return `<section><h2>Comparison</h2><div class="cmp"><table class="list cmp-settings"><caption>settings that differ</caption>${head}${settings}</table>
 <table class="list cmp-metrics"><caption>final metrics</caption>${head}${metrics}</table></div></section>`;
@@ -177,18 +249,32 @@ export function renderReport(runs: readonly ReportRun[], o: ReportOpts = {}): st
   const { js: uplotJs, css: uplotCss } = uplotAssets();
   const title = o.title ?? `moco report: ${runs.map((r) => r.name).join(', ')}`;
   const data = {
-    runs: runs.map((r) => ({ name: r.name, dim: typeof r.config.dim === 'number' ? r.config.dim : null, steps: r.steps, knn: r.knn })),
+    runs: runs.map((r) => ({
+      name: r.name,
+      dim: typeof r.config.dim === 'number' ? r.config.dim : null,
+      steps: r.steps,
+      knn: r.knn,
+    })),
   };
   const many = runs.length > 1;
   const style = `${uplotCss}\n${STYLE}${COLORS.map((c, i) => `.run-${i}{--run:${c}}`).join('')}\n`;
   const csp = [
-    "default-src 'none'", "img-src data:", `style-src ${sha256(style)}`, `script-src ${sha256(uplotJs)} ${sha256(REPORT_SCRIPT)}`,
-    "base-uri 'none'", "form-action 'none'",
+    "default-src 'none'",
+    'img-src data:',
+    `style-src ${sha256(style)}`,
+    `script-src ${sha256(uplotJs)} ${sha256(REPORT_SCRIPT)}`,
+    "base-uri 'none'",
+    "form-action 'none'",
   ].join('; ');
   const perRun = runs.map((r, i) => `${header(r, i)}`).join('\n');
   const body = `
 <h1>${esc(title)}</h1>
-<div class="sub-title">MoCo pre-training ${many ? `runs compared (${runs.length})` : 'run'} · written ${esc(new Date().toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC'))}</div>
+<div class="sub-title">MoCo pre-training ${many ? `runs compared (${runs.length})` : 'run'} · written ${esc(
+    new Date()
+      .toISOString()
+      .replace('T', ' ')
+      .replace(/\.\d+Z$/, ' UTC'),
+  )}</div>
 ${perRun}
 ${many ? comparison([...runs]) : `<section><h2>Summary</h2>${cards(runs[0]!)}</section>`}
 <section><h2>Charts</h2>
@@ -207,9 +293,16 @@ ${many ? comparison([...runs]) : `<section><h2>Summary</h2>${cards(runs[0]!)}</s
   <div class="chart" id="chart-knn"></div><div class="chart" id="chart-embed"></div>
 </div></section>
 ${runs.map((r, i) => `<section><h2><span class="swatch ${runClass(i)}"></span>${many ? `${esc(r.name)}: ` : ''}images</h2>${images(r)}</section>`).join('\n')}
-${runs.map((r, i) => `<section><h2><span class="swatch ${runClass(i)}"></span>${many ? `${esc(r.name)}: ` : ''}config and checkpoints</h2>
+${runs
+  .map(
+    (
+      r,
+      i,
+    ) => `<section><h2><span class="swatch ${runClass(i)}"></span>${many ? `${esc(r.name)}: ` : ''}config and checkpoints</h2>
 <details${many ? '' : ' open'}><summary>config.json</summary><pre>${esc(JSON.stringify(r.config, null, 2))}</pre></details>
-<h3>checkpoints</h3>${checkpointTable(r)}</section>`).join('\n')}`;
+<h3>checkpoints</h3>${checkpointTable(r)}</section>`,
+  )
+  .join('\n')}`;
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="${esc(csp)}">
@@ -231,7 +324,8 @@ export function writeReport(dirs: readonly string[], out: string, o: ReportOpts 
   const runs = dirs.map(loadReportRun);
   // Two runs with the same directory name (a/run, b/run) are told apart by their parent.
   const names = runs.map((r) => r.name);
-  for (const r of runs) if (names.filter((n) => n === r.name).length > 1) r.name = `${basename(dirname(r.dir))}/${r.name}`;
+  for (const r of runs)
+    if (names.filter((n) => n === r.name).length > 1) r.name = `${basename(dirname(r.dir))}/${r.name}`;
   writeTextAtomic(out, renderReport(runs, o));
   return runs;
 }

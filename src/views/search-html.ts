@@ -30,7 +30,12 @@ export async function imageSrc(path: string, page: string, inline: boolean): Pro
 }
 
 /** Writes `page` (atomically): queries[i] with results[i]. */
-export async function writeSearchHtml(page: string, queries: readonly string[], results: readonly Neighbour[][], o: SearchHtmlOpts = {}): Promise<void> {
+export async function writeSearchHtml(
+  page: string,
+  queries: readonly string[],
+  results: readonly Neighbour[][],
+  o: SearchHtmlOpts = {},
+): Promise<void> {
   const inline = o.inline ?? false;
   const cell = async (path: string, caption: string, cls: string): Promise<string> => {
     const s = await imageSrc(path, page, inline);
@@ -40,11 +45,14 @@ export async function writeSearchHtml(page: string, queries: readonly string[], 
   for (let i = 0; i < queries.length; i++) {
     const q = queries[i]!;
     const cells = [await cell(q, `query: ${q.split('/').pop()}`, 'query')];
-    for (const n of results[i] ?? []) cells.push(await cell(n.path, `${n.score.toFixed(3)} ${n.path.split('/').pop()}`, 'hit'));
+    for (const n of results[i] ?? [])
+      cells.push(await cell(n.path, `${n.score.toFixed(3)} ${n.path.split('/').pop()}`, 'hit'));
     rows.push(`<div class="row">${cells.join('')}</div>`);
   }
   const title = esc(o.title ?? 'moco search');
-  writeTextAtomic(page, `<!doctype html>
+  writeTextAtomic(
+    page,
+    `<!doctype html>
 <html><head><meta charset="utf-8"><title>${title}</title>
 <style>
 body{font:13px system-ui,sans-serif;margin:16px;background:#fafafa}
@@ -58,5 +66,6 @@ figcaption{overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 <h1>${title}</h1>
 ${rows.join('\n')}
 </body></html>
-`);
+`,
+  );
 }

@@ -9,7 +9,14 @@ import { writeTextAtomic } from '../io/atomic.js';
 import { OnnxRunner } from '../io/onnx-runtime.js';
 import { preprocessImage } from '../serve/preprocess.js';
 import {
-  MANIFEST_FILE, MODEL_FILE, modelManifest, ORT_FILES, ortWebDist, PAGE_FILES, thumbnailJpeg, WEB_ROOT,
+  MANIFEST_FILE,
+  MODEL_FILE,
+  modelManifest,
+  ORT_FILES,
+  ortWebDist,
+  PAGE_FILES,
+  thumbnailJpeg,
+  WEB_ROOT,
 } from '../serve/page.js';
 import type { ServeModelInfo } from '../serve/model.js';
 
@@ -35,24 +42,46 @@ export interface WebExportOptions {
  * Writes the static page folder `out` for an ONNX model (`bytes`, described by `info`). Every file is written
  * atomically. Returns the paths written.
  */
-export async function writeWebFolder(out: string, bytes: Uint8Array, info: ServeModelInfo, o: WebExportOptions = {}): Promise<string[]> {
+export async function writeWebFolder(
+  out: string,
+  bytes: Uint8Array,
+  info: ServeModelInfo,
+  o: WebExportOptions = {},
+): Promise<string[]> {
   mkdirSync(join(out, 'ort'), { recursive: true });
   const written: string[] = [];
-  const put = (name: string, data: string | Uint8Array): void => { writeTextAtomic(join(out, name), data); written.push(join(out, name)); };
+  const put = (name: string, data: string | Uint8Array): void => {
+    writeTextAtomic(join(out, name), data);
+    written.push(join(out, name));
+  };
   for (const f of PAGE_FILES) put(f, readFileSync(join(WEB_ROOT, f)));
   for (const f of ORT_FILES) put(join('ort', f), readFileSync(join(ortWebDist(), f)));
   put(MODEL_FILE, bytes);
   const items = o.gallery?.length ? await embedGallery(join(out, MODEL_FILE), info, o.gallery, o.onSkip) : [];
   if (items.length) put('gallery.json', JSON.stringify({ dim: info.dim, items }));
-  put(MANIFEST_FILE, JSON.stringify({
-    ...modelManifest(info, { source: info.source, index: null }),
-    server: false, gallery: items.length ? 'gallery.json' : null, gallerySize: items.length,
-  }, null, 1) + '\n');
+  put(
+    MANIFEST_FILE,
+    JSON.stringify(
+      {
+        ...modelManifest(info, { source: info.source, index: null }),
+        server: false,
+        gallery: items.length ? 'gallery.json' : null,
+        gallerySize: items.length,
+      },
+      null,
+      1,
+    ) + '\n',
+  );
   return written;
 }
 
 /** Embeds gallery images with the exported model exactly as `moco serve` does (sharp, then onnxruntime). */
-async function embedGallery(model: string, info: ServeModelInfo, files: readonly Found[], onSkip?: (file: string, reason: string) => void): Promise<GalleryItem[]> {
+async function embedGallery(
+  model: string,
+  info: ServeModelInfo,
+  files: readonly Found[],
+  onSkip?: (file: string, reason: string) => void,
+): Promise<GalleryItem[]> {
   const s = info.preprocessing.size;
   // A child process: the CLI that calls this has libtorch loaded.
   const runner = await OnnxRunner.open(model, { isolate: true });
@@ -70,7 +99,12 @@ async function embedGallery(model: string, info: ServeModelInfo, files: readonly
       }
       const y = Object.values(await runner.run(x, [1, 3, s, s]))[0]!;
       const thumb = await thumbnailJpeg(bytes);
-      items.push({ name: f, label, thumb: `data:image/jpeg;base64,${thumb.toString('base64')}`, vector: Array.from(y.data) });
+      items.push({
+        name: f,
+        label,
+        thumb: `data:image/jpeg;base64,${thumb.toString('base64')}`,
+        vector: Array.from(y.data),
+      });
     }
     return items;
   } finally {

@@ -16,8 +16,10 @@ test('each setting with a flag is one option of moco pretrain, and its value rea
   const argv = ['--preset', 'cifar', '--moco-k', '128', '-b', '32', '--mlp', '--no-shuffle-bn', '--schedule', '3,4'];
   cmd.parse([...argv, '--amp', 'bf16'], { from: 'user' });
   const c = resolveConfig('synthetic', overridesFromFlags(cmd.opts()));
-  assert.deepEqual([c.K, c.batchSize, c.head, c.shuffleBn, c.schedule, c.amp, c.augment],
-    [128, 32, 'mlp', false, [3, 4], 'bf16', 'cifar']);
+  assert.deepEqual(
+    [c.K, c.batchSize, c.head, c.shuffleBn, c.schedule, c.amp, c.augment],
+    [128, 32, 'mlp', false, [3, 4], 'bf16', 'cifar'],
+  );
   const none = addPretrainOptions(new Command('pretrain'));
   none.parse([], { from: 'user' });
   const given = Object.entries(overridesFromFlags(none.opts())).filter(([, v]) => v !== undefined);

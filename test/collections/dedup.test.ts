@@ -14,7 +14,14 @@ import { tmpDir } from '../helpers/pytorch.js';
 import { launchBrowser, openGuarded } from '../helpers/browser.js';
 import { CLI, cifarFolder, randomEncoder } from './fixtures.js';
 
-const row = (i: number, sha = `h${i}`, bytes = 100): FileRow => ({ id: i, path: `/p/${i}.jpg`, label: null, sha256: sha, bytes, mtime: 1000 - i });
+const row = (i: number, sha = `h${i}`, bytes = 100): FileRow => ({
+  id: i,
+  path: `/p/${i}.jpg`,
+  label: null,
+  sha256: sha,
+  bytes,
+  mtime: 1000 - i,
+});
 
 test('complete linkage does not chain A~B~C when A≁C; single linkage does; exact copies share a group', async () => {
   // Three unit vectors in a plane: cos(A,B) = cos(B,C) = 0.94, cos(A,C) ≈ 0.77.
@@ -41,7 +48,9 @@ test('--flip: a mirrored copy gets the same vector (and without it, not); prepar
   try {
     const img = join(dir, 'img');
     cifarFolder(img, ['cat'], 4);
-    const files = readdirSync(join(img, 'cat')).sort().map((f) => join(img, 'cat', f));
+    const files = readdirSync(join(img, 'cat'))
+      .sort()
+      .map((f) => join(img, 'cat', f));
     const mirrored = files.map((f) => f.replace(/\.jpg$/, '-flop.png'));
     for (const [i, f] of files.entries()) await sharp(f).flop().png().toFile(mirrored[i]!);
     const enc = loadEncoder(randomEncoder(join(dir, 'enc.safetensors')));
@@ -62,8 +71,16 @@ test('--flip: a mirrored copy gets the same vector (and without it, not); prepar
       // nearly (its centre crop sits 1 px off-centre on a 32-px image).
       const regions = await embedImages(enc, [...files, ...mirrored], { feature: 'regions', flip: true });
       assert.equal(regions.dim, enc.dim('regions'));
-      assert.equal(regions.dim, 4 * enc.dim('backbone') - enc.dim('backbone') / 2, 'global + 2 bands of layer4, + layer3');
-      const five = await embedImages(enc, [...files, ...mirrored], { feature: 'regions', flip: true, crops: { kind: 'five' } });
+      assert.equal(
+        regions.dim,
+        4 * enc.dim('backbone') - enc.dim('backbone') / 2,
+        'global + 2 bands of layer4, + layer3',
+      );
+      const five = await embedImages(enc, [...files, ...mirrored], {
+        feature: 'regions',
+        flip: true,
+        crops: { kind: 'five' },
+      });
       for (let i = 0; i < n; i++) {
         assert.ok(cos(regions, i, n + i) > 0.99999, `regions, flip-averaged: ${cos(regions, i, n + i)}`);
         assert.ok(cos(five, i, n + i) > 0.99, `regions, flip- and five-crop-averaged: ${cos(five, i, n + i)}`);
@@ -73,11 +90,20 @@ test('--flip: a mirrored copy gets the same vector (and without it, not); prepar
       const mean = new Float64Array(raw.dim);
       for (let i = 0; i < n; i++) {
         let norm = 0;
-        for (let j = 0; j < raw.dim; j++) { norm += c[i * raw.dim + j]! ** 2; mean[j]! += c[i * raw.dim + j]!; }
+        for (let j = 0; j < raw.dim; j++) {
+          norm += c[i * raw.dim + j]! ** 2;
+          mean[j]! += c[i * raw.dim + j]!;
+        }
         assert.ok(Math.abs(norm - 1) < 1e-5);
       }
       // Centred, the mean of unit vectors is far below that of post-ReLU features (all ≥ 0, their mean near 1).
-      const plainMean = Math.hypot(...Array.from({ length: raw.dim }, (_, j) => { let s = 0; for (let i = 0; i < n; i++) s += plain.vectors[i * raw.dim + j]!; return s / n; }));
+      const plainMean = Math.hypot(
+        ...Array.from({ length: raw.dim }, (_, j) => {
+          let s = 0;
+          for (let i = 0; i < n; i++) s += plain.vectors[i * raw.dim + j]!;
+          return s / n;
+        }),
+      );
       assert.ok(Math.hypot(...mean) / n < plainMean, `${Math.hypot(...mean) / n} vs ${plainMean}`);
     } finally {
       enc.dispose();
@@ -93,15 +119,30 @@ test('moco dedup on CIFAR-10 images with sharp-made copies: JSON, CSV, HTML page
     const img = join(dir, 'img');
     cifarFolder(img, ['cat', 'ship', 'truck', 'frog'], 25);
     // Copies of 12 images: an exact copy, JPEG quality 40, a resize to 48 px, and a 1-pixel edge crop.
-    const originals = readdirSync(join(img, 'cat')).sort().slice(0, 3).map((f) => join(img, 'cat', f))
-      .concat(readdirSync(join(img, 'ship')).sort().slice(0, 3).map((f) => join(img, 'ship', f)));
+    const originals = readdirSync(join(img, 'cat'))
+      .sort()
+      .slice(0, 3)
+      .map((f) => join(img, 'cat', f))
+      .concat(
+        readdirSync(join(img, 'ship'))
+          .sort()
+          .slice(0, 3)
+          .map((f) => join(img, 'ship', f)),
+      );
     const truth = new Set<string>();
-    const pair = (a: string, b: string): void => { truth.add([a, b].sort().join('\n')); };
+    const pair = (a: string, b: string): void => {
+      truth.add([a, b].sort().join('\n'));
+    };
     for (const [i, o] of originals.entries()) {
       const base = o.replace(/\.jpg$/, '');
-      copyFileSync(o, `${base}-copy.jpg`); pair(o, `${base}-copy.jpg`);
-      await sharp(o).jpeg({ quality: 40 }).toFile(`${base}-q40.jpg`); pair(o, `${base}-q40.jpg`);
-      if (i % 2) { await sharp(o).resize(48, 48).png().toFile(`${base}-big.png`); pair(o, `${base}-big.png`); }
+      copyFileSync(o, `${base}-copy.jpg`);
+      pair(o, `${base}-copy.jpg`);
+      await sharp(o).jpeg({ quality: 40 }).toFile(`${base}-q40.jpg`);
+      pair(o, `${base}-q40.jpg`);
+      if (i % 2) {
+        await sharp(o).resize(48, 48).png().toFile(`${base}-big.png`);
+        pair(o, `${base}-big.png`);
+      }
     }
     // Every pair among copies of one original is a true pair too.
     for (const o of originals) {
@@ -114,7 +155,17 @@ test('moco dedup on CIFAR-10 images with sharp-made copies: JSON, CSV, HTML page
     // a trained encoder; whitening 115 rows is meaningless).
     const T = '0.999';
     const ckpt = randomEncoder(join(dir, 'enc.safetensors'));
-    const run = (args: string[]): Record<string, unknown> => JSON.parse(execFileSync(process.execPath, [CLI, 'dedup', img, '--pretrained', ckpt, '--feature', 'backbone', '--crops', 'none', '--no-whiten', ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MOCO_NO_CACHE: '1' } }).trim().split('\n').pop()!) as Record<string, unknown>;
+    const run = (args: string[]): Record<string, unknown> =>
+      JSON.parse(
+        execFileSync(
+          process.execPath,
+          [CLI, 'dedup', img, '--pretrained', ckpt, '--feature', 'backbone', '--crops', 'none', '--no-whiten', ...args],
+          { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MOCO_NO_CACHE: '1' } },
+        )
+          .trim()
+          .split('\n')
+          .pop()!,
+      ) as Record<string, unknown>;
     const out = join(dir, 'groups.json');
     const html = join(dir, 'review.html');
     const r = run(['--threshold', T, '--out', out, '--html', html]);
@@ -125,28 +176,49 @@ test('moco dedup on CIFAR-10 images with sharp-made copies: JSON, CSV, HTML page
     for (const p of found) if (truth.has(p)) tp++;
     const precision = found.size ? tp / found.size : 0;
     const recall = tp / truth.size;
-    console.log(`dedup (random-init encoder, cosine ≥ ${T}): ${found.size} pairs found, ${truth.size} true; precision ${precision.toFixed(3)}, recall ${recall.toFixed(3)}`);
+    console.log(
+      `dedup (random-init encoder, cosine ≥ ${T}): ${found.size} pairs found, ${truth.size} true; precision ${precision.toFixed(3)}, recall ${recall.toFixed(3)}`,
+    );
     // Measured with this seed: precision 1.000, recall 1.000 flip-averaged (the default); 0.852 before it (the
     // misses were 48-px PNG resizes).
     assert.ok(precision >= 0.9 && recall >= 0.95, `precision ${precision}, recall ${recall}`);
     // Exact copies must all be found whatever the encoder.
-    for (const o of originals) assert.ok(found.has([o, o.replace(/\.jpg$/, '-copy.jpg')].sort().join('\n')), `exact copy of ${o}`);
+    for (const o of originals)
+      assert.ok(found.has([o, o.replace(/\.jpg$/, '-copy.jpg')].sort().join('\n')), `exact copy of ${o}`);
     assert.ok(groups.every((g) => g.minScore >= Number(T)));
-    assert.ok(originals.every((o) => existsSync(o)), 'nothing moved without --move-to');
+    assert.ok(
+      originals.every((o) => existsSync(o)),
+      'nothing moved without --move-to',
+    );
     const csvOut = join(dir, 'groups.csv');
     run(['--threshold', T, '--out', csvOut]);
     const lines = readFileSync(csvOut, 'utf8').trim().split('\n');
     assert.equal(lines[0], 'group,kind,role,path,label,sha256,bytes,mtime,score');
-    assert.equal(lines.length - 1, groups.reduce((s, g) => s + 1 + g.duplicates.length, 0));
+    assert.equal(
+      lines.length - 1,
+      groups.reduce((s, g) => s + 1 + g.duplicates.length, 0),
+    );
     // The review page: every thumbnail decodes, nothing is fetched from the network.
     const browser = await launchBrowser();
     try {
       const g = await openGuarded(browser);
       await g.page.goto(pathToFileURL(html).href);
       // The page loads thumbnails lazily: make them eager and wait for each to decode.
-      const imgs = await g.page.$$eval('img', (els) => Promise.all(els.map(async (e) => { const im = e as HTMLImageElement; im.loading = 'eager'; await im.decode(); return im.naturalWidth; })));
+      const imgs = await g.page.$$eval('img', (els) =>
+        Promise.all(
+          els.map(async (e) => {
+            const im = e as HTMLImageElement;
+            im.loading = 'eager';
+            await im.decode();
+            return im.naturalWidth;
+          }),
+        ),
+      );
       assert.equal(imgs.length, lines.length - 1);
-      assert.ok(imgs.every((w) => w > 0), 'every image decoded');
+      assert.ok(
+        imgs.every((w) => w > 0),
+        'every image decoded',
+      );
       assert.deepEqual(g.errors, []);
       assert.deepEqual(g.blocked, []);
     } finally {
@@ -155,11 +227,17 @@ test('moco dedup on CIFAR-10 images with sharp-made copies: JSON, CSV, HTML page
     const moveTo = join(dir, 'moved');
     const m = run(['--threshold', T, '--move-to', moveTo, '--out', join(dir, 'g2.json')]);
     assert.equal(m.removable, lines.length - 1 - groups.length);
-    const journal = readFileSync(join(moveTo, 'moved.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { state: string; from: string; to: string });
+    const journal = readFileSync(join(moveTo, 'moved.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { state: string; from: string; to: string });
     const moved = journal.filter((e) => e.state === 'moved');
     assert.equal(moved.length, m.removable);
     assert.equal(journal.length, 2 * moved.length, 'each move journaled before (moving) and after (moved)');
-    for (const x of moved) { assert.ok(!existsSync(x.from)); assert.ok(existsSync(x.to)); }
+    for (const x of moved) {
+      assert.ok(!existsSync(x.from));
+      assert.ok(existsSync(x.to));
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -14,9 +14,16 @@ import { tmpDir } from '../helpers/pytorch.js';
 import { CLI, cifarFolder, randomEncoder } from './fixtures.js';
 
 const run = (args: string[]): { status: number | null; out: Record<string, unknown> | null; stderr: string } => {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, MOCO_NO_CACHE: '1' } });
+  const r = spawnSync(process.execPath, [CLI, ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, MOCO_NO_CACHE: '1' },
+  });
   const last = r.stdout.trim().split('\n').pop();
-  return { status: r.status, out: r.status === 0 && last ? JSON.parse(last) as Record<string, unknown> : null, stderr: r.stderr };
+  return {
+    status: r.status,
+    out: r.status === 0 && last ? (JSON.parse(last) as Record<string, unknown>) : null,
+    stderr: r.stderr,
+  };
 };
 const ok = (args: string[]): { out: Record<string, unknown>; stderr: string } => {
   const r = run(args);
@@ -43,14 +50,26 @@ test('moco index / search with another encoder of the same dim: refused naming b
 
     const refused = run(['index', img, '--pretrained', b, '--db', db]);
     assert.equal(refused.status, 1);
-    assert.match(refused.stderr, new RegExp(`--db ${db}: its vectors were made by the encoder ${resolve(a)} \\(weights sha256 [0-9a-f]{12}…\\), this one is ${resolve(b)} \\(weights sha256 [0-9a-f]{12}…\\)`));
+    assert.match(
+      refused.stderr,
+      new RegExp(
+        `--db ${db}: its vectors were made by the encoder ${resolve(a)} \\(weights sha256 [0-9a-f]{12}…\\), this one is ${resolve(b)} \\(weights sha256 [0-9a-f]{12}…\\)`,
+      ),
+    );
     assert.match(refused.stderr, /pass --reembed to drop them and embed every file it holds again/);
 
     const q = join(img, 'dog', '0001.jpg');
     const wrongQuery = run(['search', '--db', db, '--pretrained', b, '--query', q]);
     assert.equal(wrongQuery.status, 1);
-    assert.match(wrongQuery.stderr, new RegExp(`made by the encoder ${resolve(a)} .*but the queries would be embedded with ${b} .*--reembed`));
-    assert.equal(ok(['search', '--db', db, '--pretrained', aCopy, '--query', q]).out.command, 'search', 'the same weights are accepted');
+    assert.match(
+      wrongQuery.stderr,
+      new RegExp(`made by the encoder ${resolve(a)} .*but the queries would be embedded with ${b} .*--reembed`),
+    );
+    assert.equal(
+      ok(['search', '--db', db, '--pretrained', aCopy, '--query', q]).out.command,
+      'search',
+      'the same weights are accepted',
+    );
 
     const re = ok(['index', img, '--pretrained', b, '--db', db, '--reembed']).out;
     assert.equal(re.added, 13, 'every file re-embedded, also those indexed from another folder');
@@ -58,7 +77,7 @@ test('moco index / search with another encoder of the same dim: refused naming b
     const hits = ok(['search', '--db', db, '--pretrained', b, '--query', q, '--top', '1']).out;
     const n = (hits.results as { neighbours: { path: string; score: number }[] }[])[0]!.neighbours[0]!;
     assert.equal(n.path, q);
-    assert.ok(Math.abs(n.score - 1) < 1e-4, 'the vectors are now b\'s');
+    assert.ok(Math.abs(n.score - 1) < 1e-4, "the vectors are now b's");
     assert.equal(run(['search', '--db', db, '--query', q]).status, 0, 'the recorded encoder is b now');
     assert.equal(run(['search', '--db', db, '--pretrained', a, '--query', q]).status, 1);
     // The other settings that decide what a vector means are refused the same way, with the flag that fits.
@@ -81,7 +100,11 @@ test('a collection made before the encoder digest was recorded: index warns once
     const enc = loadEncoder(a);
     try {
       const c = await Collection.open(db, { dim: enc.dim(), pretrained: resolve(a), feature: 'backbone' });
-      try { await indexImages(enc, walkImages([img]).found, c); } finally { c.close(); }
+      try {
+        await indexImages(enc, walkImages([img]).found, c);
+      } finally {
+        c.close();
+      }
     } finally {
       enc.dispose();
     }
@@ -90,11 +113,18 @@ test('a collection made before the encoder digest was recorded: index warns once
     assert.match(s.stderr, /does not record which weights made its vectors .*cannot be checked/);
     const first = ok(['index', img, '--pretrained', a, '--db', db]);
     assert.equal(first.out.unchanged, 4);
-    assert.match(first.stderr, /warning: --db .* does not record which weights made its vectors .*recording its digest now/);
+    assert.match(
+      first.stderr,
+      /warning: --db .* does not record which weights made its vectors .*recording its digest now/,
+    );
     const second = ok(['index', img, '--pretrained', a, '--db', db]);
     assert.doesNotMatch(second.stderr, /warning/, 'once');
     assert.doesNotMatch(ok(['search', '--db', db, '--query', q]).stderr, /warning/);
-    assert.equal(run(['index', img, '--pretrained', b, '--db', db]).status, 1, 'now recorded, another encoder is refused');
+    assert.equal(
+      run(['index', img, '--pretrained', b, '--db', db]).status,
+      1,
+      'now recorded, another encoder is refused',
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -16,7 +16,12 @@ export function cifarFolder(dir: string, classes: string[], perClass: number, fr
   let n = 0;
   for (const c of classes) {
     mkdirSync(join(dir, c), { recursive: true });
-    for (const f of readdirSync(join(CIFAR_TEST, c)).sort().slice(from, from + perClass)) { copyFileSync(join(CIFAR_TEST, c, f), join(dir, c, f)); n++; }
+    for (const f of readdirSync(join(CIFAR_TEST, c))
+      .sort()
+      .slice(from, from + perClass)) {
+      copyFileSync(join(CIFAR_TEST, c, f), join(dir, c, f));
+      n++;
+    }
   }
   return n;
 }
@@ -34,14 +39,25 @@ export function randomEncoder(file: string, seed = 4): string {
 /** `count` unit vectors around `clusters` random centres (spread `noise`), seeded: a clustered set where recall means something. */
 export function clustered(count: number, dim: number, clusters: number, noise: number, seed: number): Float32Array {
   let s = seed >>> 0 || 1;
-  const rnd = (): number => { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; return s / 2 ** 32; };
+  const rnd = (): number => {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    return s / 2 ** 32;
+  };
   const gauss = (): number => Math.sqrt(-2 * Math.log(rnd() + 1e-12)) * Math.cos(2 * Math.PI * rnd());
   const centres = Float32Array.from({ length: clusters * dim }, gauss);
   const out = new Float32Array(count * dim);
   for (let i = 0; i < count; i++) {
     const c = Math.floor(rnd() * clusters);
     let norm = 0;
-    for (let j = 0; j < dim; j++) { const v = centres[c * dim + j]! / Math.sqrt(dim) + noise * gauss() / Math.sqrt(dim); out[i * dim + j] = v; norm += v * v; }
+    for (let j = 0; j < dim; j++) {
+      const v = centres[c * dim + j]! / Math.sqrt(dim) + (noise * gauss()) / Math.sqrt(dim);
+      out[i * dim + j] = v;
+      norm += v * v;
+    }
     norm = Math.sqrt(norm);
     for (let j = 0; j < dim; j++) out[i * dim + j]! /= norm;
   }

@@ -15,7 +15,12 @@ import { CLI, cifarFolder, randomEncoder } from './fixtures.js';
 
 const env = { ...process.env, MOCO_NO_CACHE: '1' };
 const moco = (args: string[], cwd?: string): Record<string, unknown> => {
-  const out = execFileSync(process.execPath, [CLI, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env, cwd });
+  const out = execFileSync(process.execPath, [CLI, ...args], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env,
+    cwd,
+  });
   return JSON.parse(out.trim().split('\n').pop()!) as Record<string, unknown>;
 };
 
@@ -52,11 +57,19 @@ test('a commit that fails mid-run: an error naming the collection, the rows comm
       let calls = 0;
       // The failure LanceDB reports on a full disk, on the third commit.
       c.append = async (rows) => {
-        if (++calls === 3) throw new Error('lance error: LanceError(IO): Generic LocalFileSystem error: Unable to copy data to file: No space left on device (os error 28), /x/commit.rs:1519:50  Caused by: No space left on device (os error 28)');
+        if (++calls === 3)
+          throw new Error(
+            'lance error: LanceError(IO): Generic LocalFileSystem error: Unable to copy data to file: No space left on device (os error 28), /x/commit.rs:1519:50  Caused by: No space left on device (os error 28)',
+          );
         return append(rows);
       };
       await assert.rejects(indexImages(enc, files, c, { chunk: 4, batchSize: 4 }), (e: Error) => {
-        assert.match(e.message, new RegExp(`--db ${db}: writing to the collection failed \\(No space left on device \\(os error 28\\)\\) after this run had committed 8 of its ${total} files`));
+        assert.match(
+          e.message,
+          new RegExp(
+            `--db ${db}: writing to the collection failed \\(No space left on device \\(os error 28\\)\\) after this run had committed 8 of its ${total} files`,
+          ),
+        );
         assert.match(e.message, /rerun the same `moco index` command to resume/);
         assert.doesNotMatch(e.message, /commit\.rs|Caused by/);
         return true;
@@ -89,7 +102,11 @@ function mountTmpfs(dir: string, mb: number): boolean {
 /** Writes `bytes` zero bytes to `file` (to take up most of a small file system). */
 function fill(file: string, bytes: number): void {
   const fd = openSync(file, 'w');
-  try { writeSync(fd, Buffer.alloc(bytes)); } finally { closeSync(fd); }
+  try {
+    writeSync(fd, Buffer.alloc(bytes));
+  } finally {
+    closeSync(fd);
+  }
 }
 
 test('moco index onto a disk that fills up: a moco error (no raw LanceDB error), the committed rows intact, a rerun after freeing space resumes', async (t) => {
@@ -110,7 +127,10 @@ test('moco index onto a disk that fills up: a moco error (no raw LanceDB error),
     const args = ['index', img, '--pretrained', ckpt, '--db', db, '--chunk', '8', '--batch', '8', '--threads', '1'];
     const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env });
     assert.equal(r.status, 1, r.stderr);
-    const m = /^moco: --db (\S+): writing to the collection failed \(No space left on device \(os error 28\)\) after this run had committed (\d+) of its (\d+) files; .*rerun the same `moco index` command to resume/m.exec(r.stderr);
+    const m =
+      /^moco: --db (\S+): writing to the collection failed \(No space left on device \(os error 28\)\) after this run had committed (\d+) of its (\d+) files; .*rerun the same `moco index` command to resume/m.exec(
+        r.stderr,
+      );
     assert.ok(m, r.stderr);
     assert.equal(m[1], db);
     assert.equal(Number(m[3]), total);
@@ -118,14 +138,22 @@ test('moco index onto a disk that fills up: a moco error (no raw LanceDB error),
     assert.ok(committed < total, r.stderr);
     assert.doesNotMatch(r.stderr, /Caused by|\.rs:\d+|Uncaught|at async/);
     const c = await Collection.open(db);
-    try { assert.equal(await c.count(), committed, 'the collection holds exactly the rows reported committed'); } finally { c.close(); }
+    try {
+      assert.equal(await c.count(), committed, 'the collection holds exactly the rows reported committed');
+    } finally {
+      c.close();
+    }
     rmSync(join(disk, 'filler'));
     const again = moco(args);
     assert.equal(again.unchanged, committed);
     assert.equal(again.added, total - committed, 'the rerun embeds only the rest');
     assert.equal(again.rows, total);
     const c2 = await Collection.open(db);
-    try { assert.equal(new Set((await c2.files()).map((x) => x.path)).size, total); } finally { c2.close(); }
+    try {
+      assert.equal(new Set((await c2.files()).map((x) => x.path)).size, total);
+    } finally {
+      c2.close();
+    }
   } finally {
     spawnSync('umount', [disk], { stdio: 'ignore' });
     rmSync(dir, { recursive: true, force: true });

@@ -37,7 +37,8 @@ test('k-means purity on CIFAR-10 features equals a NumPy reference on the same f
     const order = batchOrder(n, bs, epochs, rng);
     const flat = Int32Array.from(order.flatMap((b) => Array.from(b)));
     const sizes = Int32Array.from(order.map((b) => b.length));
-    const out = pytorch(`
+    const out = pytorch(
+      `
 import numpy as np
 X = x.numpy().astype(np.float64); X /= np.linalg.norm(X, axis=1, keepdims=True)
 C = X[init.numpy().astype(np.int64)].copy(); counts = np.zeros(len(C))
@@ -52,13 +53,22 @@ for s in sizes.numpy():
         C[c] = C[c] + (xb[m].sum(0) - nb * C[c]) / counts[c]
     C /= np.linalg.norm(C, axis=1, keepdims=True)
 O['assign'] = torch.from_numpy(np.argmax(X @ C.T, axis=1).astype(np.int32))
-`, { x: tensor(e.vectors, { shape: [n, e.dim] }), init: tensor(r.init, { shape: [k] }), flat: tensor(flat, { shape: [flat.length] }), sizes: tensor(sizes, { shape: [sizes.length] }) });
+`,
+      {
+        x: tensor(e.vectors, { shape: [n, e.dim] }),
+        init: tensor(r.init, { shape: [k] }),
+        flat: tensor(flat, { shape: [flat.length] }),
+        sizes: tensor(sizes, { shape: [sizes.length] }),
+      },
+    );
     const refAssign = out.assign!.data() as Int32Array;
     const ours = purity(r.assign, labels);
     const ref = purity(refAssign, labels);
     let same = 0;
     for (let i = 0; i < n; i++) if (refAssign[i] === r.assign[i]) same++;
-    console.log(`k-means purity: ours ${(100 * ours).toFixed(2)}%, NumPy ${(100 * ref).toFixed(2)}%; same cluster for ${same}/${n} rows`);
+    console.log(
+      `k-means purity: ours ${(100 * ours).toFixed(2)}%, NumPy ${(100 * ref).toFixed(2)}%; same cluster for ${same}/${n} rows`,
+    );
     assert.ok(Math.abs(ours - ref) <= 0.01, `purity ${ours} vs ${ref}`);
     assert.ok(ours > 0.15, `purity ${ours} should beat chance (0.1) on real features`);
     assert.ok(same / n > 0.95, `${same}/${n} rows in the same cluster as the reference`);
@@ -81,7 +91,11 @@ test('k-center coreset: each pick is the farthest row from the earlier picks, an
   const v = clustered(500, dim, 6, 0.4, 9);
   const c = kCenterGreedy(v, dim, 12, { seed: 0 });
   assert.equal(new Set(c.picks).size, 12);
-  const cos = (a: number, b: number): number => { let s = 0; for (let j = 0; j < dim; j++) s += v[a * dim + j]! * v[b * dim + j]!; return s; };
+  const cos = (a: number, b: number): number => {
+    let s = 0;
+    for (let j = 0; j < dim; j++) s += v[a * dim + j]! * v[b * dim + j]!;
+    return s;
+  };
   const distTo = (i: number, picks: number[]): number => Math.min(...picks.map((p) => 1 - cos(i, p)));
   for (let t = 1; t < 12; t++) {
     const prev = Array.from(c.picks.subarray(0, t));

@@ -12,13 +12,17 @@ import { tmpDir } from '../helpers/pytorch.js';
 import { CLI, cifarFolder, randomEncoder } from './fixtures.js';
 
 const moco = (args: string[]): Record<string, unknown> => {
-  const out = execFileSync(process.execPath, [CLI, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MOCO_NO_CACHE: '1' } });
+  const out = execFileSync(process.execPath, [CLI, ...args], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, MOCO_NO_CACHE: '1' },
+  });
   return JSON.parse(out.trim().split('\n').pop()!) as Record<string, unknown>;
 };
 
 const CLASSES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck'];
 
-test('search --db --where on an indexed 3000-row collection: all 300 cats for --top 1000, in the exact order; /v1/search\'s backend too', async () => {
+test("search --db --where on an indexed 3000-row collection: all 300 cats for --top 1000, in the exact order; /v1/search's backend too", async () => {
   const dir = tmpDir();
   try {
     const img = join(dir, 'img');
@@ -36,11 +40,18 @@ test('search --db --where on an indexed 3000-row collection: all 300 cats for --
     assert.equal(ref.length, 300);
     assert.equal(got.length, 300, 'every matching row up to --top');
     assert.ok(got.every((n) => n.label === 'cat'));
-    assert.deepEqual(got.map((n) => n.path), ref.map((n) => n.path));
+    assert.deepEqual(
+      got.map((n) => n.path),
+      ref.map((n) => n.path),
+    );
     assert.equal(ann.engine, 'flat', 'a selective filter is searched exactly');
     assert.equal(ann.matching, 300);
     // Unfiltered with a small top the index answers.
-    assert.equal(moco(['search', '--db', db, '--query', q, '--top', '5']).engine, 'flat', `3000 rows are below the ${INDEX_MIN_ROWS}-row crossover`);
+    assert.equal(
+      moco(['search', '--db', db, '--query', q, '--top', '5']).engine,
+      'flat',
+      `3000 rows are below the ${INDEX_MIN_ROWS}-row crossover`,
+    );
 
     const backend = await LanceBackend.open(db);
     try {
@@ -59,7 +70,12 @@ test('search --db --where on an indexed 3000-row collection: all 300 cats for --
 });
 
 test('planSearch: exact below the crossover or when the probed partitions would hold too few matches; ANN otherwise', () => {
-  const ivf = (rows: number, partitions: number): IndexState => ({ type: 'IVF_FLAT', indexed: rows, unindexed: 0, partitions });
+  const ivf = (rows: number, partitions: number): IndexState => ({
+    type: 'IVF_FLAT',
+    indexed: rows,
+    unindexed: 0,
+    partitions,
+  });
   assert.equal(planSearch({ type: null, indexed: 0, unindexed: 5e5, partitions: null }, 5e5, 10).engine, 'flat');
   assert.equal(planSearch(ivf(3000, 27), 300, 1000).engine, 'flat');
   assert.equal(planSearch(ivf(1e6, 500), 5000, 10).engine, 'flat', 'a filter keeping 5000 rows');

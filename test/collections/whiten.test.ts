@@ -10,12 +10,15 @@ import { assertClose, pytorch } from '../helpers/pytorch.js';
 /** Anisotropic rows: a random mixing of coordinates with variances spread over four decades, plus an offset. */
 function rows(n: number, d: number, seed: number): Float32Array {
   let s = seed >>> 0;
-  const u = (): number => { s = (s * 1664525 + 1013904223) >>> 0; return (s + 0.5) / 2 ** 32; };
+  const u = (): number => {
+    s = (s * 1664525 + 1013904223) >>> 0;
+    return (s + 0.5) / 2 ** 32;
+  };
   const g = (): number => Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u());
   const mix = Float64Array.from({ length: d * d }, g);
   const out = new Float32Array(n * d);
   for (let i = 0; i < n; i++) {
-    const z = Array.from({ length: d }, (_, j) => g() * 10 ** (-2 * j / d));
+    const z = Array.from({ length: d }, (_, j) => g() * 10 ** ((-2 * j) / d));
     for (let k = 0; k < d; k++) {
       let v = 3 + 0.5 * k;
       for (let j = 0; j < d; j++) v += mix[k * d + j]! * z[j]!;
@@ -46,18 +49,35 @@ test('fitWhitening/applyWhitening equal a NumPy reference (shrinkage, top compon
   const d = 24;
   const x = rows(400, d, 7);
   const q = rows(50, d, 11);
-  for (const [alpha, k, block] of [[0.2, 10, 64], [0, d, undefined]] as const) {
+  for (const [alpha, k, block] of [
+    [0.2, 10, 64],
+    [0, d, undefined],
+  ] as const) {
     // Blocks of 64 rows (400 = 6·64 + 16) for the first case: the blocked accumulation must not change the result.
     const w = fitWhitening(x, d, { shrinkage: alpha, dims: k, blockRows: block });
     assert.equal(w.outDim, k);
     const y = applyWhitening(w, q, block === undefined ? undefined : 7);
     const ref = pytorch(NUMPY, {
-      x: tensor(x, { shape: [400, d] }), q: tensor(q, { shape: [50, d] }),
-      alpha: tensor(new Float32Array([alpha])), dims: tensor(new Int32Array([k])),
+      x: tensor(x, { shape: [400, d] }),
+      q: tensor(q, { shape: [50, d] }),
+      alpha: tensor(new Float32Array([alpha])),
+      dims: tensor(new Int32Array([k])),
     });
     assertClose(tensor(w.eigenvalues), ref.lam!, `eigenvalues α=${alpha}`, { rtol: 1e-4, atol: 1e-9 });
-    assertClose(tensor(y, { shape: [50, k] }), ref.y!, `whitened queries α=${alpha} k=${k}`, { rtol: 1e-3, atol: 2e-4 });
-    if (alpha === 0) assertClose(ref.cov!, tensor(Float64Array.from({ length: k * k }, (_, i) => Number(i % (k + 1) === 0)), { shape: [k, k] }), 'whitened covariance', { rtol: 0, atol: 1e-6 });
+    assertClose(tensor(y, { shape: [50, k] }), ref.y!, `whitened queries α=${alpha} k=${k}`, {
+      rtol: 1e-3,
+      atol: 2e-4,
+    });
+    if (alpha === 0)
+      assertClose(
+        ref.cov!,
+        tensor(
+          Float64Array.from({ length: k * k }, (_, i) => Number(i % (k + 1) === 0)),
+          { shape: [k, k] },
+        ),
+        'whitened covariance',
+        { rtol: 0, atol: 1e-6 },
+      );
   }
   assert.throws(() => fitWhitening(x, d, { shrinkage: 1.5 }), /shrinkage/);
   assert.throws(() => fitWhitening(x, d, { dims: 0 }), /dims/);

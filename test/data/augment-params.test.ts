@@ -20,14 +20,21 @@ function stats(xs: number[]): { mean: number; sd: number } {
 function within3(label: string, xs: number[], expected: number, sd?: number): void {
   const s = stats(xs);
   const se = (sd ?? s.sd) / Math.sqrt(xs.length);
-  assert.ok(Math.abs(s.mean - expected) <= 3 * se, `${label}: mean ${s.mean.toFixed(5)}, expected ${expected.toFixed(5)} ± ${(3 * se).toFixed(5)}`);
+  assert.ok(
+    Math.abs(s.mean - expected) <= 3 * se,
+    `${label}: mean ${s.mean.toFixed(5)}, expected ${expected.toFixed(5)} ± ${(3 * se).toFixed(5)}`,
+  );
 }
 
 /** Two samples' means agree within 3σ of their difference. */
 function sameMean(label: string, a: number[], b: number[]): void {
-  const sa = stats(a), sb = stats(b);
+  const sa = stats(a),
+    sb = stats(b);
   const se = Math.sqrt(sa.sd ** 2 / a.length + sb.sd ** 2 / b.length);
-  assert.ok(Math.abs(sa.mean - sb.mean) <= 3 * se, `${label}: ours ${sa.mean.toFixed(5)}, torchvision ${sb.mean.toFixed(5)} (3σ = ${(3 * se).toFixed(5)})`);
+  assert.ok(
+    Math.abs(sa.mean - sb.mean) <= 3 * se,
+    `${label}: ours ${sa.mean.toFixed(5)}, torchvision ${sb.mean.toFixed(5)} (3σ = ${(3 * se).toFixed(5)})`,
+  );
 }
 
 function prop(label: string, hits: number, n: number, p: number): void {
@@ -41,7 +48,8 @@ test('roundHalfEven is Python round()', () => {
 
 test('crop area and log-ratio are uniform when every try fits (scale ≤ 0.5 on a large square)', () => {
   const rng = new Rng(1, 'crop-test');
-  const area: number[] = [], lr: number[] = [];
+  const area: number[] = [],
+    lr: number[] = [];
   for (let i = 0; i < N; i++) {
     const b = sampleCropBox(rng, 10000, 10000, [0.2, 0.5], [3 / 4, 4 / 3]);
     area.push((b.width * b.height) / 1e8);
@@ -59,23 +67,49 @@ test('crop boxes on 32×32 (scale 0.08–1, rejections and fallback) follow torc
   const ours = { w: [] as number[], h: [] as number[], top: [] as number[], left: [] as number[] };
   for (let i = 0; i < N; i++) {
     const b = sampleCropBox(rng, 32, 32, [0.08, 1], [3 / 4, 4 / 3]);
-    ours.w.push(b.width); ours.h.push(b.height); ours.top.push(b.top); ours.left.push(b.left);
+    ours.w.push(b.width);
+    ours.h.push(b.height);
+    ours.top.push(b.top);
+    ours.left.push(b.left);
     assert.ok(b.width >= 1 && b.height >= 1 && b.left + b.width <= 32 && b.top + b.height <= 32);
   }
-  const py = execFileSync(PYTHON, ['-c', `
+  const py = execFileSync(PYTHON, [
+    '-c',
+    `
 import torch, json
 from torchvision.transforms import RandomResizedCrop
 torch.manual_seed(0)
 img = torch.zeros(3, 32, 32)
 r = [RandomResizedCrop.get_params(img, [0.08, 1.0], [3/4, 4/3]) for _ in range(${N})]
 print(json.dumps(r))
-`]).toString();
+`,
+  ]).toString();
   const tv = JSON.parse(py) as [number, number, number, number][];
-  sameMean('crop width', ours.w, tv.map((r) => r[3]));
-  sameMean('crop height', ours.h, tv.map((r) => r[2]));
-  sameMean('crop top', ours.top, tv.map((r) => r[0]));
-  sameMean('crop left', ours.left, tv.map((r) => r[1]));
-  sameMean('crop area', ours.w.map((w, i) => w * ours.h[i]!), tv.map((r) => r[2] * r[3]));
+  sameMean(
+    'crop width',
+    ours.w,
+    tv.map((r) => r[3]),
+  );
+  sameMean(
+    'crop height',
+    ours.h,
+    tv.map((r) => r[2]),
+  );
+  sameMean(
+    'crop top',
+    ours.top,
+    tv.map((r) => r[0]),
+  );
+  sameMean(
+    'crop left',
+    ours.left,
+    tv.map((r) => r[1]),
+  );
+  sameMean(
+    'crop area',
+    ours.w.map((w, i) => w * ours.h[i]!),
+    tv.map((r) => r[2] * r[3]),
+  );
 });
 
 test('center-crop fallback and eval box', () => {
@@ -83,20 +117,30 @@ test('center-crop fallback and eval box', () => {
   const b = sampleCropBox(new Rng(3), 100, 10, [0.9, 1], [3 / 4, 4 / 3]);
   assert.deepEqual(b, { left: 43, top: 0, width: 13, height: 10 });
   const e = centerCropBox(500, 375, 256, 224);
-  assert.ok(Math.abs(e.height - 375 * 224 / 256) < 1e-9 && Math.abs(e.left - (500 - e.width) / 2) < 1e-9);
+  assert.ok(Math.abs(e.height - (375 * 224) / 256) < 1e-9 && Math.abs(e.left - (500 - e.width) / 2) < 1e-9);
 });
 
 test('ColorJitter factors and order: ranges, means and a uniform order', () => {
   const rng = new Rng(4);
-  const b: number[] = [], c: number[] = [], s: number[] = [], h: number[] = [];
+  const b: number[] = [],
+    c: number[] = [],
+    s: number[] = [],
+    h: number[] = [];
   const first = [0, 0, 0, 0];
   for (let i = 0; i < N; i++) {
     const j = sampleJitter(rng, { brightness: 0.4, contrast: 0.4, saturation: 0.4, hue: 0.1 });
-    b.push(j.brightness); c.push(j.contrast); s.push(j.saturation); h.push(j.hue);
+    b.push(j.brightness);
+    c.push(j.contrast);
+    s.push(j.saturation);
+    h.push(j.hue);
     first[j.order[0]]!++;
     assert.deepEqual([...j.order].sort(), [0, 1, 2, 3]);
   }
-  for (const [name, xs] of [['brightness', b], ['contrast', c], ['saturation', s]] as const) {
+  for (const [name, xs] of [
+    ['brightness', b],
+    ['contrast', c],
+    ['saturation', s],
+  ] as const) {
     assert.ok(Math.min(...xs) >= 0.6 && Math.max(...xs) <= 1.4, `${name} range`);
     within3(name, xs, 1, 0.8 / Math.sqrt(12));
   }
@@ -108,14 +152,20 @@ test('ColorJitter factors and order: ranges, means and a uniform order', () => {
 test('application probabilities of aug+ (jitter 0.8, gray 0.2, blur 0.5, flip 0.5) and σ ~ U[0.1, 2]', () => {
   const spec = preset('mocov2');
   const rng = new Rng(5);
-  let j = 0, g = 0, bl = 0, fl = 0;
+  let j = 0,
+    g = 0,
+    bl = 0,
+    fl = 0;
   const sig: number[] = [];
   for (let i = 0; i < N; i++) {
     const p = drawViewParams(spec, rng, 500, 375);
     if (p.jitter) j++;
     if (p.gray) g++;
     if (p.flip) fl++;
-    if (p.sigma > 0) { bl++; sig.push(p.sigma); }
+    if (p.sigma > 0) {
+      bl++;
+      sig.push(p.sigma);
+    }
   }
   prop('jitter', j, N, 0.8);
   prop('grayscale', g, N, 0.2);
@@ -129,16 +179,34 @@ test('MoCo v3 pair: view 1 blur p 1.0 and no solarize, view 2 blur p 0.1 and sol
   for (const name of ['mocov3', 'mocov3-cifar'] as const) {
     const spec = preset(name);
     const rng = new Rng(6, name);
-    const count = [0, 1].map(() => ({ j: 0, g: 0, bl: 0, so: 0, fl: 0, sig: [] as number[], sat: [] as number[], area: [] as number[] }));
+    const count = [0, 1].map(() => ({
+      j: 0,
+      g: 0,
+      bl: 0,
+      so: 0,
+      fl: 0,
+      sig: [] as number[],
+      sat: [] as number[],
+      area: [] as number[],
+    }));
     for (let i = 0; i < N; i++) {
       for (const v of [0, 1]) {
         const p = drawViewParams(specForView(spec, v), rng, 500, 375);
         const c = count[v]!;
-        if (p.jitter) { c.j++; c.sat.push(p.jitter.saturation); }
+        if (p.jitter) {
+          c.j++;
+          c.sat.push(p.jitter.saturation);
+        }
         if (p.gray) c.g++;
         if (p.flip) c.fl++;
-        if (p.sigma > 0) { c.bl++; c.sig.push(p.sigma); }
-        if (p.solarize !== undefined) { c.so++; assert.equal(p.solarize, 128); }
+        if (p.sigma > 0) {
+          c.bl++;
+          c.sig.push(p.sigma);
+        }
+        if (p.solarize !== undefined) {
+          c.so++;
+          assert.equal(p.solarize, 128);
+        }
         c.area.push((p.box.width * p.box.height) / (500 * 375));
       }
     }
@@ -157,7 +225,10 @@ test('MoCo v3 pair: view 1 blur p 1.0 and no solarize, view 2 blur p 0.1 and sol
       within3(`${label} saturation`, c.sat, 1, 0.4 / Math.sqrt(12));
       if (c.sig.length) assert.ok(Math.min(...c.sig) >= 0.1 && Math.max(...c.sig) <= 2, `${label} σ range`);
       // crop-min 0.08: areas below 0.2 (impossible for aug+'s 0.2) occur.
-      assert.ok(Math.min(...c.area) < 0.1 && Math.min(...c.area) >= 0.075, `${label} crop area min ${Math.min(...c.area)}`);
+      assert.ok(
+        Math.min(...c.area) < 0.1 && Math.min(...c.area) >= 0.075,
+        `${label} crop area min ${Math.min(...c.area)}`,
+      );
     });
   }
 });

@@ -19,7 +19,8 @@ const requests: string[] = [];
 const CLASSES = Array.from({ length: 10 }, (_, i) => `kind${i}`);
 
 /** A 3,073-byte CIFAR-10 record: the label, then R, G, B planes of 1,024 bytes filled with v, v+1, v+2. */
-const rec = (label: number, v: number): Buffer => Buffer.concat([Buffer.from([label]), Buffer.alloc(1024, v), Buffer.alloc(1024, v + 1), Buffer.alloc(1024, v + 2)]);
+const rec = (label: number, v: number): Buffer =>
+  Buffer.concat([Buffer.from([label]), Buffer.alloc(1024, v), Buffer.alloc(1024, v + 1), Buffer.alloc(1024, v + 2)]);
 // Train: batch b holds labels b and (b + 5) % 10; test: three records.
 const trainLabels = [1, 2, 3, 4, 5].flatMap((b) => [b, (b + 5) % 10]);
 const trainValue = (i: number): number => 10 * i + 1;
@@ -29,7 +30,10 @@ before(async () => {
   const rel = join(dir, 'src', 'cifar-10-batches-bin');
   mkdirSync(rel, { recursive: true });
   for (let b = 1; b <= 5; b++) {
-    writeFileSync(join(rel, `data_batch_${b}.bin`), Buffer.concat([0, 1].map((j) => rec(trainLabels[2 * (b - 1) + j]!, trainValue(2 * (b - 1) + j)))));
+    writeFileSync(
+      join(rel, `data_batch_${b}.bin`),
+      Buffer.concat([0, 1].map((j) => rec(trainLabels[2 * (b - 1) + j]!, trainValue(2 * (b - 1) + j)))),
+    );
   }
   writeFileSync(join(rel, 'test_batch.bin'), Buffer.concat([rec(7, 200), rec(0, 210), rec(9, 220)]));
   writeFileSync(join(rel, 'batches.meta.txt'), `${CLASSES.join('\n')}\n\n`);
@@ -63,13 +67,25 @@ test('downloads, checks the MD5, extracts; Cifar then reads the labels and pixel
   const root = join(dir, 'ok');
   const seen: Array<[number, number | null]> = [];
   const n = requests.length;
-  const got = await downloadCifar(root, 10, { url: `${base}/cifar-10-binary.tar.gz`, md5, onProgress: (b, t) => seen.push([b, t]) });
+  const got = await downloadCifar(root, 10, {
+    url: `${base}/cifar-10-binary.tar.gz`,
+    md5,
+    onProgress: (b, t) => seen.push([b, t]),
+  });
   assert.equal(got, join(root, 'cifar-10-batches-bin'));
   assert.equal(requests.length, n + 1);
   assert.deepEqual(seen[0], [0, archive.length]);
   assert.deepEqual(seen.at(-1), [archive.length, archive.length]);
   assert.deepEqual(readdirSync(root), ['cifar-10-batches-bin']); // the temporary folder is gone
-  assert.deepEqual(readdirSync(got).sort(), ['batches.meta.txt', 'data_batch_1.bin', 'data_batch_2.bin', 'data_batch_3.bin', 'data_batch_4.bin', 'data_batch_5.bin', 'test_batch.bin']);
+  assert.deepEqual(readdirSync(got).sort(), [
+    'batches.meta.txt',
+    'data_batch_1.bin',
+    'data_batch_2.bin',
+    'data_batch_3.bin',
+    'data_batch_4.bin',
+    'data_batch_5.bin',
+    'test_batch.bin',
+  ]);
 
   const tr = new Cifar(root);
   const te = new Cifar(root, { train: false });
@@ -79,9 +95,16 @@ test('downloads, checks the MD5, extracts; Cifar then reads the labels and pixel
     assert.deepEqual(tr.classes, CLASSES);
     const px = tr.images.data();
     for (let i = 0; i < 10; i++) {
-      for (const [c, off] of [[0, 0], [1, 1], [2, 2]] as const) {
+      for (const [c, off] of [
+        [0, 0],
+        [1, 1],
+        [2, 2],
+      ] as const) {
         const plane = px.subarray(i * 3072 + c * 1024, i * 3072 + (c + 1) * 1024);
-        assert.ok(plane.every((v) => v === trainValue(i) + off), `image ${i} channel ${c}`);
+        assert.ok(
+          plane.every((v) => v === trainValue(i) + off),
+          `image ${i} channel ${c}`,
+        );
       }
     }
     assert.deepEqual([...te.labels!], [7, 0, 9]);
@@ -94,11 +117,15 @@ test('downloads, checks the MD5, extracts; Cifar then reads the labels and pixel
 
 test('a release already in place makes no request (root or the release folder itself)', async () => {
   const root = join(dir, 'ok');
-  if (!existsSync(join(root, 'cifar-10-batches-bin'))) await downloadCifar(root, 10, { url: `${base}/cifar-10-binary.tar.gz`, md5 });
+  if (!existsSync(join(root, 'cifar-10-batches-bin')))
+    await downloadCifar(root, 10, { url: `${base}/cifar-10-binary.tar.gz`, md5 });
   const n = requests.length;
   // Any request would fail (404), so success without one proves the network was not touched.
   assert.equal(await downloadCifar(root, 10, { url: `${base}/nothing-here` }), join(root, 'cifar-10-batches-bin'));
-  assert.equal(await downloadCifar(join(root, 'cifar-10-batches-bin'), 10, { url: `${base}/nothing-here` }), join(root, 'cifar-10-batches-bin'));
+  assert.equal(
+    await downloadCifar(join(root, 'cifar-10-batches-bin'), 10, { url: `${base}/nothing-here` }),
+    join(root, 'cifar-10-batches-bin'),
+  );
   assert.equal(requests.length, n);
 });
 
@@ -124,7 +151,10 @@ test('HTTP 404 and an unreachable server are clear errors', async () => {
   const root = join(dir, 'missing');
   const url = `${base}/cifar-10-binary-missing.tar.gz`;
   await assert.rejects(downloadCifar(root, 10, { url, md5 }), (e: Error) => {
-    assert.match(e.message, /^CIFAR-10: downloading http:\/\/127\.0\.0\.1:\d+\/cifar-10-binary-missing\.tar\.gz failed: HTTP 404/);
+    assert.match(
+      e.message,
+      /^CIFAR-10: downloading http:\/\/127\.0\.0\.1:\d+\/cifar-10-binary-missing\.tar\.gz failed: HTTP 404/,
+    );
     assert.match(e.message, /may be offline/);
     return true;
   });
@@ -134,6 +164,9 @@ test('HTTP 404 and an unreachable server are clear errors', async () => {
   await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
   const port = (closed.address() as AddressInfo).port;
   await new Promise<void>((r) => closed.close(() => r()));
-  await assert.rejects(downloadCifar(root, 10, { url: `http://127.0.0.1:${port}/x.tar.gz`, md5 }), /failed: network error \(.*ECONNREFUSED.*\)\. The machine may be offline/);
+  await assert.rejects(
+    downloadCifar(root, 10, { url: `http://127.0.0.1:${port}/x.tar.gz`, md5 }),
+    /failed: network error \(.*ECONNREFUSED.*\)\. The machine may be offline/,
+  );
   assert.deepEqual(leftovers(root), []);
 });

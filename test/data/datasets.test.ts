@@ -4,14 +4,31 @@ import assert from 'node:assert/strict';
 import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { Cifar, ImageFolder, Synthetic, UnlabeledFolder, openDataset, splitIndices, subset, subsetIndices, trainValSplit, SYNTHETIC_CLASSES } from '../../src/data/datasets/index.js';
+import {
+  Cifar,
+  ImageFolder,
+  Synthetic,
+  UnlabeledFolder,
+  openDataset,
+  splitIndices,
+  subset,
+  subsetIndices,
+  trainValSplit,
+  SYNTHETIC_CLASSES,
+} from '../../src/data/datasets/index.js';
 import { tmpDir } from '../helpers/pytorch.js';
 
 let dir: string;
 before(async () => {
   dir = tmpDir('moco-ds-');
-  const png = await sharp({ create: { width: 4, height: 4, channels: 3, background: { r: 255, g: 0, b: 0 } } }).png().toBuffer();
-  for (const [c, files] of [['zebra', ['b.png', 'a.PNG']], ['apple', ['x.jpeg.png', 'note.txt', '.hidden.png']], ['Mango', ['m.png']]] as const) {
+  const png = await sharp({ create: { width: 4, height: 4, channels: 3, background: { r: 255, g: 0, b: 0 } } })
+    .png()
+    .toBuffer();
+  for (const [c, files] of [
+    ['zebra', ['b.png', 'a.PNG']],
+    ['apple', ['x.jpeg.png', 'note.txt', '.hidden.png']],
+    ['Mango', ['m.png']],
+  ] as const) {
     mkdirSync(join(dir, 'root', 'train', c, 'sub'), { recursive: true });
     for (const f of files) writeFileSync(join(dir, 'root', 'train', c, f), f.endsWith('.txt') ? 'x' : png);
   }
@@ -30,7 +47,16 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 test('ImageFolder: sorted classes, case-insensitive extensions, recursion, hidden files ignored, symlinks followed', () => {
   const ds = new ImageFolder(join(dir, 'root', 'train'));
   assert.deepEqual(ds.classes, ['Mango', 'apple', 'zebra']); // code-point order, as Python's sorted()
-  assert.deepEqual(ds.paths.map((p) => p.slice(join(dir, 'root', 'train').length + 1)), ['Mango/m.png', 'apple/x.jpeg.png', 'apple/sub/deep.png', 'zebra/a.PNG', 'zebra/b.png'] /* torchvision's order: a folder's files before its sub-folders' */);
+  assert.deepEqual(
+    ds.paths.map((p) => p.slice(join(dir, 'root', 'train').length + 1)),
+    [
+      'Mango/m.png',
+      'apple/x.jpeg.png',
+      'apple/sub/deep.png',
+      'zebra/a.PNG',
+      'zebra/b.png',
+    ] /* torchvision's order: a folder's files before its sub-folders' */,
+  );
   assert.deepEqual([...ds.labels!], [0, 1, 1, 2, 2]);
   assert.equal(ds.classToIdx.get('zebra'), 2);
   const val = new ImageFolder(join(dir, 'root', 'val'));
@@ -57,8 +83,10 @@ test('UnlabeledFolder and openDataset', () => {
 test('Cifar reads the binary release (10 and 100)', () => {
   const bin10 = join(dir, 'c10', 'cifar-10-batches-bin');
   mkdirSync(bin10, { recursive: true });
-  const rec = (label: number[], v: number): Buffer => Buffer.concat([Buffer.from(label), Buffer.alloc(1024, v), Buffer.alloc(1024, v + 1), Buffer.alloc(1024, v + 2)]);
-  for (let b = 1; b <= 5; b++) writeFileSync(join(bin10, `data_batch_${b}.bin`), Buffer.concat([rec([b], 10 * b), rec([9], 7)]));
+  const rec = (label: number[], v: number): Buffer =>
+    Buffer.concat([Buffer.from(label), Buffer.alloc(1024, v), Buffer.alloc(1024, v + 1), Buffer.alloc(1024, v + 2)]);
+  for (let b = 1; b <= 5; b++)
+    writeFileSync(join(bin10, `data_batch_${b}.bin`), Buffer.concat([rec([b], 10 * b), rec([9], 7)]));
   writeFileSync(join(bin10, 'test_batch.bin'), rec([3], 100));
   const tr = new Cifar(join(dir, 'c10'));
   assert.equal(tr.length, 10);
@@ -94,11 +122,15 @@ test('Synthetic: deterministic, balanced, fast; colours do not give the label aw
   const px = a.images.permute(0, 2, 3, 1).contiguous().data() as Uint8Array; // N×H×W×3
   const S = 32;
   const pick = (i: number, brightest: boolean): number[] => {
-    let best = -Infinity, at = 0;
+    let best = -Infinity,
+      at = 0;
     for (let p = 0; p < S * S; p++) {
       const o = (i * S * S + p) * 3;
       const v = (brightest ? 1 : -1) * (px[o]! + px[o + 1]! + px[o + 2]!);
-      if (v > best) { best = v; at = o; }
+      if (v > best) {
+        best = v;
+        at = o;
+      }
     }
     return [px[at]!, px[at + 1]!, px[at + 2]!];
   };
@@ -109,7 +141,10 @@ test('Synthetic: deterministic, balanced, fast; colours do not give the label aw
       for (let c = 0; c < 3; c++) {
         let s = 0;
         for (let i = k; i < a.length; i += 10) s += cols[i]![c]!;
-        assert.ok(Math.abs(s / 200 - all[c]!) < 12, `${brightest ? 'shape' : 'background'} colour, class ${k} channel ${c}: ${s / 200} vs ${all[c]}`);
+        assert.ok(
+          Math.abs(s / 200 - all[c]!) < 12,
+          `${brightest ? 'shape' : 'background'} colour, class ${k} channel ${c}: ${s / 200} vs ${all[c]}`,
+        );
       }
     }
   }

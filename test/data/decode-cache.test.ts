@@ -16,7 +16,9 @@ async function folder(root: string, name: string, n: number, side: number): Prom
   for (let i = 0; i < n; i++) {
     const px = Buffer.alloc(side * side * 3, (i * 37 + name.length * 11) % 256);
     const p = join(d, `${i}.png`);
-    await sharp(px, { raw: { width: side, height: side, channels: 3 } }).png().toFile(p);
+    await sharp(px, { raw: { width: side, height: side, channels: 3 } })
+      .png()
+      .toFile(p);
     paths.push(p);
   }
   return paths;
@@ -53,11 +55,16 @@ test('the decode cache keeps at most MOCO_CACHE_MAX bytes, evicting the least re
 
     const cli = join(repoRoot(), 'dist', 'src', 'cli', 'main.js');
     const env = { ...process.env };
-    const ls = JSON.parse(execFileSync(process.execPath, [cli, 'cache', 'ls', '--json'], { env, encoding: 'utf8' })) as { entries: unknown[]; maxBytes: number; dir: string };
+    const ls = JSON.parse(
+      execFileSync(process.execPath, [cli, 'cache', 'ls', '--json'], { env, encoding: 'utf8' }),
+    ) as { entries: unknown[]; maxBytes: number; dir: string };
     assert.equal(ls.entries.length, 2);
     assert.equal(ls.maxBytes, 30000);
     assert.equal(ls.dir, dir);
-    assert.match(execFileSync(process.execPath, [cli, 'cache', 'clear'], { env, encoding: 'utf8' }), /freed 0\.0\d? MiB|freed [\d.]+ MiB/);
+    assert.match(
+      execFileSync(process.execPath, [cli, 'cache', 'clear'], { env, encoding: 'utf8' }),
+      /freed 0\.0\d? MiB|freed [\d.]+ MiB/,
+    );
     assert.equal(listCache(dir).length, 0);
     assert.equal(clearCache(dir), 0);
     // 0 keeps nothing.
@@ -65,8 +72,10 @@ test('the decode cache keeps at most MOCO_CACHE_MAX bytes, evicting the least re
     (await decodeAllCached(a)).images.dispose();
     assert.equal(listCache(dir).length, 0);
   } finally {
-    if (saved.dir === undefined) delete process.env.MOCO_CACHE_DIR; else process.env.MOCO_CACHE_DIR = saved.dir;
-    if (saved.max === undefined) delete process.env.MOCO_CACHE_MAX; else process.env.MOCO_CACHE_MAX = saved.max;
+    if (saved.dir === undefined) delete process.env.MOCO_CACHE_DIR;
+    else process.env.MOCO_CACHE_DIR = saved.dir;
+    if (saved.max === undefined) delete process.env.MOCO_CACHE_MAX;
+    else process.env.MOCO_CACHE_MAX = saved.max;
     rmSync(root, { recursive: true, force: true });
   }
 });
@@ -76,7 +85,10 @@ test('MOCO_CACHE_MAX sizes: units and a clear error', () => {
   assert.equal(parseBytes('500M', 'x'), 500 * 2 ** 20);
   assert.equal(parseBytes('1.5k', 'x'), 1536);
   assert.equal(parseBytes('123', 'x'), 123);
-  assert.throws(() => parseBytes('lots', 'MOCO_CACHE_MAX'), /MOCO_CACHE_MAX 'lots': expected a size such as 8G, 500M or a number of bytes/);
+  assert.throws(
+    () => parseBytes('lots', 'MOCO_CACHE_MAX'),
+    /MOCO_CACHE_MAX 'lots': expected a size such as 8G, 500M or a number of bytes/,
+  );
 });
 
 test('cache ls names the folder each cached dataset was decoded from; files written before that still list', async () => {
@@ -86,7 +98,10 @@ test('cache ls names the folder each cached dataset was decoded from; files writ
   const saved = process.env.MOCO_CACHE_DIR;
   process.env.MOCO_CACHE_DIR = dir;
   try {
-    const paths = [...await folder(join(root, 'photos'), 'cats', 2, 16), ...await folder(join(root, 'photos'), 'dogs', 1, 16)];
+    const paths = [
+      ...(await folder(join(root, 'photos'), 'cats', 2, 16)),
+      ...(await folder(join(root, 'photos'), 'dogs', 1, 16)),
+    ];
     (await decodeAllCached(paths)).images.dispose();
     // A file in the layout of before: the same magic and header, without `source`.
     const header = Buffer.from(JSON.stringify({ n: 0, height: 16, width: 16, ok: [], skipped: [] }));
@@ -102,14 +117,20 @@ test('cache ls names the folder each cached dataset was decoded from; files writ
     assert.equal(text.length, 3, text.join('\n'));
     assert.ok(text[0]!.includes(`${join(root, 'photos')} (3 files)`), text[0]);
     assert.ok(text[1]!.includes('(source not recorded)') && text[1]!.includes(old), text[1]);
-    const ls = JSON.parse(execFileSync(process.execPath, [cli, 'cache', 'ls', '--json'], { env, encoding: 'utf8' })) as { entries: { file: string; source: unknown }[] };
-    assert.deepEqual(ls.entries.map((e) => e.source), [{ dir: join(root, 'photos'), files: 3 }, null]);
+    const ls = JSON.parse(
+      execFileSync(process.execPath, [cli, 'cache', 'ls', '--json'], { env, encoding: 'utf8' }),
+    ) as { entries: { file: string; source: unknown }[] };
+    assert.deepEqual(
+      ls.entries.map((e) => e.source),
+      [{ dir: join(root, 'photos'), files: 3 }, null],
+    );
     // The recorded source changes nothing about reading the file back.
     const again = await decodeAllCached(paths);
     assert.deepEqual(again.images.shape, [3, 3, 16, 16]);
     again.images.dispose();
   } finally {
-    if (saved === undefined) delete process.env.MOCO_CACHE_DIR; else process.env.MOCO_CACHE_DIR = saved;
+    if (saved === undefined) delete process.env.MOCO_CACHE_DIR;
+    else process.env.MOCO_CACHE_DIR = saved;
     rmSync(root, { recursive: true, force: true });
   }
 });

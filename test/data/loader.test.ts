@@ -12,7 +12,11 @@ import { Augmentation } from '../../src/data/augment.js';
 import { Rng } from '../../src/data/rng.js';
 import { tmpDir } from '../helpers/pytorch.js';
 
-async function collect(l: Loader, epoch: number, startBatch = 0): Promise<{ idx: number[][]; q: Float32Array[]; k: Float32Array[] }> {
+async function collect(
+  l: Loader,
+  epoch: number,
+  startBatch = 0,
+): Promise<{ idx: number[][]; q: Float32Array[]; k: Float32Array[] }> {
   const out = { idx: [] as number[][], q: [] as Float32Array[], k: [] as Float32Array[] };
   for await (const b of l.epoch(epoch, { startBatch })) {
     out.idx.push([...b.indices]);
@@ -26,7 +30,8 @@ async function collect(l: Loader, epoch: number, startBatch = 0): Promise<{ idx:
 const ds = new Synthetic({ n: 100, seed: 1 });
 
 test('same seed → identical batches; another epoch or seed → different; q ≠ k', async () => {
-  const mk = (seed: number): Loader => new Loader(ds, { batchSize: 16, shuffle: true, dropLast: true, seed, augment: 'cifar', twoCrops: true });
+  const mk = (seed: number): Loader =>
+    new Loader(ds, { batchSize: 16, shuffle: true, dropLast: true, seed, augment: 'cifar', twoCrops: true });
   const a = await collect(mk(7), 2);
   const b = await collect(mk(7), 2);
   assert.equal(a.idx.length, 6);
@@ -54,7 +59,10 @@ test('batch tensors: shapes, labels, no leak', async () => {
     assert.deepEqual(b.views[0]!.shape, [b.indices.length, 3, 32, 32]);
     assert.equal(b.views[0]!.dtype, 'float32');
     assert.equal(b.labels!.dtype, 'int64');
-    assert.deepEqual(b.labels!.toArray(), [...b.indices].map((i) => ds.labels![i]!));
+    assert.deepEqual(
+      b.labels!.toArray(),
+      [...b.indices].map((i) => ds.labels![i]!),
+    );
     last?.dispose();
     last = b;
   }
@@ -66,7 +74,15 @@ test('batch tensors: shapes, labels, no leak', async () => {
 test('distributed: ranks see disjoint parts covering the epoch, same count each', async () => {
   const seen: number[] = [];
   for (let rank = 0; rank < 3; rank++) {
-    const l = new Loader(ds, { batchSize: 8, shuffle: true, dropLast: true, seed: 1, rank, worldSize: 3, augment: 'cifar-eval' });
+    const l = new Loader(ds, {
+      batchSize: 8,
+      shuffle: true,
+      dropLast: true,
+      seed: 1,
+      rank,
+      worldSize: 3,
+      augment: 'cifar-eval',
+    });
     assert.equal(l.samplesPerRank, 33);
     assert.equal(l.batchesPerEpoch, 4);
     const order = l.order(5);
@@ -81,13 +97,20 @@ test('distributed: ranks see disjoint parts covering the epoch, same count each'
 test('sequential eval variant: every sample once, in order, unaugmented', async () => {
   const l = new Loader(ds, { batchSize: 30, shuffle: false, dropLast: false, augment: 'cifar-eval' });
   const r = await collect(l, 0);
-  assert.deepEqual(r.idx.flat(), Array.from({ length: 100 }, (_, i) => i));
+  assert.deepEqual(
+    r.idx.flat(),
+    Array.from({ length: 100 }, (_, i) => i),
+  );
   const again = await collect(new Loader(ds, { batchSize: 30, shuffle: false, augment: 'cifar-eval', seed: 99 }), 4);
   assert.deepEqual(again.q, r.q);
   // cifar-eval is normalisation only: undo it and compare with the uint8 pixels.
   const px = ds.images.narrow(0, 0, 1).float().div(255).toArray();
-  const mean = [0.4914, 0.4822, 0.4465], std = [0.2023, 0.1994, 0.201];
-  const got = Array.from(r.q[0]!.subarray(0, 3 * 32 * 32), (v, i) => v * std[Math.floor(i / 1024)]! + mean[Math.floor(i / 1024)]!);
+  const mean = [0.4914, 0.4822, 0.4465],
+    std = [0.2023, 0.1994, 0.201];
+  const got = Array.from(
+    r.q[0]!.subarray(0, 3 * 32 * 32),
+    (v, i) => v * std[Math.floor(i / 1024)]! + mean[Math.floor(i / 1024)]!,
+  );
   assert.ok(got.every((v, i) => Math.abs(v - px[i]!) < 1e-5));
 });
 
@@ -97,10 +120,29 @@ test('file datasets: decode with crop in sharp, deterministic, prefetched', asyn
     for (const c of ['a', 'b']) {
       mkdirSync(join(dir, c));
       for (let i = 0; i < 6; i++) {
-        await sharp({ create: { width: 60 + 7 * i, height: 45, channels: 3, background: { r: 40 * i, g: c === 'a' ? 200 : 20, b: 90 } } }).jpeg().toFile(join(dir, c, `${i}.jpg`));
+        await sharp({
+          create: {
+            width: 60 + 7 * i,
+            height: 45,
+            channels: 3,
+            background: { r: 40 * i, g: c === 'a' ? 200 : 20, b: 90 },
+          },
+        })
+          .jpeg()
+          .toFile(join(dir, c, `${i}.jpg`));
       }
     }
-    const mk = (): Loader => new Loader(new ImageFolder(dir), { batchSize: 5, shuffle: true, dropLast: true, seed: 3, augment: 'mocov2', augmentOpts: { size: 24 }, twoCrops: true, prefetch: 2 });
+    const mk = (): Loader =>
+      new Loader(new ImageFolder(dir), {
+        batchSize: 5,
+        shuffle: true,
+        dropLast: true,
+        seed: 3,
+        augment: 'mocov2',
+        augmentOpts: { size: 24 },
+        twoCrops: true,
+        prefetch: 2,
+      });
     const l = mk();
     assert.equal((await l.prepare()).kind, 'files'); // sizes differ: stays on disk
     const a = await collect(l, 1);
@@ -116,9 +158,21 @@ test('file datasets: decode with crop in sharp, deterministic, prefetched', asyn
 
 test('worker threads build the same batches as the calling thread', async () => {
   const run = async (workers: number): Promise<Float32Array[]> => {
-    const l = new Loader(ds, { batchSize: 32, shuffle: true, dropLast: true, seed: 5, augment: 'cifar', twoCrops: true, workers });
+    const l = new Loader(ds, {
+      batchSize: 32,
+      shuffle: true,
+      dropLast: true,
+      seed: 5,
+      augment: 'cifar',
+      twoCrops: true,
+      workers,
+    });
     const out: Float32Array[] = [];
-    for await (const b of l.epoch(1)) { out.push(b.views[1]!.data() as Float32Array); assert.equal(b.labels!.shape[0], 32); b.dispose(); }
+    for await (const b of l.epoch(1)) {
+      out.push(b.views[1]!.data() as Float32Array);
+      assert.equal(b.labels!.shape[0], 32);
+      b.dispose();
+    }
     await l.close();
     return out;
   };
@@ -137,12 +191,28 @@ test('a cached folder is read from the cache file a batch at a time: not residen
     for (const c of ['a', 'b']) {
       mkdirSync(join(root, c), { recursive: true });
       for (let i = 0; i < 40; i++) {
-        await sharp({ create: { width: 32, height: 32, channels: 3, background: { r: 6 * i, g: c === 'a' ? 200 : 20, b: 3 * i } } }).png().toFile(join(root, c, `${i}.png`));
+        await sharp({
+          create: { width: 32, height: 32, channels: 3, background: { r: 6 * i, g: c === 'a' ? 200 : 20, b: 3 * i } },
+        })
+          .png()
+          .toFile(join(root, c, `${i}.png`));
       }
     }
-    const run = async (cache: boolean, workers: number): Promise<{ q: Float32Array[]; k: Float32Array[]; resident: number }> => {
+    const run = async (
+      cache: boolean,
+      workers: number,
+    ): Promise<{ q: Float32Array[]; k: Float32Array[]; resident: number }> => {
       const ds = new ImageFolder(root);
-      const l = new Loader(ds, { batchSize: 16, shuffle: true, dropLast: true, seed: 7, augment: 'cifar', twoCrops: true, workers, prepare: { cache } });
+      const l = new Loader(ds, {
+        batchSize: 16,
+        shuffle: true,
+        dropLast: true,
+        seed: 7,
+        augment: 'cifar',
+        twoCrops: true,
+        workers,
+        prepare: { cache },
+      });
       const before = memory().bytes;
       assert.equal((await l.prepare()).kind, 'decoded');
       const resident = memory().bytes - before;
@@ -163,14 +233,23 @@ test('a cached folder is read from the cache file a batch at a time: not residen
     assert.deepEqual(again.q, inMemory.q);
     assert.deepEqual(again.k, inMemory.k);
   } finally {
-    if (prev === undefined) delete process.env.MOCO_CACHE_DIR; else process.env.MOCO_CACHE_DIR = prev;
+    if (prev === undefined) delete process.env.MOCO_CACHE_DIR;
+    else process.env.MOCO_CACHE_DIR = prev;
     rmSync(dir, { recursive: true, force: true });
   }
 });
 
 test('twoCrops with an asymmetric pair (mocov3-cifar): view 1 by pipeline 1, view 2 by pipeline 2, keyed by (seed, epoch, batch); workers agree', async () => {
   const run = async (workers: number): Promise<{ idx: number[][]; q: Float32Array[]; k: Float32Array[] }> => {
-    const l = new Loader(ds, { batchSize: 16, shuffle: true, dropLast: true, seed: 9, augment: 'mocov3-cifar', twoCrops: true, workers });
+    const l = new Loader(ds, {
+      batchSize: 16,
+      shuffle: true,
+      dropLast: true,
+      seed: 9,
+      augment: 'mocov3-cifar',
+      twoCrops: true,
+      workers,
+    });
     const out = await collect(l, 1);
     await l.close();
     return out;

@@ -32,8 +32,15 @@ test('walkImages: every image once in sorted order with ImageFolder labels; cycl
       for (let i = 0; i < links; i++) symlinkSync('..', join(at[i]!, `up${i}`));
       const skipped: string[] = [];
       const r = walkImages([root], { onSkip: (s) => skipped.push(s.path) });
-      assert.deepEqual(r.found.map((f) => f.path), [join(root, 'cat', '1.jpg'), join(root, 'cat', 'sub', '2.png'), join(root, 'dog', '3.JPEG')], `${links} links`);
-      assert.deepEqual(r.found.map((f) => f.label), ['cat', 'cat', 'dog']);
+      assert.deepEqual(
+        r.found.map((f) => f.path),
+        [join(root, 'cat', '1.jpg'), join(root, 'cat', 'sub', '2.png'), join(root, 'dog', '3.JPEG')],
+        `${links} links`,
+      );
+      assert.deepEqual(
+        r.found.map((f) => f.label),
+        ['cat', 'cat', 'dog'],
+      );
       assert.equal(r.skipped.length, links, `each link named once: ${JSON.stringify(r.skipped)}`);
       assert.deepEqual(skipped.sort(), r.skipped.map((s) => s.path).sort());
       for (const s of r.skipped) assert.match(s.reason, /already walked as .*link cycle/);
@@ -54,9 +61,15 @@ test('walkImages: dangling link, hard link, symlinked file, overlapping inputs, 
     symlinkSync(join(root, 'cat'), join(root, 'kitty'));
     touch(join(root, 'dog', 'notes.txt'));
     touch(join(root, 'dog', '.DS_Store'));
-    writeFileSync(Buffer.concat([Buffer.from(join(root, 'dog') + '/bad-'), Buffer.from([0xff, 0xfe]), Buffer.from('.jpg')]), 'x');
+    writeFileSync(
+      Buffer.concat([Buffer.from(join(root, 'dog') + '/bad-'), Buffer.from([0xff, 0xfe]), Buffer.from('.jpg')]),
+      'x',
+    );
     const r = walkImages([root, join(root, 'cat'), join(root, 'cat', '1.jpg')]);
-    assert.deepEqual(r.found.map((f) => f.path), [join(root, 'cat', '1.jpg'), join(root, 'cat', 'sub', '2.png'), join(root, 'dog', '3.JPEG')]);
+    assert.deepEqual(
+      r.found.map((f) => f.path),
+      [join(root, 'cat', '1.jpg'), join(root, 'cat', 'sub', '2.png'), join(root, 'dog', '3.JPEG')],
+    );
     const why = new Map(r.skipped.map((s) => [s.path.replace(root + '/', ''), s.reason]));
     assert.match(why.get('dog/broken_link.jpg')!, /dangling symbolic link \(to does_not_exist\.jpg\)/);
     assert.match(why.get('dog/self.jpg')!, /loops/);
@@ -66,10 +79,16 @@ test('walkImages: dangling link, hard link, symlinked file, overlapping inputs, 
     assert.match(why.get('dog/notes.txt')!, /not an image file/);
     assert.match(why.get('cat')!, /already walked/, 'an input inside an input is walked once');
     assert.match(why.get('cat/1.jpg')!, /same file/, 'a file inside an input folder is taken once');
-    assert.ok([...why].some(([p, w]) => p.startsWith('dog/bad-') && /not valid UTF-8/.test(w)), JSON.stringify([...why]));
+    assert.ok(
+      [...why].some(([p, w]) => p.startsWith('dog/bad-') && /not valid UTF-8/.test(w)),
+      JSON.stringify([...why]),
+    );
     assert.ok(![...why.keys()].some((p) => p.includes('.DS_Store')), 'hidden entries are not walked');
     assert.equal(r.skipped.length, 9);
-    assert.throws(() => walkImages([join(root, 'dog', 'broken_link.jpg')]), /broken_link\.jpg: a dangling symbolic link/);
+    assert.throws(
+      () => walkImages([join(root, 'dog', 'broken_link.jpg')]),
+      /broken_link\.jpg: a dangling symbolic link/,
+    );
     assert.throws(() => walkImages([join(root, 'nope')]), /nope: no such file or folder/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -101,8 +120,14 @@ test('ImageFolder and UnlabeledFolder report the entries they leave out (a dangl
     const f = new ImageFolder(root, { log });
     assert.deepEqual(f.classes, ['cat', 'dog']);
     assert.deepEqual(Array.from(f.labels!), [0, 0, 1]);
-    assert.ok(lines.some((l) => /broken_link\.jpg: a dangling symbolic link/.test(l)), lines.join('\n'));
-    assert.ok(lines.some((l) => /stray\.jpg: not inside a class folder/.test(l)), lines.join('\n'));
+    assert.ok(
+      lines.some((l) => /broken_link\.jpg: a dangling symbolic link/.test(l)),
+      lines.join('\n'),
+    );
+    assert.ok(
+      lines.some((l) => /stray\.jpg: not inside a class folder/.test(l)),
+      lines.join('\n'),
+    );
     const ulines: string[] = [];
     const u = new UnlabeledFolder(root, { log: new SkipLog((l) => ulines.push(l)) });
     assert.equal(u.length, 4);

@@ -30,14 +30,21 @@ test('knnClassify equals the colab knn_predict (scores, top-1, top-5, per class)
     const q = F.normalize(centres.indexSelect(0, yq).add(randn([250, 32]).mul(1.5)), { dim: 1 });
     return [b, yb, q, yq];
   });
-  for (const [k, t] of [[200, 0.1], [20, 0.07], [1, 0.5]] as const) {
-    const ref = pytorch(`${KNN_PREDICT}
+  for (const [k, t] of [
+    [200, 0.1],
+    [20, 0.07],
+    [1, 0.5],
+  ] as const) {
+    const ref = pytorch(
+      `${KNN_PREDICT}
 s, p = knn_predict(q, b.t().contiguous(), yb, ${C}, ${k}, ${t})
 O['scores'] = s
 O['top1'] = (p[:, 0] == yq).float().mean().reshape(1) * 100
 O['top5'] = (p[:, :5] == yq.unsqueeze(1)).any(1).float().mean().reshape(1) * 100
 O['pred'] = p[:, 0].contiguous()
-`, { b: bank, yb: bankLabels, q: queries, yq: queryLabels });
+`,
+      { b: bank, yb: bankLabels, q: queries, yq: queryLabels },
+    );
     const scores = knnScores(queries, bank, bankLabels, C, k, t);
     assertClose(scores, ref.scores!, `scores k=${k}`, { rtol: 1e-4, atol: 1e-4 });
     const r = knnClassify(bank, bankLabels, queries, queryLabels, { k, t, chunk: 64 });
@@ -50,7 +57,10 @@ O['pred'] = p[:, 0].contiguous()
       const acc = (100 * idx.filter((i) => r.predictions[i] === c).length) / idx.length;
       assert.ok(Math.abs(r.perClass[c]! - acc) < 1e-9, `class ${c}`);
     }
-    assert.equal(r.confusion.flat().reduce((a, b) => a + b, 0), 250);
+    assert.equal(
+      r.confusion.flat().reduce((a, b) => a + b, 0),
+      250,
+    );
     dispose([scores, ref]);
   }
   dispose([bank, bankLabels, queries, queryLabels]);

@@ -22,20 +22,32 @@ before(async () => {
   mkdirSync(images, { recursive: true });
   // Sides whose shorter one is already Resize(256)'s target: the comparison is of the encoders, not of two
   // resampling filters (those are compared in the augmentation tests).
-  const sizes: [number, number][] = [[256, 256], [320, 256], [256, 288]];
+  const sizes: [number, number][] = [
+    [256, 256],
+    [320, 256],
+    [256, 288],
+  ];
   let seed = 7;
-  const rnd = (): number => { seed = (seed * 1103515245 + 12345) % 2 ** 31; return seed / 2 ** 31; };
+  const rnd = (): number => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed / 2 ** 31;
+  };
   for (const [i, [w, h]] of sizes.entries()) {
     // Smooth colour fields plus noise: content at every scale, different in every image.
     const px = Buffer.alloc(w * h * 3);
     const f = [rnd() * 0.1, rnd() * 0.1, rnd() * 0.1];
     for (let y = 0; y < h; y++) {
       for (let x = 0; x < w; x++) {
-        for (let c = 0; c < 3; c++) px[(y * w + x) * 3 + c] = Math.round(127 + 80 * Math.sin(f[c]! * x + (c + 1) * y * 0.03 + i) + 40 * (rnd() - 0.5));
+        for (let c = 0; c < 3; c++)
+          px[(y * w + x) * 3 + c] = Math.round(
+            127 + 80 * Math.sin(f[c]! * x + (c + 1) * y * 0.03 + i) + 40 * (rnd() - 0.5),
+          );
       }
     }
     const p = join(images, `${i}.png`);
-    await sharp(px, { raw: { width: w, height: h, channels: 3 } }).png().toFile(p);
+    await sharp(px, { raw: { width: w, height: h, channels: 3 } })
+      .png()
+      .toFile(p);
     paths.push(p);
   }
 });
@@ -44,8 +56,23 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 /** `moco embed` of the folder with only --pretrained: path → unit vector. */
 function embed(ckpt: string): Map<string, number[]> {
   const out = join(dir, 'emb.jsonl');
-  execFileSync(process.execPath, [join(repoRoot(), 'dist', 'src', 'cli', 'main.js'), 'embed', join(dir, 'images'), '--pretrained', ckpt, '--out', out], { stdio: 'pipe' });
-  const rows = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { path: string; embedding: number[] });
+  execFileSync(
+    process.execPath,
+    [
+      join(repoRoot(), 'dist', 'src', 'cli', 'main.js'),
+      'embed',
+      join(dir, 'images'),
+      '--pretrained',
+      ckpt,
+      '--out',
+      out,
+    ],
+    { stdio: 'pipe' },
+  );
+  const rows = readFileSync(out, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { path: string; embedding: number[] });
   return new Map(rows.map((r) => [r.path, r.embedding]));
 }
 
@@ -60,7 +87,10 @@ function checkCosines(ours: Map<string, number[]>, ref: Tensor, dim: number, wha
     const r = feat.subarray(i * dim, (i + 1) * dim);
     let dot = 0;
     let nr = 0;
-    for (let j = 0; j < dim; j++) { dot += v[j]! * r[j]!; nr += r[j]! * r[j]!; }
+    for (let j = 0; j < dim; j++) {
+      dot += v[j]! * r[j]!;
+      nr += r[j]! * r[j]!;
+    }
     const cos = dot / Math.sqrt(nr);
     assert.ok(cos >= 0.9999, `${what}: ${p}: cosine ${cos} with PyTorch's backbone features`);
   }
@@ -133,8 +163,19 @@ test('our own MoCo v3 ViT run loads as an encoder: its kNN accuracy is the one t
   const { knnEvaluate, loadEncoder } = await import('../../src/eval/index.js');
   const { openDataset } = await import('../../src/data/index.js');
   const c = resolveConfig('synthetic:64', {
-    preset: 'mocov3-vit-cifar', vitDepth: 1, dim: 16, mlpDim: 32, batchSize: 16, epochs: 1, knnEvery: 1, knnK: 10,
-    knnFeature: 'backbone', printFreq: 1000, threads: 2, seed: 3, out: join(dir, 'vit-run'),
+    preset: 'mocov3-vit-cifar',
+    vitDepth: 1,
+    dim: 16,
+    mlpDim: 32,
+    batchSize: 16,
+    epochs: 1,
+    knnEvery: 1,
+    knnK: 10,
+    knnFeature: 'backbone',
+    printFreq: 1000,
+    threads: 2,
+    seed: 3,
+    out: join(dir, 'vit-run'),
   });
   const run = await pretrain(c, { quiet: true });
   const enc = loadEncoder(run.runDir);
@@ -143,14 +184,21 @@ test('our own MoCo v3 ViT run loads as an encoder: its kNN accuracy is the one t
     assert.equal(enc.info.imageSize, 32);
     assert.equal(enc.info.featureDim, 192);
     assert.equal(enc.preprocess().augment, 'cifar-eval');
-    const knn = await knnEvaluate(enc, openDataset('synthetic:64', { seed: c.seed }), openDataset('synthetic:64', { split: 'test', seed: c.seed }), { k: 10, t: c.knnT });
+    const knn = await knnEvaluate(
+      enc,
+      openDataset('synthetic:64', { seed: c.seed }),
+      openDataset('synthetic:64', { split: 'test', seed: c.seed }),
+      { k: 10, t: c.knnT },
+    );
     assert.ok(run.knnTop1 !== undefined);
     assert.ok(Math.abs(knn.top1 - run.knnTop1) < 1e-9, `moco knn ${knn.top1} vs the run's monitor ${run.knnTop1}`);
     const x = zeros([1, 3, 32, 32]);
-    assert.throws(() => enc.encode(x, 'regions'), /--feature regions needs a ResNet encoder; .* is a Vision Transformer \(vit_tiny\)/);
+    assert.throws(
+      () => enc.encode(x, 'regions'),
+      /--feature regions needs a ResNet encoder; .* is a Vision Transformer \(vit_tiny\)/,
+    );
     x.dispose();
   } finally {
     enc.dispose();
   }
 });
-

@@ -46,7 +46,7 @@ async function fixture(dir: string): Promise<string> {
   return img;
 }
 
-test('embed → search finds an image\'s duplicate first; corrupt files are reported and skipped; formats agree', async () => {
+test("embed → search finds an image's duplicate first; corrupt files are reported and skipped; formats agree", async () => {
   const dir = tmpDir();
   try {
     const img = await fixture(dir);
@@ -55,7 +55,11 @@ test('embed → search finds an image\'s duplicate first; corrupt files are repo
     assert.equal(files.length, 16);
     const skipped: string[] = [];
     const direct = await embedImages(enc, files, { batchSize: 5, onSkip: (s) => skipped.push(s.path) });
-    assert.deepEqual(direct.skipped.map((s) => s.path).sort(), [join(img, 'broken.jpg'), join(img, 'truncated.jpg'), join(img, 'truncated.png')]);
+    assert.deepEqual(direct.skipped.map((s) => s.path).sort(), [
+      join(img, 'broken.jpg'),
+      join(img, 'truncated.jpg'),
+      join(img, 'truncated.png'),
+    ]);
     assert.deepEqual(skipped.sort(), direct.skipped.map((s) => s.path).sort());
     assert.equal(direct.paths.length, 13);
     assert.equal(direct.dim, 64);
@@ -73,16 +77,27 @@ test('embed → search finds an image\'s duplicate first; corrupt files are repo
       assert.deepEqual([index.count, index.dim], [13, 64]);
       assert.deepEqual(index.paths, direct.paths);
       const all = index.read(0, 13);
-      for (let i = 0; i < all.length; i++) assert.ok(Math.abs(all[i]! - direct.vectors[i]!) < 1e-6, `${ext} row value ${i}`);
+      for (let i = 0; i < all.length; i++)
+        assert.ok(Math.abs(all[i]! - direct.vectors[i]!) < 1e-6, `${ext} row value ${i}`);
       // Query = the original of the duplicate: itself and its duplicate first, score 1; small chunks exercise the merge.
       const qi = direct.paths.indexOf(join(img, '05.jpg'));
       const res = searchIndex(index, all.slice(qi * 64, (qi + 1) * 64), { top: 4, chunkBytes: 3 * 64 * 4 })[0]!;
-      assert.deepEqual(res.slice(0, 2).map((r) => r.path.split('/').pop()).sort(), ['05.jpg', 'zz-dup-of-05.jpg']);
+      assert.deepEqual(
+        res
+          .slice(0, 2)
+          .map((r) => r.path.split('/').pop())
+          .sort(),
+        ['05.jpg', 'zz-dup-of-05.jpg'],
+      );
       assert.ok(res[0]!.score > 0.9999 && res[1]!.score > 0.9999);
       // Brute force over all queries.
       const got = searchIndex(index, all, { top: 3, chunkBytes: 5 * 64 * 4 });
       for (let q = 0; q < 13; q++) {
-        const sims = Array.from({ length: 13 }, (_, r) => { let s = 0; for (let j = 0; j < 64; j++) s += all[q * 64 + j]! * all[r * 64 + j]!; return s; }).sort((a, b) => b - a);
+        const sims = Array.from({ length: 13 }, (_, r) => {
+          let s = 0;
+          for (let j = 0; j < 64; j++) s += all[q * 64 + j]! * all[r * 64 + j]!;
+          return s;
+        }).sort((a, b) => b - a);
         got[q]!.forEach((n, k) => assert.ok(Math.abs(n.score - sims[k]!) < 1e-5, `query ${q} rank ${k}`));
       }
       index.close();
@@ -91,12 +106,31 @@ test('embed → search finds an image\'s duplicate first; corrupt files are repo
     // The CLI: embed (libtorch engine) then search with a query outside the index; html written.
     const cli = join(repoRoot(), 'dist', 'src', 'cli', 'main.js');
     const npy = join(dir, 'cli.npy');
-    const emb = JSON.parse(execFileSync(process.execPath, [cli, 'embed', img, '--pretrained', join(dir, 'enc.safetensors'), '--out', npy], { stdio: ['ignore', 'pipe', 'pipe'] }).toString().trim().split('\n').pop()!) as { count: number; skipped: unknown[] };
+    const emb = JSON.parse(
+      execFileSync(process.execPath, [cli, 'embed', img, '--pretrained', join(dir, 'enc.safetensors'), '--out', npy], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      })
+        .toString()
+        .trim()
+        .split('\n')
+        .pop()!,
+    ) as { count: number; skipped: unknown[] };
     assert.deepEqual([emb.count, emb.skipped.length], [13, 3]);
     copyFileSync(join(img, '05.jpg'), join(dir, 'query.jpg'));
-    const out = execFileSync(process.execPath, [cli, 'search', '--index', npy, '--query', join(dir, 'query.jpg'), '--top', '3', '--html', join(dir, 's.html')], { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
-    const r = JSON.parse(out.trim().split('\n').pop()!) as { results: { neighbours: { path: string; score: number }[] }[] };
-    assert.deepEqual(r.results[0]!.neighbours.slice(0, 2).map((n) => n.path.split('/').pop()).sort(), ['05.jpg', 'zz-dup-of-05.jpg']);
+    const out = execFileSync(
+      process.execPath,
+      [cli, 'search', '--index', npy, '--query', join(dir, 'query.jpg'), '--top', '3', '--html', join(dir, 's.html')],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    ).toString();
+    const r = JSON.parse(out.trim().split('\n').pop()!) as {
+      results: { neighbours: { path: string; score: number }[] }[];
+    };
+    assert.deepEqual(
+      r.results[0]!.neighbours.slice(0, 2)
+        .map((n) => n.path.split('/').pop())
+        .sort(),
+      ['05.jpg', 'zz-dup-of-05.jpg'],
+    );
     const html = readFileSync(join(dir, 's.html'), 'utf8');
     assert.match(html, /img\/05\.jpg/);
   } finally {

@@ -8,7 +8,10 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 export const CHROMIUM = process.env.MOCO_TEST_CHROMIUM ?? '/usr/bin/chromium';
 
 export async function launchBrowser(): Promise<Browser> {
-  if (!existsSync(CHROMIUM)) throw new Error(`browser tests need chromium at ${CHROMIUM}: apt-get install -y chromium (or set MOCO_TEST_CHROMIUM)`);
+  if (!existsSync(CHROMIUM))
+    throw new Error(
+      `browser tests need chromium at ${CHROMIUM}: apt-get install -y chromium (or set MOCO_TEST_CHROMIUM)`,
+    );
   // --no-sandbox: CI runs as root, where chromium's sandbox refuses to start.
   return chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu'] });
 }

@@ -4,11 +4,21 @@ import * as torch from '../../src/torch/index.js';
 import { Tensor } from '../../src/torch/index.js';
 import { MoCo } from '../../src/moco/index.js';
 import { SGD } from '../../src/optim/index.js';
-import { ProcessGroup, allReduceGradients, allReduceGradientsSync, broadcastState, mocoDistHooks, threadsFromEnv, DistError } from '../../src/dist/index.js';
+import {
+  ProcessGroup,
+  allReduceGradients,
+  allReduceGradientsSync,
+  broadcastState,
+  mocoDistHooks,
+  threadsFromEnv,
+  DistError,
+} from '../../src/dist/index.js';
 
 const scenario = process.env.MOCO_TEST_SCENARIO;
 const timeoutMs = Number(process.env.MOCO_TEST_TIMEOUT_MS ?? 20_000);
-const out = (v: unknown): void => { process.stdout.write(`RESULT ${JSON.stringify(v)}\n`); };
+const out = (v: unknown): void => {
+  process.stdout.write(`RESULT ${JSON.stringify(v)}\n`);
+};
 
 /** The global batch of a step: deterministic from the step, identical in every process. */
 export function globalBatch(step: number, n: number, hw = 16): { xq: Tensor; xk: Tensor } {
@@ -47,7 +57,17 @@ async function collectives(pg: ProcessGroup): Promise<unknown> {
   const timer = setInterval(() => undefined, 1);
   await pg.allReduce(big, 'sum');
   clearInterval(timer);
-  return { sum: a.toArray(), avg: b.toArray(), max: c.toArray(), gather: g.map((t) => t.toArray()), gatherCat: gs.toArray(), bcast: bc.toArray(), bcastSync: bs.toArray(), bigFirst: big.toArray()[0], bigLast: big.toArray()[(1 << 16) - 1] };
+  return {
+    sum: a.toArray(),
+    avg: b.toArray(),
+    max: c.toArray(),
+    gather: g.map((t) => t.toArray()),
+    gatherCat: gs.toArray(),
+    bcast: bc.toArray(),
+    bcastSync: bs.toArray(),
+    bigFirst: big.toArray()[0],
+    bigLast: big.toArray()[(1 << 16) - 1],
+  };
 }
 
 /** Three MoCo steps on this rank's shard; per-process BN (no shuffle) or cross-process ShuffleBN. */
@@ -83,9 +103,14 @@ async function train(pg: ProcessGroup | null, shuffle: boolean): Promise<unknown
       // The enqueued keys (rank order) must be f_k of each rank's slice of the permuted global batch, unshuffled.
       const B = GLOBAL_BATCH / world;
       const perm = torch.tensor(perms[perms.length - 1]!, { dtype: 'int64' });
-      const xAll = torch.cat(Array.from({ length: world }, (_, r) => shard(xk, r, world)), 0);
+      const xAll = torch.cat(
+        Array.from({ length: world }, (_, r) => shard(xk, r, world)),
+        0,
+      );
       const ref = torch.noGrad(() => {
-        const parts = Array.from({ length: world }, (_, r) => torch.F.normalize(moco.encoderK.forward(xAll.indexSelect(0, perm.narrow(0, r * B, B))), { dim: 1 }));
+        const parts = Array.from({ length: world }, (_, r) =>
+          torch.F.normalize(moco.encoderK.forward(xAll.indexSelect(0, perm.narrow(0, r * B, B))), { dim: 1 }),
+        );
         return torch.cat(parts, 0).indexSelect(0, perm.argsort());
       });
       const ptr = moco.queuePtr;
@@ -107,7 +132,10 @@ async function main(): Promise<void> {
   if (!scenario) return;
   const threads = threadsFromEnv();
   if (threads) torch.setNumThreads(threads);
-  if (scenario === 'single') { out(await train(null, false)); return; }
+  if (scenario === 'single') {
+    out(await train(null, false));
+    return;
+  }
   if (scenario === 'init-only') {
     try {
       const pg = await ProcessGroup.init({ timeoutMs });
@@ -131,8 +159,12 @@ async function main(): Promise<void> {
         if (i === 5) process.stdout.write('READY\n');
         // The timer holds pg: a never-settling await alone leaves this frame unreachable, the GC then frees the
         // process group (connections closed, heartbeat stopped) and rank 1 looks dead instead of hung.
-        if (scenario === 'hang' && pg.rank === 1 && i === 5) await new Promise(() => { setInterval(() => pg.rank, 1000); });
-        if (i % 2) await pg.allReduce(t, 'avg'); else pg.allGatherSync(t);
+        if (scenario === 'hang' && pg.rank === 1 && i === 5)
+          await new Promise(() => {
+            setInterval(() => pg.rank, 1000);
+          });
+        if (i % 2) await pg.allReduce(t, 'avg');
+        else pg.allGatherSync(t);
         await new Promise((r) => setTimeout(r, 20));
       }
     }

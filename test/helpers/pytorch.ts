@@ -25,7 +25,11 @@ export function tmpDir(prefix = 'moco-test-'): string {
  * Executes `code` in PyTorch with the inputs bound as globals (`I` holds them all too, with `torch`, `F`, `nn`
  * in scope) and returns the tensors the code puts in the dict `O`.
  */
-export function pytorch(code: string, inputs: Record<string, Tensor> = {}, opts: { timeoutMs?: number } = {}): Record<string, Tensor> {
+export function pytorch(
+  code: string,
+  inputs: Record<string, Tensor> = {},
+  opts: { timeoutMs?: number } = {},
+): Record<string, Tensor> {
   const dir = tmpDir();
   try {
     saveSafetensors(join(dir, 'in.safetensors'), inputs);
@@ -56,7 +60,12 @@ export function pytorch(code: string, inputs: Record<string, Tensor> = {}, opts:
 }
 
 /** Asserts same shape and |a−b| ≤ atol + rtol·|b| elementwise, naming the worst element. */
-export function assertClose(actual: Tensor, expected: Tensor, label: string, tol: { rtol?: number; atol?: number } = {}): void {
+export function assertClose(
+  actual: Tensor,
+  expected: Tensor,
+  label: string,
+  tol: { rtol?: number; atol?: number } = {},
+): void {
   const rtol = tol.rtol ?? (actual.dtype === 'float64' ? 1e-10 : 1e-5);
   const atol = tol.atol ?? (actual.dtype === 'float64' ? 1e-10 : 1e-6);
   assert.deepEqual(actual.shape, expected.shape, `${label}: shape`);
@@ -66,12 +75,13 @@ export function assertClose(actual: Tensor, expected: Tensor, label: string, tol
   let worstExcess = 0;
   for (let i = 0; i < a.length; i++) {
     const excess = Math.abs(a[i]! - b[i]!) - (atol + rtol * Math.abs(b[i]!));
-    if (excess > worstExcess || (Number.isNaN(a[i]!) !== Number.isNaN(b[i]!))) {
+    if (excess > worstExcess || Number.isNaN(a[i]!) !== Number.isNaN(b[i]!)) {
       worstExcess = Number.isNaN(excess) ? Infinity : excess;
       worst = i;
     }
   }
-  if (worst >= 0) assert.fail(`${label}: element ${worst} is ${a[worst]}, PyTorch gives ${b[worst]} (rtol ${rtol}, atol ${atol})`);
+  if (worst >= 0)
+    assert.fail(`${label}: element ${worst} is ${a[worst]}, PyTorch gives ${b[worst]} (rtol ${rtol}, atol ${atol})`);
 }
 
 /**

@@ -35,13 +35,20 @@ export function resnetForward(sd: Map<string, Tensor>, x: Tensor, opts: { head?:
           y = bn(sd, conv(sd, h, `${p}.conv1`, s), `${p}.bn1`).relu();
           y = bn(sd, conv(sd, y, `${p}.conv2`, 1), `${p}.bn2`);
         }
-        const idn = sd.has(`${p}.downsample.0.weight`) ? bn(sd, conv(sd, h, `${p}.downsample.0`, s), `${p}.downsample.1`) : h;
+        const idn = sd.has(`${p}.downsample.0.weight`)
+          ? bn(sd, conv(sd, h, `${p}.downsample.0`, s), `${p}.downsample.1`)
+          : h;
         h = y.add(idn).relu();
       }
     }
     let f = F.adaptiveAvgPool2d(h, 1).flatten(1);
     if (opts.head) {
-      if (sd.has('fc.0.weight')) f = F.linear(F.linear(f, sd.get('fc.0.weight')!, sd.get('fc.0.bias')!).relu(), sd.get('fc.2.weight')!, sd.get('fc.2.bias')!);
+      if (sd.has('fc.0.weight'))
+        f = F.linear(
+          F.linear(f, sd.get('fc.0.weight')!, sd.get('fc.0.bias')!).relu(),
+          sd.get('fc.2.weight')!,
+          sd.get('fc.2.bias')!,
+        );
       else f = F.linear(f, sd.get('fc.weight')!, sd.get('fc.bias')!);
       return F.normalize(f, { dim: 1 });
     }

@@ -19,17 +19,30 @@ export interface ReadValue {
   plugin?: string;
   text?: string[];
 }
-export interface ReadEvent { wall_time: number; step: number; file_version?: string; session_log?: string; values?: ReadValue[] }
-export interface ReadFile { path: string; events: ReadEvent[] }
+export interface ReadEvent {
+  wall_time: number;
+  step: number;
+  file_version?: string;
+  session_log?: string;
+  values?: ReadValue[];
+}
+export interface ReadFile {
+  path: string;
+  events: ReadEvent[];
+}
 
 /** Every event of `files`, parsed in Python; throws with the reader's message on a CRC, parse or PNG error. */
 export function readEventFiles(files: string[]): ReadFile[] {
   const dir = tmpDir('moco-tbproto-');
   try {
     const protoDir = join(repoRoot(), 'test', 'py', 'tbproto');
-    execFileSync('protoc', [`--proto_path=${protoDir}`, `--python_out=${dir}`, join(protoDir, 'event.proto')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    execFileSync('protoc', [`--proto_path=${protoDir}`, `--python_out=${dir}`, join(protoDir, 'event.proto')], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const out = execFileSync(PYTHON, [join(repoRoot(), 'test', 'py', 'tfevents_read.py'), dir, ...files], {
-      stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 28, timeout: 300_000,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      maxBuffer: 1 << 28,
+      timeout: 300_000,
     });
     return (JSON.parse(out.toString()) as { files: ReadFile[] }).files;
   } catch (e) {
@@ -51,7 +64,8 @@ export function visibleScalars(files: ReadFile[]): Map<string, number> {
       if (e.session_log === 'START') {
         for (let i = seen.length - 1; i >= 0; i--) if (seen[i]!.step >= e.step) seen.splice(i, 1);
       }
-      for (const v of e.values ?? []) if (v.kind === 'simple_value') seen.push({ tag: v.tag, step: e.step, value: v.value! });
+      for (const v of e.values ?? [])
+        if (v.kind === 'simple_value') seen.push({ tag: v.tag, step: e.step, value: v.value! });
     }
   }
   const m = new Map<string, number>();

@@ -67,11 +67,12 @@ def official(input, output):
         pkl.dump(res, f)
 `;
 
-test('--format detectron2 unpickles to the official converter\'s names and values', async () => {
+test("--format detectron2 unpickles to the official converter's names and values", async () => {
   const ours = join(dir, 'ours.pkl');
   const r = await mocoExport(moco, '--format', 'detectron2', '--out', ours);
   assert.equal(r.code, 0, r.err);
-  const out = py(`${OFFICIAL}
+  const out = py(
+    `${OFFICIAL}
 import sys, numpy as np
 official(sys.argv[1], sys.argv[2] + ".official")
 # As Detectron2's checkpointer reads a .pkl.
@@ -95,7 +96,10 @@ for k in ["stem.conv1.weight", "stem.conv1.norm.running_var", "res2.0.conv1.weig
           "res2.0.shortcut.weight", "res2.0.shortcut.norm.num_batches_tracked", "res5.2.conv2.norm.weight"]:
     assert k in ma, k
 print(len(ma), ma["res2.0.shortcut.norm.num_batches_tracked"].dtype, ma["stem.conv1.weight"].shape)
-`, moco, ours);
+`,
+    moco,
+    ours,
+  );
   // ResNet-50: 318 backbone entries (53 convs; 53 BNs × 5 with num_batches_tracked) + MoCo v2's MLP head (4).
   assert.equal(out.trim(), '322 int64 (64, 3, 7, 7)');
 });
@@ -123,7 +127,8 @@ test('--format mmdet: torch.load gives {state_dict, meta}, loading strictly into
   const ours = join(dir, 'mmdet.pth');
   const r = await mocoExport(moco, '--format', 'mmdet', '--out', ours);
   assert.equal(r.code, 0, r.err);
-  const out = py(`
+  const out = py(
+    `
 import sys, torch, torchvision
 ck = torch.load(sys.argv[2], map_location="cpu")
 assert sorted(ck) == ["meta", "state_dict"], sorted(ck)
@@ -137,24 +142,36 @@ for k, v in sd.items():
     w = ref["module.encoder_q." + k]
     assert v.dtype == w.dtype and torch.equal(v, w), k
 print(len(sd))
-`, moco, ours);
+`,
+    moco,
+    ours,
+  );
   assert.equal(out.trim(), '318');
 });
 
-test('the pickle writer\'s numpy arrays and plain values come back as numpy and Python build them', () => {
+test("the pickle writer's numpy arrays and plain values come back as numpy and Python build them", () => {
   const f = join(dir, 'values.pkl');
   const bytes = (a: ArrayBufferView): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-  writeFileSync(f, pickleDumps({
-    f32: new NdArray('float32', [2, 3], bytes(Float32Array.from([0, 1, -2.5, 3e-8, Infinity, -0]))),
-    f16: new NdArray('float16', [2], bytes(Uint16Array.from([0x3c00, 0xc000]))),
-    i64: new NdArray('int64', [], bytes(BigInt64Array.from([-(2n ** 40n)]))),
-    u8: new NdArray('uint8', [3], Uint8Array.from([0, 7, 255])),
-    b: new NdArray('bool', [2], Uint8Array.from([1, 0])),
-    empty: new NdArray('float32', [0, 4], new Uint8Array(0)),
-    s: 'ünïcode', n: null, t: true, fl: false, i: 300, neg: -5,
-    nested: new Map([['x', 1]]),
-  }));
-  const out = py(`
+  writeFileSync(
+    f,
+    pickleDumps({
+      f32: new NdArray('float32', [2, 3], bytes(Float32Array.from([0, 1, -2.5, 3e-8, Infinity, -0]))),
+      f16: new NdArray('float16', [2], bytes(Uint16Array.from([0x3c00, 0xc000]))),
+      i64: new NdArray('int64', [], bytes(BigInt64Array.from([-(2n ** 40n)]))),
+      u8: new NdArray('uint8', [3], Uint8Array.from([0, 7, 255])),
+      b: new NdArray('bool', [2], Uint8Array.from([1, 0])),
+      empty: new NdArray('float32', [0, 4], new Uint8Array(0)),
+      s: 'ünïcode',
+      n: null,
+      t: true,
+      fl: false,
+      i: 300,
+      neg: -5,
+      nested: new Map([['x', 1]]),
+    }),
+  );
+  const out = py(
+    `
 import sys, pickle, numpy as np
 with open(sys.argv[1], "rb") as f:
     d = pickle.load(f, encoding="latin1")
@@ -168,7 +185,9 @@ assert d["empty"].shape == (0, 4)
 plain = (d["s"], d["n"], d["t"], d["fl"], d["i"], d["neg"], d["nested"])
 assert plain == ("ünïcode", None, True, False, 300, -5, {"x": 1}), plain
 print("ok")
-`, f);
+`,
+    f,
+  );
   assert.equal(out.trim(), 'ok');
   assert.throws(() => pickleDumps({ x: new NdArray('bfloat16', [1], new Uint8Array(2)) }), /no bfloat16/);
 });

@@ -29,25 +29,47 @@ test('moco embed --engine onnx --cifar matches the libtorch forward on the same 
     for (let i = 0; i < 3; i++) {
       const px = new Uint8Array(32 * 32 * 3).map((_, j) => (j * (7 + i) + i * 31) % 256);
       pixels.push(px);
-      await sharp(px, { raw: { width: 32, height: 32, channels: 3 } }).png().toFile(join(dir, 'img', i === 2 ? 'sub' : '', `${i}.png`));
+      await sharp(px, { raw: { width: 32, height: 32, channels: 3 } })
+        .png()
+        .toFile(join(dir, 'img', i === 2 ? 'sub' : '', `${i}.png`));
     }
     const out = join(dir, 'e.jsonl');
-    execFileSync(process.execPath, [join(repoRoot(), 'dist', 'src', 'cli', 'main.js'), 'embed', model, join(dir, 'img'), '--cifar', '--out', out], { stdio: 'pipe' });
-    const rows = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { path: string; embedding: number[] });
-    assert.deepEqual(rows.map((r) => r.path.slice(dir.length)), ['/img/0.png', '/img/1.png', '/img/sub/2.png']);
-    const mean = [0.4914, 0.4822, 0.4465], std = [0.2023, 0.1994, 0.201];
+    execFileSync(
+      process.execPath,
+      [join(repoRoot(), 'dist', 'src', 'cli', 'main.js'), 'embed', model, join(dir, 'img'), '--cifar', '--out', out],
+      { stdio: 'pipe' },
+    );
+    const rows = readFileSync(out, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { path: string; embedding: number[] });
+    assert.deepEqual(
+      rows.map((r) => r.path.slice(dir.length)),
+      ['/img/0.png', '/img/1.png', '/img/sub/2.png'],
+    );
+    const mean = [0.4914, 0.4822, 0.4465],
+      std = [0.2023, 0.1994, 0.201];
     const x = new Float32Array(3 * 3 * 32 * 32);
     pixels.forEach((px, n) => {
-      for (let i = 0; i < 32 * 32; i++) for (let c = 0; c < 3; c++) x[n * 3072 + c * 1024 + i] = (px[i * 3 + c]! / 255 - mean[c]!) / std[c]!;
+      for (let i = 0; i < 32 * 32; i++)
+        for (let c = 0; c < 3; c++) x[n * 3072 + c * 1024 + i] = (px[i * 3 + c]! / 255 - mean[c]!) / std[c]!;
     });
     const xt = tensor(x, { shape: [3, 3, 32, 32] });
     const ours = resnetForward(sd, xt, { head: true }).data() as Float32Array;
     let d = 0;
-    rows.forEach((r, n) => r.embedding.forEach((v, j) => { d = Math.max(d, Math.abs(v - ours[n * r.embedding.length + j]!)); }));
+    rows.forEach((r, n) =>
+      r.embedding.forEach((v, j) => {
+        d = Math.max(d, Math.abs(v - ours[n * r.embedding.length + j]!));
+      }),
+    );
     assert.ok(d <= 1e-4, `max abs diff ${d}`);
     // .npy output has the same numbers.
     const npy = join(dir, 'e.npy');
-    execFileSync(process.execPath, [join(repoRoot(), 'dist', 'src', 'cli', 'main.js'), 'embed', model, join(dir, 'img'), '--cifar', '--out', npy], { stdio: 'pipe' });
+    execFileSync(
+      process.execPath,
+      [join(repoRoot(), 'dist', 'src', 'cli', 'main.js'), 'embed', model, join(dir, 'img'), '--cifar', '--out', npy],
+      { stdio: 'pipe' },
+    );
     const b = readFileSync(npy);
     const hl = b.readUInt16LE(8);
     assert.match(b.subarray(10, 10 + hl).toString('latin1'), /'shape': \(3, 1000\)/);
@@ -63,9 +85,16 @@ test('moco embed --engine onnx --cifar matches the libtorch forward on the same 
 function readNpy(file: string): { rows: Float32Array[]; paths: string[] } {
   const b = readFileSync(file);
   const hl = b.readUInt16LE(8);
-  const [, n, d] = /'shape': \((\d+), (\d+)\)/.exec(b.subarray(10, 10 + hl).toString('latin1'))!.map(Number) as [number, number, number];
+  const [, n, d] = /'shape': \((\d+), (\d+)\)/.exec(b.subarray(10, 10 + hl).toString('latin1'))!.map(Number) as [
+    number,
+    number,
+    number,
+  ];
   const all = new Float32Array(b.buffer.slice(b.byteOffset + 10 + hl, b.byteOffset + 10 + hl + n * d * 4));
-  const paths = readFileSync(file.replace(/\.npy$/, '.paths.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as string);
+  const paths = readFileSync(file.replace(/\.npy$/, '.paths.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as string);
   return { rows: Array.from({ length: n }, (_, i) => all.subarray(i * d, (i + 1) * d)), paths };
 }
 
@@ -76,11 +105,22 @@ test('moco embed: an exported .onnx and its checkpoint give the same vectors, CI
     const img = join(dir, 'img');
     mkdirSync(img);
     // Photos of other sizes than the models' inputs: 48×40 and 300×200 gradients with texture.
-    for (const [i, [w, h]] of [[48, 40], [300, 200], [64, 64]].entries()) {
-      const px = new Uint8Array(w! * h! * 3).map((_, j) => (((j / 3) % w!) * 3 + Math.floor(j / 3 / w!) * 5 + (j % 3) * 70 + ((j * 2654435761) >>> 28)) % 256);
-      await sharp(px, { raw: { width: w!, height: h!, channels: 3 } }).jpeg({ quality: 95 }).toFile(join(img, `${i}.jpg`));
+    for (const [i, [w, h]] of [
+      [48, 40],
+      [300, 200],
+      [64, 64],
+    ].entries()) {
+      const px = new Uint8Array(w! * h! * 3).map(
+        (_, j) => (((j / 3) % w!) * 3 + Math.floor(j / 3 / w!) * 5 + (j % 3) * 70 + ((j * 2654435761) >>> 28)) % 256,
+      );
+      await sharp(px, { raw: { width: w!, height: h!, channels: 3 } })
+        .jpeg({ quality: 95 })
+        .toFile(join(img, `${i}.jpg`));
     }
-    for (const [name, cifarStem] of [['cifar', true], ['imagenet', false]] as const) {
+    for (const [name, cifarStem] of [
+      ['cifar', true],
+      ['imagenet', false],
+    ] as const) {
       const ckpt = join(dir, `${name}.safetensors`);
       manualSeed(3);
       const m = createModel('resnet18', { cifarStem, width: 8 });
@@ -88,14 +128,26 @@ test('moco embed: an exported .onnx and its checkpoint give the same vectors, CI
       m.dispose();
       const onnx = join(dir, `${name}.onnx`);
       execFileSync(process.execPath, [cli, 'export', ckpt, '--format', 'onnx', '--out', onnx], { stdio: 'pipe' });
-      execFileSync(process.execPath, [cli, 'embed', onnx, img, '--out', join(dir, `${name}-onnx.npy`)], { stdio: 'pipe' });
-      execFileSync(process.execPath, [cli, 'embed', img, '--pretrained', ckpt, '--out', join(dir, `${name}-torch.npy`)], { stdio: 'pipe', env: { ...process.env, MOCO_NO_CACHE: '1' } });
+      execFileSync(process.execPath, [cli, 'embed', onnx, img, '--out', join(dir, `${name}-onnx.npy`)], {
+        stdio: 'pipe',
+      });
+      execFileSync(
+        process.execPath,
+        [cli, 'embed', img, '--pretrained', ckpt, '--out', join(dir, `${name}-torch.npy`)],
+        { stdio: 'pipe', env: { ...process.env, MOCO_NO_CACHE: '1' } },
+      );
       const a = readNpy(join(dir, `${name}-onnx.npy`));
       const b = readNpy(join(dir, `${name}-torch.npy`));
       assert.deepEqual(a.paths, b.paths);
       a.rows.forEach((r, i) => {
-        let dot = 0, na = 0, nb = 0;
-        r.forEach((v, j) => { dot += v * b.rows[i]![j]!; na += v * v; nb += b.rows[i]![j]! ** 2; });
+        let dot = 0,
+          na = 0,
+          nb = 0;
+        r.forEach((v, j) => {
+          dot += v * b.rows[i]![j]!;
+          na += v * v;
+          nb += b.rows[i]![j]! ** 2;
+        });
         const cos = dot / Math.sqrt(na * nb);
         assert.ok(cos >= 0.9999, `${name}: ${a.paths[i]}: cosine ${cos} between the onnx and libtorch engines`);
       });
@@ -112,7 +164,9 @@ test('moco embed: a newline in a file name round-trips through .paths.jsonl; a n
     const img = join(dir, 'img');
     mkdirSync(img);
     const px = new Uint8Array(32 * 32 * 3).map((_, j) => (j * 7) % 256);
-    const png = await sharp(px, { raw: { width: 32, height: 32, channels: 3 } }).png().toBuffer();
+    const png = await sharp(px, { raw: { width: 32, height: 32, channels: 3 } })
+      .png()
+      .toBuffer();
     for (let i = 0; i < 3; i++) writeFileSync(join(img, `${i}.png`), png);
     writeFileSync(join(img, 'two\nlines.png'), png);
     writeFileSync(Buffer.concat([Buffer.from(`${img}/latin1-`), Buffer.from([0xe9]), Buffer.from('.png')]), png);
@@ -122,7 +176,16 @@ test('moco embed: a newline in a file name round-trips through .paths.jsonl; a n
     saveSafetensors(ckpt, new Map([...m.stateDict()].map(([k, t]) => [`encoder_q.${k}`, t])));
     m.dispose();
     const out = join(dir, 'e.npy');
-    const r = JSON.parse(execFileSync(process.execPath, [cli, 'embed', img, '--pretrained', ckpt, '--out', out], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MOCO_NO_CACHE: '1' } }).trim().split('\n').pop()!) as { count: number; skipped: { path: string; reason: string }[] };
+    const r = JSON.parse(
+      execFileSync(process.execPath, [cli, 'embed', img, '--pretrained', ckpt, '--out', out], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, MOCO_NO_CACHE: '1' },
+      })
+        .trim()
+        .split('\n')
+        .pop()!,
+    ) as { count: number; skipped: { path: string; reason: string }[] };
     assert.equal(r.count, 4);
     assert.equal(r.skipped.length, 1);
     assert.match(r.skipped[0]!.reason, /not valid UTF-8/);

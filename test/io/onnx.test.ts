@@ -15,7 +15,9 @@ import { tmpDir } from '../helpers/pytorch.js';
 import { resnetForward } from '../helpers/resnet-ref.js';
 
 let dir = '';
-before(() => { dir = tmpDir('moco-onnx-'); });
+before(() => {
+  dir = tmpDir('moco-onnx-');
+});
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 function maxAbsDiff(a: Float32Array, b: Tensor): number {
@@ -66,7 +68,13 @@ test('ResNet-18, CIFAR stem (3×3, no max-pool), with fc head + L2 norm', async 
   interop('save-tv', 'resnet18', ckpt, 'legacy', 'cifar');
   const w = loadPretrained(ckpt);
   const sd = new Map([...w.backbone, ...w.head]);
-  assert.deepEqual(inferResNet(sd), { block: 'basic', layers: [2, 2, 2, 2], cifarStem: true, featureDim: 512, head: 'fc' });
+  assert.deepEqual(inferResNet(sd), {
+    block: 'basic',
+    layers: [2, 2, 2, 2],
+    cifarStem: true,
+    featureDim: 512,
+    head: 'fc',
+  });
   await check('r18c', sd, { head: false, size: 32 });
   await check('r18c-head', sd, { head: true, size: 32 });
   dispose(sd);

@@ -10,7 +10,11 @@ import { zipSync } from 'fflate';
 import { unpickle, PICKLE_LIMITS } from '../../src/io/pickle.js';
 import { repoRoot, tmpDir } from '../helpers/pytorch.js';
 
-const opts = { resolveGlobal: () => { throw new Error('no globals'); } };
+const opts = {
+  resolveGlobal: () => {
+    throw new Error('no globals');
+  },
+};
 
 test('unpickle refuses MARK, DUP and MEMOIZE floods past its limits, in well under a second', () => {
   const n = PICKLE_LIMITS.stackItems + 10;
@@ -25,27 +29,53 @@ test('unpickle refuses MARK, DUP and MEMOIZE floods past its limits, in well und
     assert.ok(performance.now() - t0 < 1000, `${name}: ${performance.now() - t0} ms`);
   }
   // Nesting a checkpoint really has is fine.
-  assert.deepEqual(unpickle(Uint8Array.from([0x80, 2, 0x28, 0x4b, 1, 0x4b, 2, 0x74, 0x2e]), opts as never).value, [1, 2]);
+  assert.deepEqual(
+    unpickle(Uint8Array.from([0x80, 2, 0x28, 0x4b, 1, 0x4b, 2, 0x74, 0x2e]), opts as never).value,
+    [1, 2],
+  );
 });
 
 test('moco embed --pretrained on a zip bomb and a stored MARK flood refuses in seconds, naming the file', () => {
   const dir = tmpDir();
   try {
     mkdirSync(join(dir, 'img'));
-    copyFileSync(join(repoRoot(), '..', 'shared', 'datasets', 'cifar10', 'test', 'cat', '0000.jpg'), join(dir, 'img', 'cat.jpg'));
+    copyFileSync(
+      join(repoRoot(), '..', 'shared', 'datasets', 'cifar10', 'test', 'cat', '0000.jpg'),
+      join(dir, 'img', 'cat.jpg'),
+    );
     const files: [string, Uint8Array, number][] = [
       ['deflated.pth', new Uint8Array(200 * 2 ** 20).fill(0x28), 9],
       ['stored.pth', new Uint8Array(2 * 2 ** 20).fill(0x28), 0],
     ];
     for (const [name, pkl, level] of files) {
-      pkl[0] = 0x80; pkl[1] = 2;
-      const zip = zipSync({ 'archive/data.pkl': [pkl, { level: level as 0 | 9 }], 'archive/version': new TextEncoder().encode('3\n') });
+      pkl[0] = 0x80;
+      pkl[1] = 2;
+      const zip = zipSync({
+        'archive/data.pkl': [pkl, { level: level as 0 | 9 }],
+        'archive/version': new TextEncoder().encode('3\n'),
+      });
       writeFileSync(join(dir, name), zip);
       const t0 = Date.now();
-      const r = spawnSync(process.execPath, [join(repoRoot(), 'dist', 'src', 'cli', 'main.js'), 'embed', join(dir, 'img'), '--pretrained', join(dir, name), '--out', join(dir, 'x.npy')], { encoding: 'utf8', timeout: 60_000 });
+      const r = spawnSync(
+        process.execPath,
+        [
+          join(repoRoot(), 'dist', 'src', 'cli', 'main.js'),
+          'embed',
+          join(dir, 'img'),
+          '--pretrained',
+          join(dir, name),
+          '--out',
+          join(dir, 'x.npy'),
+        ],
+        { encoding: 'utf8', timeout: 60_000 },
+      );
       const s = (Date.now() - t0) / 1000;
       assert.notEqual(r.status, 0, `${name}: ${r.stderr}`);
-      assert.match(r.stderr, new RegExp(`${name}.*(zip bomb|pickle bomb)|(zip bomb|pickle bomb).*${name}`, 's'), r.stderr);
+      assert.match(
+        r.stderr,
+        new RegExp(`${name}.*(zip bomb|pickle bomb)|(zip bomb|pickle bomb).*${name}`, 's'),
+        r.stderr,
+      );
       assert.ok(s < 10, `${name}: refused after ${s} s (${zip.length} bytes on disk)`);
     }
   } finally {

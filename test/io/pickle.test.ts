@@ -16,7 +16,13 @@ function canon(v: PyValue): unknown {
   if (typeof v === 'bigint') return `i${v}`;
   if (v instanceof Uint8Array) return { bytes: [...v] };
   if (Array.isArray(v)) return v.map(canon);
-  if (v instanceof Set) return { set: [...v].map(canon).map((x) => JSON.stringify(x)).sort() };
+  if (v instanceof Set)
+    return {
+      set: [...v]
+        .map(canon)
+        .map((x) => JSON.stringify(x))
+        .sort(),
+    };
   if (v instanceof Map) return Object.fromEntries([...v].map(([k, x]) => [JSON.stringify(canon(k)), canon(x)]));
   throw new Error(`unexpected value ${String(v)}`);
 }
@@ -45,8 +51,12 @@ test('pickles of protocols 0–5 decode to the same values as Python', () => {
     const { value, end } = unpickle(bytes, { resolveGlobal: checkpointGlobals(true) });
     assert.equal(end, bytes.length, `protocol ${p}: consumed all bytes`);
     // JS and Python print floats differently; compare through the same JSON canonicalisation.
-    const ours = JSON.parse(JSON.stringify(canon(value)).replace(/"f([-0-9.e+]+)"/g, (_m, f: string) => `"f${Number(f)}"`));
-    const theirs = JSON.parse(JSON.stringify(out.canon).replace(/"f([-0-9.e+]+)"/g, (_m, f: string) => `"f${Number(f)}"`));
+    const ours = JSON.parse(
+      JSON.stringify(canon(value)).replace(/"f([-0-9.e+]+)"/g, (_m, f: string) => `"f${Number(f)}"`),
+    );
+    const theirs = JSON.parse(
+      JSON.stringify(out.canon).replace(/"f([-0-9.e+]+)"/g, (_m, f: string) => `"f${Number(f)}"`),
+    );
     assert.deepEqual(ours, theirs, `protocol ${p}`);
     const m = value as Map<PyValue, PyValue>;
     assert.equal(m.get('shared'), m.get('shared2'), `protocol ${p}: memo keeps shared references`);
@@ -64,7 +74,8 @@ test('GLOBAL os.system is refused before anything runs (text GLOBAL, STACK_GLOBA
   try {
     const marker = join(dir, 'PWNED');
     const p0 = Buffer.from(`cos\nsystem\n(S'touch ${marker}'\ntR.`, 'latin1');
-    const [p4, evalPickle] = python(String.raw`
+    const [p4, evalPickle] = python(
+      String.raw`
 import pickle, os, sys, base64
 class E:
     def __reduce__(self): return (os.system, ('touch ' + sys.argv[1],))
@@ -72,7 +83,12 @@ class B:
     def __reduce__(self): return (eval, ('print(1)',))
 print(base64.b64encode(pickle.dumps({'x': E()}, protocol=4)).decode())
 print(base64.b64encode(pickle.dumps([B()], protocol=2)).decode())
-`, [marker]).trim().split('\n').map((l) => Buffer.from(l, 'base64'));
+`,
+      [marker],
+    )
+      .trim()
+      .split('\n')
+      .map((l) => Buffer.from(l, 'base64'));
     const cases: [string, Uint8Array, RegExp][] = [
       ['protocol 0 GLOBAL', p0, /refused to load 'os\.system'/],
       ['protocol 4 STACK_GLOBAL', p4!, /refused to load 'posix\.system'/],
@@ -84,14 +100,17 @@ print(base64.b64encode(pickle.dumps([B()], protocol=2)).decode())
       assert.doesNotThrow(() => unpickle(bytes, { resolveGlobal: () => undefined }), label);
     }
     // The same inside a torch.save zip archive.
-    python(String.raw`
+    python(
+      String.raw`
 import pickle, os, sys, zipfile
 class E:
     def __reduce__(self): return (os.system, ('touch ' + sys.argv[1],))
 with zipfile.ZipFile(sys.argv[2], 'w') as z:
     z.writestr('archive/data.pkl', pickle.dumps({'state_dict': E()}, protocol=2))
     z.writestr('archive/version', '3\n')
-`, [marker, join(dir, 'evil.pth')]);
+`,
+      [marker, join(dir, 'evil.pth')],
+    );
     assert.throws(() => loadTorch(join(dir, 'evil.pth')), /refused to load 'posix\.system'/);
     assert.ok(!existsSync(marker), 'nothing was executed');
   } finally {
@@ -100,7 +119,8 @@ with zipfile.ZipFile(sys.argv[2], 'w') as z:
 });
 
 test('unknown classes become inert placeholders; strict mode refuses them', () => {
-  const bytes = Buffer.from(python(String.raw`
+  const bytes = Buffer.from(
+    python(String.raw`
 import pickle, base64, argparse
 class Cfg:
     def __init__(self): self.lr = 0.1; self.name = 'r50'
@@ -110,7 +130,9 @@ sys.modules['mylib'] = types.ModuleType('mylib')
 sys.modules['mylib.config'] = types.ModuleType('mylib.config')
 sys.modules['mylib.config'].Cfg = Cfg
 print(base64.b64encode(pickle.dumps({'cfg': Cfg(), 'args': argparse.Namespace(arch='resnet50', lr=0.03)}, protocol=2)).decode())
-`).trim(), 'base64');
+`).trim(),
+    'base64',
+  );
   const file = legacyFile(bytes);
   const v = loadTorchBytes(file) as Map<string, PyValue>;
   const cfg = v.get('cfg');
@@ -121,4 +143,3 @@ print(base64.b64encode(pickle.dumps({'cfg': Cfg(), 'args': argparse.Namespace(ar
   assert.equal(args.get('arch'), 'resnet50');
   assert.throws(() => loadTorchBytes(file, { strict: true }), /refused to load 'mylib\.config\.Cfg'.*strict/);
 });
-

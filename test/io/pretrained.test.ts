@@ -78,13 +78,18 @@ test('an official-MoCo-shaped ResNet-50 checkpoint: encoder_q kept, encoder_k/qu
   assert.ok(w.ignored.includes('module.queue') && w.ignored.includes('module.queue_ptr'));
   assert.ok(w.ignored.some((k) => k.startsWith('module.encoder_k.')));
   assert.ok(![...w.backbone.keys()].some((k) => k.startsWith('fc.') || k.startsWith('module.')));
-  assert.match(describeImport(w), /moco-official.*arch resnet50, epoch 200[\s\S]*head: mlp \(4 tensors\)[\s\S]*ignored: module\.encoder_k\.\* \(\d+\), module\.queue/);
+  assert.match(
+    describeImport(w),
+    /moco-official.*arch resnet50, epoch 200[\s\S]*head: mlp \(4 tensors\)[\s\S]*ignored: module\.encoder_k\.\* \(\d+\), module\.queue/,
+  );
   const ref = pytorchFeatures(ckpt, 'resnet50', 'mlp');
   checkFeatures(w, ref, 'moco');
 
   // moco convert: the same weights under torchvision names in a safetensors file.
   const out = join(dir, 'converted.safetensors');
-  execFileSync(process.execPath, [join(repoRoot(), 'dist', 'src', 'cli', 'main.js'), 'convert', ckpt, out, '--head'], { stdio: 'pipe' });
+  execFileSync(process.execPath, [join(repoRoot(), 'dist', 'src', 'cli', 'main.js'), 'convert', ckpt, out, '--head'], {
+    stdio: 'pipe',
+  });
   const c = loadPretrained(out);
   assert.equal(c.layout, 'torchvision');
   assert.equal(c.headKind, 'mlp');
@@ -94,14 +99,17 @@ test('an official-MoCo-shaped ResNet-50 checkpoint: encoder_q kept, encoder_k/qu
   dispose([w.backbone, w.head, c.backbone, c.head, ref]);
 });
 
-test('an official-MoCo-v3-shaped ResNet-50 checkpoint: base_encoder kept without its projector, momentum encoder and predictor ignored, PyTorch\'s backbone features; moco embed reads it', async () => {
+test("an official-MoCo-v3-shaped ResNet-50 checkpoint: base_encoder kept without its projector, momentum encoder and predictor ignored, PyTorch's backbone features; moco embed reads it", async () => {
   const ckpt = join(dir, 'r-50-100ep.pth.tar');
   interop('save-mocov3', 'resnet50', ckpt);
   const w = loadPretrained(ckpt);
   assert.equal(w.layout, 'mocov3-official');
   assert.equal(w.prefix, 'module.base_encoder.');
   assert.equal(w.headKind, 'none');
-  assert.ok(w.ignored.some((k) => k.startsWith('module.momentum_encoder.')) && w.ignored.some((k) => k.startsWith('module.predictor.')));
+  assert.ok(
+    w.ignored.some((k) => k.startsWith('module.momentum_encoder.')) &&
+      w.ignored.some((k) => k.startsWith('module.predictor.')),
+  );
   assert.ok(w.ignored.includes('module.base_encoder.fc.0.weight'));
   const ref = pytorchFeatures(ckpt, 'resnet50');
   checkFeatures(w, ref, 'moco v3');
@@ -111,11 +119,28 @@ test('an official-MoCo-v3-shaped ResNet-50 checkpoint: base_encoder kept without
   const images = join(dir, 'v3-images', 'a');
   mkdirSync(images, { recursive: true });
   for (let i = 0; i < 2; i++) {
-    await sharp({ create: { width: 80, height: 64, channels: 3, background: { r: 60 * i, g: 120, b: 200 - 50 * i } } }).png().toFile(join(images, `${i}.png`));
+    await sharp({ create: { width: 80, height: 64, channels: 3, background: { r: 60 * i, g: 120, b: 200 - 50 * i } } })
+      .png()
+      .toFile(join(images, `${i}.png`));
   }
   const out = join(dir, 'v3.jsonl');
-  execFileSync(process.execPath, [join(repoRoot(), 'dist', 'src', 'cli', 'main.js'), 'embed', join(dir, 'v3-images'), '--pretrained', ckpt, '--out', out], { stdio: 'pipe' });
-  const rows = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { vector?: number[]; embedding?: number[] });
+  execFileSync(
+    process.execPath,
+    [
+      join(repoRoot(), 'dist', 'src', 'cli', 'main.js'),
+      'embed',
+      join(dir, 'v3-images'),
+      '--pretrained',
+      ckpt,
+      '--out',
+      out,
+    ],
+    { stdio: 'pipe' },
+  );
+  const rows = readFileSync(out, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { vector?: number[]; embedding?: number[] });
   assert.equal(rows.length, 2);
   for (const r of rows) {
     const v = r.vector ?? r.embedding!;

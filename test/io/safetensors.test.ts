@@ -8,7 +8,7 @@ import * as torch from '../../src/torch/index.js';
 import { loadSafetensors, saveSafetensors } from '../../src/io/safetensors.js';
 import { PYTHON, assertClose, repoRoot, tmpDir } from '../helpers/pytorch.js';
 
-test('our file loads in Python; Python\'s file loads here; metadata survives', () => {
+test("our file loads in Python; Python's file loads here; metadata survives", () => {
   const dir = tmpDir();
   const ours = {
     f32: torch.randn([3, 4]),

@@ -16,7 +16,9 @@ test('scalars, a PNG, a histogram, text and a SessionLog START read back in Pyth
   const values = [0.1, 1 / 3, 12345.678, -2.5e-8];
   values.forEach((v, i) => w.scalar('train/loss', v, i + 1));
   w.scalar('train/loss', NaN, 9); // skipped: TensorBoard cannot plot it
-  const png = await sharp({ create: { width: 7, height: 5, channels: 3, background: { r: 10, g: 200, b: 30 } } }).png().toBuffer();
+  const png = await sharp({ create: { width: 7, height: 5, channels: 3, background: { r: 10, g: 200, b: 30 } } })
+    .png()
+    .toBuffer();
   w.image('img/grid', png, 7, 5, 3);
   const samples = Array.from({ length: 1000 }, (_, i) => Math.sin(i) * 3);
   w.histogram('h', histogramOf(samples, 20), 4);
@@ -32,13 +34,22 @@ test('scalars, a PNG, a histogram, text and a SessionLog START read back in Pyth
   assert.equal(ev[0]!.file_version, 'brain.Event:2');
   assert.equal(ev[0]!.wall_time, 1_700_000_000.25);
   const scalars = ev.filter((e) => e.values?.[0]?.tag === 'train/loss');
-  assert.deepEqual(scalars.map((e) => e.step), [1, 2, 3, 4]);
-  assert.deepEqual(scalars.map((e) => e.values![0]!.value), values.map(Math.fround));
+  assert.deepEqual(
+    scalars.map((e) => e.step),
+    [1, 2, 3, 4],
+  );
+  assert.deepEqual(
+    scalars.map((e) => e.values![0]!.value),
+    values.map(Math.fround),
+  );
   const img = ev.find((e) => e.values?.[0]?.kind === 'image')!;
   assert.deepEqual([img.step, img.values![0]!.width, img.values![0]!.height], [3, 7, 5]);
   const h = ev.find((e) => e.values?.[0]?.kind === 'histo')!.values![0]!;
   assert.equal(h.num, 1000);
-  assert.equal(h.bucket!.reduce((a, b) => a + b, 0), 1000);
+  assert.equal(
+    h.bucket!.reduce((a, b) => a + b, 0),
+    1000,
+  );
   assert.equal(h.bucket!.length, 20);
   assert.equal(h.min, Math.min(...samples));
   assert.equal(h.max, Math.max(...samples));

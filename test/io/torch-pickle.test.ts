@@ -78,7 +78,8 @@ test('torch.save files (zip and legacy) load with every dtype, stride and offset
 test('corrupt and foreign files give clear errors', () => {
   const dir = tmpDir();
   try {
-    python(String.raw`
+    python(
+      String.raw`
 import sys, torch, zipfile
 torch.save({'a': torch.ones(3)}, sys.argv[1] + '/ok.pth')
 src = zipfile.ZipFile(sys.argv[1] + '/ok.pth')
@@ -89,7 +90,9 @@ open(sys.argv[1] + '/text.pth', 'w').write('hello')
 with open(sys.argv[1] + '/ok.pth', 'rb') as f: b = f.read()
 open(sys.argv[1] + '/trunc.pth', 'wb').write(b[:len(b) // 2])
 torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), sys.argv[1] + '/script.pt')
-`, [dir]);
+`,
+      [dir],
+    );
     assert.throws(() => loadTorch(join(dir, 'nodata.pth')), /storage record 'ok\/data\/0' is missing/);
     assert.throws(() => loadTorch(join(dir, 'text.pth')), /not a PyTorch checkpoint/);
     assert.throws(() => loadTorch(join(dir, 'trunc.pth')), /trunc\.pth: /);

@@ -30,8 +30,17 @@ test('torch.load reads what saveTorch writes (dtypes, nesting, shared tensors) a
       ['same', f32],
     ]);
     const path = join(dir, 'out.pth');
-    saveTorch(path, { state_dict: tensors, epoch: 7, lr: 0.03, one: new PyFloat(1), t: new PyTuple([1, 'a', null]), l: [true, 2n ** 70n, -3], b: new Uint8Array([1, 2]) });
-    const report = python(String.raw`
+    saveTorch(path, {
+      state_dict: tensors,
+      epoch: 7,
+      lr: 0.03,
+      one: new PyFloat(1),
+      t: new PyTuple([1, 'a', null]),
+      l: [true, 2n ** 70n, -3],
+      b: new Uint8Array([1, 2]),
+    });
+    const report = python(
+      String.raw`
 import sys, json, torch
 # Every value kind, bytes included, which torch ≥ 2.6's default weights_only loader refuses (the state dicts
 # moco export writes load with the default: see the next test).
@@ -46,13 +55,23 @@ print(json.dumps({
   'shared': sd['same'].data_ptr() == sd['f32'].data_ptr(),
   'epoch': v['epoch'], 'lr': v['lr'], 'one': repr(v['one']), 't': repr(v['t']), 'l': repr(v['l']), 'b': repr(v['b']),
 }))
-`, [path]);
+`,
+      [path],
+    );
     const r = JSON.parse(report) as Record<string, unknown>;
     assert.equal(r.type, 'OrderedDict');
     assert.deepEqual(r.keys, [...tensors.keys()]);
     assert.deepEqual(r.dtypes, {
-      f32: 'torch.float32', f64: 'torch.float64', f16: 'torch.float16', bf16: 'torch.bfloat16', i64: 'torch.int64', u8: 'torch.uint8',
-      b: 'torch.bool', scalar: 'torch.float32', transposed: 'torch.float32', same: 'torch.float32',
+      f32: 'torch.float32',
+      f64: 'torch.float64',
+      f16: 'torch.float16',
+      bf16: 'torch.bfloat16',
+      i64: 'torch.int64',
+      u8: 'torch.uint8',
+      b: 'torch.bool',
+      scalar: 'torch.float32',
+      transposed: 'torch.float32',
+      same: 'torch.float32',
     });
     for (const [k, t] of tensors) {
       assert.deepEqual((r.shapes as Record<string, number[]>)[k], t.shape, k);
@@ -61,7 +80,10 @@ print(json.dumps({
     }
     assert.equal(r.transposed_ok, true);
     assert.equal(r.shared, true, 'the same Tensor shares one storage');
-    assert.deepEqual([r.epoch, r.lr, r.one, r.t, r.l, r.b], [7, 0.03, '1.0', "(1, 'a', None)", '[True, 1180591620717411303424, -3]', "b'\\x01\\x02'"]);
+    assert.deepEqual(
+      [r.epoch, r.lr, r.one, r.t, r.l, r.b],
+      [7, 0.03, '1.0', "(1, 'a', None)", '[True, 1180591620717411303424, -3]', "b'\\x01\\x02'"],
+    );
     // And our reader gets the tensors back bit for bit.
     const back = (loadTorch(path) as Map<string, PyValue>).get('state_dict') as Map<string, Tensor>;
     for (const [k, t] of tensors) assert.ok(back.get(k)!.to('float64').allclose(t.to('float64'), 0, 0), k);
@@ -83,7 +105,11 @@ test('moco export --format torchvision: torch.load + resnet18.load_state_dict(st
     const ckpt = join(dir, 'moco.pth.tar');
     interop('save-moco', 'resnet18', ckpt, 'legacy');
     const out = join(dir, 'r18.pth');
-    execFileSync(process.execPath, [join(repoRoot(), 'dist', 'src', 'cli', 'main.js'), 'export', ckpt, '--format', 'torchvision', '--out', out], { stdio: 'pipe' });
+    execFileSync(
+      process.execPath,
+      [join(repoRoot(), 'dist', 'src', 'cli', 'main.js'), 'export', ckpt, '--format', 'torchvision', '--out', out],
+      { stdio: 'pipe' },
+    );
     manualSeed(2);
     const x = randn([2, 3, 48, 48]);
     saveSafetensors(join(dir, 'x.safetensors'), { x });
@@ -107,8 +133,14 @@ test('moco export and convert take a run directory (its latest checkpoint), as k
     const cli = join(repoRoot(), 'dist', 'src', 'cli', 'main.js');
     const fromDir = join(dir, 'dir.safetensors');
     const fromFile = join(dir, 'file.safetensors');
-    execFileSync(process.execPath, [cli, 'export', run, '--format', 'safetensors', '--out', fromDir], { stdio: 'pipe' });
-    execFileSync(process.execPath, [cli, 'export', join(run, 'checkpoint_0000002.pth.tar'), '--format', 'safetensors', '--out', fromFile], { stdio: 'pipe' });
+    execFileSync(process.execPath, [cli, 'export', run, '--format', 'safetensors', '--out', fromDir], {
+      stdio: 'pipe',
+    });
+    execFileSync(
+      process.execPath,
+      [cli, 'export', join(run, 'checkpoint_0000002.pth.tar'), '--format', 'safetensors', '--out', fromFile],
+      { stdio: 'pipe' },
+    );
     execFileSync(process.execPath, [cli, 'convert', run, join(dir, 'converted.safetensors')], { stdio: 'pipe' });
     const a = loadSafetensors(fromDir).tensors;
     const b = loadSafetensors(fromFile).tensors;

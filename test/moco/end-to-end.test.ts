@@ -51,7 +51,10 @@ for (const loss of ['infonce', 'ntxent'] as const) {
     const opt = new SGD(e2e.trainableParameters(), { lr: 0.1, momentum: 0.9, weightDecay: 5e-4 });
     for (let s = 0; s < 2; s++) {
       torch.tidy(() => {
-        const out = e2e.step({ views: [inputs[`xq${s}`]!, inputs[`xk${s}`]!], indices: new Int32Array(4) }, { keyPerm: inputs[`perm${s}`] });
+        const out = e2e.step(
+          { views: [inputs[`xq${s}`]!, inputs[`xk${s}`]!], indices: new Int32Array(4) },
+          { keyPerm: inputs[`perm${s}`] },
+        );
         opt.zeroGrad();
         out.loss.backward();
         opt.step();
@@ -61,19 +64,32 @@ for (const loss of ['infonce', 'ntxent'] as const) {
         const { lPos, lNeg } = out.similarities();
         // l_pos: the 4 diagonal cosines; l_neg: the 12 off-diagonal ones.
         assert.deepEqual([lPos.numel(), lNeg.numel()], [4, 12]);
-        assertClose(lPos, out.logits.detach().gather(1, out.labels.unsqueeze(1)).flatten().narrow(0, 0, 4).mul(0.1), 'l_pos = q_i·k_i', TOL64);
+        assertClose(
+          lPos,
+          out.logits.detach().gather(1, out.labels.unsqueeze(1)).flatten().narrow(0, 0, 4).mul(0.1),
+          'l_pos = q_i·k_i',
+          TOL64,
+        );
         return undefined;
       });
     }
     // Both views trained the one encoder: every weight moved as PyTorch's did.
     for (const [n, p] of e2e.encoderQ.namedParameters()) assertClose(p, ref[`p.${n}`]!, `weight ${n}`, TOL64);
-    for (const [n, b] of e2e.encoderQ.namedBuffers()) if (b.dtype === 'float64') assertClose(b, ref[`b.${n}`]!, `buffer ${n}`, TOL64);
-    assert.deepEqual([...e2e.stateDict().keys()].filter((k) => !k.startsWith('encoder_q.')), []);
+    for (const [n, b] of e2e.encoderQ.namedBuffers())
+      if (b.dtype === 'float64') assertClose(b, ref[`b.${n}`]!, `buffer ${n}`, TOL64);
+    assert.deepEqual(
+      [...e2e.stateDict().keys()].filter((k) => !k.startsWith('encoder_q.')),
+      [],
+    );
   });
 }
 
 test('instance accuracy of N×N logits reads row i’s positive at column i', () => {
-  const logits = torch.tensor([[3, 1, 0], [5, 1, 0], [0, 1, 2]]);
+  const logits = torch.tensor([
+    [3, 1, 0],
+    [5, 1, 0],
+    [0, 1, 2],
+  ]);
   const labels = torch.arange(0, 3, 1, { dtype: 'int64' });
   const [acc1, acc5] = instanceAccuracy(logits, [1, 5], labels);
   assert.ok(Math.abs(acc1! - 200 / 3) < 1e-4, `acc1 ${acc1}`);

@@ -10,7 +10,10 @@ import { MemoryBank, type BankSampling } from '../../src/moco/index.js';
 import { SGD } from '../../src/optim/index.js';
 import { PY_QUERY_ENCODER_SGD, TOL64, assertClose, pytorch } from '../helpers/pytorch.js';
 
-const IDX = [[0, 3, 5, 7], [3, 1, 7, 9]];
+const IDX = [
+  [0, 3, 5, 7],
+  [3, 1, 7, 9],
+];
 
 const PY_BANK = (sampling: BankSampling): string => `
 ${PY_QUERY_ENCODER_SGD(16)}DIM, T, M = 16, 0.1, 0.5
@@ -37,7 +40,16 @@ O['bank'] = bank
 for (const sampling of ['shared', 'per-sample'] as const) {
   test(`two memory-bank steps (--bank-sampling ${sampling}) match PyTorch: losses, logits, weights, bank update`, () => {
     torch.manualSeed(9);
-    const mb = new MemoryBank({ size: 10, arch: 'resnet18', cifarStem: true, dim: 16, K: 6, T: 0.1, bnSplits: 2, sampling }).to('float64');
+    const mb = new MemoryBank({
+      size: 10,
+      arch: 'resnet18',
+      cifarStem: true,
+      dim: 16,
+      K: 6,
+      T: 0.1,
+      bnSplits: 2,
+      sampling,
+    }).to('float64');
     const inputs: Record<string, Tensor> = {};
     for (const [k, v] of mb.stateDict()) inputs[k] = v.clone();
     for (let s = 0; s < 2; s++) {
@@ -49,7 +61,10 @@ for (const sampling of ['shared', 'per-sample'] as const) {
     const opt = new SGD(mb.trainableParameters(), { lr: 0.1, momentum: 0.9, weightDecay: 5e-4 });
     for (let s = 0; s < 2; s++) {
       torch.tidy(() => {
-        const out = mb.step({ views: [inputs[`x${s}`]!], indices: Int32Array.from(IDX[s]!) }, { negatives: inputs[`neg${s}`] });
+        const out = mb.step(
+          { views: [inputs[`x${s}`]!], indices: Int32Array.from(IDX[s]!) },
+          { negatives: inputs[`neg${s}`] },
+        );
         opt.zeroGrad();
         out.loss.backward();
         opt.step();
@@ -62,7 +77,10 @@ for (const sampling of ['shared', 'per-sample'] as const) {
     assertClose(mb.bank, ref.bank!, 'bank', TOL64);
     // Rows of the bank stay unit vectors; rows no step touched are unchanged.
     const norms = mb.bank.norm(2, { dim: 1 }).toArray();
-    assert.ok(norms.every((v) => Math.abs(v - 1) < 1e-5), `norms ${norms.join(', ')}`);
+    assert.ok(
+      norms.every((v) => Math.abs(v - 1) < 1e-5),
+      `norms ${norms.join(', ')}`,
+    );
     assertClose(mb.bank.select(0, 2), inputs.bank!.select(0, 2), 'untouched row 2', { rtol: 0, atol: 0 });
   });
 }
@@ -70,8 +88,13 @@ for (const sampling of ['shared', 'per-sample'] as const) {
 test('the bank is a checkpoint tensor; a bank that would not fit is refused, saying how much it needs', () => {
   const mb = new MemoryBank({ size: 12, arch: 'resnet18', cifarStem: true, width: 8, dim: 4, K: 5 });
   assert.deepEqual(mb.stateDict().get('bank')!.shape, [12, 4]);
-  assert.throws(() => new MemoryBank({ size: 1_281_167, dim: 128, memoryLimitBytes: 2 ** 20 }),
-    /memory bank of 1281167 images × 128 dims \(float32\) needs 625\.6 MiB, more than the 1\.0 MiB available; use a smaller --moco-dim or --train-subset/);
+  assert.throws(
+    () => new MemoryBank({ size: 1_281_167, dim: 128, memoryLimitBytes: 2 ** 20 }),
+    /memory bank of 1281167 images × 128 dims \(float32\) needs 625\.6 MiB, more than the 1\.0 MiB available; use a smaller --moco-dim or --train-subset/,
+  );
   assert.throws(() => new MemoryBank({ size: 10, momentum: 1 }), /momentum must be in \[0, 1\)/);
-  assert.throws(() => mb.step({ views: [torch.randn([2, 3, 16, 16])], indices: new Int32Array(3) }), /3 dataset indices for a batch of 2 images/);
+  assert.throws(
+    () => mb.step({ views: [torch.randn([2, 3, 16, 16])], indices: new Int32Array(3) }),
+    /3 dataset indices for a batch of 2 images/,
+  );
 });

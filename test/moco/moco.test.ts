@@ -61,7 +61,16 @@ O['queue'] = queue; O['ptr'] = torch.tensor([ptr])
 for (const symmetric of [false, true]) {
   test(`two MoCo steps match PyTorch (symmetric ${symmetric}): losses, logits, weights, queue with wrap-around`, () => {
     torch.manualSeed(21);
-    const moco = new MoCo({ arch: 'resnet18', cifarStem: true, dim: 16, K: 12, m: 0.99, T: 0.1, bnSplits: 2, symmetric }).to('float64');
+    const moco = new MoCo({
+      arch: 'resnet18',
+      cifarStem: true,
+      dim: 16,
+      K: 12,
+      m: 0.99,
+      T: 0.1,
+      bnSplits: 2,
+      symmetric,
+    }).to('float64');
     const inputs: Record<string, Tensor> = {};
     for (const [k, v] of moco.stateDict()) inputs[k] = v.clone();
     for (let s = 0; s < 2; s++) {
@@ -74,7 +83,10 @@ for (const symmetric of [false, true]) {
     const opt = new SGD(moco.trainableParameters(), { lr: 0.1, momentum: 0.9, weightDecay: 5e-4 });
     for (let s = 0; s < 2; s++) {
       torch.tidy(() => {
-        const out = moco.forwardPair(inputs[`xq${s}`]!, inputs[`xk${s}`]!, { keyPerm: inputs[`perm${s}`], keyPerm2: inputs[`permb${s}`] });
+        const out = moco.forwardPair(inputs[`xq${s}`]!, inputs[`xk${s}`]!, {
+          keyPerm: inputs[`perm${s}`],
+          keyPerm2: inputs[`permb${s}`],
+        });
         opt.zeroGrad();
         out.loss.backward();
         opt.step();
@@ -86,10 +98,11 @@ for (const symmetric of [false, true]) {
     }
     for (const [n, p] of moco.encoderQ.namedParameters()) assertClose(p, ref[`q.${n}`]!, `query weight ${n}`, TOL64);
     for (const [n, p] of moco.encoderK.namedParameters()) assertClose(p, ref[`k.${n}`]!, `key weight ${n}`, TOL64);
-    for (const [n, b] of moco.encoderQ.namedBuffers()) if (b.dtype === 'float64') assertClose(b, ref[`qb.${n}`]!, `query buffer ${n}`, TOL64);
+    for (const [n, b] of moco.encoderQ.namedBuffers())
+      if (b.dtype === 'float64') assertClose(b, ref[`qb.${n}`]!, `query buffer ${n}`, TOL64);
     assertClose(moco.queue, ref.queue!, 'queue', TOL64);
     assert.equal(moco.queuePtr, ref.ptr!.item());
-    assert.equal(moco.queuePtr, symmetric ? (16 % 12) : 8);
+    assert.equal(moco.queuePtr, symmetric ? 16 % 12 : 8);
   });
 }
 
@@ -120,7 +133,10 @@ test('key encoder starts as a copy, gets no gradients, and follows by momentum',
   assertClose(k0!, before.add(0.5), 'k = 0.5 k + 0.5 (k + 1)', TOL);
   assert.throws(() => new MoCo({ m: 1 }), /m must be in \[0, 1\)/);
   assert.throws(() => new MoCo({ T: 0 }), /T must be > 0/);
-  assert.deepEqual([...moco.stateDict().keys()].filter((k) => !k.startsWith('encoder_')), ['queue', 'queue_ptr']);
+  assert.deepEqual(
+    [...moco.stateDict().keys()].filter((k) => !k.startsWith('encoder_')),
+    ['queue', 'queue_ptr'],
+  );
   assert.ok(moco.stateDict().has('encoder_q.fc.weight'));
   // After to() (a device or dtype change replaces every tensor) the momentum update follows the new tensors.
   const moved = new MoCo({ arch: 'resnet18', cifarStem: true, width: 8, dim: 4, K: 16, m: 0.5, T: 0.2 }).to('float64');
@@ -142,7 +158,8 @@ test('instanceAccuracy equals main_moco.py accuracy(output, target, topk=(1, 5))
     const l = torch.randn([64, 33]);
     return torch.cat([l.narrow(1, 0, 1).add(1.5), l.narrow(1, 1, 32)], 1);
   });
-  const ref = pytorch(`
+  const ref = pytorch(
+    `
 def accuracy(output, target, topk=(1,)):
     # main_moco.py's accuracy, verbatim in substance
     with torch.no_grad():
@@ -154,10 +171,15 @@ def accuracy(output, target, topk=(1,)):
         return [correct[:k].reshape(-1).float().sum(0, keepdim=True).mul_(100.0 / batch_size) for k in topk]
 a1, a5 = accuracy(logits, torch.zeros(logits.shape[0], dtype=torch.long), topk=(1, 5))
 O['acc'] = torch.cat([a1, a5])
-`, { logits });
+`,
+    { logits },
+  );
   const [acc1, acc5] = instanceAccuracy(logits, [1, 5]);
   const want = ref.acc!.toArray();
   assert.ok(acc1! > 0 && acc1! < 100 && acc5! > acc1!, `acc1 ${acc1} acc5 ${acc5}`);
-  assert.ok(Math.abs(acc1! - want[0]!) < 1e-4 && Math.abs(acc5! - want[1]!) < 1e-4, `ours ${acc1}/${acc5}, main_moco.py ${want.join('/')}`);
+  assert.ok(
+    Math.abs(acc1! - want[0]!) < 1e-4 && Math.abs(acc5! - want[1]!) < 1e-4,
+    `ours ${acc1}/${acc5}, main_moco.py ${want.join('/')}`,
+  );
   logits.dispose();
 });

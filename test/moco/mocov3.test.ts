@@ -154,7 +154,9 @@ for step in range(2):
 
 test('two MoCo v3 steps with LARS match the official semantics in PyTorch: loss, logits, every gradient, weight and BN statistic', () => {
   torch.manualSeed(31);
-  const model = new MoCoV3({ arch: 'resnet18', cifarStem: true, width: W, dim: DIM, mlpDim: MLP_DIM, T, m: MS[0] }).to('float64');
+  const model = new MoCoV3({ arch: 'resnet18', cifarStem: true, width: W, dim: DIM, mlpDim: MLP_DIM, T, m: MS[0] }).to(
+    'float64',
+  );
   const inputs: Record<string, Tensor> = {};
   for (const [k, v] of model.stateDict()) inputs[k] = v.clone();
   for (let s = 0; s < 2; s++) {
@@ -194,7 +196,12 @@ test('two MoCo v3 steps with LARS match the official semantics in PyTorch: loss,
     });
     // Every parameter and buffer — base, momentum encoder (its own BN statistics) and predictor — after the step.
     const sd = model.stateDict();
-    assert.deepEqual([...sd.keys()], Object.keys(ref).filter((k) => k.startsWith(`s${s}.`)).map((k) => k.slice(`s${s}.`.length)));
+    assert.deepEqual(
+      [...sd.keys()],
+      Object.keys(ref)
+        .filter((k) => k.startsWith(`s${s}.`))
+        .map((k) => k.slice(`s${s}.`.length)),
+    );
     for (const [n, t] of sd) assertClose(t, ref[`s${s}.${n}`]!, `${n} after step ${s}`, TOL64);
   }
 });
@@ -205,7 +212,10 @@ test('the momentum encoder starts as a copy, gets no gradient, follows θk ← m
   const [m0] = model.momentumEncoder.parameters();
   assert.ok(b0!.allclose(m0!));
   assert.ok(model.momentumEncoder.parameters().every((p) => !p.requiresGrad));
-  assert.equal(model.trainableParameters().length, model.baseEncoder.parameters().length + model.predictor.parameters().length);
+  assert.equal(
+    model.trainableParameters().length,
+    model.baseEncoder.parameters().length + model.predictor.parameters().length,
+  );
   const before = m0!.clone();
   torch.noGrad(() => b0!.add_(1));
   model.momentumUpdate();
@@ -213,18 +223,37 @@ test('the momentum encoder starts as a copy, gets no gradient, follows θk ← m
   model.m = 0.75;
   model.momentumUpdate();
   assertClose(m0!, before.add(0.5 * 0.75 + 0.25), 'm 0.75', { rtol: 1e-6, atol: 1e-6 });
-  assert.throws(() => { model.m = 1.5; }, /m must be in \[0, 1\]/);
+  assert.throws(() => {
+    model.m = 1.5;
+  }, /m must be in \[0, 1\]/);
   assert.throws(() => new MoCoV3({ T: 0 }), /T must be > 0/);
   // Official names: base_encoder.*, momentum_encoder.*, predictor.*; projector fc.{0,1,3,4}, predictor {0,1,3}.
   const keys = [...model.stateDict().keys()];
-  for (const k of ['base_encoder.fc.0.weight', 'base_encoder.fc.1.weight', 'base_encoder.fc.4.running_mean', 'momentum_encoder.fc.3.weight', 'predictor.0.weight', 'predictor.1.bias', 'predictor.3.weight']) {
+  for (const k of [
+    'base_encoder.fc.0.weight',
+    'base_encoder.fc.1.weight',
+    'base_encoder.fc.4.running_mean',
+    'momentum_encoder.fc.3.weight',
+    'predictor.0.weight',
+    'predictor.1.bias',
+    'predictor.3.weight',
+  ]) {
     assert.ok(keys.includes(k), k);
   }
-  for (const k of ['base_encoder.fc.4.weight', 'base_encoder.fc.0.bias', 'predictor.4.running_mean']) assert.ok(!keys.includes(k), k);
+  for (const k of ['base_encoder.fc.4.weight', 'base_encoder.fc.0.bias', 'predictor.4.running_mean'])
+    assert.ok(!keys.includes(k), k);
   // zero_init_residual: each block's last BN starts at γ = 0.
   assert.equal(model.baseEncoder.stateDict().get('layer1.0.bn2.weight')!.abs().sum().item(), 0);
   // The factory builds it; the similarities split the N×N logits into the diagonal and the rest.
-  const made = createMechanism({ mechanism: 'mocov3', arch: 'resnet18', cifarStem: true, width: 4, dim: 4, mlpDim: 8, T: 0.5 });
+  const made = createMechanism({
+    mechanism: 'mocov3',
+    arch: 'resnet18',
+    cifarStem: true,
+    width: 4,
+    dim: 4,
+    mlpDim: 8,
+    T: 0.5,
+  });
   assert.ok(made instanceof MoCoV3);
   assert.equal(made.T, 0.5);
   assert.equal((made as MoCoV3).m, 0.99);
@@ -235,8 +264,14 @@ test('the momentum encoder starts as a copy, gets no gradient, follows θk ← m
     assert.deepEqual(lPos.shape, [3, 1]);
     assert.deepEqual(lNeg.shape, [3, 2]);
     const l = out.logits.detach().mul(0.5).toArray();
-    assert.deepEqual(lPos.toArray().map((v) => v.toFixed(6)), [l[0]!, l[4]!, l[8]!].map((v) => v.toFixed(6)));
-    assert.deepEqual(lNeg.toArray().map((v) => v.toFixed(6)), [l[1]!, l[2]!, l[3]!, l[5]!, l[6]!, l[7]!].map((v) => v.toFixed(6)));
+    assert.deepEqual(
+      lPos.toArray().map((v) => v.toFixed(6)),
+      [l[0]!, l[4]!, l[8]!].map((v) => v.toFixed(6)),
+    );
+    assert.deepEqual(
+      lNeg.toArray().map((v) => v.toFixed(6)),
+      [l[1]!, l[2]!, l[3]!, l[5]!, l[6]!, l[7]!].map((v) => v.toFixed(6)),
+    );
     return undefined;
   });
 });
@@ -254,31 +289,53 @@ test('gathered keys: row i of rank r has its positive at column N·r + i (the mu
   });
 });
 
-test('MLP heads are builder.py\'s _build_mlp; BatchNorm1d matches nn.BatchNorm1d (affine and not)', () => {
+test("MLP heads are builder.py's _build_mlp; BatchNorm1d matches nn.BatchNorm1d (affine and not)", () => {
   torch.manualSeed(9);
   const head = mlpHead(3, 5, 7, 4, true).to('float64');
-  assert.deepEqual([...head.stateDict().keys()], [
-    '0.weight', '1.weight', '1.bias', '1.running_mean', '1.running_var', '1.num_batches_tracked',
-    '3.weight', '4.weight', '4.bias', '4.running_mean', '4.running_var', '4.num_batches_tracked',
-    '6.weight', '7.running_mean', '7.running_var', '7.num_batches_tracked',
-  ]);
+  assert.deepEqual(
+    [...head.stateDict().keys()],
+    [
+      '0.weight',
+      '1.weight',
+      '1.bias',
+      '1.running_mean',
+      '1.running_var',
+      '1.num_batches_tracked',
+      '3.weight',
+      '4.weight',
+      '4.bias',
+      '4.running_mean',
+      '4.running_var',
+      '4.num_batches_tracked',
+      '6.weight',
+      '7.running_mean',
+      '7.running_var',
+      '7.num_batches_tracked',
+    ],
+  );
   const x = torch.randn([6, 5]).to('float64');
   const inputs: Record<string, Tensor> = { x };
   for (const [k, v] of head.stateDict()) inputs[`h.${k}`] = v.clone();
-  const ref = pytorch(`
+  const ref = pytorch(
+    `
 h = nn.Sequential(nn.Linear(5, 7, bias=False), nn.BatchNorm1d(7), nn.ReLU(inplace=True), nn.Linear(7, 7, bias=False),
                   nn.BatchNorm1d(7), nn.ReLU(inplace=True), nn.Linear(7, 4, bias=False), nn.BatchNorm1d(4, affine=False)).double()
 h.load_state_dict({k[2:]: v for k, v in I.items() if k.startswith('h.')})
 O['y'] = h(x).detach()
 for n, t in h.state_dict().items(): O['s.' + n] = t
 h.eval(); O['y_eval'] = h(x).detach()
-`, inputs);
+`,
+    inputs,
+  );
   assertClose(head.forward(x), ref.y!, 'train-mode output', TOL64);
   for (const [n, t] of head.stateDict()) assertClose(t, ref[`s.${n}`]!, `${n} after one batch`, TOL64);
   head.eval();
   assertClose(head.forward(x), ref.y_eval!, 'eval-mode output', TOL64);
   const noBn = mlpHead(2, 16, 32, 16, false);
-  assert.deepEqual([...noBn.stateDict().keys()].filter((k) => k.endsWith('weight')), ['0.weight', '1.weight', '3.weight']);
+  assert.deepEqual(
+    [...noBn.stateDict().keys()].filter((k) => k.endsWith('weight')),
+    ['0.weight', '1.weight', '3.weight'],
+  );
   assert.equal(new BatchNorm1d(3, { affine: false }).weight, null);
   assert.throws(() => new BatchNorm1d(3).forward(torch.randn([2, 3, 4, 4])), /expected a 2-D or 3-D input/);
 });
@@ -298,8 +355,14 @@ O['lr'] = torch.tensor([adjust_learning_rate(e) for e in es], dtype=torch.float6
   const m = ref.m!.toArray();
   const lr = ref.lr!.toArray();
   es.forEach((e, i) => {
-    assert.ok(Math.abs(cosineMomentum(0.99, e, 100) - m[i]!) < 1e-15, `m at epoch ${e}: ${cosineMomentum(0.99, e, 100)} vs ${m[i]}`);
-    assert.ok(Math.abs(warmupCosineLr(0.6, e, 10, 100) - lr[i]!) < 1e-15, `lr at epoch ${e}: ${warmupCosineLr(0.6, e, 10, 100)} vs ${lr[i]}`);
+    assert.ok(
+      Math.abs(cosineMomentum(0.99, e, 100) - m[i]!) < 1e-15,
+      `m at epoch ${e}: ${cosineMomentum(0.99, e, 100)} vs ${m[i]}`,
+    );
+    assert.ok(
+      Math.abs(warmupCosineLr(0.6, e, 10, 100) - lr[i]!) < 1e-15,
+      `lr at epoch ${e}: ${warmupCosineLr(0.6, e, 10, 100)} vs ${lr[i]}`,
+    );
   });
   assert.equal(cosineMomentum(0.99, 0, 100), 0.99);
   assert.equal(cosineMomentum(0.99, 50, 100), 0.995);

@@ -27,7 +27,8 @@ function parity(name: string, build: () => ResNet, pyArch: string, cifar: boolea
     const model = build();
     const x = torch.randn(inputShape);
     const inputs = inputsOf(model, x);
-    const ref = pytorch(`${PY_BUILD(pyArch, 10, cifar)}
+    const ref = pytorch(
+      `${PY_BUILD(pyArch, 10, cifar)}
 m.train()
 y = m(x)
 O['train.out'] = y.detach()
@@ -36,17 +37,23 @@ for k, p in m.named_parameters(): O['grad.' + k] = p.grad
 for k, b in m.named_buffers(): O['buf.' + k] = b
 m.eval()
 with torch.no_grad(): O['eval.out'] = m(x)
-`, inputs);
+`,
+      inputs,
+    );
     // Inputs were snapshotted before our forward mutates the running stats.
     model.train();
     const y = model.forward(x);
     assertClose(y.detach(), ref['train.out']!, `${name} train output`, TOL);
-    const w = torch.arange(0, y.numel(), 1, { dtype: 'float32' }).cos().reshape(...y.shape);
+    const w = torch
+      .arange(0, y.numel(), 1, { dtype: 'float32' })
+      .cos()
+      .reshape(...y.shape);
     y.mul(w).sum().backward();
     const params = model.namedParameters();
     assert.equal(params.length, Object.keys(ref).filter((k) => k.startsWith('grad.')).length);
     for (const [k, p] of params) assertClose(p.grad!, ref[`grad.${k}`]!, `${name} grad ${k}`, TOL);
-    for (const [k, b] of model.namedBuffers()) assertClose(b.to(ref[`buf.${k}`]!.dtype), ref[`buf.${k}`]!, `${name} buffer ${k}`, TOL);
+    for (const [k, b] of model.namedBuffers())
+      assertClose(b.to(ref[`buf.${k}`]!.dtype), ref[`buf.${k}`]!, `${name} buffer ${k}`, TOL);
     model.eval();
     const ye = torch.noGrad(() => model.forward(x));
     assertClose(ye, ref['eval.out']!, `${name} eval output`, TOL);
@@ -60,7 +67,8 @@ parity('resnet50', () => resnet50({ numClasses: 10 }), 'resnet50', false, [2, 3,
 
 test('a torchvision resnet50 state dict exported from PyTorch loads and gives identical logits', () => {
   const x = torch.randn([2, 3, 64, 64]);
-  const ref = pytorch(`
+  const ref = pytorch(
+    `
 import torchvision
 torch.manual_seed(5)
 m = torchvision.models.resnet50()
@@ -70,9 +78,15 @@ for mod in m.modules():
 m.eval()
 for k, v in m.state_dict().items(): O['p.' + k] = v
 with torch.no_grad(): O['logits'] = m(x)
-`, { x });
+`,
+    { x },
+  );
   const model = resnet50();
-  const sd = new Map(Object.entries(ref).filter(([k]) => k.startsWith('p.')).map(([k, v]) => [k.slice(2), v]));
+  const sd = new Map(
+    Object.entries(ref)
+      .filter(([k]) => k.startsWith('p.'))
+      .map(([k, v]) => [k.slice(2), v]),
+  );
   assert.equal(sd.size, model.stateDict().size);
   model.loadStateDict(sd);
   model.eval();
@@ -82,7 +96,15 @@ with torch.no_grad(): O['logits'] = m(x)
 
 test('state dict names follow torchvision exactly', () => {
   const keys = [...resnet18().stateDict().keys()];
-  assert.deepEqual(keys.slice(0, 7), ['conv1.weight', 'bn1.weight', 'bn1.bias', 'bn1.running_mean', 'bn1.running_var', 'bn1.num_batches_tracked', 'layer1.0.conv1.weight']);
+  assert.deepEqual(keys.slice(0, 7), [
+    'conv1.weight',
+    'bn1.weight',
+    'bn1.bias',
+    'bn1.running_mean',
+    'bn1.running_var',
+    'bn1.num_batches_tracked',
+    'layer1.0.conv1.weight',
+  ]);
   assert.ok(keys.includes('layer2.0.downsample.0.weight'));
   assert.ok(keys.includes('layer2.0.downsample.1.running_var'));
   assert.deepEqual(keys.slice(-2), ['fc.weight', 'fc.bias']);
@@ -98,7 +120,10 @@ test('width multiplier and CIFAR stem shapes', () => {
   assert.equal(m.maxpool, null);
   const y = torch.noGrad(() => m.forward(torch.randn([2, 3, 32, 32])));
   assert.deepEqual(y.shape, [2, 128]);
-  assert.throws(() => m.loadStateDict(resnet18().stateDict()), /shape mismatch \(\d+\): conv1\.weight: checkpoint \[64, 3, 7, 7\] vs model \[32, 3, 3, 3\]/);
+  assert.throws(
+    () => m.loadStateDict(resnet18().stateDict()),
+    /shape mismatch \(\d+\): conv1\.weight: checkpoint \[64, 3, 7, 7\] vs model \[32, 3, 3, 3\]/,
+  );
 });
 
 test('torchvision init: kaiming-normal fan_out convs, BN 1/0, zero-init residual', () => {
@@ -137,6 +162,7 @@ for n, p in net.named_parameters():
     if (std > 0) assert.ok(Math.abs(ours[0]! - std) / std < tol, `${n}: std ${ours[0]} vs torchvision ${std}`);
     else assert.equal(ours[0], 0, `${n}: constant`);
     if (std === 0) assert.equal(ours[2], mean, `${n}: value`);
-    if (/conv1\.weight$/.test(n) && !n.includes('layer')) assert.ok(ours[1]! <= max * 1.02 + 1e-6 && max <= 1 / Math.sqrt(27) + 1e-6, `${n}: bounded as nn.Conv2d`);
+    if (/conv1\.weight$/.test(n) && !n.includes('layer'))
+      assert.ok(ours[1]! <= max * 1.02 + 1e-6 && max <= 1 / Math.sqrt(27) + 1e-6, `${n}: bounded as nn.Conv2d`);
   }
 });

@@ -8,7 +8,14 @@ import * as torch from '../../src/torch/index.js';
 import { Tensor } from '../../src/torch/index.js';
 import { Linear, type Module } from '../../src/nn/index.js';
 import {
-  ARCHS, VIT_ARCHS, VisionTransformer, type Block, build2dSinCosPositionEmbedding, createViT, projectionHead, vit_small,
+  ARCHS,
+  VIT_ARCHS,
+  VisionTransformer,
+  type Block,
+  build2dSinCosPositionEmbedding,
+  createViT,
+  projectionHead,
+  vit_small,
   type ViTOpts,
 } from '../../src/models/index.js';
 import { TOL64, assertClose, pytorch } from '../helpers/pytorch.js';
@@ -27,7 +34,11 @@ function inputsOf(model: Module, extra: Record<string, Tensor>): Record<string, 
 
 /** Σ y·cos(i): a fixed loss whose gradient differs per element. */
 function weightedSum(y: Tensor): Tensor {
-  const w = torch.arange(0, y.numel(), 1, { dtype: 'float64' }).cos().to(y.dtype).reshape(...y.shape);
+  const w = torch
+    .arange(0, y.numel(), 1, { dtype: 'float64' })
+    .cos()
+    .to(y.dtype)
+    .reshape(...y.shape);
   return y.mul(w).sum();
 }
 
@@ -43,7 +54,8 @@ test('ViT (32 px, patch 4, dim 48, depth 2, 3 heads): output and every gradient 
     }
   });
   const x = torch.randn([3, 3, 32, 32]);
-  const ref = pytorch(`${PY_VIT}
+  const ref = pytorch(
+    `${PY_VIT}
 m = ${PY_SMALL}
 m.load_state_dict({k[2:]: v for k, v in I.items() if k.startswith('p.')}, strict=True)
 with torch.no_grad(): O['y32'] = m(x)
@@ -54,7 +66,9 @@ w = torch.arange(y.numel(), dtype=torch.float64).cos().reshape(y.shape)
 (y * w).sum().backward()
 for k, p in m.named_parameters():
     if p.requires_grad: O['grad.' + k] = p.grad
-`, inputsOf(model, { x }));
+`,
+    inputsOf(model, { x }),
+  );
 
   const y32 = torch.noGrad(() => model.forward(x));
   assert.deepEqual(y32.shape, [3, 48]);
@@ -70,7 +84,7 @@ for k, p in m.named_parameters():
   model.dispose();
 });
 
-test('the fixed position embedding is vits.py\'s build_2d_sincos_position_embedding, a buffer that trains not', () => {
+test("the fixed position embedding is vits.py's build_2d_sincos_position_embedding, a buffer that trains not", () => {
   const small = new VisionTransformer(SMALL);
   const s = vit_small();
   const ref = pytorch(`${PY_VIT}
@@ -92,7 +106,7 @@ O['grid_4x6'] = sincos(4, 6, 16)
   s.dispose();
 });
 
-test('under one seed, the init equals the PyTorch ViT\'s bit for bit (stop-grad-conv1: the peer\'s and vits.py\'s agree)', () => {
+test("under one seed, the init equals the PyTorch ViT's bit for bit (stop-grad-conv1: the peer's and vits.py's agree)", () => {
   torch.manualSeed(5);
   const model = new VisionTransformer({ ...SMALL, stopGradConv1: true });
   const ref = pytorch(`${PY_VIT}
@@ -109,14 +123,24 @@ for k, v in m.state_dict().items(): O[k] = v
 test('init statistics: qkv U(±√(6/(out/3+in))), other Linears xavier, biases 0, LayerNorm 1/0, cls N(0, 1e-6), patch xavier', () => {
   torch.manualSeed(0);
   const dim = 384;
-  const m = new VisionTransformer({ imgSize: 32, patchSize: 16, embedDim: dim, depth: 2, numHeads: 12, numClasses: 10 });
+  const m = new VisionTransformer({
+    imgSize: 32,
+    patchSize: 16,
+    embedDim: dim,
+    depth: 2,
+    numHeads: 12,
+    numClasses: 10,
+  });
   const sd = m.stateDict();
   const checkUniform = (k: string, bound: number): void => {
     const t = sd.get(k)!;
     const max = t.abs().max().item();
     const std = t.std().item();
     assert.ok(max <= bound && max > 0.98 * bound, `${k}: max |w| ${max} vs bound ${bound}`);
-    assert.ok(Math.abs(std - bound / Math.sqrt(3)) / (bound / Math.sqrt(3)) < 0.03, `${k}: std ${std} vs ${bound / Math.sqrt(3)}`);
+    assert.ok(
+      Math.abs(std - bound / Math.sqrt(3)) / (bound / Math.sqrt(3)) < 0.03,
+      `${k}: std ${std} vs ${bound / Math.sqrt(3)}`,
+    );
   };
   checkUniform('blocks.0.attn.qkv.weight', Math.sqrt(6 / (dim + dim)));
   checkUniform('blocks.1.attn.proj.weight', Math.sqrt(6 / (dim + dim)));
@@ -148,7 +172,10 @@ test('stopGradConv1 freezes the patch projection: no gradient there, every other
       assert.ok(p.requiresGrad && p.grad, `${k} has a grad`);
     }
   }
-  assert.ok(free.patch_embed.proj.weight.requiresGrad && free.patch_embed.proj.weight.grad, 'without the option the projection trains');
+  assert.ok(
+    free.patch_embed.proj.weight.requiresGrad && free.patch_embed.proj.weight.grad,
+    'without the option the projection trains',
+  );
   // Moving the model keeps the freeze.
   frozen.to('float64');
   assert.equal(frozen.patch_embed.proj.weight.requiresGrad, false);
@@ -156,17 +183,29 @@ test('stopGradConv1 freezes the patch projection: no gradient there, every other
   free.dispose();
 });
 
-test('state dict names are timm\'s vit_small_patch16_224 (MoCo v3 checkpoints load by name)', () => {
+test("state dict names are timm's vit_small_patch16_224 (MoCo v3 checkpoints load by name)", () => {
   const perBlock = [
-    'norm1.weight', 'norm1.bias',
-    'attn.qkv.weight', 'attn.qkv.bias', 'attn.proj.weight', 'attn.proj.bias',
-    'norm2.weight', 'norm2.bias',
-    'mlp.fc1.weight', 'mlp.fc1.bias', 'mlp.fc2.weight', 'mlp.fc2.bias',
+    'norm1.weight',
+    'norm1.bias',
+    'attn.qkv.weight',
+    'attn.qkv.bias',
+    'attn.proj.weight',
+    'attn.proj.bias',
+    'norm2.weight',
+    'norm2.bias',
+    'mlp.fc1.weight',
+    'mlp.fc1.bias',
+    'mlp.fc2.weight',
+    'mlp.fc2.bias',
   ];
   const expected = [
-    'cls_token', 'pos_embed', 'patch_embed.proj.weight', 'patch_embed.proj.bias',
+    'cls_token',
+    'pos_embed',
+    'patch_embed.proj.weight',
+    'patch_embed.proj.bias',
     ...Array.from({ length: 12 }, (_, i) => perBlock.map((n) => `blocks.${i}.${n}`)).flat(),
-    'norm.weight', 'norm.bias',
+    'norm.weight',
+    'norm.bias',
   ];
   const m = vit_small();
   const sd = m.stateDict();
@@ -188,17 +227,29 @@ test('head is replaceable (MoCo v3 puts its projector there); features are the c
   const x = torch.randn([2, 3, 32, 32]);
   const f = torch.noGrad(() => m.features(x));
   assert.deepEqual(f.shape, [2, 48]);
-  assertClose(torch.noGrad(() => m.forward(x)), f, 'Identity head', { rtol: 0, atol: 0 });
+  assertClose(
+    torch.noGrad(() => m.forward(x)),
+    f,
+    'Identity head',
+    { rtol: 0, atol: 0 },
+  );
   m.replaceModule('head', projectionHead('mlp', m.featureDim, 16));
   assert.ok(m.head.children()[0] instanceof Linear);
   assert.deepEqual(torch.noGrad(() => m.forward(x)).shape, [2, 16]);
   assert.ok([...m.stateDict().keys()].includes('head.2.weight'));
-  assert.throws(() => m.forward(torch.randn([1, 3, 16, 16])), /input 16×16 does not match the model's image size 32×32/);
+  assert.throws(
+    () => m.forward(torch.randn([1, 3, 16, 16])),
+    /input 16×16 does not match the model's image size 32×32/,
+  );
   m.dispose();
 });
 
 test('factories and registry: vit_tiny / vit_small / vit_base resolve by name, ResNet archs stay apart', () => {
-  const shapes: [string, number, number][] = [['vit_tiny', 192, 3], ['vit_small', 384, 12], ['vit_base', 768, 12]];
+  const shapes: [string, number, number][] = [
+    ['vit_tiny', 192, 3],
+    ['vit_small', 384, 12],
+    ['vit_base', 768, 12],
+  ];
   for (const [arch, dim, heads] of shapes) {
     const m = createViT(arch, { imgSize: 32, patchSize: 8, depth: 1 });
     assert.equal(m.embedDim, dim);

@@ -8,10 +8,14 @@ import { PY_SPLIT_BN, assertClose, pytorch } from '../helpers/pytorch.js';
 test('SplitBatchNorm2d matches the split-BN formula (official CIFAR demo) in train and eval', () => {
   torch.manualSeed(2);
   const bn = new SplitBatchNorm2d(5, 4);
-  torch.noGrad(() => { bn.weight.uniform_(0.5, 1.5); bn.bias.uniform_(-0.5, 0.5); });
+  torch.noGrad(() => {
+    bn.weight.uniform_(0.5, 1.5);
+    bn.bias.uniform_(-0.5, 0.5);
+  });
   const x = torch.randn([8, 5, 3, 3]).mul(2).add(0.7);
   const inputs = { x, w: bn.weight.clone(), b: bn.bias.clone() };
-  const ref = pytorch(`
+  const ref = pytorch(
+    `
 ${PY_SPLIT_BN}
 bn = SplitBN(5, 4)
 with torch.no_grad(): bn.weight.copy_(w); bn.bias.copy_(b)
@@ -20,7 +24,9 @@ y = bn(x); O['y'] = y.detach(); O['rm'] = bn.running_mean; O['rv'] = bn.running_
 xs = x.view(2, 4, 5, 3, 3)[:, 1]
 O['split1'] = (xs - xs.mean((0, 2, 3), keepdim=True)) / (xs.var((0, 2, 3), unbiased=False, keepdim=True) + 1e-5).sqrt() * w.view(1, 5, 1, 1) + b.view(1, 5, 1, 1)
 bn.eval(); O['eval'] = bn(x).detach()
-`, inputs);
+`,
+    inputs,
+  );
   const y = bn.forward(x);
   assertClose(y, ref.y!, 'split bn train', { rtol: 1e-5, atol: 1e-5 });
   assertClose(y.view(2, 4, 5, 3, 3).select(1, 1), ref.split1!, 'split bn formula', { rtol: 1e-4, atol: 1e-5 });
@@ -55,7 +61,10 @@ test('Sequential names, loadStateDict errors list the keys', () => {
 test('Module: parameters require grad, zeroGrad, requiresGrad_, train/eval propagate, apply', () => {
   const m = new Sequential(new Linear(3, 2), new BatchNorm2d(2));
   assert.ok(m.parameters().every((p) => p.requiresGrad));
-  m.at(0).forward(torch.randn([1, 3])).sum().backward();
+  m.at(0)
+    .forward(torch.randn([1, 3]))
+    .sum()
+    .backward();
   assert.ok(m.parameters()[0]!.grad);
   m.zeroGrad();
   assert.equal(m.parameters()[0]!.grad, null);
@@ -64,7 +73,9 @@ test('Module: parameters require grad, zeroGrad, requiresGrad_, train/eval propa
   m.eval();
   assert.ok(m.namedModules().every(([, x]) => !x.training));
   let count = 0;
-  m.apply(() => { count++; });
+  m.apply(() => {
+    count++;
+  });
   assert.equal(count, 3);
 });
 
@@ -72,19 +83,35 @@ test('LayerNorm (eps 1e-6, over one and two trailing dims) and GELU (exact and t
   torch.manualSeed(4);
   const ln = new LayerNorm(6, { eps: 1e-6 });
   const ln2 = new LayerNorm([3, 6]);
-  torch.noGrad(() => { for (const p of [...ln.parameters(), ...ln2.parameters()]) p.uniform_(0.5, 1.5); });
+  torch.noGrad(() => {
+    for (const p of [...ln.parameters(), ...ln2.parameters()]) p.uniform_(0.5, 1.5);
+  });
   const x = torch.randn([2, 3, 6]).mul(3).add(1).requiresGrad_(true);
-  const inputs = { x: x.detach(), w: ln.weight!.clone(), b: ln.bias!.clone(), w2: ln2.weight!.clone(), b2: ln2.bias!.clone() };
-  const ref = pytorch(`
+  const inputs = {
+    x: x.detach(),
+    w: ln.weight!.clone(),
+    b: ln.bias!.clone(),
+    w2: ln2.weight!.clone(),
+    b2: ln2.bias!.clone(),
+  };
+  const ref = pytorch(
+    `
 x.requires_grad_(True)
 c = torch.arange(36, dtype=x.dtype).reshape(2, 3, 6).cos()
 ys = {'ln': F.layer_norm(x, (6,), w, b, 1e-6), 'ln2': F.layer_norm(x, (3, 6), w2, b2), 'gelu': F.gelu(x), 'tanh': F.gelu(x, approximate='tanh')}
 for k, y in ys.items():
     O[k] = y.detach()
     O['gx.' + k], = torch.autograd.grad((y * c).sum(), x)
-`, inputs);
+`,
+    inputs,
+  );
   const c = torch.arange(0, 36, 1, { dtype: 'float32' }).reshape(2, 3, 6).cos();
-  const mods: Record<string, { forward(t: torch.Tensor): torch.Tensor }> = { ln, ln2, gelu: new GELU(), tanh: new GELU('tanh') };
+  const mods: Record<string, { forward(t: torch.Tensor): torch.Tensor }> = {
+    ln,
+    ln2,
+    gelu: new GELU(),
+    tanh: new GELU('tanh'),
+  };
   for (const [k, m] of Object.entries(mods)) {
     x.grad = null;
     const y = m.forward(x);

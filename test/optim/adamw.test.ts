@@ -10,10 +10,14 @@ import { TOL64, assertClose, pytorch } from '../helpers/pytorch.js';
 test('five AdamW steps match torch.optim.AdamW (float64; wd 0.1, default betas and eps)', () => {
   torch.manualSeed(12);
   const inputs = {
-    w1: torch.randn([6, 5]).double(), b1: torch.randn([6]).double(), w2: torch.randn([3, 6]).double(),
-    xs: torch.randn([5, 8, 5]).double(), ys: torch.randint(0, 3, [5, 8]),
+    w1: torch.randn([6, 5]).double(),
+    b1: torch.randn([6]).double(),
+    w2: torch.randn([3, 6]).double(),
+    xs: torch.randn([5, 8, 5]).double(),
+    ys: torch.randint(0, 3, [5, 8]),
   };
-  const ref = pytorch(`
+  const ref = pytorch(
+    `
 ps = [I[n].clone().requires_grad_() for n in ['w1', 'b1', 'w2']]
 w1, b1, w2 = ps
 opt = torch.optim.AdamW(ps, lr=1e-2, weight_decay=0.1)
@@ -28,7 +32,9 @@ for i in range(5):
 for n, p in zip(['w1', 'b1', 'w2'], ps):
     O[n] = p.detach(); O['m_' + n] = opt.state[p]['exp_avg']; O['v_' + n] = opt.state[p]['exp_avg_sq']
     O['step_' + n] = torch.as_tensor(opt.state[p]['step'], dtype=torch.float64).reshape(1)
-`, inputs);
+`,
+    inputs,
+  );
   const ps = [inputs.w1, inputs.b1, inputs.w2].map((t) => t.clone().requiresGrad_(true));
   const [w1, b1, w2] = ps as [torch.Tensor, torch.Tensor, torch.Tensor];
   const opt = new AdamW(ps, { lr: 1e-2, weightDecay: 0.1 });
@@ -61,12 +67,13 @@ test('AdamW state round-trips and resumes the same updates; bad settings are ref
   torch.manualSeed(13);
   const w0 = torch.randn([4, 3]).double();
   const x = torch.randn([5, 3]).double();
-  const run = (opt: AdamW, w: torch.Tensor): void => torch.tidy(() => {
-    opt.zeroGrad();
-    x.mm(w.t()).pow(2).sum().backward();
-    opt.step();
-    return undefined;
-  });
+  const run = (opt: AdamW, w: torch.Tensor): void =>
+    torch.tidy(() => {
+      opt.zeroGrad();
+      x.mm(w.t()).pow(2).sum().backward();
+      opt.step();
+      return undefined;
+    });
   const a = w0.clone().requiresGrad_(true);
   const optA = new AdamW([a], { lr: 0.1, weightDecay: 0.05 });
   for (let i = 0; i < 3; i++) run(optA, a);

@@ -42,10 +42,15 @@ class LARS(torch.optim.Optimizer):
 test('five LARS steps match moco-v3 optimizer.py (float64; wd 1e-2, trust 0.001; ndim ≤ 1 neither decayed nor scaled)', () => {
   torch.manualSeed(11);
   const inputs = {
-    w1: torch.randn([6, 5]).double(), b1: torch.randn([6]).double(), g1: torch.rand([6]).add(0.5).double(), w2: torch.zeros([3, 6]).double(),
-    xs: torch.randn([5, 8, 5]).double(), ys: torch.randint(0, 3, [5, 8]),
+    w1: torch.randn([6, 5]).double(),
+    b1: torch.randn([6]).double(),
+    g1: torch.rand([6]).add(0.5).double(),
+    w2: torch.zeros([3, 6]).double(),
+    xs: torch.randn([5, 8, 5]).double(),
+    ys: torch.randint(0, 3, [5, 8]),
   };
-  const ref = pytorch(`${PY_LARS}
+  const ref = pytorch(
+    `${PY_LARS}
 ps = [I[n].clone().requires_grad_() for n in ['w1', 'b1', 'g1', 'w2']]
 w1, b1, g1, w2 = ps
 opt = LARS(ps, lr=0.5, weight_decay=1e-2)
@@ -57,15 +62,23 @@ for i in range(5):
         for g in opt.param_groups: g['lr'] = 0.3
 for n, p in zip(['w1', 'b1', 'g1', 'w2'], ps):
     O[n] = p.detach(); O['mu_' + n] = opt.state[p]['mu']
-`, inputs);
+`,
+    inputs,
+  );
   const ps = [inputs.w1, inputs.b1, inputs.g1, inputs.w2].map((t) => t.clone().requiresGrad_(true));
   const [w1, b1, g1, w2] = ps as [torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor];
   const opt = new LARS(ps, { lr: 0.5, weightDecay: 1e-2 });
-  assert.deepEqual({ ...opt.paramGroups[0], params: undefined }, { params: undefined, lr: 0.5, weightDecay: 1e-2, momentum: 0.9, trustCoefficient: 0.001 });
+  assert.deepEqual(
+    { ...opt.paramGroups[0], params: undefined },
+    { params: undefined, lr: 0.5, weightDecay: 1e-2, momentum: 0.9, trustCoefficient: 0.001 },
+  );
   for (let i = 0; i < 5; i++) {
     torch.tidy(() => {
       opt.zeroGrad();
-      F.crossEntropy(F.relu(inputs.xs.select(0, i).mm(w1.t()).add(b1).mul(g1)).mm(w2.t()), inputs.ys.select(0, i)).backward();
+      F.crossEntropy(
+        F.relu(inputs.xs.select(0, i).mm(w1.t()).add(b1).mul(g1)).mm(w2.t()),
+        inputs.ys.select(0, i),
+      ).backward();
       opt.step();
       return undefined;
     });
@@ -91,11 +104,21 @@ test('LARS state round-trips; parameters without a gradient are skipped; bad set
   assertClose(a, torch.ones([2, 2]).double().sub(0.001), 'one LARS step', TOL64);
   assert.equal(opt.stateDict().buffers.size, 1);
   const s = opt.stateDict();
-  const opt2 = new LARS([{ params: [torch.zeros([2, 2]).requiresGrad_(true)] }, { params: [torch.zeros([2]).requiresGrad_(true)] }], { lr: 3 });
+  const opt2 = new LARS(
+    [{ params: [torch.zeros([2, 2]).requiresGrad_(true)] }, { params: [torch.zeros([2]).requiresGrad_(true)] }],
+    { lr: 3 },
+  );
   opt2.loadStateDict(s);
   assert.equal(opt2.paramGroups[1]!.lr, 0);
   assert.equal(opt2.paramGroups[0]!.weightDecay, 0.5);
-  assert.deepEqual(opt2.stateDict().buffers.get(0)!.toArray().map((x) => Number(x.toFixed(12))), [0.001, 0.001, 0.001, 0.001]);
+  assert.deepEqual(
+    opt2
+      .stateDict()
+      .buffers.get(0)!
+      .toArray()
+      .map((x) => Number(x.toFixed(12))),
+    [0.001, 0.001, 0.001, 0.001],
+  );
   assert.equal(opt2.stateDict().buffers.has(1), false);
   assert.throws(() => new LARS([a], { lr: -1 }), /lr must be ≥ 0/);
   assert.throws(() => new LARS([a], { lr: 1, trustCoefficient: 0 }), /trustCoefficient must be > 0/);

@@ -13,7 +13,8 @@ for (const nesterov of [false, true]) {
     const w2 = torch.randn([3, 6]);
     const xs = torch.randn([5, 8, 5]);
     const ys = torch.randint(0, 3, [5, 8]);
-    const ref = pytorch(`
+    const ref = pytorch(
+      `
 p1 = w1.clone().requires_grad_(); p2 = w2.clone().requires_grad_()
 opt = torch.optim.SGD([p1, p2], lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=${nesterov ? 'True' : 'False'})
 for i in range(5):
@@ -22,7 +23,9 @@ for i in range(5):
     opt.step()
 O['p1'] = p1.detach(); O['p2'] = p2.detach()
 O['buf1'] = opt.state[p1]['momentum_buffer']
-`, { w1, w2, xs, ys });
+`,
+      { w1, w2, xs, ys },
+    );
     const p1 = w1.clone().requiresGrad_(true);
     const p2 = w2.clone().requiresGrad_(true);
     const opt = new SGD([p1, p2], { lr: 0.1, momentum: 0.9, weightDecay: 5e-4, nesterov });
@@ -50,7 +53,10 @@ test('SGD state round-trips and param groups keep their own settings', () => {
   assert.deepEqual(a.toArray(), [-1, -1]);
   assert.deepEqual(b.toArray(), [1, 1]);
   const s = opt.stateDict();
-  const opt2 = new SGD([{ params: [torch.zeros([2]).requiresGrad_(true)] }, { params: [torch.zeros([2]).requiresGrad_(true)] }], { lr: 3 });
+  const opt2 = new SGD(
+    [{ params: [torch.zeros([2]).requiresGrad_(true)] }, { params: [torch.zeros([2]).requiresGrad_(true)] }],
+    { lr: 3 },
+  );
   opt2.loadStateDict(s);
   assert.equal(opt2.paramGroups[1]!.lr, 0);
   assert.deepEqual(opt2.stateDict().buffers.get(0)!.toArray(), [2, 2]);

@@ -15,23 +15,28 @@ export function tinyCheckpoint(dir: string, o: { cifar?: boolean; seed?: number;
   manualSeed(o.seed ?? 7);
   const width = o.width ?? 8;
   const m = createModel('resnet18', { cifarStem: o.cifar ?? true, width });
-  const file = join(dir, `tiny-${o.cifar ?? true ? 'cifar' : 'imagenet'}-w${width}-s${o.seed ?? 7}.safetensors`);
+  const file = join(dir, `tiny-${(o.cifar ?? true) ? 'cifar' : 'imagenet'}-w${width}-s${o.seed ?? 7}.safetensors`);
   saveSafetensors(file, m.stateDict());
   m.dispose();
   return file;
 }
 
 /** An RGB image whose colours and pattern depend on (seed, kind), as PNG or JPEG bytes. */
-export async function patternImage(seed: number, o: { width?: number; height?: number; kind?: number; format?: 'png' | 'jpeg' } = {}): Promise<Buffer> {
-  const w = o.width ?? 32, h = o.height ?? 32, k = o.kind ?? 0;
+export async function patternImage(
+  seed: number,
+  o: { width?: number; height?: number; kind?: number; format?: 'png' | 'jpeg' } = {},
+): Promise<Buffer> {
+  const w = o.width ?? 32,
+    h = o.height ?? 32,
+    k = o.kind ?? 0;
   const px = new Uint8Array(w * h * 3);
   for (let y = 0; y < h; y++) {
     for (let x = 0; x < w; x++) {
       const i = (y * w + x) * 3;
       const stripe = ((k % 2 ? x : y) >> (1 + (k % 3))) & 1;
       px[i] = (stripe ? 200 : 40) + ((seed * 37) % 50);
-      px[i + 1] = ((x * (3 + k) + y * 5 + seed * 11) % 256);
-      px[i + 2] = ((k * 60 + seed * 13 + x) % 256);
+      px[i + 1] = (x * (3 + k) + y * 5 + seed * 11) % 256;
+      px[i + 2] = (k * 60 + seed * 13 + x) % 256;
     }
   }
   const s = sharp(px, { raw: { width: w, height: h, channels: 3 } });
@@ -71,7 +76,11 @@ export async function buildCollection(ckpt: string, files: string[], db: string)
   const enc = loadEncoder(ckpt);
   try {
     const coll = await Collection.open(db, { dim: enc.dim('backbone'), pretrained: ckpt, feature: 'backbone' });
-    try { await indexImages(enc, files, coll); } finally { coll.close(); }
+    try {
+      await indexImages(enc, files, coll);
+    } finally {
+      coll.close();
+    }
     return db;
   } finally {
     enc.dispose();

@@ -50,7 +50,10 @@ test('search labels are the walk labels, with the walked roots recorded and for 
     for (const meta of [{ roots: walked.roots }, {}]) {
       const file = join(dir, `emb-${Object.keys(meta).length}.npy`);
       const w = new EmbeddingWriter(file, meta);
-      w.add(rows, walked.found.map((f) => f.path));
+      w.add(
+        rows,
+        walked.found.map((f) => f.path),
+      );
       w.finish();
       assert.deepEqual(await labelsOf(file), want, JSON.stringify(meta));
     }
@@ -58,7 +61,10 @@ test('search labels are the walk labels, with the walked roots recorded and for 
     const one = walkImages([root]).found.filter((f) => f.label === 'dog');
     const file = join(dir, 'dogs.npy');
     const w = new EmbeddingWriter(file, { roots: [root] });
-    w.add(new Float32Array(one.length * 4).fill(1), one.map((f) => f.path));
+    w.add(
+      new Float32Array(one.length * 4).fill(1),
+      one.map((f) => f.path),
+    );
     w.finish();
     assert.deepEqual([...(await labelsOf(file)).values()], ['dog', 'dog']);
   } finally {

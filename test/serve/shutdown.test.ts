@@ -20,7 +20,9 @@ before(async () => {
   dir = tmpDir('moco-serve-real-');
   // ImageNet stem at 224 px and width 32: a forward of a few images takes long enough to overlap requests.
   slowCkpt = tinyCheckpoint(dir, { cifar: false, width: 32 });
-  images = await Promise.all(Array.from({ length: 32 }, (_, i) => patternImage(i, { width: 240, height: 240, kind: i % 3, format: 'jpeg' })));
+  images = await Promise.all(
+    Array.from({ length: 32 }, (_, i) => patternImage(i, { width: 240, height: 240, kind: i % 3, format: 'jpeg' })),
+  );
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -46,7 +48,13 @@ test('concurrent requests are batched into shared forward passes; /healthz answe
   const { app, url } = await listen({ maxBatch: 32, maxDelayMs: 50 });
   try {
     let embedsDone = 0;
-    const all = Promise.all(images.slice(0, 16).map(async (img) => { const r = await embed(url, img); embedsDone++; return r; }));
+    const all = Promise.all(
+      images.slice(0, 16).map(async (img) => {
+        const r = await embed(url, img);
+        embedsDone++;
+        return r;
+      }),
+    );
     await until(() => app.moco.batcher!.busy, 'a forward pass');
     const h = await fetch(`${url}/healthz`);
     assert.equal(h.status, 200);
@@ -56,12 +64,17 @@ test('concurrent requests are batched into shared forward passes; /healthz answe
     assert.ok(busyAtHealth || embedsDone < 16, 'healthz answered while embedding work was still running');
     const st = app.moco.batcher!.stats;
     assert.equal(st.images, 16);
-    assert.ok(st.batches < 16 && st.largestBatch > 1, `16 requests in ${st.batches} forward passes (largest ${st.largestBatch})`);
+    assert.ok(
+      st.batches < 16 && st.largestBatch > 1,
+      `16 requests in ${st.batches} forward passes (largest ${st.largestBatch})`,
+    );
     // Same image, same vector, whichever batch it rode in.
     const v1 = ((await rs[3]!.json()) as { vectors: number[][] }).vectors[0]!;
     const v2 = ((await (await embed(url, images[3]!)).json()) as { vectors: number[][] }).vectors[0]!;
     let d = 0;
-    v1.forEach((x, i) => { d = Math.max(d, Math.abs(x - v2[i]!)); });
+    v1.forEach((x, i) => {
+      d = Math.max(d, Math.abs(x - v2[i]!));
+    });
     assert.ok(d < 1e-5, `batched vs alone: max abs diff ${d}`);
   } finally {
     await app.close();
@@ -84,7 +97,10 @@ test('a full queue answers 503 with Retry-After, and the server serves again onc
     const refused = rs.filter((r) => r.status === 503);
     assert.ok(refused.length > 0, `some requests refused: ${codes.join(' ')}`);
     assert.ok(codes.filter((c) => c === 200).length >= 3, `the queued ones served: ${codes.join(' ')}`);
-    assert.ok(codes.every((c) => c === 200 || c === 503), codes.join(' '));
+    assert.ok(
+      codes.every((c) => c === 200 || c === 503),
+      codes.join(' '),
+    );
     for (const r of refused) {
       assert.equal(r.headers.get('retry-after'), '1');
       assert.match(((await r.json()) as { message: string }).message, /queue is full/);
@@ -104,14 +120,32 @@ test('drain: not ready, accepted work finishes, new connections refused', async 
   assert.equal((await app.inject('/readyz')).statusCode, 503);
   await assert.rejects(fetch(`${url}/healthz`), 'no new connections while draining');
   const rs = await Promise.all(pending);
-  assert.deepEqual(rs.map((r) => r.status), Array(8).fill(200));
+  assert.deepEqual(
+    rs.map((r) => r.status),
+    Array(8).fill(200),
+  );
   await closing;
 });
 
 test('SIGTERM to moco serve: in-flight requests answered, exit 0', async () => {
-  const p = spawn(process.execPath, [join(repoRoot(), 'dist', 'src', 'cli', 'main.js'), 'serve', '--pretrained', slowCkpt, '--port', '0', '--batch', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const p = spawn(
+    process.execPath,
+    [
+      join(repoRoot(), 'dist', 'src', 'cli', 'main.js'),
+      'serve',
+      '--pretrained',
+      slowCkpt,
+      '--port',
+      '0',
+      '--batch',
+      '1',
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let stderr = '';
-  p.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  p.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
   const exited = new Promise<number | null>((r) => p.on('exit', (code) => r(code)));
   try {
     await until(() => /ready:/.test(stderr) || p.exitCode !== null, 'moco serve ready', 120_000);
@@ -122,7 +156,11 @@ test('SIGTERM to moco serve: in-flight requests answered, exit 0', async () => {
     await new Promise((r) => setTimeout(r, 300)); // the uploads are in; the forwards (one image each) are not done
     p.kill('SIGTERM');
     const rs = await Promise.all(pending);
-    assert.deepEqual(rs.map((r) => r.status), Array(10).fill(200), stderr);
+    assert.deepEqual(
+      rs.map((r) => r.status),
+      Array(10).fill(200),
+      stderr,
+    );
     assert.equal(await exited, 0, stderr);
     assert.match(stderr, /SIGTERM: draining/);
     assert.match(stderr, /closed/);
@@ -133,9 +171,24 @@ test('SIGTERM to moco serve: in-flight requests answered, exit 0', async () => {
 });
 
 test('SIGTERM with a trickling upload: moco serve closes it at --drain-timeout and exits', async () => {
-  const p = spawn(process.execPath, [join(repoRoot(), 'dist', 'src', 'cli', 'main.js'), 'serve', '--pretrained', slowCkpt, '--port', '0', '--drain-timeout', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const p = spawn(
+    process.execPath,
+    [
+      join(repoRoot(), 'dist', 'src', 'cli', 'main.js'),
+      'serve',
+      '--pretrained',
+      slowCkpt,
+      '--port',
+      '0',
+      '--drain-timeout',
+      '1',
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let stderr = '';
-  p.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  p.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
   const exited = new Promise<number | null>((r) => p.on('exit', (code) => r(code)));
   let timer: NodeJS.Timeout | undefined;
   try {
@@ -145,7 +198,9 @@ test('SIGTERM with a trickling upload: moco serve closes it at --drain-timeout a
     const sock = connect(Number(m[1]), '127.0.0.1');
     sock.on('error', () => undefined);
     await new Promise<void>((r) => sock.on('connect', () => r()));
-    sock.write('POST /v1/embed HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n');
+    sock.write(
+      'POST /v1/embed HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n',
+    );
     timer = setInterval(() => sock.write('x'), 100);
     await new Promise((r) => setTimeout(r, 500));
     const t0 = Date.now();

@@ -18,7 +18,13 @@ test('typed arrays round-trip for every dtype', () => {
     assert.equal(t.dtype, dt);
     assert.deepEqual(Array.from(t.data() as ArrayLike<unknown>), Array.from(arr as unknown as ArrayLike<unknown>));
   }
-  const nested = torch.tensor([[1, 2, 3], [4, 5, 6]], { dtype: 'int64' });
+  const nested = torch.tensor(
+    [
+      [1, 2, 3],
+      [4, 5, 6],
+    ],
+    { dtype: 'int64' },
+  );
   assert.deepEqual(nested.shape, [2, 3]);
   assert.deepEqual(nested.toArray(), [1, 2, 3, 4, 5, 6]);
   assert.equal(torch.tensor([2.5]).item(), 2.5);
@@ -73,7 +79,9 @@ test('dtype and device conversion', () => {
 
 test('in-place ops used by optimizers', () => {
   const p = torch.tensor([1, 2, 3]);
-  p.mul_(2).add_(torch.tensor([1, 1, 1]), 0.5).addcmul_(torch.tensor([1, 2, 3]), torch.tensor([2, 2, 2]), 0.5);
+  p.mul_(2)
+    .add_(torch.tensor([1, 1, 1]), 0.5)
+    .addcmul_(torch.tensor([1, 2, 3]), torch.tensor([2, 2, 2]), 0.5);
   assert.deepEqual(p.toArray(), [3.5, 6.5, 9.5]);
   p.zero_().fill_(4);
   assert.deepEqual(p.toArray(), [4, 4, 4]);

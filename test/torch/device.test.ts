@@ -18,20 +18,30 @@ test('CPU autocast in bfloat16 computes what torch.autocast does: low-precision 
     const y = F.conv2d(x, w, null, { padding: 1 });
     const logits = F.linear(y.mean({ dim: [2, 3] }), lw);
     const loss = F.crossEntropy(logits, target);
-    return { y: y.float(), yDtype: y.dtype, logits: logits.float(), logitsDtype: logits.dtype, loss, lossDtype: loss.dtype };
+    return {
+      y: y.float(),
+      yDtype: y.dtype,
+      logits: logits.float(),
+      logitsDtype: logits.dtype,
+      loss,
+      lossDtype: loss.dtype,
+    };
   });
   assert.equal(out.yDtype, 'bfloat16');
   assert.equal(out.logitsDtype, 'bfloat16');
   assert.equal(out.lossDtype, 'float32');
   // Outside the region everything is float32 again.
   assert.equal(F.conv2d(x, w).dtype, 'float32');
-  const ref = pytorch(`
+  const ref = pytorch(
+    `
 with torch.autocast('cpu', dtype=torch.bfloat16):
     y = F.conv2d(x, w, padding=1)
     logits = F.linear(y.mean(dim=(2, 3)), lw)
     loss = F.cross_entropy(logits, target)
 O['y'] = y.float(); O['logits'] = logits.float(); O['loss'] = loss.float().reshape(1)
-`, { x, w, lw, target });
+`,
+    { x, w, lw, target },
+  );
   // Same kernels on the same bf16-rounded inputs: bf16 output rounding is the only slack.
   assertClose(out.y, ref.y!, 'autocast conv2d', { rtol: 1e-2, atol: 1e-2 });
   assertClose(out.logits, ref.logits!, 'autocast linear', { rtol: 1e-2, atol: 1e-2 });

@@ -8,7 +8,10 @@ test('shape mismatch throws with libtorch message and op name', () => {
   const a = torch.zeros([2, 3]);
   assert.throws(() => a.mm(a), /aten::mm: mat1 and mat2 shapes cannot be multiplied \(2x3 and 2x3\)/);
   assert.throws(() => a.view(4, 2), /aten::view: shape '\[4, 2\]' is invalid for input of size 6/);
-  assert.throws(() => F.conv2d(torch.zeros([1, 3, 8, 8]), torch.zeros([4, 2, 3, 3])), /aten::conv2d: .*expected input\[1, 3, 8, 8\] to have 2 channels/);
+  assert.throws(
+    () => F.conv2d(torch.zeros([1, 3, 8, 8]), torch.zeros([4, 2, 3, 3])),
+    /aten::conv2d: .*expected input\[1, 3, 8, 8\] to have 2 channels/,
+  );
 });
 
 test('wrong dtype throws', () => {
@@ -35,7 +38,10 @@ test('use after dispose throws', () => {
 test('index out of range throws', () => {
   const a = torch.zeros([3, 4]);
   assert.throws(() => a.select(0, 7), /aten::select\.int: .*index 7 out of range/);
-  assert.throws(() => a.indexSelect(0, torch.tensor([5], { dtype: 'int64' })), /aten::index_select: .*(out of range|index)/);
+  assert.throws(
+    () => a.indexSelect(0, torch.tensor([5], { dtype: 'int64' })),
+    /aten::index_select: .*(out of range|index)/,
+  );
   assert.throws(() => a.size(5), /dimension out of range/);
 });
 
@@ -43,7 +49,10 @@ test('argument errors are caught before reaching libtorch', () => {
   assert.throws(() => callOp('aten::no_such_op', '', []), /unknown operator aten::no_such_op/);
   assert.throws(() => callOp('aten::add', 'Tensor', [torch.zeros([1])]), /missing argument 'other'/);
   assert.throws(() => callOp('aten::add', 'Tensor', [torch.zeros([1]), 'x']), /expected a Tensor/);
-  assert.throws(() => torch.tensor(new Float32Array(5), { shape: [2, 3] }), /shape holds 6 elements of 4 bytes = 24 bytes, but the data has 20 bytes/);
+  assert.throws(
+    () => torch.tensor(new Float32Array(5), { shape: [2, 3] }),
+    /shape holds 6 elements of 4 bytes = 24 bytes, but the data has 20 bytes/,
+  );
   assert.throws(() => torch.tensor([[1, 2], [3]]), /ragged/);
   assert.throws(() => torch.setNumThreads(0), /at least 1 thread/);
   assert.throws(() => F.dropout(torch.zeros([2]), 1.5), /p must be in \[0, 1\]/);
@@ -63,7 +72,7 @@ test('the process survives a burst of failures', () => {
   let failures = 0;
   for (let i = 0; i < 200; i++) {
     try {
-      torch.zeros([i % 5 + 1, 2]).mm(torch.zeros([3, 2]));
+      torch.zeros([(i % 5) + 1, 2]).mm(torch.zeros([3, 2]));
     } catch {
       failures++;
     }

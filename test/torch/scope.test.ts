@@ -29,14 +29,22 @@ test('nested tidy moves returned tensors to the parent scope', () => {
 
 test('keep() lets a tensor outlive its scope; errors still clean up', () => {
   const before = torch.memory().tensors;
-  const kept = torch.tidy(() => {
-    torch.keep(torch.zeros([4]));
-    torch.ones([4]);
-    return undefined;
-  }) ?? null;
+  const kept =
+    torch.tidy(() => {
+      torch.keep(torch.zeros([4]));
+      torch.ones([4]);
+      return undefined;
+    }) ?? null;
   assert.equal(kept, null);
   assert.equal(torch.memory().tensors, before + 1);
-  assert.throws(() => torch.tidy(() => { torch.ones([5]); throw new Error('boom'); }), /boom/);
+  assert.throws(
+    () =>
+      torch.tidy(() => {
+        torch.ones([5]);
+        throw new Error('boom');
+      }),
+    /boom/,
+  );
   assert.equal(torch.memory().tensors, before + 1);
 });
 
@@ -70,7 +78,13 @@ test('noGrad stops recording and restores the mode', () => {
   const y = torch.noGrad(() => w.mul(2));
   assert.equal(y.requiresGrad, false);
   assert.equal(torch.isGradEnabled(), true);
-  assert.throws(() => torch.noGrad(() => { throw new Error('inner'); }), /inner/);
+  assert.throws(
+    () =>
+      torch.noGrad(() => {
+        throw new Error('inner');
+      }),
+    /inner/,
+  );
   assert.equal(torch.isGradEnabled(), true);
   assert.equal(w.mul(2).requiresGrad, true);
 });
@@ -86,5 +100,8 @@ test('createdBytes counts each storage a function created once (in-place results
   assert.equal(bytes, 2 * 1000 * 4);
   // Nothing it created is left: no growth (other tests' tensors may be collected meanwhile, so not equality).
   const after = torch.memory();
-  assert.ok(after.bytes <= before.bytes && after.tensors <= before.tensors, `live tensors ${before.tensors} → ${after.tensors}, bytes ${before.bytes} → ${after.bytes}`);
+  assert.ok(
+    after.bytes <= before.bytes && after.tensors <= before.tensors,
+    `live tensors ${before.tensors} → ${after.tensors}, bytes ${before.bytes} → ${after.bytes}`,
+  );
 });

@@ -2,7 +2,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { pretrain, readCheckpoint, resolveConfig, type ConfigOverrides } from '../../src/train/index.js';
 import { loadEncoder } from '../../src/eval/encoder.js';
@@ -10,7 +20,15 @@ import { tmpDir } from '../helpers/pytorch.js';
 import { runCli } from '../helpers/cli.js';
 
 const TINY: ConfigOverrides = {
-  preset: 'cifar', width: 8, batchSize: 32, K: 256, bnSplits: 4, epochs: 3, printFreq: 1000, threads: 2, seed: 3,
+  preset: 'cifar',
+  width: 8,
+  batchSize: 32,
+  K: 256,
+  bnSplits: 4,
+  epochs: 3,
+  printFreq: 1000,
+  threads: 2,
+  seed: 3,
 };
 
 function canMountTmpfs(): boolean {
@@ -29,37 +47,55 @@ function canMountTmpfs(): boolean {
 
 const tmpfs = canMountTmpfs();
 
-test('a full disk during a save names the file, the run directory, the intact last checkpoint and the next step', { skip: !tmpfs && 'needs root and mount -t tmpfs' }, async () => {
-  // The size of one checkpoint of this run, from a run on an ordinary disk.
-  const probe = tmpDir();
-  await pretrain(resolveConfig('synthetic:64', { ...TINY, maxSteps: 1, out: probe }), { quiet: true });
-  const ckBytes = statSync(join(probe, 'checkpoint_0000001.safetensors')).size;
-  rmSync(probe, { recursive: true, force: true });
+test(
+  'a full disk during a save names the file, the run directory, the intact last checkpoint and the next step',
+  { skip: !tmpfs && 'needs root and mount -t tmpfs' },
+  async () => {
+    // The size of one checkpoint of this run, from a run on an ordinary disk.
+    const probe = tmpDir();
+    await pretrain(resolveConfig('synthetic:64', { ...TINY, maxSteps: 1, out: probe }), { quiet: true });
+    const ckBytes = statSync(join(probe, 'checkpoint_0000001.safetensors')).size;
+    rmSync(probe, { recursive: true, force: true });
 
-  const mnt = tmpDir('moco-full-');
-  // Room for one checkpoint and the small files, not for a second checkpoint beside it.
-  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${Math.ceil((ckBytes * 1.5) / 4096) * 4096 + 256 * 1024}`, 'tmpfs', mnt]);
-  try {
-    const out = join(mnt, 'run');
-    await assert.rejects(
-      pretrain(resolveConfig('synthetic:64', { ...TINY, maxSteps: 3, saveEverySteps: 1, out }), { quiet: true }),
-      (e: Error) => {
-        assert.match(e.message, /cannot write .*checkpoint_0000002\.safetensors: no space left on device \(ENOSPC\)/);
-        assert.ok(e.message.includes(`run directory ${out}`), e.message);
-        assert.ok(e.message.includes(`the last good checkpoint ${join(out, 'checkpoint_0000001.safetensors')} is intact`), e.message);
-        assert.ok(e.message.includes(`moco pretrain --resume ${out}`), e.message);
-        return true;
-      },
-    );
-    assert.deepEqual(readdirSync(out).filter((f) => f.endsWith('.tmp')), [], 'no temp file left behind');
-    const ck = readCheckpoint(out);
-    assert.deepEqual(ck.state, { epoch: 0, batch: 1, step: 1 });
-    for (const t of ck.tensors.values()) t.dispose();
-  } finally {
-    execFileSync('umount', [mnt]);
-    rmSync(mnt, { recursive: true, force: true });
-  }
-});
+    const mnt = tmpDir('moco-full-');
+    // Room for one checkpoint and the small files, not for a second checkpoint beside it.
+    execFileSync('mount', [
+      '-t',
+      'tmpfs',
+      '-o',
+      `size=${Math.ceil((ckBytes * 1.5) / 4096) * 4096 + 256 * 1024}`,
+      'tmpfs',
+      mnt,
+    ]);
+    try {
+      const out = join(mnt, 'run');
+      await assert.rejects(
+        pretrain(resolveConfig('synthetic:64', { ...TINY, maxSteps: 3, saveEverySteps: 1, out }), { quiet: true }),
+        (e: Error) => {
+          assert.match(e.message, /cannot write .*checkpoint_0000002\.safetensors: no space left on device \(ENOSPC\)/);
+          assert.ok(e.message.includes(`run directory ${out}`), e.message);
+          assert.ok(
+            e.message.includes(`the last good checkpoint ${join(out, 'checkpoint_0000001.safetensors')} is intact`),
+            e.message,
+          );
+          assert.ok(e.message.includes(`moco pretrain --resume ${out}`), e.message);
+          return true;
+        },
+      );
+      assert.deepEqual(
+        readdirSync(out).filter((f) => f.endsWith('.tmp')),
+        [],
+        'no temp file left behind',
+      );
+      const ck = readCheckpoint(out);
+      assert.deepEqual(ck.state, { epoch: 0, batch: 1, step: 1 });
+      for (const t of ck.tensors.values()) t.dispose();
+    } finally {
+      execFileSync('umount', [mnt]);
+      rmSync(mnt, { recursive: true, force: true });
+    }
+  },
+);
 
 test('a failed save prints a resume command that works as printed: no data argument, the run directory quoted for the shell', async () => {
   // A directory where the second checkpoint goes makes its save fail (rename onto a non-empty directory) on any
@@ -114,11 +150,14 @@ test('a damaged newest checkpoint: resume and --pretrained fall back to the newe
   writeFileSync(f2, readFileSync(f2).subarray(0, 4000));
   const f1 = join(out, 'checkpoint_0000001.safetensors');
   writeFileSync(f1, 'not a checkpoint');
-  assert.throws(() => readCheckpoint(out, () => undefined), (e: Error) => {
-    assert.match(e.message, /no intact checkpoint/);
-    for (const f of [f1, f2, f3]) assert.ok(e.message.includes(f), `${f} named in: ${e.message}`);
-    assert.match(e.message, /file ends early|truncated|exceeds the file/);
-    return true;
-  });
+  assert.throws(
+    () => readCheckpoint(out, () => undefined),
+    (e: Error) => {
+      assert.match(e.message, /no intact checkpoint/);
+      for (const f of [f1, f2, f3]) assert.ok(e.message.includes(f), `${f} named in: ${e.message}`);
+      assert.match(e.message, /file ends early|truncated|exceeds the file/);
+      return true;
+    },
+  );
   rmSync(out, { recursive: true, force: true });
 });

@@ -25,9 +25,33 @@ test('moco pretrain on a folder with link cycles, a dangling link and odd files 
     writeFileSync(join(photos, 'text.jpg'), 'not an image');
     writeFileSync(join(photos, 'notes.txt'), 'hello');
     const out = join(dir, 'run');
-    const r = spawnSync(process.execPath, [join(repoRoot(), 'dist', 'src', 'cli', 'main.js'), 'pretrain', photos, '--preset', 'cifar', '--width', '8', '--image-size', '16',
-      '--batch-size', '8', '--moco-k', '16', '--bn-splits', '1', '--max-steps', '1', '--threads', '1', '--out', out],
-    { encoding: 'utf8', timeout: 120_000, env: { ...process.env, MOCO_NO_CACHE: '1' } });
+    const r = spawnSync(
+      process.execPath,
+      [
+        join(repoRoot(), 'dist', 'src', 'cli', 'main.js'),
+        'pretrain',
+        photos,
+        '--preset',
+        'cifar',
+        '--width',
+        '8',
+        '--image-size',
+        '16',
+        '--batch-size',
+        '8',
+        '--moco-k',
+        '16',
+        '--bn-splits',
+        '1',
+        '--max-steps',
+        '1',
+        '--threads',
+        '1',
+        '--out',
+        out,
+      ],
+      { encoding: 'utf8', timeout: 120_000, env: { ...process.env, MOCO_NO_CACHE: '1' } },
+    );
     assert.equal(r.status, 0, r.stderr);
     const named = (name: string, why: RegExp): void => {
       const line = r.stderr.split('\n').find((l) => l.includes(name) && /skipping/.test(l));
@@ -39,7 +63,11 @@ test('moco pretrain on a folder with link cycles, a dangling link and odd files 
     named('truncated.jpg', /.+/);
     named('text.jpg', /.+/);
     named('notes.txt', /not an image file/);
-    assert.equal(r.stderr.split('\n').filter((l) => /skipping/.test(l)).length, 6, 'nothing else left out, nothing named twice');
+    assert.equal(
+      r.stderr.split('\n').filter((l) => /skipping/.test(l)).length,
+      6,
+      'nothing else left out, nothing named twice',
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -8,12 +8,25 @@ import { pretrain, readCheckpoint, resolveConfig, type ConfigOverrides } from '.
 import { tmpDir } from '../helpers/pytorch.js';
 
 const TINY: ConfigOverrides = {
-  preset: 'cifar', width: 4, imageSize: 16, batchSize: 32, K: 64, bnSplits: 4, epochs: 3, printFreq: 1000, threads: 2, seed: 3,
+  preset: 'cifar',
+  width: 4,
+  imageSize: 16,
+  batchSize: 32,
+  K: 64,
+  bnSplits: 4,
+  epochs: 3,
+  printFreq: 1000,
+  threads: 2,
+  seed: 3,
 };
 
 function losses(dir: string): number[] {
-  return readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { loss: number; knnTop1?: number })
-    .filter((r) => r.knnTop1 === undefined).map((r) => r.loss);
+  return readFileSync(join(dir, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { loss: number; knnTop1?: number })
+    .filter((r) => r.knnTop1 === undefined)
+    .map((r) => r.loss);
 }
 
 test('memory bank: 2 steps + resume + 2 steps gives the same losses and bank as 4 steps', async () => {
@@ -36,10 +49,22 @@ test('memory bank: 2 steps + resume + 2 steps gives the same losses and bank as 
 });
 
 test('mechanism flags: invalid combinations are refused naming the flag', () => {
-  assert.throws(() => resolveConfig('synthetic', { ...TINY, mechanism: 'simclr' as never }), /invalid --mechanism "simclr": one of moco, end-to-end, memory-bank, mocov3/);
-  assert.throws(() => resolveConfig('synthetic', { ...TINY, loss: 'ntxent' }), /invalid --loss "ntxent": NT-Xent is a loss of --mechanism end-to-end \(here --mechanism "moco" \(from preset cifar\)\)/);
-  assert.throws(() => resolveConfig('synthetic', { ...TINY, mechanism: 'memory-bank', symmetric: true }), /invalid --symmetric true: the symmetric loss is MoCo's/);
-  assert.throws(() => resolveConfig('synthetic', { ...TINY, mechanism: 'memory-bank', bankMomentum: 1 }), /invalid --bank-momentum 1: a number in \[0, 1\)/);
+  assert.throws(
+    () => resolveConfig('synthetic', { ...TINY, mechanism: 'simclr' as never }),
+    /invalid --mechanism "simclr": one of moco, end-to-end, memory-bank, mocov3/,
+  );
+  assert.throws(
+    () => resolveConfig('synthetic', { ...TINY, loss: 'ntxent' }),
+    /invalid --loss "ntxent": NT-Xent is a loss of --mechanism end-to-end \(here --mechanism "moco" \(from preset cifar\)\)/,
+  );
+  assert.throws(
+    () => resolveConfig('synthetic', { ...TINY, mechanism: 'memory-bank', symmetric: true }),
+    /invalid --symmetric true: the symmetric loss is MoCo's/,
+  );
+  assert.throws(
+    () => resolveConfig('synthetic', { ...TINY, mechanism: 'memory-bank', bankMomentum: 1 }),
+    /invalid --bank-momentum 1: a number in \[0, 1\)/,
+  );
   // End-to-end has no queue: K does not bound the batch; its lr follows main_moco.py's linear scaling by default.
   const e2e = resolveConfig('synthetic', { ...TINY, mechanism: 'end-to-end', K: 1 });
   assert.equal(e2e.lrScaling, 'linear');
@@ -50,7 +75,17 @@ test('mechanism flags: invalid combinations are refused naming the flag', () => 
 // above the random encoder's (the same protocol as MoCo's learning test, at a smaller budget). NT-Xent shares
 // end-to-end's encoder and step; its parity test covers the loss.
 const LEARN: ConfigOverrides = {
-  preset: 'cifar', width: 8, imageSize: 16, batchSize: 64, bnSplits: 4, K: 1024, threads: 1, seed: 1, knnEvery: 1000, knnFeature: 'backbone', printFreq: 1000,
+  preset: 'cifar',
+  width: 8,
+  imageSize: 16,
+  batchSize: 64,
+  bnSplits: 4,
+  K: 1024,
+  threads: 1,
+  seed: 1,
+  knnEvery: 1000,
+  knnFeature: 'backbone',
+  printFreq: 1000,
 };
 // The memory bank refreshes a row once an epoch, so its run is many epochs of a small set: 256 training images
 // (--train-subset of synthetic:2560, whose test split gives 512 kNN queries instead of synthetic:512's 102, a
@@ -63,11 +98,19 @@ const LEARN: ConfigOverrides = {
 // 2.13 leg: too short to learn reliably and too few queries to tell. Its threshold is +8.
 for (const [name, data, over, gain] of [
   ['end-to-end', 'synthetic:2560', { mechanism: 'end-to-end', trainSubset: 256, lr: 0.12, epochs: 100 }, 8],
-  ['memory-bank', 'synthetic:2560', { mechanism: 'memory-bank', trainSubset: 256, K: 512, T: 0.2, lr: 0.12, epochs: 100 }, 10],
+  [
+    'memory-bank',
+    'synthetic:2560',
+    { mechanism: 'memory-bank', trainSubset: 256, K: 512, T: 0.2, lr: 0.12, epochs: 100 },
+    10,
+  ],
 ] as [string, string, ConfigOverrides, number][]) {
   test(`${name} learns: kNN clearly above the random encoder after a short run`, { timeout: 1_200_000 }, async () => {
     const s = await pretrain(resolveConfig(data, { ...LEARN, ...over, out: tmpDir() }), { quiet: true });
     assert.ok(s.knnTop1Init !== undefined && s.knnTop1 !== undefined);
-    assert.ok(s.knnTop1! >= s.knnTop1Init! + gain, `kNN ${s.knnTop1Init!.toFixed(1)}% at init → ${s.knnTop1!.toFixed(1)}% after ${s.steps} steps (need +${gain})`);
+    assert.ok(
+      s.knnTop1! >= s.knnTop1Init! + gain,
+      `kNN ${s.knnTop1Init!.toFixed(1)}% at init → ${s.knnTop1!.toFixed(1)}% after ${s.steps} steps (need +${gain})`,
+    );
   });
 }

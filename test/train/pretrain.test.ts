@@ -10,12 +10,24 @@ import { CHECKSUM_KEY } from '../../src/io/safetensors.js';
 import { checkpointName } from '../../src/train/checkpoint.js';
 
 const TINY: ConfigOverrides = {
-  preset: 'cifar', width: 8, batchSize: 32, K: 256, bnSplits: 4, epochs: 3, printFreq: 1000, threads: 2, seed: 3,
+  preset: 'cifar',
+  width: 8,
+  batchSize: 32,
+  K: 256,
+  bnSplits: 4,
+  epochs: 3,
+  printFreq: 1000,
+  threads: 2,
+  seed: 3,
 };
 
 function losses(dir: string): number[] {
-  return readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { loss: number; knnTop1?: number })
-    .filter((r) => r.knnTop1 === undefined).map((r) => r.loss);
+  return readFileSync(join(dir, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { loss: number; knnTop1?: number })
+    .filter((r) => r.knnTop1 === undefined)
+    .map((r) => r.loss);
 }
 
 test('2 steps + resume + 2 steps gives the same losses as 4 steps', async () => {
@@ -42,14 +54,26 @@ test('a step that ends an epoch and is a --save-every-steps step is checkpointed
   let atStep: number | null | undefined;
   let atEpochEnd: number | undefined;
   const watch = {
-    between: (_ctx: unknown, e: { step: number }): void => { if (e.step === 4) atStep = existsSync(ck4) ? statSync(ck4).ino : null; },
-    epochEnd: (_ctx: unknown, e: { epoch: number }): void => { if (e.epoch === 0) atEpochEnd = statSync(ck4).ino; },
+    between: (_ctx: unknown, e: { step: number }): void => {
+      if (e.step === 4) atStep = existsSync(ck4) ? statSync(ck4).ino : null;
+    },
+    epochEnd: (_ctx: unknown, e: { epoch: number }): void => {
+      if (e.epoch === 0) atEpochEnd = statSync(ck4).ino;
+    },
   };
-  const s = await pretrain(resolveConfig('synthetic:128', { ...TINY, epochs: 2, saveEverySteps: 2, keepCheckpoints: 5, out }), { quiet: true, observers: [watch] });
+  const s = await pretrain(
+    resolveConfig('synthetic:128', { ...TINY, epochs: 2, saveEverySteps: 2, keepCheckpoints: 5, out }),
+    { quiet: true, observers: [watch] },
+  );
   assert.equal(s.steps, 8);
   assert.notEqual(atStep, undefined, 'the loop went on after step 4');
   assert.ok(atStep === null || atStep === atEpochEnd, 'step 4 was written twice (the step save, then the epoch end)');
-  assert.deepEqual(readdirSync(out).filter((f) => f.startsWith('checkpoint_')).sort(), [2, 4, 6, 8].map(checkpointName));
+  assert.deepEqual(
+    readdirSync(out)
+      .filter((f) => f.startsWith('checkpoint_'))
+      .sort(),
+    [2, 4, 6, 8].map(checkpointName),
+  );
   // The one file of step 4 records the epoch as done.
   const ck = readCheckpoint(ck4);
   for (const t of ck.tensors.values()) t.dispose();
@@ -60,12 +84,15 @@ test('a seeded run is bit-reproducible: the same config twice gives identical lo
   // What README and docs/runs.md promise: on one machine, with the same --seed and --threads, every loss and every tensor of the
   // checkpoint (model, queue, momentum buffers, RNG) is identical, bit for bit.
   const runs = [tmpDir(), tmpDir()];
-  for (const out of runs) await pretrain(resolveConfig('synthetic:128', { ...TINY, maxSteps: 5, out }), { quiet: true });
+  for (const out of runs)
+    await pretrain(resolveConfig('synthetic:128', { ...TINY, maxSteps: 5, out }), { quiet: true });
   assert.deepEqual(losses(runs[1]!), losses(runs[0]!));
   // The SHA-256 of all tensor bytes that saveSafetensors writes into the header (loadSafetensors checks it).
   const digest = (dir: string): string | undefined => {
     const b = readFileSync(join(dir, checkpointName(5)));
-    const header = JSON.parse(b.subarray(8, 8 + Number(b.readBigUInt64LE(0))).toString('utf8')) as { __metadata__?: Record<string, string> };
+    const header = JSON.parse(b.subarray(8, 8 + Number(b.readBigUInt64LE(0))).toString('utf8')) as {
+      __metadata__?: Record<string, string>;
+    };
     return header.__metadata__?.[CHECKSUM_KEY];
   };
   assert.ok(digest(runs[0]!), 'checkpoint carries a tensor checksum');
@@ -76,7 +103,25 @@ test('a seeded run is bit-reproducible: the same config twice gives identical lo
   assert.notDeepEqual(losses(other), losses(runs[0]!));
 });
 
-const CLI_TINY = ['--preset', 'cifar', '--width', '8', '--batch-size', '32', '--moco-k', '256', '--bn-splits', '4', '--epochs', '2', '--threads', '2', '--seed', '5', '--quiet'];
+const CLI_TINY = [
+  '--preset',
+  'cifar',
+  '--width',
+  '8',
+  '--batch-size',
+  '32',
+  '--moco-k',
+  '256',
+  '--bn-splits',
+  '4',
+  '--epochs',
+  '2',
+  '--threads',
+  '2',
+  '--seed',
+  '5',
+  '--quiet',
+];
 
 test('SIGTERM mid-epoch saves a checkpoint and exits 143; resuming reproduces the uninterrupted losses', async () => {
   const ref = tmpDir();
@@ -108,7 +153,23 @@ test('SIGTERM mid-epoch saves a checkpoint and exits 143; resuming reproduces th
 
 test('--resume DIR needs no data argument (the run records it), refuses other data, and says when the run is finished', async () => {
   const dir = tmpDir();
-  const tiny = ['--preset', 'cifar', '--width', '4', '--image-size', '16', '--batch-size', '32', '--moco-k', '64', '--bn-splits', '4', '--threads', '1', '--quiet'];
+  const tiny = [
+    '--preset',
+    'cifar',
+    '--width',
+    '4',
+    '--image-size',
+    '16',
+    '--batch-size',
+    '32',
+    '--moco-k',
+    '64',
+    '--bn-splits',
+    '4',
+    '--threads',
+    '1',
+    '--quiet',
+  ];
   const r0 = await runCli(['pretrain', 'synthetic:64', ...tiny, '--epochs', '1', '--out', dir]).done;
   assert.equal(r0.code, 0, r0.err);
   const metrics = readFileSync(join(dir, 'metrics.jsonl'), 'utf8');
@@ -118,7 +179,12 @@ test('--resume DIR needs no data argument (the run records it), refuses other da
   assert.equal(r1.code, 0, r1.err);
   const said = `moco pretrain: ${dir} is already finished: epoch 1 of 1, step 2 (checkpoint ${join(dir, 'checkpoint_0000002.safetensors')}); nothing was trained. To train it further, resume with a larger --epochs, e.g. moco pretrain --resume ${dir} --epochs 2`;
   assert.ok(r1.err.includes(said), r1.err);
-  const s1 = JSON.parse(r1.out.trim().split('\n').pop()!) as { alreadyFinished?: boolean; steps: number; lastLoss: number | null; imagesPerSec: number | null };
+  const s1 = JSON.parse(r1.out.trim().split('\n').pop()!) as {
+    alreadyFinished?: boolean;
+    steps: number;
+    lastLoss: number | null;
+    imagesPerSec: number | null;
+  };
   assert.equal(s1.alreadyFinished, true);
   assert.equal(s1.steps, 2);
   assert.ok(typeof s1.lastLoss === 'number' && s1.lastLoss > 0, `lastLoss ${s1.lastLoss}`);
@@ -128,7 +194,10 @@ test('--resume DIR needs no data argument (the run records it), refuses other da
   // Other data than the run's is refused, naming both.
   const r2 = await runCli(['pretrain', 'synthetic:32', '--resume', dir, '--epochs', '2', '--quiet']).done;
   assert.equal(r2.code, 1);
-  assert.match(r2.err, /the data argument 'synthetic:32' is not the resumed run's data 'synthetic:64'.*leave the data argument out/);
+  assert.match(
+    r2.err,
+    /the data argument 'synthetic:32' is not the resumed run's data 'synthetic:64'.*leave the data argument out/,
+  );
   // The same data may be given; a larger --epochs trains on.
   const r3 = await runCli(['pretrain', 'synthetic:64', '--resume', dir, '--epochs', '2', '--quiet']).done;
   assert.equal(r3.code, 0, r3.err);
@@ -138,13 +207,19 @@ test('--resume DIR needs no data argument (the run records it), refuses other da
   // Neither data nor --resume: one line saying both ways, not the whole help.
   const r4 = await runCli(['pretrain', '--quiet']).done;
   assert.equal(r4.code, 1);
-  assert.match(r4.err, /missing the data argument: moco pretrain DATA .*; to continue a run, moco pretrain --resume DIR/);
+  assert.match(
+    r4.err,
+    /missing the data argument: moco pretrain DATA .*; to continue a run, moco pretrain --resume DIR/,
+  );
   assert.ok(!r4.err.includes('Options:'), r4.err);
 });
 
 test('invalid settings are refused before any work, naming the flag', async () => {
   const bad: [ConfigOverrides, RegExp][] = [
-    [{ K: 16 }, /invalid --moco-k 16: must be at least the keys enqueued per step \(--batch-size 32 = 32\); pass --moco-k 32 or more/],
+    [
+      { K: 16 },
+      /invalid --moco-k 16: must be at least the keys enqueued per step \(--batch-size 32 = 32\); pass --moco-k 32 or more/,
+    ],
     [{ m: 1 }, /invalid --moco-m 1: a number in \[0, 1\)/],
     [{ T: 0 }, /invalid --moco-t 0: a number > 0/],
     [{ arch: 'vgg' }, /invalid -a\/--arch "vgg": one of resnet18, resnet34, resnet50, resnet101/],
@@ -152,11 +227,26 @@ test('invalid settings are refused before any work, naming the flag', async () =
   ];
   for (const [o, re] of bad) assert.throws(() => resolveConfig('synthetic', { ...TINY, ...o }), re);
   // A value the user never typed names its source and the values that would work.
-  assert.throws(() => resolveConfig('photos', { batchSize: 4 }), /invalid --bn-splits 8 \(from preset mocov1\): must divide --batch-size 4; pass --bn-splits 1, 2 or 4/);
-  assert.throws(() => resolveConfig('photos', { preset: 'cifar', batchSize: 8192, bnSplits: 1 }), /invalid --moco-k 4096 \(from preset cifar\): must be at least .*\(--batch-size 8192 = 8192\); pass --moco-k 8192 or more/);
-  assert.throws(() => resolveConfig('synthetic', { preset: 'simclr' }), /unknown --preset 'simclr'; valid: mocov1, mocov2, cifar/);
-  assert.throws(() => resolveConfig('synthetic', { config: '/nonexistent.yaml' }), /--config \/nonexistent\.yaml: cannot read/);
-  await assert.rejects(pretrain(resolveConfig('/no/such/dir', { ...TINY, out: tmpDir() }), { quiet: true }), /data '\/no\/such\/dir' not found/);
+  assert.throws(
+    () => resolveConfig('photos', { batchSize: 4 }),
+    /invalid --bn-splits 8 \(from preset mocov1\): must divide --batch-size 4; pass --bn-splits 1, 2 or 4/,
+  );
+  assert.throws(
+    () => resolveConfig('photos', { preset: 'cifar', batchSize: 8192, bnSplits: 1 }),
+    /invalid --moco-k 4096 \(from preset cifar\): must be at least .*\(--batch-size 8192 = 8192\); pass --moco-k 8192 or more/,
+  );
+  assert.throws(
+    () => resolveConfig('synthetic', { preset: 'simclr' }),
+    /unknown --preset 'simclr'; valid: mocov1, mocov2, cifar/,
+  );
+  assert.throws(
+    () => resolveConfig('synthetic', { config: '/nonexistent.yaml' }),
+    /--config \/nonexistent\.yaml: cannot read/,
+  );
+  await assert.rejects(
+    pretrain(resolveConfig('/no/such/dir', { ...TINY, out: tmpDir() }), { quiet: true }),
+    /data '\/no\/such\/dir' not found/,
+  );
   const r = await runCli(['pretrain', 'synthetic', '--moco-m', 'abc']).done;
   assert.notEqual(r.code, 0);
   assert.match(r.err, /--moco-m expects a number, got 'abc'/);
@@ -170,15 +260,32 @@ test('a NaN loss stops the run and names the step and the last checkpoint', asyn
   );
 });
 
-test('MoCo learns: a short run on the synthetic shapes lifts kNN accuracy well above the random encoder', { timeout: 600_000 }, async () => {
-  // A ResNet-18 of width 8 on 16-px views: ~800 steps in about a minute and a half on two cores. The kNN monitor
-  // measures the freshly initialised encoder first (knnTop1Init) and the trained one at the end.
-  const over: ConfigOverrides = {
-    preset: 'cifar', width: 8, imageSize: 16, batchSize: 128, K: 1024, symmetric: true, epochs: 26, threads: 2, seed: 1,
-    knnEvery: 1000, knnFeature: 'backbone', printFreq: 1000,
-  };
-  const summary = await pretrain(resolveConfig('synthetic:4000', { ...over, out: tmpDir() }), { quiet: true });
-  assert.equal(summary.steps, 26 * 31);
-  assert.ok(summary.knnTop1Init !== undefined && summary.knnTop1 !== undefined);
-  assert.ok(summary.knnTop1! >= summary.knnTop1Init! + 8, `kNN ${summary.knnTop1Init!.toFixed(1)}% at init → ${summary.knnTop1!.toFixed(1)}% after ${summary.steps} steps`);
-});
+test(
+  'MoCo learns: a short run on the synthetic shapes lifts kNN accuracy well above the random encoder',
+  { timeout: 600_000 },
+  async () => {
+    // A ResNet-18 of width 8 on 16-px views: ~800 steps in about a minute and a half on two cores. The kNN monitor
+    // measures the freshly initialised encoder first (knnTop1Init) and the trained one at the end.
+    const over: ConfigOverrides = {
+      preset: 'cifar',
+      width: 8,
+      imageSize: 16,
+      batchSize: 128,
+      K: 1024,
+      symmetric: true,
+      epochs: 26,
+      threads: 2,
+      seed: 1,
+      knnEvery: 1000,
+      knnFeature: 'backbone',
+      printFreq: 1000,
+    };
+    const summary = await pretrain(resolveConfig('synthetic:4000', { ...over, out: tmpDir() }), { quiet: true });
+    assert.equal(summary.steps, 26 * 31);
+    assert.ok(summary.knnTop1Init !== undefined && summary.knnTop1 !== undefined);
+    assert.ok(
+      summary.knnTop1! >= summary.knnTop1Init! + 8,
+      `kNN ${summary.knnTop1Init!.toFixed(1)}% at init → ${summary.knnTop1!.toFixed(1)}% after ${summary.steps} steps`,
+    );
+  },
+);

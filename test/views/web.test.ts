@@ -45,8 +45,14 @@ after(async () => {
 });
 
 function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let d = 0, na = 0, nb = 0;
-  for (let i = 0; i < a.length; i++) { d += a[i]! * b[i]!; na += a[i]! ** 2; nb += b[i]! ** 2; }
+  let d = 0,
+    na = 0,
+    nb = 0;
+  for (let i = 0; i < a.length; i++) {
+    d += a[i]! * b[i]!;
+    na += a[i]! ** 2;
+    nb += b[i]! ** 2;
+  }
   return d / Math.sqrt(na * nb);
 }
 
@@ -55,10 +61,14 @@ function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
  * draws the hits first and the thumbnails arrive after, so reading them at once raced their loads (CI, 2.13 leg).
  */
 async function thumbnails(page: Page): Promise<number[]> {
-  await page.waitForFunction(() => {
-    const ims = [...document.querySelectorAll('#hits .hit img')] as HTMLImageElement[];
-    return ims.length === 8 && ims.every((i) => i.complete);
-  }, null, { timeout: 30_000 });
+  await page.waitForFunction(
+    () => {
+      const ims = [...document.querySelectorAll('#hits .hit img')] as HTMLImageElement[];
+      return ims.length === 8 && ims.every((i) => i.complete);
+    },
+    null,
+    { timeout: 30_000 },
+  );
   return page.$$eval('#hits .hit img', (ims) => ims.map((i) => (i as HTMLImageElement).naturalWidth));
 }
 
@@ -70,27 +80,44 @@ test('served page: picked image embedded in the browser ≈ onnxruntime-node, ne
   writeFileSync(model, (await app.inject('/model.onnx')).rawPayload);
   const ref = await embedFilesOnnx(model, [file], { isolate: true });
 
-  const { page, errors, blocked } = await openGuarded(browser, { allow: (u) => u.startsWith(`${origin}/`) || /^(data|blob):/.test(u) });
+  const { page, errors, blocked } = await openGuarded(browser, {
+    allow: (u) => u.startsWith(`${origin}/`) || /^(data|blob):/.test(u),
+  });
   await page.goto(`${origin}/`);
   await page.waitForSelector('#status[data-state="ready"]', { timeout: 60_000 });
-  assert.equal(await page.evaluate(() => self.crossOriginIsolated), true, 'COOP/COEP make the page cross-origin isolated');
+  assert.equal(
+    await page.evaluate(() => self.crossOriginIsolated),
+    true,
+    'COOP/COEP make the page cross-origin isolated',
+  );
   await page.setInputFiles('#file', { name: 'query.jpg', mimeType: 'image/jpeg', buffer: img });
   await page.waitForSelector('#status[data-state="done"], #status[data-state="error"]', { timeout: 60_000 });
-  const last = await page.evaluate(() => (window as unknown as { mocoLast: { vector: number[]; hits: { row: number; label: string }[] } }).mocoLast);
-  assert.ok(last, await page.textContent('#status') ?? '');
+  const last = await page.evaluate(
+    () => (window as unknown as { mocoLast: { vector: number[]; hits: { row: number; label: string }[] } }).mocoLast,
+  );
+  assert.ok(last, (await page.textContent('#status')) ?? '');
   assert.equal(last.vector.length, ref.dim);
   const c = cosine(last.vector, ref.data);
   assert.ok(c >= 0.99, `cosine(browser, onnxruntime-node) = ${c}`);
   console.error(`cosine(browser, onnxruntime-node) = ${c.toFixed(6)}`);
   assert.equal(last.hits.length, 8);
   // The page's neighbours are the server's for the node vector too (same model, same index).
-  const server = await app.inject({ method: 'POST', url: '/v1/search', payload: { vector: Array.from(ref.data), top: 8 } });
-  const serverRows = (server.json() as { results: { neighbours: { row: number }[] }[] }).results[0]!.neighbours.map((h) => h.row);
+  const server = await app.inject({
+    method: 'POST',
+    url: '/v1/search',
+    payload: { vector: Array.from(ref.data), top: 8 },
+  });
+  const serverRows = (server.json() as { results: { neighbours: { row: number }[] }[] }).results[0]!.neighbours.map(
+    (h) => h.row,
+  );
   // (Only the best one: further down, a random-init tiny model's scores are near ties that a 1e-3 change reorders.)
   assert.equal(last.hits[0]!.row, serverRows[0]);
   const thumbs = await thumbnails(page);
   assert.equal(thumbs.length, 8);
-  assert.ok(thumbs.every((w) => w === 160), `thumbnails loaded: ${thumbs.join(',')}`);
+  assert.ok(
+    thumbs.every((w) => w === 160),
+    `thumbnails loaded: ${thumbs.join(',')}`,
+  );
   // Dropping a file works as picking one.
   const dropped = await patternImage(2, { width: 150, height: 260, kind: 2, format: 'png' });
   const dt = await page.evaluateHandle((b64) => {
@@ -100,7 +127,11 @@ test('served page: picked image embedded in the browser ≈ onnxruntime-node, ne
     return d;
   }, dropped.toString('base64'));
   await page.dispatchEvent('#drop', 'drop', { dataTransfer: dt });
-  await page.waitForFunction(() => (window as unknown as { mocoLast?: { name: string } }).mocoLast?.name === 'dropped.png', null, { timeout: 60_000 });
+  await page.waitForFunction(
+    () => (window as unknown as { mocoLast?: { name: string } }).mocoLast?.name === 'dropped.png',
+    null,
+    { timeout: 60_000 },
+  );
   await page.waitForSelector('#status[data-state="done"]');
   const droppedFile = join(dir, 'dropped.png');
   writeFileSync(droppedFile, dropped);
@@ -108,7 +139,11 @@ test('served page: picked image embedded in the browser ≈ onnxruntime-node, ne
   const dv = await page.evaluate(() => (window as unknown as { mocoLast: { vector: number[] } }).mocoLast.vector);
   assert.ok(cosine(dv, dref.data) >= 0.99, `dropped: cosine ${cosine(dv, dref.data)}`);
   await page.setInputFiles('#file', { name: 'query.jpg', mimeType: 'image/jpeg', buffer: img });
-  await page.waitForFunction(() => (window as unknown as { mocoLast?: { name: string } }).mocoLast?.name === 'query.jpg', null, { timeout: 60_000 });
+  await page.waitForFunction(
+    () => (window as unknown as { mocoLast?: { name: string } }).mocoLast?.name === 'query.jpg',
+    null,
+    { timeout: 60_000 },
+  );
   await page.waitForSelector('#status[data-state="done"]');
   await page.screenshot({ path: join(SHOTS, 'served.png'), fullPage: true });
   assert.deepEqual(errors, []);
@@ -118,9 +153,37 @@ test('served page: picked image embedded in the browser ≈ onnxruntime-node, ne
 
 test('static export (moco export --format onnx --web): the page compares against its bundled gallery, no server API', async () => {
   const out = join(dir, 'web');
-  execFileSync(process.execPath, [join(repoRoot(), 'dist', 'src', 'cli', 'main.js'), 'export', ckpt, '--format', 'onnx', '--web', out, '--gallery', join(dir, 'images')], { stdio: 'pipe' });
-  for (const f of ['index.html', 'app.js', 'style.css', 'model.onnx', 'model.json', 'gallery.json', 'ort/ort.wasm.min.mjs', 'ort/ort-wasm-simd-threaded.wasm']) assert.ok(existsSync(join(out, f)), f);
-  const meta = JSON.parse(readFileSync(join(out, 'model.json'), 'utf8')) as { server: boolean; gallerySize: number; preprocessing: { size: number; resize: number } };
+  execFileSync(
+    process.execPath,
+    [
+      join(repoRoot(), 'dist', 'src', 'cli', 'main.js'),
+      'export',
+      ckpt,
+      '--format',
+      'onnx',
+      '--web',
+      out,
+      '--gallery',
+      join(dir, 'images'),
+    ],
+    { stdio: 'pipe' },
+  );
+  for (const f of [
+    'index.html',
+    'app.js',
+    'style.css',
+    'model.onnx',
+    'model.json',
+    'gallery.json',
+    'ort/ort.wasm.min.mjs',
+    'ort/ort-wasm-simd-threaded.wasm',
+  ])
+    assert.ok(existsSync(join(out, f)), f);
+  const meta = JSON.parse(readFileSync(join(out, 'model.json'), 'utf8')) as {
+    server: boolean;
+    gallerySize: number;
+    preprocessing: { size: number; resize: number };
+  };
   assert.equal(meta.server, false);
   assert.equal(meta.gallerySize, files.length);
   assert.deepEqual([meta.preprocessing.size, meta.preprocessing.resize], [224, 256]);
@@ -130,15 +193,21 @@ test('static export (moco export --format onnx --web): the page compares against
   await st.listen({ port: 0, host: '127.0.0.1' });
   const so = `http://127.0.0.1:${(st.server.address() as AddressInfo).port}`;
   try {
-    const gallery = JSON.parse(readFileSync(join(out, 'gallery.json'), 'utf8')) as { items: { name: string; vector: number[] }[] };
+    const gallery = JSON.parse(readFileSync(join(out, 'gallery.json'), 'utf8')) as {
+      items: { name: string; vector: number[] }[];
+    };
     const query = files[7]!;
-    const { page, errors, blocked } = await openGuarded(browser, { allow: (u) => u.startsWith(`${so}/`) || /^(data|blob):/.test(u) });
+    const { page, errors, blocked } = await openGuarded(browser, {
+      allow: (u) => u.startsWith(`${so}/`) || /^(data|blob):/.test(u),
+    });
     await page.goto(`${so}/`);
     await page.waitForSelector('#status[data-state="ready"]', { timeout: 60_000 });
     await page.setInputFiles('#file', { name: 'q.png', mimeType: 'image/png', buffer: readFileSync(query) });
     await page.waitForSelector('#status[data-state="done"], #status[data-state="error"]', { timeout: 60_000 });
-    const last = await page.evaluate(() => (window as unknown as { mocoLast: { vector: number[]; hits: { path: string; score: number }[] } }).mocoLast);
-    assert.ok(last, await page.textContent('#status') ?? '');
+    const last = await page.evaluate(
+      () => (window as unknown as { mocoLast: { vector: number[]; hits: { path: string; score: number }[] } }).mocoLast,
+    );
+    assert.ok(last, (await page.textContent('#status')) ?? '');
     // The gallery vector of the same file was computed by onnxruntime-node in the export.
     const c = cosine(last.vector, gallery.items.find((i) => i.name === query)!.vector);
     assert.ok(c >= 0.99, `cosine(browser, onnxruntime-node) = ${c}`);

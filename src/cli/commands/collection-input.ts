@@ -3,7 +3,10 @@
 import type { EmbedRowsOpts, LoadedRows } from '../../collections/index.js';
 import { embedSettings, progress, type EmbedFlags } from './eval-common.js';
 
-export interface InputOpts extends EmbedFlags { db?: string; where?: string }
+export interface InputOpts extends EmbedFlags {
+  db?: string;
+  where?: string;
+}
 
 /** The rows of `--db` or of the image arguments, after checking that exactly one was given. */
 export async function loadInput(cmd: string, images: string[], o: InputOpts): Promise<LoadedRows> {
@@ -12,9 +15,15 @@ export async function loadInput(cmd: string, images: string[], o: InputOpts): Pr
     if (images.length) throw new Error(`moco ${cmd}: give --db URI or image folders, not both`);
     return readCollectionRows(o.db, o.where);
   }
-  if (!images.length) throw new Error(`moco ${cmd}: give --db URI (a collection from \`moco index\`) or image files/folders with --pretrained`);
+  if (!images.length)
+    throw new Error(
+      `moco ${cmd}: give --db URI (a collection from \`moco index\`) or image files/folders with --pretrained`,
+    );
   if (o.where !== undefined) throw new Error('--where needs --db');
-  if (!o.pretrained) throw new Error(`moco ${cmd} on image files needs --pretrained <checkpoint> to embed them (or use --db with a collection)`);
+  if (!o.pretrained)
+    throw new Error(
+      `moco ${cmd} on image files needs --pretrained <checkpoint> to embed them (or use --db with a collection)`,
+    );
   return embedFileRows(images, o.pretrained, { ...embedSettings(o), ...embedHooks(cmd) });
 }
 

@@ -9,7 +9,9 @@ import { saveTorch } from '../../io/torch-save.js';
 export function register(program: Command): void {
   program
     .command('convert')
-    .description('convert pre-trained ResNet weights (official MoCo .pth.tar, torchvision .pth, DataParallel) to torchvision names')
+    .description(
+      'convert pre-trained ResNet weights (official MoCo .pth.tar, torchvision .pth, DataParallel) to torchvision names',
+    )
     .argument('<in>', 'a .pth / .pth.tar / .safetensors file, or a run directory (its latest checkpoint)')
     .argument('<out>', 'the output: .safetensors, or .pth for a torchvision state dict')
     .option('--head', 'keep the projection head (fc or MLP) as fc.*', false)

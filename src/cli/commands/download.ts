@@ -2,7 +2,8 @@
 import { CIFAR_URL, downloadCifar, parseCifarSpec } from '../../data/index.js';
 
 /** The help text of the flag, the same in every command. */
-export const DOWNLOAD_HELP = 'with cifar10:DIR / cifar100:DIR: download and extract the official binary release into DIR unless it is there';
+export const DOWNLOAD_HELP =
+  'with cifar10:DIR / cifar100:DIR: download and extract the official binary release into DIR unless it is there';
 
 /**
  * Downloads the CIFAR release of a `cifar10:DIR` / `cifar100:DIR` data spec unless it is already extracted there
@@ -19,7 +20,9 @@ export async function downloadData(spec: string, cmd: string): Promise<void> {
     onProgress: (bytes, total) => {
       if (!fetched) {
         fetched = true;
-        process.stderr.write(`${tag}: downloading ${CIFAR_URL[c.variant]}${total ? ` (${mb(total)} MB)` : ''} into ${c.root}\n`);
+        process.stderr.write(
+          `${tag}: downloading ${CIFAR_URL[c.variant]}${total ? ` (${mb(total)} MB)` : ''} into ${c.root}\n`,
+        );
       }
       // A rewritten line on a terminal; otherwise a line every 10% (every 16 MB when the size is unknown).
       const step = process.stderr.isTTY ? 1e6 : total ? total / 10 : 16e6;

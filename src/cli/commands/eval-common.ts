@@ -5,7 +5,14 @@ import { setNumThreads } from '../../torch/index.js';
 import type { FeatureKind } from '../../eval/index.js';
 
 /** The embedding flags as commander parses them (see {@link addEmbedOptions}). */
-export interface EmbedFlags { pretrained?: string; feature?: string; flip?: boolean; crops?: string; batch?: string; threads?: string }
+export interface EmbedFlags {
+  pretrained?: string;
+  feature?: string;
+  flip?: boolean;
+  crops?: string;
+  batch?: string;
+  threads?: string;
+}
 
 /** Which embedding flags a command offers, and how they read there. */
 export interface EmbedOptionSpec {
@@ -39,20 +46,49 @@ export function addEmbedOptions(cmd: Command, spec: EmbedOptionSpec = {}): Comma
   const help = spec.pretrained ?? `${pre}checkpoint (run dir, .safetensors, .pth, .pth.tar)`;
   if (spec.required) cmd.requiredOption('--pretrained <ckpt>', help);
   else cmd.option('--pretrained <ckpt>', help);
-  if (spec.feature !== false) cmd.option('--feature <which>', `${pre}backbone (pooled features), head (projection output) or regions (global + banded pooling of the last map, + layer3; for dedup)`, spec.featureDefault ?? 'backbone');
-  if (spec.flip !== false && spec.flipDefault) cmd.option('--no-flip', `${pre}do not average each image's features with its mirror image's (default: averaged, so a flipped copy gets the same vector)`);
-  else if (spec.flip !== false) cmd.option('--flip', `${pre}average each image's features with its mirror image's (a flipped copy gets the same vector; twice the compute)`, false);
-  if (spec.crops !== false) cmd.option('--crops <which>', `${pre}also average in the features of 90% crops resized back: center (one), five (centre and corners) or none (a cropped copy shares more of its vector; one forward more per crop)`, spec.cropsDefault ?? 'none');
+  if (spec.feature !== false)
+    cmd.option(
+      '--feature <which>',
+      `${pre}backbone (pooled features), head (projection output) or regions (global + banded pooling of the last map, + layer3; for dedup)`,
+      spec.featureDefault ?? 'backbone',
+    );
+  if (spec.flip !== false && spec.flipDefault)
+    cmd.option(
+      '--no-flip',
+      `${pre}do not average each image's features with its mirror image's (default: averaged, so a flipped copy gets the same vector)`,
+    );
+  else if (spec.flip !== false)
+    cmd.option(
+      '--flip',
+      `${pre}average each image's features with its mirror image's (a flipped copy gets the same vector; twice the compute)`,
+      false,
+    );
+  if (spec.crops !== false)
+    cmd.option(
+      '--crops <which>',
+      `${pre}also average in the features of 90% crops resized back: center (one), five (centre and corners) or none (a cropped copy shares more of its vector; one forward more per crop)`,
+      spec.cropsDefault ?? 'none',
+    );
   if (spec.batch !== false) cmd.option('--batch <n>', `${pre}images per forward`, spec.batch ?? '64');
   if (spec.threads !== false) cmd.option('--threads <n>', 'libtorch threads');
   return cmd;
 }
 
 /** The parsed embedding settings of {@link addEmbedOptions}' flags (also applies `--threads`). */
-export function embedSettings(o: EmbedFlags): { feature: FeatureKind; flip: boolean; crops?: { kind: 'center' | 'five' }; batchSize?: number } {
+export function embedSettings(o: EmbedFlags): {
+  feature: FeatureKind;
+  flip: boolean;
+  crops?: { kind: 'center' | 'five' };
+  batchSize?: number;
+} {
   applyThreads(o.threads);
   const c = cropKind(o.crops ?? 'none');
-  return { feature: feature(o.feature ?? 'backbone'), flip: o.flip ?? false, ...(c !== 'none' ? { crops: { kind: c } } : {}), batchSize: int('--batch', o.batch) };
+  return {
+    feature: feature(o.feature ?? 'backbone'),
+    flip: o.flip ?? false,
+    ...(c !== 'none' ? { crops: { kind: c } } : {}),
+    batchSize: int('--batch', o.batch),
+  };
 }
 
 /** What `--crops` takes. */
@@ -60,7 +96,8 @@ export type CropKind = 'none' | 'center' | 'five';
 
 /** `--crops none|center|five`. */
 export function cropKind(v: string): CropKind {
-  if (v !== 'none' && v !== 'center' && v !== 'five') throw new Error(`--crops must be none, center or five, got '${v}'`);
+  if (v !== 'none' && v !== 'center' && v !== 'five')
+    throw new Error(`--crops must be none, center or five, got '${v}'`);
   return v;
 }
 
@@ -85,7 +122,8 @@ export function num(name: string, v: string | undefined): number | undefined {
  * descriptor (global + banded averages of the last map and layer3's average: `src/eval/regions.ts`).
  */
 export function feature(v: string): FeatureKind {
-  if (v !== 'backbone' && v !== 'head' && v !== 'regions') throw new Error(`--feature must be backbone, head or regions, got '${v}'`);
+  if (v !== 'backbone' && v !== 'head' && v !== 'regions')
+    throw new Error(`--feature must be backbone, head or regions, got '${v}'`);
   return v;
 }
 

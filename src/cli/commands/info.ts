@@ -7,6 +7,14 @@ export function register(program: Command): void {
     .description('print the libtorch build, threads and devices as JSON')
     .action(() => {
       const b = buildInfo();
-      console.log(JSON.stringify({ torch: b.torch, threads: getNumThreads(), cuda: cuda.isAvailable(), cudaDevices: cuda.deviceCount(), cxx11Abi: b.cxx11Abi }));
+      console.log(
+        JSON.stringify({
+          torch: b.torch,
+          threads: getNumThreads(),
+          cuda: cuda.isAvailable(),
+          cudaDevices: cuda.deviceCount(),
+          cxx11Abi: b.cxx11Abi,
+        }),
+      );
     });
 }

@@ -2,21 +2,33 @@
 // `moco sweep` (whose grid cells are pre-training runs).
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import {
-  RUN_DEFAULTS, SETTINGS, camelKey, type ConfigOverrides, type Setting, type SettingKind,
+  RUN_DEFAULTS,
+  SETTINGS,
+  camelKey,
+  type ConfigOverrides,
+  type Setting,
+  type SettingKind,
 } from '../../train/index.js';
 import { DEFAULT_PRESET, recipe } from '../../moco/index.js';
 
-export const int = (flag: string) => (v: string): number => {
-  const n = Number(v);
-  if (!Number.isInteger(n)) throw new InvalidArgumentError(`${flag} expects an integer, got '${v}'`);
-  return n;
-};
-export const num = (flag: string) => (v: string): number => {
-  const n = Number(v);
-  if (!Number.isFinite(n)) throw new InvalidArgumentError(`${flag} expects a number, got '${v}'`);
-  return n;
-};
-export const intList = (flag: string) => (v: string): number[] => v.split(',').map((s) => int(flag)(s.trim()));
+export const int =
+  (flag: string) =>
+  (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n)) throw new InvalidArgumentError(`${flag} expects an integer, got '${v}'`);
+    return n;
+  };
+export const num =
+  (flag: string) =>
+  (v: string): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n)) throw new InvalidArgumentError(`${flag} expects a number, got '${v}'`);
+    return n;
+  };
+export const intList =
+  (flag: string) =>
+  (v: string): number[] =>
+    v.split(',').map((s) => int(flag)(s.trim()));
 
 const ARG: Record<SettingKind, string> = { int: '<n>', num: '<x>', str: '<name>', bool: '', ints: '<list>' };
 const PARSE: Partial<Record<SettingKind, (flag: string) => (v: string) => unknown>> = { int, num, ints: intList };
@@ -42,7 +54,8 @@ export function addPretrainOptions(cmd: Command): Command {
   return showDefaults(cmd);
 }
 
-const shown = (v: unknown): string => (typeof v === 'boolean' ? (v ? 'on' : 'off') : Array.isArray(v) ? v.join(',') : String(v));
+const shown = (v: unknown): string =>
+  typeof v === 'boolean' ? (v ? 'on' : 'off') : Array.isArray(v) ? v.join(',') : String(v);
 
 /**
  * How help shows a setting's default: the default preset's value (and that it is the preset's), the run default,

@@ -38,9 +38,11 @@ export async function downloadCifar(root: string, variant: 10 | 100, o: Download
   const md5 = o.md5 === undefined ? CIFAR_MD5[variant] : o.md5;
   const folder = CIFAR_FOLDER[variant];
   const dest = join(root, folder);
-  const fail = (reason: string): Error => new Error(
-    `CIFAR-${variant}: downloading ${url} failed: ${reason}. The machine may be offline: download ${basename(new URL(url).pathname)} `
-    + `on a machine that is online and extract it into ${root} (tar xzf), so that ${join(dest, variant === 10 ? 'data_batch_1.bin' : 'train.bin')} exists.`);
+  const fail = (reason: string): Error =>
+    new Error(
+      `CIFAR-${variant}: downloading ${url} failed: ${reason}. The machine may be offline: download ${basename(new URL(url).pathname)} ` +
+        `on a machine that is online and extract it into ${root} (tar xzf), so that ${join(dest, variant === 10 ? 'data_batch_1.bin' : 'train.bin')} exists.`,
+    );
 
   mkdirSync(root, { recursive: true });
   // In root, not the system temp dir: the final rename must stay on one file system.
@@ -81,7 +83,9 @@ export async function downloadCifar(root: string, variant: 10 | 100, o: Download
     }
     const actual = hash.digest('hex');
     if (md5 !== null && actual !== md5.toLowerCase()) {
-      throw fail(`checksum mismatch: expected MD5 ${md5}, got ${actual} (${bytes} bytes; a truncated or altered download)`);
+      throw fail(
+        `checksum mismatch: expected MD5 ${md5}, got ${actual} (${bytes} bytes; a truncated or altered download)`,
+      );
     }
     const out = join(tmp, 'x');
     mkdirSync(out);
@@ -91,15 +95,19 @@ export async function downloadCifar(root: string, variant: 10 | 100, o: Download
       throw fail(`cannot extract the archive (${(e as Error).message})`);
     }
     const got = findCifarDir(join(out, folder), variant);
-    if (got !== join(out, folder)) throw fail(`the archive has no ${folder}/${variant === 10 ? 'data_batch_1.bin' : 'train.bin'}`);
+    if (got !== join(out, folder))
+      throw fail(`the archive has no ${folder}/${variant === 10 ? 'data_batch_1.bin' : 'train.bin'}`);
     try {
       renameSync(got, dest);
     } catch (e) {
       // Another process (a rank of a multi-process run) may have finished first: its release is as good.
       const raced = findCifarDir(root, variant);
       if (raced) return raced;
-      throw new Error(`CIFAR-${variant}: cannot move the extracted release to ${dest} (${(e as Error).message}); `
-        + `if ${dest} is an incomplete earlier copy, remove it and run again`, { cause: e });
+      throw new Error(
+        `CIFAR-${variant}: cannot move the extracted release to ${dest} (${(e as Error).message}); ` +
+          `if ${dest} is an incomplete earlier copy, remove it and run again`,
+        { cause: e },
+      );
     }
     return dest;
   } finally {

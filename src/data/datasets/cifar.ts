@@ -4,7 +4,18 @@ import { join } from 'node:path';
 import { tensor } from '../../torch/index.js';
 import { MemoryDataset } from './dataset.js';
 
-export const CIFAR10_CLASSES: readonly string[] = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck'];
+export const CIFAR10_CLASSES: readonly string[] = [
+  'airplane',
+  'automobile',
+  'bird',
+  'cat',
+  'deer',
+  'dog',
+  'frog',
+  'horse',
+  'ship',
+  'truck',
+];
 
 export interface CifarOpts {
   /** 10 or 100. Default 10. */
@@ -14,7 +25,10 @@ export interface CifarOpts {
 }
 
 /** The official binary tarballs (also used by `downloadCifar`). */
-export const CIFAR_URL = { 10: 'https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz', 100: 'https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz' } as const;
+export const CIFAR_URL = {
+  10: 'https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz',
+  100: 'https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz',
+} as const;
 /** The folder each tarball extracts to. */
 export const CIFAR_FOLDER = { 10: 'cifar-10-batches-bin', 100: 'cifar-100-binary' } as const;
 
@@ -22,7 +36,11 @@ export const CIFAR_FOLDER = { 10: 'cifar-10-batches-bin', 100: 'cifar-100-binary
  * The folder holding a CIFAR release's .bin files: `root/<release folder>` or `root` itself, whichever has `file`
  * (default: the first training file, `data_batch_1.bin` or `train.bin`); null when neither does.
  */
-export function findCifarDir(root: string, variant: 10 | 100, file: string = variant === 10 ? 'data_batch_1.bin' : 'train.bin'): string | null {
+export function findCifarDir(
+  root: string,
+  variant: 10 | 100,
+  file: string = variant === 10 ? 'data_batch_1.bin' : 'train.bin',
+): string | null {
   return [join(root, CIFAR_FOLDER[variant]), root].find((d) => existsSync(join(d, file))) ?? null;
 }
 
@@ -41,11 +59,18 @@ export class Cifar extends MemoryDataset {
   constructor(root: string, o: CifarOpts = {}) {
     const variant = o.variant ?? 10;
     const train = o.train ?? true;
-    const names = variant === 10 ? (train ? [1, 2, 3, 4, 5].map((i) => `data_batch_${i}.bin`) : ['test_batch.bin']) : [train ? 'train.bin' : 'test.bin'];
+    const names =
+      variant === 10
+        ? train
+          ? [1, 2, 3, 4, 5].map((i) => `data_batch_${i}.bin`)
+          : ['test_batch.bin']
+        : [train ? 'train.bin' : 'test.bin'];
     const dir = findCifarDir(root, variant, names[0]!);
     if (!dir) {
-      throw new Error(`CIFAR-${variant}: ${join(root, CIFAR_FOLDER[variant], names[0]!)} not found. Download the binary version from ${CIFAR_URL[variant]} `
-        + `and extract it into ${root} (tar xzf), or run with --download on a machine that is online.`);
+      throw new Error(
+        `CIFAR-${variant}: ${join(root, CIFAR_FOLDER[variant], names[0]!)} not found. Download the binary version from ${CIFAR_URL[variant]} ` +
+          `and extract it into ${root} (tar xzf), or run with --download on a machine that is online.`,
+      );
     }
     const head = variant === 10 ? 1 : 2;
     const rec = head + 3072;
@@ -53,7 +78,8 @@ export class Cifar extends MemoryDataset {
       const p = join(dir, f);
       if (!existsSync(p)) throw new Error(`CIFAR-${variant}: ${p} missing (incomplete extraction?)`);
       const b = readFileSync(p);
-      if (b.length % rec !== 0) throw new Error(`CIFAR-${variant}: ${p} has ${b.length} bytes, not a multiple of the ${rec}-byte record`);
+      if (b.length % rec !== 0)
+        throw new Error(`CIFAR-${variant}: ${p} has ${b.length} bytes, not a multiple of the ${rec}-byte record`);
       return b;
     });
     const n = bufs.reduce((s, b) => s + b.length / rec, 0);
@@ -67,8 +93,23 @@ export class Cifar extends MemoryDataset {
       }
     }
     const namesFile = join(dir, variant === 10 ? 'batches.meta.txt' : 'fine_label_names.txt');
-    const listed = existsSync(namesFile) ? readFileSync(namesFile, 'utf8').split(/\r?\n/).map((l) => l.trim()).filter(Boolean) : [];
-    const classes = listed.length === variant ? listed : variant === 10 ? CIFAR10_CLASSES : Array.from({ length: 100 }, (_, i) => `class_${i}`);
-    super(tensor(pix, { shape: [n, 3, 32, 32], dtype: 'uint8' }), labels, classes, `CIFAR-${variant} ${train ? 'train' : 'test'}`);
+    const listed = existsSync(namesFile)
+      ? readFileSync(namesFile, 'utf8')
+          .split(/\r?\n/)
+          .map((l) => l.trim())
+          .filter(Boolean)
+      : [];
+    const classes =
+      listed.length === variant
+        ? listed
+        : variant === 10
+          ? CIFAR10_CLASSES
+          : Array.from({ length: 100 }, (_, i) => `class_${i}`);
+    super(
+      tensor(pix, { shape: [n, 3, 32, 32], dtype: 'uint8' }),
+      labels,
+      classes,
+      `CIFAR-${variant} ${train ? 'train' : 'test'}`,
+    );
   }
 }

@@ -59,7 +59,8 @@ function pickLabels(labels: Int32Array | null, idx: ArrayLike<number>): Int32Arr
 function checkIndices(idx: ArrayLike<number>, n: number): void {
   for (let i = 0; i < idx.length; i++) {
     const v = idx[i]!;
-    if (!Number.isInteger(v) || v < 0 || v >= n) throw new RangeError(`select: index ${v} out of range for ${n} samples`);
+    if (!Number.isInteger(v) || v < 0 || v >= n)
+      throw new RangeError(`select: index ${v} out of range for ${n} samples`);
   }
 }
 
@@ -72,25 +73,34 @@ export class MemoryDataset implements ImageDataset {
 
   constructor(images: Tensor, labels: Int32Array | null, classes: readonly string[] | null, name = 'MemoryDataset') {
     const s = images.shape;
-    if (s.length !== 4 || s[1] !== 3 || images.dtype !== 'uint8') throw new Error(`${name}: images must be N×3×H×W uint8, got [${s.join(', ')}] ${images.dtype}`);
+    if (s.length !== 4 || s[1] !== 3 || images.dtype !== 'uint8')
+      throw new Error(`${name}: images must be N×3×H×W uint8, got [${s.join(', ')}] ${images.dtype}`);
     if (labels && labels.length !== s[0]) throw new Error(`${name}: ${labels.length} labels for ${s[0]} images`);
     this.images = keep(images);
     this.labels = labels;
     this.classes = classes;
     this.name = name;
   }
-  get length(): number { return this.images.shape[0]!; }
+  get length(): number {
+    return this.images.shape[0]!;
+  }
   get description(): string {
     const [, , h, w] = this.images.shape;
     return `${this.name}: ${this.length} images ${h}×${w}${this.classes ? `, ${this.classes.length} classes` : ''}`;
   }
-  async prepare(): Promise<ImageSource> { return { kind: 'decoded', images: new TensorImages(this.images) }; }
+  async prepare(): Promise<ImageSource> {
+    return { kind: 'decoded', images: new TensorImages(this.images) };
+  }
   select(indices: ArrayLike<number>): MemoryDataset {
     checkIndices(indices, this.length);
-    const imgs = tidy(() => this.images.indexSelect(0, tensor(Int32Array.from(indices as ArrayLike<number>), { dtype: 'int32' }).long()));
+    const imgs = tidy(() =>
+      this.images.indexSelect(0, tensor(Int32Array.from(indices as ArrayLike<number>), { dtype: 'int32' }).long()),
+    );
     return new MemoryDataset(imgs, pickLabels(this.labels, indices), this.classes, this.name);
   }
-  dispose(): void { this.images.dispose(); }
+  dispose(): void {
+    this.images.dispose();
+  }
 }
 
 /** Samples as image files; {@link prepare} may decode them once (into the decode cache, or memory) when small. */
@@ -100,15 +110,27 @@ export class FileDataset implements ImageDataset {
   private decoded: DecodedImages | null = null;
   private preparing: Promise<ImageSource> | null = null;
 
-  constructor(paths: readonly string[], labels: Int32Array | null, readonly classes: readonly string[] | null, readonly name = 'FileDataset') {
-    if (labels && labels.length !== paths.length) throw new Error(`${name}: ${labels.length} labels for ${paths.length} files`);
+  constructor(
+    paths: readonly string[],
+    labels: Int32Array | null,
+    readonly classes: readonly string[] | null,
+    readonly name = 'FileDataset',
+  ) {
+    if (labels && labels.length !== paths.length)
+      throw new Error(`${name}: ${labels.length} labels for ${paths.length} files`);
     if (!paths.length) throw new Error(`${name}: no image files found`);
     this.paths_ = paths;
     this.labels_ = labels;
   }
-  get paths(): readonly string[] { return this.paths_; }
-  get labels(): Int32Array | null { return this.labels_; }
-  get length(): number { return this.paths_.length; }
+  get paths(): readonly string[] {
+    return this.paths_;
+  }
+  get labels(): Int32Array | null {
+    return this.labels_;
+  }
+  get length(): number {
+    return this.paths_.length;
+  }
   get description(): string {
     return `${this.name}: ${this.length} images${this.classes ? `, ${this.classes.length} classes` : ''}${this.decoded ? ` (decoded${this.decoded instanceof FileImages ? `, read from ${this.decoded.file}` : ' in memory'})` : ''}`;
   }

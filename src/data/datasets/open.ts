@@ -14,7 +14,11 @@ export interface OpenOpts {
 }
 
 function isDir(p: string): boolean {
-  try { return statSync(p).isDirectory(); } catch { return false; }
+  try {
+    return statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -31,16 +35,20 @@ export function openDataset(spec: string, o: OpenOpts = {}): ImageDataset {
   const m = /^synthetic(?::(\d+))?$/.exec(spec);
   if (m) {
     const n = m[1] ? Number(m[1]) : 10000;
-    return split === 'train' ? new Synthetic({ n, seed }) : new Synthetic({ n: Math.max(10, Math.round(n / 5)), seed: seed + 1_000_003 });
+    return split === 'train'
+      ? new Synthetic({ n, seed })
+      : new Synthetic({ n: Math.max(10, Math.round(n / 5)), seed: seed + 1_000_003 });
   }
   const c = parseCifarSpec(spec);
   if (c) return new Cifar(c.root, { variant: c.variant, train: split === 'train' });
   if (spec.startsWith('unlabeled:')) return new UnlabeledFolder(spec.slice('unlabeled:'.length));
-  if (!existsSync(spec)) throw new Error(`data '${spec}' not found: give a folder, cifar10:DIR, cifar100:DIR or synthetic[:N]`);
+  if (!existsSync(spec))
+    throw new Error(`data '${spec}' not found: give a folder, cifar10:DIR, cifar100:DIR or synthetic[:N]`);
   if (!isDir(spec)) throw new Error(`data '${spec}' is not a folder`);
   const sub = split === 'train' ? ['train'] : ['val', 'test'];
   for (const s of sub) if (isDir(join(spec, s))) return new ImageFolder(join(spec, s));
-  if (split === 'test' && isDir(join(spec, 'train'))) throw new Error(`data '${spec}' has train/ but no val/ or test/ folder`);
+  if (split === 'test' && isDir(join(spec, 'train')))
+    throw new Error(`data '${spec}' has train/ but no val/ or test/ folder`);
   const top = readdirSync(spec).filter((e) => !e.startsWith('.'));
   if (top.some((e) => isImageFile(e))) return new UnlabeledFolder(spec);
   return new ImageFolder(spec);

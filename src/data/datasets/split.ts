@@ -21,7 +21,8 @@ export function subset<D extends ImageDataset>(ds: D, n: number, seed = 0): Imag
  */
 export function splitIndices(length: number, val: number, seed = 0): { train: Int32Array; val: Int32Array } {
   const nv = val < 1 ? Math.round(length * val) : Math.floor(val);
-  if (!(val > 0) || nv < 1 || nv >= length) throw new RangeError(`split: val must leave both parts non-empty, got ${val} of ${length}`);
+  if (!(val > 0) || nv < 1 || nv >= length)
+    throw new RangeError(`split: val must leave both parts non-empty, got ${val} of ${length}`);
   const p = new Rng(seed, 'split').permutation(length);
   return { train: p.slice(nv).sort(), val: p.slice(0, nv).sort() };
 }

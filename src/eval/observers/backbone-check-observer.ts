@@ -21,7 +21,9 @@ export class BackboneCheckObserver implements LinearObserver {
     this.release();
   }
 
-  close(): void { this.release(); }
+  close(): void {
+    this.release();
+  }
 
   /** Frees the copy (also when the run never started). */
   release(): void {

@@ -12,11 +12,17 @@ import { bestOf, type EpochMetrics, type LinearHead, type LinearLoop, type Linea
  * Writes backbone + classifier in torchvision layout (loadable by loadEncoder and torchvision), atomically;
  * with `opt`, also its momentum buffers (under a prefix torchvision's loader ignores) for resuming.
  */
-export function saveClassifier(path: string, encoder: Encoder, head: LinearHead, info: Record<string, unknown>,
-  opt?: SGD): void {
+export function saveClassifier(
+  path: string,
+  encoder: Encoder,
+  head: LinearHead,
+  info: Record<string, unknown>,
+  opt?: SGD,
+): void {
   const sd = new Map<string, Tensor>();
   for (const [k, t] of encoder.model.stateDict()) if (!k.startsWith('fc.')) sd.set(k, t);
-  const w = head.weight.detach(), b = head.bias.detach();
+  const w = head.weight.detach(),
+    b = head.bias.detach();
   sd.set('fc.weight', w);
   sd.set('fc.bias', b);
   if (opt) for (const [k, buf] of momentumTensors(opt)) sd.set(k, buf);

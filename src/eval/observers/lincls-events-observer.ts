@@ -17,10 +17,16 @@ export class LinclsEventsObserver implements LinearObserver {
 
   epochEnd(_ctx: unknown, { metrics: m }: EpochEvent<EpochMetrics>): void {
     const put = (tag: string, v: number): void => this.events.scalar(`lincls/${tag}`, v, m.steps);
-    put('train_loss', m.trainLoss); put('train_acc1', m.trainTop1); put('val_loss', m.val.loss);
-    put('val_acc1', m.val.top1); put('val_acc5', m.val.top5); put('lr', m.lr);
+    put('train_loss', m.trainLoss);
+    put('train_acc1', m.trainTop1);
+    put('val_loss', m.val.loss);
+    put('val_acc1', m.val.top1);
+    put('val_acc5', m.val.top5);
+    put('lr', m.lr);
     this.events.flush();
   }
 
-  close(): void { this.events.close(); }
+  close(): void {
+    this.events.close();
+  }
 }

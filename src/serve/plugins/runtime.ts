@@ -29,7 +29,9 @@ export interface ServeState {
 }
 
 declare module 'fastify' {
-  interface FastifyInstance { moco: ServeState }
+  interface FastifyInstance {
+    moco: ServeState;
+  }
 }
 
 /** The runtime, as the plugins and routes are given it. */
@@ -52,28 +54,43 @@ export class ServeRuntime implements ServeState {
   private readonly absolutePaths: boolean;
 
   /** Starts loading the model (and index) at once; `app` is the instance that `drain` closes. */
-  constructor(private readonly app: FastifyInstance, opts: ServeOptions) {
+  constructor(
+    private readonly app: FastifyInstance,
+    opts: ServeOptions,
+  ) {
     this.limits = serveLimits(opts);
     this.absolutePaths = opts.absolutePaths ?? false;
     this.loaded = this.load(opts);
     this.loaded.catch(() => undefined); // reported by /readyz and to whoever awaits app.moco.loaded
   }
 
-  get phase(): ServePhase { return this._phase; }
+  get phase(): ServePhase {
+    return this._phase;
+  }
   /** Why loading failed ('' unless the phase is 'failed'). */
-  get failure(): string { return this._failure; }
-  get model(): ServeModel | null { return this._model; }
-  get backend(): SearchBackend | null { return this._backend; }
-  get batcher(): Batcher | null { return this._batcher; }
+  get failure(): string {
+    return this._failure;
+  }
+  get model(): ServeModel | null {
+    return this._model;
+  }
+  get backend(): SearchBackend | null {
+    return this._backend;
+  }
+  get batcher(): Batcher | null {
+    return this._batcher;
+  }
 
   private async load(opts: ServeOptions): Promise<void> {
     try {
-      const backend = this._backend = await openSearchBackend({ index: opts.index, db: opts.db });
+      const backend = (this._backend = await openSearchBackend({ index: opts.index, db: opts.db }));
       const { feature, threads, engine } = opts;
-      const m = this._model = await ServeModel.open(opts.pretrained, { feature, threads, engine });
+      const m = (this._model = await ServeModel.open(opts.pretrained, { feature, threads, engine }));
       if (backend && backend.dim !== m.info.dim) {
-        throw new Error(`${backend.source} holds ${backend.dim}-d vectors but the model ${opts.pretrained} gives `
-          + `${m.info.dim}-d: serve the index with the model it was embedded with`);
+        throw new Error(
+          `${backend.source} holds ${backend.dim}-d vectors but the model ${opts.pretrained} gives ` +
+            `${m.info.dim}-d: serve the index with the model it was embedded with`,
+        );
       }
       const s = m.info.preprocessing.size;
       const { maxBatch, maxDelayMs, maxQueue } = opts;
@@ -96,7 +113,10 @@ export class ServeRuntime implements ServeState {
     // cannot hold the process open.
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<void>((resolve) => {
-      timer = setTimeout(() => { this.app.server.closeAllConnections(); resolve(); }, o.timeoutMs);
+      timer = setTimeout(() => {
+        this.app.server.closeAllConnections();
+        resolve();
+      }, o.timeoutMs);
     });
     return Promise.race([closing, deadline.then(() => closing)]).finally(() => clearTimeout(timer));
   };
@@ -145,8 +165,11 @@ export class ServeRuntime implements ServeState {
 }
 
 /** The runtime's lifecycle: not-ready as soon as closing starts, released once requests are answered. */
-export const runtimePlugin = fp<RuntimeOptions>(async (app, { runtime }) => {
-  app.addHook('preClose', async () => runtime.stopAccepting());
-  // fastify runs onClose after in-flight requests are answered; queued work belongs to them.
-  app.addHook('onClose', async () => runtime.release());
-}, { name: 'moco-runtime', fastify: '5.x' });
+export const runtimePlugin = fp<RuntimeOptions>(
+  async (app, { runtime }) => {
+    app.addHook('preClose', async () => runtime.stopAccepting());
+    // fastify runs onClose after in-flight requests are answered; queued work belongs to them.
+    app.addHook('onClose', async () => runtime.release());
+  },
+  { name: 'moco-runtime', fastify: '5.x' },
+);

@@ -34,11 +34,15 @@ function info(runtime: ServeRuntime): Record<string, unknown> {
 }
 
 export const infoRoutes: FastifyPluginAsync<RuntimeOptions> = async (app, { runtime }) => {
-  app.get('/v1/info', {
-    schema: {
-      summary: 'the model, its preprocessing, the index and the limits',
-      response: { 200: INFO, 503: ref('Error') },
+  app.get(
+    '/v1/info',
+    {
+      schema: {
+        summary: 'the model, its preprocessing, the index and the limits',
+        response: { 200: INFO, 503: ref('Error') },
+      },
     },
-  }, async () => info(runtime));
+    async () => info(runtime),
+  );
   app.get(`/${MANIFEST_FILE}`, { schema: { hide: true } }, async () => info(runtime));
 };

@@ -30,7 +30,10 @@ export class CheckpointObserver implements TrainObserver {
     } catch (e) {
       if (!(e instanceof FileWriteError)) throw e;
       const last = this.last ? `the last good checkpoint ${this.last} is intact` : 'no checkpoint was saved before';
-      throw new Error(`${e.message} (run directory ${c.out}, step ${state.step}); ${last}. Free space, then continue with: ${resumeCommand(c.out)}`, { cause: e });
+      throw new Error(
+        `${e.message} (run directory ${c.out}, step ${state.step}); ${last}. Free space, then continue with: ${resumeCommand(c.out)}`,
+        { cause: e },
+      );
     }
   }
 
@@ -40,7 +43,9 @@ export class CheckpointObserver implements TrainObserver {
     if (every > 0 && e.step % every === 0 && !e.lastOfEpoch) this.save(ctx);
   }
 
-  epochEnd(ctx: PretrainContext): void { this.save(ctx); }
+  epochEnd(ctx: PretrainContext): void {
+    this.save(ctx);
+  }
 
   stopped(ctx: PretrainContext, reason: string): void {
     this.save(ctx);

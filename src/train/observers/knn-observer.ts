@@ -10,8 +10,12 @@ import type { RunLogObserver } from './run-log-observer.js';
  * Draws a kNN evaluation's queries and their nearest bank images as one PNG (views' renderNeighbourGrid): a
  * picture is a view, so the caller that wants one passes it in (the CLI does).
  */
-export type NeighbourGridRenderer = (queries: ImageDataset, bank: ImageDataset, queryIdx: readonly number[], neighbours: readonly (readonly number[])[]) =>
-  Promise<{ png: Buffer; width: number; height: number }>;
+export type NeighbourGridRenderer = (
+  queries: ImageDataset,
+  bank: ImageDataset,
+  queryIdx: readonly number[],
+  neighbours: readonly (readonly number[])[],
+) => Promise<{ png: Buffer; width: number; height: number }>;
 
 export interface KnnObserverOptions {
   /** The labelled images searched (the training set) and those classified (the test split). */
@@ -39,7 +43,9 @@ export class KnnObserver implements TrainObserver {
     try {
       const g = await this.o.renderGrid(this.o.data.queries, this.o.data.bank, r.queryIdx, r.neighbours);
       log.log.image('eval/knn_neighbours', 'knn-neighbours.png', g.png, g.width, g.height, row.step);
-    } catch (e) { ctx.warn('nearest-neighbour grid', e); }
+    } catch (e) {
+      ctx.warn('nearest-neighbour grid', e);
+    }
   }
 
   private run(ctx: PretrainContext): Promise<KnnMonitorResult> {
@@ -60,7 +66,14 @@ export class KnnObserver implements TrainObserver {
     this.top1 = r.top1;
     this.lastStep = e.state.step;
     ctx.log(`epoch ${e.epoch}: kNN top-1 ${r.top1.toFixed(2)}%`);
-    const row = { epoch: e.epoch, step: e.state.step, loss: e.lastLoss, lr: e.lr, imagesPerSec: 0, elapsed: ctx.elapsed() };
+    const row = {
+      epoch: e.epoch,
+      step: e.state.step,
+      loss: e.lastLoss,
+      lr: e.lr,
+      imagesPerSec: 0,
+      elapsed: ctx.elapsed(),
+    };
     await this.record(ctx, r, { ...row, knnTop1: r.top1 });
   }
 
@@ -70,7 +83,14 @@ export class KnnObserver implements TrainObserver {
     const r = await this.run(ctx);
     this.top1 = r.top1;
     const lr = ctx.lr(Math.min(state.epoch, c.epochs - 1));
-    const row = { epoch: state.epoch, step: state.step, loss: ctx.lastLoss, lr, imagesPerSec: 0, elapsed: ctx.elapsed() };
+    const row = {
+      epoch: state.epoch,
+      step: state.step,
+      loss: ctx.lastLoss,
+      lr,
+      imagesPerSec: 0,
+      elapsed: ctx.elapsed(),
+    };
     await this.record(ctx, r, { ...row, knnTop1: r.top1 });
   }
 }

@@ -21,11 +21,15 @@ export class ProgressObserver implements TrainObserver {
   }
 
   /** A line above the bar (kNN results, where a checkpoint went). */
-  log(line: string): void { this.progress.log(line); }
+  log(line: string): void {
+    this.progress.log(line);
+  }
 
   step(_ctx: unknown, e: StepEvent): void {
     this.progress.update(e.step, { epoch: e.epoch, loss: e.loss, lr: e.lr, imagesPerSec: e.imagesPerSec });
   }
 
-  close(_ctx: unknown, _end: RunEnd): void { this.progress.stop(); }
+  close(_ctx: unknown, _end: RunEnd): void {
+    this.progress.stop();
+  }
 }

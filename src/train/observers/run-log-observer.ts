@@ -15,19 +15,41 @@ type Watch = { acc1: number; acc5: number; embedStd: number };
 export class RunLogObserver implements TrainObserver {
   private watch: Watch | null = null;
 
-  private constructor(readonly log: RunLog, private readonly c: PretrainConfig, private readonly warn: Warn) {}
+  private constructor(
+    readonly log: RunLog,
+    private readonly c: PretrainConfig,
+    private readonly warn: Warn,
+  ) {}
 
   /** Opens the run's log; a new run also records its config and an augmentation preview (never fatal). */
-  static async open(c: PretrainConfig, o: { fromStep: number; stepsPerEpoch: number; totalSteps: number; command?: string[]; warn: Warn }): Promise<RunLogObserver> {
-    const log = new RunLog(c.out, { fromStep: o.fromStep, device: c.device, stepsPerEpoch: o.stepsPerEpoch, totalSteps: o.totalSteps, command: o.command });
+  static async open(
+    c: PretrainConfig,
+    o: { fromStep: number; stepsPerEpoch: number; totalSteps: number; command?: string[]; warn: Warn },
+  ): Promise<RunLogObserver> {
+    const log = new RunLog(c.out, {
+      fromStep: o.fromStep,
+      device: c.device,
+      stepsPerEpoch: o.stepsPerEpoch,
+      totalSteps: o.totalSteps,
+      command: o.command,
+    });
     if (o.fromStep === 0) {
       log.text('config', `\`\`\`json\n${JSON.stringify(c, null, 2)}\n\`\`\``, 0);
       // What the network is shown, at the start; a preview that cannot be rendered never stops training.
       try {
         const file = join(c.out, 'augment-preview.png');
-        const p = await renderAugmentPreview(c.data, { preset: c.augment as PresetName, out: file, images: 4, views: 2, size: c.imageSize, seed: c.seed });
+        const p = await renderAugmentPreview(c.data, {
+          preset: c.augment as PresetName,
+          out: file,
+          images: 4,
+          views: 2,
+          size: c.imageSize,
+          seed: c.seed,
+        });
         log.image('augment/preview', 'augment-preview.png', readFileSync(file), p.width, p.height, 0);
-      } catch (e) { o.warn('augmentation preview', e); }
+      } catch (e) {
+        o.warn('augmentation preview', e);
+      }
     }
     return new RunLogObserver(log, c, o.warn);
   }
@@ -57,22 +79,38 @@ export class RunLogObserver implements TrainObserver {
   step(_ctx: unknown, e: StepEvent): void {
     const w = this.watch;
     this.watch = null;
-    this.log.row({ epoch: e.epoch, step: e.step, loss: e.loss, lr: e.lr, imagesPerSec: e.imagesPerSec, elapsed: e.elapsed, ...(w ?? {}), dataMs: e.dataMs, stepMs: e.stepMs });
+    this.log.row({
+      epoch: e.epoch,
+      step: e.step,
+      loss: e.loss,
+      lr: e.lr,
+      imagesPerSec: e.imagesPerSec,
+      elapsed: e.elapsed,
+      ...(w ?? {}),
+      dataMs: e.dataMs,
+      stepMs: e.stepMs,
+    });
   }
 
   /** A row that is not a training step (a kNN evaluation). */
-  row(m: StepMetrics): void { this.log.row(m); }
+  row(m: StepMetrics): void {
+    this.log.row(m);
+  }
 
   between(_ctx: unknown, e: StepEvent): void {
     // With the checkpoints: not at an epoch's last step, which epochEnd flushes.
     if (this.c.saveEverySteps > 0 && e.step % this.c.saveEverySteps === 0 && !e.lastOfEpoch) this.flush();
   }
 
-  epochEnd(): void { this.flush(); }
+  epochEnd(): void {
+    this.flush();
+  }
 
   close(_ctx: unknown, end: RunEnd): void {
     try {
       this.log.close(end.state, end.reason);
-    } catch (e) { this.warn('closing the event file', e); }
+    } catch (e) {
+      this.warn('closing the event file', e);
+    }
   }
 }

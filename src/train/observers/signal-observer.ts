@@ -4,7 +4,14 @@ import type { RunEnd, TrainObserver } from '../observer.js';
 
 export class SignalObserver implements TrainObserver {
   private signal: string | null = null;
-  private readonly handlers = { SIGINT: (): void => { this.signal = 'SIGINT'; }, SIGTERM: (): void => { this.signal = 'SIGTERM'; } };
+  private readonly handlers = {
+    SIGINT: (): void => {
+      this.signal = 'SIGINT';
+    },
+    SIGTERM: (): void => {
+      this.signal = 'SIGTERM';
+    },
+  };
 
   /** Installs the handlers now, so that a signal during the run's setup is not lost; `close` removes them. */
   constructor() {
@@ -12,7 +19,9 @@ export class SignalObserver implements TrainObserver {
     process.on('SIGTERM', this.handlers.SIGTERM);
   }
 
-  stopRequest(): string | null { return this.signal; }
+  stopRequest(): string | null {
+    return this.signal;
+  }
 
   close(_ctx: unknown, _end: RunEnd): void {
     process.off('SIGINT', this.handlers.SIGINT);
