@@ -68,7 +68,7 @@ function arg(name: string, dflt: number): number {
 function child(a: ChildArgs): ChildResult {
   const b = BACKBONES.find((x) => x.name === a.backbone)!;
   torch.manualSeed(0);
-  const mech = createMechanism({ ...b.opts, mechanism: a.mechanism, bankSize: b.bankSize, bnSplits: 1 });
+  const mech = createMechanism({ ...b.opts, mechanism: a.mechanism, bnSplits: 1 }, { bankSize: b.bankSize });
   const opt = new SGD(mech.trainableParameters(), { lr: 0.03, momentum: 0.9, weightDecay: 1e-4 });
   const views = Array.from({ length: mech.viewsPerImage }, () => torch.randn([a.batch, 3, b.size, b.size]));
   const indices = Int32Array.from({ length: a.batch }, (_, i) => (i * 7919) % b.bankSize);

@@ -1,83 +1,64 @@
 // One constructor for the mechanisms, from the settings a run has.
-import { MoCo, type MoCoOpts } from './moco.js';
-import { MoCoV3 } from './mocov3.js';
+import { MoCo, type MoCoDistHooks, type MoCoOpts } from './moco.js';
+import { MoCoV3, type MoCoV3Opts } from './mocov3.js';
 import { EndToEnd, type EndToEndLoss } from './end-to-end.js';
 import { MemoryBank, type BankSampling } from './memory-bank.js';
 import type { AnyMechanismName, Mechanism } from './mechanism.js';
 
-export interface MechanismOpts extends MoCoOpts {
-  /** Default 'moco'. */
-  mechanism?: AnyMechanismName;
-  /** MoCo v3: hidden dimension of the projector and predictor MLPs. Default 4096. */
-  mlpDim?: number;
-  /** MoCo v3 with a ViT arch: input size, patch size, blocks (0: the arch's), frozen patch projection. */
-  imageSize?: number;
-  patchSize?: number;
-  vitDepth?: number;
-  stopGradConv1?: boolean;
-  /** End-to-end: 'infonce' (default) or 'ntxent'. */
-  loss?: EndToEndLoss;
+/**
+ * What a mechanism is built from, named as a run's settings are (PretrainConfig, the settings table), so that a
+ * run's config is passed as it is: every mechanism's own options, plus the settings whose names differ there.
+ * A new setting reaches the mechanism that reads it through that mechanism's options alone.
+ */
+export type MechanismOpts = Omit<MoCoOpts, 'shuffle' | 'dist'> &
+  MoCoV3Opts & {
+    /** Default 'moco'. */
+    mechanism?: AnyMechanismName;
+    /** MoCo and end-to-end: shuffle the key batch (ShuffleBN). Default true. */
+    shuffleBn?: boolean;
+    /** End-to-end: 'infonce' (default) or 'ntxent'. */
+    loss?: EndToEndLoss;
+    /** Memory bank: weight of the old vector in its update. Default 0.5. */
+    bankMomentum?: number;
+    /** Memory bank: 'shared' (default) or 'per-sample' negatives. */
+    bankSampling?: BankSampling;
+  };
+
+/** What a mechanism needs beyond its settings: the training set's size and a multi-process run's hooks. */
+export interface MechanismRun {
   /** Memory bank: training images (rows of the bank). */
   bankSize?: number;
-  /** Memory bank: weight of the old vector in its update. Default 0.5. */
-  bankMomentum?: number;
-  /** Memory bank: 'shared' (default) or 'per-sample' negatives. */
-  bankSampling?: BankSampling;
+  /** MoCo: multi-process training's hooks (key all-gather, cross-process ShuffleBN). */
+  dist?: MoCoDistHooks;
 }
 
 /**
  * The mechanism named by `o.mechanism`; `K` is the queue size (MoCo) or the negatives a query (memory bank).
- * 'mocov3' takes arch (a ResNet or a ViT), dim, mlpDim, m, T, cifarStem, width and the ViT's imageSize, patchSize,
- * vitDepth and stopGradConv1 (MoCoV3's defaults where absent: dim 256, m 0.99,
- * T 1.0); its LARS/AdamW and per-iteration lr and momentum are the caller's (see MoCoV3.m).
+ * 'mocov3' takes its MoCoV3Opts (MoCoV3's defaults where absent: dim 256, m 0.99, T 1.0); its LARS/AdamW and
+ * per-iteration lr and momentum are the caller's (see MoCoV3.m).
  */
-export function createMechanism(o: MechanismOpts): Mechanism {
-  const {
-    mechanism = 'moco',
-    loss,
-    bankSize,
-    bankMomentum,
-    bankSampling,
-    mlpDim,
-    imageSize,
-    patchSize,
-    vitDepth,
-    stopGradConv1,
-    ...common
-  } = o;
+export function createMechanism(o: MechanismOpts, run: MechanismRun = {}): Mechanism {
   const enc = {
-    arch: common.arch,
-    dim: common.dim,
-    T: common.T,
-    head: common.head,
-    cifarStem: common.cifarStem,
-    width: common.width,
-    bnSplits: common.bnSplits,
+    arch: o.arch,
+    dim: o.dim,
+    T: o.T,
+    head: o.head,
+    cifarStem: o.cifarStem,
+    width: o.width,
+    bnSplits: o.bnSplits,
   };
-  switch (mechanism) {
+  switch (o.mechanism ?? 'moco') {
     case 'moco':
-      return new MoCo(common);
+      return new MoCo({ ...o, shuffle: o.shuffleBn, ...(run.dist ? { dist: run.dist } : {}) });
     case 'end-to-end':
-      return new EndToEnd({ ...enc, shuffle: common.shuffle, loss });
+      return new EndToEnd({ ...enc, shuffle: o.shuffleBn, loss: o.loss });
     case 'memory-bank':
-      if (bankSize === undefined)
+      if (run.bankSize === undefined)
         throw new Error('createMechanism: the memory bank needs bankSize (the number of training images)');
-      return new MemoryBank({ ...enc, size: bankSize, K: common.K, momentum: bankMomentum, sampling: bankSampling });
+      return new MemoryBank({ ...enc, size: run.bankSize, K: o.K, momentum: o.bankMomentum, sampling: o.bankSampling });
     case 'mocov3':
-      return new MoCoV3({
-        arch: common.arch,
-        dim: common.dim,
-        mlpDim,
-        m: common.m,
-        T: common.T,
-        cifarStem: common.cifarStem,
-        width: common.width,
-        imageSize,
-        patchSize,
-        vitDepth,
-        stopGradConv1,
-      });
+      return new MoCoV3(o);
     default:
-      throw new Error(`unknown mechanism '${String(mechanism)}'; valid: moco, end-to-end, memory-bank, mocov3`);
+      throw new Error(`unknown mechanism '${String(o.mechanism)}'; valid: moco, end-to-end, memory-bank, mocov3`);
   }
 }

@@ -197,30 +197,7 @@ function openTrain(c: PretrainConfig): ImageDataset {
  * multi-process hooks (see DistributedTraining.hooks).
  */
 export function mechanismOf(c: PretrainConfig, bankSize: number, dist?: MoCoDistHooks): Mechanism {
-  return createMechanism({
-    mechanism: c.mechanism ?? 'moco',
-    arch: c.arch,
-    dim: c.dim,
-    K: c.K,
-    m: c.m,
-    T: c.T,
-    head: c.head,
-    cifarStem: c.cifarStem,
-    width: c.width,
-    bnSplits: c.bnSplits,
-    symmetric: c.symmetric,
-    shuffle: c.shuffleBn,
-    loss: c.loss,
-    bankSize,
-    bankMomentum: c.bankMomentum,
-    bankSampling: c.bankSampling,
-    mlpDim: c.mlpDim,
-    imageSize: c.imageSize,
-    patchSize: c.patchSize,
-    vitDepth: c.vitDepth,
-    stopGradConv1: c.stopGradConv1,
-    ...(dist ? { dist } : {}),
-  });
+  return createMechanism(c, { bankSize, ...(dist ? { dist } : {}) });
 }
 
 /** How the config's steps compute: memory format and autocast (the model's weights follow c.channelsLast too). */
