@@ -261,11 +261,11 @@ test('a NaN loss stops the run and names the step and the last checkpoint', asyn
 });
 
 test(
-  'MoCo learns: a short run on the synthetic shapes lifts kNN accuracy well above the random encoder',
+  "MoCo learns: README's first command (seed 0, 2 threads) lifts kNN accuracy ≥ 15 points above the random encoder",
   { timeout: 600_000 },
   async () => {
-    // A ResNet-18 of width 8 on 16-px views: ~800 steps in about a minute and a half on two cores. The kNN monitor
-    // measures the freshly initialised encoder first (knnTop1Init) and the trained one at the end.
+    // README's first command: a ResNet-18 of width 8 on 16-px views, ~800 steps in about a minute and a half on two
+    // cores. The kNN monitor measures the freshly initialised encoder first (knnTop1Init) and the trained one last.
     const over: ConfigOverrides = {
       preset: 'cifar',
       width: 8,
@@ -273,9 +273,10 @@ test(
       batchSize: 128,
       K: 1024,
       symmetric: true,
+      cropMin: 0.3,
       epochs: 26,
       threads: 2,
-      seed: 1,
+      seed: 0,
       knnEvery: 1000,
       knnFeature: 'backbone',
       printFreq: 1000,
@@ -284,7 +285,7 @@ test(
     assert.equal(summary.steps, 26 * 31);
     assert.ok(summary.knnTop1Init !== undefined && summary.knnTop1 !== undefined);
     assert.ok(
-      summary.knnTop1! >= summary.knnTop1Init! + 8,
+      summary.knnTop1! >= summary.knnTop1Init! + 15,
       `kNN ${summary.knnTop1Init!.toFixed(1)}% at init → ${summary.knnTop1!.toFixed(1)}% after ${summary.steps} steps`,
     );
   },
