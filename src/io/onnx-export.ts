@@ -67,7 +67,7 @@ export function inferResNet(sd: Map<string, Tensor>): ResNetShape {
 }
 
 /** Builds nodes and initialisers; keeps names readable (`layer1.0.conv1`). */
-class GraphBuilder {
+export class GraphBuilder {
   readonly nodes: OnnxNode[] = [];
   readonly inits: OnnxTensor[] = [];
   private n = 0;
@@ -98,8 +98,8 @@ class GraphBuilder {
   }
 }
 
-const ints = (name: string, v: number[]): OnnxAttribute => ({ name, type: OnnxAttrType.INTS, ints: v });
-const int = (name: string, v: number): OnnxAttribute => ({ name, type: OnnxAttrType.INT, i: v });
+export const ints = (name: string, v: number[]): OnnxAttribute => ({ name, type: OnnxAttrType.INTS, ints: v });
+export const int = (name: string, v: number): OnnxAttribute => ({ name, type: OnnxAttrType.INT, i: v });
 
 /**
  * Conv + BN folded: w' = w·γ/√(σ²+ε), b' = β − μ·γ/√(σ²+ε), computed in float64.
@@ -142,7 +142,8 @@ function convBn(
   ]);
 }
 
-function linear(g: GraphBuilder, sd: Map<string, Tensor>, x: string, name: string): string {
+/** A Linear layer on N × in rows: Gemm with the weight transposed. */
+export function linear(g: GraphBuilder, sd: Map<string, Tensor>, x: string, name: string): string {
   g.init(`${name}.weight`, get(sd, `${name}.weight`));
   g.init(`${name}.bias`, get(sd, `${name}.bias`));
   return g.node('Gemm', [x, `${name}.weight`, `${name}.bias`], name, [int('transB', 1)]);
@@ -156,8 +157,7 @@ function linear(g: GraphBuilder, sd: Map<string, Tensor>, x: string, name: strin
 export function buildResNetOnnx(sd: Map<string, Tensor>, opts: OnnxExportOptions = {}): OnnxModel {
   const s = inferResNet(sd);
   const eps = opts.bnEps ?? 1e-5;
-  const opset = opts.opset ?? 17;
-  if (opset < 13 || opset > 21) throw new Error(`ONNX export: opset ${opset} not supported (13…21)`);
+  const opset = exportOpset(opts);
   if (opts.head && s.head === 'none')
     throw new Error('ONNX export: --head asked for, but the weights have no fc.* head');
   if (group(sd) !== 1) throw new Error('ONNX export: grouped convolutions (ResNeXt) are not supported');
@@ -202,17 +202,7 @@ export function buildResNetOnnx(sd: Map<string, Tensor>, opts: OnnxExportOptions
       outDim = get(sd, 'fc.weight').shape[0]!;
     }
   }
-  if (opts.normalize ?? true) {
-    // F.normalize: x / max(‖x‖₂, 1e-12). ReduceL2 takes axes as an attribute up to opset 17, as an input after.
-    let norm: string;
-    if (opset >= 18) {
-      g.inits.push({ name: 'norm.axes', dims: [1], dataType: OnnxDataType.INT64, int64Data: [1] });
-      norm = g.node('ReduceL2', [x, 'norm.axes'], 'norm.l2', [int('keepdims', 1)]);
-    } else {
-      norm = g.node('ReduceL2', [x], 'norm.l2', [ints('axes', [1]), int('keepdims', 1)]);
-    }
-    x = g.node('Div', [x, g.node('Max', [norm, g.scalar('norm.eps', 1e-12)], 'norm.clamp')], 'norm.div');
-  }
+  if (opts.normalize ?? true) x = l2Normalize(g, x, opset);
   const outName = opts.head ? 'embedding' : 'features';
   g.nodes.push({ opType: 'Identity', input: [x], output: [outName], name: 'output', attribute: [] });
   const batch: OnnxDim = (opts.dynamicBatch ?? true) ? { dimParam: 'batch' } : { dimValue: opts.batchSize ?? 1 };
@@ -253,6 +243,30 @@ export function buildResNetOnnx(sd: Map<string, Tensor>, opts: OnnxExportOptions
       ],
     },
   };
+}
+
+/** The opset of `opts` (default 17), checked against the range the exporters write. */
+export function exportOpset(opts: OnnxExportOptions): number {
+  const opset = opts.opset ?? 17;
+  if (!Number.isInteger(opset) || opset < 13 || opset > 21)
+    throw new Error(`ONNX export: opset ${opset} not supported (13…21)`);
+  return opset;
+}
+
+/**
+ * F.normalize over dim 1 of an N × D value: x / max(‖x‖₂, 1e-12), its nodes and constants named `name`.*.
+ * ReduceL2 takes axes as an attribute up to opset 17, as an input after.
+ */
+export function l2Normalize(g: GraphBuilder, x: string, opset: number, name = 'norm'): string {
+  let norm: string;
+  if (opset >= 18) {
+    g.inits.push({ name: `${name}.axes`, dims: [1], dataType: OnnxDataType.INT64, int64Data: [1] });
+    norm = g.node('ReduceL2', [x, `${name}.axes`], `${name}.l2`, [int('keepdims', 1)]);
+  } else {
+    norm = g.node('ReduceL2', [x], `${name}.l2`, [ints('axes', [1]), int('keepdims', 1)]);
+  }
+  const clamp = g.node('Max', [norm, g.scalar(`${name}.eps`, 1e-12)], `${name}.clamp`);
+  return g.node('Div', [x, clamp], `${name}.div`);
 }
 
 /** Groups of the 3×3 convolutions: its input channels (conv1's outputs) over its weight's input channels. */

@@ -173,6 +173,10 @@ export class VisionTransformer extends Module {
   readonly embedDim: number;
   /** Width of `features()` (= embedDim), what a head on top takes. */
   readonly featureDim: number;
+  /** Attention heads per block (not recoverable from the weights' shapes). */
+  readonly numHeads: number;
+  /** Epsilon of every LayerNorm. */
+  readonly normEps: number;
 
   constructor(readonly opts: ViTOpts = {}) {
     super();
@@ -184,6 +188,8 @@ export class VisionTransformer extends Module {
       throw new RangeError(`VisionTransformer: depth must be a positive integer, got ${depth}`);
     this.embedDim = dim;
     this.featureDim = dim;
+    this.numHeads = numHeads;
+    this.normEps = eps;
     this.patch_embed = this.registerModule(
       'patch_embed',
       new PatchEmbed(opts.imgSize ?? 224, opts.patchSize ?? 16, opts.inChans ?? 3, dim),
