@@ -147,14 +147,14 @@ export async function checkpointToOnnx(
   feature: ServeFeature = 'backbone',
 ): Promise<{ bytes: Uint8Array; info: ServeModelInfo }> {
   const { loadEncoder } = await import('../eval/encoder.js');
-  const { buildResNetOnnx } = await import('../io/onnx-export.js');
+  const { encoderOnnx } = await import('../eval/encoder-onnx.js');
   const enc = loadEncoder(path);
   try {
     const preprocessing = enc.evalTransform();
     const dim = enc.dim(feature);
     // The bytes are served to browsers (/model.onnx): the checkpoint is named without the server's folders.
     const bytes = encodeModel(
-      buildResNetOnnx(enc.model.stateDict(), {
+      encoderOnnx(enc, {
         head: feature === 'head',
         normalize: true,
         metadata: { source: basename(enc.info.file), preprocess: JSON.stringify(preprocessing) },

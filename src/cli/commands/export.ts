@@ -4,7 +4,9 @@ import { describeImport, exportMetadata, exportTensors } from '../../io/pretrain
 import { loadCheckpointWeights, loadEncoder } from '../../eval/encoder.js';
 import { saveSafetensors } from '../../io/safetensors.js';
 import { saveTorch } from '../../io/torch-save.js';
-import { exportResNetOnnx } from '../../io/onnx-export.js';
+import { encodeModel } from '../../io/onnx-proto.js';
+import { writeTextAtomic } from '../../io/atomic.js';
+import { encoderOnnx } from '../../eval/encoder-onnx.js';
 import { saveDetectron2, saveMmdet } from '../../io/detection.js';
 
 interface ExportOpts {
@@ -59,24 +61,30 @@ export function register(program: Command): void {
             saveSafetensors(out, sd, exportMetadata(w, ckpt, o.head));
             break;
           case 'onnx': {
-            if (w.family === 'vit')
-              throw new Error(
-                `--format onnx: ${ckpt} is a Vision Transformer, and the ONNX exporter writes ResNets only so far; --format safetensors or torchvision export its weights under timm's names`,
-              );
             // The encoder's evaluation transform goes into the model, so that every ONNX consumer (moco embed,
             // moco serve, the browser page) feeds it images as the checkpoint's own evaluation does.
             const enc = loadEncoder(ckpt);
-            const preprocess = JSON.stringify(enc.evalTransform());
-            enc.dispose();
-            const bytes = exportResNetOnnx(out, sd, {
-              head: o.head,
-              normalize: o.normalize,
-              opset: Number(o.opset),
-              dynamicBatch: o.dynamicBatch,
-              batchSize: Number(o.batch),
-              metadata: { source: ckpt, preprocess },
-            });
-            console.error(`ONNX opset ${o.opset}, ${(bytes / 2 ** 20).toFixed(1)} MiB`);
+            let bytes: Uint8Array;
+            try {
+              const preprocess = JSON.stringify(enc.evalTransform());
+              const model = encoderOnnx(
+                enc,
+                {
+                  head: o.head,
+                  normalize: o.normalize,
+                  opset: Number(o.opset),
+                  dynamicBatch: o.dynamicBatch,
+                  batchSize: Number(o.batch),
+                  metadata: { source: ckpt, preprocess },
+                },
+                sd,
+              );
+              bytes = encodeModel(model);
+            } finally {
+              enc.dispose();
+            }
+            writeTextAtomic(out, bytes);
+            console.error(`ONNX opset ${o.opset}, ${(bytes.byteLength / 2 ** 20).toFixed(1)} MiB`);
             break;
           }
           case 'detectron2': // the head too (as stem.fc.*), as the official converter writes it
@@ -104,7 +112,6 @@ async function exportWeb(ckpt: string, o: ExportOpts): Promise<void> {
   const { checkpointToOnnx } = await import('../../serve/model.js');
   const { writeWebFolder } = await import('../../views/web-export.js');
   const { walkImages } = await import('../../data/walk.js');
-  const { writeTextAtomic } = await import('../../io/atomic.js');
   const gallery = o.gallery
     ? walkImages(o.gallery, { onSkip: (s) => console.error(`moco export: gallery: skipping ${s.path}: ${s.reason}`) })
         .found
