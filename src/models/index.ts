@@ -3,3 +3,5 @@ export * from './resnet.js';
 export * from './vit.js';
 export * from './heads.js';
 export * from './registry.js';
+export * from './resnet-shape.js';
+export * from './resnet-onnx.js';

@@ -147,7 +147,7 @@ export async function checkpointToOnnx(
   feature: ServeFeature = 'backbone',
 ): Promise<{ bytes: Uint8Array; info: ServeModelInfo }> {
   const { loadEncoder } = await import('../eval/encoder.js');
-  const { buildResNetOnnx } = await import('../io/onnx-export.js');
+  const { buildResNetOnnx } = await import('../models/resnet-onnx.js');
   const enc = loadEncoder(path);
   try {
     const preprocessing = enc.evalTransform();

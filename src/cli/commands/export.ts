@@ -4,7 +4,7 @@ import { describeImport, exportMetadata, exportTensors } from '../../io/pretrain
 import { loadCheckpointWeights, loadEncoder } from '../../eval/encoder.js';
 import { saveSafetensors } from '../../io/safetensors.js';
 import { saveTorch } from '../../io/torch-save.js';
-import { exportResNetOnnx } from '../../io/onnx-export.js';
+import { exportResNetOnnx } from '../../models/resnet-onnx.js';
 import { saveDetectron2, saveMmdet } from '../../io/detection.js';
 
 interface ExportOpts {

@@ -1,8 +1,7 @@
-// ONNX export of a torchvision-layout ResNet for inference: the architecture is read from the state dict's
-// names and shapes (basic/bottleneck blocks, blocks per stage, CIFAR or ImageNet stem, width), BatchNorm is
-// folded into the preceding convolution, and the graph optionally ends in the projection head (fc or MLP)
-// and L2 normalisation as MoCo's query encoder does.
-import { writeTextAtomic } from './atomic.js';
+// ONNX export of a torchvision-layout ResNet for inference: the architecture is read from the state dict by
+// inferResNet (resnet-shape.ts), BatchNorm is folded into the preceding convolution, and the graph optionally
+// ends in the projection head (fc or MLP) and L2 normalisation as MoCo's query encoder does.
+import { writeTextAtomic } from '../io/atomic.js';
 import {
   encodeModel,
   OnnxAttrType,
@@ -12,9 +11,11 @@ import {
   type OnnxModel,
   type OnnxNode,
   type OnnxTensor,
-} from './onnx-proto.js';
+} from '../io/onnx-proto.js';
 import { Tensor, tidy } from '../torch/index.js';
+import { inferResNet } from './resnet-shape.js';
 
+/** Options of {@link buildResNetOnnx} and {@link exportResNetOnnx}. */
 export interface OnnxExportOptions {
   /** End with the projection head (`fc.*` tensors: one Linear, or Linear–ReLU–Linear); default false. */
   head?: boolean;
@@ -32,38 +33,10 @@ export interface OnnxExportOptions {
   metadata?: Record<string, string>;
 }
 
-/** What the exporter inferred from the state dict. */
-export interface ResNetShape {
-  block: 'basic' | 'bottleneck';
-  /** Blocks per stage (layer1…layer4). */
-  layers: number[];
-  /** 3×3 stride-1 stem without max-pool (true) or 7×7 stride-2 stem with max-pool. */
-  cifarStem: boolean;
-  /** Channels out of the backbone (512 for resnet18/34, 2048 for resnet50/101 at width 1). */
-  featureDim: number;
-  head: 'none' | 'fc' | 'mlp';
-}
-
 function get(sd: Map<string, Tensor>, k: string): Tensor {
   const t = sd.get(k);
   if (!t) throw new Error(`ONNX export: state dict lacks '${k}'`);
   return t;
-}
-
-/** Reads the ResNet configuration from torchvision names and weight shapes. */
-export function inferResNet(sd: Map<string, Tensor>): ResNetShape {
-  const conv1 = get(sd, 'conv1.weight');
-  const block = sd.has('layer1.0.conv3.weight') ? 'bottleneck' : 'basic';
-  const layers: number[] = [];
-  for (let l = 1; l <= 4; l++) {
-    let n = 0;
-    while (sd.has(`layer${l}.${n}.conv1.weight`)) n++;
-    if (!n) throw new Error(`ONNX export: no blocks in layer${l}`);
-    layers.push(n);
-  }
-  const last = get(sd, `layer4.${layers[3]! - 1}.${block === 'basic' ? 'conv2' : 'conv3'}.weight`);
-  const head = sd.has('fc.0.weight') ? 'mlp' : sd.has('fc.weight') ? 'fc' : 'none';
-  return { block, layers, cifarStem: conv1.shape[2] === 3, featureDim: last.shape[0]!, head };
 }
 
 /** Builds nodes and initialisers; keeps names readable (`layer1.0.conv1`). */
