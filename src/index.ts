@@ -48,11 +48,14 @@ export { readRunInfo, eventFiles, type RunInfo, type RunOutcome } from './train/
 export { writeReport, renderReport, type ReportOpts } from './views/report.js';
 // What the CLI adds to a pre-training run: report.html however it ends, and the kNN monitor's neighbour grids.
 export { ReportObserver } from './views/report-observer.js';
+// The same for any run: report.html and neighbour grids (RUN_VIEWS: the module a sweep's cells load for them).
+export { runObservers, neighbourGrid, RUN_VIEWS } from './views/run-views.js';
 export { renderNeighbourGrid, type NeighbourGridOpts } from './views/neighbour-grid.js';
 export { loadReportRun, type ReportRun, type ReportSummary } from './views/report-data.js';
 
 // Layers, models, optimisation, MoCo and its training loop.
 export * as nn from './nn/index.js';
+// models also holds inferResNet (a ResNet's architecture from its weights) and the ResNet → ONNX exporter.
 export * as models from './models/index.js';
 export * as optim from './optim/index.js';
 export {

@@ -11,3 +11,4 @@ export * from './whiten.js';
 export * from './phash.js';
 export * from './move.js';
 export * from './rows.js';
+export * from './search.js';

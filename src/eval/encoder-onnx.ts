@@ -2,8 +2,7 @@
 // weights, and what the weights do not say (a ViT's head count and LayerNorm epsilon) comes from the loaded model.
 import type { Tensor } from '../torch/index.js';
 import { VisionTransformer } from '../models/index.js';
-import { buildResNetOnnx, type OnnxExportOptions } from '../io/onnx-export.js';
-import { buildViTOnnx } from '../io/onnx-export-vit.js';
+import { buildResNetOnnx, buildViTOnnx, type OnnxExportOptions } from '../models/index.js';
 import type { OnnxModel } from '../io/onnx-proto.js';
 import type { Encoder } from './encoder.js';
 

@@ -1,14 +1,14 @@
 // A frozen, inference-only encoder loaded from any checkpoint this project meets: our pre-training runs (a
 // safetensors file or its run directory), official MoCo v1/v2/v3 `.pth.tar` (ResNet or ViT), torchvision `.pth`,
 // and our own linear-classification checkpoints. The architecture comes from the file's metadata when present,
-// else from the weight shapes (as the ONNX exporter infers it).
+// else from the weight shapes (models/resnet-shape.ts).
 import { createHash } from 'node:crypto';
 import { noGrad, tidy, type Tensor } from '../torch/index.js';
 import { Linear, type Module } from '../nn/index.js';
 import { ResNet, VisionTransformer, createModel, createViT, projectionHead } from '../models/index.js';
 import { loadPretrained, type CheckpointHead, type ImportedWeights, type WeightsLayout } from '../io/pretrained.js';
 import { loadCheckpointFrom } from '../io/run-dir.js';
-import { inferResNet } from '../io/onnx-export.js';
+import { inferResNet } from '../models/resnet-shape.js';
 import { regionDim, regionFeatures, type RegionOpts } from './regions.js';
 import { stemPreprocessing, type Preprocessing } from '../data/eval-transform.js';
 import { CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD, type PresetName, type PresetOpts } from '../data/index.js';

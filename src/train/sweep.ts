@@ -1,5 +1,5 @@
 // moco sweep: a grid of pre-training configs run one after another on one dataset and budget, each an ordinary
-// run directory (out/cells/<cell>) trained in a fresh `moco pretrain` process — so its peak memory is its own —
+// run directory (out/cells/<cell>) trained in a process of its own (sweep-cell.ts) — so its peak memory is its own —
 // then evaluated (kNN monitor at the end; optionally the cached-feature linear probe). A finished cell leaves
 // sweep-cell.json and is not rerun; an interrupted one resumes from its checkpoint. Both only while the settings
 // the cell recorded (its config.json) are the ones this sweep resolves for it: a cell is its full config, not its
@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { writeTextAtomic } from '../io/atomic.js';
 import { flagOf, resolveConfig, type ConfigOverrides, type PretrainConfig } from './config.js';
 import type { PretrainSummary } from './pretrain.js';
+import type { CellJob, CellLinclsResult } from './sweep-cell.js';
 import { cellOverrides, gridCells, type GridAxis, type GridCell } from './sweep-grid.js';
 import { writeSweepTables, type SweepRow } from './sweep-report.js';
 
@@ -31,6 +32,11 @@ export interface SweepOptions {
    * anew. Without it the sweep refuses before training anything, naming each changed cell and setting.
    */
   rerunChanged?: boolean;
+  /**
+   * URL of a module each cell's process loads for the views of its run (`runObservers`, `neighbourGrid`): views'
+   * RUN_VIEWS gives report.html and the kNN neighbour grids, as `moco pretrain` writes them. Default: none.
+   */
+  cellViews?: string;
 }
 
 export interface SweepResult {
@@ -45,7 +51,7 @@ export interface SweepResult {
 }
 
 const CELL_RESULT = 'sweep-cell.json';
-const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+const CELL = fileURLToPath(new URL('./sweep-cell.js', import.meta.url));
 
 /** The resolved config of each cell, validated before any cell runs (a bad grid value fails first). */
 export function sweepConfigs(o: SweepOptions): { cell: GridCell; config: PretrainConfig }[] {
@@ -114,9 +120,9 @@ interface Child {
   err: string;
 }
 
-function runCli(args: string[], onChild: (kill: (sig: NodeJS.Signals) => void) => void): Promise<Child> {
+function runCell(job: CellJob, onChild: (kill: (sig: NodeJS.Signals) => void) => void): Promise<Child> {
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, [CELL, JSON.stringify(job)], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     p.stdout.on('data', (d: Buffer) => {
@@ -183,6 +189,8 @@ export async function sweep(o: SweepOptions): Promise<SweepResult> {
   process.on('SIGTERM', handlers.SIGTERM);
   const rows: SweepRow[] = [];
   const ran: string[] = [];
+  // Each cell's run.json records the sweep's command line, the one that made it.
+  const command = process.argv.slice(1);
   // The tables exist (empty) from the start, so that a sweep stopped before its first cell still has them.
   writeSweepTables(o.out, o.axes, rows);
   try {
@@ -200,50 +208,42 @@ export async function sweep(o: SweepOptions): Promise<SweepResult> {
       log(`[${i + 1}/${cells.length}] ${cell.name}: ${resume ? 'resuming' : 'training'} (${dir})`);
       ran.push(cell.name);
       const t0 = performance.now();
-      let args: string[];
+      let job: CellJob;
       if (resume) {
-        args = ['pretrain', o.data, '--resume', dir, '--quiet'];
+        job = { kind: 'pretrain', data: o.data, out: dir, views: o.cellViews, command };
       } else {
-        const file = join(dir, 'cell-config.json');
-        writeTextAtomic(file, `${JSON.stringify(config, null, 2)}\n`);
-        args = ['pretrain', o.data, '--config', file, '--out', dir, '--quiet'];
+        writeTextAtomic(join(dir, 'cell-config.json'), `${JSON.stringify(config, null, 2)}\n`);
+        job = { kind: 'pretrain', data: o.data, out: dir, config, views: o.cellViews, command };
       }
-      const child = await runCli(args, (k) => {
+      const child = await runCell(job, (k) => {
         kill = k;
       });
       kill = null;
       // A cell stopped by the signal saved a checkpoint, or (still starting) nothing: either way it is rerun.
       if (signal) break;
-      const summary = lastJson<PretrainSummary>(child, `cell ${cell.name}: moco ${args.join(' ')}`);
+      const summary = lastJson<PretrainSummary>(child, `cell ${cell.name}: ${resume ? 'resuming' : 'training'}`);
       if (summary.interrupted) {
         signal = summary.interrupted;
         break;
       }
       let linearTop1: number | undefined;
       if (o.linearEpochs && o.linearEpochs > 0) {
-        const largs = [
-          'lincls',
-          o.data,
-          '--pretrained',
-          dir,
-          '--cache-features',
-          '--epochs',
-          String(o.linearEpochs),
-          '--seed',
-          String(config.seed),
-          '--threads',
-          String(config.threads),
-        ];
-        const lc = await runCli(largs, (k) => {
-          kill = k;
-        });
+        const lc = await runCell(
+          {
+            kind: 'lincls',
+            data: o.data,
+            out: dir,
+            epochs: o.linearEpochs,
+            seed: config.seed,
+            threads: config.threads,
+          },
+          (k) => {
+            kill = k;
+          },
+        );
         kill = null;
         if (signal) break;
-        const r = lastJson<{ best: { top1: number } | null; last: { top1: number } }>(
-          lc,
-          `cell ${cell.name}: moco ${largs.join(' ')}`,
-        );
-        linearTop1 = r.best?.top1 ?? r.last.top1;
+        linearTop1 = lastJson<CellLinclsResult>(lc, `cell ${cell.name}: cached-feature linear probe`).top1;
       }
       const row: SweepRow = {
         cell: cell.name,

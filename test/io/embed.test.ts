@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { exportResNetOnnx } from '../../src/io/onnx-export.js';
+import { exportResNetOnnx } from '../../src/models/resnet-onnx.js';
 import { loadPretrained } from '../../src/io/pretrained.js';
 import { dispose, manualSeed, tensor } from '../../src/torch/index.js';
 import { createModel } from '../../src/models/index.js';

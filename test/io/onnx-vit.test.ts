@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { buildViTOnnx, exportViTOnnx, inferViT } from '../../src/io/onnx-export-vit.js';
+import { buildViTOnnx, exportViTOnnx, inferViT } from '../../src/models/vit-onnx.js';
 import { decodeModel, encodeModel } from '../../src/io/onnx-proto.js';
 import { OnnxRunner } from '../../src/io/onnx-runtime.js';
 import { saveSafetensors } from '../../src/io/safetensors.js';

@@ -9,7 +9,7 @@ import type { FastifyInstance } from 'fastify';
 import { buildServer } from '../../src/serve/index.js';
 import { embedImages } from '../../src/eval/embed.js';
 import { loadEncoder } from '../../src/eval/encoder.js';
-import { exportResNetOnnx } from '../../src/io/onnx-export.js';
+import { exportResNetOnnx } from '../../src/models/resnet-onnx.js';
 import { embedFilesOnnx } from '../../src/eval/onnx-embed.js';
 import { loadPretrained } from '../../src/io/pretrained.js';
 import { dispose } from '../../src/torch/index.js';

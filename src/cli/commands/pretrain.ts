@@ -24,8 +24,7 @@ import {
   type Backend,
 } from '../../dist/index.js';
 import { DOWNLOAD_HELP, downloadData } from './download.js';
-import { ReportObserver } from '../../views/report-observer.js';
-import { renderNeighbourGrid } from '../../views/neighbour-grid.js';
+import { neighbourGrid, runObservers } from '../../views/run-views.js';
 import { DEFAULT_PRESET, recipe } from '../../moco/index.js';
 
 const r = recipe(DEFAULT_PRESET);
@@ -143,8 +142,8 @@ export function register(program: Command): void {
           memoryCheck: f.memoryCheck !== false,
           handleSignals: true,
           dist: pg ? distributedTraining(pg) : undefined,
-          observers: !pg || pg.isMain ? [new ReportObserver(config.out, warn)] : [],
-          neighbourGrid: renderNeighbourGrid,
+          observers: !pg || pg.isMain ? runObservers(config.out, warn) : [],
+          neighbourGrid,
         });
         // Stopped by a signal, after its checkpoint was saved: exit as the signal would have (130, 143) so that
         // a script or scheduler sees an interrupted run, not a finished one.

@@ -1,6 +1,7 @@
 // moco sweep <data>: a grid of pre-training configs, one run directory each, and their table.
 import type { Command } from 'commander';
 import { parseGrid, readGridFile, sweep } from '../../train/index.js';
+import { RUN_VIEWS } from '../../views/run-views.js';
 import { addPretrainOptions, int, overridesFromFlags } from './pretrain-flags.js';
 
 export function register(program: Command): void {
@@ -41,6 +42,7 @@ export function register(program: Command): void {
         linearEpochs: f.linear ? ((f.linearEpochs as number | undefined) ?? 10) : 0,
         quiet: Boolean(f.quiet),
         rerunChanged: Boolean(f.rerunChanged),
+        cellViews: RUN_VIEWS,
       });
       console.log(
         JSON.stringify({

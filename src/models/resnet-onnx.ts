@@ -1,105 +1,22 @@
-// ONNX export of a torchvision-layout ResNet for inference: the architecture is read from the state dict's
-// names and shapes (basic/bottleneck blocks, blocks per stage, CIFAR or ImageNet stem, width), BatchNorm is
-// folded into the preceding convolution, and the graph optionally ends in the projection head (fc or MLP)
-// and L2 normalisation as MoCo's query encoder does.
-import { writeTextAtomic } from './atomic.js';
+// ONNX export of a torchvision-layout ResNet for inference: the architecture is read from the state dict by
+// inferResNet (resnet-shape.ts), BatchNorm is folded into the preceding convolution, and the graph optionally
+// ends in the projection head (fc or MLP) and L2 normalisation as MoCo's query encoder does.
+import { writeTextAtomic } from '../io/atomic.js';
 import {
-  encodeModel,
-  OnnxAttrType,
-  OnnxDataType,
-  type OnnxAttribute,
-  type OnnxDim,
-  type OnnxModel,
-  type OnnxNode,
-  type OnnxTensor,
-} from './onnx-proto.js';
+  exportOpset,
+  GraphBuilder,
+  int,
+  ints,
+  l2Normalize,
+  linear,
+  stateTensor as get,
+  type OnnxExportOptions,
+} from '../io/onnx-graph.js';
+import { encodeModel, OnnxDataType, type OnnxDim, type OnnxModel } from '../io/onnx-proto.js';
 import { Tensor, tidy } from '../torch/index.js';
+import { inferResNet } from './resnet-shape.js';
 
-export interface OnnxExportOptions {
-  /** End with the projection head (`fc.*` tensors: one Linear, or Linear–ReLU–Linear); default false. */
-  head?: boolean;
-  /** L2-normalise the output over dim 1, as F.normalize (eps 1e-12); default true. */
-  normalize?: boolean;
-  /** ONNX operator set; 13…21 (the ops used are unchanged across them); default 17. */
-  opset?: number;
-  /** Symbolic batch dimension; default true. When false the batch is fixed to `batchSize`. */
-  dynamicBatch?: boolean;
-  /** Batch size of the input when not dynamic; default 1. */
-  batchSize?: number;
-  /** BatchNorm epsilon; default 1e-5 (torchvision). */
-  bnEps?: number;
-  /** Written into the model's metadata_props. */
-  metadata?: Record<string, string>;
-}
-
-/** What the exporter inferred from the state dict. */
-export interface ResNetShape {
-  block: 'basic' | 'bottleneck';
-  /** Blocks per stage (layer1…layer4). */
-  layers: number[];
-  /** 3×3 stride-1 stem without max-pool (true) or 7×7 stride-2 stem with max-pool. */
-  cifarStem: boolean;
-  /** Channels out of the backbone (512 for resnet18/34, 2048 for resnet50/101 at width 1). */
-  featureDim: number;
-  head: 'none' | 'fc' | 'mlp';
-}
-
-function get(sd: Map<string, Tensor>, k: string): Tensor {
-  const t = sd.get(k);
-  if (!t) throw new Error(`ONNX export: state dict lacks '${k}'`);
-  return t;
-}
-
-/** Reads the ResNet configuration from torchvision names and weight shapes. */
-export function inferResNet(sd: Map<string, Tensor>): ResNetShape {
-  const conv1 = get(sd, 'conv1.weight');
-  const block = sd.has('layer1.0.conv3.weight') ? 'bottleneck' : 'basic';
-  const layers: number[] = [];
-  for (let l = 1; l <= 4; l++) {
-    let n = 0;
-    while (sd.has(`layer${l}.${n}.conv1.weight`)) n++;
-    if (!n) throw new Error(`ONNX export: no blocks in layer${l}`);
-    layers.push(n);
-  }
-  const last = get(sd, `layer4.${layers[3]! - 1}.${block === 'basic' ? 'conv2' : 'conv3'}.weight`);
-  const head = sd.has('fc.0.weight') ? 'mlp' : sd.has('fc.weight') ? 'fc' : 'none';
-  return { block, layers, cifarStem: conv1.shape[2] === 3, featureDim: last.shape[0]!, head };
-}
-
-/** Builds nodes and initialisers; keeps names readable (`layer1.0.conv1`). */
-export class GraphBuilder {
-  readonly nodes: OnnxNode[] = [];
-  readonly inits: OnnxTensor[] = [];
-  private n = 0;
-
-  init(name: string, t: Tensor): string {
-    const f = t.dtype === 'float32' ? t.contiguous() : t.to('float32');
-    const d = f.data() as Float32Array;
-    f.dispose();
-    this.inits.push({
-      name,
-      dims: t.shape,
-      dataType: OnnxDataType.FLOAT,
-      rawData: new Uint8Array(d.buffer, d.byteOffset, d.byteLength),
-    });
-    return name;
-  }
-
-  scalar(name: string, v: number): string {
-    const b = new Float32Array([v]);
-    this.inits.push({ name, dims: [], dataType: OnnxDataType.FLOAT, rawData: new Uint8Array(b.buffer) });
-    return name;
-  }
-
-  node(opType: string, input: string[], name: string, attribute: OnnxAttribute[] = []): string {
-    const out = `${name}:${this.n++}`;
-    this.nodes.push({ opType, input, output: [out], name, attribute });
-    return out;
-  }
-}
-
-export const ints = (name: string, v: number[]): OnnxAttribute => ({ name, type: OnnxAttrType.INTS, ints: v });
-export const int = (name: string, v: number): OnnxAttribute => ({ name, type: OnnxAttrType.INT, i: v });
+export type { OnnxExportOptions } from '../io/onnx-graph.js';
 
 /**
  * Conv + BN folded: w' = w·γ/√(σ²+ε), b' = β − μ·γ/√(σ²+ε), computed in float64.
@@ -140,13 +57,6 @@ function convBn(
     ints('dilations', [1, 1]),
     int('group', 1),
   ]);
-}
-
-/** A Linear layer on N × in rows: Gemm with the weight transposed. */
-export function linear(g: GraphBuilder, sd: Map<string, Tensor>, x: string, name: string): string {
-  g.init(`${name}.weight`, get(sd, `${name}.weight`));
-  g.init(`${name}.bias`, get(sd, `${name}.bias`));
-  return g.node('Gemm', [x, `${name}.weight`, `${name}.bias`], name, [int('transB', 1)]);
 }
 
 /**
@@ -243,30 +153,6 @@ export function buildResNetOnnx(sd: Map<string, Tensor>, opts: OnnxExportOptions
       ],
     },
   };
-}
-
-/** The opset of `opts` (default 17), checked against the range the exporters write. */
-export function exportOpset(opts: OnnxExportOptions): number {
-  const opset = opts.opset ?? 17;
-  if (!Number.isInteger(opset) || opset < 13 || opset > 21)
-    throw new Error(`ONNX export: opset ${opset} not supported (13…21)`);
-  return opset;
-}
-
-/**
- * F.normalize over dim 1 of an N × D value: x / max(‖x‖₂, 1e-12), its nodes and constants named `name`.*.
- * ReduceL2 takes axes as an attribute up to opset 17, as an input after.
- */
-export function l2Normalize(g: GraphBuilder, x: string, opset: number, name = 'norm'): string {
-  let norm: string;
-  if (opset >= 18) {
-    g.inits.push({ name: `${name}.axes`, dims: [1], dataType: OnnxDataType.INT64, int64Data: [1] });
-    norm = g.node('ReduceL2', [x, `${name}.axes`], `${name}.l2`, [int('keepdims', 1)]);
-  } else {
-    norm = g.node('ReduceL2', [x], `${name}.l2`, [ints('axes', [1]), int('keepdims', 1)]);
-  }
-  const clamp = g.node('Max', [norm, g.scalar(`${name}.eps`, 1e-12)], `${name}.clamp`);
-  return g.node('Div', [x, clamp], `${name}.div`);
 }
 
 /** Groups of the 3×3 convolutions: its input channels (conv1's outputs) over its weight's input channels. */

@@ -3,9 +3,18 @@
 // position embedding's tokens); the head count does not show in any shape, so the caller passes it. Only standard
 // ops that onnxruntime-node and onnxruntime-web both run: GELU is written with Erf (the Gelu op needs opset 20),
 // and LayerNorm is LayerNormalization from opset 17 on, ReduceMean/Sub/Mul/Sqrt/Div before it.
-import { writeTextAtomic } from './atomic.js';
-import { encodeModel, OnnxAttrType, OnnxDataType, type OnnxDim, type OnnxModel } from './onnx-proto.js';
-import { exportOpset, GraphBuilder, int, ints, l2Normalize, linear, type OnnxExportOptions } from './onnx-export.js';
+import { writeTextAtomic } from '../io/atomic.js';
+import { encodeModel, OnnxAttrType, OnnxDataType, type OnnxDim, type OnnxModel } from '../io/onnx-proto.js';
+import {
+  exportOpset,
+  GraphBuilder,
+  int,
+  ints,
+  l2Normalize,
+  linear,
+  stateTensor as get,
+  type OnnxExportOptions,
+} from '../io/onnx-graph.js';
 import type { Tensor } from '../torch/index.js';
 
 export interface ViTOnnxOptions extends Omit<OnnxExportOptions, 'bnEps'> {
@@ -27,12 +36,6 @@ export interface ViTShape {
   mlpDim: number;
   /** A Linear `head.*` is present. */
   head: boolean;
-}
-
-function get(sd: Map<string, Tensor>, k: string): Tensor {
-  const t = sd.get(k);
-  if (!t) throw new Error(`ONNX export: state dict lacks '${k}'`);
-  return t;
 }
 
 /** Reads the ViT geometry from timm names and weight shapes. */
