@@ -2,7 +2,8 @@ import type { Command } from 'commander';
 import { openDataset } from '../../data/index.js';
 import { describeEncoder, linearProbe, loadEncoder } from '../../eval/index.js';
 import { LINCLS_LR } from '../../moco/index.js';
-import { applyThreads, int, num } from './eval-common.js';
+import { applyThreads } from './eval-common.js';
+import { int, num } from './flag-numbers.js';
 import { DOWNLOAD_HELP, downloadData } from './download.js';
 
 interface LinclsCliOpts {

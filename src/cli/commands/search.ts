@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
-import { addEmbedOptions, embedSettings, int, progress, type EmbedFlags } from './eval-common.js';
+import { addEmbedOptions, embedSettings, progress, type EmbedFlags } from './eval-common.js';
+import { int } from './flag-numbers.js';
 import { DEFAULT_HASH_DISTANCE } from '../../collections/phash.js';
 
 interface SearchCliOpts extends EmbedFlags {
