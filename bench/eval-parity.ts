@@ -10,7 +10,7 @@ import { ImageFolder, Rng, type ImageDataset } from '../src/data/index.js';
 import { createModel, projectionHead } from '../src/models/index.js';
 import { manualSeed } from '../src/torch/index.js';
 import { saveSafetensors } from '../src/io/safetensors.js';
-import { knnEvaluate, linearProbe, loadEncoder } from '../src/eval/index.js';
+import { knnEvaluate, lincls, loadEncoder } from '../src/eval/index.js';
 import { runPythonJson, round, benchMatrix } from './common.js';
 
 // --python A,B / --addon X,Y: one run per build and peer (see benchMatrix).
@@ -92,7 +92,7 @@ try {
   const enc = loadEncoder(ckpt);
   const t0 = performance.now();
   const knn = await knnEvaluate(enc, train, test, { k: 200, t: 0.1 });
-  const lin = await linearProbe(enc, train, test, {
+  const lin = await lincls(enc, train, test, {
     cacheFeatures: true,
     epochs,
     lr,

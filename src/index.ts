@@ -18,13 +18,7 @@ export {
 export { knnEvaluate, type KnnEvaluateOpts, type KnnEvaluation } from './eval/knn-evaluate.js';
 export { knnClassify, knnScores, type KnnOpts, type KnnResult } from './eval/knn.js';
 export { extractFeatures, type ExtractOpts, type Features } from './eval/features.js';
-export {
-  linearProbe,
-  linclsDefaultLr,
-  type LinearProbeOpts,
-  type LinearProbeResult,
-  type LinclsProtocol,
-} from './eval/lincls.js';
+export { lincls, linclsDefaultLr, type LinclsOpts, type LinclsResult, type LinclsProtocol } from './eval/lincls.js';
 export {
   trainLinearOnFeatures,
   LinearHead,

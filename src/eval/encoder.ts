@@ -251,42 +251,9 @@ export function loadEncoder(path: string, o: LoadEncoderOpts = {}): Encoder {
       headDim = w.head.get('fc.weight')!.shape[0]!;
       model.replaceModule('fc', new Linear(model.featureDim, headDim, w.head.has('fc.bias')));
     }
-    const sd = new Map([...w.backbone, ...w.head]);
-    const r = model.loadStateDict(sd, { strict: false });
-    // BN's counter is not needed for inference; anything else missing means the architecture is wrong.
-    const missing = r.missingKeys.filter(
-      (k) => !k.endsWith('num_batches_tracked') && (w.headKind !== 'none' || !k.startsWith('fc.')),
-    );
-    if (missing.length || r.unexpectedKeys.length) {
-      model.dispose();
-      throw new Error(
-        `${file}: weights do not fit ${arch}${cifarStem ? ' (CIFAR stem)' : ''} width ${width}: missing ${missing.join(', ') || 'none'}; unexpected ${r.unexpectedKeys.join(', ') || 'none'}`,
-      );
-    }
+    loadWeightsInto(file, model, w, 'fc', `${arch}${cifarStem ? ' (CIFAR stem)' : ''} width ${width}`);
     const imageSize = o.imageSize ?? meta?.imageSize ?? (cifarStem ? 32 : 224);
-    // A single fc is either MoCo v1's projection or a classifier; the key layout and our metadata tell which.
-    const fromPretraining =
-      w.layout.startsWith('moco') ||
-      /^moco-/.test(String(w.meta.layout ?? '')) ||
-      (meta !== null && w.meta.lincls === undefined);
-    const headRole =
-      w.headKind === 'none' ? null : w.headKind === 'mlp' || fromPretraining ? 'projection' : 'classifier';
-    const epochMeta = meta?.epoch ?? w.meta.epoch;
-    return new Encoder(model, {
-      file,
-      arch,
-      cifarStem,
-      width,
-      featureDim: model.featureDim,
-      headKind: w.headKind,
-      headRole,
-      headDim,
-      imageSize,
-      layout: w.layout,
-      configFrom: meta ? 'metadata' : 'weights',
-      preset: meta?.preset ?? null,
-      epoch: typeof epochMeta === 'number' ? epochMeta : epochMeta !== undefined ? Number(epochMeta) : null,
-    });
+    return new Encoder(model, encoderInfo(file, w, meta, model, { arch, cifarStem, width, headDim, imageSize }));
   } finally {
     for (const t of w.backbone.values()) t.dispose();
     for (const t of w.head.values()) t.dispose();
@@ -330,30 +297,64 @@ function vitEncoder(file: string, w: ImportedWeights, meta: MocoMeta | null, o: 
       `${file}: a Vision Transformer with an MLP head outside MoCo v3's layout is not a format this reads`,
     );
   }
+  loadWeightsInto(file, model, w, 'head', `${arch} (${dim}-d, ${depth} blocks, patch ${patch}, ${side} px)`);
+  return new Encoder(
+    model,
+    encoderInfo(file, w, meta, model, { arch, cifarStem: false, width: dim, headDim, imageSize: side }),
+  );
+}
+
+/**
+ * Loads `w` into `model` by name, disposing the model and throwing when they do not fit (`what` describes the
+ * architecture). Not counted as missing: BN's batch counter (unused in inference) and, when the checkpoint has
+ * no head, the head slot `headSlot` (left as initialised).
+ */
+function loadWeightsInto(file: string, model: Module, w: ImportedWeights, headSlot: string, what: string): void {
   const r = model.loadStateDict(new Map([...w.backbone, ...w.head]), { strict: false });
-  if (r.missingKeys.length || r.unexpectedKeys.length) {
+  const missing = r.missingKeys.filter(
+    (k) => !k.endsWith('num_batches_tracked') && (w.headKind !== 'none' || !k.startsWith(`${headSlot}.`)),
+  );
+  if (missing.length || r.unexpectedKeys.length) {
     model.dispose();
     throw new Error(
-      `${file}: weights do not fit ${arch} (${dim}-d, ${depth} blocks, patch ${patch}, ${side} px): missing ${r.missingKeys.join(', ') || 'none'}; unexpected ${r.unexpectedKeys.join(', ') || 'none'}`,
+      `${file}: weights do not fit ${what}: missing ${missing.join(', ') || 'none'}; unexpected ${r.unexpectedKeys.join(', ') || 'none'}`,
     );
   }
-  const fromPretraining = w.layout.startsWith('moco') || (meta !== null && w.meta.lincls === undefined);
+}
+
+/**
+ * The {@link EncoderInfo} of loaded weights, given what the architecture's branch derived: the head's role, the
+ * epoch and the metadata fields are read the same way for every family.
+ */
+function encoderInfo(
+  file: string,
+  w: ImportedWeights,
+  meta: MocoMeta | null,
+  model: ResNet | VisionTransformer,
+  a: Pick<EncoderInfo, 'arch' | 'cifarStem' | 'width' | 'headDim' | 'imageSize'>,
+): EncoderInfo {
+  // A single fc is either MoCo v1's projection or a classifier; the key layout and our metadata tell which.
+  const fromPretraining =
+    w.layout.startsWith('moco') ||
+    /^moco-/.test(String(w.meta.layout ?? '')) ||
+    (meta !== null && w.meta.lincls === undefined);
+  const headRole = w.headKind === 'none' ? null : w.headKind === 'mlp' || fromPretraining ? 'projection' : 'classifier';
   const epochMeta = meta?.epoch ?? w.meta.epoch;
-  return new Encoder(model, {
+  return {
     file,
-    arch,
-    cifarStem: false,
-    width: dim,
+    arch: a.arch,
+    cifarStem: a.cifarStem,
+    width: a.width,
     featureDim: model.featureDim,
     headKind: w.headKind,
-    headRole: w.headKind === 'none' ? null : fromPretraining ? 'projection' : 'classifier',
-    headDim,
-    imageSize: side,
+    headRole,
+    headDim: a.headDim,
+    imageSize: a.imageSize,
     layout: w.layout,
     configFrom: meta ? 'metadata' : 'weights',
     preset: meta?.preset ?? null,
     epoch: typeof epochMeta === 'number' ? epochMeta : epochMeta !== undefined ? Number(epochMeta) : null,
-  });
+  };
 }
 
 /** One line describing a loaded encoder, for stderr logs. */

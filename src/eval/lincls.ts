@@ -39,7 +39,7 @@ import {
 /** Which protocol a run followed. */
 export type LinclsProtocol = 'images' | 'cached-features' | 'evaluate';
 
-export interface LinearProbeOpts extends LinearSchedule {
+export interface LinclsOpts extends LinearSchedule {
   /** How the caller names `lr` in messages (the CLI: '--lr'); default 'the lr option'. Unused without `lr`. */
   lrFrom?: string;
   /**
@@ -75,7 +75,7 @@ export interface LinearProbeOpts extends LinearSchedule {
   onEpoch?: (m: EpochMetrics) => void;
 }
 
-export interface LinearProbeResult {
+export interface LinclsResult {
   protocol: LinclsProtocol;
   arch: string;
   numClasses: number;
@@ -276,12 +276,12 @@ function resumedClassifier(path: string, encoder: Encoder): LinearHead {
  * The lr defaults to {@link linclsDefaultLr} (30 only for ImageNet encoders). Throws {@link DivergedError}
  * when the loss becomes NaN/Inf or an epoch's mean exceeds ten times chance level (lower the lr).
  */
-export async function linearProbe(
+export async function lincls(
   encoder: Encoder,
   train: ImageDataset,
   val: ImageDataset,
-  o: LinearProbeOpts = {},
-): Promise<LinearProbeResult> {
+  o: LinclsOpts = {},
+): Promise<LinclsResult> {
   const t0 = performance.now();
   const byDefault = linclsDefaultLr(encoder.info);
   const s = resolveSchedule({ ...o, lr: o.lr ?? byDefault.lr });
@@ -443,7 +443,7 @@ export async function linearProbe(
     try {
       const last = history[history.length - 1]!;
       const b = bestOf(history);
-      const result: LinearProbeResult = {
+      const result: LinclsResult = {
         protocol,
         arch: encoder.info.arch,
         numClasses,

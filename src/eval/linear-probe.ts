@@ -1,5 +1,5 @@
 // The linear classifier of main_lincls.py and its training step, shared by the image protocol (lincls.ts) and
-// the cached-feature protocol (linearProbe here): a new fc with N(0, 0.01) weights and zero bias, SGD (lr 30,
+// the cached-feature protocol (trainLinearOnFeatures here): a new fc with N(0, 0.01) weights and zero bias, SGD (lr 30,
 // momentum 0.9, wd 0), batch 256, step decay ×0.1 at epochs 60 and 80 (or cosine), cross-entropy.
 import { F, Tensor, empty, keep, noGrad, tensor, tidy, zeros } from '../torch/index.js';
 import { SGD, lrAt } from '../optim/index.js';
@@ -18,7 +18,7 @@ import {
 export interface LinearSchedule {
   /** Default 100. */
   epochs?: number;
-  /** Base learning rate; default 30 (main_lincls.py's, for ImageNet encoders; `linearProbe` picks it by encoder). */
+  /** Base learning rate; default 30 (main_lincls.py's, for ImageNet encoders; `lincls` picks it by encoder). */
   lr?: number;
   /** Samples a step; default 256. */
   batchSize?: number;

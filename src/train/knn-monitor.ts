@@ -1,9 +1,9 @@
-// The kNN monitor of pre-training: weighted kNN of the query encoder's features (train split as the bank, the
-// labelled test split as queries), with the nearest neighbours of a few fixed queries to look at.
+// The kNN monitor of pre-training: eval/knn-evaluate.ts's weighted kNN of the query encoder's features (train split
+// as the bank, the labelled test split as queries), with the nearest neighbours of a few fixed queries to look at.
 import { Tensor, tensor, tidy } from '../torch/index.js';
 import { Rng, type ImageDataset } from '../data/index.js';
 import type { Backbone } from '../models/index.js';
-import { extractFeatures, knnClassify } from '../eval/index.js';
+import { knnRun } from '../eval/index.js';
 import type { PretrainConfig } from './config.js';
 
 /** The weighted kNN monitor: query-encoder features (head or backbone) of the train set as the bank, the test split as queries. */
@@ -35,31 +35,24 @@ export async function knnMonitorRun(
   examples = 8,
 ): Promise<KnnMonitorResult> {
   const enc = model.encoderQ;
-  const was = enc.training;
-  enc.eval();
-  try {
-    const f = (x: Tensor): Tensor => ((c.knnFeature ?? 'head') === 'head' ? enc.forward(x) : enc.features(x));
-    const encode = (x: Tensor): Tensor => (c.device === 'cpu' ? f(x) : f(x.to(c.device)).cpu());
-    const opts = { augment: c.evalAugment, augmentOpts: { size: c.imageSize }, batchSize: 512 };
-    const b = await extractFeatures(encode, bank, opts);
-    const q = await extractFeatures(encode, queries, opts);
-    try {
-      if (!b.labels || !q.labels) throw new Error('kNN monitor needs labels');
-      const top1 = knnClassify(b.features, b.labels, q.features, q.labels, { k: c.knnK, t: c.knnT }).top1;
-      const queryIdx = new Rng(c.seed, 'knn-examples')
-        .permutation(queries.length)
-        .slice(0, Math.min(examples, queries.length));
-      const nn = Math.min(5, bank.length);
-      const neighbours = tidy(() => {
-        const sel = q.features.indexSelect(0, tensor(Int32Array.from(queryIdx)).long());
-        const flat = sel.mm(b.features.t()).topk(nn, 1).indices.contiguous().toArray();
+  const f = (x: Tensor): Tensor => ((c.knnFeature ?? 'head') === 'head' ? enc.forward(x) : enc.features(x));
+  const encode = (x: Tensor): Tensor => (c.device === 'cpu' ? f(x) : f(x.to(c.device)).cpu());
+  const queryIdx = new Rng(c.seed, 'knn-examples')
+    .permutation(queries.length)
+    .slice(0, Math.min(examples, queries.length));
+  const nn = Math.min(5, bank.length);
+  const { result, inspected } = await knnRun(
+    enc,
+    encode,
+    bank,
+    queries,
+    { augment: c.evalAugment, augmentOpts: { size: c.imageSize }, batchSize: 512, k: c.knnK, t: c.knnT },
+    (b, q) =>
+      tidy(() => {
+        const sel = q.indexSelect(0, tensor(Int32Array.from(queryIdx)).long());
+        const flat = sel.mm(b.t()).topk(nn, 1).indices.contiguous().toArray();
         return Array.from(queryIdx, (_, r) => flat.slice(r * nn, (r + 1) * nn));
-      });
-      return { top1, queryIdx: Array.from(queryIdx), neighbours };
-    } finally {
-      for (const t of [b.features, b.labels, q.features, q.labels]) t?.dispose();
-    }
-  } finally {
-    enc.train(was);
-  }
+      }),
+  );
+  return { top1: result.top1, queryIdx: Array.from(queryIdx), neighbours: inspected };
 }

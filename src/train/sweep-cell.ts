@@ -6,7 +6,7 @@ import { pathToFileURL } from 'node:url';
 import { setNumThreads } from '../torch/index.js';
 import { useDevice } from '../dist/index.js';
 import { openDataset } from '../data/index.js';
-import { linearProbe, loadEncoder } from '../eval/index.js';
+import { lincls, loadEncoder } from '../eval/index.js';
 import { readCheckpoint } from './checkpoint.js';
 import { resolveConfig, type PretrainConfig } from './config.js';
 import { pretrain, summaryLine, type PretrainSummary } from './pretrain.js';
@@ -67,7 +67,7 @@ async function runLincls(job: Extract<CellJob, { kind: 'lincls' }>): Promise<Cel
   setNumThreads(job.threads);
   const encoder = loadEncoder(job.out);
   try {
-    const r = await linearProbe(
+    const r = await lincls(
       encoder,
       openDataset(job.data, { split: 'train' }),
       openDataset(job.data, { split: 'test' }),

@@ -2,6 +2,7 @@
 // ablation table (MLP, aug+, cos, τ, mechanism → accuracy, images/s, peak memory).
 import { join } from 'node:path';
 import { writeTextAtomic } from '../io/atomic.js';
+import { csvText, type CsvValue } from '../io/csv.js';
 import type { GridAxis } from './sweep-grid.js';
 
 /** One finished cell. */
@@ -37,10 +38,9 @@ export interface SweepRow {
 const pct = (v: number | undefined): string => (v === undefined ? '–' : v.toFixed(2));
 const mark = (b: boolean): string => (b ? '✓' : '');
 
-function csvField(v: unknown): string {
-  const s = v === undefined ? '' : String(v);
-  return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
-}
+/** A row value as a CSV cell: a missing one empty, a flag `true`/`false`. */
+const cell = (v: string | number | boolean | undefined): CsvValue =>
+  v === undefined ? null : typeof v === 'boolean' ? String(v) : v;
 
 /** The markdown table: one row a cell, in grid order. */
 export function sweepMarkdown(rows: SweepRow[]): string {
@@ -80,11 +80,9 @@ export function writeSweepTables(
     'seconds',
     'runDir',
   ] as const;
-  const lines = [
-    ['cell', ...keys.map((k) => `grid.${k}`), ...cols].join(','),
-    ...rows.map((r) => [r.cell, ...keys.map((k) => r.values[k]), ...cols.map((c) => r[c])].map(csvField).join(',')),
-  ];
-  writeTextAtomic(files.csv, `${lines.join('\n')}\n`);
+  const header = ['cell', ...keys.map((k) => `grid.${k}`), ...cols];
+  const cells = rows.map((r) => [r.cell, ...keys.map((k) => r.values[k]), ...cols.map((c) => r[c])].map(cell));
+  writeTextAtomic(files.csv, csvText(header, cells));
   writeTextAtomic(files.md, sweepMarkdown(rows));
   return files;
 }

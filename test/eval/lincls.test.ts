@@ -9,7 +9,7 @@ import { createModel, projectionHead } from '../../src/models/index.js';
 import { loadSafetensors, saveSafetensors } from '../../src/io/safetensors.js';
 import { Synthetic } from '../../src/data/index.js';
 import { checkBackboneUnchanged, loadEncoder, snapshotBackbone } from '../../src/eval/encoder.js';
-import { linearProbe } from '../../src/eval/lincls.js';
+import { lincls } from '../../src/eval/lincls.js';
 import { randomPadCrop } from '../../src/eval/pad-crop.js';
 import { Rng } from '../../src/data/rng.js';
 import { spawnSync } from 'node:child_process';
@@ -126,7 +126,7 @@ test('image protocol: runs, keeps the best checkpoint, --evaluate on it reproduc
     fakeRun(join(dir, 'run'));
     const e = loadEncoder(join(dir, 'run'));
     const lines: string[] = [];
-    const r = await linearProbe(e, new Synthetic({ n: 300, seed: 1 }), new Synthetic({ n: 100, seed: 2 }), {
+    const r = await lincls(e, new Synthetic({ n: 300, seed: 1 }), new Synthetic({ n: 100, seed: 2 }), {
       epochs: 2,
       lr: 0.1,
       batchSize: 64,
@@ -142,11 +142,11 @@ test('image protocol: runs, keeps the best checkpoint, --evaluate on it reproduc
     );
     const best = loadEncoder(join(dir, 'lin', 'model_best.safetensors'));
     assert.deepEqual([best.info.headKind, best.info.headDim, best.info.width], ['fc', 10, 8]);
-    const ev = await linearProbe(best, new Synthetic({ n: 300, seed: 1 }), new Synthetic({ n: 100, seed: 2 }), {
+    const ev = await lincls(best, new Synthetic({ n: 300, seed: 1 }), new Synthetic({ n: 100, seed: 2 }), {
       evaluate: true,
     });
     assert.equal(ev.last.top1, r.best!.top1);
-    const cached = await linearProbe(e, new Synthetic({ n: 300, seed: 1 }), new Synthetic({ n: 100, seed: 2 }), {
+    const cached = await lincls(e, new Synthetic({ n: 300, seed: 1 }), new Synthetic({ n: 100, seed: 2 }), {
       epochs: 3,
       lr: 0.1,
       cacheFeatures: true,
@@ -168,10 +168,10 @@ test('image protocol: 1 epoch + resume to 3 gives the epochs of one 3-epoch run;
     const e = loadEncoder(join(dir, 'run'));
     const data = (): [Synthetic, Synthetic] => [new Synthetic({ n: 200, seed: 1 }), new Synthetic({ n: 60, seed: 2 })];
     const base = { lr: 0.1, batchSize: 64, schedule: [2] };
-    const whole = await linearProbe(e, ...data(), { ...base, epochs: 3, outDir: join(dir, 'a') });
-    const first = await linearProbe(e, ...data(), { ...base, epochs: 1, outDir: join(dir, 'b') });
+    const whole = await lincls(e, ...data(), { ...base, epochs: 3, outDir: join(dir, 'a') });
+    const first = await lincls(e, ...data(), { ...base, epochs: 1, outDir: join(dir, 'b') });
     assert.equal(first.epochs, 1);
-    const rest = await linearProbe(e, ...data(), {
+    const rest = await lincls(e, ...data(), {
       ...base,
       epochs: 3,
       outDir: join(dir, 'b'),
@@ -201,14 +201,14 @@ test('image protocol: 1 epoch + resume to 3 gives the epochs of one 3-epoch run;
     );
     // The last checkpoint (with optimiser state) is still a plain classifier for --evaluate.
     const last = loadEncoder(join(dir, 'b', 'checkpoint.safetensors'));
-    assert.equal((await linearProbe(last, ...data(), { evaluate: true })).last.top1, rest.last.top1);
+    assert.equal((await lincls(last, ...data(), { evaluate: true })).last.top1, rest.last.top1);
     last.dispose();
     await assert.rejects(
-      linearProbe(e, ...data(), { ...base, lr: 0.2, epochs: 3, resume: join(dir, 'b') }),
+      lincls(e, ...data(), { ...base, lr: 0.2, epochs: 3, resume: join(dir, 'b') }),
       /written with lr = 0.1, this run has 0.2/,
     );
     await assert.rejects(
-      linearProbe(e, ...data(), { ...base, epochs: 3, resume: join(dir, 'nothing') }),
+      lincls(e, ...data(), { ...base, epochs: 3, resume: join(dir, 'nothing') }),
       /--resume: .*not found/,
     );
     dispose([...a.values(), ...b.values()]);
@@ -238,7 +238,7 @@ test('randomPadCrop: black padding in normalised units, per-sample 32×32 window
 });
 
 /** `moco lincls ARGS` in a child process: exit status, stdout, stderr. */
-function lincls(...args: string[]): { status: number | null; stdout: string; stderr: string } {
+function runLincls(...args: string[]): { status: number | null; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [CLI, 'lincls', ...args, '--threads', '1'], { encoding: 'utf8' });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
@@ -260,7 +260,7 @@ test('moco lincls: a run whose loss explodes stops, naming --lr, its value, wher
   try {
     const enc = randomEncoder(join(dir, 'enc.safetensors'));
     // Loss 4.6 → 175 in the first epoch on this encoder: finite, so it used to finish at chance accuracy.
-    const r = lincls(
+    const r = runLincls(
       'synthetic:200',
       '--pretrained',
       enc,
@@ -298,7 +298,7 @@ test("moco lincls: the default lr follows the encoder — the cifar preset and C
     m.dispose();
     // One step: the first epoch's loss is the init's, whatever the lr.
     const run = (ckpt: string): ReturnType<typeof summary> =>
-      summary(lincls('synthetic:50', '--pretrained', ckpt, '--epochs', '1', '--max-steps', '1', '--cache-features'));
+      summary(runLincls('synthetic:50', '--pretrained', ckpt, '--epochs', '1', '--max-steps', '1', '--cache-features'));
     const a = run(join(dir, 'run')),
       b = run(cifarStem),
       c = run(join(dir, 'tv.safetensors'));
@@ -306,7 +306,7 @@ test("moco lincls: the default lr follows the encoder — the cifar preset and C
     assert.deepEqual([b.lr, b.lrFrom], [0.1, 'the default for CIFAR-stem encoders']);
     assert.deepEqual([c.lr, c.lrFrom], [30, "main_lincls.py's default for ImageNet encoders"]);
     const given = summary(
-      lincls(
+      runLincls(
         'synthetic:50',
         '--pretrained',
         cifarStem,
@@ -335,7 +335,7 @@ test('moco lincls --evaluate refuses a pre-training checkpoint (MoCo fc or MLP h
     fakeRun(join(dir, 'v1'), 'fc');
     fakeRun(join(dir, 'v2'), 'mlp');
     for (const run of ['v1', 'v2']) {
-      const r = lincls('synthetic:50', '--pretrained', join(dir, run), '--evaluate');
+      const r = runLincls('synthetic:50', '--pretrained', join(dir, run), '--evaluate');
       assert.notEqual(r.status, 0, `${run}: ${r.stdout}`);
       assert.match(
         r.stderr,
@@ -349,7 +349,7 @@ test('moco lincls --evaluate refuses a pre-training checkpoint (MoCo fc or MLP h
     const m = createModel('resnet18', { cifarStem: true, width: 8, numClasses: 16 });
     saveSafetensors(join(dir, 'tv16.safetensors'), m.stateDict());
     m.dispose();
-    const r = lincls('synthetic:50', '--pretrained', join(dir, 'tv16.safetensors'), '--evaluate');
+    const r = runLincls('synthetic:50', '--pretrained', join(dir, 'tv16.safetensors'), '--evaluate');
     assert.notEqual(r.status, 0);
     assert.match(r.stderr, /has 16 outputs but the data has 10 classes/);
   } finally {
@@ -363,7 +363,7 @@ test("moco lincls --evaluate --resume DIR evaluates that run's classifier on --p
     fakeRun(join(dir, 'run'), 'fc');
     fakeRun(join(dir, 'other'), 'fc', 7);
     const trained = summary(
-      lincls(
+      runLincls(
         'synthetic:200',
         '--pretrained',
         join(dir, 'run'),
@@ -378,10 +378,17 @@ test("moco lincls --evaluate --resume DIR evaluates that run's classifier on --p
       ),
     );
     const ev = summary(
-      lincls('synthetic:200', '--pretrained', join(dir, 'run'), '--evaluate', '--resume', join(dir, 'lin')),
+      runLincls('synthetic:200', '--pretrained', join(dir, 'run'), '--evaluate', '--resume', join(dir, 'lin')),
     );
     assert.deepEqual([ev.protocol, ev.numClasses, ev.last.top1], ['evaluate', 10, trained.last.top1]);
-    const r = lincls('synthetic:200', '--pretrained', join(dir, 'other'), '--evaluate', '--resume', join(dir, 'lin'));
+    const r = runLincls(
+      'synthetic:200',
+      '--pretrained',
+      join(dir, 'other'),
+      '--evaluate',
+      '--resume',
+      join(dir, 'lin'),
+    );
     assert.notEqual(r.status, 0);
     assert.match(
       r.stderr,

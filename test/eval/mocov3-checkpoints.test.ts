@@ -104,25 +104,11 @@ tf = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(), T.Normalize([0.4
 x = torch.stack([tf(Image.open(p).convert('RGB')) for p in ${JSON.stringify(paths)}])
 `;
 
-/** builder.py's _build_mlp. */
-const PY_MLP = `
-def mlp(layers, din, dhid, dout, last_bn):
-    mods = []
-    for i in range(layers):
-        d1 = din if i == 0 else dhid
-        d2 = dout if i == layers - 1 else dhid
-        mods.append(nn.Linear(d1, d2, bias=False))
-        if i < layers - 1:
-            mods += [nn.BatchNorm1d(d2), nn.ReLU(inplace=True)]
-        elif last_bn:
-            mods.append(nn.BatchNorm1d(d2, affine=False))
-    return nn.Sequential(*mods)
-`;
-
 test('an official MoCo v3 ViT-Small checkpoint (224 px, patch 16) embeds as PyTorch computes it', () => {
   const ckpt = join(dir, 'vit-s-300ep.pth.tar');
-  const ref = pytorch(`${PY_VIT}${PY_MLP}${PY_IMAGES()}
+  const ref = pytorch(`${PY_VIT}${PY_IMAGES()}
 import copy
+from builder import mlp
 torch.manual_seed(0)
 base = ViT(224, 16, 384, 12, 12, True)
 # Away from the init's LayerNorms at 1/0, zero biases and ~0 cls token, so that every weight shows in the output.

@@ -23,6 +23,7 @@ const LRS = [0.6, 0.45];
 // A ResNet-18 with the CIFAR stem at first-stage width W, torchvision's module names (the peer's Block); the
 // weights come from ours, so its init does not matter. MLPs and the model as builder.py builds them.
 const PY_MOCOV3 = `
+from builder import mlp
 W, DIM, MLP_DIM, T = ${W}, ${DIM}, ${MLP_DIM}, ${T}
 MS, LRS = ${JSON.stringify(MS)}, ${JSON.stringify(LRS)}
 
@@ -67,18 +68,7 @@ class MoCo(nn.Module):
             param_m.data.copy_(param_b.data)
             param_m.requires_grad = False
 
-    def _build_mlp(self, num_layers, input_dim, mlp_dim, output_dim, last_bn=True):
-        mlp = []
-        for l in range(num_layers):
-            dim1 = input_dim if l == 0 else mlp_dim
-            dim2 = output_dim if l == num_layers - 1 else mlp_dim
-            mlp.append(nn.Linear(dim1, dim2, bias=False))
-            if l < num_layers - 1:
-                mlp.append(nn.BatchNorm1d(dim2))
-                mlp.append(nn.ReLU(inplace=True))
-            elif last_bn:
-                mlp.append(nn.BatchNorm1d(dim2, affine=False))
-        return nn.Sequential(*mlp)
+    _build_mlp = staticmethod(mlp)
 
     def _build_projector_and_predictor_mlps(self, dim, mlp_dim):
         hidden_dim = self.base_encoder.fc.weight.shape[1]
@@ -318,8 +308,8 @@ test("MLP heads are builder.py's _build_mlp; BatchNorm1d matches nn.BatchNorm1d 
   for (const [k, v] of head.stateDict()) inputs[`h.${k}`] = v.clone();
   const ref = pytorch(
     `
-h = nn.Sequential(nn.Linear(5, 7, bias=False), nn.BatchNorm1d(7), nn.ReLU(inplace=True), nn.Linear(7, 7, bias=False),
-                  nn.BatchNorm1d(7), nn.ReLU(inplace=True), nn.Linear(7, 4, bias=False), nn.BatchNorm1d(4, affine=False)).double()
+from builder import mlp
+h = mlp(3, 5, 7, 4).double()
 h.load_state_dict({k[2:]: v for k, v in I.items() if k.startswith('h.')})
 O['y'] = h(x).detach()
 for n, t in h.state_dict().items(): O['s.' + n] = t

@@ -16,6 +16,7 @@ import torch.nn as nn
 import torchvision
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from builder import mlp  # noqa: E402
 from st import load, save  # noqa: E402
 
 torch.set_num_threads(2)
@@ -79,18 +80,6 @@ def main():
         # BN1d, ReLU, Linear without bias, BN1d without affine); momentum_encoder its copy; predictor on the query side.
         arch, out = sys.argv[2:4]
         torch.manual_seed(0)
-
-        def mlp(layers, din, dhid, dout, last_bn):
-            mods = []
-            for i in range(layers):
-                d1 = din if i == 0 else dhid
-                d2 = dout if i == layers - 1 else dhid
-                mods.append(nn.Linear(d1, d2, bias=False))
-                if i < layers - 1:
-                    mods += [nn.BatchNorm1d(d2), nn.ReLU(inplace=True)]
-                elif last_bn:
-                    mods.append(nn.BatchNorm1d(d2, affine=False))
-            return nn.Sequential(*mods)
 
         base = randomise(resnet(arch, num_classes=64), 4)
         d = base.fc.weight.shape[1]

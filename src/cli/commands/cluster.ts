@@ -3,7 +3,8 @@
 import type { Command } from 'commander';
 import { parse } from 'node:path';
 import { writeTextAtomic } from '../../io/atomic.js';
-import { addEmbedOptions, int } from './eval-common.js';
+import { addEmbedOptions } from './eval-common.js';
+import { int } from './flag-numbers.js';
 import { csvText } from '../../io/csv.js';
 import { loadInput, type InputOpts } from './collection-input.js';
 import type { KTried } from '../../collections/index.js';

@@ -3,7 +3,8 @@
 import type { Command } from 'commander';
 import { parse } from 'node:path';
 import { writeTextAtomic } from '../../io/atomic.js';
-import { addEmbedOptions, int, num, progress } from './eval-common.js';
+import { addEmbedOptions, progress } from './eval-common.js';
+import { int, num } from './flag-numbers.js';
 import { DEFAULT_EMBEDDING } from '../../collections/dedup.js';
 import { DEFAULT_SHRINKAGE } from '../../collections/whiten.js';
 import { DEFAULT_HASH_DISTANCE } from '../../collections/phash.js';

@@ -3,6 +3,7 @@
 import type { Command } from 'commander';
 import { setNumThreads } from '../../torch/index.js';
 import type { FeatureKind } from '../../eval/index.js';
+import { int } from './flag-numbers.js';
 
 /** The embedding flags as commander parses them (see {@link addEmbedOptions}). */
 export interface EmbedFlags {
@@ -99,22 +100,6 @@ export function cropKind(v: string): CropKind {
   if (v !== 'none' && v !== 'center' && v !== 'five')
     throw new Error(`--crops must be none, center or five, got '${v}'`);
   return v;
-}
-
-/** Parses a positive integer option or fails naming it. */
-export function int(name: string, v: string | undefined, min = 1): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new Error(`${name}: expected an integer ≥ ${min}, got '${v}'`);
-  return n;
-}
-
-/** Parses a finite number option. */
-export function num(name: string, v: string | undefined): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isFinite(n)) throw new Error(`${name}: expected a number, got '${v}'`);
-  return n;
 }
 
 /**

@@ -1,7 +1,8 @@
 // moco index <images…> --pretrained CKPT --db DIR: embeds a folder into a LanceDB collection, incrementally.
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
-import { addEmbedOptions, embedSettings, int, progress, type EmbedFlags } from './eval-common.js';
+import { addEmbedOptions, embedSettings, progress, type EmbedFlags } from './eval-common.js';
+import { int } from './flag-numbers.js';
 
 interface IndexCliOpts extends EmbedFlags {
   pretrained: string;

@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { openDataset } from '../../data/index.js';
 import { describeEncoder, knnEvaluate, loadEncoder } from '../../eval/index.js';
-import { applyThreads, feature, int, num, progress } from './eval-common.js';
+import { applyThreads, feature, progress } from './eval-common.js';
+import { int, num } from './flag-numbers.js';
 import { DOWNLOAD_HELP, downloadData } from './download.js';
 
 interface KnnCliOpts {

@@ -1,8 +1,9 @@
 import type { Command } from 'commander';
 import { openDataset } from '../../data/index.js';
-import { describeEncoder, linearProbe, loadEncoder } from '../../eval/index.js';
+import { describeEncoder, lincls, loadEncoder } from '../../eval/index.js';
 import { LINCLS_LR } from '../../moco/index.js';
-import { applyThreads, int, num } from './eval-common.js';
+import { applyThreads } from './eval-common.js';
+import { int, num } from './flag-numbers.js';
 import { DOWNLOAD_HELP, downloadData } from './download.js';
 
 interface LinclsCliOpts {
@@ -86,7 +87,7 @@ export function register(program: Command): void {
           ?.split(',')
           .filter(Boolean)
           .map((s) => int('--schedule', s.trim(), 0)!);
-        const r = await linearProbe(encoder, train, val, {
+        const r = await lincls(encoder, train, val, {
           epochs: int('--epochs', o.epochs),
           lr: num('--lr', o.lr),
           lrFrom: '--lr',

@@ -1,6 +1,6 @@
 // The pre-training settings as flags, named as main_moco.py's where they exist: shared by `moco pretrain` and
 // `moco sweep` (whose grid cells are pre-training runs).
-import { type Command, InvalidArgumentError, Option } from 'commander';
+import { type Command, Option } from 'commander';
 import {
   RUN_DEFAULTS,
   SETTINGS,
@@ -10,28 +10,18 @@ import {
   type SettingKind,
 } from '../../train/index.js';
 import { DEFAULT_PRESET, recipe } from '../../moco/index.js';
+import { int, num } from './flag-numbers.js';
 
-export const int =
-  (flag: string) =>
-  (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n)) throw new InvalidArgumentError(`${flag} expects an integer, got '${v}'`);
-    return n;
-  };
-export const num =
-  (flag: string) =>
-  (v: string): number => {
-    const n = Number(v);
-    if (!Number.isFinite(n)) throw new InvalidArgumentError(`${flag} expects a number, got '${v}'`);
-    return n;
-  };
-export const intList =
-  (flag: string) =>
-  (v: string): number[] =>
-    v.split(',').map((s) => int(flag)(s.trim()));
+/** A comma-separated list of integers (any sign; the setting's range is checked with the config). */
+export const intList = (flag: string, v: string): number[] => v.split(',').map((s) => int(flag, s.trim(), -Infinity));
 
 const ARG: Record<SettingKind, string> = { int: '<n>', num: '<x>', str: '<name>', bool: '', ints: '<list>' };
-const PARSE: Partial<Record<SettingKind, (flag: string) => (v: string) => unknown>> = { int, num, ints: intList };
+// The settings' ranges are checked with the config (their messages say what is valid), so these parse only.
+const PARSE: Partial<Record<SettingKind, (flag: string, v: string) => unknown>> = {
+  int: (flag, v) => int(flag, v, -Infinity),
+  num,
+  ints: intList,
+};
 
 /** The commander option of a setting: its flags, help, parser and choices (the default is appended later). */
 function optionOf(s: Setting): Option {
@@ -39,7 +29,7 @@ function optionOf(s: Setting): Option {
   const arg = s.kind === 'bool' ? '' : ` ${s.arg ?? ARG[s.kind]}`;
   const o = new Option(`${s.short ? `${s.short}, ` : ''}${long}${arg}`, s.help);
   const parse = PARSE[s.kind];
-  if (parse) o.argParser(parse(`--${s.key}`));
+  if (parse) o.argParser((v: string) => parse(`--${s.key}`, v));
   if (s.choices) o.choices(s.choices);
   return o;
 }

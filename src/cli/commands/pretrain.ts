@@ -9,7 +9,8 @@ import {
   resolveConfig,
   type ConfigOverrides,
 } from '../../train/index.js';
-import { addPretrainOptions, int, num, overridesFromFlags } from './pretrain-flags.js';
+import { addPretrainOptions, overridesFromFlags } from './pretrain-flags.js';
+import { int, num } from './flag-numbers.js';
 import {
   DEFAULT_TIMEOUT_MS,
   ProcessGroup,
@@ -51,10 +52,14 @@ export function register(program: Command): void {
     .option(
       '--nproc-per-node <n>',
       'start N local processes (Gloo on CPU, NCCL on CUDA), threads split between them (default: 1)',
-      int('--nproc-per-node'),
+      (v: string) => int('--nproc-per-node', v, -Infinity),
     )
-    .option('--nnodes <n>', 'nodes in a multi-node run (with --nproc-per-node) (default: 1)', int('--nnodes'))
-    .option('--node-rank <n>', "this node's index in a multi-node run (default: 0)", int('--node-rank'))
+    .option('--nnodes <n>', 'nodes in a multi-node run (with --nproc-per-node) (default: 1)', (v: string) =>
+      int('--nnodes', v, -Infinity),
+    )
+    .option('--node-rank <n>', "this node's index in a multi-node run (default: 0)", (v: string) =>
+      int('--node-rank', v, -Infinity),
+    )
     .option(
       '--dist-url <url>',
       "tcp://host:port of rank 0's rendezvous (default: env://, torchrun's MASTER_ADDR/MASTER_PORT/RANK/WORLD_SIZE)",
@@ -62,12 +67,12 @@ export function register(program: Command): void {
     .option(
       '--world-size <n>',
       'main_moco.py style: nodes (with --multiprocessing-distributed) or processes (default: WORLD_SIZE from the environment, else one process)',
-      int('--world-size'),
+      (v: string) => int('--world-size', v, -Infinity),
     )
     .option(
       '--rank <n>',
       'main_moco.py style: node rank (with --multiprocessing-distributed) or process rank (default: RANK from the environment, else 0)',
-      int('--rank'),
+      (v: string) => int('--rank', v, -Infinity),
     )
     .option('--multiprocessing-distributed', 'main_moco.py style: world = nodes × processes per node (default: off)')
     .addOption(
@@ -79,7 +84,7 @@ export function register(program: Command): void {
     .option(
       '--dist-timeout <s>',
       `seconds a collective may wait for the other ranks before failing (default: ${DEFAULT_TIMEOUT_MS / 1000})`,
-      num('--dist-timeout'),
+      (v: string) => num('--dist-timeout', v),
     )
     .action(async (dataArg: string | undefined, f: Record<string, unknown>) => {
       if (!dataArg && !f.resume)

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import { addEmbedOptions, embedSettings, int, progress, type EmbedFlags } from './eval-common.js';
+import { addEmbedOptions, embedSettings, progress, type EmbedFlags } from './eval-common.js';
+import { int } from './flag-numbers.js';
 import { DEFAULT_HASH_DISTANCE } from '../../collections/phash.js';
 import type { ImageSearch } from '../../collections/search.js';
 import type { SearchPlan } from '../../collections/table.js';

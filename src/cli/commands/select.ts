@@ -1,7 +1,8 @@
 // moco select --n N: a diverse subset to label, by greedy k-center coreset over the embeddings.
 import type { Command } from 'commander';
 import { writeTextAtomic } from '../../io/atomic.js';
-import { addEmbedOptions, int } from './eval-common.js';
+import { addEmbedOptions } from './eval-common.js';
+import { int } from './flag-numbers.js';
 import { csvText } from '../../io/csv.js';
 import { loadInput, type InputOpts, outFormat } from './collection-input.js';
 

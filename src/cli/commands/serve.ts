@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import { addEmbedOptions, feature, int, type EmbedFlags } from './eval-common.js';
+import { addEmbedOptions, feature, type EmbedFlags } from './eval-common.js';
+import { int } from './flag-numbers.js';
 
 interface ServeCliOpts extends EmbedFlags {
   pretrained: string;

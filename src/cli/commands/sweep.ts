@@ -2,7 +2,8 @@
 import type { Command } from 'commander';
 import { parseGrid, readGridFile, sweep } from '../../train/index.js';
 import { RUN_VIEWS } from '../../views/run-views.js';
-import { addPretrainOptions, int, overridesFromFlags } from './pretrain-flags.js';
+import { addPretrainOptions, overridesFromFlags } from './pretrain-flags.js';
+import { int } from './flag-numbers.js';
 
 export function register(program: Command): void {
   addPretrainOptions(
@@ -19,7 +20,9 @@ export function register(program: Command): void {
     )
     .option('--grid-file <file>', 'the grid as a YAML or JSON object of key: [values]')
     .option('--linear', 'also run the cached-feature linear probe on every cell')
-    .option('--linear-epochs <n>', 'epochs of the linear probe (default 10)', int('--linear-epochs'))
+    .option('--linear-epochs <n>', 'epochs of the linear probe (default 10)', (v: string) =>
+      int('--linear-epochs', v, -Infinity),
+    )
     .option(
       '--rerun-changed',
       'cells run before with other settings are moved to DIR/replaced/<cell>-<time> and trained anew (without it the sweep refuses, naming what changed)',
