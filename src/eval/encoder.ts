@@ -217,6 +217,20 @@ function mocoMeta(meta: Record<string, string | number>): MocoMeta | null {
   return null;
 }
 
+/**
+ * What a checkpoint's head is (see EncoderInfo.headRole): an MLP is a projection head; a single Linear is MoCo v1's
+ * projection when the key layout or our metadata says the weights come from pre-training, else a classifier (a
+ * torchvision model, a `moco lincls` checkpoint); null without a head.
+ */
+export function headRoleOf(w: ImportedWeights): EncoderInfo['headRole'] {
+  if (w.headKind === 'none') return null;
+  const fromPretraining =
+    w.layout.startsWith('moco') ||
+    /^moco-/.test(String(w.meta.layout ?? '')) ||
+    (mocoMeta(w.meta) !== null && w.meta.lincls === undefined);
+  return w.headKind === 'mlp' || fromPretraining ? 'projection' : 'classifier';
+}
+
 export interface LoadEncoderOpts {
   /** Override the input side in pixels (default: metadata, else 32 for a CIFAR stem, else 224). */
   imageSize?: number;
@@ -264,13 +278,7 @@ export function loadEncoder(path: string, o: LoadEncoderOpts = {}): Encoder {
       );
     }
     const imageSize = o.imageSize ?? meta?.imageSize ?? (cifarStem ? 32 : 224);
-    // A single fc is either MoCo v1's projection or a classifier; the key layout and our metadata tell which.
-    const fromPretraining =
-      w.layout.startsWith('moco') ||
-      /^moco-/.test(String(w.meta.layout ?? '')) ||
-      (meta !== null && w.meta.lincls === undefined);
-    const headRole =
-      w.headKind === 'none' ? null : w.headKind === 'mlp' || fromPretraining ? 'projection' : 'classifier';
+    const headRole = headRoleOf(w);
     const epochMeta = meta?.epoch ?? w.meta.epoch;
     return new Encoder(model, {
       file,
@@ -337,7 +345,6 @@ function vitEncoder(file: string, w: ImportedWeights, meta: MocoMeta | null, o: 
       `${file}: weights do not fit ${arch} (${dim}-d, ${depth} blocks, patch ${patch}, ${side} px): missing ${r.missingKeys.join(', ') || 'none'}; unexpected ${r.unexpectedKeys.join(', ') || 'none'}`,
     );
   }
-  const fromPretraining = w.layout.startsWith('moco') || (meta !== null && w.meta.lincls === undefined);
   const epochMeta = meta?.epoch ?? w.meta.epoch;
   return new Encoder(model, {
     file,
@@ -346,7 +353,7 @@ function vitEncoder(file: string, w: ImportedWeights, meta: MocoMeta | null, o: 
     width: dim,
     featureDim: model.featureDim,
     headKind: w.headKind,
-    headRole: w.headKind === 'none' ? null : fromPretraining ? 'projection' : 'classifier',
+    headRole: headRoleOf(w),
     headDim,
     imageSize: side,
     layout: w.layout,

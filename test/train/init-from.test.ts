@@ -1,0 +1,206 @@
+// moco pretrain --init-from: a new run whose encoders start from an official MoCo v2 checkpoint (written by
+// PyTorch), a torchvision state dict or our own run; a backbone of another shape is refused; and starting from a
+// trained checkpoint beats starting from scratch.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Tensor } from '../../src/torch/index.js';
+import { createModel } from '../../src/models/index.js';
+import { saveSafetensors } from '../../src/io/safetensors.js';
+import { mechanismOf, pretrain, resolveConfig, type ConfigOverrides } from '../../src/train/index.js';
+import type { PretrainContext, TrainObserver } from '../../src/train/index.js';
+import { pytorch, tmpDir } from '../helpers/pytorch.js';
+
+const TINY: ConfigOverrides = {
+  preset: 'cifar',
+  width: 8,
+  imageSize: 16,
+  batchSize: 32,
+  K: 128,
+  bnSplits: 4,
+  maxSteps: 1,
+  printFreq: 1000,
+  threads: 1,
+  seed: 5,
+};
+const DATA = 'synthetic:64';
+
+/** The run's state before its first step: every tensor of the mechanism and of the optimizer, copied. */
+interface Start {
+  model: Map<string, Tensor>;
+  optimizer: number;
+  step: number;
+  epoch: number;
+}
+
+function startHook(into: Start[]): TrainObserver {
+  return {
+    start(ctx: PretrainContext) {
+      const model = new Map([...ctx.model.stateDict()].map(([k, t]) => [k, t.detach().clone()]));
+      into.push({ model, optimizer: ctx.optimizer.stateTensors().tensors.size, ...ctx.state });
+    },
+  };
+}
+
+/** Runs `over` and returns the state before its first step, the run directory and what it wrote on stderr. */
+async function run(over: ConfigOverrides): Promise<{ start: Start; out: string; stderr: string }> {
+  const out = tmpDir();
+  const starts: Start[] = [];
+  const write = process.stderr.write.bind(process.stderr);
+  let stderr = '';
+  process.stderr.write = ((s: string | Uint8Array) => {
+    stderr += String(s);
+    return true;
+  }) as typeof process.stderr.write;
+  try {
+    await pretrain(resolveConfig(DATA, { ...TINY, ...over, out }), { quiet: true, observers: [startHook(starts)] });
+  } finally {
+    process.stderr.write = write;
+  }
+  return { start: starts[0]!, out, stderr };
+}
+
+function assertEqual(a: Tensor, b: Tensor, name: string): void {
+  assert.deepEqual(a.shape, b.shape, `${name}: shape`);
+  assert.equal(a.eq(b.to(a.dtype)).all().item(), 1, `${name} differs`);
+}
+
+const sha256 = (file: string): string => createHash('sha256').update(readFileSync(file)).digest('hex');
+
+test('an official MoCo v2 checkpoint and a torchvision state dict, both written by PyTorch, start a new run', async () => {
+  // The query encoder's names and shapes (MLP head), from a run's own mechanism; PyTorch writes its own values
+  // under them, as main_moco.py and torchvision save them.
+  const mlp = mechanismOf(resolveConfig(DATA, { ...TINY, mlp: true, out: tmpDir() }), 64);
+  const names = Object.fromEntries(mlp.encoderQ.stateDict());
+  const dir = tmpDir();
+  const v2 = join(dir, 'moco_v2.pth.tar');
+  const tv = join(dir, 'resnet18_tv.pth');
+  const ref = pytorch(
+    `
+from collections import OrderedDict
+g = torch.Generator().manual_seed(7)
+def values(shift):
+    out = OrderedDict()
+    for n, t in I.items():
+        if t.dtype == torch.int64:
+            out[n] = torch.tensor(40 + shift)
+        elif n.endswith('running_var'):
+            out[n] = torch.rand(t.shape, generator=g) + 0.5
+        else:
+            out[n] = torch.randn(t.shape, generator=g) * 0.1
+    return out
+q, k = values(0), values(1)
+sd = OrderedDict([('module.encoder_q.' + n, t) for n, t in q.items()] + [('module.encoder_k.' + n, t) for n, t in k.items()])
+sd['module.queue'] = F.normalize(torch.randn(128, 4096, generator=g), dim=0)
+sd['module.queue_ptr'] = torch.zeros(1, dtype=torch.long)
+params = [t.clone().requires_grad_() for n, t in q.items() if t.dtype == torch.float32 and 'running' not in n]
+opt = torch.optim.SGD(params, lr=0.03, momentum=0.9, weight_decay=1e-4)
+for p in params:
+    p.grad = torch.randn_like(p)
+opt.step()
+torch.save({'epoch': 200, 'arch': 'resnet18', 'state_dict': sd, 'optimizer': opt.state_dict()}, ${JSON.stringify(v2)})
+tv = OrderedDict([(n, t) for n, t in values(2).items() if not n.startswith('fc.')])
+tv['fc.weight'] = torch.randn(1000, 64, generator=g) * 0.01
+tv['fc.bias'] = torch.zeros(1000)
+torch.save(tv, ${JSON.stringify(tv)})
+for n, t in q.items():
+    O['q.' + n] = t
+for n, t in tv.items():
+    O['tv.' + n] = t
+`,
+    names,
+  );
+  mlp.dispose();
+
+  // (a) MoCo v2 into an MLP-head run: both encoders are the checkpoint's query encoder; the queue, its pointer and
+  // the optimizer are a new run's (the same as the run from scratch with the same seed).
+  const scratch = await run({ mlp: true });
+  const a = await run({ mlp: true, initFrom: v2 });
+  assert.equal(a.start.step, 0);
+  assert.equal(a.start.epoch, 0);
+  assert.equal(a.start.optimizer, 0, 'no optimizer state before the first step');
+  let n = 0;
+  for (const [k, t] of a.start.model) {
+    const m = /^encoder_[qk]\.(.*)$/.exec(k);
+    if (m) {
+      assertEqual(t, ref[`q.${m[1]}`]!, k);
+      n++;
+    } else assertEqual(t, scratch.start.model.get(k)!, `${k} (fresh)`);
+  }
+  assert.equal(n, 2 * Object.keys(names).length);
+  assert.equal(a.stderr, '', 'the MLP head loads: nothing to say');
+  const config = JSON.parse(readFileSync(join(a.out, 'config.json'), 'utf8')) as { initFrom: string };
+  assert.equal(config.initFrom, `${v2}@sha256:${sha256(v2)}`);
+  const scratchConfig = JSON.parse(readFileSync(join(scratch.out, 'config.json'), 'utf8')) as object;
+  assert.ok(!('initFrom' in scratchConfig), 'a run from scratch records no initFrom');
+
+  // (b) torchvision: the backbone loads, the 1000-way classifier does not; the run's fc (128-d) is the fresh one.
+  const scratchFc = await run({});
+  const b = await run({ initFrom: tv });
+  for (const [k, t] of b.start.model) {
+    const m = /^encoder_[qk]\.(.*)$/.exec(k);
+    if (m && !m[1]!.startsWith('fc.')) assertEqual(t, ref[`tv.${m[1]}`]!, k);
+    else assertEqual(t, scratchFc.start.model.get(k)!, `${k} (fresh)`);
+  }
+  const lines = b.stderr.trim().split('\n');
+  assert.equal(lines.length, 1, b.stderr);
+  assert.match(
+    lines[0]!,
+    /--init-from .*resnet18_tv\.pth has a classifier fc \(\[1000, 64\]\), not a projection head: the run's projection head starts from random weights/,
+  );
+
+  // The recorded FILE@sha256:HEX starts the same run again, and refuses a file that changed since.
+  const again = await run({ mlp: true, initFrom: config.initFrom });
+  for (const [k, t] of a.start.model) assertEqual(again.start.model.get(k)!, t, k);
+  await assert.rejects(
+    run({ initFrom: `${tv}@sha256:${sha256(v2)}` }),
+    /--init-from .*: .*resnet18_tv\.pth now has SHA-256 [0-9a-f]{64}, not the [0-9a-f]{64} recorded/,
+  );
+  for (const s of [scratch, a, scratchFc, b, again]) for (const t of s.start.model.values()) t.dispose();
+});
+
+test('a backbone of another shape is refused before training, naming the first differing tensor', async () => {
+  const dir = tmpDir();
+  const cases: [string, { width: number; cifarStem: boolean }, RegExp][] = [
+    [
+      'wide.safetensors',
+      { width: 16, cifarStem: true },
+      /conv1\.weight, \[16, 3, 3, 3\] in the checkpoint, \[8, 3, 3, 3\] in the run/,
+    ],
+    [
+      'imagenet-stem.safetensors',
+      { width: 8, cifarStem: false },
+      /conv1\.weight, \[8, 3, 7, 7\] in the checkpoint, \[8, 3, 3, 3\] in the run/,
+    ],
+  ];
+  for (const [name, o, shapes] of cases) {
+    const m = createModel('resnet18', o);
+    const file = join(dir, name);
+    saveSafetensors(file, m.stateDict());
+    m.dispose();
+    const out = tmpDir();
+    await assert.rejects(
+      pretrain(resolveConfig(DATA, { ...TINY, initFrom: file, out }), { quiet: true }),
+      (e: Error) => {
+        assert.match(e.message, new RegExp(`^--init-from ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: `));
+        assert.match(e.message, /this run's resnet18 \(CIFAR stem\) width 8: the first differing tensor is /);
+        assert.match(e.message, shapes);
+        return true;
+      },
+    );
+  }
+});
+
+test('--init-from with --resume is refused, saying why', async () => {
+  const first = await run({});
+  const { readCheckpoint } = await import('../../src/train/index.js');
+  const resume = readCheckpoint(first.out);
+  await assert.rejects(
+    pretrain(resolveConfig('', { initFrom: first.out, maxSteps: 2 }, resume.config), { quiet: true, resume }),
+    /--init-from .* with --resume .*: a resumed run continues from its own checkpoint .* drop --init-from to continue the run, or drop --resume/,
+  );
+  for (const t of resume.tensors.values()) t.dispose();
+  for (const t of first.start.model.values()) t.dispose();
+});
