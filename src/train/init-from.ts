@@ -76,14 +76,19 @@ const sameShape = (a: Tensor, b: Tensor): boolean =>
  * encoder_k as a copy of encoder_q, so a run started from weights does the same, even from an official v1/v2
  * checkpoint that holds its own encoder_k: that key encoder belongs with the checkpoint's queue, which a new run
  * does not take, and keys of a fresh queue from the loaded query encoder are consistent from the first step. MoCo
- * v3's builder copies base_encoder into momentum_encoder likewise; the readers keep only a v3 checkpoint's
- * base-encoder backbone (not its projector, momentum encoder or predictor), so a v3 run starts as v3's own
- * initialisation would from that backbone: momentum encoder = base encoder, fresh predictor.
+ * v3's builder copies base_encoder's parameters into momentum_encoder likewise. A v3 checkpoint carries a momentum
+ * encoder too, but the readers keep only its base encoder's backbone: the projector starts fresh, so the
+ * checkpoint's momentum encoder (its backbone and its trained projector) would be a target the new base encoder
+ * is not related to. A v3 run therefore starts as builder.py's initialisation would from that backbone: momentum
+ * encoder = base encoder (buffers included, as for MoCo), fresh predictor.
  */
 const KEY_ENCODER: Partial<Record<Mechanism['mechanism'], [key: string, query: string]>> = {
   moco: ['encoder_k.', 'encoder_q.'],
   mocov3: ['momentum_encoder.', 'base_encoder.'],
 };
+
+/** What else of a mechanism a new run starts fresh, for the log line. */
+const FRESH: Partial<Record<Mechanism['mechanism'], string>> = { moco: 'queue, ', 'memory-bank': 'memory bank, ' };
 
 /** The run's encoder in words, for the refusal: `resnet18 (CIFAR stem) width 8`. */
 function runEncoder(c: PretrainConfig): string {
@@ -134,8 +139,9 @@ export function initEncoders(
   } else {
     const out = (m: Map<string, Tensor> | [string, Tensor][]): string =>
       shapeText([...m].filter(([k]) => /(^|\.)weight$/.test(k)).at(-1)?.[1]);
-    const why =
-      role === null
+    const why = w.layout.startsWith('mocov3-')
+      ? "is a MoCo v3 checkpoint, of which only the base encoder's backbone is read (not its projector or predictor)"
+      : role === null
         ? 'has no projection head'
         : role === 'classifier'
           ? `has a classifier ${headPrefix.slice(0, -1)} (${out(w.head)}), not a projection head`
@@ -153,6 +159,6 @@ export function initEncoders(
     mech.loadStateDict(copy, { strict: false });
   }
   log(
-    `initialised from ${src.file} (sha256 ${src.sha256.slice(0, 12)}…, ${w.layout}): backbone loaded, ${head}${pair ? `, ${pair[0].slice(0, -1)} = ${pair[1].slice(0, -1)}` : ''}; queue, optimizer and lr schedule fresh, epoch 0`,
+    `initialised from ${src.file} (sha256 ${src.sha256.slice(0, 12)}…, ${w.layout}): backbone loaded, ${head}${pair ? `, ${pair[0].slice(0, -1)} = ${pair[1].slice(0, -1)}` : ''}; ${FRESH[mech.mechanism] ?? ''}optimizer and lr schedule fresh, epoch 0`,
   );
 }

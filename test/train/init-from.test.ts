@@ -14,6 +14,7 @@ import { saveSafetensors } from '../../src/io/safetensors.js';
 import { mechanismOf, pretrain, readCheckpoint, resolveConfig, type ConfigOverrides } from '../../src/train/index.js';
 import type { PretrainContext, TrainObserver } from '../../src/train/index.js';
 import { pytorch, tmpDir } from '../helpers/pytorch.js';
+import { disposeInitSource, initEncoders, readInitSource } from '../../src/train/init-from.js';
 
 const TINY: ConfigOverrides = {
   preset: 'cifar',
@@ -214,6 +215,38 @@ test('a run directory of ours: both encoders and the projection head start from 
   );
   for (const t of resume.tensors.values()) t.dispose();
   for (const s of [first, next]) for (const t of s.start.model.values()) t.dispose();
+});
+
+test('MoCo v3: the base encoder takes the backbone, the momentum encoder is its copy, the predictor is fresh', () => {
+  const v3: ConfigOverrides = { ...TINY, preset: 'mocov3-cifar', bnSplits: 1, dim: 16, mlpDim: 32, out: tmpDir() };
+  const c = resolveConfig(DATA, v3);
+  manualSeed(1);
+  const trained = mechanismOf(c, 64);
+  // As the official main_moco.py saves it (DataParallel's module. prefix), in a safetensors file.
+  const file = join(tmpDir(), 'mocov3.safetensors');
+  saveSafetensors(file, new Map([...trained.stateDict()].map(([k, t]) => [`module.${k}`, t])));
+  manualSeed(2);
+  const run = mechanismOf(c, 64);
+  const predictor = new Map(
+    [...run.stateDict()].filter(([k]) => k.startsWith('predictor.')).map(([k, t]) => [k, t.clone()]),
+  );
+  const notes: string[] = [];
+  const src = readInitSource(file);
+  initEncoders(run, src, c, (l) => notes.push(l));
+  disposeInitSource(src);
+  const own = run.stateDict();
+  const theirs = trained.stateDict();
+  for (const [k, t] of own) {
+    const base = k.replace(/^momentum_encoder\./, 'base_encoder.');
+    if (k.startsWith('predictor.')) assertEqual(t, predictor.get(k)!, `${k} (fresh)`);
+    else if (k.startsWith('momentum_encoder.')) assertEqual(t, own.get(base)!, `${k} = ${base}`);
+    else if (!k.startsWith('base_encoder.fc.')) assertEqual(t, theirs.get(k)!, k);
+  }
+  assert.deepEqual(notes.length, 1);
+  assert.match(notes[0]!, /is a MoCo v3 checkpoint, of which only the base encoder's backbone is read/);
+  for (const t of predictor.values()) t.dispose();
+  trained.dispose();
+  run.dispose();
 });
 
 /**
