@@ -217,6 +217,20 @@ function mocoMeta(meta: Record<string, string | number>): MocoMeta | null {
   return null;
 }
 
+/**
+ * What a checkpoint's head is (see EncoderInfo.headRole): an MLP is a projection head; a single Linear is MoCo v1's
+ * projection when the key layout or our metadata says the weights come from pre-training, else a classifier (a
+ * torchvision model, a `moco lincls` checkpoint); null without a head.
+ */
+export function headRoleOf(w: ImportedWeights): EncoderInfo['headRole'] {
+  if (w.headKind === 'none') return null;
+  const fromPretraining =
+    w.layout.startsWith('moco') ||
+    /^moco-/.test(String(w.meta.layout ?? '')) ||
+    (mocoMeta(w.meta) !== null && w.meta.lincls === undefined);
+  return w.headKind === 'mlp' || fromPretraining ? 'projection' : 'classifier';
+}
+
 export interface LoadEncoderOpts {
   /** Override the input side in pixels (default: metadata, else 32 for a CIFAR stem, else 224). */
   imageSize?: number;
@@ -333,12 +347,6 @@ function encoderInfo(
   model: ResNet | VisionTransformer,
   a: Pick<EncoderInfo, 'arch' | 'cifarStem' | 'width' | 'headDim' | 'imageSize'>,
 ): EncoderInfo {
-  // A single fc is either MoCo v1's projection or a classifier; the key layout and our metadata tell which.
-  const fromPretraining =
-    w.layout.startsWith('moco') ||
-    /^moco-/.test(String(w.meta.layout ?? '')) ||
-    (meta !== null && w.meta.lincls === undefined);
-  const headRole = w.headKind === 'none' ? null : w.headKind === 'mlp' || fromPretraining ? 'projection' : 'classifier';
   const epochMeta = meta?.epoch ?? w.meta.epoch;
   return {
     file,
@@ -347,7 +355,7 @@ function encoderInfo(
     width: a.width,
     featureDim: model.featureDim,
     headKind: w.headKind,
-    headRole,
+    headRole: headRoleOf(w),
     headDim: a.headDim,
     imageSize: a.imageSize,
     layout: w.layout,

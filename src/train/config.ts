@@ -59,6 +59,11 @@ export interface PretrainConfig extends Recipe {
   amp: 'off' | 'bf16';
   /** Weights and views in channels-last (NHWC) memory. Default false. */
   channelsLast: boolean;
+  /**
+   * The checkpoint whose weights the encoders start from (init-from.ts); absent: random weights. A run records
+   * the file it read as `FILE@sha256:HEX`.
+   */
+  initFrom?: string;
 }
 
 // The order of config.json's first keys (and of the config in each checkpoint's metadata, which its SHA-256 covers):

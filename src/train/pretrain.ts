@@ -44,6 +44,7 @@ import { stepRng } from './step-rng.js';
 import { readMetrics, type StepMetrics } from './metrics.js';
 import { trainStep, type StepPrecision } from './train-step.js';
 import { availableMemory, checkMemory, estimatePeakMemory } from './memory.js';
+import { disposeInitSource, initEncoders, pinnedInitFrom, readInitSource } from './init-from.js';
 
 export interface PretrainOptions {
   /** A checkpoint to continue from (see readCheckpoint). */
@@ -238,6 +239,11 @@ async function prepare(c: PretrainConfig, o: PretrainOptions, p: Process): Promi
       `--mechanism ${c.mechanism} runs in one process; multi-process training is MoCo's (--mechanism moco)`,
     );
   }
+  if (o.resume && c.initFrom !== o.resume.config.initFrom) {
+    throw new Error(
+      `--init-from ${c.initFrom ?? 'none'} with --resume ${o.resume.file}: a resumed run continues from its own checkpoint (weights, queue, optimizer, epoch), while --init-from starts a new run at epoch 0 from other weights; drop --init-from to continue the run, or drop --resume (and pass a new --out) to start from ${c.initFrom ?? 'the checkpoint'}`,
+    );
+  }
   if (o.resume && (o.resume.optimizerName ?? 'sgd') !== (c.optimizer ?? 'sgd')) {
     throw new Error(
       `--resume ${o.resume.file}: the run was trained with --optimizer ${o.resume.optimizerName ?? 'sgd'}, this one is set to --optimizer ${c.optimizer}; drop --optimizer to continue with ${o.resume.optimizerName ?? 'sgd'}, or start a new run with another --out`,
@@ -326,15 +332,34 @@ function knnDataOf(c: PretrainConfig, train: ImageDataset, quiet: boolean): KnnO
   return { bank: train, queries };
 }
 
-/** The mechanism and its optimizer on the run's device, restored from a resumed checkpoint, the same on every rank. */
+/**
+ * The mechanism and its optimizer on the run's device, initialised from --init-from's weights or restored from a
+ * resumed checkpoint, the same on every rank; and the run's config, its --init-from pinned to the file read.
+ */
 async function buildModel(
   c: PretrainConfig,
   o: PretrainOptions,
   p: Process,
   bankSize: number,
-): Promise<{ mech: Mechanism; opt: Optimizer; state: RunState }> {
+): Promise<{ mech: Mechanism; opt: Optimizer; state: RunState; config: PretrainConfig }> {
   // Only MoCo runs in several processes (refused before for the others): its hooks gather keys and shuffle BN.
   const mech = mechanismOf(c, bankSize, p.dist?.hooks(c.shuffleBn));
+  if (c.initFrom && !o.resume) {
+    try {
+      const src = readInitSource(c.initFrom);
+      try {
+        // The fresh-head line is what the run trains, so it is said with --quiet too (by the main process).
+        const note = (line: string): void => void (p.isMain && process.stderr.write(`${line}\n`));
+        initEncoders(mech, src, c, note, p.quiet ? undefined : note);
+      } finally {
+        disposeInitSource(src);
+      }
+      c = { ...c, initFrom: pinnedInitFrom(src) };
+    } catch (e) {
+      mech.dispose();
+      throw e;
+    }
+  }
   if (c.device !== 'cpu') mech.to(c.device);
   if (c.channelsLast) mech.toMemoryFormat('channelsLast');
   if (c.amp === 'bf16' && !c.device.startsWith('cuda') && cpuBf16Features().length === 0 && !p.quiet) {
@@ -354,11 +379,12 @@ async function buildModel(
   }
   // Every rank starts from rank 0's weights, queue and counters (also after a resume on another world size).
   if (p.dist) await p.dist.syncState([...mech.stateDict().values()]);
-  return { mech, opt, state };
+  return { mech, opt, state, config: c };
 }
 
 /** Runs (or resumes) pre-training as configured: the setup above, then one run of the training loop. */
-export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Promise<PretrainSummary> {
+export async function pretrain(config: PretrainConfig, o: PretrainOptions = {}): Promise<PretrainSummary> {
+  let c = config;
   const dist = o.dist;
   const isMain = dist ? dist.isMain : (o.isMain ?? true);
   const quiet = Boolean(o.quiet) || !isMain;
@@ -376,7 +402,18 @@ export async function pretrain(c: PretrainConfig, o: PretrainOptions = {}): Prom
     return finishedSummary(c, o.resume, bpe);
   }
   const knnData = knnDataOf(c, train, quiet);
-  const { mech, opt, state } = await buildModel(c, o, p, train.length);
+  let built: Awaited<ReturnType<typeof buildModel>>;
+  try {
+    built = await buildModel(c, o, p, train.length);
+  } catch (e) {
+    // Refused before the first step (a checkpoint that does not fit): close what prepare opened.
+    await loader.close();
+    train.dispose();
+    knnData?.queries.dispose();
+    throw e;
+  }
+  const { mech, opt, state } = built;
+  c = built.config;
   if (isMain) {
     mkdirSync(c.out, { recursive: true });
     writeTextAtomic(join(c.out, 'config.json'), `${JSON.stringify(c, null, 2)}\n`);

@@ -93,6 +93,18 @@ const TABLE = [
     help: 'resnet18 | resnet34 | resnet50 | resnet101 | vit_tiny | vit_small | vit_base (ViTs: --mechanism mocov3)',
   },
   {
+    key: 'init-from',
+    field: 'initFrom',
+    kind: 'str',
+    arg: '<ckpt>',
+    computed: 'none: random weights',
+    help:
+      "a new run (epoch 0; fresh queue, optimizer and lr schedule) whose encoders start from a checkpoint's: " +
+      'official MoCo v1/v2/v3 .pth.tar, a torchvision .pth, a run directory or .safetensors; the backbone must ' +
+      'match -a, --width and --cifar-stem; config.json records it as FILE@sha256:HEX, which this also takes (not ' +
+      'with --resume; docs/transfer.md)',
+  },
+  {
     key: 'lr',
     field: 'lr',
     kind: 'num',
@@ -448,7 +460,7 @@ export type SettingsOfWrongKind = None<
     ? E extends { to: unknown }
       ? never
       : E extends { field: infer F extends keyof PretrainConfig; kind: infer K extends SettingKind }
-        ? PretrainConfig[F] extends KindType[K]
+        ? NonNullable<PretrainConfig[F]> extends KindType[K]
           ? never
           : F
         : never
