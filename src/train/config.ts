@@ -59,6 +59,8 @@ export interface PretrainConfig extends Recipe {
   amp: 'off' | 'bf16';
   /** Weights and views in channels-last (NHWC) memory. Default false. */
   channelsLast: boolean;
+  /** A linear classifier trained on each step's detached backbone features (labelled data); absent: off. */
+  onlineProbe?: boolean;
 }
 
 // The order of config.json's first keys (and of the config in each checkpoint's metadata, which its SHA-256 covers):
