@@ -379,9 +379,9 @@ async function buildModel(
     weightDecay: c.wd,
   });
   let state: RunState = { epoch: 0, batch: 0, step: 0 };
-  if (!o.resume) extrasOf(mech);
+  const extras = extrasOf(mech);
   if (o.resume) {
-    restoreCheckpoint(o.resume, mech, opt, extrasOf(mech));
+    restoreCheckpoint(o.resume, mech, opt, extras);
     state = { ...o.resume.state };
   }
   // Every rank starts from rank 0's weights, queue and counters (also after a resume on another world size).
