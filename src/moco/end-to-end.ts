@@ -88,7 +88,9 @@ export class EndToEnd extends Module implements Mechanism {
   step(batch: StepBatch, rnd: StepRandomness = {}): MechanismOutput {
     const [xq, xk] = batch.views as [Tensor, Tensor];
     const n = xq.shape[0]!;
-    const q = F.normalize(this.encoderQ.forward(xq), { dim: 1 });
+    const f = this.encoderQ.features(xq);
+    const q = F.normalize(this.encoderQ.forwardHead(f), { dim: 1 });
+    const features = f.detach();
     const k = this.keys(xk, rnd.keyPerm);
     const sim = (): { lPos: Tensor; lNeg: Tensor } => {
       const s = q.detach().mm(k.detach().t());
@@ -105,13 +107,13 @@ export class EndToEnd extends Module implements Mechanism {
     if (this.opts.loss === 'infonce') {
       const logits = q.mm(k.t()).div(this.T);
       const labels = arange(0, n, 1, { dtype: 'int64' });
-      return { loss: F.crossEntropy(logits, labels), logits, labels, q, similarities: sim };
+      return { loss: F.crossEntropy(logits, labels), logits, labels, q, features, similarities: sim };
     }
     // NT-Xent: similarity of every row of z = [q; k] with every other; a row is never its own negative.
     const z = cat([q, k], 0);
     const self = eye(2 * n, undefined, { dtype: 'bool' });
     const logits = z.mm(z.t()).div(this.T).maskedFill(self, -Infinity);
     const labels = cat([arange(n, 2 * n, 1, { dtype: 'int64' }), arange(0, n, 1, { dtype: 'int64' })], 0);
-    return { loss: F.crossEntropy(logits, labels), logits, labels, q, similarities: sim };
+    return { loss: F.crossEntropy(logits, labels), logits, labels, q, features, similarities: sim };
   }
 }

@@ -58,6 +58,12 @@ export interface MechanismOutput {
   labels: Tensor;
   /** N×dim L2-normalised query embeddings, for monitoring (embedding spread). */
   q: Tensor;
+  /**
+   * N×featureDim backbone features of the query view (encoderQ.features, before the head) from this step's own
+   * forward, detached: what an online probe trains on without another forward and without a gradient into the
+   * encoder.
+   */
+  features: Tensor;
   /** The positives' similarities l_pos and the negatives' l_neg (cosines, not divided by T), for the histograms. */
   similarities(): { lPos: Tensor; lNeg: Tensor };
 }

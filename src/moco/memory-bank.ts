@@ -131,7 +131,8 @@ export class MemoryBank extends Module implements Mechanism {
     const { K, dim, sampling } = this.opts;
     const neg =
       rnd.negatives ?? (sampling === 'shared' ? randint(0, this.opts.size, [K]) : randint(0, this.opts.size, [n, K]));
-    const q = F.normalize(this.encoderQ.forward(x), { dim: 1 });
+    const f = this.encoderQ.features(x);
+    const q = F.normalize(this.encoderQ.forwardHead(f), { dim: 1 });
     // index_select copies: the positives and negatives are this step's snapshot, before the update below.
     const pos = this.bank.indexSelect(0, idx);
     const lPos = einsum('nc,nc->n', q, pos).unsqueeze(-1);
@@ -148,6 +149,7 @@ export class MemoryBank extends Module implements Mechanism {
       logits,
       labels,
       q,
+      features: f.detach(),
       similarities: () => ({ lPos: lPos.detach(), lNeg: lNeg.detach() }),
     };
   }

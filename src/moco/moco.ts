@@ -67,6 +67,8 @@ export interface MoCoOutput {
   loss: Tensor;
   /** N×dim L2-normalised query embeddings (of the first direction), for monitoring (embedding spread). */
   q: Tensor;
+  /** N×featureDim backbone features of `xq` (the first direction), detached (see MechanismOutput.features). */
+  features: Tensor;
 }
 
 /**
@@ -200,14 +202,15 @@ export class MoCo extends Module implements Mechanism {
   }
 
   /** The contrastive loss of queries from `xq` against keys `k` and the queue. */
-  contrastive(xq: Tensor, k: Tensor): { logits: Tensor; loss: Tensor; q: Tensor } {
-    const q = F.normalize(this.encoderQ.forward(xq), { dim: 1 });
+  contrastive(xq: Tensor, k: Tensor): { logits: Tensor; loss: Tensor; q: Tensor; features: Tensor } {
+    const f = this.encoderQ.features(xq);
+    const q = F.normalize(this.encoderQ.forwardHead(f), { dim: 1 });
     const lPos = einsum('nc,nc->n', q, k).unsqueeze(-1);
     // A snapshot: the queue is overwritten by this step's keys before backward needs it.
     const lNeg = einsum('nc,ck->nk', q, this.queue.clone());
     const logits = cat([lPos, lNeg], 1).div(this.T);
     const labels = zeros([logits.shape[0]!], { dtype: 'int64' });
-    return { logits, loss: F.crossEntropy(logits, labels), q };
+    return { logits, loss: F.crossEntropy(logits, labels), q, features: f.detach() };
   }
 
   /**
@@ -218,9 +221,9 @@ export class MoCo extends Module implements Mechanism {
     this.momentumUpdate();
     if (!this.symmetric) {
       const k = this.keys(xk, rnd.keyPerm);
-      const { logits, loss, q } = this.contrastive(xq, k);
+      const { logits, loss, q, features } = this.contrastive(xq, k);
       this.dequeueAndEnqueue(k);
-      return { logits, labels: zeros([logits.shape[0]!], { dtype: 'int64' }), loss, q };
+      return { logits, labels: zeros([logits.shape[0]!], { dtype: 'int64' }), loss, q, features };
     }
     const k2 = this.keys(xk, rnd.keyPerm);
     const k1 = this.keys(xq, rnd.keyPerm2);
@@ -232,6 +235,7 @@ export class MoCo extends Module implements Mechanism {
       labels: zeros([a.logits.shape[0]!], { dtype: 'int64' }),
       loss: a.loss.add(b.loss),
       q: a.q,
+      features: a.features,
     };
   }
 

@@ -57,6 +57,8 @@ export interface MoCoV3Output {
   labels: Tensor;
   /** N×dim L2-normalised predictions of the first view, for monitoring (embedding spread). */
   q: Tensor;
+  /** N×featureDim backbone features of the first view, detached (see MechanismOutput.features). */
+  features: Tensor;
 }
 
 /**
@@ -181,7 +183,8 @@ export class MoCoV3 extends Module implements Mechanism {
    * keys, and the symmetrised loss. Call once per training step, then backward the loss.
    */
   forwardPair(x1: Tensor, x2: Tensor, m: number = this.m): MoCoV3Output {
-    const q1 = this.predictor.forward(this.baseEncoder.forward(x1));
+    const f1 = this.baseEncoder.features(x1);
+    const q1 = this.predictor.forward(this.baseEncoder.forwardHead(f1));
     const q2 = this.predictor.forward(this.baseEncoder.forward(x2));
     // The keys: no gradient, from the encoder updated first (so θk includes this step's θq).
     const [k1, k2] = noGrad(() => {
@@ -190,7 +193,7 @@ export class MoCoV3 extends Module implements Mechanism {
     });
     const a = this.contrastiveLoss(q1, k2);
     const b = this.contrastiveLoss(q2, k1);
-    return { loss: a.loss.add(b.loss), logits: a.logits, labels: a.labels, q: a.q };
+    return { loss: a.loss.add(b.loss), logits: a.logits, labels: a.labels, q: a.q, features: f1.detach() };
   }
 
   /** MoCo v3 draws nothing per step: no key shuffle (BN is synchronised, not shuffled). */

@@ -8,6 +8,8 @@ export interface Backbone extends Module {
   readonly featureDim: number;
   /** The backbone's features (N × featureDim): ResNet's pooled output, ViT's final-norm cls token. */
   features(x: Tensor): Tensor;
-  /** features → the head (projector or classifier). */
+  /** The head (projector or classifier) on `features()`' output, as timm's forward_head. */
+  forwardHead(features: Tensor): Tensor;
+  /** forwardHead(features(x)). */
   forward(x: Tensor): Tensor;
 }

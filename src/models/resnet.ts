@@ -193,8 +193,13 @@ export class ResNet extends Module {
     return this.avgpool.forward(y).flatten(1);
   }
 
+  /** `fc` on pooled features (timm's forward_head). */
+  forwardHead(features: Tensor): Tensor {
+    return this.fc.forward(features);
+  }
+
   forward(x: Tensor): Tensor {
-    return this.fc.forward(this.features(x));
+    return this.forwardHead(this.features(x));
   }
 }
 

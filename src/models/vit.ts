@@ -255,8 +255,13 @@ export class VisionTransformer extends Module {
     return this.norm.forward(this.blocks.forward(y)).select(1, 0);
   }
 
+  /** `head` on the cls-token features (timm's forward_head). */
+  forwardHead(features: Tensor): Tensor {
+    return this.head.forward(features);
+  }
+
   forward(x: Tensor): Tensor {
-    return this.head.forward(this.features(x));
+    return this.forwardHead(this.features(x));
   }
 }
 

@@ -31,6 +31,22 @@ const RNG_KEY = 'rng.torch';
 // The training device's generator too (dropout-free MoCo draws little there, but randperm/randn on CUDA do).
 const CUDA_RNG_KEY = 'rng.cuda';
 
+/** The key prefix of state a checkpoint carries for others than the mechanism and its optimizer. */
+export const EXTRA_PREFIX = 'extra.';
+
+/**
+ * State of the run besides the mechanism and its optimizer that a checkpoint carries (the online probe's weights
+ * and momentum), under `extra.<name>.<key>`. A checkpoint without it restores nothing (`load` gets an empty map);
+ * one with it resumed without the extra ignores it.
+ */
+export interface CheckpointExtra {
+  readonly name: string;
+  /** The tensors to save, by key (the extra's own; they are not disposed). */
+  stateTensors(): Map<string, Tensor>;
+  /** Restores (copies) them; the map is the checkpoint's and is freed after the call. */
+  loadStateTensors(tensors: Map<string, Tensor>): void;
+}
+
 export function checkpointName(step: number): string {
   return `checkpoint_${String(step).padStart(7, '0')}.safetensors`;
 }
@@ -48,7 +64,8 @@ export function resumeCommand(runDir: string, extra = ''): string {
  * Saves model, queue, optimizer and RNG state, then points `last` at it and prunes old checkpoints. The optimizer's
  * tensors are `optimizer.<state>.<i>` (SGD's `optimizer.momentum_buffer.<i>`, as every checkpoint before LARS and
  * AdamW; LARS's `optimizer.mu.<i>`; AdamW's `optimizer.exp_avg.<i>`, `optimizer.exp_avg_sq.<i>`); the metadata
- * names the optimizer (`optimizer_name`; absent: sgd) and holds its groups and other state.
+ * names the optimizer (`optimizer_name`; absent: sgd) and holds its groups and other state. `extras`' tensors are
+ * `extra.<name>.<key>` (none: the file is as it was before extras existed).
  */
 export function saveCheckpoint(
   dir: string,
@@ -57,11 +74,13 @@ export function saveCheckpoint(
   state: RunState,
   config: PretrainConfig,
   keep = 3,
+  extras: readonly CheckpointExtra[] = [],
 ): string {
   const file = join(dir, checkpointName(state.step));
   const tensors = new Map<string, Tensor>(moco.stateDict());
   const optState = opt.stateTensors();
   for (const [k, b] of optState.tensors) tensors.set(k, b);
+  for (const x of extras) for (const [k, t] of x.stateTensors()) tensors.set(`${EXTRA_PREFIX}${x.name}.${k}`, t);
   const rng = getRngState();
   tensors.set(RNG_KEY, rng);
   const device = moco.trainableParameters()[0]!.device;
@@ -137,10 +156,15 @@ export function readCheckpoint(path: string, warn?: (message: string) => void): 
 }
 
 /**
- * Restores model, queue, optimizer state and RNG from a loaded checkpoint, then frees its tensors. A checkpoint of
+ * Restores model, queue, optimizer state, RNG and `extras` from a loaded checkpoint, then frees its tensors. A checkpoint of
  * another optimizer than `opt` is refused (its state means nothing to this one).
  */
-export function restoreCheckpoint(ck: LoadedCheckpoint, moco: Mechanism, opt: Optimizer): void {
+export function restoreCheckpoint(
+  ck: LoadedCheckpoint,
+  moco: Mechanism,
+  opt: Optimizer,
+  extras: readonly CheckpointExtra[] = [],
+): void {
   const ckOpt = ck.optimizerName ?? 'sgd';
   if (ckOpt !== opt.name) {
     for (const t of ck.tensors.values()) t.dispose();
@@ -150,9 +174,14 @@ export function restoreCheckpoint(ck: LoadedCheckpoint, moco: Mechanism, opt: Op
   }
   const optTensors = new Map<string, Tensor>();
   const model = new Map<string, Tensor>();
+  const extraTensors = new Map(extras.map((x) => [x.name, new Map<string, Tensor>()]));
   for (const [k, v] of ck.tensors) {
     if (k.startsWith(OPTIMIZER_PREFIX)) optTensors.set(k, v);
-    else if (k !== RNG_KEY && k !== CUDA_RNG_KEY) model.set(k, v);
+    else if (k.startsWith(EXTRA_PREFIX)) {
+      const rest = k.slice(EXTRA_PREFIX.length);
+      const dot = rest.indexOf('.');
+      extraTensors.get(rest.slice(0, dot))?.set(rest.slice(dot + 1), v);
+    } else if (k !== RNG_KEY && k !== CUDA_RNG_KEY) model.set(k, v);
   }
   moco.loadStateDict(model);
   const groups = Array.isArray(ck.optimizerGroups)
@@ -165,5 +194,6 @@ export function restoreCheckpoint(ck: LoadedCheckpoint, moco: Mechanism, opt: Op
   const cudaRng = ck.tensors.get(CUDA_RNG_KEY);
   const device = moco.trainableParameters()[0]!.device;
   if (cudaRng && device.startsWith('cuda')) setGeneratorState(device, cudaRng);
+  for (const x of extras) x.loadStateTensors(extraTensors.get(x.name)!);
   for (const t of ck.tensors.values()) t.dispose();
 }

@@ -64,6 +64,8 @@ export interface PretrainConfig extends Recipe {
    * the file it read as `FILE@sha256:HEX`.
    */
   initFrom?: string;
+  /** A linear classifier trained on each step's detached backbone features (labelled data); absent: off. */
+  onlineProbe?: boolean;
 }
 
 // The order of config.json's first keys (and of the config in each checkpoint's metadata, which its SHA-256 covers):

@@ -23,6 +23,13 @@ export interface StepMetrics {
   stepMs?: number;
   /** Mean over dimensions of the batch standard deviation of the L2-normalised queries: ≈ 1/√dim healthy, → 0 on collapse. */
   embedStd?: number;
+  /**
+   * Percent: the online linear probe's top-1 on its training batches so far this epoch (--online-probe; step rows
+   * every --print-freq steps and at an epoch's last step).
+   */
+  onlineTop1?: number;
+  /** Percent: the online linear probe on the labelled test split (--online-probe; the kNN monitor's rows). */
+  onlineValTop1?: number;
 }
 
 // New columns go at the end, so readers of older files keep their column positions.
@@ -39,6 +46,8 @@ const COLUMNS: (keyof StepMetrics)[] = [
   'dataMs',
   'stepMs',
   'embedStd',
+  'onlineTop1',
+  'onlineValTop1',
 ];
 
 /** The rows of a run directory's metrics.jsonl (empty when it has none). */

@@ -28,12 +28,19 @@ import {
 import { writeTextAtomic } from '../io/atomic.js';
 import type { DistributedTraining } from '../dist/index.js';
 import { keysPerStep, type PretrainConfig } from './config.js';
-import { restoreCheckpoint, resumeCommand, type LoadedCheckpoint, type RunState } from './checkpoint.js';
+import {
+  restoreCheckpoint,
+  resumeCommand,
+  type CheckpointExtra,
+  type LoadedCheckpoint,
+  type RunState,
+} from './checkpoint.js';
 import { Loop, type LoopResult, type LoopStep } from '../loop/index.js';
 import { stderrWarner, type PretrainLoop, type StepEvent, type TrainObserver } from './observer.js';
 import {
   CheckpointObserver,
   KnnObserver,
+  OnlineProbeObserver,
   ProgressObserver,
   RunLogObserver,
   SignalObserver,
@@ -91,6 +98,10 @@ export interface PretrainSummary {
   knnTop1?: number;
   /** Percent: the kNN monitor on the freshly initialised encoder, before the first step (new runs only). */
   knnTop1Init?: number;
+  /** Percent, with --online-probe: the probe's top-1 on the training batches of the last epoch trained. */
+  onlineTop1?: number;
+  /** Percent, with --online-probe and the kNN monitor: the probe on the test split at the last evaluation. */
+  onlineValTop1?: number;
   runDir: string;
   checkpoint: string | null;
   /** Stopped early by SIGINT/SIGTERM (a checkpoint was saved). */
@@ -188,6 +199,11 @@ export function iterationSchedule(
   return { lr: epochLr(c, e), m: c.mocoMCos ? cosineMomentum(c.m, e, c.epochs) : c.m };
 }
 
+/** Classes of labelled data: its class names, or one more than its largest label. */
+function numClassesOf(ds: ImageDataset): number {
+  return ds.classes?.length ?? (ds.labels ?? new Int32Array()).reduce((m, l) => Math.max(m, l + 1), 0);
+}
+
 function openTrain(c: PretrainConfig): ImageDataset {
   const ds = openDataset(c.data, { split: 'train', seed: c.seed });
   return c.trainSubset > 0 && c.trainSubset < ds.length ? subset(ds, c.trainSubset, c.seed) : ds;
@@ -249,8 +265,19 @@ async function prepare(c: PretrainConfig, o: PretrainOptions, p: Process): Promi
       `--resume ${o.resume.file}: the run was trained with --optimizer ${o.resume.optimizerName ?? 'sgd'}, this one is set to --optimizer ${c.optimizer}; drop --optimizer to continue with ${o.resume.optimizerName ?? 'sgd'}, or start a new run with another --out`,
     );
   }
+  if (p.dist && c.onlineProbe) {
+    throw new Error(
+      `--online-probe runs in one process (its classifier is not averaged across processes); drop --online-probe or --nproc-per-node`,
+    );
+  }
   const { world, rank } = p;
   const train = openTrain(c);
+  if (c.onlineProbe && !train.labels) {
+    train.dispose();
+    throw new Error(
+      `--online-probe needs class labels, and data ${c.data} has none (${train.description}); pass labelled data (an ImageFolder of class folders, cifar10:DIR, cifar100:DIR, synthetic:N) or drop --online-probe`,
+    );
+  }
   if (c.batchSize % world || (c.batchSize / world) % c.bnSplits) {
     throw new Error(
       `invalid --batch-size ${c.batchSize}: each of the ${world} processes takes an equal share that --bn-splits ${c.bnSplits} divides, so it must be a multiple of ${world * c.bnSplits}; pass --batch-size ${Math.max(1, Math.round(c.batchSize / (world * c.bnSplits))) * world * c.bnSplits}, or another --bn-splits or process count`,
@@ -334,13 +361,15 @@ function knnDataOf(c: PretrainConfig, train: ImageDataset, quiet: boolean): KnnO
 
 /**
  * The mechanism and its optimizer on the run's device, initialised from --init-from's weights or restored from a
- * resumed checkpoint, the same on every rank; and the run's config, its --init-from pinned to the file read.
+ * resumed checkpoint, the same on every rank; the run's config, its --init-from pinned to the file read. `extrasOf`
+ * builds the other state the checkpoint carries (the online probe) once the mechanism exists.
  */
 async function buildModel(
   c: PretrainConfig,
   o: PretrainOptions,
   p: Process,
   bankSize: number,
+  extrasOf: (mech: Mechanism) => CheckpointExtra[] = () => [],
 ): Promise<{ mech: Mechanism; opt: Optimizer; state: RunState; config: PretrainConfig }> {
   // Only MoCo runs in several processes (refused before for the others): its hooks gather keys and shuffle BN.
   const mech = mechanismOf(c, bankSize, p.dist?.hooks(c.shuffleBn));
@@ -373,8 +402,9 @@ async function buildModel(
     weightDecay: c.wd,
   });
   let state: RunState = { epoch: 0, batch: 0, step: 0 };
+  const extras = extrasOf(mech);
   if (o.resume) {
-    restoreCheckpoint(o.resume, mech, opt);
+    restoreCheckpoint(o.resume, mech, opt, extras);
     state = { ...o.resume.state };
   }
   // Every rank starts from rank 0's weights, queue and counters (also after a resume on another world size).
@@ -402,9 +432,22 @@ export async function pretrain(config: PretrainConfig, o: PretrainOptions = {}):
     return finishedSummary(c, o.resume, bpe);
   }
   const knnData = knnDataOf(c, train, quiet);
+  const extras: { probe?: OnlineProbeObserver } = {};
+  // The probe is built with the model, so that a resumed checkpoint restores it; it joins the run log once that is open.
+  const extrasOf = (m: Mechanism): CheckpointExtra[] => {
+    if (!c.onlineProbe) return [];
+    extras.probe = new OnlineProbeObserver({
+      featureDim: m.encoderQ.featureDim,
+      numClasses: numClassesOf(train),
+      seed: c.seed,
+      device: c.device,
+      val: knnData?.queries ?? null,
+    });
+    return [extras.probe];
+  };
   let built: Awaited<ReturnType<typeof buildModel>>;
   try {
-    built = await buildModel(c, o, p, train.length);
+    built = await buildModel(c, o, p, train.length, extrasOf);
   } catch (e) {
     // Refused before the first step (a checkpoint that does not fit): close what prepare opened.
     await loader.close();
@@ -414,6 +457,7 @@ export async function pretrain(config: PretrainConfig, o: PretrainOptions = {}):
   }
   const { mech, opt, state } = built;
   c = built.config;
+  const probe = extras.probe ?? null;
   if (isMain) {
     mkdirSync(c.out, { recursive: true });
     writeTextAtomic(join(c.out, 'config.json'), `${JSON.stringify(c, null, 2)}\n`);
@@ -426,14 +470,20 @@ export async function pretrain(config: PretrainConfig, o: PretrainOptions = {}):
     : null;
   const progress = new ProgressObserver({ totalSteps, fromStep: state.step, printFreq: c.printFreq, enabled: !quiet });
   const signals = o.handleSignals ? new SignalObserver() : null;
-  const checkpoints = new CheckpointObserver({ resumedFrom: o.resume?.file ?? null, enabled: isMain });
+  const checkpoints = new CheckpointObserver({
+    resumedFrom: o.resume?.file ?? null,
+    enabled: isMain,
+    ...(probe ? { extras: [probe] } : {}),
+  });
   const knn = knnData ? new KnnObserver({ data: knnData, runLog, renderGrid: o.neighbourGrid }) : null;
+  probe?.attach(runLog);
   const onStep = o.onStep;
   // In this order: a checkpoint is written before the kNN evaluation of the same epoch, and both before the
   // events are flushed.
   const observers: TrainObserver[] = [
     checkpoints,
     ...(knn ? [knn] : []),
+    ...(probe ? [probe] : []),
     ...(runLog ? [runLog] : []),
     progress,
     ...(onStep
@@ -476,6 +526,8 @@ export async function pretrain(config: PretrainConfig, o: PretrainOptions = {}):
     lastLoss: r.lastLoss,
     ...(knn?.top1 !== undefined ? { knnTop1: knn.top1 } : {}),
     ...(knn?.top1Init !== undefined ? { knnTop1Init: knn.top1Init } : {}),
+    ...(probe?.top1 !== undefined ? { onlineTop1: probe.top1 } : {}),
+    ...(probe?.valTop1 !== undefined ? { onlineValTop1: probe.valTop1 } : {}),
     runDir: c.out,
     checkpoint: checkpoints.last,
     ...(r.stopped ? { interrupted: r.stopped } : {}),
@@ -509,7 +561,8 @@ function pretrainStep(
       const rnd = mech.randomness(stepRng(c.seed, at.epoch, at.batchIndex), n);
       const views = { views: batch.views, indices: batch.indices };
       const out = trainStep(mech, ctx.optimizer, views, rnd, afterBackward, precision);
-      return { loss: out.loss.item(), samples: n, output: out, ...(sched ? { lr: sched.lr } : {}) };
+      const output = { ...out, targets: batch.labels };
+      return { loss: out.loss.item(), samples: n, output, ...(sched ? { lr: sched.lr } : {}) };
     },
     diverged(_ctx, loss, at) {
       return new Error(

@@ -102,12 +102,16 @@ export class RunLog {
     this.writeInfo();
   }
 
-  /** A metrics row and its scalars: train/* and perf/* for a step row, eval/knn_top1 for an evaluation row. */
+  /**
+   * A metrics row and its scalars: train/* and perf/* (and eval/online_top1) for a step row; eval/knn_top1 (and
+   * eval/online_val_top1) for an evaluation row.
+   */
   row(m: StepMetrics): void {
     this.metrics.write(m);
     const e = this.events;
     if (m.knnTop1 !== undefined) {
       e.scalar('eval/knn_top1', m.knnTop1, m.step);
+      if (m.onlineValTop1 !== undefined) e.scalar('eval/online_val_top1', m.onlineValTop1, m.step);
       return;
     }
     e.scalar('train/loss', m.loss, m.step);
@@ -118,6 +122,7 @@ export class RunLog {
     if (m.dataMs !== undefined) e.scalar('perf/data_ms', m.dataMs, m.step);
     if (m.stepMs !== undefined) e.scalar('perf/step_ms', m.stepMs, m.step);
     if (m.embedStd !== undefined) e.scalar('embed/std', m.embedStd, m.step);
+    if (m.onlineTop1 !== undefined) e.scalar('eval/online_top1', m.onlineTop1, m.step);
     this.info.steps = m.step;
   }
 

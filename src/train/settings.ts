@@ -401,6 +401,17 @@ const TABLE = [
     help: 'kNN monitor features: head (the 128-d output, as the CIFAR demo) or backbone',
   },
   {
+    key: 'online-probe',
+    field: 'onlineProbe',
+    kind: 'bool',
+    computed: 'off',
+    // Unset unless given, so that config.json and the checkpoints of runs without it stay byte for byte the same.
+    valid: { ok: (v) => v === undefined || typeof v === 'boolean', text: 'true or false' },
+    help:
+      'train a linear classifier on the detached backbone features of each step alongside (labelled data): ' +
+      'eval/online_top1, and eval/online_val_top1 at the kNN monitor times',
+  },
+  {
     key: 'save-every-steps',
     field: 'saveEverySteps',
     kind: 'int',

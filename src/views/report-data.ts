@@ -20,6 +20,8 @@ export interface StepSeries {
   dataMs: (number | null)[];
   stepMs: (number | null)[];
   embedStd: (number | null)[];
+  /** The online probe's running training top-1 (--online-probe; null on the rows between its figures). */
+  onlineTop1: (number | null)[];
 }
 
 /** The kNN monitor's evaluations (step 0: the random encoder). */
@@ -28,6 +30,8 @@ export interface KnnSeries {
   epoch: number[];
   wall: number[];
   top1: number[];
+  /** The online probe on the test split at the same evaluations (--online-probe; null without it, and at step 0). */
+  onlineValTop1: (number | null)[];
 }
 
 export interface ReportCheckpoint {
@@ -75,6 +79,8 @@ export interface ReportSummary {
   knnLast: number | null;
   knnInit: number | null;
   linearTop1: number | null;
+  /** The online probe's last test-split top-1, else its last training top-1 (--online-probe); null without it. */
+  onlineTop1: number | null;
   /** Median of the per-step images/s after the first two steps of each session. */
   imagesPerSec: number | null;
   durationS: number | null;
@@ -165,6 +171,7 @@ export function loadReportRun(dir: string): ReportRun {
     dataMs: col('dataMs'),
     stepMs: col('stepMs'),
     embedStd: col('embedStd'),
+    onlineTop1: col('onlineTop1'),
   };
   const knnRows = rows.filter((r) => r.knnTop1 !== undefined);
   const knn: KnnSeries = {
@@ -172,6 +179,7 @@ export function loadReportRun(dir: string): ReportRun {
     epoch: knnRows.map((r) => r.step / bpe),
     wall: knnRows.map((r) => wallOf.get(r)!),
     top1: knnRows.map((r) => r.knnTop1!),
+    onlineValTop1: knnRows.map((r) => finite(r.onlineValTop1)),
   };
   const lastName = existsSync(join(d, 'last')) ? readFileSync(join(d, 'last'), 'utf8').trim() : '';
   const checkpoints = readdirSync(d)
@@ -201,6 +209,8 @@ export function loadReportRun(dir: string): ReportRun {
     knnLast: knnRows.length ? knn.top1.at(-1)! : null,
     knnInit: knnRows.find((r) => r.step === 0)?.knnTop1 ?? null,
     linearTop1: linear.length ? Math.max(...linear) : null,
+    onlineTop1:
+      knn.onlineValTop1.filter((v) => v !== null).at(-1) ?? steps.onlineTop1.filter((v) => v !== null).at(-1) ?? null,
     imagesPerSec: median(ips),
     durationS: info?.durationS ?? (rows.length ? wallOf.get(rows.at(-1)!)! : null),
   };

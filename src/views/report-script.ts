@@ -59,8 +59,14 @@ export const REPORT_SCRIPT = String.raw`
         { label: 'step ms', y: r.steps.stepMs, width: 1, dash: [8, 3], scale: 'ms' },
       ];
     } },
-    { id: 'chart-knn', title: 'eval/knn_top1 (%)', src: 'knn', points: true, series: function (r) {
-      return [{ label: 'kNN top-1', y: r.knn.top1, width: 2 }];
+    { id: 'chart-knn', title: 'eval/knn_top1 and online_val_top1 (%)', src: 'knn', points: true, series: function (r) {
+      var s = [{ label: 'kNN top-1', y: r.knn.top1, width: 2 }];
+      if (r.knn.onlineValTop1 && r.knn.onlineValTop1.some(function (v) { return v !== null; }))
+        s.push({ label: 'online probe top-1 (test)', y: r.knn.onlineValTop1, width: 1.5, dash: [6, 4] });
+      return s;
+    } },
+    { id: 'chart-online', title: 'eval/online_top1 (%, the online probe on training batches; --online-probe)', src: 'steps', points: true, series: function (r) {
+      return [{ label: 'online probe top-1', y: r.steps.onlineTop1 || constant(r.steps.step.length, null), width: 2 }];
     } },
     { id: 'chart-embed', title: 'embed/std (healthy ≈ 1/√dim, dashed; collapse → 0)', src: 'steps', series: function (r) {
       return [

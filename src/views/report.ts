@@ -120,6 +120,9 @@ function cards(r: ReportRun): string {
         ? 'no moco lincls --out in this directory'
         : esc(r.lincls.map((l) => `${l.folder}: ${l.protocol}, ${l.epochs} epochs`).join('; ')),
     ),
+    ...(s.onlineTop1 !== null
+      ? [card('online probe top-1', fmt(s.onlineTop1, 2, '%'), 'linear, trained alongside')]
+      : []),
     card('final loss', fmt(s.finalLoss, 4), s.finalAcc1 !== null ? `acc1 ${fmt(s.finalAcc1, 1, '%')}` : ''),
     card('images/s', fmt(s.imagesPerSec, 1), 'median over steps'),
   ].join('')}</div>`;
@@ -192,6 +195,10 @@ function comparison(runs: ReportRun[]): string {
     row(
       'linear top-1',
       m((r) => fmt(r.summary.linearTop1, 2, '%')),
+    ),
+    row(
+      'online probe top-1',
+      m((r) => fmt(r.summary.onlineTop1, 2, '%')),
     ),
     row(
       'images/s',
@@ -291,6 +298,7 @@ ${many ? comparison([...runs]) : `<section><h2>Summary</h2>${cards(runs[0]!)}</s
   <div class="chart" id="chart-loss"></div><div class="chart" id="chart-acc"></div>
   <div class="chart" id="chart-lr"></div><div class="chart" id="chart-perf"></div>
   <div class="chart" id="chart-knn"></div><div class="chart" id="chart-embed"></div>
+  ${runs.some((r) => r.summary.onlineTop1 !== null) ? '<div class="chart" id="chart-online"></div>' : ''}
 </div></section>
 ${runs.map((r, i) => `<section><h2><span class="swatch ${runClass(i)}"></span>${many ? `${esc(r.name)}: ` : ''}images</h2>${images(r)}</section>`).join('\n')}
 ${runs

@@ -1,7 +1,7 @@
 // Checkpoints as an observer: every --save-every-steps, at every epoch end and on a stop request; a failed save
 // stops the run naming the file, the run directory and the intact last checkpoint.
 import { FileWriteError } from '../../io/atomic.js';
-import { resumeCommand, saveCheckpoint } from '../checkpoint.js';
+import { resumeCommand, saveCheckpoint, type CheckpointExtra } from '../checkpoint.js';
 import type { PretrainContext, StepEvent, TrainObserver } from '../observer.js';
 
 export interface CheckpointObserverOptions {
@@ -9,16 +9,20 @@ export interface CheckpointObserverOptions {
   resumedFrom?: string | null;
   /** Write checkpoints (only the main process of a multi-process run does); default true. */
   enabled?: boolean;
+  /** State besides the model and optimizer that each checkpoint carries (the online probe's); default none. */
+  extras?: readonly CheckpointExtra[];
 }
 
 export class CheckpointObserver implements TrainObserver {
   /** The newest checkpoint of the run (the resumed one until the first save). */
   last: string | null;
   private readonly enabled: boolean;
+  private readonly extras: readonly CheckpointExtra[];
 
   constructor(o: CheckpointObserverOptions = {}) {
     this.last = o.resumedFrom ?? null;
     this.enabled = o.enabled ?? true;
+    this.extras = o.extras ?? [];
   }
 
   /** Saves the run as it stands (the context's model, optimizer and state). */
@@ -26,7 +30,7 @@ export class CheckpointObserver implements TrainObserver {
     if (!this.enabled) return;
     const { config: c, state } = ctx;
     try {
-      this.last = saveCheckpoint(c.out, ctx.model, ctx.optimizer, state, c, c.keepCheckpoints);
+      this.last = saveCheckpoint(c.out, ctx.model, ctx.optimizer, state, c, c.keepCheckpoints, this.extras);
     } catch (e) {
       if (!(e instanceof FileWriteError)) throw e;
       const last = this.last ? `the last good checkpoint ${this.last} is intact` : 'no checkpoint was saved before';

@@ -3,3 +3,4 @@ export * from './progress-observer.js';
 export * from './checkpoint-observer.js';
 export * from './knn-observer.js';
 export * from './signal-observer.js';
+export * from './online-probe-observer.js';

@@ -38,7 +38,7 @@ export class KnnObserver implements TrainObserver {
   private async record(ctx: PretrainContext, r: KnnMonitorResult, row: StepMetrics): Promise<void> {
     const log = this.o.runLog;
     if (!log) return;
-    log.row(row);
+    await log.evaluationRow(ctx, row);
     if (!this.o.renderGrid) return;
     try {
       const g = await this.o.renderGrid(this.o.data.queries, this.o.data.bank, r.queryIdx, r.neighbours);

@@ -8,12 +8,17 @@ import { FileWriteError } from '../../io/atomic.js';
 import type { PretrainConfig } from '../config.js';
 import type { StepMetrics } from '../metrics.js';
 import { RunLog, tensorHistogram } from '../run-log.js';
-import type { RunEnd, StepAt, StepEvent, TrainObserver, Warn } from '../observer.js';
+import type { PretrainContext, RunEnd, StepAt, StepEvent, TrainObserver, Warn } from '../observer.js';
 
 type Watch = { acc1: number; acc5: number; embedStd: number };
 
+/** More values of an evaluation row, computed when it is written (e.g. the online probe on the test split). */
+export type EvaluationFields = (ctx: PretrainContext, row: StepMetrics) => Promise<Partial<StepMetrics>>;
+
 export class RunLogObserver implements TrainObserver {
   private watch: Watch | null = null;
+  private extra: Partial<StepMetrics> = {};
+  private readonly evaluations: EvaluationFields[] = [];
 
   private constructor(
     readonly log: RunLog,
@@ -89,12 +94,26 @@ export class RunLogObserver implements TrainObserver {
       ...(w ?? {}),
       dataMs: e.dataMs,
       stepMs: e.stepMs,
+      ...this.extra,
     });
+    this.extra = {};
   }
 
-  /** A row that is not a training step (a kNN evaluation). */
-  row(m: StepMetrics): void {
-    this.log.row(m);
+  /** Values another observer adds to the row of the current step (call from an `output` or `step` hook before this one's). */
+  addToStepRow(fields: Partial<StepMetrics>): void {
+    Object.assign(this.extra, fields);
+  }
+
+  /** Has `fields` add its values to every evaluation row ({@link evaluationRow}), in the order added. */
+  addToEvaluations(fields: EvaluationFields): void {
+    this.evaluations.push(fields);
+  }
+
+  /** An evaluation's row (the kNN monitor's), with the values of {@link addToEvaluations}. */
+  async evaluationRow(ctx: PretrainContext, m: StepMetrics): Promise<void> {
+    let row = m;
+    for (const f of this.evaluations) row = { ...row, ...(await f(ctx, m)) };
+    this.log.row(row);
   }
 
   between(_ctx: unknown, e: StepEvent): void {
