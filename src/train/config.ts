@@ -14,11 +14,12 @@ import {
   type Recipe,
 } from '../moco/index.js';
 import { flagOf, settingsFromObject } from './config-keys.js';
-import { SETTINGS, camelKey, validOf, type AliasFlags } from './settings.js';
+import { SETTINGS, camelKey, validOf, type AliasFlags, type TableSettings } from './settings.js';
 
 export { flagOf };
 
-export interface PretrainConfig extends Recipe {
+/** A run's settings: the recipe's, the run's below, and those only the settings table declares (TableSettings). */
+export interface PretrainConfig extends Recipe, TableSettings {
   /** Dataset spec: a folder, `cifar10:DIR`, `cifar100:DIR` or `synthetic[:N]`. */
   data: string;
   preset: string;
@@ -59,13 +60,6 @@ export interface PretrainConfig extends Recipe {
   amp: 'off' | 'bf16';
   /** Weights and views in channels-last (NHWC) memory. Default false. */
   channelsLast: boolean;
-  /**
-   * The checkpoint whose weights the encoders start from (init-from.ts); absent: random weights. A run records
-   * the file it read as `FILE@sha256:HEX`.
-   */
-  initFrom?: string;
-  /** A linear classifier trained on each step's detached backbone features (labelled data); absent: off. */
-  onlineProbe?: boolean;
 }
 
 // The order of config.json's first keys (and of the config in each checkpoint's metadata, which its SHA-256 covers):

@@ -19,12 +19,18 @@ export interface Valid {
   text: string;
 }
 
-/** One pre-training setting. Without `value` or `computed` (and without `to`), the preset gives its default. */
-export interface Setting {
+/**
+ * One pre-training setting as the table writes it. Without `value` or `computed` (and without `to`), the preset
+ * gives its default.
+ */
+export interface SettingEntry {
   /** The flag without its dashes: also the key of --config files and grids. */
   key: string;
-  /** The field of PretrainConfig it sets. */
-  field: keyof PretrainConfig;
+  /**
+   * The field of PretrainConfig it sets: a string in the table, because PretrainConfig's table-only fields come
+   * from the table ({@link TableSettings}); {@link Setting} is the checked form.
+   */
+  field: string;
   kind: SettingKind;
   /** The help of its flag (without the default, which is appended); for a setting without a flag, what it is. */
   help: string;
@@ -48,6 +54,11 @@ export interface Setting {
   flag?: string;
   /** For flags that set another field's value: --mlp sets head, --aug-plus sets augment. */
   to?: (v: boolean) => unknown;
+  /**
+   * The table alone declares the field: PretrainConfig gets it as an optional field of the setting's kind
+   * ({@link TableSettings}), absent unless given, so config.json and checkpoints of runs without it do not change.
+   */
+  optional?: true;
 }
 
 const isInt = (v: unknown, min: number): boolean => typeof v === 'number' && Number.isInteger(v) && v >= min;
@@ -96,6 +107,7 @@ const TABLE = [
     key: 'init-from',
     field: 'initFrom',
     kind: 'str',
+    optional: true,
     arg: '<ckpt>',
     computed: 'none: random weights',
     help:
@@ -404,8 +416,8 @@ const TABLE = [
     key: 'online-probe',
     field: 'onlineProbe',
     kind: 'bool',
+    optional: true,
     computed: 'off',
-    // Unset unless given, so that config.json and the checkpoints of runs without it stay byte for byte the same.
     valid: { ok: (v) => v === undefined || typeof v === 'boolean', text: 'true or false' },
     help:
       'train a linear classifier on the detached backbone features of each step alongside (labelled data): ' +
@@ -435,7 +447,10 @@ const TABLE = [
     value: 10,
     help: 'log a line every N steps when not on a terminal',
   },
-] as const satisfies readonly Setting[];
+] as const satisfies readonly SettingEntry[];
+
+/** One pre-training setting, its field checked to be one of PretrainConfig's. */
+export type Setting = SettingEntry & { field: keyof PretrainConfig };
 
 /** Every pre-training setting, in `moco pretrain --help` order. */
 export const SETTINGS: readonly Setting[] = TABLE;
@@ -459,6 +474,14 @@ interface KindType {
   str: string;
   ints: number[];
 }
+
+/**
+ * The PretrainConfig fields only the table declares (entries with `optional: true`), each of its kind; see the
+ * entry's help for what it means.
+ */
+export type TableSettings = {
+  [E in Extract<Entry, { optional: true }> as E['field']]?: KindType[E['kind']];
+};
 
 // Compile-time checks that the table and PretrainConfig agree: each alias names the fields a wrong entry has.
 /** Compiles only when T is never; otherwise the error shows T. */
