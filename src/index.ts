@@ -18,7 +18,14 @@ export {
 export { knnEvaluate, type KnnEvaluateOpts, type KnnEvaluation } from './eval/knn-evaluate.js';
 export { knnClassify, knnScores, type KnnOpts, type KnnResult } from './eval/knn.js';
 export { extractFeatures, type ExtractOpts, type Features } from './eval/features.js';
-export { lincls, linclsDefaultLr, type LinclsOpts, type LinclsResult, type LinclsProtocol } from './eval/lincls.js';
+export {
+  lincls,
+  linclsDefaults,
+  type LinclsDefaults,
+  type LinclsOpts,
+  type LinclsResult,
+  type LinclsProtocol,
+} from './eval/lincls.js';
 export {
   trainLinearOnFeatures,
   LinearHead,
@@ -57,6 +64,7 @@ export {
   recipe,
   RECIPES,
   LINCLS_LR,
+  LINCLS_V3,
   type MoCoOpts,
   type MoCoOutput,
   type Recipe,

@@ -8,7 +8,7 @@ import { Loader, Rng, preset, type AugmentSpec, type ImageDataset } from '../dat
 import { loadSafetensors } from '../io/safetensors.js';
 import { writeTextAtomic } from '../io/atomic.js';
 import { MOMENTUM_PREFIX, momentumFromTensors } from '../optim/index.js';
-import { LINCLS_LR } from '../moco/index.js';
+import { LINCLS_LR, LINCLS_V3 } from '../moco/index.js';
 import { backboneTensors, type Encoder, type EncoderInfo } from './encoder.js';
 import { extractFeatures } from './features.js';
 import { randomPadCrop } from './pad-crop.js';
@@ -97,19 +97,46 @@ export interface LinclsResult {
   seconds: number;
 }
 
+/** What the linear protocol uses when not told: {@link linclsDefaults}. */
+export interface LinclsDefaults {
+  /** Base lr (MoCo v3: already scaled by batch / 256). */
+  lr: number;
+  /** Cosine decay instead of the ×0.1 steps. */
+  cos: boolean;
+  epochs: number;
+  /** Where the values come from, for messages. */
+  from: string;
+}
+
 /**
- * The base lr of the linear protocol when none is given: the encoder's pre-training preset's
- * ({@link LINCLS_LR}), else the CIFAR recipe's for a CIFAR-stem encoder, else main_lincls.py's 30 (ImageNet
- * ResNet-50). `from` says which, for messages.
+ * The linear protocol's lr, schedule and epochs when none is given. MoCo v3 encoders (a v3 checkpoint layout or
+ * preset, or a ViT) get v3's protocol ({@link LINCLS_V3}: base 0.1 or 3 (ViT) × `batchSize` / 256, cosine, 90
+ * epochs); the others main_lincls.py's 100 epochs with steps and the lr of their preset ({@link LINCLS_LR}), else
+ * the CIFAR recipe's for a CIFAR-stem encoder, else main_lincls.py's 30 (ImageNet ResNet-50).
  */
-export function linclsDefaultLr(info: Pick<EncoderInfo, 'preset' | 'cifarStem'>): { lr: number; from: string } {
+export function linclsDefaults(
+  info: Pick<EncoderInfo, 'preset' | 'cifarStem' | 'layout' | 'arch'>,
+  batchSize: number,
+): LinclsDefaults {
+  const vit = info.arch.startsWith('vit');
+  if (vit || info.layout.startsWith('mocov3') || info.preset?.startsWith('mocov3')) {
+    const base = vit ? LINCLS_V3.lrViT : LINCLS_V3.lrResNet;
+    return {
+      lr: (base * batchSize) / 256,
+      cos: true,
+      epochs: LINCLS_V3.epochs,
+      from: `MoCo v3's linear protocol for ${vit ? 'ViT' : 'ResNet'} encoders (${base} × batch ${batchSize} / 256)`,
+    };
+  }
+  const v2 = { cos: false, epochs: 100 };
   if (info.preset && info.preset in LINCLS_LR)
     return {
+      ...v2,
       lr: LINCLS_LR[info.preset as keyof typeof LINCLS_LR],
       from: `the default for the ${info.preset} preset's encoders`,
     };
-  if (info.cifarStem) return { lr: LINCLS_LR.cifar, from: 'the default for CIFAR-stem encoders' };
-  return { lr: LINCLS_LR.mocov2, from: "main_lincls.py's default for ImageNet encoders" };
+  if (info.cifarStem) return { ...v2, lr: LINCLS_LR.cifar, from: 'the default for CIFAR-stem encoders' };
+  return { ...v2, lr: LINCLS_LR.mocov2, from: "main_lincls.py's default for ImageNet encoders" };
 }
 
 /** Training transform of the image protocol: pad-crop + flip for 32-px inputs, RandomResizedCrop + flip otherwise. */
@@ -273,7 +300,8 @@ function resumedClassifier(path: string, encoder: Encoder): LinearHead {
  * main_lincls.py; `cacheFeatures` trains on un-augmented features extracted once; `evaluate` only validates
  * the encoder's own fc.
  *
- * The lr defaults to {@link linclsDefaultLr} (30 only for ImageNet encoders). Throws {@link DivergedError}
+ * The lr, schedule and epochs default to {@link linclsDefaults} (lr 30 only for ImageNet v1/v2 encoders; MoCo v3's
+ * protocol for v3 encoders). Throws {@link DivergedError}
  * when the loss becomes NaN/Inf or an epoch's mean exceeds ten times chance level (lower the lr).
  */
 export async function lincls(
@@ -283,8 +311,13 @@ export async function lincls(
   o: LinclsOpts = {},
 ): Promise<LinclsResult> {
   const t0 = performance.now();
-  const byDefault = linclsDefaultLr(encoder.info);
-  const s = resolveSchedule({ ...o, lr: o.lr ?? byDefault.lr });
+  const byDefault = linclsDefaults(encoder.info, o.batchSize ?? resolveSchedule({}).batchSize);
+  const s = resolveSchedule({
+    ...o,
+    lr: o.lr ?? byDefault.lr,
+    cos: o.cos ?? byDefault.cos,
+    epochs: o.epochs ?? byDefault.epochs,
+  });
   const lrOrigin: LrOrigin =
     o.lr === undefined ? { from: byDefault.from } : { from: o.lrFrom ?? 'the lr option', suggest: byDefault.lr };
   const log = o.onLog ?? (() => undefined);

@@ -218,3 +218,9 @@ export function recipe(name: string): Recipe {
  * official demo evaluates with a kNN monitor only and names no linear lr.
  */
 export const LINCLS_LR: Record<'mocov1' | 'mocov2' | 'cifar', number> = { mocov1: 30, mocov2: 30, cifar: 0.1 };
+
+/**
+ * MoCo v3's linear protocol (moco-v3's main_lincls.py and CONFIG.md): lr = base × batch / 256 with base 0.1 for
+ * ResNets and 3 for ViTs, cosine decay, 90 epochs (momentum 0.9 and wd 0 as v2's).
+ */
+export const LINCLS_V3 = { lrResNet: 0.1, lrViT: 3, epochs: 90 } as const;

@@ -9,7 +9,7 @@ import { createModel, projectionHead } from '../../src/models/index.js';
 import { loadSafetensors, saveSafetensors } from '../../src/io/safetensors.js';
 import { Synthetic } from '../../src/data/index.js';
 import { checkBackboneUnchanged, loadEncoder, snapshotBackbone } from '../../src/eval/encoder.js';
-import { lincls } from '../../src/eval/lincls.js';
+import { lincls, linclsDefaults } from '../../src/eval/lincls.js';
 import { randomPadCrop } from '../../src/eval/pad-crop.js';
 import { Rng } from '../../src/data/rng.js';
 import { spawnSync } from 'node:child_process';
@@ -397,4 +397,22 @@ test("moco lincls --evaluate --resume DIR evaluates that run's classifier on --p
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("the protocol's defaults follow the encoder: MoCo v3's for v3 encoders and ViTs, main_lincls.py's otherwise", () => {
+  const info = { preset: null, cifarStem: false, layout: 'torchvision' as const, arch: 'resnet50' };
+  assert.deepEqual((({ lr, cos, epochs }) => ({ lr, cos, epochs }))(linclsDefaults(info, 256)), {
+    lr: 30,
+    cos: false,
+    epochs: 100,
+  });
+  assert.equal(linclsDefaults({ ...info, cifarStem: true, arch: 'resnet18' }, 256).lr, 0.1);
+  // moco-v3's main_lincls.py: init_lr = lr × batch / 256; CONFIG.md's ViT runs use lr 3.
+  const v3 = linclsDefaults({ ...info, layout: 'mocov3-official' }, 1024);
+  assert.deepEqual([v3.lr, v3.cos, v3.epochs], [0.4, true, 90]);
+  assert.match(v3.from, /MoCo v3's linear protocol for ResNet encoders \(0\.1 × batch 1024 \/ 256\)/);
+  const vit = linclsDefaults({ ...info, arch: 'vit_small', layout: 'mocov3-official' }, 1024);
+  assert.deepEqual([vit.lr, vit.cos, vit.epochs], [12, true, 90]);
+  assert.equal(linclsDefaults({ ...info, preset: 'mocov3-cifar', cifarStem: true, arch: 'resnet18' }, 256).lr, 0.1);
+  assert.equal(linclsDefaults({ ...info, preset: 'mocov2' }, 256).lr, 30);
 });

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { openDataset } from '../../data/index.js';
 import { describeEncoder, lincls, loadEncoder } from '../../eval/index.js';
-import { LINCLS_LR } from '../../moco/index.js';
+import { LINCLS_LR, LINCLS_V3 } from '../../moco/index.js';
 import { applyThreads } from './eval-common.js';
 import { int, num } from './flag-numbers.js';
 import { DOWNLOAD_HELP, downloadData } from './download.js';
@@ -14,7 +14,7 @@ interface LinclsCliOpts {
   wd?: string;
   momentum?: string;
   schedule?: string;
-  cos: boolean;
+  cos?: boolean;
   seed?: string;
   threads?: string;
   out?: string;
@@ -38,17 +38,18 @@ export function register(program: Command): void {
       '--pretrained <ckpt>',
       'checkpoint: our run dir or .safetensors, official MoCo .pth.tar, torchvision .pth',
     )
-    .option('--epochs <n>', 'epochs (default 100)')
+    .option('--epochs <n>', `epochs (default 100; MoCo v3 encoders ${LINCLS_V3.epochs})`)
     .option(
       '--lr <lr>',
       `base learning rate (default: ${LINCLS_LR.cifar} for encoders of the cifar preset or with a CIFAR stem; ` +
-        `${LINCLS_LR.mocov2}, main_lincls.py's, for ImageNet encoders (mocov1/mocov2 presets, torchvision stem)); a run whose loss explodes stops naming it`,
+        `${LINCLS_LR.mocov2}, main_lincls.py's, for ImageNet encoders (mocov1/mocov2 presets, torchvision stem); ` +
+        `MoCo v3 encoders ${LINCLS_V3.lrResNet} (ViT ${LINCLS_V3.lrViT}) × batch / 256, as its main_lincls.py); a run whose loss explodes stops naming it`,
     )
     .option('--batch-size <n>', 'batch size (default 256)')
     .option('--wd <wd>', 'weight decay (default 0)')
     .option('--momentum <m>', 'SGD momentum (default 0.9)')
     .option('--schedule <epochs>', 'epochs of the ×0.1 lr drops, comma-separated (default 60,80)')
-    .option('--cos', 'cosine lr schedule instead of steps', false)
+    .option('--cos', 'cosine lr schedule instead of steps (default for MoCo v3 encoders)')
     .option('--seed <n>', 'seed of the fc init, sample order and augmentation (default 0)')
     .option('--threads <n>', 'libtorch threads')
     .option(
