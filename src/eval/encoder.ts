@@ -31,7 +31,7 @@ export interface EncoderInfo {
   featureDim: number;
   headKind: CheckpointHead;
   /**
-   * What the head is: a trained classifier (a `moco lincls` checkpoint, a torchvision or main_lincls.py model:
+   * What the head is: a trained classifier (a `moco lincls` or `moco finetune` checkpoint, a torchvision or main_lincls.py model:
    * an `fc` in a plain state dict) or a pre-training projection head (an MLP, or MoCo v1's `fc` kept under
    * `encoder_q`, in our pre-training checkpoints or converted from one); null without a head.
    */
@@ -268,7 +268,7 @@ export function loadEncoder(path: string, o: LoadEncoderOpts = {}): Encoder {
     const fromPretraining =
       w.layout.startsWith('moco') ||
       /^moco-/.test(String(w.meta.layout ?? '')) ||
-      (meta !== null && w.meta.lincls === undefined);
+      (meta !== null && w.meta.lincls === undefined && w.meta.finetune === undefined);
     const headRole =
       w.headKind === 'none' ? null : w.headKind === 'mlp' || fromPretraining ? 'projection' : 'classifier';
     const epochMeta = meta?.epoch ?? w.meta.epoch;
@@ -337,7 +337,8 @@ function vitEncoder(file: string, w: ImportedWeights, meta: MocoMeta | null, o: 
       `${file}: weights do not fit ${arch} (${dim}-d, ${depth} blocks, patch ${patch}, ${side} px): missing ${r.missingKeys.join(', ') || 'none'}; unexpected ${r.unexpectedKeys.join(', ') || 'none'}`,
     );
   }
-  const fromPretraining = w.layout.startsWith('moco') || (meta !== null && w.meta.lincls === undefined);
+  const fromPretraining =
+    w.layout.startsWith('moco') || (meta !== null && w.meta.lincls === undefined && w.meta.finetune === undefined);
   const epochMeta = meta?.epoch ?? w.meta.epoch;
   return new Encoder(model, {
     file,
