@@ -8,8 +8,11 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import * as torch from '../../src/torch/index.js';
 import { Tensor } from '../../src/torch/index.js';
-import { createModel } from '../../src/models/index.js';
+import { createModel, createViT } from '../../src/models/index.js';
+import { Synthetic } from '../../src/data/index.js';
+import { pretrain, resolveConfig } from '../../src/train/index.js';
 import {
+  finetune,
   finetuneModel,
   finetuneOptimizer,
   finetuneStep,
@@ -17,9 +20,12 @@ import {
   loadEncoder,
   resolveFinetune,
 } from '../../src/eval/index.js';
-import { loadSafetensors } from '../../src/io/safetensors.js';
+import { loadSafetensors, saveSafetensors } from '../../src/io/safetensors.js';
 import { TOL64, assertClose, pytorch, tmpDir } from '../helpers/pytorch.js';
 import { CLI, randomEncoder } from '../collections/fixtures.js';
+
+/** Points of top-1 the pre-trained run must win by (measured margins: see the test). */
+const MARGIN = 10;
 
 const PY_FINETUNE = `
 import torchvision
@@ -156,6 +162,98 @@ test('moco finetune: writes the label list and checkpoints; 1 epoch + --resume t
       [...base, '--epochs', '2', '--seed', '1', '--resume', join(dir, 'b')],
       /written with seed = 0, this run has 1/,
     );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test(
+  'a MoCo-pre-trained network fine-tuned on 10% of the labels beats the same run from random init',
+  { timeout: 600_000 },
+  async () => {
+    // README's first command cut to 200 steps (a ResNet-18 of width 8 on 16-px views of synthetic shapes), then
+    // 15 epochs on 200 labels (20 a class) from its weights and from random ones. See the report of the margin below.
+    const dir = tmpDir();
+    try {
+      const run = join(dir, 'pre');
+      await pretrain(
+        resolveConfig('synthetic:2000', {
+          preset: 'cifar',
+          width: 8,
+          imageSize: 16,
+          batchSize: 128,
+          K: 1024,
+          symmetric: true,
+          cropMin: 0.3,
+          epochs: 100,
+          maxSteps: 200,
+          threads: 2,
+          seed: 0,
+          knnEvery: 0,
+          printFreq: 1000,
+          out: run,
+        }),
+        { quiet: true },
+      );
+      const top1: number[] = [];
+      for (const randomInit of [false, true]) {
+        const e = loadEncoder(run);
+        const r = await finetune(e, new Synthetic({ n: 2000 }), new Synthetic({ n: 400, seed: 1_000_003 }), {
+          labelFraction: 0.1,
+          epochs: 15,
+          lr: 0.1,
+          batchSize: 32,
+          seed: 0,
+          randomInit,
+        });
+        e.dispose();
+        assert.equal(r.trainSamples, 200);
+        top1.push(r.last.top1);
+      }
+      const [moco, random] = top1 as [number, number];
+      assert.ok(
+        moco >= random + MARGIN,
+        `fine-tuned top-1: ${moco.toFixed(1)}% from MoCo, ${random.toFixed(1)}% from random init`,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);
+
+test('a ViT fine-tunes too: every weight moves, and model_best is a classifier loadEncoder reads', async () => {
+  const dir = tmpDir();
+  try {
+    torch.manualSeed(2);
+    const m = createViT('vit_tiny', { imgSize: 32, patchSize: 8, depth: 1 });
+    const before = new Map([...m.stateDict()].filter(([k]) => !k.startsWith('head.')).map(([k, t]) => [k, t.clone()]));
+    saveSafetensors(join(dir, 'vit.safetensors'), before, {
+      moco: JSON.stringify({ arch: 'vit_tiny', imageSize: 32, preset: 'mocov3-vit-cifar' }),
+    });
+    m.dispose();
+    const e = loadEncoder(join(dir, 'vit.safetensors'));
+    const r = await finetune(e, new Synthetic({ n: 100 }), new Synthetic({ n: 20, seed: 5 }), {
+      labelFraction: 0.5,
+      epochs: 1,
+      batchSize: 25,
+      lr: 0.01,
+      outDir: join(dir, 'ft'),
+    });
+    assert.deepEqual([r.arch, r.trainSamples, r.steps], ['vit_tiny', 50, 2]);
+    const after = e.model.stateDict();
+    // The position embedding is fixed (sin-cos, a buffer); every parameter trained.
+    for (const [k] of e.model.namedParameters())
+      if (!k.startsWith('head.'))
+        assert.equal(
+          torch.tidy(() => after.get(k)!.eq(before.get(k)!).all().item()),
+          0,
+          `${k} moved`,
+        );
+    e.dispose();
+    const best = loadEncoder(join(dir, 'ft', 'model_best.safetensors'));
+    assert.deepEqual([best.info.headRole, best.info.headDim], ['classifier', 10]);
+    best.dispose();
+    torch.dispose([...before.values()]);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
