@@ -31,7 +31,7 @@ export interface EncoderInfo {
   featureDim: number;
   headKind: CheckpointHead;
   /**
-   * What the head is: a trained classifier (a `moco lincls` checkpoint, a torchvision or main_lincls.py model:
+   * What the head is: a trained classifier (a `moco lincls` or `moco finetune` checkpoint, a torchvision or main_lincls.py model:
    * an `fc` in a plain state dict) or a pre-training projection head (an MLP, or MoCo v1's `fc` kept under
    * `encoder_q`, in our pre-training checkpoints or converted from one); null without a head.
    */
@@ -227,7 +227,7 @@ export function headRoleOf(w: ImportedWeights): EncoderInfo['headRole'] {
   const fromPretraining =
     w.layout.startsWith('moco') ||
     /^moco-/.test(String(w.meta.layout ?? '')) ||
-    (mocoMeta(w.meta) !== null && w.meta.lincls === undefined);
+    (mocoMeta(w.meta) !== null && w.meta.lincls === undefined && w.meta.finetune === undefined);
   return w.headKind === 'mlp' || fromPretraining ? 'projection' : 'classifier';
 }
 

@@ -8,3 +8,4 @@ export * from './embedding-file.js';
 export * from './embed.js';
 export * from './search.js';
 export * from './regions.js';
+export * from './finetune.js';

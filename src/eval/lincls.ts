@@ -139,8 +139,11 @@ export function linclsDefaults(
   return { ...v2, lr: LINCLS_LR.mocov2, from: "main_lincls.py's default for ImageNet encoders" };
 }
 
-/** Training transform of the image protocol: pad-crop + flip for 32-px inputs, RandomResizedCrop + flip otherwise. */
-function trainSpec(encoder: Encoder): { spec: AugmentSpec; padCrop: boolean } {
+/**
+ * Training transform of the image protocol (also fine-tuning's): pad-4 random crop + flip for 32-px encoders
+ * (`padCrop`: apply {@link randomPadCrop} to the loader's batch), RandomResizedCrop + flip otherwise.
+ */
+export function linclsTrainTransform(encoder: Encoder): { spec: AugmentSpec; padCrop: boolean } {
   const pre = encoder.preprocess();
   if (pre.augment === 'cifar-eval')
     return { spec: { ...preset('cifar-eval', pre.augmentOpts), flip: 0.5 }, padCrop: true };
@@ -524,7 +527,7 @@ async function trainOnImages(
   observers: LinearObserver[],
   log: (line: string) => void,
 ): Promise<{ head: LinearHead; history: EpochMetrics[]; steps: number }> {
-  const { spec, padCrop } = trainSpec(encoder);
+  const { spec, padCrop } = linclsTrainTransform(encoder);
   // Image files are decoded by worker threads: the backbone's forward pass blocks this thread's event loop.
   const loader = new Loader(train, {
     batchSize: s.batchSize,

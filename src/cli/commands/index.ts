@@ -7,6 +7,7 @@ import { register as exportCmd } from './export.js';
 import { register as embed } from './embed.js';
 import { register as augmentPreview } from './augment-preview.js';
 import { register as lincls } from './lincls.js';
+import { register as finetune } from './finetune.js';
 import { register as knn } from './knn.js';
 import { register as search } from './search.js';
 import { register as cache } from './cache.js';
@@ -26,6 +27,7 @@ export function registerCommands(program: Command): void {
   embed(program);
   augmentPreview(program);
   lincls(program);
+  finetune(program);
   knn(program);
   search(program);
   cache(program);

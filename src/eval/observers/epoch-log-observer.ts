@@ -1,9 +1,13 @@
-// The linear protocol's line an epoch (main_lincls.py prints the same figures), as an observer.
-import type { EpochEvent, LoopContext } from '../../loop/index.js';
-import type { EpochMetrics, LinearLoop, LinearObserver } from '../linear-probe.js';
+// The line an epoch of the linear protocol and of fine-tuning (main_lincls.py prints the same figures), as an
+// observer.
+import type { EpochEvent, LoopContext, LoopObserver, LoopTypes } from '../../loop/index.js';
+import type { EpochMetrics, LinearLoop } from '../linear-probe.js';
 
-export class EpochLogObserver implements LinearObserver {
-  epochEnd(ctx: LoopContext<LinearLoop>, { metrics: m }: EpochEvent<EpochMetrics>): void {
+/** The loop types of a run that reports {@link EpochMetrics} each epoch and knows its epochs. */
+export type EpochMetricsLoop = LoopTypes & { config: { epochs: number }; metrics: EpochMetrics };
+
+export class EpochLogObserver<T extends EpochMetricsLoop = LinearLoop> implements LoopObserver<T> {
+  epochEnd(ctx: LoopContext<T>, { metrics: m }: EpochEvent<EpochMetrics>): void {
     ctx.log(
       `epoch ${m.epoch + 1}/${ctx.config.epochs}: lr ${m.lr.toPrecision(3)}, ` +
         `train loss ${m.trainLoss.toFixed(4)}, train top-1 ${m.trainTop1.toFixed(2)}, ` +
