@@ -3,7 +3,7 @@
 // search), and every pair is then re-scored on the stored vectors, so the threshold holds on exact cosine.
 // Groups form by complete linkage (every pair in a group is above the threshold: no A~B~C chains when A≁C)
 // or, on request, single linkage (connected components).
-import { searchIndex, type SearchRows } from '../eval/search.js';
+import { rowSubset, searchIndex } from '../eval/search.js';
 import { csvText } from '../io/csv.js';
 import type { Collection, CollectionMeta, FileRow } from './table.js';
 import { DEFAULT_HASH_DISTANCE, hashDistance as hamming, hashPairs, type PHash } from './phash.js';
@@ -132,18 +132,7 @@ export function exactCandidates(
   dim: number,
 ): (rows: readonly number[], k: number) => Promise<number[][]> {
   return async (rows, k) => {
-    const view: SearchRows = {
-      count: rows.length,
-      dim,
-      paths: [],
-      read: (start, n) => {
-        const len = Math.max(0, Math.min(n, rows.length - start));
-        const out = new Float32Array(len * dim);
-        for (let i = 0; i < len; i++)
-          out.set(vectors.subarray(rows[start + i]! * dim, (rows[start + i]! + 1) * dim), i * dim);
-        return out;
-      },
-    };
+    const view = rowSubset(rows, dim, (r) => vectors.subarray(r * dim, (r + 1) * dim));
     const out: number[][] = [];
     const step = 4096;
     for (let i = 0; i < rows.length; i += step) {

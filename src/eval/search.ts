@@ -7,6 +7,24 @@ import type { EmbeddingIndex } from './embedding-file.js';
 /** What {@link searchIndex} reads: an opened embedding file, or any row source of the same shape. */
 export type SearchRows = Pick<EmbeddingIndex, 'count' | 'dim' | 'paths' | 'read'>;
 
+/**
+ * A {@link SearchRows} over a subset of another row source: view row `i` is source row `rows[i]`, read one row
+ * at a time by `row` (a `dim`-long vector). Paths are empty; map the search's row numbers back through `rows`.
+ */
+export function rowSubset(rows: readonly number[], dim: number, row: (r: number) => Float32Array): SearchRows {
+  return {
+    count: rows.length,
+    dim,
+    paths: [],
+    read: (start, n) => {
+      const len = Math.max(0, Math.min(n, rows.length - start));
+      const out = new Float32Array(len * dim);
+      for (let i = 0; i < len; i++) out.set(row(rows[start + i]!), i * dim);
+      return out;
+    },
+  };
+}
+
 export interface SearchOpts {
   /** Neighbours a query; default 10. */
   top?: number;

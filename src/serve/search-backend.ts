@@ -3,7 +3,7 @@
 // (`--db`, ANN search once indexed; see lance-backend.ts).
 import { isAbsolute, resolve } from 'node:path';
 import { EmbeddingIndex } from '../eval/embedding-file.js';
-import { searchIndex, type SearchRows } from '../eval/search.js';
+import { rowSubset, searchIndex } from '../eval/search.js';
 import { commonFolder } from '../data/common-folder.js';
 import { labelUnder } from '../data/walk.js';
 
@@ -104,18 +104,7 @@ export class ExactIndexBackend implements SearchBackend {
       return searchIndex(this.index, queries, { top }).map((ns) => ns.map((n) => hit(n.index, n.score)));
     if (!rows.length) return Array.from({ length: queries.length / this.dim }, () => []);
     // A view of the kept rows; the search's row numbers are mapped back to the index's.
-    const dim = this.dim;
-    const view: SearchRows = {
-      count: rows.length,
-      dim,
-      paths: [],
-      read: (start, n) => {
-        const len = Math.max(0, Math.min(n, rows.length - start));
-        const out = new Float32Array(len * dim);
-        for (let i = 0; i < len; i++) out.set(this.index.read(rows[start + i]!, 1), i * dim);
-        return out;
-      },
-    };
+    const view = rowSubset(rows, this.dim, (r) => this.index.read(r, 1));
     return searchIndex(view, queries, { top }).map((ns) => ns.map((n) => hit(rows[n.index]!, n.score)));
   }
 
