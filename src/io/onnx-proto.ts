@@ -1,8 +1,8 @@
 // The subset of onnx.proto (IR version 8, the one opset 17 belongs to) that a model file needs, as a
 // protobufjs JSON descriptor: field numbers copied from onnx/onnx.proto. Embedded, never fetched.
-import protobuf from 'protobufjs';
+import { lazyMessageType, type ProtoDescriptor } from './protobuf.js';
 
-const descriptor = {
+const descriptor: ProtoDescriptor = {
   nested: {
     onnx: {
       nested: {
@@ -148,11 +148,7 @@ export interface OnnxModel {
   metadataProps?: { key: string; value: string }[];
 }
 
-let modelType: protobuf.Type | null = null;
-function type(): protobuf.Type {
-  modelType ??= protobuf.Root.fromJSON(descriptor).lookupType('onnx.ModelProto');
-  return modelType;
-}
+const type = lazyMessageType(descriptor, 'onnx.ModelProto');
 
 /** Serialises a model to ONNX protobuf bytes. */
 export function encodeModel(m: OnnxModel): Uint8Array {

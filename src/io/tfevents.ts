@@ -5,11 +5,11 @@
 import { closeSync, fsyncSync, openSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import protobuf from 'protobufjs';
 import { FileWriteError, writeAll } from './atomic.js';
 import { crc32c, maskCrc } from './crc32c.js';
+import { lazyMessageType, type ProtoDescriptor } from './protobuf.js';
 
-const descriptor = {
+const descriptor: ProtoDescriptor = {
   nested: {
     tensorboard: {
       nested: {
@@ -88,11 +88,7 @@ const descriptor = {
 export const SessionStatus = { START: 1, STOP: 2, CHECKPOINT: 3 } as const;
 const DT_STRING = 7;
 
-let eventType: protobuf.Type | null = null;
-function type(): protobuf.Type {
-  eventType ??= protobuf.Root.fromJSON(descriptor).lookupType('tensorboard.Event');
-  return eventType;
-}
+const type = lazyMessageType(descriptor, 'tensorboard.Event');
 
 /** One TFRecord: length, its masked CRC, the data, its masked CRC (all little-endian). */
 export function tfRecord(data: Uint8Array): Uint8Array {
