@@ -4,14 +4,7 @@
 //   w ← w − lr/(1−β1ᵗ) · m / (√v/√(1−β2ᵗ) + ε).
 // MoCo v3 trains its ViTs with it, decaying every parameter (main_moco.py passes model.parameters()).
 import { keep, noGrad, tidy, zerosLike, type Tensor } from '../torch/index.js';
-import {
-  OptimizerBase,
-  groupsOf,
-  indexedTensors,
-  tensorsByIndex,
-  type OptimizerFileState,
-  type ParamsArg,
-} from './optimizer.js';
+import { OptimizerBase, indexedTensors, tensorsByIndex, type OptimizerFileState, type ParamsArg } from './optimizer.js';
 
 export interface AdamWOpts {
   /** Learning rate. */
@@ -51,23 +44,11 @@ export class AdamW extends OptimizerBase<AdamWParamGroup, AdamWState> {
 
   /** `params` is a list of tensors, or of groups `{ params, ...overrides }`. */
   constructor(params: ParamsArg<AdamWOpts>, defaults: AdamWOpts) {
-    super(
-      groupsOf(params).map((g) => {
-        const group: AdamWParamGroup = {
-          params: g.params,
-          lr: g.lr ?? defaults.lr,
-          betas: [...(g.betas ?? defaults.betas ?? [0.9, 0.999])],
-          eps: g.eps ?? defaults.eps ?? 1e-8,
-          weightDecay: g.weightDecay ?? defaults.weightDecay ?? 0.01,
-        };
-        if (!(group.lr >= 0)) throw new RangeError(`AdamW: lr must be ≥ 0, got ${group.lr}`);
-        for (const b of group.betas)
-          if (!(b >= 0 && b < 1)) throw new RangeError(`AdamW: betas must be in [0, 1), got [${group.betas}]`);
-        if (!(group.eps >= 0)) throw new RangeError(`AdamW: eps must be ≥ 0, got ${group.eps}`);
-        if (!(group.weightDecay >= 0)) throw new RangeError(`AdamW: weightDecay must be ≥ 0, got ${group.weightDecay}`);
-        return group;
-      }),
-    );
+    super('AdamW', params, defaults, { betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 }, [
+      (g) => (g.betas.every((b) => b >= 0 && b < 1) ? undefined : `betas must be in [0, 1), got [${g.betas}]`),
+      ['eps', '≥'],
+      ['weightDecay', '≥'],
+    ]);
   }
 
   /** One update of every parameter that has a gradient. */

@@ -2,7 +2,7 @@
 // gradient first, then the update is scaled by the trust ratio η·‖w‖/‖dw‖; biases and BN parameters (ndim ≤ 1)
 // get neither decay nor scaling. Then heavy-ball momentum without dampening: μ ← momentum·μ + dw; w ← w − lr·μ.
 import { keep, noGrad, onesLike, tidy, where, type Tensor } from '../torch/index.js';
-import { MomentumOptimizer, groupsOf, type MomentumState, type ParamsArg } from './optimizer.js';
+import { MomentumOptimizer, type MomentumState, type ParamsArg } from './optimizer.js';
 
 export interface LARSOpts {
   /** Learning rate (MoCo v3 sets it every iteration from its schedule). */
@@ -26,27 +26,14 @@ export class LARS extends MomentumOptimizer<LARSParamGroup> {
   readonly name = 'lars' as const;
   /** optimizer.py's state name: `optimizer.mu.<i>`. */
   protected readonly bufferName = 'mu';
-  protected readonly label = 'LARS';
 
   /** `params` is a list of tensors, or of groups `{ params, ...overrides }`. */
   constructor(params: ParamsArg<LARSOpts>, defaults: LARSOpts) {
-    super(
-      groupsOf(params).map((g) => {
-        const group: LARSParamGroup = {
-          params: g.params,
-          lr: g.lr ?? defaults.lr,
-          weightDecay: g.weightDecay ?? defaults.weightDecay ?? 0,
-          momentum: g.momentum ?? defaults.momentum ?? 0.9,
-          trustCoefficient: g.trustCoefficient ?? defaults.trustCoefficient ?? 0.001,
-        };
-        if (!(group.lr >= 0)) throw new RangeError(`LARS: lr must be ≥ 0, got ${group.lr}`);
-        if (!(group.weightDecay >= 0)) throw new RangeError(`LARS: weightDecay must be ≥ 0, got ${group.weightDecay}`);
-        if (!(group.momentum >= 0)) throw new RangeError(`LARS: momentum must be ≥ 0, got ${group.momentum}`);
-        if (!(group.trustCoefficient > 0))
-          throw new RangeError(`LARS: trustCoefficient must be > 0, got ${group.trustCoefficient}`);
-        return group;
-      }),
-    );
+    super('LARS', params, defaults, { weightDecay: 0, momentum: 0.9, trustCoefficient: 0.001 }, [
+      ['weightDecay', '≥'],
+      ['momentum', '≥'],
+      ['trustCoefficient', '>'],
+    ]);
   }
 
   /** One update of every parameter that has a gradient. */

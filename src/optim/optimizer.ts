@@ -118,10 +118,65 @@ export function groupsOf<O>(params: ParamsArg<O>): (Partial<O> & { params: Tenso
     : [{ params: params as Tensor[] } as Partial<O> & { params: Tensor[] }];
 }
 
+/**
+ * A check of a group's resolved settings: `[setting, '≥']` or `[setting, '>']` (compared with 0), or a function
+ * that returns what is wrong (without the optimizer's name), or undefined when nothing is.
+ */
+export type GroupRule<G> = readonly [keyof G & string, '≥' | '>'] | ((g: G) => string | undefined);
+
+/**
+ * The groups of `params` with every setting resolved: the group's own, else `defaults`' (the constructor's), else
+ * `fallbacks`' (the documented default); arrays are copied. Keys come in the order `params`, `lr`, then `fallbacks`'
+ * order: checkpoints record the groups' settings in that order. `lr` must be ≥ 0, then `rules` hold in their order,
+ * or a RangeError names `label`.
+ */
+function resolveGroups<G extends { lr: number; params: Tensor[] }>(
+  label: string,
+  params: ParamsArg<Omit<G, 'params'>>,
+  defaults: Pick<G, 'lr'> & Partial<Omit<G, 'params'>>,
+  fallbacks: Omit<G, 'params' | 'lr'>,
+  rules: readonly GroupRule<G>[],
+): G[] {
+  const settings = Object.keys(fallbacks);
+  const byName = (o: object): Record<string, unknown> => o as Record<string, unknown>;
+  return groupsOf(params).map((g) => {
+    const group = { params: g.params, lr: g.lr ?? defaults.lr } as G;
+    for (const k of settings) {
+      const v = byName(g)[k] ?? byName(defaults)[k] ?? byName(fallbacks)[k];
+      byName(group)[k] = Array.isArray(v) ? [...(v as unknown[])] : v;
+    }
+    for (const rule of [['lr', '≥'] as const, ...rules]) {
+      if (typeof rule === 'function') {
+        const wrong = rule(group);
+        if (wrong !== undefined) throw new RangeError(`${label}: ${wrong}`);
+        continue;
+      }
+      const [k, rel] = rule;
+      const v = group[k] as number;
+      if (!(rel === '≥' ? v >= 0 : v > 0)) throw new RangeError(`${label}: ${k} must be ${rel} 0, got ${v}`);
+    }
+    return group;
+  });
+}
+
 /** What every optimizer here shares: parameter groups with a learning rate, and dropping the gradients. */
 export abstract class OptimizerBase<G extends { lr: number; params: Tensor[] }, S> implements Optimizer<S> {
   abstract readonly name: OptimizerName;
-  constructor(readonly paramGroups: G[]) {}
+  readonly paramGroups: G[];
+
+  /**
+   * `params` is a list of tensors, or of groups `{ params, ...overrides }`; see `resolveGroups` for
+   * `defaults`, `fallbacks` and `rules`. `label` names the optimizer in errors (`SGD`, `LARS`, `AdamW`).
+   */
+  constructor(
+    protected readonly label: string,
+    params: ParamsArg<Omit<G, 'params'>>,
+    defaults: Pick<G, 'lr'> & Partial<Omit<G, 'params'>>,
+    fallbacks: Omit<G, 'params' | 'lr'>,
+    rules: readonly GroupRule<G>[] = [],
+  ) {
+    this.paramGroups = resolveGroups(label, params, defaults, fallbacks, rules);
+  }
 
   /** Sets every group's learning rate (schedules call this once per epoch, or every iteration for MoCo v3). */
   setLr(lr: number): void {
@@ -159,8 +214,6 @@ export abstract class MomentumOptimizer<G extends { lr: number; params: Tensor[]
   protected readonly buffers = new Map<Tensor, Tensor>();
   /** The buffers' name in a checkpoint (`momentum_buffer`, `mu`). */
   protected abstract readonly bufferName: string;
-  /** How errors name the optimizer (`SGD`, `LARS`). */
-  protected abstract readonly label: string;
 
   stateDict(): MomentumState<G> {
     return {

@@ -1,13 +1,6 @@
 // SGD with momentum, dampening, weight decay and Nesterov: torch.optim.SGD's update, step for step.
 import { keep, noGrad, tidy, type Tensor } from '../torch/index.js';
-import {
-  MomentumOptimizer,
-  groupsOf,
-  indexedTensors,
-  tensorsByIndex,
-  type MomentumState,
-  type ParamsArg,
-} from './optimizer.js';
+import { MomentumOptimizer, indexedTensors, tensorsByIndex, type MomentumState, type ParamsArg } from './optimizer.js';
 
 export interface SGDOpts {
   /** Learning rate. */
@@ -33,28 +26,17 @@ export class SGD extends MomentumOptimizer<ParamGroup> {
   readonly name = 'sgd' as const;
   /** The keys of every moco-ts checkpoint's momentum: `optimizer.momentum_buffer.<i>`. */
   protected readonly bufferName = 'momentum_buffer';
-  protected readonly label = 'SGD';
 
   /** `params` is a list of tensors, or of groups `{ params, ...overrides }`. */
   constructor(params: ParamsArg<SGDOpts>, defaults: SGDOpts) {
-    super(
-      groupsOf(params).map((g) => {
-        const group: ParamGroup = {
-          params: g.params,
-          lr: g.lr ?? defaults.lr,
-          momentum: g.momentum ?? defaults.momentum ?? 0,
-          dampening: g.dampening ?? defaults.dampening ?? 0,
-          weightDecay: g.weightDecay ?? defaults.weightDecay ?? 0,
-          nesterov: g.nesterov ?? defaults.nesterov ?? false,
-        };
-        if (!(group.lr >= 0)) throw new RangeError(`SGD: lr must be ≥ 0, got ${group.lr}`);
-        if (!(group.momentum >= 0)) throw new RangeError(`SGD: momentum must be ≥ 0, got ${group.momentum}`);
-        if (!(group.weightDecay >= 0)) throw new RangeError(`SGD: weightDecay must be ≥ 0, got ${group.weightDecay}`);
-        if (group.nesterov && (group.momentum <= 0 || group.dampening !== 0))
-          throw new RangeError('SGD: nesterov needs momentum > 0 and dampening 0');
-        return group;
-      }),
-    );
+    super('SGD', params, defaults, { momentum: 0, dampening: 0, weightDecay: 0, nesterov: false }, [
+      ['momentum', '≥'],
+      ['weightDecay', '≥'],
+      (g) =>
+        g.nesterov && (g.momentum <= 0 || g.dampening !== 0)
+          ? 'nesterov needs momentum > 0 and dampening 0'
+          : undefined,
+    ]);
   }
 
   /** One update of every parameter that has a gradient. */
