@@ -82,10 +82,15 @@ export function allReduceGradientsSync(pg: ProcessGroup, params: Tensor[], opts:
   }
 }
 
-/** What a MoCo model accepts for multi-process training (structurally MoCo's MoCoDistHooks). */
+/**
+ * What a MoCo model accepts for multi-process training (structurally MoCo's MoCoDistHooks, and MoCo v3's
+ * MoCoV3DistHooks: gatherKeys and rank).
+ */
 export interface MoCoDistHooks {
   shuffledKeyForward?: (encode: (x: Tensor) => Tensor, xk: Tensor) => Tensor;
   gatherKeys?: (k: Tensor) => Tensor;
+  /** This process's rank: MoCo v3's row i has its positive at gathered key N·rank + i. */
+  rank?: number;
 }
 
 export interface MoCoHookOpts {
@@ -104,7 +109,7 @@ export interface MoCoHookOpts {
  * of ranks' samples), then the keys are gathered and unshuffled back to their owners.
  */
 export function mocoDistHooks(pg: ProcessGroup, o: MoCoHookOpts = {}): MoCoDistHooks {
-  const hooks: MoCoDistHooks = { gatherKeys: (k) => pg.allGatherCatSync(k.contiguous()) };
+  const hooks: MoCoDistHooks = { gatherKeys: (k) => pg.allGatherCatSync(k.contiguous()), rank: pg.rank };
   if (o.shuffle === false) return hooks;
   hooks.shuffledKeyForward = (encode, xk) => tidy(() => {
     // _batch_shuffle_ddp
@@ -139,7 +144,7 @@ export interface DistributedTraining {
   localBatch(globalBatch: number): number;
   /** Before the first step: everyone takes rank 0's weights, queue and counters (also after a resume on any world size). */
   syncState(tensors: Tensor[]): Promise<void>;
-  /** MoCo's hooks (key all-gather; cross-process ShuffleBN unless shuffle is false). */
+  /** MoCo's hooks (key all-gather and this rank; cross-process ShuffleBN unless shuffle is false; MoCo v3 shuffles nothing). */
   hooks(shuffle: boolean): MoCoDistHooks;
   /** After backward, before the optimizer step. */
   afterBackward(params: Tensor[]): void;

@@ -1,6 +1,6 @@
 // One constructor for the mechanisms, from the settings a run has.
 import { MoCo, type MoCoDistHooks, type MoCoOpts } from './moco.js';
-import { MoCoV3, type MoCoV3Opts } from './mocov3.js';
+import { MoCoV3, type MoCoV3DistHooks, type MoCoV3Opts } from './mocov3.js';
 import { EndToEnd, type EndToEndLoss } from './end-to-end.js';
 import { MemoryBank, type BankSampling } from './memory-bank.js';
 import type { AnyMechanismName, Mechanism } from './mechanism.js';
@@ -28,8 +28,11 @@ export type MechanismOpts = Omit<MoCoOpts, 'shuffle' | 'dist'> &
 export interface MechanismRun {
   /** Memory bank: training images (rows of the bank). */
   bankSize?: number;
-  /** MoCo: multi-process training's hooks (key all-gather, cross-process ShuffleBN). */
-  dist?: MoCoDistHooks;
+  /**
+   * MoCo and MoCo v3: multi-process training's hooks (key all-gather; MoCo's cross-process ShuffleBN; v3's rank,
+   * the offset of its labels).
+   */
+  dist?: MoCoDistHooks & MoCoV3DistHooks;
 }
 
 /**
@@ -56,8 +59,14 @@ export function createMechanism(o: MechanismOpts, run: MechanismRun = {}): Mecha
       if (run.bankSize === undefined)
         throw new Error('createMechanism: the memory bank needs bankSize (the number of training images)');
       return new MemoryBank({ ...enc, size: run.bankSize, K: o.K, momentum: o.bankMomentum, sampling: o.bankSampling });
-    case 'mocov3':
-      return new MoCoV3(o);
+    case 'mocov3': {
+      const v3 = new MoCoV3(o);
+      if (run.dist) {
+        const { gatherKeys, rank } = run.dist;
+        v3.dist = { ...(gatherKeys ? { gatherKeys } : {}), ...(rank !== undefined ? { rank } : {}) };
+      }
+      return v3;
+    }
     default:
       throw new Error(`unknown mechanism '${String(o.mechanism)}'; valid: moco, end-to-end, memory-bank, mocov3`);
   }

@@ -15,7 +15,7 @@ import {
   type ImageDataset,
   type PresetName,
 } from '../data/index.js';
-import { createMechanism, type Mechanism, type MoCoDistHooks } from '../moco/index.js';
+import { createMechanism, type Mechanism, type MechanismRun } from '../moco/index.js';
 import {
   cosineLr,
   cosineMomentum,
@@ -210,10 +210,10 @@ function openTrain(c: PretrainConfig): ImageDataset {
 }
 
 /**
- * The mechanism a config asks for, on `bankSize` training images (the memory bank's rows); `dist`: MoCo's
- * multi-process hooks (see DistributedTraining.hooks).
+ * The mechanism a config asks for, on `bankSize` training images (the memory bank's rows); `dist`: MoCo's and
+ * MoCo v3's multi-process hooks (see DistributedTraining.hooks).
  */
-export function mechanismOf(c: PretrainConfig, bankSize: number, dist?: MoCoDistHooks): Mechanism {
+export function mechanismOf(c: PretrainConfig, bankSize: number, dist?: MechanismRun['dist']): Mechanism {
   return createMechanism(c, { bankSize, ...(dist ? { dist } : {}) });
 }
 
@@ -250,9 +250,10 @@ interface Prepared {
  * poorly, and opens the data. Whatever it opened is closed when it refuses.
  */
 async function prepare(c: PretrainConfig, o: PretrainOptions, p: Process): Promise<Prepared> {
-  if (p.dist && (c.mechanism ?? 'moco') !== 'moco') {
+  const mechanism = c.mechanism ?? 'moco';
+  if (p.dist && mechanism !== 'moco' && mechanism !== 'mocov3') {
     throw new Error(
-      `--mechanism ${c.mechanism} runs in one process; multi-process training is MoCo's (--mechanism moco)`,
+      `--mechanism ${mechanism} runs in one process; multi-process training is MoCo's and MoCo v3's (--mechanism moco or mocov3)`,
     );
   }
   if (o.resume && c.initFrom !== o.resume.config.initFrom) {
@@ -281,6 +282,12 @@ async function prepare(c: PretrainConfig, o: PretrainOptions, p: Process): Promi
   if (c.batchSize % world || (c.batchSize / world) % c.bnSplits) {
     throw new Error(
       `invalid --batch-size ${c.batchSize}: each of the ${world} processes takes an equal share that --bn-splits ${c.bnSplits} divides, so it must be a multiple of ${world * c.bnSplits}; pass --batch-size ${Math.max(1, Math.round(c.batchSize / (world * c.bnSplits))) * world * c.bnSplits}, or another --bn-splits or process count`,
+    );
+  }
+  if (p.dist && mechanism === 'mocov3' && p.isMain && !p.quiet) {
+    // main_moco.py converts v3's BN to SyncBatchNorm; ours has no cross-process BN yet (docs/mocov3.md).
+    process.stderr.write(
+      `note: --mechanism mocov3 in ${p.world} processes normalises BatchNorm over each process's batch of ${c.batchSize / p.world} (per-process BN), not over the global batch as main_moco.py's SyncBatchNorm does\n`,
     );
   }
   const twoViews = (c.mechanism ?? 'moco') !== 'memory-bank';
@@ -371,8 +378,9 @@ async function buildModel(
   bankSize: number,
   extrasOf: (mech: Mechanism) => CheckpointExtra[] = () => [],
 ): Promise<{ mech: Mechanism; opt: Optimizer; state: RunState; config: PretrainConfig }> {
-  // Only MoCo runs in several processes (refused before for the others): its hooks gather keys and shuffle BN.
-  const mech = mechanismOf(c, bankSize, p.dist?.hooks(c.shuffleBn));
+  // Only MoCo and MoCo v3 run in several processes (refused before for the others): their hooks gather keys
+  // (and shuffle BN for MoCo; v3 has no ShuffleBN).
+  const mech = mechanismOf(c, bankSize, p.dist?.hooks(c.mechanism !== 'mocov3' && c.shuffleBn));
   if (c.initFrom && !o.resume) {
     try {
       const src = readInitSource(c.initFrom);

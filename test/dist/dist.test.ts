@@ -1,12 +1,16 @@
 // Distributed training over libtorch's c10d (Gloo), on loopback: collectives with 2 and 3 processes, DDP
-// equivalence with SplitBatchNorm2d, identical queues, cross-process ShuffleBN, faults and rendezvous errors.
+// equivalence with SplitBatchNorm2d, identical queues, cross-process ShuffleBN, MoCo v3 (equivalence and a CLI run),
+// faults and rendezvous errors.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { ProcessGroup, envFor, freePort, launch, relaunchArgv, parseDistUrl, configFromFlags } from '../../src/dist/index.js';
+import { existsSync, rmSync } from 'node:fs';
 import { GLOBAL_BATCH, MOCO_OPTS } from '../helpers/dist-worker.js';
+import { runCli } from '../helpers/cli.js';
+import { tmpDir } from '../helpers/pytorch.js';
 
 const WORKER = fileURLToPath(new URL('../helpers/dist-worker.js', import.meta.url));
 const available = ProcessGroup.available().gloo;
@@ -98,6 +102,37 @@ test('2 processes × batch 32 (per-process BN) == 1 process × batch 64 with Spl
   const permuted = ref.queue.slice();
   for (let s = 0; s < 3; s++) for (let j = 0; j < GLOBAL_BATCH; j++) for (let c = 0; c < dim; c++) permuted[c * K + s * GLOBAL_BATCH + j] = ref.queue[c * K + s * GLOBAL_BATCH + order[j]!]!;
   assertAllClose(r0!.queue, permuted, 'queue');
+});
+
+test('MoCo v3: 2 processes × batch 16 (per-process BN, keys gathered) == 1 process × batch 32 encoded in 2 BN shards: losses, weights', opts, async () => {
+  const [single, ...dist] = await Promise.all([runAll('v3-single', 1, { WORLD_SIZE: '' }), runAll('v3-train', 2)]).then(([s, d]) => [s[0]!, ...d]);
+  const ref = single!.result as unknown as TrainResult;
+  const [r0, r1] = dist.map((d) => d.result as unknown as TrainResult);
+  assert.equal(r0!.losses.length, 2);
+  assertAllClose(r0!.losses, ref.losses, 'losses', 1e-4, 0);
+  assert.deepEqual(r0!.losses, r1!.losses);
+  assert.equal(r0!.params.length, ref.params.length);
+  for (const [i, [name, w]] of r0!.params.entries()) {
+    assert.equal(name, ref.params[i]![0]);
+    assertAllClose(w, ref.params[i]![1], `weights ${name}`);
+    assert.deepEqual(w, r1!.params[i]![1], `${name}: identical on both ranks`);
+  }
+});
+
+test('moco pretrain --mechanism mocov3 --nproc-per-node 2: 2 steps through the launcher, per-process BN said once', opts, async () => {
+  const out = tmpDir();
+  const { code, out: stdout, err } = await runCli([
+    'pretrain', 'synthetic:64', '--preset', 'mocov3-cifar', '--nproc-per-node', '2', '-a', 'resnet18', '--width', '8',
+    '--image-size', '16', '--moco-mlp-dim', '32', '--moco-dim', '8', '-b', '16', '--epochs', '1', '--max-steps', '2',
+    '--knn-every', '0', '--threads', '2', '--out', out,
+  ]).done;
+  assert.equal(code, 0, err.slice(-2000));
+  assert.equal(err.split('\n').filter((l) => l.includes('per-process BN')).length, 1, err);
+  const summary = JSON.parse(stdout.trim().split('\n').pop()!) as { steps: number; worldSize: number; checkpoint: string };
+  assert.equal(summary.worldSize, 2);
+  assert.equal(summary.steps, 2);
+  assert.ok(existsSync(summary.checkpoint), summary.checkpoint);
+  rmSync(out, { recursive: true, force: true });
 });
 
 test('ShuffleBN across 2 processes: one permutation everywhere, keys unshuffled to their owners, identical queues', opts, async () => {

@@ -2,8 +2,8 @@
 // MOCO_TEST_SCENARIO; prints one `RESULT <json>` line. Loaded as a plain module (no scenario) it does nothing.
 import * as torch from '../../src/torch/index.js';
 import { Tensor } from '../../src/torch/index.js';
-import { MoCo } from '../../src/moco/index.js';
-import { SGD } from '../../src/optim/index.js';
+import { MoCo, MoCoV3, createMechanism } from '../../src/moco/index.js';
+import { LARS, SGD } from '../../src/optim/index.js';
 import {
   ProcessGroup,
   allReduceGradients,
@@ -128,12 +128,78 @@ async function train(pg: ProcessGroup | null, shuffle: boolean): Promise<unknown
   };
 }
 
+export const MOCOV3_OPTS = { arch: 'resnet18', cifarStem: true, width: 8, dim: 8, mlpDim: 32, m: 0.9, T: 0.2 } as const;
+export const V3_STEPS = 2;
+export const V3_GLOBAL_BATCH = 32;
+
+/**
+ * Two MoCo v3 steps (LARS). With `pg`: this rank's shard, keys gathered by the run's hooks (through
+ * createMechanism), per-process BN, gradients averaged. Without: the global batch in one process, each rank's
+ * shard encoded apart (the per-process BN statistics), every shard's queries against all shards' keys with that
+ * shard's labels, and the mean of the shards' losses (what averaging the ranks' gradients differentiates).
+ */
+async function trainV3(pg: ProcessGroup | null): Promise<unknown> {
+  const world = 2;
+  torch.manualSeed(0);
+  const v3 = createMechanism(
+    { mechanism: 'mocov3', ...MOCOV3_OPTS },
+    pg ? { dist: mocoDistHooks(pg, { shuffle: false }) } : {},
+  ) as MoCoV3;
+  if (pg) await broadcastState(pg, [...v3.stateDict().values()]);
+  const opt = new LARS(v3.trainableParameters(), { lr: 0.3, weightDecay: 1e-6 });
+  const losses: number[] = [];
+  for (let step = 0; step < V3_STEPS; step++) {
+    const { xq, xk } = globalBatch(step, V3_GLOBAL_BATCH);
+    opt.zeroGrad();
+    let loss: Tensor;
+    if (pg) {
+      loss = v3.forwardPair(shard(xq, pg.rank, world), shard(xk, pg.rank, world)).loss;
+      loss.backward();
+      allReduceGradientsSync(pg, v3.trainableParameters());
+    } else {
+      const x1 = Array.from({ length: world }, (_, r) => shard(xq, r, world));
+      const x2 = Array.from({ length: world }, (_, r) => shard(xk, r, world));
+      v3.momentumUpdate();
+      const keys = (xs: Tensor[]): Tensor =>
+        torch.noGrad(() =>
+          torch.cat(
+            xs.map((x) => torch.F.normalize(v3.momentumEncoder.forward(x), { dim: 1 })),
+            0,
+          ),
+        );
+      const [k1, k2] = [keys(x1), keys(x2)];
+      const perRank = x1.map((_, r) => {
+        const q1 = v3.predictor.forward(v3.baseEncoder.forward(x1[r]!));
+        const q2 = v3.predictor.forward(v3.baseEncoder.forward(x2[r]!));
+        v3.dist = { gatherKeys: () => k2, rank: r };
+        const a = v3.contrastiveLoss(q1, q1).loss;
+        v3.dist = { gatherKeys: () => k1, rank: r };
+        return a.add(v3.contrastiveLoss(q2, q2).loss);
+      });
+      loss = perRank[0]!.add(perRank[1]!).div(world);
+      loss.backward();
+    }
+    opt.step();
+    const l = loss.detach().clone();
+    if (pg) await pg.allReduce(l, 'avg');
+    losses.push(l.item());
+  }
+  return {
+    losses,
+    params: v3.namedParameters().map(([n, p]) => [n, Array.from(p.detach().reshape(-1).data() as Float32Array)]),
+  };
+}
+
 async function main(): Promise<void> {
   if (!scenario) return;
   const threads = threadsFromEnv();
   if (threads) torch.setNumThreads(threads);
   if (scenario === 'single') {
     out(await train(null, false));
+    return;
+  }
+  if (scenario === 'v3-single') {
+    out(await trainV3(null));
     return;
   }
   if (scenario === 'init-only') {
@@ -152,6 +218,7 @@ async function main(): Promise<void> {
     if (scenario === 'collectives') out(await collectives(pg));
     else if (scenario === 'train-noshuffle') out(await train(pg, false));
     else if (scenario === 'train-shuffle') out(await train(pg, true));
+    else if (scenario === 'v3-train') out(await trainV3(pg));
     else if (scenario === 'loop' || scenario === 'hang') {
       // Step forever; the test kills (loop) or stalls (hang: rank 1 stops calling collectives) rank 1.
       const t = torch.ones([1024]);
