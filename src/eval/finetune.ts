@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { F, manualSeed, noGrad, tidy, type Tensor } from '../torch/index.js';
 import { Linear } from '../nn/index.js';
 import { ResNet, VisionTransformer, createModel, createViT } from '../models/index.js';
-import { Loader, Rng, type ImageDataset } from '../data/index.js';
+import { Loader, Rng, numClassesOf, type ImageDataset } from '../data/index.js';
 import { FileDataset } from '../data/datasets/dataset.js';
 import { loadSafetensors } from '../io/safetensors.js';
 import { writeTextAtomic } from '../io/atomic.js';
@@ -45,7 +45,7 @@ export function labelFractionSubset(
   const from = o.from ?? '--label-fraction';
   if (!(fraction > 0 && fraction <= 1))
     throw new RangeError(`${from}: expected a fraction in (0, 1] (the papers use 0.01 and 0.1), got ${fraction}`);
-  const numClasses = o.numClasses ?? o.classes?.length ?? Math.max(-1, ...labels) + 1;
+  const numClasses = o.numClasses ?? o.classes?.length ?? labels.reduce((n, l) => Math.max(n, l + 1), 0);
   const byClass: number[][] = Array.from({ length: numClasses }, () => []);
   for (let i = 0; i < labels.length; i++) {
     const c = labels[i]!;
@@ -407,7 +407,7 @@ export async function finetune(
   if (!train.labels) throw new Error(`fine-tuning needs labels, but the training data has none (${train.description})`);
   await val.prepare();
   if (!val.labels) throw new Error(`fine-tuning needs labels, but the validation data has none (${val.description})`);
-  const numClasses = train.classes?.length ?? Math.max(...train.labels, ...val.labels) + 1;
+  const numClasses = numClassesOf(train, val);
   const indices = labelFractionSubset(train.labels, s.labelFraction, s.seed, {
     numClasses,
     classes: train.classes,

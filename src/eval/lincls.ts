@@ -4,7 +4,7 @@
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tensor, noGrad, tensor, tidy } from '../torch/index.js';
-import { Loader, Rng, preset, type AugmentSpec, type ImageDataset } from '../data/index.js';
+import { Loader, Rng, numClassesOf, preset, type AugmentSpec, type ImageDataset } from '../data/index.js';
 import { loadSafetensors } from '../io/safetensors.js';
 import { writeTextAtomic } from '../io/atomic.js';
 import { MOMENTUM_PREFIX, momentumFromTensors } from '../optim/index.js';
@@ -335,7 +335,8 @@ export async function lincls(
     try {
       const numClasses = head.numClasses;
       // Without class names, labels above the classifier's outputs are the only sure sign of a mismatch.
-      const classes = val.classes?.length ?? Math.max(...labelled(val, 'validation')) + 1;
+      labelled(val, 'validation');
+      const classes = numClassesOf(val);
       if (val.classes ? classes !== numClasses : classes > numClasses) {
         throw new Error(
           `--evaluate: the classifier of ${o.resume ?? encoder.info.file} has ${numClasses} outputs but the data has ${classes} classes; ` +
@@ -382,8 +383,9 @@ export async function lincls(
     );
   const trainDs = subset(train, o.trainSubset, s.seed);
   await trainDs.prepare();
-  const trainLabels = labelled(trainDs, 'training');
-  const numClasses = train.classes?.length ?? Math.max(...trainLabels, ...labelled(val, 'validation')) + 1;
+  labelled(trainDs, 'training');
+  labelled(val, 'validation');
+  const numClasses = train.classes?.length ?? numClassesOf(trainDs, val);
   if (o.outDir) mkdirSync(o.outDir, { recursive: true });
   const protocol: LinclsProtocol = o.cacheFeatures ? 'cached-features' : 'images';
   const ckptPath = o.outDir ? join(o.outDir, 'checkpoint.safetensors') : null;

@@ -9,6 +9,7 @@ import { cpuBf16Features, manualSeed, setNumThreads, type Tensor } from '../torc
 import {
   Augmentation,
   Loader,
+  numClassesOf,
   openDataset,
   subset,
   type Batch,
@@ -200,10 +201,6 @@ export function iterationSchedule(
 }
 
 /** Classes of labelled data: its class names, or one more than its largest label. */
-function numClassesOf(ds: ImageDataset): number {
-  return ds.classes?.length ?? (ds.labels ?? new Int32Array()).reduce((m, l) => Math.max(m, l + 1), 0);
-}
-
 function openTrain(c: PretrainConfig): ImageDataset {
   const ds = openDataset(c.data, { split: 'train', seed: c.seed });
   return c.trainSubset > 0 && c.trainSubset < ds.length ? subset(ds, c.trainSubset, c.seed) : ds;

@@ -65,6 +65,19 @@ function checkIndices(idx: ArrayLike<number>, n: number): void {
 }
 
 /** Samples held in memory as one N×3×H×W uint8 tensor (owned: disposed with the dataset). */
+/**
+ * The classes of labelled data: the first dataset's class names when it has them, else the largest label of all
+ * `datasets` plus one (0 without labels). A loop, not Math.max(...labels): ImageNet's 1.28M labels would overflow
+ * the call's arguments.
+ */
+export function numClassesOf(...datasets: ImageDataset[]): number {
+  const named = datasets[0]?.classes?.length;
+  if (named !== undefined) return named;
+  let n = 0;
+  for (const d of datasets) for (const l of d.labels ?? []) if (l + 1 > n) n = l + 1;
+  return n;
+}
+
 export class MemoryDataset implements ImageDataset {
   readonly images: Tensor;
   readonly labels: Int32Array | null;
