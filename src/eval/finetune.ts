@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { F, manualSeed, noGrad, tidy, type Tensor } from '../torch/index.js';
+import { manualSeed, noGrad, type Tensor } from '../torch/index.js';
 import { Linear } from '../nn/index.js';
 import { ResNet, VisionTransformer, createModel, createViT } from '../models/index.js';
 import { Loader, Rng, numClassesOf, type ImageDataset } from '../data/index.js';
@@ -17,7 +17,7 @@ import type { Encoder, EncoderInfo } from './encoder.js';
 import { extractFeatures, inEvalMode } from './features.js';
 import { randomPadCrop } from './pad-crop.js';
 import { linclsTrainTransform } from './lincls.js';
-import { AccuracyMeter, LinearHead, bestOf, type Accuracy, type EpochMetrics } from './linear-probe.js';
+import { AccuracyMeter, LinearHead, bestOf, linclsStep, type Accuracy, type EpochMetrics } from './linear-probe.js';
 import {
   EpochLogObserver,
   FinetuneCheckpointObserver,
@@ -150,25 +150,11 @@ export function finetuneLr(s: ResolvedFinetune, epoch: number): number {
 
 /**
  * One fine-tuning step on images x (B × 3 × H × W, preprocessed) and labels y (B, int64): the model in train
- * mode, cross-entropy of its logits, backward through the whole network, one optimiser step (skipped on a
- * non-finite loss). Returns [loss, correct top-1 count].
+ * mode, then lincls's step through the whole network. Returns [loss, correct top-1 count].
  */
 export function finetuneStep(model: FinetuneModel, opt: SGD, x: Tensor, y: Tensor): [number, number] {
   model.train();
-  const [loss, correct] = tidy(() => {
-    const logits = model.forward(x);
-    const l = F.crossEntropy(logits, y);
-    opt.zeroGrad();
-    l.backward();
-    const c = noGrad(() => logits.argmax(1).eq(y).sum());
-    return [l.detach(), c];
-  });
-  const lv = loss.item();
-  const cv = correct.item();
-  loss.dispose();
-  correct.dispose();
-  if (Number.isFinite(lv)) opt.step();
-  return [lv, cv];
+  return linclsStep(model, opt, x, y);
 }
 
 /** One training batch of fine-tuning. */

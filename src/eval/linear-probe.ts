@@ -161,10 +161,14 @@ export function divergenceLimit(numClasses: number): number {
   return 10 * Math.log(Math.max(2, numClasses));
 }
 
-/** One SGD step on features x (B × D) and labels y (B, int64); returns [loss, correct top-1 count]. */
-export function linclsStep(head: LinearHead, opt: SGD, x: Tensor, y: Tensor): [number, number] {
+/**
+ * One supervised SGD step: cross-entropy of `model`'s logits for x against labels y (B, int64), backward, one
+ * optimiser step (skipped on a non-finite loss). `model` is the linear head on features (B × D) in `lincls`, the
+ * whole network on images in fine-tuning. Returns [loss, correct top-1 count].
+ */
+export function linclsStep(model: { forward(x: Tensor): Tensor }, opt: SGD, x: Tensor, y: Tensor): [number, number] {
   const [loss, correct] = tidy(() => {
-    const logits = head.forward(x);
+    const logits = model.forward(x);
     const l = F.crossEntropy(logits, y);
     opt.zeroGrad();
     l.backward();
