@@ -1,6 +1,17 @@
 // The pieces every ONNX exporter of ours builds its graph from: a graph builder that keeps torch names readable,
-// attributes, a Linear as Gemm, F.normalize, and the options and opset range the exporters share.
-import { OnnxAttrType, OnnxDataType, type OnnxAttribute, type OnnxNode, type OnnxTensor } from './onnx-proto.js';
+// attributes, a Linear as Gemm, F.normalize, the options and opset range the exporters share, and the model around
+// the graph (inputs, outputs, metadata) with its atomic write.
+import { writeTextAtomic } from './atomic.js';
+import {
+  encodeModel,
+  OnnxAttrType,
+  OnnxDataType,
+  type OnnxAttribute,
+  type OnnxDim,
+  type OnnxModel,
+  type OnnxNode,
+  type OnnxTensor,
+} from './onnx-proto.js';
 import type { Tensor } from '../torch/index.js';
 
 /** Options of the ONNX exporters (models/resnet-onnx.ts, models/vit-onnx.ts). */
@@ -92,4 +103,56 @@ export function l2Normalize(g: GraphBuilder, x: string, opset: number, name = 'n
   }
   const clamp = g.node('Max', [norm, g.scalar(`${name}.eps`, 1e-12)], `${name}.clamp`);
   return g.node('Div', [x, clamp], `${name}.div`);
+}
+
+/** What an exporter says of its finished graph for {@link onnxModel}. */
+export interface OnnxGraphSpec {
+  /** The graph's name (`moco_resnet`). */
+  name: string;
+  /** The model's doc string. */
+  docString: string;
+  /** The value the graph ends in; written out as `embedding` (with the head) or `features`. */
+  output: string;
+  /** Its width (the second dimension of the N × D output). */
+  outDim: number;
+  /** The input's height and width: fixed sides, or symbolic ones. */
+  inputSides: [OnnxDim, OnnxDim];
+  /** Written into metadata_props before `opts.metadata` (which may override). */
+  metadata: Record<string, string>;
+}
+
+/**
+ * The ModelProto around graph `g`: one float input `input` (N × 3 × H × W), one output (N × D) named `embedding`
+ * when `opts.head` and `features` otherwise, N symbolic unless `opts.dynamicBatch` is false, the IR version the
+ * opset needs, producer moco-ts.
+ */
+export function onnxModel(g: GraphBuilder, spec: OnnxGraphSpec, opts: OnnxExportOptions, opset: number): OnnxModel {
+  const outName = opts.head ? 'embedding' : 'features';
+  g.nodes.push({ opType: 'Identity', input: [spec.output], output: [outName], name: 'output', attribute: [] });
+  const batch: OnnxDim = (opts.dynamicBatch ?? true) ? { dimParam: 'batch' } : { dimValue: opts.batchSize ?? 1 };
+  const meta = { ...spec.metadata, ...opts.metadata };
+  const tensor = (dim: OnnxDim[]) => ({ tensorType: { elemType: OnnxDataType.FLOAT, shape: { dim } } });
+  return {
+    // The IR version released beside the opset: 8 with opsets 15–18, 9 from 19 (ONNX 1.14).
+    irVersion: opset >= 19 ? 9 : 8,
+    opsetImport: [{ domain: '', version: opset }],
+    producerName: 'moco-ts',
+    producerVersion: '0.1.0',
+    docString: spec.docString,
+    metadataProps: Object.entries(meta).map(([key, value]) => ({ key, value })),
+    graph: {
+      name: spec.name,
+      node: g.nodes,
+      initializer: g.inits,
+      input: [{ name: 'input', type: tensor([batch, { dimValue: 3 }, ...spec.inputSides]) }],
+      output: [{ name: outName, type: tensor([batch, { dimValue: spec.outDim }]) }],
+    },
+  };
+}
+
+/** Writes `model` to `path` atomically. Returns the file size in bytes. */
+export function writeOnnx(path: string, model: OnnxModel): number {
+  const bytes = encodeModel(model);
+  writeTextAtomic(path, bytes);
+  return bytes.byteLength;
 }

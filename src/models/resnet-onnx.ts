@@ -1,7 +1,6 @@
 // ONNX export of a torchvision-layout ResNet for inference: the architecture is read from the state dict by
 // inferResNet (resnet-shape.ts), BatchNorm is folded into the preceding convolution, and the graph optionally
 // ends in the projection head (fc or MLP) and L2 normalisation as MoCo's query encoder does.
-import { writeTextAtomic } from '../io/atomic.js';
 import {
   exportOpset,
   GraphBuilder,
@@ -9,10 +8,12 @@ import {
   ints,
   l2Normalize,
   linear,
+  onnxModel,
   stateTensor as get,
+  writeOnnx,
   type OnnxExportOptions,
 } from '../io/onnx-graph.js';
-import { encodeModel, OnnxDataType, type OnnxDim, type OnnxModel } from '../io/onnx-proto.js';
+import type { OnnxModel } from '../io/onnx-proto.js';
 import { Tensor, tidy } from '../torch/index.js';
 import { inferResNet } from './resnet-shape.js';
 
@@ -113,46 +114,24 @@ export function buildResNetOnnx(sd: Map<string, Tensor>, opts: OnnxExportOptions
     }
   }
   if (opts.normalize ?? true) x = l2Normalize(g, x, opset);
-  const outName = opts.head ? 'embedding' : 'features';
-  g.nodes.push({ opType: 'Identity', input: [x], output: [outName], name: 'output', attribute: [] });
-  const batch: OnnxDim = (opts.dynamicBatch ?? true) ? { dimParam: 'batch' } : { dimValue: opts.batchSize ?? 1 };
-  const meta = {
-    arch: `resnet(${s.block}, [${s.layers.join(',')}])`,
-    stem: s.cifarStem ? 'cifar' : 'imagenet',
-    head: opts.head ? s.head : 'none',
-    normalized: String(opts.normalize ?? true),
-    ...opts.metadata,
-  };
-  return {
-    irVersion: opset >= 19 ? 9 : 8,
-    opsetImport: [{ domain: '', version: opset }],
-    producerName: 'moco-ts',
-    producerVersion: '0.1.0',
-    docString: 'ResNet backbone exported by moco-ts (BatchNorm folded into convolutions)',
-    metadataProps: Object.entries(meta).map(([key, value]) => ({ key, value })),
-    graph: {
+  return onnxModel(
+    g,
+    {
       name: 'moco_resnet',
-      node: g.nodes,
-      initializer: g.inits,
-      input: [
-        {
-          name: 'input',
-          type: {
-            tensorType: {
-              elemType: OnnxDataType.FLOAT,
-              shape: { dim: [batch, { dimValue: 3 }, { dimParam: 'height' }, { dimParam: 'width' }] },
-            },
-          },
-        },
-      ],
-      output: [
-        {
-          name: outName,
-          type: { tensorType: { elemType: OnnxDataType.FLOAT, shape: { dim: [batch, { dimValue: outDim }] } } },
-        },
-      ],
+      docString: 'ResNet backbone exported by moco-ts (BatchNorm folded into convolutions)',
+      output: x,
+      outDim,
+      inputSides: [{ dimParam: 'height' }, { dimParam: 'width' }],
+      metadata: {
+        arch: `resnet(${s.block}, [${s.layers.join(',')}])`,
+        stem: s.cifarStem ? 'cifar' : 'imagenet',
+        head: opts.head ? s.head : 'none',
+        normalized: String(opts.normalize ?? true),
+      },
     },
-  };
+    opts,
+    opset,
+  );
 }
 
 /** Groups of the 3×3 convolutions: its input channels (conv1's outputs) over its weight's input channels. */
@@ -162,7 +141,5 @@ function group(sd: Map<string, Tensor>): number {
 
 /** Writes `buildResNetOnnx(sd, opts)` to `path` atomically. Returns the file size in bytes. */
 export function exportResNetOnnx(path: string, sd: Map<string, Tensor>, opts: OnnxExportOptions = {}): number {
-  const bytes = encodeModel(buildResNetOnnx(sd, opts));
-  writeTextAtomic(path, bytes);
-  return bytes.byteLength;
+  return writeOnnx(path, buildResNetOnnx(sd, opts));
 }

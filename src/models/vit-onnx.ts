@@ -3,8 +3,7 @@
 // position embedding's tokens); the head count does not show in any shape, so the caller passes it. Only standard
 // ops that onnxruntime-node and onnxruntime-web both run: GELU is written with Erf (the Gelu op needs opset 20),
 // and LayerNorm is LayerNormalization from opset 17 on, ReduceMean/Sub/Mul/Sqrt/Div before it.
-import { writeTextAtomic } from '../io/atomic.js';
-import { encodeModel, OnnxAttrType, OnnxDataType, type OnnxDim, type OnnxModel } from '../io/onnx-proto.js';
+import { OnnxAttrType, OnnxDataType, type OnnxModel } from '../io/onnx-proto.js';
 import {
   exportOpset,
   GraphBuilder,
@@ -12,7 +11,9 @@ import {
   ints,
   l2Normalize,
   linear,
+  onnxModel,
   stateTensor as get,
+  writeOnnx,
   type OnnxExportOptions,
 } from '../io/onnx-graph.js';
 import type { Tensor } from '../torch/index.js';
@@ -192,53 +193,28 @@ export function buildViTOnnx(sd: Map<string, Tensor>, opts: ViTOnnxOptions): Onn
   }
   // Named apart from the final LayerNorm `norm`, whose written-out form (before opset 17) uses `norm.*` too.
   if (opts.normalize ?? true) x = l2Normalize(g, x, opset, 'l2norm');
-  const outName = opts.head ? 'embedding' : 'features';
-  g.nodes.push({ opType: 'Identity', input: [x], output: [outName], name: 'output', attribute: [] });
-
-  const batch: OnnxDim = (opts.dynamicBatch ?? true) ? { dimParam: 'batch' } : { dimValue: opts.batchSize ?? 1 };
   const side = s.grid * s.patch;
-  const meta = {
-    arch: `vit(${D}-d, ${s.depth} blocks, ${heads} heads, patch ${s.patch})`,
-    image_size: String(side),
-    head: opts.head ? 'fc' : 'none',
-    normalized: String(opts.normalize ?? true),
-    ...opts.metadata,
-  };
-  return {
-    irVersion: opset >= 19 ? 9 : 8,
-    opsetImport: [{ domain: '', version: opset }],
-    producerName: 'moco-ts',
-    producerVersion: '0.1.0',
-    docString: 'Vision Transformer encoder exported by moco-ts (cls token features)',
-    metadataProps: Object.entries(meta).map(([key, value]) => ({ key, value })),
-    graph: {
+  return onnxModel(
+    g,
+    {
       name: 'moco_vit',
-      node: g.nodes,
-      initializer: g.inits,
-      input: [
-        {
-          name: 'input',
-          type: {
-            tensorType: {
-              elemType: OnnxDataType.FLOAT,
-              shape: { dim: [batch, { dimValue: 3 }, { dimValue: side }, { dimValue: side }] },
-            },
-          },
-        },
-      ],
-      output: [
-        {
-          name: outName,
-          type: { tensorType: { elemType: OnnxDataType.FLOAT, shape: { dim: [batch, { dimValue: outDim }] } } },
-        },
-      ],
+      docString: 'Vision Transformer encoder exported by moco-ts (cls token features)',
+      output: x,
+      outDim,
+      inputSides: [{ dimValue: side }, { dimValue: side }],
+      metadata: {
+        arch: `vit(${D}-d, ${s.depth} blocks, ${heads} heads, patch ${s.patch})`,
+        image_size: String(side),
+        head: opts.head ? 'fc' : 'none',
+        normalized: String(opts.normalize ?? true),
+      },
     },
-  };
+    opts,
+    opset,
+  );
 }
 
 /** Writes `buildViTOnnx(sd, opts)` to `path` atomically. Returns the file size in bytes. */
 export function exportViTOnnx(path: string, sd: Map<string, Tensor>, opts: ViTOnnxOptions): number {
-  const bytes = encodeModel(buildViTOnnx(sd, opts));
-  writeTextAtomic(path, bytes);
-  return bytes.byteLength;
+  return writeOnnx(path, buildViTOnnx(sd, opts));
 }
