@@ -14,22 +14,13 @@ import {
   writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { pretrain, readCheckpoint, resolveConfig, type ConfigOverrides } from '../../src/train/index.js';
+import { pretrain, readCheckpoint, resolveConfig } from '../../src/train/index.js';
 import { loadEncoder } from '../../src/eval/encoder.js';
 import { tmpDir } from '../helpers/pytorch.js';
 import { runCli } from '../helpers/cli.js';
+import { tinyRun } from '../helpers/tiny-run.js';
 
-const TINY: ConfigOverrides = {
-  preset: 'cifar',
-  width: 8,
-  batchSize: 32,
-  K: 256,
-  bnSplits: 4,
-  epochs: 3,
-  printFreq: 1000,
-  threads: 2,
-  seed: 3,
-};
+const TINY = tinyRun({ epochs: 3 });
 
 function canMountTmpfs(): boolean {
   if (process.getuid?.() !== 0) return false;

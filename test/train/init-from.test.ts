@@ -15,19 +15,9 @@ import { mechanismOf, pretrain, readCheckpoint, resolveConfig, type ConfigOverri
 import type { PretrainContext, TrainObserver } from '../../src/train/index.js';
 import { pytorch, tmpDir } from '../helpers/pytorch.js';
 import { disposeInitSource, initEncoders, readInitSource } from '../../src/train/init-from.js';
+import { tinyRun } from '../helpers/tiny-run.js';
 
-const TINY: ConfigOverrides = {
-  preset: 'cifar',
-  width: 8,
-  imageSize: 16,
-  batchSize: 32,
-  K: 128,
-  bnSplits: 4,
-  maxSteps: 1,
-  printFreq: 1000,
-  threads: 1,
-  seed: 5,
-};
+const TINY = tinyRun({ imageSize: 16, K: 128, maxSteps: 1, threads: 1, seed: 5, epochs: undefined });
 const DATA = 'synthetic:64';
 
 /** The run's state before its first step: every tensor of the mechanism and of the optimizer, copied. */

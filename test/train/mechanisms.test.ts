@@ -6,19 +6,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pretrain, readCheckpoint, resolveConfig, type ConfigOverrides } from '../../src/train/index.js';
 import { tmpDir } from '../helpers/pytorch.js';
+import { tinyRun } from '../helpers/tiny-run.js';
 
-const TINY: ConfigOverrides = {
-  preset: 'cifar',
-  width: 4,
-  imageSize: 16,
-  batchSize: 32,
-  K: 64,
-  bnSplits: 4,
-  epochs: 3,
-  printFreq: 1000,
-  threads: 2,
-  seed: 3,
-};
+const TINY = tinyRun({ width: 4, imageSize: 16, K: 64, epochs: 3 });
 
 function losses(dir: string): number[] {
   return readFileSync(join(dir, 'metrics.jsonl'), 'utf8')

@@ -7,34 +7,16 @@ import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import {
-  pretrain,
-  readCheckpoint,
-  readMetrics,
-  resolveConfig,
-  type ConfigOverrides,
-  type StepMetrics,
-} from '../../src/train/index.js';
+import { pretrain, readCheckpoint, readMetrics, resolveConfig, type StepMetrics } from '../../src/train/index.js';
 import { eventFiles } from '../../src/train/run-log.js';
 import { loadReportRun } from '../../src/views/report-data.js';
 import { Rng } from '../../src/data/rng.js';
 import type { DistributedTraining } from '../../src/dist/index.js';
 import { readEventFiles, visibleScalars } from '../helpers/tfevents.js';
 import { tmpDir } from '../helpers/pytorch.js';
+import { tinyRun } from '../helpers/tiny-run.js';
 
-const TINY: ConfigOverrides = {
-  preset: 'cifar',
-  width: 8,
-  imageSize: 16,
-  batchSize: 32,
-  K: 128,
-  bnSplits: 4,
-  epochs: 2,
-  printFreq: 2,
-  threads: 2,
-  seed: 3,
-  knnEvery: 1,
-};
+const TINY = tinyRun({ imageSize: 16, K: 128, printFreq: 2, knnEvery: 1 });
 
 const stepRows = (rows: StepMetrics[]): StepMetrics[] => rows.filter((r) => r.knnTop1 === undefined);
 

@@ -8,18 +8,9 @@ import { tmpDir } from '../helpers/pytorch.js';
 import { runCli } from '../helpers/cli.js';
 import { CHECKSUM_KEY } from '../../src/io/safetensors.js';
 import { checkpointName } from '../../src/train/checkpoint.js';
+import { tinyRun } from '../helpers/tiny-run.js';
 
-const TINY: ConfigOverrides = {
-  preset: 'cifar',
-  width: 8,
-  batchSize: 32,
-  K: 256,
-  bnSplits: 4,
-  epochs: 3,
-  printFreq: 1000,
-  threads: 2,
-  seed: 3,
-};
+const TINY = tinyRun({ epochs: 3 });
 
 function losses(dir: string): number[] {
   return readFileSync(join(dir, 'metrics.jsonl'), 'utf8')

@@ -6,31 +6,14 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  pretrain,
-  readCheckpoint,
-  readMetrics,
-  resolveConfig,
-  type ConfigOverrides,
-  type StepMetrics,
-} from '../../src/train/index.js';
+import { pretrain, readCheckpoint, readMetrics, resolveConfig, type StepMetrics } from '../../src/train/index.js';
 import { eventFiles, readRunInfo } from '../../src/train/run-log.js';
 import { renderNeighbourGrid } from '../../src/views/neighbour-grid.js';
 import { readEventFiles, visibleScalars, type ReadFile } from '../helpers/tfevents.js';
 import { repoRoot, tmpDir } from '../helpers/pytorch.js';
+import { tinyRun } from '../helpers/tiny-run.js';
 
-const TINY: ConfigOverrides = {
-  preset: 'cifar',
-  width: 8,
-  batchSize: 32,
-  K: 256,
-  bnSplits: 4,
-  epochs: 2,
-  printFreq: 3,
-  threads: 2,
-  seed: 3,
-  knnEvery: 1,
-};
+const TINY = tinyRun({ printFreq: 3, knnEvery: 1 });
 
 /** The scalars a metrics.jsonl row stands for, as float32 (simple_value's type), keyed `tag@step`. */
 function expectedScalars(rows: StepMetrics[]): Map<string, number> {
