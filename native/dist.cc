@@ -44,6 +44,7 @@
 #endif
 
 #include <c10/util/Exception.h>
+#include <torch/csrc/autograd/custom_function.h>
 
 #include <atomic>
 #include <chrono>
@@ -379,6 +380,36 @@ Napi::Value ConnectStore(const Napi::CallbackInfo& info) {
       });
 }
 
+// ---------------------------------------------------------------- differentiable all-reduce
+// The sum over every rank of a tensor, with autograd: each rank's input gradient is the sum of every rank's output
+// gradient (torch.distributed.nn.functional.all_reduce). SyncBatchNorm's statistics go through it, so the
+// gradient of a rank's loss reaches the samples of the other ranks. Backward runs the collective on the thread that
+// called backward(); every rank must run the same graph, as with PyTorch's SyncBatchNorm.
+struct AllReduceSum : public torch::autograd::Function<AllReduceSum> {
+  static void reduce(const c10::intrusive_ptr<PGBase>& pg, at::Tensor& t, int64_t timeout) {
+    std::vector<at::Tensor> ts{t};
+    c10d::AllreduceOptions o;
+    o.reduceOp = c10d::ReduceOp::SUM;
+    o.timeout = ms(timeout);
+    if (!pg->allreduce(ts, o)->wait(ms(timeout))) TORCH_CHECK(false, "the operation was aborted");
+  }
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, c10::intrusive_ptr<PGBase> pg,
+                            int64_t timeout) {
+    ctx->saved_data["pg"] = c10::IValue::make_capsule(pg);
+    ctx->saved_data["timeout"] = timeout;
+    at::Tensor y = x.clone(at::MemoryFormat::Contiguous);
+    reduce(pg, y, timeout);
+    return y;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto pg = c10::static_intrusive_pointer_cast<PGBase>(ctx->saved_data["pg"].toCapsule());
+    at::Tensor g = grads[0].clone(at::MemoryFormat::Contiguous);
+    reduce(pg, g, ctx->saved_data["timeout"].toInt());
+    return {g, at::Tensor(), at::Tensor()};
+  }
+};
+
 // ---------------------------------------------------------------- ProcessGroup
 class ProcessGroup : public Napi::ObjectWrap<ProcessGroup> {
  public:
@@ -391,6 +422,7 @@ class ProcessGroup : public Napi::ObjectWrap<ProcessGroup> {
                            InstanceMethod("size", &ProcessGroup::Size),
                            InstanceMethod("backend", &ProcessGroup::BackendName),
                            InstanceMethod("allReduce", &ProcessGroup::AllReduce),
+                           InstanceMethod("allReduceSumGrad", &ProcessGroup::AllReduceSumGrad),
                            InstanceMethod("allGather", &ProcessGroup::AllGather),
                            InstanceMethod("broadcast", &ProcessGroup::Broadcast),
                            InstanceMethod("barrier", &ProcessGroup::Barrier),
@@ -457,6 +489,20 @@ class ProcessGroup : public Napi::ObjectWrap<ProcessGroup> {
             for (auto& t : ts) t.div_(n);
         },
         nullptr);
+  }
+
+  // allReduceSumGrad(tensor, timeoutMs, label) -> Tensor: a new tensor, the sum over ranks, differentiable
+  // (AllReduceSum); on the JS thread.
+  Napi::Value AllReduceSumGrad(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    at::Tensor t = UnwrapTensor(env, info[0], "allReduceSumGrad");
+    int64_t timeout = int_arg(info, 1, "allReduceSumGrad timeout");
+    std::string label = str_arg(info, 2, "allReduceSumGrad label");
+    auto pgp = pg;
+    at::Tensor out;
+    return run_maybe_async(
+        env, true, label, [pgp, t, timeout, &out] { out = AllReduceSum::apply(t, pgp, timeout); },
+        [&out](Napi::Env e) -> Napi::Value { return WrapTensor(e, out); });
   }
 
   // allGather(tensor, timeoutMs, label, sync) -> Tensor[] (one per rank, in rank order).

@@ -91,6 +91,8 @@ export interface MoCoDistHooks {
   gatherKeys?: (k: Tensor) => Tensor;
   /** This process's rank: MoCo v3's row i has its positive at gathered key N·rank + i. */
   rank?: number;
+  /** A differentiable sum over the processes: MoCo v3 normalises its BatchNorms with it (SyncBatchNorm). */
+  crossProcessSum?: (t: Tensor) => Tensor;
 }
 
 export interface MoCoHookOpts {
@@ -109,7 +111,11 @@ export interface MoCoHookOpts {
  * of ranks' samples), then the keys are gathered and unshuffled back to their owners.
  */
 export function mocoDistHooks(pg: ProcessGroup, o: MoCoHookOpts = {}): MoCoDistHooks {
-  const hooks: MoCoDistHooks = { gatherKeys: (k) => pg.allGatherCatSync(k.contiguous()), rank: pg.rank };
+  const hooks: MoCoDistHooks = {
+    gatherKeys: (k) => pg.allGatherCatSync(k.contiguous()),
+    rank: pg.rank,
+    crossProcessSum: (t) => pg.allReduceSumGradSync(t),
+  };
   if (o.shuffle === false) return hooks;
   hooks.shuffledKeyForward = (encode, xk) => tidy(() => {
     // _batch_shuffle_ddp

@@ -27,6 +27,8 @@ export interface NativeProcessGroup {
   size(): number;
   backend(): string;
   allReduce(ts: NativeTensor[], op: NativeReduceOp, timeoutMs: number, label: string, sync: boolean): Promise<void> | undefined;
+  /** The sum over ranks as a new tensor whose backward sums the gradient over ranks; always on the JS thread. */
+  allReduceSumGrad(t: NativeTensor, timeoutMs: number, label: string): NativeTensor;
   allGather(t: NativeTensor, timeoutMs: number, label: string, sync: boolean): Promise<NativeTensor[]> | NativeTensor[];
   broadcast(ts: NativeTensor[], root: number, timeoutMs: number, label: string, sync: boolean): Promise<void> | undefined;
   barrier(timeoutMs: number, label: string, sync: boolean): Promise<void> | undefined;

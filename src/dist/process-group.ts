@@ -160,6 +160,18 @@ export class ProcessGroup {
     this.end(label);
   }
 
+  /**
+   * The sum of `t` over all ranks as a new tensor, with autograd: its backward sums the output gradients over the
+   * ranks into each rank's input gradient (torch.distributed.nn.functional.all_reduce). SyncBatchNorm's
+   * statistics go through it. On the JS thread, forward and backward; every rank must run the same graph.
+   */
+  allReduceSumGradSync(t: Tensor): Tensor {
+    const label = this.begin('allReduceSumGrad');
+    const r = this.settleSync(label, () => this.pg.allReduceSumGrad(t.native, this.timeoutMs, label));
+    this.end(label);
+    return new Tensor(r);
+  }
+
   /** Every rank's copy of `t`, in rank order (new tensors). */
   async allGather(t: Tensor): Promise<Tensor[]> {
     const label = this.begin('allGather');

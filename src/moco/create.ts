@@ -4,6 +4,7 @@ import { MoCoV3, type MoCoV3DistHooks, type MoCoV3Opts } from './mocov3.js';
 import { EndToEnd, type EndToEndLoss } from './end-to-end.js';
 import { MemoryBank, type BankSampling } from './memory-bank.js';
 import type { AnyMechanismName, Mechanism } from './mechanism.js';
+import { syncBatchNorm, type CrossProcessSum } from '../nn/index.js';
 
 /**
  * What a mechanism is built from, named as a run's settings are (PretrainConfig, the settings table), so that a
@@ -30,9 +31,9 @@ export interface MechanismRun {
   bankSize?: number;
   /**
    * MoCo and MoCo v3: multi-process training's hooks (key all-gather; MoCo's cross-process ShuffleBN; v3's rank,
-   * the offset of its labels).
+   * the offset of its labels, and the cross-process sum of its SyncBatchNorm).
    */
-  dist?: MoCoDistHooks & MoCoV3DistHooks;
+  dist?: MoCoDistHooks & MoCoV3DistHooks & { crossProcessSum?: CrossProcessSum };
 }
 
 /**
@@ -62,8 +63,10 @@ export function createMechanism(o: MechanismOpts, run: MechanismRun = {}): Mecha
     case 'mocov3': {
       const v3 = new MoCoV3(o);
       if (run.dist) {
-        const { gatherKeys, rank } = run.dist;
+        const { gatherKeys, rank, crossProcessSum } = run.dist;
         v3.dist = { ...(gatherKeys ? { gatherKeys } : {}), ...(rank !== undefined ? { rank } : {}) };
+        // main_moco.py converts the whole model, momentum encoder and predictor too, to SyncBatchNorm.
+        if (crossProcessSum) syncBatchNorm(v3, crossProcessSum);
       }
       return v3;
     }

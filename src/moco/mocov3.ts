@@ -3,8 +3,8 @@
 //   θk ← m·θk + (1−m)·θq (parameters only), then k1, k2 = momentum_encoder(x1), momentum_encoder(x2), no grad
 //   loss = ctr(q1, k2) + ctr(q2, k1);  ctr(q, k) = CE(norm(q)·norm(k)ᵀ / τ, arange(N)) · 2τ
 // No queue and no key shuffle: a query's negatives are the other keys of the batch (of every process, once the
-// keys are gathered), and BN is plain BN over the batch — the statistics SyncBN computes in the multi-GPU recipe;
-// in several processes ours is per-process BN (docs/mocov3.md).
+// keys are gathered), and BN is plain BN over the batch — over every process's batch in a multi-process run
+// (SyncBatchNorm, as main_moco.py converts the model).
 // The ×2τ undoes the 1/τ scale of the gradient, so the loss magnitude does not depend on τ (builder.py's comment).
 import { F, Tensor, arange, foreachAdd_, foreachMul_, noGrad } from '../torch/index.js';
 import { Module, type Sequential } from '../nn/index.js';

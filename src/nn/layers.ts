@@ -1,5 +1,5 @@
 // Layers with PyTorch's parameter names, shapes and default initialisations.
-import { F, Tensor, empty, zeros, ones, tensor } from '../torch/index.js';
+import { F, Tensor, cat, empty, noGrad, ones, tensor, tidy, zeros } from '../torch/index.js';
 import type { Conv2dOpts as FunctionalConv2dOpts } from '../torch/functional.js';
 import { Module } from './module.js';
 import { fans, kaimingUniform_, uniform_ } from './init.js';
@@ -117,18 +117,81 @@ export abstract class BatchNormBase extends Module {
     return this.tensor('num_batches_tracked')!;
   }
 
+  /**
+   * A differentiable sum over the processes of a data-parallel run: when set, training batches are normalised
+   * with the statistics of every process's batch together (PyTorch's SyncBatchNorm; see {@link syncBatchNorm}).
+   * Null (default): this process's batch only.
+   */
+  crossProcessSum: CrossProcessSum | null = null;
+
   /** Throws when `x` is not of a rank this norm takes. */
   protected abstract checkInput(x: Tensor): void;
 
   forward(x: Tensor): Tensor {
     this.checkInput(x);
     if (this.training) this.numBatchesTracked.add_(1);
+    if (this.training && this.crossProcessSum) return this.syncForward(x, this.crossProcessSum);
     return F.batchNorm(x, this.runningMean, this.runningVar, this.weight, this.bias, {
       training: this.training,
       momentum: this.momentum,
       eps: this.eps,
     });
   }
+
+  /**
+   * Training-mode BN over the union of all processes' batches: the mean from the summed per-channel sums and
+   * counts, the biased variance from the summed squared deviations (two passes, as F.batchNorm's), both through
+   * the differentiable sum so each process's gradient reaches every process's samples. The running variance is
+   * unbiased over the global count, as nn.SyncBatchNorm's.
+   */
+  private syncForward(x: Tensor, sum: CrossProcessSum): Tensor {
+    const c = x.shape[1]!;
+    const dims = [0, ...Array.from({ length: x.dim() - 2 }, (_, i) => i + 2)];
+    const shape = [1, c, ...Array<number>(x.dim() - 2).fill(1)];
+    return tidy(() => {
+      const local = x.numel() / c;
+      const totals = sum(cat([x.sum({ dim: dims }), tensor([local], { dtype: x.dtype })]));
+      const n = totals.narrow(0, c, 1).item();
+      const mean = totals.narrow(0, 0, c).div(n);
+      const xc = x.sub(mean.view(...shape));
+      const variance = sum(xc.mul(xc).sum({ dim: dims })).div(n);
+      let y = xc.mul(
+        variance
+          .add(this.eps)
+          .rsqrt()
+          .view(...shape),
+      );
+      if (this.weight && this.bias) y = y.mul(this.weight.view(...shape)).add(this.bias.view(...shape));
+      noGrad(() => {
+        const m = this.momentum;
+        this.runningMean.mul_(1 - m).add_(mean.detach().mul(m));
+        this.runningVar.mul_(1 - m).add_(variance.detach().mul((m * n) / Math.max(1, n - 1)));
+      });
+      return y;
+    });
+  }
+}
+
+/** A differentiable sum over the processes of a run (dist's ProcessGroup.allReduceSumGradSync). */
+export type CrossProcessSum = (t: Tensor) => Tensor;
+
+/**
+ * nn.SyncBatchNorm.convert_sync_batchnorm: every BatchNorm1d/2d in `module` normalises training batches over all
+ * processes through `sum` (null: back to per-process). SplitBatchNorm2d, MoCo v2's one-process ShuffleBN emulation,
+ * is refused. Returns the number of layers set.
+ */
+export function syncBatchNorm(module: Module, sum: CrossProcessSum | null): number {
+  let n = 0;
+  module.apply((m) => {
+    if (!(m instanceof BatchNormBase)) return;
+    if (m instanceof SplitBatchNorm2d && m.numSplits > 1)
+      throw new Error(
+        `syncBatchNorm: a SplitBatchNorm2d of ${m.numSplits} splits emulates per-process BN in one process; build the model with --bn-splits 1`,
+      );
+    m.crossProcessSum = sum;
+    n++;
+  });
+  return n;
 }
 
 /** nn.BatchNorm2d over N×C×H×W inputs, always affine (every use in the models is). */

@@ -281,12 +281,6 @@ async function prepare(c: PretrainConfig, o: PretrainOptions, p: Process): Promi
       `invalid --batch-size ${c.batchSize}: each of the ${world} processes takes an equal share that --bn-splits ${c.bnSplits} divides, so it must be a multiple of ${world * c.bnSplits}; pass --batch-size ${Math.max(1, Math.round(c.batchSize / (world * c.bnSplits))) * world * c.bnSplits}, or another --bn-splits or process count`,
     );
   }
-  if (p.dist && mechanism === 'mocov3' && p.isMain && !p.quiet) {
-    // main_moco.py converts v3's BN to SyncBatchNorm; ours has no cross-process BN yet (docs/mocov3.md).
-    process.stderr.write(
-      `note: --mechanism mocov3 in ${p.world} processes normalises BatchNorm over each process's batch of ${c.batchSize / p.world} (per-process BN), not over the global batch as main_moco.py's SyncBatchNorm does\n`,
-    );
-  }
   const twoViews = (c.mechanism ?? 'moco') !== 'memory-bank';
   // Images decoded into memory (CIFAR-sized) are augmented on this thread between steps, with the model's thread
   // count: switching libtorch's threads for every batch rebuilds the OpenMP team and oneDNN's caches (measured,

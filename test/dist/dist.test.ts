@@ -1,6 +1,6 @@
 // Distributed training over libtorch's c10d (Gloo), on loopback: collectives with 2 and 3 processes, DDP
-// equivalence with SplitBatchNorm2d, identical queues, cross-process ShuffleBN, MoCo v3 (equivalence and a CLI run),
-// faults and rendezvous errors.
+// equivalence with SplitBatchNorm2d, identical queues, cross-process ShuffleBN, MoCo v3 with SyncBatchNorm
+// (equivalence and a CLI run), faults and rendezvous errors.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -104,7 +104,7 @@ test('2 processes × batch 32 (per-process BN) == 1 process × batch 64 with Spl
   assertAllClose(r0!.queue, permuted, 'queue');
 });
 
-test('MoCo v3: 2 processes × batch 16 (per-process BN, keys gathered) == 1 process × batch 32 encoded in 2 BN shards: losses, weights (float64)', opts, async () => {
+test('MoCo v3: 2 processes × batch 16 (SyncBatchNorm, keys gathered) == 1 process × batch 32: losses, weights, BN statistics (float64)', opts, async () => {
   const [single, ...dist] = await Promise.all([runAll('v3-single', 1, { WORLD_SIZE: '' }), runAll('v3-train', 2)]).then(([s, d]) => [s[0]!, ...d]);
   const ref = single!.result as unknown as TrainResult;
   const [r0, r1] = dist.map((d) => d.result as unknown as TrainResult);
@@ -115,12 +115,14 @@ test('MoCo v3: 2 processes × batch 16 (per-process BN, keys gathered) == 1 proc
   assert.equal(r0!.params.length, ref.params.length);
   for (const [i, [name, w]] of r0!.params.entries()) {
     assert.equal(name, ref.params[i]![0]);
-    assertAllClose(w, ref.params[i]![1], `weights ${name}`, 1e-9, 1e-9 * maxAbs(ref.params[i]![1]!));
+    // An absolute floor for the running means that are zero but for rounding (the predictor's first BN sees the
+    // projector's last BN output, whose batch mean is 0).
+    assertAllClose(w, ref.params[i]![1], name, 1e-9, Math.max(1e-12, 1e-9 * maxAbs(ref.params[i]![1]!)));
     assert.deepEqual(w, r1!.params[i]![1], `${name}: identical on both ranks`);
   }
 });
 
-test('moco pretrain --mechanism mocov3 --nproc-per-node 2: 2 steps through the launcher, per-process BN said once', opts, async () => {
+test('moco pretrain --mechanism mocov3 --nproc-per-node 2: 2 steps through the launcher', opts, async () => {
   const out = tmpDir();
   const { code, out: stdout, err } = await runCli([
     'pretrain', 'synthetic:64', '--preset', 'mocov3-cifar', '--nproc-per-node', '2', '-a', 'resnet18', '--width', '8',
@@ -128,7 +130,6 @@ test('moco pretrain --mechanism mocov3 --nproc-per-node 2: 2 steps through the l
     '--knn-every', '0', '--threads', '2', '--out', out,
   ]).done;
   assert.equal(code, 0, err.slice(-2000));
-  assert.equal(err.split('\n').filter((l) => l.includes('per-process BN')).length, 1, err);
   const summary = JSON.parse(stdout.trim().split('\n').pop()!) as { steps: number; worldSize: number; checkpoint: string };
   assert.equal(summary.worldSize, 2);
   assert.equal(summary.steps, 2);

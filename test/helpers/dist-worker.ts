@@ -133,10 +133,9 @@ export const V3_STEPS = 2;
 export const V3_GLOBAL_BATCH = 32;
 
 /**
- * Two MoCo v3 steps (LARS). With `pg`: this rank's shard, keys gathered by the run's hooks (through
- * createMechanism), per-process BN, gradients averaged. Without: the global batch in one process, each rank's
- * shard encoded apart (the per-process BN statistics), every shard's queries against all shards' keys with that
- * shard's labels, and the mean of the shards' losses (what averaging the ranks' gradients differentiates).
+ * Two MoCo v3 steps (LARS). With `pg`: this rank's shard, keys gathered and BatchNorm synchronised by the run's
+ * hooks (through createMechanism), gradients averaged. Without: the global batch in one process, plain BN over it
+ * — what SyncBatchNorm and averaging the ranks' gradients must equal.
  */
 async function trainV3(pg: ProcessGroup | null): Promise<unknown> {
   const world = 2;
@@ -154,45 +153,20 @@ async function trainV3(pg: ProcessGroup | null): Promise<unknown> {
   const losses: number[] = [];
   for (let step = 0; step < V3_STEPS; step++) {
     const g = globalBatch(step, V3_GLOBAL_BATCH);
-    const [xq, xk] = [g.xq.to('float64'), g.xk.to('float64')];
+    let [xq, xk] = [g.xq.to('float64'), g.xk.to('float64')];
+    if (pg) [xq, xk] = [shard(xq, pg.rank, world), shard(xk, pg.rank, world)];
     opt.zeroGrad();
-    let loss: Tensor;
-    if (pg) {
-      loss = v3.forwardPair(shard(xq, pg.rank, world), shard(xk, pg.rank, world)).loss;
-      loss.backward();
-      allReduceGradientsSync(pg, v3.trainableParameters());
-    } else {
-      const x1 = Array.from({ length: world }, (_, r) => shard(xq, r, world));
-      const x2 = Array.from({ length: world }, (_, r) => shard(xk, r, world));
-      v3.momentumUpdate();
-      const keys = (xs: Tensor[]): Tensor =>
-        torch.noGrad(() =>
-          torch.cat(
-            xs.map((x) => torch.F.normalize(v3.momentumEncoder.forward(x), { dim: 1 })),
-            0,
-          ),
-        );
-      const [k1, k2] = [keys(x1), keys(x2)];
-      const perRank = x1.map((_, r) => {
-        const q1 = v3.predictor.forward(v3.baseEncoder.forward(x1[r]!));
-        const q2 = v3.predictor.forward(v3.baseEncoder.forward(x2[r]!));
-        v3.dist = { gatherKeys: () => k2, rank: r };
-        const a = v3.contrastiveLoss(q1, q1).loss;
-        v3.dist = { gatherKeys: () => k1, rank: r };
-        return a.add(v3.contrastiveLoss(q2, q2).loss);
-      });
-      loss = perRank[0]!.add(perRank[1]!).div(world);
-      loss.backward();
-    }
+    const loss = v3.forwardPair(xq, xk).loss;
+    loss.backward();
+    if (pg) allReduceGradientsSync(pg, v3.trainableParameters());
     opt.step();
     const l = loss.detach().clone();
     if (pg) await pg.allReduce(l, 'avg');
     losses.push(l.item());
   }
-  return {
-    losses,
-    params: v3.namedParameters().map(([n, p]) => [n, Array.from(p.detach().reshape(-1).data() as Float64Array)]),
-  };
+  // Parameters and the BN running statistics (float64 buffers; num_batches_tracked left out).
+  const state = [...v3.stateDict()].filter(([, t]) => t.dtype === 'float64');
+  return { losses, params: state.map(([n, t]) => [n, Array.from(t.detach().reshape(-1).data() as Float64Array)]) };
 }
 
 async function main(): Promise<void> {

@@ -2,7 +2,18 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as torch from '../../src/torch/index.js';
-import { BatchNorm2d, GELU, LayerNorm, Linear, ReLU, Sequential, SplitBatchNorm2d } from '../../src/nn/index.js';
+import {
+  BatchNorm1d,
+  BatchNorm2d,
+  GELU,
+  LayerNorm,
+  Linear,
+  ReLU,
+  Sequential,
+  SplitBatchNorm2d,
+  syncBatchNorm,
+  type BatchNormBase,
+} from '../../src/nn/index.js';
 import { PY_SPLIT_BN, assertClose, pytorch } from '../helpers/pytorch.js';
 
 test('SplitBatchNorm2d matches the split-BN formula (official CIFAR demo) in train and eval', () => {
@@ -35,6 +46,43 @@ bn.eval(); O['eval'] = bn(x).detach()
   bn.eval();
   assertClose(bn.forward(x), ref.eval!, 'split bn eval', { rtol: 1e-5, atol: 1e-5 });
   assert.throws(() => bn.train().forward(torch.randn([6, 5, 2, 2])), /batch of 6 does not split into 4/);
+});
+
+test('SyncBatchNorm over one process equals BatchNorm: outputs, gradients, running statistics (float64)', () => {
+  // The statistics' own arithmetic (sums, counts, two passes, unbiased running variance); the cross-process
+  // gradients are test/dist's (2 processes against one).
+  const cases: [string, () => BatchNormBase, number[]][] = [
+    ['BatchNorm2d', () => new BatchNorm2d(5), [6, 5, 3, 2]],
+    ['BatchNorm1d(affine=False)', () => new BatchNorm1d(7, { affine: false }), [9, 7]],
+  ];
+  for (const [name, make, shape] of cases) {
+    torch.manualSeed(4);
+    const x = torch.randn(shape, { dtype: 'float64' }).mul(3).add(1.5);
+    const g = torch.randn(shape, { dtype: 'float64' });
+    const run = (sync: boolean) => {
+      const bn = make().to('float64');
+      torch.manualSeed(5);
+      if (bn.weight) torch.noGrad(() => bn.weight!.uniform_(0.5, 1.5));
+      let calls = 0;
+      if (sync) syncBatchNorm(bn, (t) => (calls++, t.mul(1)));
+      const xi = x.clone().requiresGrad_(true);
+      const y = bn.forward(xi);
+      y.backward(g);
+      return { y, gx: xi.grad!, gw: bn.weight?.grad ?? null, rm: bn.runningMean, rv: bn.runningVar, calls };
+    };
+    const [plain, sync] = [run(false), run(true)];
+    assert.equal(sync.calls, 2, `${name}: one sum for the mean and count, one for the variance`);
+    const tol = { rtol: 1e-12, atol: 1e-12 };
+    assertClose(sync.y, plain.y, `${name} output`, tol);
+    assertClose(sync.gx, plain.gx, `${name} input gradient`, tol);
+    if (plain.gw) assertClose(sync.gw!, plain.gw, `${name} weight gradient`, tol);
+    assertClose(sync.rm, plain.rm, `${name} running mean`, tol);
+    assertClose(sync.rv, plain.rv, `${name} running var`, tol);
+  }
+  assert.throws(
+    () => syncBatchNorm(new SplitBatchNorm2d(4, 2), (t) => t),
+    /SplitBatchNorm2d of 2 splits.*--bn-splits 1/,
+  );
 });
 
 test('BatchNorm2d counts batches and uses running stats in eval', () => {
