@@ -109,8 +109,12 @@ export class Block extends Module {
   }
 
   forward(x: Tensor): Tensor {
-    const y = x.add(this.attn.forward(this.norm1.forward(x)));
-    return y.add(this.mlp.forward(this.norm2.forward(y)));
+    // A scope per block: what autograd does not save (q·kᵀ before its scaling, the scaled scores; under noGrad
+    // every activation) is freed at the block's end, as PyTorch frees it, not at the end of the step.
+    return tidy(() => {
+      const y = x.add(this.attn.forward(this.norm1.forward(x)));
+      return y.add(this.mlp.forward(this.norm2.forward(y)));
+    });
   }
 }
 

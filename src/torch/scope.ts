@@ -8,6 +8,8 @@ export interface Disposable {
 }
 
 const scopes: Set<Disposable>[] = [];
+/** Open createdBytes() calls: while any is, tidy() scopes hand every tensor to their parent (see createdBytes). */
+let counting = 0;
 
 /** Called by every tensor constructor: the innermost open tidy() scope owns it. */
 export function track(t: Disposable): void {
@@ -45,7 +47,7 @@ export function tidy<T>(fn: () => T): T {
   collect(result, kept, new Set());
   const parent = scopes[scopes.length - 1];
   for (const t of scope) {
-    if (kept.has(t)) parent?.add(t);
+    if (kept.has(t) || counting > 0) parent?.add(t);
     else t.dispose();
   }
   return result;
@@ -84,11 +86,19 @@ export function memory(): { tensors: number; bytes: number; cudaBytes: number } 
 
 /**
  * Runs `fn` in a tidy scope and returns the bytes of the distinct storages held by the tensors it created (views
- * and in-place results of one storage counted once, at their largest extent), then disposes them. A forward pass
- * under grad keeps every output alive until its scope ends, so this is what a step's forward holds for backward.
+ * and in-place results of one storage counted once, at their largest extent), then disposes them. Scopes opened
+ * inside `fn` free nothing meanwhile, so every output of a forward counts: an upper bound of what it holds for
+ * backward (a model that frees its unsaved intermediates per block, as the ViT, holds less).
  */
 export function createdBytes(fn: () => void): number {
-  const { scope } = inScope(fn);
+  counting++;
+  let created: ReturnType<typeof inScope<void>>;
+  try {
+    created = inScope(fn);
+  } finally {
+    counting--;
+  }
+  const { scope } = created;
   const byStorage = new Map<bigint, number>();
   for (const t of scope) {
     const tensor = t as unknown as { native?: { dataPtr(): bigint }; nbytes?: number };
