@@ -1,5 +1,5 @@
 // Layers with PyTorch's parameter names, shapes and default initialisations.
-import { F, Tensor, cat, empty, noGrad, ones, tensor, tidy, zeros } from '../torch/index.js';
+import { F, Tensor, cat, empty, full, noGrad, ones, tensor, tidy, zeros } from '../torch/index.js';
 import type { Conv2dOpts as FunctionalConv2dOpts } from '../torch/functional.js';
 import { Module } from './module.js';
 import { fans, kaimingUniform_, uniform_ } from './init.js';
@@ -144,13 +144,16 @@ export abstract class BatchNormBase extends Module {
    * the differentiable sum so each process's gradient reaches every process's samples. The running variance is
    * unbiased over the global count, as nn.SyncBatchNorm's.
    */
-  private syncForward(x: Tensor, sum: CrossProcessSum): Tensor {
-    const c = x.shape[1]!;
-    const dims = [0, ...Array.from({ length: x.dim() - 2 }, (_, i) => i + 2)];
-    const shape = [1, c, ...Array<number>(x.dim() - 2).fill(1)];
+  private syncForward(input: Tensor, sum: CrossProcessSum): Tensor {
+    const c = input.shape[1]!;
+    const dims = [0, ...Array.from({ length: input.dim() - 2 }, (_, i) => i + 2)];
+    const shape = [1, c, ...Array<number>(input.dim() - 2).fill(1)];
     return tidy(() => {
-      const local = x.numel() / c;
-      const totals = sum(cat([x.sum({ dim: dims }), tensor([local], { dtype: x.dtype })]));
+      // Statistics in float32 at least, as the native kernel accumulates a bf16 batch (its counts exact too).
+      const low = input.dtype === 'bfloat16' || input.dtype === 'float16';
+      const x = low ? input.to('float32') : input;
+      const count = full([1], x.numel() / c, { dtype: x.dtype, device: x.device });
+      const totals = sum(cat([x.sum({ dim: dims }), count]));
       const n = totals.narrow(0, c, 1).item();
       const mean = totals.narrow(0, 0, c).div(n);
       const xc = x.sub(mean.view(...shape));
@@ -167,7 +170,7 @@ export abstract class BatchNormBase extends Module {
         this.runningMean.mul_(1 - m).add_(mean.detach().mul(m));
         this.runningVar.mul_(1 - m).add_(variance.detach().mul((m * n) / Math.max(1, n - 1)));
       });
-      return y;
+      return low ? y.to(input.dtype) : y;
     });
   }
 }

@@ -79,6 +79,15 @@ test('SyncBatchNorm over one process equals BatchNorm: outputs, gradients, runni
     assertClose(sync.rm, plain.rm, `${name} running mean`, tol);
     assertClose(sync.rv, plain.rv, `${name} running var`, tol);
   }
+  // A bf16 batch (autocast's conv outputs): statistics in float32, the output back in bf16, as the native kernel.
+  torch.manualSeed(6);
+  const xb = torch.randn([50, 3, 4, 4]).mul(4).add(20).to('bfloat16');
+  const [plain, sync] = [new BatchNorm2d(3), new BatchNorm2d(3)];
+  syncBatchNorm(sync, (t) => t.mul(1));
+  const [yp, ys] = [plain.forward(xb), sync.forward(xb)];
+  assert.equal(ys.dtype, 'bfloat16');
+  assertClose(ys.to('float32'), yp.to('float32'), 'bf16 output', { rtol: 0, atol: 0.02 });
+  assertClose(sync.runningMean, plain.runningMean, 'bf16 running mean', { rtol: 1e-5, atol: 1e-5 });
   assert.throws(
     () => syncBatchNorm(new SplitBatchNorm2d(4, 2), (t) => t),
     /SplitBatchNorm2d of 2 splits.*--bn-splits 1/,
